@@ -1,0 +1,95 @@
+// The op table (one row per op of MEDIC_OP_LIST) and the single dispatch point for every backend.
+#include <string>
+
+#include "medic/ops.h"
+
+namespace medic {
+
+bool Attrs::has(const char* key) const {
+  for (auto& p : kv)
+    if (p.first == key) return true;
+  return false;
+}
+
+double Attrs::get(const char* key, double def) const {
+  for (auto& p : kv)
+    if (p.first == key) return p.second;
+  return def;
+}
+
+void Attrs::set(const std::string& key, double value) {
+  for (auto& p : kv)
+    if (p.first == key) {
+      p.second = value;
+      return;
+    }
+  kv.emplace_back(key, value);
+}
+
+namespace {
+
+struct Table {
+  OpDef defs[static_cast<int>(OpId::count)];
+  Table() {
+#define MEDIC_OP_ROW(name, a, b, c, d) \
+  defs[static_cast<int>(OpId::name)] = OpDef{OpId::name, #name, a, b, c, d, check_##name, cpu::name, cuda_kernel(OpId::name)};
+    MEDIC_OP_LIST(MEDIC_OP_ROW)
+#undef MEDIC_OP_ROW
+  }
+};
+
+const Table& table() {
+  static const Table t;
+  return t;
+}
+
+}  // namespace
+
+const OpDef* find_op(const std::string& name) {
+  for (const OpDef& d : table().defs)
+    if (name == d.name) return &d;
+  return nullptr;
+}
+
+const OpDef& op_def(OpId id) { return table().defs[static_cast<int>(id)]; }
+
+std::vector<std::string> op_names() {
+  std::vector<std::string> names;
+  for (const OpDef& d : table().defs) names.emplace_back(d.name);
+  return names;
+}
+
+void check_call(const OpCall& c) {
+  const OpDef& d = *c.def;
+  auto count = [&](const char* what, int n, int lo, int hi) {
+    if (n < lo || n > hi)
+      throw Error(std::string(d.name) + ": expected " + (lo == hi ? std::to_string(lo) : std::to_string(lo) + ".." + std::to_string(hi)) +
+                  " " + what + ", got " + std::to_string(n));
+  };
+  count("inputs", c.n_in, d.n_in_min, d.n_in_max);
+  count("outputs", c.n_out, d.n_out_min, d.n_out_max);
+  for (int i = 0; i < c.n_in; ++i) {
+    if (i < d.n_in_min && c.in[i].data == nullptr && c.in[i].numel() != 0)
+      throw Error(std::string(d.name) + ": input " + std::to_string(i) + " is required but was empty");
+    if (c.in[i].data && c.in[i].device != c.ctx->device)
+      throw Error(std::string(d.name) + ": input " + std::to_string(i) + " is " + c.in[i].describe() +
+                  " but the op runs on " + (c.ctx->device == Device::CPU ? "cpu" : "cuda"));
+  }
+  for (int i = 0; i < c.n_out; ++i) {
+    if (i < d.n_out_min && c.out[i].data == nullptr && c.out[i].numel() != 0)
+      throw Error(std::string(d.name) + ": output " + std::to_string(i) + " is required but was empty");
+    if (c.out[i].data && c.out[i].device != c.ctx->device)
+      throw Error(std::string(d.name) + ": output " + std::to_string(i) + " is " + c.out[i].describe() +
+                  " but the op runs on " + (c.ctx->device == Device::CPU ? "cpu" : "cuda"));
+  }
+  d.check(c);
+}
+
+void run_op(const OpCall& c, bool checked) {
+  if (checked) check_call(c);
+  KernelFn fn = c.ctx->device == Device::CPU ? c.def->cpu : c.def->cuda;
+  if (!fn) throw Error(std::string(c.def->name) + ": no CUDA kernel in this build");
+  fn(c);
+}
+
+}  // namespace medic

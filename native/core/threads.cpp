@@ -1,0 +1,84 @@
+#include "medic/threads.h"
+
+#include <sched.h>
+
+#include <algorithm>
+
+namespace medic {
+
+int default_thread_count() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  unsigned n = std::thread::hardware_concurrency();
+  return n ? static_cast<int>(n) : 1;
+}
+
+ThreadPool::ThreadPool(int nthreads) : nthreads_(std::max(1, nthreads)) {
+  for (int t = 1; t < nthreads_; ++t) threads_.emplace_back([this, t] { worker(t); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_start_.notify_all();
+  for (auto& th : threads_) th.join();
+}
+
+void ThreadPool::worker(int tid) {
+  int64_t seen = 0;
+  for (;;) {
+    const std::function<void(int, int)>* task;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_start_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      task = task_;
+    }
+    (*task)(tid, nthreads_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--pending_ == 0) cv_done_.notify_one();
+    }
+  }
+}
+
+void ThreadPool::run(const std::function<void(int, int)>& fn) {
+  if (nthreads_ == 1) {
+    fn(0, 1);
+    return;
+  }
+  std::lock_guard<std::mutex> serial(run_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    task_ = &fn;
+    pending_ = nthreads_ - 1;
+    ++generation_;
+  }
+  cv_start_.notify_all();
+  fn(0, nthreads_);
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_done_.wait(lock, [&] { return pending_ == 0; });
+}
+
+void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(1, grain);
+  int64_t parts = std::min<int64_t>(nthreads_, (n + grain - 1) / grain);
+  if (parts <= 1) {
+    fn(0, n);
+    return;
+  }
+  run([&](int tid, int) {
+    if (tid >= parts) return;
+    int64_t begin = n * tid / parts, end = n * (tid + 1) / parts;
+    if (begin < end) fn(begin, end);
+  });
+}
+
+}  // namespace medic

@@ -1,0 +1,109 @@
+// The CUDA device: discovery, memory, copies, and the engine's stream.
+#include <dlfcn.h>
+
+#include <cstdio>
+
+#include "common.cuh"
+#include "medic/engine.h"
+
+namespace medic {
+
+bool cuda_compiled() { return true; }
+
+namespace {
+// A missing driver and a too-old driver give the same cudaGetDeviceCount error (35), so look for
+// libcuda.so.1 first to tell the user which one it is.
+bool driver_library_present() {
+  void* h = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+  if (!h) return false;
+  dlclose(h);
+  return true;
+}
+}  // namespace
+
+int cuda_device_count() {
+  if (!driver_library_present()) return 0;
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+std::string cuda_describe(int index) {
+  if (!driver_library_present()) return "no NVIDIA driver (libcuda.so.1 not found)";
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return std::string("driver present but unusable: ") + cudaGetErrorString(e) + " (CUDA 13 needs driver R580 or newer)";
+  }
+  if (index < 0 || index >= n) return "no CUDA device " + std::to_string(index) + " (" + std::to_string(n) + " visible)";
+  cudaDeviceProp p{};
+  cuda::check(cudaGetDeviceProperties(&p, index), "cudaGetDeviceProperties");
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%s, compute capability %d.%d, %.1f GiB, %d SMs, driver CUDA %d.%d, runtime %d.%d", p.name, p.major,
+                p.minor, p.totalGlobalMem / 1073741824.0, p.multiProcessorCount, driver / 1000, (driver % 1000) / 10, runtime / 1000,
+                (runtime % 1000) / 10);
+  return buf;
+}
+
+namespace {
+void* dev_alloc(size_t bytes, void* state) {
+  auto* c = static_cast<cuda::CudaContext*>(state);
+  void* p = nullptr;
+  size_t n = bytes ? bytes : 1;
+  cuda::check(cudaMallocAsync(&p, n, c->stream), "cudaMallocAsync");
+  cuda::check(cudaMemsetAsync(p, 0, n, c->stream), "cudaMemsetAsync");
+  return p;
+}
+void dev_release(void* p, void* state) {
+  auto* c = static_cast<cuda::CudaContext*>(state);
+  cudaFreeAsync(p, c->stream);
+}
+void dev_to_device(void* dst, const void* src, size_t bytes, void* state) {
+  auto* c = static_cast<cuda::CudaContext*>(state);
+  cuda::check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream), "copy to device");
+  cuda::check(cudaStreamSynchronize(c->stream), "copy to device");
+}
+void dev_to_host(void* dst, const void* src, size_t bytes, void* state) {
+  auto* c = static_cast<cuda::CudaContext*>(state);
+  cuda::check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "copy to host");
+  cuda::check(cudaStreamSynchronize(c->stream), "copy to host");
+}
+void dev_sync(void* state) {
+  auto* c = static_cast<cuda::CudaContext*>(state);
+  cuda::check(cudaStreamSynchronize(c->stream), "stream synchronize");
+}
+}  // namespace
+
+DeviceApi cuda_device_api(int index, Context& ctx) {
+  auto* c = new cuda::CudaContext();
+  c->device = index;
+  cuda::check(cudaSetDevice(index), "cudaSetDevice");
+  cuda::check(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  ctx.cuda = c;
+  DeviceApi api;
+  api.alloc = dev_alloc;
+  api.release = dev_release;
+  api.to_device = dev_to_device;
+  api.to_host = dev_to_host;
+  api.synchronize = dev_sync;
+  api.state = c;
+  return api;
+}
+
+void cuda_release_context(Context& ctx) {
+  auto* c = static_cast<cuda::CudaContext*>(ctx.cuda);
+  if (!c) return;
+  cudaStreamSynchronize(c->stream);
+  cudaStreamDestroy(c->stream);
+  delete c;
+  ctx.cuda = nullptr;
+}
+
+}  // namespace medic

@@ -1,0 +1,211 @@
+// The op table: every op the engine runs, its contract, and one dispatch per backend.
+//
+// One contract, two backends. Each op below has a CPU kernel (native/cpu/<family>.cpp, the readable
+// reference) and, where written, a CUDA kernel with the same name and semantics (native/cuda/<family>.cu).
+// Shapes and dtypes are validated once by the op's check (native/core/op_checks.cpp) before any backend
+// runs, so kernels may assume a valid call.
+//
+// Shape letters (as in SPEC.md): B batch, T tokens in a sequence, N patches, M masked patches,
+// C channels / features, R rows (all leading dims flattened), H heads, Hd head dim, P patch pixels,
+// Dt teacher width, n a flat element count.
+//
+// Gradient convention, stated once for all backward ops:
+//   - gradients of parameters ACCUMULATE (+=): the program zeroes the flat grad buffer once per step;
+//   - gradients of activations OVERWRITE (=) unless the op's attr `acc` is 1, in which case they add.
+//     The graph sets acc=1 on every write after the first to a gradient with several producers
+//     (the residual stream), so no separate add op is needed.
+// Elementwise ops may run in place (an output aliasing an input of the same shape); others may not.
+// Optional inputs/outputs are passed as empty slots (Tensor with data == nullptr).
+// All float math is fp32 on CPU; bf16 exists for storage and casts.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "medic/tensor.h"
+
+namespace medic {
+
+class ThreadPool;
+
+// Attributes: numeric name -> value pairs (enums are small integers, documented per op).
+struct Attrs {
+  std::vector<std::pair<std::string, double>> kv;
+
+  bool has(const char* key) const;
+  double get(const char* key, double def) const;
+  int64_t i(const char* key, int64_t def) const { return static_cast<int64_t>(get(key, static_cast<double>(def))); }
+  float f(const char* key, float def) const { return static_cast<float>(get(key, def)); }
+  void set(const std::string& key, double value);
+};
+
+// Where an op runs. CPU kernels use `pool`; CUDA kernels use `cuda` (stream + library handles).
+struct Context {
+  Device device = Device::CPU;
+  ThreadPool* pool = nullptr;
+  void* cuda = nullptr;
+};
+
+struct OpDef;
+
+struct OpCall {
+  const OpDef* def = nullptr;
+  const Tensor* in = nullptr;
+  int n_in = 0;
+  const Tensor* out = nullptr;  // the views are const; the memory they point at is written
+  int n_out = 0;
+  const Attrs* attrs = nullptr;
+  Context* ctx = nullptr;
+
+  bool has_in(int i) const { return i < n_in && in[i].data != nullptr; }
+  bool has_out(int i) const { return i < n_out && out[i].data != nullptr; }
+  const Tensor& x(int i) const { return in[i]; }
+  const Tensor& y(int i) const { return out[i]; }
+  int64_t ai(const char* k, int64_t d) const { return attrs->i(k, d); }
+  float af(const char* k, float d) const { return attrs->f(k, d); }
+};
+
+using KernelFn = void (*)(const OpCall&);
+using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, slot, expected and found
+
+// ---------------------------------------------------------------------------------------------
+// The ops. X(name, n_in_min, n_in_max, n_out_min, n_out_max)
+//
+// fill          out x: x = attr value (any dtype).
+// copy          in x; out y (same numel, f32): y = alpha * x + acc * y. attrs alpha=1, acc=0.
+// cast          in x; out y (same numel): f32 <-> bf16 (round to nearest even), or same-dtype copy.
+// add           in a [..., S], b [S] (a trailing sub-shape of a, or equal); out y = a + b (broadcast
+//               over a's leading dims). y may alias a.
+// sum_to        in x [L..., S]; out y [S]: y = sum over the leading dims of x (+ y when acc=1).
+//               The backward of add's broadcast and of a bias.
+// gemm          in A, B, [bias [N]]; out C, [preact]. C = act(alpha * op(A) op(B) + bias) (+ C when acc=1).
+//               op(A) is [M, K] (A stored [K, M] when trans_a=1), op(B) is [K, N] ([N, K] when trans_b=1).
+//               B 2-D: A's leading dims are flattened into rows (a Linear: A [B, T, K], B = W [N, K],
+//               trans_b=1 -> C [B, T, N]). B with >2 dims: batched, leading dims of A, B, C equal.
+//               act: 0 none, 1 GELU (erf); with act=1 `preact` (same shape as C) receives the value
+//               before GELU for the backward, and acc must be 0. attrs trans_a, trans_b, alpha=1, acc, act.
+// gelu          in x; out y = x * Phi(x) (erf form).          gelu_bwd: in x, dy; out dx (acc).
+// quick_gelu    in x; out y = x * sigmoid(1.702 x).           quick_gelu_bwd: in x, dy; out dx (acc).
+// softmax       in x [R, C]; out y = softmax(scale * x) along C. attrs scale=1.
+// softmax_bwd   in y, dy; out dx = scale * y * (dy - sum(dy * y)) (acc). attrs scale=1.
+// layernorm     in x [R, C], [w [C]], [b [C]]; out y [R, C], mean [R], rstd [R]. attrs eps=1e-6.
+//               Without w and b it is the parameter-free LayerNorm (teacher target normalisation).
+// layernorm_bwd in dy, x, mean, rstd, [w]; out dx (acc), [dw], [db] (accumulate).
+// attention     in qkv [B, T, 3*H*Hd] (packed as timm: [3, H, Hd] per token); out o [B, T, H*Hd],
+//               lse [B, H, T] (log-sum-exp of each score row, for the backward). Fused, online softmax:
+//               no T x T matrix is kept. attrs heads (required), scale = 1/sqrt(Hd).
+// attention_bwd in do [B, T, H*Hd], qkv, o, lse; out dqkv [B, T, 3*H*Hd] (acc). attrs heads, scale.
+// scale_add     in y [B, ..., C], [gamma [C]], [keep [B]]; out x [B, ..., C] (read and written):
+//               x += keep[b] * gamma * y. LayerScale + DropPath + residual add in one pass.
+// scale_add_bwd in dx (grad of x), y, [gamma], [keep]; out dy (acc), [dgamma] (accumulate).
+// drop_path_mask in seed [2] i32 (per-step seed words); out keep [B]: keep[b] = 0 with probability p,
+//               else 1/(1-p). attrs p, stream (distinguishes blocks).
+// copy_rows     in x [Bx, Tx, C]; out y [By, Ty, C]: y[b, dst+i] = x[b, src+i] for i < count (+ y when
+//               acc=1). Bx == By, or Bx == 1 (broadcast a token), or By == 1 with acc=1 (sum over batch).
+//               attrs src, dst, count. Concatenation, slicing and the CLS token's forward and backward.
+// gather_rows   in x [B, T, C], idx [B, K] i32; out y [B, K, C]: y[b, k] = x[b, idx[b, k]] (+ y when acc=1).
+// scatter_rows  in y [B, K, C], idx [B, K] i32; out x [B, T, C]: x[b, idx[b, k]] = y[b, k] (+= when
+//               acc=1); rows of x not named by idx are left as they are. Indices must be distinct per b.
+// mask_fill     in mask [B, T] u8, token [C]; out x [B, T, C] (read and written): x[b, t] = token where
+//               mask[b, t] != 0.
+// mask_fill_bwd in mask, dx [B, T, C]; out dx_out [B, T, C] (may alias dx): dx with masked rows zeroed,
+//               dtoken [C] (accumulate): sum of the masked rows of dx.
+// patchify      in img [B, Ch, Hi, Wi]; out x [B, N, P], N = (Hi/p)(Wi/p) row-major over the grid.
+//               attrs patch, order: 0 -> P ordered (py, px, ch) as MAE's targets; 1 -> (ch, py, px),
+//               the flattening of a conv weight [D, Ch, p, p], so patch embedding is patchify + gemm.
+// unpatchify    in x [B, N, P]; out img [B, Ch, Hi, Wi]. attrs patch, order (as patchify).
+// pixel_norm    in x [R, P]; out y: (x - mean) / sqrt(unbiased var + eps) per row. attrs eps=1e-6.
+// medic_loss    in s [B, 1+T, Dt] (distill-head rows: 0 = CLS, 1.. = the T tokens that are scored),
+//               t [B, 1+T, Dt] (normalised teacher rows matching s), [pred [B, M, P]], [target [B, M, P]];
+//               out losses [4] = (total, L_tok, L_cls, L_pix), ds [B, 1+T, Dt], [dpred [B, M, P]].
+//               L_tok = SmoothL1(beta) mean over B*T*Dt; L_cls = mean_b (1 - cos(s0, t0)) / tau;
+//               L_pix = MSE mean over B*M*P. total = w_tok L_tok + w_cls L_cls + w_pix L_pix; ds and dpred
+//               are d total (overwrite). A zero weight skips its branch (its gradient rows are zero).
+//               attrs w_tok=1, w_cls=0.4, w_pix=1, tau=0.1, beta=1.
+// cross_entropy in logits [R, C], labels [R] i32; out loss [1] (mean), dlogits [R, C] (d loss, overwrite),
+//               [correct [1]] (count of argmax == label). attrs smoothing=0.
+// grad_norm     in g (f32, any shape); out norm [1] = sqrt(sum g^2).
+// adamw         in grad [n], wd_mask [n] u8, hyper [3] f32 = (lr, weight_decay, step >= 1), [norm [1]];
+//               out param [n], m [n], v [n] (read and written). Decoupled weight decay where wd_mask != 0;
+//               bias-corrected moments; with norm and max_norm > 0 the gradient is first scaled by
+//               min(1, max_norm / (norm + 1e-6)) (clip by global norm). attrs beta1=0.9, beta2=0.999,
+//               eps=1e-8, max_norm=0.
+// init_normal   out x: normal(mean, std) truncated to [lo, hi] (absolute bounds, as torch trunc_normal_),
+//               from the counter-based RNG. attrs mean=0, std=1, lo=-2, hi=2, seed, stream.
+// init_uniform  out x: uniform[lo, hi). attrs lo, hi, seed, stream. (Xavier: lo = -hi = -sqrt(6/(fi+fo)).)
+#define MEDIC_OP_LIST(X)                  \
+  X(fill, 0, 0, 1, 1)                     \
+  X(copy, 1, 1, 1, 1)                     \
+  X(cast, 1, 1, 1, 1)                     \
+  X(add, 2, 2, 1, 1)                      \
+  X(sum_to, 1, 1, 1, 1)                   \
+  X(gemm, 2, 3, 1, 2)                     \
+  X(gelu, 1, 1, 1, 1)                     \
+  X(gelu_bwd, 2, 2, 1, 1)                 \
+  X(quick_gelu, 1, 1, 1, 1)               \
+  X(quick_gelu_bwd, 2, 2, 1, 1)           \
+  X(softmax, 1, 1, 1, 1)                  \
+  X(softmax_bwd, 2, 2, 1, 1)              \
+  X(layernorm, 1, 3, 3, 3)                \
+  X(layernorm_bwd, 4, 5, 1, 3)            \
+  X(attention, 1, 1, 2, 2)                \
+  X(attention_bwd, 4, 4, 1, 1)            \
+  X(scale_add, 1, 3, 1, 1)                \
+  X(scale_add_bwd, 2, 4, 1, 2)            \
+  X(drop_path_mask, 1, 1, 1, 1)           \
+  X(copy_rows, 1, 1, 1, 1)                \
+  X(gather_rows, 2, 2, 1, 1)              \
+  X(scatter_rows, 2, 2, 1, 1)             \
+  X(mask_fill, 2, 2, 1, 1)                \
+  X(mask_fill_bwd, 2, 2, 2, 2)            \
+  X(patchify, 1, 1, 1, 1)                 \
+  X(unpatchify, 1, 1, 1, 1)               \
+  X(pixel_norm, 1, 1, 1, 1)               \
+  X(medic_loss, 2, 4, 2, 3)               \
+  X(cross_entropy, 2, 2, 2, 3)            \
+  X(grad_norm, 1, 1, 1, 1)                \
+  X(adamw, 3, 4, 3, 3)                    \
+  X(init_normal, 0, 0, 1, 1)              \
+  X(init_uniform, 0, 0, 1, 1)
+
+enum class OpId : int {
+#define MEDIC_OP_ENUM(name, a, b, c, d) name,
+  MEDIC_OP_LIST(MEDIC_OP_ENUM)
+#undef MEDIC_OP_ENUM
+      count
+};
+
+struct OpDef {
+  OpId id;
+  const char* name;
+  int n_in_min, n_in_max, n_out_min, n_out_max;
+  CheckFn check;
+  KernelFn cpu;
+  KernelFn cuda;  // nullptr where the CUDA kernel is not built
+};
+
+// Declarations: check_<op> in core/op_checks.cpp, cpu::<op> in cpu/, cuda::<op> in cuda/.
+#define MEDIC_OP_DECL(name, a, b, c, d) void check_##name(const OpCall&);
+MEDIC_OP_LIST(MEDIC_OP_DECL)
+#undef MEDIC_OP_DECL
+namespace cpu {
+#define MEDIC_OP_DECL(name, a, b, c, d) void name(const OpCall&);
+MEDIC_OP_LIST(MEDIC_OP_DECL)
+#undef MEDIC_OP_DECL
+}  // namespace cpu
+
+// The CUDA kernel of an op, or nullptr: defined in cuda/registry.cu, or core/no_cuda.cpp in CPU builds.
+KernelFn cuda_kernel(OpId id);
+bool cuda_compiled();
+
+const OpDef* find_op(const std::string& name);  // nullptr when unknown
+const OpDef& op_def(OpId id);
+std::vector<std::string> op_names();
+
+// Validate a call (slot counts, then the op's shape/dtype contract). Throws medic::Error.
+void check_call(const OpCall& call);
+// Run one op on ctx's device (check_call first when `checked`).
+void run_op(const OpCall& call, bool checked = true);
+
+}  // namespace medic

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// Builds the native addon with cmake-js (run by `npm install` / `npm ci`, and `npm run build:native`).
+//
+// - Skips the build when a binary for this platform already exists (prebuilds/ or build/Release),
+//   unless --force is given.
+// - MEDIC_CUDA=AUTO|ON|OFF selects the CUDA backend (AUTO: built when nvcc is found).
+// - Never downloads anything: package.json's "binary.napi_versions" makes cmake-js take the Node-API
+//   headers from the node-api-headers package.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const force = process.argv.includes('--force');
+const built = join(root, 'build', 'Release', 'medic_cpu.node');
+const prebuilt = join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'cpu', 'medic_cpu.node');
+
+if (!force && (existsSync(built) || existsSync(prebuilt))) {
+  console.log(`medic-native: using the existing binary (${existsSync(built) ? built : prebuilt}); npm run build:native rebuilds`);
+  process.exit(0);
+}
+
+const require = createRequire(import.meta.url);
+const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
+const cuda = (process.env.MEDIC_CUDA ?? 'AUTO').toUpperCase();
+if (!['AUTO', 'ON', 'OFF'].includes(cuda)) {
+  console.error(`medic-native: MEDIC_CUDA must be AUTO, ON or OFF, got '${process.env.MEDIC_CUDA}'`);
+  process.exit(2);
+}
+const env = { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: String(availableParallelism()) };
+const args = [cmakeJs, 'compile', '--directory', root, `--CDMEDIC_CUDA=${cuda}`];
+if (process.env.MEDIC_BUILD_DIR) args.push('--out', process.env.MEDIC_BUILD_DIR);
+console.log(`medic-native: building the native engine (MEDIC_CUDA=${cuda}) ...`);
+const r = spawnSync(process.execPath, args, { stdio: 'inherit', env, cwd: root });
+if (r.status !== 0) {
+  console.error('medic-native: the native build failed (see above). It needs cmake >= 3.18 and a C++17 compiler;');
+  console.error('  set MEDIC_CUDA=OFF to skip the CUDA backend.');
+  process.exit(r.status ?? 1);
+}
