@@ -1,0 +1,92 @@
+// Kernel microbenchmark: every op family at the ViT-Tiny and ViT-Base shapes of a MEDiC step.
+//
+//   npm run bench                      # all families, both presets, default threads
+//   npm run bench -- --family gemm --preset base --threads 2 --json out.json
+//
+// Each case is warmed up, then run until --min-ms has passed (at least --min-runs times); the
+// median time is reported with GFLOP/s or GB/s. Families: bench/cases/<family>.ts.
+import { writeFileSync } from 'node:fs';
+
+import { Engine } from '../lib/engine/index.js';
+import type { BenchCase, CaseList } from './cases/types.js';
+import { presets, type Preset } from './presets.js';
+
+const families: Record<string, () => Promise<{ cases: CaseList }>> = {
+  gemm: () => import('./cases/gemm.js'),
+  attention: () => import('./cases/attention.js'),
+  elementwise: () => import('./cases/elementwise.js'),
+  loss: () => import('./cases/loss.js'),
+};
+
+function arg(name: string, def?: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : def;
+}
+
+export interface BenchRow {
+  preset: string;
+  family: string;
+  name: string;
+  ms: number;
+  gflops?: number;
+  gbs?: number;
+}
+
+export function timeCase(engine: Engine, c: BenchCase, minMs: number, minRuns: number): number {
+  const inst = c.setup(engine);
+  try {
+    inst.run(); // warm-up (page faults, packing buffers)
+    const times: number[] = [];
+    const start = performance.now();
+    while (times.length < minRuns || performance.now() - start < minMs) {
+      const t0 = performance.now();
+      inst.run();
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    return times[times.length >> 1];
+  } finally {
+    inst.dispose();
+  }
+}
+
+async function main(): Promise<void> {
+  const threads = Number(arg('threads', '0'));
+  const only = arg('family');
+  const presetNames = (arg('preset') ?? 'tiny,base').split(',') as Preset['name'][];
+  const minMs = Number(arg('min-ms', '300'));
+  const minRuns = Number(arg('min-runs', '3'));
+  const engine = Engine.create({ device: 'cpu', threads });
+  console.log(`engine: ${engine.describe()}`);
+  const rows: BenchRow[] = [];
+  try {
+    for (const p of presetNames) {
+      const preset = presets[p];
+      if (!preset) throw new Error(`--preset: unknown preset '${p}' (tiny, base)`);
+      for (const [fam, load] of Object.entries(families)) {
+        if (only && !only.split(',').includes(fam)) continue;
+        const { cases } = await load();
+        for (const c of cases(preset)) {
+          const ms = timeCase(engine, c, minMs, minRuns);
+          const row: BenchRow = { preset: p, family: fam, name: c.name, ms };
+          if (c.flops) row.gflops = c.flops / (ms * 1e6);
+          if (c.bytes) row.gbs = c.bytes / (ms * 1e6);
+          rows.push(row);
+          const rate = row.gflops !== undefined ? `${row.gflops.toFixed(1)} GFLOP/s` : row.gbs !== undefined ? `${row.gbs.toFixed(2)} GB/s` : '';
+          console.log(`${p.padEnd(5)} ${fam.padEnd(12)} ${c.name.padEnd(58)} ${ms.toFixed(3).padStart(10)} ms  ${rate}`);
+        }
+      }
+    }
+  } finally {
+    engine.dispose();
+  }
+  const out = arg('json');
+  if (out) writeFileSync(out, JSON.stringify({ engine: 'cpu', threads, rows }, null, 2));
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,84 @@
+// The raw shape of the native module (native/napi). Only lib/engine talks to these directly;
+// everything else uses the typed wrappers in this folder.
+export type DType = 'f32' | 'bf16' | 'i32' | 'u8';
+export type TypedArrayOf<D extends DType> = D extends 'f32'
+  ? Float32Array
+  : D extends 'bf16'
+    ? Uint16Array
+    : D extends 'i32'
+      ? Int32Array
+      : Uint8Array;
+export type AnyTypedArray = Float32Array | Uint16Array | Int32Array | Uint8Array;
+export type Attrs = Record<string, number | boolean>;
+
+export interface MemoryStats {
+  liveTensors: number;
+  livePrograms: number;
+  hostBytes: number;
+  deviceBytes: number;
+  peakHostBytes: number;
+  peakDeviceBytes: number;
+}
+
+export interface NativeEngine {
+  describe(): string;
+  memory(): MemoryStats;
+  threads(): number;
+  device(): string;
+  runOp(op: string, inputs: (NativeTensor | null)[], outputs: (NativeTensor | null)[], attrs?: Attrs): void;
+  synchronize(): void;
+  dispose(): void;
+}
+
+export interface NativeTensor {
+  shape(): number[];
+  dtype(): DType;
+  read(): AnyTypedArray;
+  write(data: AnyTypedArray): void;
+  disposed(): boolean;
+  dispose(): void;
+}
+
+export interface NativeBufferSpec {
+  name: string;
+  shape: number[];
+  dtype: DType;
+  kind: 'input' | 'output' | 'temp' | 'bound' | 'view';
+  of?: string;
+  offset?: number;
+  tensor?: NativeTensor;
+}
+
+export interface NativeOpSpec {
+  op: string;
+  in: string[];
+  out: string[];
+  attrs?: Attrs;
+}
+
+export interface NativeStepResult {
+  outputs: Record<string, AnyTypedArray>;
+  ms: number;
+  profile?: { op: string; calls: number; ms: number }[];
+}
+
+export interface NativeProgram {
+  run(inputs: Record<string, AnyTypedArray>, options?: { profile?: boolean }): Promise<NativeStepResult>;
+  read(name: string): AnyTypedArray;
+  write(name: string, data: AnyTypedArray): void;
+  info(): { arenaBytes: number; naiveBytes: number; ops: number; buffers: number };
+  dispose(): void;
+}
+
+export interface NativeBinding {
+  Engine: new (device: 'cpu' | 'cuda', index: number, threads: number) => NativeEngine;
+  Tensor: new (engine: NativeEngine, shape: number[], dtype: DType, data?: AnyTypedArray) => NativeTensor;
+  Program: new (engine: NativeEngine, spec: { buffers: NativeBufferSpec[]; ops: NativeOpSpec[] }) => NativeProgram;
+  cpuFeatures(): string;
+  cudaCompiled(): boolean;
+  cudaDeviceCount(): number;
+  cudaDescribe(index: number): string;
+  defaultThreads(): number;
+  opNames(): string[];
+  abiVersion: number;
+}

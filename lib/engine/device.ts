@@ -1,0 +1,48 @@
+// Device strings: 'auto' | 'cpu' | 'cuda' | 'cuda:N'.
+//
+// 'auto' picks CUDA when a CUDA binary is present and sees a GPU, otherwise the CPU, and says why in
+// one line. An explicit 'cuda' never falls back silently: it fails with what was missing.
+import { loadBinding, type LoadedBinding } from '../native.js';
+
+export interface DeviceChoice {
+  kind: 'cpu' | 'cuda';
+  index: number;
+  /** One line for the user: which device and why. */
+  reason: string;
+  loaded: LoadedBinding;
+}
+
+export function parseDevice(spec: string): { kind: 'auto' | 'cpu' | 'cuda'; index: number } {
+  const m = /^(auto|cpu|cuda)(?::(\d+))?$/.exec(spec.trim());
+  if (!m || (m[2] !== undefined && m[1] !== 'cuda')) {
+    throw new Error(`--device: expected auto, cpu, cuda or cuda:N, got '${spec}'`);
+  }
+  return { kind: m[1] as 'auto' | 'cpu' | 'cuda', index: m[2] ? Number(m[2]) : 0 };
+}
+
+export function chooseDevice(spec = 'auto'): DeviceChoice {
+  const { kind, index } = parseDevice(spec);
+  if (kind === 'cpu') {
+    const loaded = loadBinding('cpu');
+    return { kind: 'cpu', index: 0, reason: 'device cpu (asked for)', loaded };
+  }
+  let cuda: LoadedBinding | undefined;
+  let why = '';
+  try {
+    cuda = loadBinding('cuda');
+  } catch (err) {
+    why = 'no CUDA build of the engine is installed';
+    if (kind === 'cuda') throw new Error(`--device ${spec}: ${why}.\n${(err as Error).message}`);
+  }
+  if (cuda) {
+    const n = cuda.binding.cudaDeviceCount();
+    if (n > index) {
+      const what = cuda.binding.cudaDescribe(index);
+      return { kind: 'cuda', index, reason: `device cuda:${index} (${what})${kind === 'auto' ? ': a GPU is visible' : ''}`, loaded: cuda };
+    }
+    why = n === 0 ? cuda.binding.cudaDescribe(0) : `only ${n} CUDA device(s) visible`;
+    if (kind === 'cuda') throw new Error(`--device ${spec}: ${why}`);
+  }
+  const loaded = loadBinding('cpu');
+  return { kind: 'cpu', index: 0, reason: `device cpu (auto: ${why})`, loaded };
+}

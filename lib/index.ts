@@ -1,0 +1,3 @@
+// Public entry of the medic-native package.
+export * from './engine/index.js';
+export { loadBinding } from './native.js';
