@@ -1,0 +1,201 @@
+// The engine's contract with JS: tensors, eager ops, programs (planning, async steps), dispose and
+// memory accounting, and clear errors for misuse.
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { Engine, type ProgramSpec } from '../../lib/engine/index.js';
+import { loadBinding } from '../../lib/native.js';
+
+const engine = Engine.create({ device: 'cpu', threads: 2 });
+afterAll(() => engine.dispose());
+
+describe('tensors', () => {
+  it('round-trips data of every dtype and reports shape and dtype', () => {
+    const f = engine.tensor([2, 3], 'f32', new Float32Array([1, 2, 3, 4, 5, 6]));
+    const i = engine.tensor([4], 'i32', new Int32Array([-1, 0, 7, 2 ** 30]));
+    const u = engine.tensor([3], 'u8', new Uint8Array([0, 255, 9]));
+    const b = engine.tensor([2], 'bf16', new Uint16Array([0x3f80, 0xc000]));
+    try {
+      expect(f.shape).toEqual([2, 3]);
+      expect(f.dtype).toBe('f32');
+      expect(Array.from(f.read())).toEqual([1, 2, 3, 4, 5, 6]);
+      expect(Array.from(i.read())).toEqual([-1, 0, 7, 2 ** 30]);
+      expect(Array.from(u.read())).toEqual([0, 255, 9]);
+      expect(Array.from(b.read())).toEqual([0x3f80, 0xc000]);
+      expect(Array.from(engine.tensor([3]).read())).toEqual([0, 0, 0]); // zero-filled (disposed below with the engine check)
+    } finally {
+      for (const t of [f, i, u, b]) t.dispose();
+    }
+  });
+
+  it('rejects data of the wrong kind or length, naming what was expected', () => {
+    expect(() => engine.tensor([2, 2], 'f32', new Float32Array(3))).toThrow(/expected 4 elements, got 3/);
+    expect(() => engine.tensor([2], 'i32', new Float32Array(2))).toThrow(/Int32Array/);
+    expect(() => engine.tensor([-1], 'f32')).toThrow(/non-negative integer/);
+    expect(() => engine.tensor([2], 'f64' as never)).toThrow(/unknown dtype 'f64'/);
+  });
+
+  it('throws a clear error when a disposed tensor is used again', () => {
+    const t = engine.tensor([2]);
+    t.dispose();
+    expect(t.disposed).toBe(true);
+    expect(() => t.read()).toThrow(/tensor was disposed/);
+    expect(() => engine.op('fill', [], [t], { value: 1 })).toThrow(/disposed/);
+    t.dispose(); // idempotent
+  });
+});
+
+describe('eager ops', () => {
+  it('runs an op and validates the call before running it', () => {
+    using a = engine.tensor([2, 3], 'f32', new Float32Array([1, 2, 3, 4, 5, 6]));
+    using b = engine.tensor([3], 'f32', new Float32Array([10, 20, 30]));
+    using y = engine.tensor([2, 3]);
+    engine.op('add', [a, b], [y]);
+    expect(Array.from(y.read())).toEqual([11, 22, 33, 14, 25, 36]);
+    expect(() => engine.op('add', [b, a], [y])).toThrow(/add: input 1 \[2, 3\] has more dims than input 0 \[3\]/);
+    expect(() => engine.op('nope', [], [])).toThrow(/unknown op 'nope'/);
+    expect(() => engine.op('add', [a], [y])).toThrow(/add: expected 2 inputs, got 1/);
+    expect(() => engine.op('add', [a, {} as never], [y])).toThrow(/expected a Tensor/);
+  });
+
+  it('lists the whole op table', () => {
+    const names = loadBinding('cpu').binding.opNames();
+    for (const op of ['gemm', 'attention', 'attention_bwd', 'layernorm', 'medic_loss', 'adamw', 'patchify', 'init_normal'])
+      expect(names).toContain(op);
+  });
+});
+
+// y = (x + b) * 2 via add then copy(alpha=2): a two-op program with an input, a temp and an output.
+function smallSpec(b: ReturnType<Engine['tensor']>, n: number): ProgramSpec {
+  return {
+    buffers: [
+      { name: 'x', shape: [n], kind: 'input' },
+      { name: 'b', shape: [n], kind: 'bound', tensor: b },
+      { name: 't', shape: [n], kind: 'temp' },
+      { name: 'y', shape: [n], kind: 'output' },
+    ],
+    ops: [
+      { op: 'add', in: ['x', 'b'], out: ['t'] },
+      { op: 'copy', in: ['t'], out: ['y'], attrs: { alpha: 2 } },
+    ],
+  };
+}
+
+describe('programs', () => {
+  it('runs a step off the JS thread and returns only the outputs', async () => {
+    using b = engine.tensor([4], 'f32', new Float32Array([1, 1, 1, 1]));
+    using p = engine.program(smallSpec(b, 4));
+    const r = await p.run({ x: new Float32Array([1, 2, 3, 4]) });
+    expect(Array.from(r.outputs.y)).toEqual([4, 6, 8, 10]);
+    expect(Object.keys(r.outputs)).toEqual(['y']);
+    expect(r.ms).toBeGreaterThanOrEqual(0);
+    const prof = await p.run({ x: new Float32Array(4) }, { profile: true });
+    expect(prof.profile?.map((e) => e.op).sort()).toEqual(['add', 'copy']);
+  });
+
+  it('shares arena bytes between buffers whose lifetimes do not overlap', () => {
+    // A chain x -> t1 -> t2 -> t3 -> y: t1 and t3 never live at the same time, so they can share.
+    const n = 1024;
+    const spec: ProgramSpec = {
+      buffers: [
+        { name: 'x', shape: [n], kind: 'input' },
+        { name: 't1', shape: [n], kind: 'temp' },
+        { name: 't2', shape: [n], kind: 'temp' },
+        { name: 't3', shape: [n], kind: 'temp' },
+        { name: 'y', shape: [n], kind: 'output' },
+      ],
+      ops: [
+        { op: 'copy', in: ['x'], out: ['t1'] },
+        { op: 'copy', in: ['t1'], out: ['t2'] },
+        { op: 'copy', in: ['t2'], out: ['t3'] },
+        { op: 'copy', in: ['t3'], out: ['y'] },
+      ],
+    };
+    using p = engine.program(spec);
+    const info = p.info();
+    expect(info.naiveBytes).toBe(5 * 4096);
+    expect(info.arenaBytes).toBeLessThanOrEqual(3 * 4096);
+  });
+
+  it('supports views into a bound flat buffer (parameters as windows of one tensor)', async () => {
+    using flat = engine.tensor([6], 'f32', new Float32Array([1, 2, 3, 4, 5, 6]));
+    using p = engine.program({
+      buffers: [
+        { name: 'flat', shape: [6], kind: 'bound', tensor: flat },
+        { name: 'w', shape: [2, 2], kind: 'view', of: 'flat', offset: 2 },
+        { name: 'y', shape: [2, 2], kind: 'output' },
+      ],
+      ops: [{ op: 'copy', in: ['w'], out: ['y'] }],
+    });
+    const r = await p.run({});
+    expect(Array.from(r.outputs.y)).toEqual([3, 4, 5, 6]);
+  });
+
+  it('rejects bad specs and bad inputs with errors that name the buffer', async () => {
+    using b = engine.tensor([4]);
+    expect(() =>
+      engine.program({ buffers: [{ name: 'x', shape: [4], kind: 'input' }], ops: [{ op: 'copy', in: ['x'], out: ['zz'] }] }),
+    ).toThrow(/unknown buffer 'zz'/);
+    expect(() =>
+      engine.program({
+        buffers: [
+          { name: 'x', shape: [4], kind: 'input' },
+          { name: 'y', shape: [5], kind: 'output' },
+        ],
+        ops: [{ op: 'copy', in: ['x'], out: ['y'] }],
+      }),
+    ).toThrow(/op 0: copy: output 0 must have 4 elements/);
+    expect(() => engine.program({ buffers: [{ name: 'v', shape: [8], kind: 'view', of: 'x' }], ops: [] })).toThrow(/unknown buffer 'x'/);
+    using p = engine.program(smallSpec(b, 4));
+    expect(() => p.run({})).toThrow(/input 'x' f32\[4\] was not given/);
+    expect(() => p.run({ x: new Float32Array(3) })).toThrow(/expected 4 elements, got 3/);
+    expect(() => p.run({ x: new Float32Array(4), extra: new Float32Array(1) })).toThrow(/'extra' is not an input/);
+  });
+
+  it('refuses a second run while one is in flight, and disposing a bound tensor first', async () => {
+    using b = engine.tensor([4]);
+    const p = engine.program(smallSpec(b, 4));
+    const first = p.run({ x: new Float32Array(4) });
+    expect(() => p.run({ x: new Float32Array(4) })).toThrow(/previous step has not finished/);
+    await first;
+    expect(() => b.dispose()).toThrow(/bound to 1 live program/);
+    p.dispose();
+    expect(() => p.run({ x: new Float32Array(4) })).toThrow(/program was disposed/);
+  });
+});
+
+describe('memory', () => {
+  it('returns to its baseline after many steps and dispose', async () => {
+    const e = Engine.create({ device: 'cpu', threads: 2 });
+    try {
+      const base = e.memory();
+      expect(base.hostBytes).toBe(0);
+      const n = 1 << 16;
+      for (let round = 0; round < 3; round++) {
+        const b = e.tensor([n]);
+        const p = e.program(smallSpec(b, n));
+        const x = new Float32Array(n).fill(round);
+        for (let step = 0; step < 50; step++) await p.run({ x });
+        const during = e.memory();
+        expect(during.liveTensors).toBe(1);
+        expect(during.livePrograms).toBe(1);
+        expect(during.hostBytes).toBeGreaterThanOrEqual(4 * n + p.info().arenaBytes);
+        p.dispose();
+        b.dispose();
+        expect(e.memory()).toMatchObject({ liveTensors: 0, livePrograms: 0, hostBytes: 0 });
+      }
+      expect(e.memory().peakHostBytes).toBeGreaterThan(0);
+    } finally {
+      e.dispose();
+    }
+  });
+
+  it('engine.dispose() releases every child and leaves them unusable', () => {
+    const e = Engine.create({ device: 'cpu', threads: 1 });
+    const t = e.tensor([8]);
+    const p = e.program({ buffers: [{ name: 'x', shape: [8], kind: 'input' }], ops: [] });
+    e.dispose();
+    expect(() => t.read()).toThrow(/disposed/);
+    expect(() => p.info()).toThrow(/disposed/);
+    expect(() => e.memory()).toThrow(/engine was disposed/);
+  });
+});
