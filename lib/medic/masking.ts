@@ -1,0 +1,117 @@
+// Masks for masked image modeling: a new mask per sample, exactly M = floor(N * ratio) patches.
+//
+// block  (default): BEiT's block-wise generator, then random flips to hit M exactly.
+// random (MAE):     uniform noise, argsort, keep the lowest N - M.
+// Every mask is a pure function of (seed, step, sample), so resumed runs reproduce masks exactly.
+import { Rng } from '../util/rng.js';
+
+export type MaskKind = 'block' | 'random';
+
+export interface MaskConfig {
+  kind: MaskKind;
+  ratio: number;
+  /** Grid of patches (rows, cols). */
+  gridH: number;
+  gridW: number;
+  /** Block masking: smallest block area (BEiT: 16) and aspect range (0.3 .. 1/0.3). */
+  minBlock?: number;
+  minAspect?: number;
+}
+
+/** A batch of masks in the three layouts the graph consumes. */
+export interface MaskBatch {
+  B: number;
+  N: number;
+  M: number;
+  V: number;
+  /** [B, N], 1 = masked. */
+  mask: Uint8Array;
+  /** [B, V] visible patch indices, ascending (spatial order). */
+  visible: Int32Array;
+  /** [B, M] masked patch indices, ascending. */
+  masked: Int32Array;
+}
+
+export function maskedCount(N: number, ratio: number): number {
+  return Math.floor(N * ratio + 1e-9);
+}
+
+export function validateMaskConfig(c: MaskConfig): void {
+  if (c.kind !== 'block' && c.kind !== 'random') throw new Error(`--mask: expected block or random, got '${c.kind}'`);
+  if (!(c.ratio > 0 && c.ratio < 1)) throw new Error(`--mask-ratio: expected a number in (0, 1), got ${c.ratio}`);
+  const N = c.gridH * c.gridW;
+  const M = maskedCount(N, c.ratio);
+  if (M < 1 || M >= N) throw new Error(`--mask-ratio ${c.ratio} masks ${M} of ${N} patches: at least one patch must be masked and one visible`);
+}
+
+/** BEiT block masking on an H x W grid; returns a 0/1 mask with exactly `target` ones. */
+export function blockMask(rng: Rng, H: number, W: number, target: number, minBlock = 16, minAspect = 0.3): Uint8Array {
+  const mask = new Uint8Array(H * W);
+  const logLo = Math.log(minAspect);
+  const logHi = Math.log(1 / minAspect);
+  let count = 0;
+  while (count < target) {
+    const maxPatches = target - count;
+    let delta = 0;
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const area = rng.uniform(minBlock, maxPatches);
+      const aspect = Math.exp(rng.uniform(logLo, logHi));
+      const h = Math.round(Math.sqrt(area * aspect));
+      const w = Math.round(Math.sqrt(area / aspect));
+      if (h < 1 || w < 1 || h >= H || w >= W) continue;
+      const top = rng.int(0, H - h);
+      const left = rng.int(0, W - w);
+      let already = 0;
+      for (let i = top; i < top + h; i++) for (let j = left; j < left + w; j++) already += mask[i * W + j];
+      const fresh = h * w - already;
+      if (fresh > 0 && fresh <= maxPatches) {
+        for (let i = top; i < top + h; i++) for (let j = left; j < left + w; j++) mask[i * W + j] = 1;
+        delta = fresh;
+        break;
+      }
+    }
+    if (delta === 0) break;
+    count += delta;
+  }
+  // Hit the exact count: flip random unmasked (or masked) patches.
+  if (count !== target) {
+    const want = count < target ? 0 : 1;
+    const pool: number[] = [];
+    for (let i = 0; i < mask.length; i++) if (mask[i] === want) pool.push(i);
+    rng.shuffle(pool);
+    const flips = Math.abs(target - count);
+    for (let k = 0; k < flips; k++) mask[pool[k]] = 1 - want;
+  }
+  return mask;
+}
+
+/** MAE random masking: the M patches with the highest noise are masked. */
+export function randomMask(rng: Rng, N: number, target: number): Uint8Array {
+  const noise = new Float64Array(N);
+  for (let i = 0; i < N; i++) noise[i] = rng.next();
+  const order = Array.from({ length: N }, (_, i) => i).sort((a, b) => noise[a] - noise[b]);
+  const mask = new Uint8Array(N);
+  for (let k = N - target; k < N; k++) mask[order[k]] = 1;
+  return mask;
+}
+
+/** Masks for one batch: sample b of step `step` uses the stream (seed, step, b). */
+export function makeMasks(c: MaskConfig, B: number, seed: number, step: number): MaskBatch {
+  validateMaskConfig(c);
+  const N = c.gridH * c.gridW;
+  const M = maskedCount(N, c.ratio);
+  const V = N - M;
+  const out: MaskBatch = { B, N, M, V, mask: new Uint8Array(B * N), visible: new Int32Array(B * V), masked: new Int32Array(B * M) };
+  for (let b = 0; b < B; b++) {
+    const rng = new Rng(seed, 0x6d61736b /* 'mask' */, step, b);
+    const m = c.kind === 'block' ? blockMask(rng, c.gridH, c.gridW, M, c.minBlock ?? 16, c.minAspect ?? 0.3) : randomMask(rng, N, M);
+    out.mask.set(m, b * N);
+    let v = 0;
+    let k = 0;
+    for (let i = 0; i < N; i++) {
+      if (m[i]) out.masked[b * M + k++] = i;
+      else out.visible[b * V + v++] = i;
+    }
+  }
+  return out;
+}
