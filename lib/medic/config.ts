@@ -1,0 +1,210 @@
+// The pretraining configuration: defaults, presets, validation, and the merge of
+// defaults < --config file < command-line flags. Every value of the recipe is here and is printed
+// at the start of a run (the effective config) and saved in the run folder.
+import { existsSync, readFileSync } from 'node:fs';
+
+export type Encoding = 'sparse' | 'dense';
+export type ModelPreset = 'tiny' | 'small' | 'base' | 'mini' | 'micro';
+
+export interface ModelShape {
+  dim: number;
+  depth: number;
+  heads: number;
+}
+
+export const studentPresets: Record<ModelPreset, ModelShape> = {
+  micro: { dim: 32, depth: 2, heads: 2 }, // tests
+  mini: { dim: 96, depth: 6, heads: 3 }, // the embedded default on 28x28 digits
+  tiny: { dim: 192, depth: 12, heads: 3 },
+  small: { dim: 384, depth: 12, heads: 6 },
+  base: { dim: 768, depth: 12, heads: 12 },
+};
+
+export interface PretrainConfig {
+  data: string;
+  imgSize: number;
+  patchSize: number;
+  model: ModelPreset;
+  encoding: Encoding;
+  /** Teacher: a CLIP checkpoint path, or 'random' for a seeded random CLIP-architecture network. */
+  teacher: string;
+  teacherDim: number;
+  teacherDepth: number;
+  teacherHeads: number;
+  decoderDim: number;
+  decoderDepth: number;
+  decoderHeads: number;
+  mask: 'block' | 'random';
+  maskRatio: number;
+  wTok: number;
+  wCls: number;
+  wPix: number;
+  tau: number;
+  epochs: number;
+  batchSize: number;
+  /** Base lr per lrBatchRef images (peak lr = lr * batch / lrBatchRef). */
+  lr: number;
+  lrBatchRef: number;
+  warmupEpochs: number;
+  minLr: number;
+  warmupLr: number;
+  weightDecay: number;
+  weightDecayEnd: number;
+  clipGrad: number;
+  dropPath: number;
+  layerScale: number;
+  normalize: 'imagenet' | 'clip' | 'mnist';
+  device: string;
+  threads: number;
+  workers: number;
+  seed: number;
+  out: string;
+  evalEvery: number;
+  checkpointEvery: number;
+  knnK: number[];
+  /** Cap on training steps per epoch (0 = the whole epoch), for smoke tests. */
+  stepsPerEpoch: number;
+  /** Cap on images embedded for kNN (0 = all). */
+  knnLimit: number;
+}
+
+export const defaultConfig: PretrainConfig = {
+  data: 'mnist',
+  imgSize: 28,
+  patchSize: 4,
+  model: 'mini',
+  encoding: 'sparse',
+  teacher: 'random',
+  teacherDim: 128,
+  teacherDepth: 4,
+  teacherHeads: 4,
+  decoderDim: 64,
+  decoderDepth: 2,
+  decoderHeads: 4,
+  mask: 'block',
+  maskRatio: 0.4,
+  wTok: 1,
+  wCls: 0.4,
+  wPix: 1,
+  tau: 0.1,
+  epochs: 5,
+  batchSize: 128,
+  lr: 1.5e-3,
+  lrBatchRef: 256,
+  warmupEpochs: 1,
+  minLr: 1e-5,
+  warmupLr: 1e-5,
+  weightDecay: 0.05,
+  weightDecayEnd: 0,
+  clipGrad: 3.0,
+  dropPath: 0.1,
+  layerScale: 0.1,
+  normalize: 'mnist',
+  device: 'auto',
+  threads: 0,
+  workers: 1,
+  seed: 0,
+  out: 'runs/latest',
+  evalEvery: 0,
+  checkpointEvery: 1,
+  knnK: [10, 20],
+  stepsPerEpoch: 0,
+  knnLimit: 0,
+};
+
+type Key = keyof PretrainConfig;
+const numeric: Key[] = [
+  'imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'decoderDim', 'decoderDepth', 'decoderHeads', 'maskRatio',
+  'wTok', 'wCls', 'wPix', 'tau', 'epochs', 'batchSize', 'lr', 'lrBatchRef', 'warmupEpochs', 'minLr', 'warmupLr', 'weightDecay',
+  'weightDecayEnd', 'clipGrad', 'dropPath', 'layerScale', 'threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit',
+];
+
+/** The command-line flag of a config key: wTok -> --w-tok. */
+export function flagOf(key: string): string {
+  return '--' + key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}
+
+function fail(key: string, expected: string, got: unknown): never {
+  throw new Error(`${flagOf(key)}: expected ${expected}, got ${JSON.stringify(got)}`);
+}
+
+/** Validates a complete config; throws naming the flag, what was expected and what was found. */
+export function validateConfig(c: PretrainConfig): void {
+  for (const k of numeric) if (typeof c[k] !== 'number' || !Number.isFinite(c[k] as number)) fail(k, 'a number', c[k]);
+  const posInt = (k: Key) => {
+    const v = c[k] as number;
+    if (!Number.isInteger(v) || v < 1) fail(k, 'a positive integer', v);
+  };
+  const nonNegInt = (k: Key) => {
+    const v = c[k] as number;
+    if (!Number.isInteger(v) || v < 0) fail(k, 'a non-negative integer', v);
+  };
+  const nonNeg = (k: Key) => {
+    if ((c[k] as number) < 0) fail(k, 'a non-negative number', c[k]);
+  };
+  for (const k of ['imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'decoderDim', 'decoderDepth', 'decoderHeads', 'epochs', 'batchSize', 'lrBatchRef', 'workers'] as Key[]) posInt(k);
+  for (const k of ['threads', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit', 'warmupEpochs'] as Key[]) nonNegInt(k);
+  for (const k of ['wTok', 'wCls', 'wPix', 'lr', 'minLr', 'warmupLr', 'weightDecay', 'weightDecayEnd', 'clipGrad'] as Key[]) nonNeg(k);
+  if (!(c.model in studentPresets)) fail('model', `one of ${Object.keys(studentPresets).join(', ')}`, c.model);
+  if (c.encoding !== 'sparse' && c.encoding !== 'dense') fail('encoding', 'sparse or dense', c.encoding);
+  if (c.mask !== 'block' && c.mask !== 'random') fail('mask', 'block or random', c.mask);
+  if (!['imagenet', 'clip', 'mnist'].includes(c.normalize)) fail('normalize', 'imagenet, clip or mnist', c.normalize);
+  if (!(c.maskRatio > 0 && c.maskRatio < 1)) fail('maskRatio', 'a number in (0, 1)', c.maskRatio);
+  if (!(c.tau > 0)) fail('tau', 'a positive number', c.tau);
+  if (!(c.dropPath >= 0 && c.dropPath < 1)) fail('dropPath', 'a number in [0, 1)', c.dropPath);
+  if (c.imgSize % c.patchSize !== 0) fail('imgSize', `a multiple of --patch-size ${c.patchSize}`, c.imgSize);
+  if (c.wTok === 0 && c.wCls === 0 && c.wPix === 0) throw new Error('--w-tok, --w-cls, --w-pix: at least one loss weight must be non-zero');
+  const s = studentPresets[c.model];
+  if (s.dim % s.heads) fail('model', 'a width divisible by its heads', c.model);
+  if (c.teacherDim % c.teacherHeads) fail('teacherDim', `a multiple of --teacher-heads ${c.teacherHeads}`, c.teacherDim);
+  if (c.decoderDim % c.decoderHeads) fail('decoderDim', `a multiple of --decoder-heads ${c.decoderHeads}`, c.decoderDim);
+  if (!Array.isArray(c.knnK) || !c.knnK.every((k) => Number.isInteger(k) && k > 0)) fail('knnK', 'a list of positive integers', c.knnK);
+  if (typeof c.data !== 'string' || !c.data) fail('data', 'a data spec (folder, idx:<dir>, mnist, synthetic)', c.data);
+  if (typeof c.teacher !== 'string' || !c.teacher) fail('teacher', "a CLIP checkpoint path or 'random'", c.teacher);
+  if (c.teacher !== 'random' && !existsSync(c.teacher)) fail('teacher', 'an existing CLIP checkpoint file (or random)', c.teacher);
+}
+
+/** Reads a --config JSON file: an object of config keys (camelCase, as printed in config.json). */
+export function readConfigFile(path: string): Partial<PretrainConfig> {
+  if (!existsSync(path)) throw new Error(`--config ${path}: no such file`);
+  let obj: unknown;
+  try {
+    obj = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new Error(`--config ${path}: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new Error(`--config ${path}: expected a JSON object of settings`);
+  for (const k of Object.keys(obj)) {
+    if (!(k in defaultConfig)) throw new Error(`--config ${path}: unknown setting '${k}' (known: ${Object.keys(defaultConfig).join(', ')})`);
+  }
+  return obj as Partial<PretrainConfig>;
+}
+
+/** defaults < file < flags; flags given as strings are converted by the type of the default. */
+export function resolveConfig(file: Partial<PretrainConfig>, flags: Record<string, unknown>): PretrainConfig {
+  const c: Record<string, unknown> = { ...defaultConfig, ...file };
+  for (const [k, v] of Object.entries(flags)) {
+    if (v === undefined || !(k in defaultConfig)) continue;
+    const def = (defaultConfig as unknown as Record<string, unknown>)[k];
+    if (typeof def === 'number') {
+      const n = typeof v === 'number' ? v : Number(v);
+      if (typeof v === 'string' && (v.trim() === '' || !Number.isFinite(n))) fail(k, 'a number', v);
+      c[k] = n;
+    } else if (Array.isArray(def)) {
+      c[k] = typeof v === 'string' ? v.split(',').map((x) => Number(x)) : v;
+    } else {
+      c[k] = v;
+    }
+  }
+  const cfg = c as unknown as PretrainConfig;
+  validateConfig(cfg);
+  return cfg;
+}
+
+/** The effective config as aligned "key value" lines, for the start of a run. */
+export function formatConfig(c: PretrainConfig): string {
+  const width = Math.max(...Object.keys(c).map((k) => k.length));
+  return Object.entries(c)
+    .map(([k, v]) => `  ${k.padEnd(width)}  ${Array.isArray(v) ? v.join(',') : String(v)}`)
+    .join('\n');
+}

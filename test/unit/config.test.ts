@@ -1,0 +1,49 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterAll, describe, expect, it } from 'vitest';
+
+import { defaultConfig, flagOf, formatConfig, readConfigFile, resolveConfig } from '../../lib/medic/config.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'medic-cfg-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('pretrain config', () => {
+  it('merges defaults < file < flags and converts flag strings by type', () => {
+    const file = join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ epochs: 3, wCls: 1.0, mask: 'random' }));
+    const c = resolveConfig(readConfigFile(file), { epochs: '7', batchSize: '64', knnK: '5,20' });
+    expect(c.epochs).toBe(7); // flag beats file
+    expect(c.wCls).toBe(1.0); // file beats default
+    expect(c.mask).toBe('random');
+    expect(c.batchSize).toBe(64);
+    expect(c.knnK).toEqual([5, 20]);
+    expect(c.wTok).toBe(defaultConfig.wTok);
+    expect(formatConfig(c)).toMatch(/wCls\s+1\n/);
+  });
+
+  it('names the flag, what was expected and what was found', () => {
+    expect(flagOf('maskRatio')).toBe('--mask-ratio');
+    expect(() => resolveConfig({}, { mask: 'grid' })).toThrow(/--mask: expected block or random, got "grid"/);
+    expect(() => resolveConfig({}, { maskRatio: '1.5' })).toThrow(/--mask-ratio: expected a number in \(0, 1\), got 1.5/);
+    expect(() => resolveConfig({}, { epochs: 'ten' })).toThrow(/--epochs: expected a number, got "ten"/);
+    expect(() => resolveConfig({}, { batchSize: '0' })).toThrow(/--batch-size: expected a positive integer, got 0/);
+    expect(() => resolveConfig({}, { encoding: 'sparse2' })).toThrow(/--encoding: expected sparse or dense/);
+    expect(() => resolveConfig({}, { model: 'huge' })).toThrow(/--model: expected one of micro, mini, tiny, small, base/);
+    expect(() => resolveConfig({}, { imgSize: '30' })).toThrow(/--img-size: expected a multiple of --patch-size 4, got 30/);
+    expect(() => resolveConfig({}, { wTok: '0', wCls: '0', wPix: '0' })).toThrow(/at least one loss weight/);
+    expect(() => resolveConfig({}, { wPix: '-1' })).toThrow(/--w-pix: expected a non-negative number/);
+    expect(() => resolveConfig({}, { teacher: join(dir, 'missing.safetensors') })).toThrow(/--teacher: expected an existing CLIP checkpoint/);
+  });
+
+  it('rejects config files that are missing, malformed or hold unknown keys', () => {
+    expect(() => readConfigFile(join(dir, 'none.json'))).toThrow(/--config .*none.json: no such file/);
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, '{ epochs: 3 ');
+    expect(() => readConfigFile(bad)).toThrow(/not valid JSON/);
+    const unk = join(dir, 'unk.json');
+    writeFileSync(unk, JSON.stringify({ epochz: 3 }));
+    expect(() => readConfigFile(unk)).toThrow(/unknown setting 'epochz'/);
+  });
+});
