@@ -27,35 +27,33 @@ struct Lanes {
   double total() const { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
 };
 
-// One token row: SmoothL1(beta) between s and t, summed; ds = scale * dSmoothL1/ds.
-// PyTorch: loss = |d| < beta ? 0.5 d^2 / beta : |d| - 0.5 beta; grad = clamp(d / beta, -1, 1).
-double smooth_l1_row(const float* s, const float* t, float* ds, int64_t n, float beta, float scale) {
-  const float half_inv_beta = 0.5f / beta, inv_beta = 1.0f / beta, half_beta = 0.5f * beta;
+// One token row: SmoothL1(beta) between s and t, summed; ds = scale * dSmoothL1/ds. PyTorch:
+//   loss = |d| < beta ? 0.5 d^2 / beta : |d| - 0.5 beta;   grad = clamp(d / beta, -1, 1).
+// With q = min(|d|, beta), loss = q (|d| - q/2) / beta covers both sides. Written with std::min/max in
+// the argument order that maps to minps/maxps, so GCC vectorises the row (other spellings of the same
+// selects stay scalar, ~2x slower). A NaN d still makes the loss NaN; its gradient element is clamped.
+double smooth_l1_row(const float* __restrict s, const float* __restrict t, float* __restrict ds, int64_t n,
+                     float beta, float scale) {
+  const float inv_beta = 1.0f / beta;
   Lanes acc;
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     for (int j = 0; j < 8; ++j) {
-      float d = s[i + j] - t[i + j], ad = std::fabs(d);
-      bool quad = ad < beta;
-      float l = quad ? d * d * half_inv_beta : ad - half_beta;
-      float g = quad ? d * inv_beta : std::copysign(1.0f, d);
-      ds[i + j] = scale * g;
-      acc.a[j] += l;
+      float d = s[i + j] - t[i + j], ad = std::fabs(d), q = std::min(ad, beta);
+      acc.a[j] += q * (ad - 0.5f * q) * inv_beta;
+      ds[i + j] = scale * std::max(-1.0f, std::min(1.0f, d * inv_beta));
     }
   }
   for (; i < n; ++i) {
-    float d = s[i] - t[i], ad = std::fabs(d);
-    bool quad = ad < beta;
-    float l = quad ? d * d * half_inv_beta : ad - half_beta;
-    float g = quad ? d * inv_beta : std::copysign(1.0f, d);
-    ds[i] = scale * g;
-    acc.a[i & 7] += l;
+    float d = s[i] - t[i], ad = std::fabs(d), q = std::min(ad, beta);
+    acc.a[i & 7] += q * (ad - 0.5f * q) * inv_beta;
+    ds[i] = scale * std::max(-1.0f, std::min(1.0f, d * inv_beta));
   }
   return acc.total();
 }
 
 // One pixel row: sum (pred - target)^2; dpred = scale * (pred - target) (scale includes the 2).
-double mse_row(const float* p, const float* q, float* dp, int64_t n, float scale) {
+double mse_row(const float* __restrict p, const float* __restrict q, float* __restrict dp, int64_t n, float scale) {
   Lanes acc;
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
