@@ -1,9 +1,120 @@
-// SCAFFOLD: replaced by the real kernels.
+// The optimiser ops: the global gradient norm (for clipping and logging) and the AdamW update.
+//
+// Shape letters: n the flat element count (the whole parameter buffer is one flat tensor).
+//
+// grad_norm is deterministic for any thread count: the buffer is cut into fixed chunks of kChunk
+// elements (not one range per thread), each chunk is summed into double in a fixed lane order, and the
+// chunk sums are added in order on one thread.
+// adamw is elementwise, so any split gives the same bits; it is memory-bound (29 bytes per element).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
 #include "medic/ops.h"
+#include "medic/threads.h"
 
 namespace medic::cpu {
 
-void grad_norm(const OpCall&) { throw Error("grad_norm: not implemented yet"); }
-void adamw(const OpCall&) { throw Error("adamw: not implemented yet"); }
+namespace {
+
+constexpr int64_t kChunk = 1 << 16;
+
+// sum x^2 in double, 8 lanes in a fixed order (the same bits however the loop is vectorised).
+double sum_sq(const float* x, int64_t n) {
+  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) a[j] += static_cast<double>(x[i + j]) * x[i + j];
+  for (; i < n; ++i) a[i & 7] += static_cast<double>(x[i]) * x[i];
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+// Per-element constants of one AdamW step.
+struct AdamStep {
+  float gscale;     // clip factor applied to the gradient
+  float decay;      // 1 - lr * weight_decay (where wd_mask != 0)
+  float beta1, one_m_beta1, beta2, one_m_beta2;
+  float step_size;  // lr / (1 - beta1^step)
+  float bc2_sqrt;   // sqrt(1 - beta2^step)
+  float eps;
+};
+
+// torch.optim.AdamW (single-tensor path), per element:
+//   p *= 1 - lr wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+//   p -= step_size * m / (sqrt(v) / sqrt(bc2) + eps)
+// Branch-free so the compiler vectorises it (sqrt and / are exact in IEEE, so vector and scalar lanes
+// agree). No AVX2 variant: the loop is memory-bound (29 bytes per element; an AVX2+FMA build measured
+// the same GB/s) and one code path keeps the update bit-identical on every x86 machine.
+void adamw_range(const AdamStep& kref, const float* __restrict g, const uint8_t* __restrict mask,
+                 float* __restrict p, float* __restrict m, float* __restrict v, int64_t lo, int64_t hi) {
+  const AdamStep k = kref;  // a local copy: loads through the reference would block if-conversion
+  for (int64_t i = lo; i < hi; ++i) {
+    float gi = g[i] * k.gscale;
+    float keep = mask[i] != 0 ? k.decay : 1.0f;  // (this form if-converts; x * 1 is exact)
+    float pi = p[i] * keep;
+    float mi = k.beta1 * m[i] + k.one_m_beta1 * gi;
+    float vi = k.beta2 * v[i] + k.one_m_beta2 * (gi * gi);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi - k.step_size * (mi / (std::sqrt(vi) / k.bc2_sqrt + k.eps));
+  }
+}
+
+}  // namespace
+
+// grad_norm: in g (any shape); out norm [1] = sqrt(sum g^2), accumulated in double.
+void grad_norm(const OpCall& c) {
+  const float* g = c.x(0).f32();
+  const int64_t n = c.x(0).numel();
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> part(static_cast<size_t>(chunks), 0.0);
+  c.ctx->pool->parallel_for(chunks, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t k = lo; k < hi; ++k) {
+      int64_t b = k * kChunk, e = std::min(n, b + kChunk);
+      part[k] = sum_sq(g + b, e - b);
+    }
+  });
+  double total = 0;
+  for (double x : part) total += x;
+  c.y(0).f32()[0] = static_cast<float>(std::sqrt(total));
+}
+
+// adamw: in grad [n], wd_mask [n] u8, hyper [3] = (lr, weight_decay, step), [norm [1]];
+// out param, m, v [n] (read and written). attrs beta1=0.9, beta2=0.999, eps=1e-8, max_norm=0.
+// With max_norm > 0 the gradient is scaled by min(1, max_norm / (norm + 1e-6)) as clip_grad_norm_;
+// that needs the norm input (throws otherwise, rather than silently not clipping).
+void adamw(const OpCall& c) {
+  const int64_t n = c.x(0).numel();
+  const float* hyper = c.x(2).f32();
+  const double lr = hyper[0], wd = hyper[1], step = hyper[2];
+  if (!(step >= 1) || step != std::floor(step))
+    throw Error("adamw: hyper[2] (the step count) must be an integer >= 1, got " + std::to_string(step));
+  const double beta1 = c.attrs->get("beta1", 0.9), beta2 = c.attrs->get("beta2", 0.999);
+  const double eps = c.attrs->get("eps", 1e-8), max_norm = c.attrs->get("max_norm", 0.0);
+
+  double gscale = 1.0;
+  if (max_norm > 0) {
+    if (!c.has_in(3)) throw Error("adamw: attr max_norm > 0 needs the global gradient norm as input 3");
+    const double norm = c.x(3).f32()[0];
+    gscale = std::min(1.0, max_norm / (norm + 1e-6));
+  }
+  AdamStep k;
+  k.gscale = static_cast<float>(gscale);
+  k.decay = static_cast<float>(1.0 - lr * wd);
+  k.beta1 = static_cast<float>(beta1);
+  k.one_m_beta1 = static_cast<float>(1.0 - beta1);
+  k.beta2 = static_cast<float>(beta2);
+  k.one_m_beta2 = static_cast<float>(1.0 - beta2);
+  k.step_size = static_cast<float>(lr / (1.0 - std::pow(beta1, step)));
+  k.bc2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(beta2, step)));
+  k.eps = static_cast<float>(eps);
+
+  const float* g = c.x(0).f32();
+  const uint8_t* mask = c.x(1).u8();
+  float *p = c.y(0).f32(), *m = c.y(1).f32(), *v = c.y(2).f32();
+  c.ctx->pool->parallel_for(n, 1 << 14, [&](int64_t lo, int64_t hi) { adamw_range(k, g, mask, p, m, v, lo, hi); });
+}
 
 }  // namespace medic::cpu
