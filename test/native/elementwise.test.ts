@@ -2,6 +2,10 @@
 // add, sum_to, gelu, quick_gelu, scale_add (+ backward) and drop_path_mask. Also: acc semantics, in-place
 // aliasing, finite differences of every backward, results independent of the thread count on inputs
 // big enough to be split, drop-path statistics, and bad calls.
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { Engine, type AnyTypedArray, type Attrs, type DType, type Tensor } from '../../lib/engine/index.js';
@@ -107,6 +111,30 @@ describe('gelu and quick_gelu', () => {
       }
     });
   }
+
+  it('dense sweep over [-14, 14]: every element close, tails accurate in relative terms', () => {
+    // The kernels use a vectorised erfc (relative error ~1e-7) and exp; see elementwise.cpp.
+    const x = fx.f32('sweep.x');
+    const n = x.length;
+    const ones = new Float32Array(n).fill(1);
+    const worstRel = (y: ArrayLike<number>, ref: ArrayLike<number>, lim: number) => {
+      let w = 0;
+      for (let i = 0; i < n; i++) if (Math.abs(x[i]) <= lim && ref[i] !== 0) w = Math.max(w, Math.abs(y[i] - ref[i]) / Math.abs(ref[i]));
+      return w;
+    };
+    const [g] = runOp('gelu', [f32([n], x)], [f32([n])]);
+    const [gd] = runOp('gelu_bwd', [f32([n], x), f32([n], ones)], [f32([n])]);
+    const [q] = runOp('quick_gelu', [f32([n], x)], [f32([n])]);
+    const [qd] = runOp('quick_gelu_bwd', [f32([n], x), f32([n], ones)], [f32([n])]);
+    expect(maxAbsErr(g, fx.f64('sweep.gelu'))).toBeLessThan(5e-7);
+    expect(maxAbsErr(gd, fx.f64('sweep.gelu_dx'))).toBeLessThan(5e-7);
+    expect(maxAbsErr(q, fx.f64('sweep.quick'))).toBeLessThan(1e-6);
+    expect(maxAbsErr(qd, fx.f64('sweep.quick_dx'))).toBeLessThan(1e-6);
+    // x Phi(x) down to x = -12 (Phi = 1.8e-33): no cancellation, the error grows only with x^2 rounding.
+    expect(worstRel(g, fx.f64('sweep.gelu'), 4)).toBeLessThan(2e-6);
+    expect(worstRel(g, fx.f64('sweep.gelu'), 12)).toBeLessThan(2e-5);
+    expect(worstRel(q, fx.f64('sweep.quick'), 14)).toBeLessThan(2e-6);
+  });
 
   it('known values: gelu(0) = 0, gelu(1) = Phi(1), quick_gelu(1) = sigmoid(1.702)', () => {
     const [y] = runOp('gelu', [f32([3], [0, 1, -1])], [f32([3])]);
@@ -361,6 +389,21 @@ describe('parallel splits', () => {
       expect(one[4][i]).toBe(Math.fround(Math.fround(0.5 * x[i]) + dy[i]));
     }
   });
+});
+
+describe('code paths', () => {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const tsx = join(here, '..', '..', 'node_modules', '.bin', 'tsx');
+  for (const isa of ['scalar', 'avx2']) {
+    it(`MEDIC_CPU_ISA=${isa}: the ${isa === 'scalar' ? 'baseline' : 'AVX2'} GELU kernels match the sweep`, () => {
+      const r = spawnSync(tsx, [join(here, 'isa.child.ts'), 'elementwise'], { env: { ...process.env, MEDIC_CPU_ISA: isa }, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { describe: string; worst: number };
+      if (isa === 'scalar') expect(out.describe).toMatch(/scalar/);
+      else expect(out.describe).not.toMatch(/avx512/);
+      expect(out.worst).toBeLessThan(1e-6);
+    });
+  }
 });
 
 describe('bad calls', () => {

@@ -165,7 +165,7 @@ describe('code paths', () => {
   const tsx = join(here, '..', '..', 'node_modules', '.bin', 'tsx');
   for (const isa of ['scalar', 'avx2']) {
     it(`MEDIC_CPU_ISA=${isa}: the ${isa === 'scalar' ? 'baseline' : 'AVX2'} kernels match torch`, () => {
-      const r = spawnSync(tsx, [join(here, 'layernorm.isa.ts')], { env: { ...process.env, MEDIC_CPU_ISA: isa }, encoding: 'utf8' });
+      const r = spawnSync(tsx, [join(here, 'isa.child.ts'), 'layernorm'], { env: { ...process.env, MEDIC_CPU_ISA: isa }, encoding: 'utf8' });
       expect(r.status, r.stderr).toBe(0);
       const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { describe: string; worst: number };
       if (isa === 'scalar') expect(out.describe).toMatch(/scalar/);

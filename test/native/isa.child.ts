@@ -1,13 +1,29 @@
-// Child process of layernorm.test.ts: runs layernorm, layernorm_bwd and pixel_norm on the fixture cases
-// under the ISA cap in MEDIC_CPU_ISA (scalar | avx2, read once by cpu_features()) and prints the
-// engine description and the worst relative errors as JSON.
+// Child process of the layernorm and elementwise tests: runs the kernels that have ISA variants on their
+// fixture cases under the cap in MEDIC_CPU_ISA (scalar | avx2, read once by cpu_features()) and prints
+// the engine description and the worst error as JSON.
+//   tsx test/native/isa.child.ts layernorm     layernorm, layernorm_bwd, pixel_norm: worst relErr
+//   tsx test/native/isa.child.ts elementwise   gelu, quick_gelu (+ bwd) on the sweep: worst maxAbsErr
 import { Engine } from '../../lib/engine/index.js';
-import { loadFixture, relErr } from '../helpers/parity.js';
+import { loadFixture, maxAbsErr, relErr } from '../helpers/parity.js';
 
-const fx = loadFixture('layernorm');
+const family = process.argv[2];
 const e = Engine.create({ device: 'cpu', threads: 2 });
 let worst = 0;
-try {
+
+function elementwise(): void {
+  const fx = loadFixture('elementwise');
+  const x = fx.f32('sweep.x');
+  const n = x.length;
+  const X = e.tensor([n], 'f32', x), O = e.tensor([n], 'f32', new Float32Array(n).fill(1)), Y = e.tensor([n]);
+  for (const [op, key, bwd] of [['gelu', 'gelu', false], ['gelu_bwd', 'gelu_dx', true], ['quick_gelu', 'quick', false], ['quick_gelu_bwd', 'quick_dx', true]] as const) {
+    e.op(op, bwd ? [X, O] : [X], [Y]);
+    worst = Math.max(worst, maxAbsErr(Y.read(), fx.f64(`sweep.${key}`)));
+  }
+  for (const t of [X, O, Y]) t.dispose();
+}
+
+function layernorm(): void {
+  const fx = loadFixture('layernorm');
   for (const [name, cs] of Object.entries(fx.cases)) {
     if (name.startsWith('ln_')) {
       const { R, C, affine, eps } = cs;
@@ -32,6 +48,12 @@ try {
       y.dispose();
     }
   }
+}
+
+try {
+  if (family === 'layernorm') layernorm();
+  else if (family === 'elementwise') elementwise();
+  else throw new Error(`isa.child.ts: unknown family '${family}'`);
   console.log(JSON.stringify({ describe: e.describe(), worst }));
 } finally {
   e.dispose();
