@@ -26,6 +26,8 @@ namespace {
 constexpr int64_t kGrain = 16384;
 // Columns per task in column-split reductions (a multiple of the vector width).
 constexpr int64_t kColGrain = 64;
+// Columns summed together in one pass over the rows.
+constexpr int64_t kStrip = 64;
 
 // Rows per task so that a task holds about kGrain elements.
 int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, cols)); }
@@ -144,15 +146,19 @@ void sum_to(const OpCall& c) {
   bool acc = acc_of(c);
   int nt = pool(c).size();
   if (S >= 2 * kColGrain || nt == 1 || R * S < 4 * kGrain) {
-    par(c, S, S >= 2 * kColGrain ? kColGrain : S, [&](int64_t s0, int64_t s1) {
-      float* ys = y + s0;
-      int64_t w = s1 - s0;
-      std::vector<float> part(static_cast<size_t>(w), 0.0f);
-      for (int64_t r = 0; r < R; ++r) {
-        const float* xr = x + r * S + s0;
-        for (int64_t s = 0; s < w; ++s) part[s] += xr[s];
+    par(c, S, S >= 2 * kColGrain ? kColGrain : S, [&](int64_t c0, int64_t c1) {
+      // Strips of kStrip columns: the running sums stay in L1 and each strip is one forward stream.
+      float part[kStrip];
+      for (int64_t s0 = c0; s0 < c1; s0 += kStrip) {
+        const int64_t w = std::min<int64_t>(kStrip, c1 - s0);
+        for (int64_t s = 0; s < w; ++s) part[s] = 0.0f;
+        for (int64_t r = 0; r < R; ++r) {
+          const float* xr = x + r * S + s0;
+          for (int64_t s = 0; s < w; ++s) part[s] += xr[s];
+        }
+        float* ys = y + s0;
+        for (int64_t s = 0; s < w; ++s) ys[s] = acc ? ys[s] + part[s] : part[s];
       }
-      for (int64_t s = 0; s < w; ++s) ys[s] = acc ? ys[s] + part[s] : part[s];
     });
     return;
   }
@@ -341,31 +347,35 @@ void scale_add_bwd(const OpCall& c) {
   bool acc = acc_of(c);
   int64_t C = DX.shape[-1], R = DX.shape.leading(1), B = DX.shape[0];
   int64_t L = B ? R / B : 0;
-  auto rows = [&](int64_t j0, int64_t j1) {
-    int64_t w = j1 - j0;
-    std::vector<float> dg(dgamma ? static_cast<size_t>(w) : 0, 0.0f);
-    for (int64_t r = 0; r < R; ++r) {
-      float k = keep ? keep[r / L] : 1.0f;
-      const float* dxr = dx + r * C + j0;
-      const float* yr = y + r * C + j0;
-      float* dyr = dy + r * C + j0;
+  // Columns [c0, c1) over all rows, in strips of kStrip columns (running dgamma sums stay in L1).
+  auto rows = [&](int64_t c0, int64_t c1) {
+    float dg[kStrip];
+    for (int64_t j0 = c0; j0 < c1; j0 += kStrip) {
+      const int64_t w = std::min<int64_t>(kStrip, c1 - j0);
+      for (int64_t j = 0; j < w; ++j) dg[j] = 0.0f;
       const float* g = gamma ? gamma + j0 : nullptr;
-      if (acc) {
-        if (g)
-          for (int64_t j = 0; j < w; ++j) dyr[j] += k * (g[j] * dxr[j]);
-        else
-          for (int64_t j = 0; j < w; ++j) dyr[j] += k * dxr[j];
-      } else {
-        if (g)
-          for (int64_t j = 0; j < w; ++j) dyr[j] = k * (g[j] * dxr[j]);
-        else
-          for (int64_t j = 0; j < w; ++j) dyr[j] = k * dxr[j];
+      for (int64_t r = 0; r < R; ++r) {
+        float k = keep ? keep[r / L] : 1.0f;
+        const float* dxr = dx + r * C + j0;
+        const float* yr = y + r * C + j0;
+        float* dyr = dy + r * C + j0;
+        if (acc) {
+          if (g)
+            for (int64_t j = 0; j < w; ++j) dyr[j] += k * (g[j] * dxr[j]);
+          else
+            for (int64_t j = 0; j < w; ++j) dyr[j] += k * dxr[j];
+        } else {
+          if (g)
+            for (int64_t j = 0; j < w; ++j) dyr[j] = k * (g[j] * dxr[j]);
+          else
+            for (int64_t j = 0; j < w; ++j) dyr[j] = k * dxr[j];
+        }
+        if (dgamma && k != 0.0f)
+          for (int64_t j = 0; j < w; ++j) dg[j] += k * (dxr[j] * yr[j]);
       }
-      if (dgamma && k != 0.0f)
-        for (int64_t j = 0; j < w; ++j) dg[j] += k * (dxr[j] * yr[j]);
+      if (dgamma)
+        for (int64_t j = 0; j < w; ++j) dgamma[j0 + j] += dg[j];
     }
-    if (dgamma)
-      for (int64_t j = 0; j < w; ++j) dgamma[j0 + j] += dg[j];
   };
   if (dgamma || R < 4 * pool(c).size()) {
     par(c, C, kColGrain, rows);

@@ -9,6 +9,7 @@
 // Index inputs come from the host (the mask sampler), so gather/scatter validate them before writing
 // anything: an index out of range, or a duplicate in a scatter, throws a medic::Error naming the op,
 // the batch, the position and the index.
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -132,20 +133,24 @@ void mask_fill_bwd(const OpCall& c) {
   const float* dx = DX.f32();
   float* out = c.y(0).f32();
   float* dtok = c.y(1).f32();
-  c.ctx->pool->parallel_for(C, 64, [&](int64_t j0, int64_t j1) {
-    const int64_t w = j1 - j0;
-    std::vector<float> s(static_cast<size_t>(w), 0.0f);
-    for (int64_t r = 0; r < R; ++r) {
-      const float* dr = dx + r * C + j0;
-      float* orow = out + r * C + j0;
-      if (mask[r]) {
-        for (int64_t j = 0; j < w; ++j) s[j] += dr[j];
-        std::memset(orow, 0, static_cast<size_t>(w) * 4);
-      } else if (orow != dr) {
-        std::memcpy(orow, dr, static_cast<size_t>(w) * 4);
+  c.ctx->pool->parallel_for(C, 64, [&](int64_t c0, int64_t c1) {
+    constexpr int64_t kStrip = 64;  // running sums stay in L1; one forward stream per strip
+    float s[kStrip];
+    for (int64_t j0 = c0; j0 < c1; j0 += kStrip) {
+      const int64_t w = std::min<int64_t>(kStrip, c1 - j0);
+      for (int64_t j = 0; j < w; ++j) s[j] = 0.0f;
+      for (int64_t r = 0; r < R; ++r) {
+        const float* dr = dx + r * C + j0;
+        float* orow = out + r * C + j0;
+        if (mask[r]) {
+          for (int64_t j = 0; j < w; ++j) s[j] += dr[j];
+          std::memset(orow, 0, static_cast<size_t>(w) * 4);
+        } else if (orow != dr) {
+          std::memcpy(orow, dr, static_cast<size_t>(w) * 4);
+        }
       }
+      for (int64_t j = 0; j < w; ++j) dtok[j0 + j] += s[j];
     }
-    for (int64_t j = 0; j < w; ++j) dtok[j0 + j] += s[j];
   });
 }
 
