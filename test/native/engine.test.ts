@@ -54,7 +54,7 @@ describe('eager ops', () => {
     expect(() => engine.op('add', [b, a], [y])).toThrow(/add: input 1 \[2, 3\] has more dims than input 0 \[3\]/);
     expect(() => engine.op('nope', [], [])).toThrow(/unknown op 'nope'/);
     expect(() => engine.op('add', [a], [y])).toThrow(/add: expected 2 inputs, got 1/);
-    expect(() => engine.op('add', [a, {} as never], [y])).toThrow(/expected a Tensor/);
+    expect(() => engine.op('add', [a, { handle: {} } as never], [y])).toThrow(/add: input 1: expected a Tensor/);
   });
 
   it('lists the whole op table', () => {
