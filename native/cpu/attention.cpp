@@ -8,7 +8,9 @@
 //
 // Scores are S = scale * q k^T. The forward walks key blocks of BK keys for a block of BQ queries,
 // keeping a running row max m and sum l (online softmax), so only a BQ x BK tile of scores exists at a
-// time; lse = m + log(l) is kept for the backward. The backward is FlashAttention-2's: with
+// time; lse = m + log(l) is kept for the backward. Tiles are held transposed (S^T: keys x queries) so
+// K and V rows are read in place, only Q^T (and dO^T in the backward) is packed, and the per-query
+// softmax statistics are lane-wise vectors. The backward is FlashAttention-2's: with
 // D_t = dO_t . O_t it recomputes P = exp(S - lse) tile by tile and forms dV = P^T dO, dP = dO V^T,
 // dS = P * (dP - D), dQ = scale dS K, dK = scale dS^T Q.
 //
@@ -16,7 +18,7 @@
 // blocks), one group per head unless there are fewer heads than threads, in which case a head's key
 // blocks are split in G groups and their dQ partials are summed afterwards.
 //
-// The tile products and the exp-heavy row passes live in attention_isa.inc, compiled three times
+// The tile products and the exp-heavy softmax passes live in attention_isa.inc, compiled three times
 // (AVX-512, AVX2 + FMA, scalar) and chosen at run time from cpu_features().
 #include <algorithm>
 #include <cmath>
@@ -55,11 +57,18 @@ AttnDims attn_dims(const OpCall& c, const Tensor& qkv) {
   return d;
 }
 
-// dst[c, j] = src[j * ld + c] for j < n keys, c < Hd: a key block as [Hd, BK] so that a score row
-// is a sum over c of q[c] * (contiguous row c).
-inline void pack_transposed(const float* src, int64_t ld, int n, int Hd, float* dst) {
-  for (int j = 0; j < n; ++j)
-    for (int c = 0; c < Hd; ++c) dst[c * kBK + j] = src[j * ld + c];
+// dst[c * ldd + j] = scale * src[j * ld + c] for j < n rows, c < Hd, and 0 for n <= j < npad: rows of
+// a head (Q or dO) as columns, so that a score tile is (row of K or V) x (contiguous row of dst).
+inline void pack_transposed(const float* src, int64_t ld, int n, int Hd, float scale, float* dst, int64_t ldd,
+                            int npad) {
+  // 16 source rows at a time (16 x Hd floats stay in L1) so each destination row gets a contiguous run
+  for (int j0 = 0; j0 < n; j0 += 16) {
+    const int jn = n - j0 < 16 ? n - j0 : 16;
+    for (int c = 0; c < Hd; ++c)
+      for (int j = 0; j < jn; ++j) dst[c * ldd + j0 + j] = scale * src[(j0 + j) * ld + c];
+  }
+  for (int c = 0; c < Hd; ++c)
+    for (int j = n; j < npad; ++j) dst[c * ldd + j] = 0.0f;
 }
 
 inline void scale_row(float* x, int64_t n, float a) {

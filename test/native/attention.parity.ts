@@ -23,7 +23,7 @@ export function attentionCases(fx: Fixture): AttnCase[] {
       T: c.T,
       H: c.H,
       Hd: c.Hd,
-      attrs: c.scale !== undefined ? { heads: c.H, scale: c.scale } : { heads: c.H },
+      attrs: (c.scale !== undefined ? { heads: c.H, scale: c.scale } : { heads: c.H }) as Record<string, number>,
     }));
 }
 
