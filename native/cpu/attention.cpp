@@ -1,11 +1,207 @@
-// SCAFFOLD: replaced by the real kernels.
+// Multi-head self-attention (fused, flash style) and the row softmax, forward and backward.
+//
+// Shape letters: B batch, T tokens, H heads, Hd head dim; R rows, C columns for the plain softmax.
+//   attention      qkv [B, T, 3*H*Hd] (per token [3][H][Hd], as timm's qkv.reshape(B, T, 3, H, Hd))
+//                  -> o [B, T, H*Hd] (heads concatenated), lse [B, H, T] (log-sum-exp of each score row)
+//   attention_bwd  do [B, T, H*Hd], qkv, o, lse -> dqkv [B, T, 3*H*Hd] (overwrite, or add when acc=1)
+//   softmax        x [R, C] -> y = softmax(scale * x) along C;  softmax_bwd: y, dy -> dx (acc)
+//
+// Scores are S = scale * q k^T. The forward walks key blocks of BK keys for a block of BQ queries,
+// keeping a running row max m and sum l (online softmax), so only a BQ x BK tile of scores exists at a
+// time; lse = m + log(l) is kept for the backward. Tiles are held transposed (S^T: keys x queries) so
+// K and V rows are read in place, only Q^T (and dO^T in the backward) is packed, and the per-query
+// softmax statistics are lane-wise vectors. The backward is FlashAttention-2's: with
+// D_t = dO_t . O_t it recomputes P = exp(S - lse) tile by tile and forms dV = P^T dO, dP = dO V^T,
+// dS = P * (dP - D), dQ = scale dS K, dK = scale dS^T Q.
+//
+// Work split (ctx.pool): forward items are (b, h, query block); backward items are (b, h, group of key
+// blocks), one group per head unless there are fewer heads than threads, in which case a head's key
+// blocks are split in G groups and their dQ partials are summed afterwards.
+//
+// The tile products and the exp-heavy softmax passes live in attention_isa.inc, compiled three times
+// (AVX-512, AVX2 + FMA, scalar) and chosen at run time from cpu_features().
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MEDIC_ATTN_X86 1
+#endif
+
+#include "medic/engine.h"
 #include "medic/ops.h"
+#include "medic/threads.h"
 
 namespace medic::cpu {
 
-void attention(const OpCall&) { throw Error("attention: not implemented yet"); }
-void attention_bwd(const OpCall&) { throw Error("attention_bwd: not implemented yet"); }
-void softmax(const OpCall&) { throw Error("softmax: not implemented yet"); }
-void softmax_bwd(const OpCall&) { throw Error("softmax_bwd: not implemented yet"); }
+namespace {
+
+constexpr int kBQ = 64;  // queries per tile
+constexpr int kBK = 64;  // keys per tile: a 64 x 64 score tile is 16 KiB, comfortably in L1/L2
+
+struct AttnDims {
+  int64_t B, T, H, Hd;
+  float scale;
+};
+
+AttnDims attn_dims(const OpCall& c, const Tensor& qkv) {
+  AttnDims d;
+  d.B = qkv.shape[0];
+  d.T = qkv.shape[1];
+  d.H = c.ai("heads", 1);
+  d.Hd = qkv.shape[2] / (3 * d.H);
+  d.scale = static_cast<float>(c.attrs->get("scale", 1.0 / std::sqrt(static_cast<double>(d.Hd))));
+  return d;
+}
+
+// dst[c * ldd + j] = scale * src[j * ld + c] for j < n rows, c < Hd, and 0 for n <= j < npad: rows of
+// a head (Q or dO) as columns, so that a score tile is (row of K or V) x (contiguous row of dst).
+inline void pack_transposed(const float* src, int64_t ld, int n, int Hd, float scale, float* dst, int64_t ldd,
+                            int npad) {
+  // 16 source rows at a time (16 x Hd floats stay in L1) so each destination row gets a contiguous run
+  for (int j0 = 0; j0 < n; j0 += 16) {
+    const int jn = n - j0 < 16 ? n - j0 : 16;
+    for (int c = 0; c < Hd; ++c)
+      for (int j = 0; j < jn; ++j) dst[c * ldd + j0 + j] = scale * src[(j0 + j) * ld + c];
+  }
+  for (int c = 0; c < Hd; ++c)
+    for (int j = n; j < npad; ++j) dst[c * ldd + j] = 0.0f;
+}
+
+inline void scale_row(float* x, int64_t n, float a) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= a;
+}
+
+inline void store_row(float* dst, const float* src, int n, bool acc) {
+  if (acc)
+    for (int i = 0; i < n; ++i) dst[i] += src[i];
+  else
+    for (int i = 0; i < n; ++i) dst[i] = src[i];
+}
+
+#if MEDIC_ATTN_X86
+// GCC 12 reports its own _mm512_undefined_ps() (used inside the reduce/roundscale intrinsics) as
+// maybe-uninitialized; the warning is about the header, not this code.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+namespace isa_avx512 {
+#define ATTN_ISA 512
+#include "attention_isa.inc"
+#undef ATTN_ISA
+}  // namespace isa_avx512
+namespace isa_avx2 {
+#define ATTN_ISA 256
+#include "attention_isa.inc"
+#undef ATTN_ISA
+}  // namespace isa_avx2
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif
+namespace isa_scalar {
+#define ATTN_ISA 0
+#include "attention_isa.inc"
+#undef ATTN_ISA
+}  // namespace isa_scalar
+
+struct Kernels {
+  decltype(&isa_scalar::fwd_range) fwd;
+  decltype(&isa_scalar::bwd_range) bwd;
+  decltype(&isa_scalar::softmax_rows) softmax;
+  decltype(&isa_scalar::softmax_bwd_rows) softmax_bwd;
+};
+
+const Kernels& kernels() {
+  static const Kernels k = [] {
+#if MEDIC_ATTN_X86
+    const CpuFeatures& f = cpu_features();
+    if (f.avx512f && f.avx2 && f.fma)
+      return Kernels{isa_avx512::fwd_range, isa_avx512::bwd_range, isa_avx512::softmax_rows,
+                     isa_avx512::softmax_bwd_rows};
+    if (f.avx2 && f.fma)
+      return Kernels{isa_avx2::fwd_range, isa_avx2::bwd_range, isa_avx2::softmax_rows, isa_avx2::softmax_bwd_rows};
+#endif
+    return Kernels{isa_scalar::fwd_range, isa_scalar::bwd_range, isa_scalar::softmax_rows,
+                   isa_scalar::softmax_bwd_rows};
+  }();
+  return k;
+}
+
+void parallel(const OpCall& c, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (c.ctx && c.ctx->pool && n > grain)
+    c.ctx->pool->parallel_for(n, grain, fn);
+  else if (n > 0)
+    fn(0, n);
+}
+
+int threads(const OpCall& c) { return c.ctx && c.ctx->pool ? c.ctx->pool->size() : 1; }
+
+}  // namespace
+
+void attention(const OpCall& c) {
+  const AttnDims d = attn_dims(c, c.x(0));
+  const float* qkv = c.x(0).f32();
+  float *o = c.y(0).f32(), *lse = c.y(1).f32();
+  const int64_t nqb = (d.T + kBQ - 1) / kBQ;
+  const auto fwd = kernels().fwd;
+  parallel(c, d.B * d.H * nqb, 1, [&](int64_t b0, int64_t b1) { fwd(d, qkv, o, lse, b0, b1); });
+}
+
+void attention_bwd(const OpCall& c) {
+  const AttnDims d = attn_dims(c, c.x(1));
+  const bool acc = c.ai("acc", 0) != 0;
+  const float *dout = c.x(0).f32(), *qkv = c.x(1).f32(), *o = c.x(2).f32(), *lse = c.x(3).f32();
+  float* dqkv = c.y(0).f32();
+  const int64_t BH = d.B * d.H, nkb = (d.T + kBK - 1) / kBK;
+  if (BH == 0 || d.T == 0) return;
+  // Split a head's key blocks only when heads alone cannot keep the threads busy.
+  const int G = static_cast<int>(std::min<int64_t>(nkb, std::max<int64_t>(1, (threads(c) + BH - 1) / BH)));
+  std::vector<float> dq_part(G > 1 ? static_cast<size_t>(BH * G * d.T * d.Hd) : 0);
+  const auto bwd = kernels().bwd;
+  parallel(c, BH * G, 1, [&](int64_t b0, int64_t b1) { bwd(d, G, dout, qkv, o, lse, dqkv, dq_part.data(), acc, b0, b1); });
+  if (G == 1) return;
+  // dQ of row (b, h, t) = sum of its G partials.
+  const int64_t ld = 3 * d.H * d.Hd;
+  parallel(c, BH * d.T, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t bh = r / d.T, t = r % d.T, b = bh / d.H, h = bh % d.H;
+      float* dst = dqkv + (b * d.T + t) * ld + h * d.Hd;
+      const float* src = dq_part.data() + (bh * G * d.T + t) * d.Hd;
+      for (int64_t e = 0; e < d.Hd; ++e) {
+        float s = 0.0f;
+        for (int g = 0; g < G; ++g) s += src[g * d.T * d.Hd + e];
+        dst[e] = acc ? dst[e] + s : s;
+      }
+    }
+  });
+}
+
+void softmax(const OpCall& c) {
+  const Tensor& x = c.x(0);
+  const int64_t C = x.shape[-1], R = x.shape.leading(1);
+  const float scale = c.af("scale", 1.0f);
+  const float* xp = x.f32();
+  float* yp = c.y(0).f32();
+  const auto fn = kernels().softmax;
+  parallel(c, R, std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1)),
+           [&](int64_t r0, int64_t r1) { fn(xp, yp, C, scale, r0, r1); });
+}
+
+void softmax_bwd(const OpCall& c) {
+  const Tensor& y = c.x(0);
+  const int64_t C = y.shape.nd ? y.shape[-1] : 1, R = y.numel() / std::max<int64_t>(C, 1);
+  const float scale = c.af("scale", 1.0f);
+  const bool acc = c.ai("acc", 0) != 0;
+  const float *yp = y.f32(), *dyp = c.x(1).f32();
+  float* dxp = c.y(0).f32();
+  const auto fn = kernels().softmax_bwd;
+  parallel(c, R, std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1)),
+           [&](int64_t r0, int64_t r1) { fn(yp, dyp, dxp, C, scale, acc, r0, r1); });
+}
 
 }  // namespace medic::cpu
