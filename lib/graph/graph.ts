@@ -340,17 +340,16 @@ export class Graph {
   }
 
   /**
-   * Let `to` take over the finished gradient buffer of `from` (same numel), instead of a copy: valid
-   * because every consumer of `from` was differentiated before the producer of `from` (which reads
-   * `to`). Used by identity-like ops (the residual copy, add). Returns false when it cannot.
+   * Let `to` take over `grad`, the finished gradient buffer of a value `to` flows into unchanged (same
+   * numel), instead of copying it: valid because every consumer of that value was differentiated
+   * before its producer (which reads `to`). Used by identity edges (the residual copy, add).
+   * Returns false when it cannot (to is a param or a window, or already has a gradient).
    */
-  donateGrad(from: Value, to: Value): boolean {
-    if (!to.requiresGrad || !isFullView(to) || !isFullView(from)) return false;
+  donateGrad(grad: Value, to: Value): boolean {
+    if (!to.requiresGrad || !isFullView(to) || !isFullView(grad)) return false;
     const { root } = rootOf(to);
-    if (root.kind === 'param' || this.grads.has(root.id)) return false;
-    const g = this.gradOf(from);
-    if (!g || numel(g.shape) !== numel(root.shape)) return false;
-    this.grads.set(root.id, { value: sameShape(g.shape, root.shape) ? g : this.view(g, root.shape), written: true });
+    if (root.kind === 'param' || this.grads.has(root.id) || numel(grad.shape) !== numel(root.shape)) return false;
+    this.grads.set(root.id, { value: sameShape(grad.shape, root.shape) ? grad : this.view(grad, root.shape), written: true });
     return true;
   }
 
