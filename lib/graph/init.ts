@@ -1,0 +1,111 @@
+// Parameter initialisation from the param table's init specs, two ways:
+//   - initProgramSpec(): a program of native init ops (init_normal / init_uniform / fill) over the
+//     param windows of the flat buffers: the normal path, seeded by the counter-based native RNG
+//     (stream = the param's index, so adding a param does not reshuffle the others);
+//   - hostInit(): the same distributions drawn in TypeScript (a seeded xorshift + Box-Muller), for
+//     tools and tests that must not depend on the init kernels. The two draw different numbers.
+import type { CompiledBuffer, CompiledGraph, CompiledOp } from './compile.js';
+import type { InitSpec, ParamInfo } from './value.js';
+
+/** A spec whose ops initialise every param of the graph (bound: params and/or frozen). */
+export function initProgramSpec(cg: CompiledGraph, seed: number, groups: ('train' | 'frozen')[] = ['train', 'frozen']): { buffers: CompiledBuffer[]; ops: CompiledOp[] } {
+  const buffers: CompiledBuffer[] = [];
+  const ops: CompiledOp[] = [];
+  const sizes = { train: cg.sizes.train, frozen: cg.sizes.frozen };
+  for (const grp of groups) {
+    if (!sizes[grp]) continue;
+    const flat = grp === 'train' ? 'params' : 'frozen';
+    buffers.push({ name: flat, shape: [sizes[grp]], dtype: 'f32', kind: 'bound', state: flat });
+  }
+  cg.params.forEach((p, index) => {
+    if (!groups.includes(p.group)) return;
+    const name = `init:${p.name}`;
+    buffers.push({ name, shape: [p.numel], dtype: 'f32', kind: 'view', of: p.group === 'train' ? 'params' : 'frozen', offset: p.offset });
+    ops.push(initOp(p.init, name, seed, index));
+  });
+  return { buffers, ops };
+}
+
+function initOp(init: InitSpec, buf: string, seed: number, stream: number): CompiledOp {
+  switch (init.kind) {
+    case 'trunc_normal':
+      return { op: 'init_normal', in: [], out: [buf], attrs: { mean: init.mean ?? 0, std: init.std, lo: init.lo ?? -2, hi: init.hi ?? 2, seed, stream } };
+    case 'uniform':
+      return { op: 'init_uniform', in: [], out: [buf], attrs: { lo: init.lo, hi: init.hi, seed, stream } };
+    case 'zeros':
+      return { op: 'fill', in: [], out: [buf], attrs: { value: 0 } };
+    case 'ones':
+      return { op: 'fill', in: [], out: [buf], attrs: { value: 1 } };
+    case 'const':
+      return { op: 'fill', in: [], out: [buf], attrs: { value: init.value } };
+  }
+}
+
+/** Host-side initial values of the flat buffers (train and frozen), deterministic in `seed`. */
+export function hostInit(params: ParamInfo[], sizes: { train: number; frozen: number }, seed: number): { train: Float32Array; frozen: Float32Array } {
+  const out = { train: new Float32Array(sizes.train), frozen: new Float32Array(sizes.frozen) };
+  params.forEach((p, index) => {
+    const dst = out[p.group].subarray(p.offset, p.offset + p.numel);
+    fillInit(dst, p.init, seed, index);
+  });
+  return out;
+}
+
+export function fillInit(dst: Float32Array, init: InitSpec, seed: number, stream: number): void {
+  const rng = new Rng(seed, stream);
+  switch (init.kind) {
+    case 'trunc_normal': {
+      const mean = init.mean ?? 0;
+      const lo = init.lo ?? -2;
+      const hi = init.hi ?? 2;
+      for (let i = 0; i < dst.length; i++) {
+        let x: number;
+        do x = mean + init.std * rng.normal();
+        while (x < lo || x > hi);
+        dst[i] = x;
+      }
+      return;
+    }
+    case 'uniform':
+      for (let i = 0; i < dst.length; i++) dst[i] = init.lo + (init.hi - init.lo) * rng.uniform();
+      return;
+    case 'zeros':
+      dst.fill(0);
+      return;
+    case 'ones':
+      dst.fill(1);
+      return;
+    case 'const':
+      dst.fill(init.value);
+      return;
+  }
+}
+
+/** xorshift128+-style generator seeded from (seed, stream); good enough for initial weights. */
+class Rng {
+  private a: number;
+  private b: number;
+  constructor(seed: number, stream: number) {
+    this.a = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ stream) >>> 0 || 1;
+    this.b = (Math.imul(stream + 0x632be5ab, 0xc2b2ae35) ^ seed) >>> 0 || 2;
+    for (let i = 0; i < 8; i++) this.next();
+  }
+  private next(): number {
+    let s1 = this.a;
+    const s0 = this.b;
+    this.a = s0;
+    s1 ^= s1 << 23;
+    s1 >>>= 0;
+    s1 ^= s1 >>> 17;
+    s1 ^= s0;
+    s1 ^= s0 >>> 26;
+    this.b = s1 >>> 0;
+    return (this.a + this.b) >>> 0;
+  }
+  uniform(): number {
+    return (this.next() + 0.5) / 4294967296;
+  }
+  normal(): number {
+    return Math.sqrt(-2 * Math.log(this.uniform())) * Math.cos(2 * Math.PI * this.uniform());
+  }
+}

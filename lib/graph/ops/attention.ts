@@ -1,0 +1,22 @@
+// Fused multi-head attention over a packed qkv [B, T, 3*H*Hd] (timm packing [3, H, Hd] per token).
+// Forward keeps o and lse (log-sum-exp per score row) for attention_bwd; no T x T matrix anywhere.
+import type { Graph } from '../graph.js';
+import { type Value, shapeStr } from '../value.js';
+
+export function attention(g: Graph, qkv: Value, heads: number, opts: { scale?: number; hint?: string } = {}): Value {
+  if (qkv.shape.length !== 3 || qkv.shape[2] % (3 * heads) !== 0)
+    throw new Error(`attention: qkv '${qkv.name}' ${shapeStr(qkv.shape)} is not [B, T, 3 * ${heads} * Hd]`);
+  const [B, T, C3] = qkv.shape;
+  const D = C3 / 3;
+  const scale = opts.scale ?? 1 / Math.sqrt(D / heads);
+  const hint = opts.hint ?? 'attn';
+  const o = g.temp(hint, [B, T, D], 'f32', [qkv]);
+  const lse = g.temp(`${hint}.lse`, [B, heads, T]);
+  g.emit('attention', [qkv], [o, lse], { heads, scale });
+  g.record([qkv], () => {
+    const dO = g.gradOf(o);
+    const dqkv = dO && g.gradSink(qkv);
+    if (dqkv) g.emit('attention_bwd', [dO, qkv, o, lse], [dqkv.value], { heads, scale, acc: dqkv.acc });
+  });
+  return o;
+}

@@ -1,0 +1,53 @@
+// Linear layers on the gemm op, and their backward.
+//
+// y = act(x W^T + b): x [..., K], W [N, K] (torch convention, gemm trans_b=1), b [N], y [..., N].
+// With act 'gelu' the gemm's GELU epilogue is used and its pre-activation is kept for the backward.
+// Backward (R = rows of x):
+//   dz = gelu_bwd(preact, dy)                       (only with act 'gelu')
+//   dx (acc per sink) = dz W                         gemm(dz, W)
+//   dW += dz^T x                                     gemm(dz, x as [R, K], trans_a=1, acc=1)
+//   db += sum over rows of dz                        sum_to(dz -> [N], acc=1)
+import type { Graph } from '../graph.js';
+import { type Value, numel, shapeStr } from '../value.js';
+
+export interface LinearOptions {
+  act?: 'none' | 'gelu';
+  hint?: string;
+}
+
+export function linear(g: Graph, x: Value, w: Value, b: Value | null, opts: LinearOptions = {}): Value {
+  if (w.shape.length !== 2) throw new Error(`linear: weight '${w.name}' must be 2-D [out, in], got ${shapeStr(w.shape)}`);
+  const [N, K] = w.shape;
+  if (x.shape[x.shape.length - 1] !== K)
+    throw new Error(`linear: input '${x.name}' ${shapeStr(x.shape)} does not end in ${K} (weight '${w.name}' ${shapeStr(w.shape)})`);
+  if (b && numel(b.shape) !== N) throw new Error(`linear: bias '${b.name}' must have ${N} elements, got ${shapeStr(b.shape)}`);
+  const outShape = [...x.shape.slice(0, -1), N];
+  const hint = opts.hint ?? 'linear';
+  const y = g.temp(hint, outShape, 'f32', [x, w, b]);
+  const gelu = opts.act === 'gelu';
+  const pre = gelu ? g.temp(`${hint}.preact`, outShape, 'f32') : null;
+  g.emit('gemm', [x, w, b], gelu ? [y, pre] : [y], gelu ? { trans_b: 1, act: 1 } : { trans_b: 1 });
+  g.record([x, w, b], () => {
+    const dy = g.gradOf(y);
+    if (!dy) return;
+    let dz = dy;
+    if (gelu) {
+      dz = g.temp(`d:${pre!.name}`, outShape);
+      g.emit('gelu_bwd', [pre, dy], [dz], { acc: 0 });
+    }
+    linearBackward(g, x, w, b, dz);
+  });
+  return y;
+}
+
+/** The backward of y = x W^T + b given dz = dL/d(x W^T + b). */
+export function linearBackward(g: Graph, x: Value, w: Value, b: Value | null, dz: Value): void {
+  const [, K] = w.shape;
+  const R = numel(x.shape) / K;
+  const dx = g.gradSink(x);
+  if (dx) g.emit('gemm', [dz, w], [dx.value], { acc: dx.acc });
+  const dw = g.gradSink(w);
+  if (dw) g.emit('gemm', [dz, x.shape.length === 2 ? x : g.view(x, [R, K])], [dw.value], { trans_a: 1, acc: dw.acc });
+  const db = g.gradSink(b);
+  if (db) g.emit('sum_to', [dz], [db.value], { acc: db.acc });
+}

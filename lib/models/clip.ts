@@ -1,0 +1,121 @@
+// The teacher: a CLIP image encoder (OpenAI ViT layout), frozen, forward only.
+//   conv patch embed (no bias) -> prepend class embedding -> + positional embedding -> ln_pre ->
+//   residual blocks (LN -> MHA with qkv bias -> +; LN -> Linear -> QuickGELU -> Linear -> +)
+// Output: the last block's tokens [B, 1+N, Dt], BEFORE ln_post and proj (which are not built).
+// Params live in the 'frozen' group (no gradients, no optimizer) under OpenAI names prefixed by
+// `teacher.` (visual.conv1.weight -> teacher.conv1.weight); see clipKeyMap for checkpoint names.
+// Without a checkpoint the init specs give a seeded random teacher of the same architecture.
+import { type Graph, type Value, add, concatRows, linear, patchify } from '../graph/index.js';
+import { Block, LayerNorm, truncNormal } from '../nn/index.js';
+
+export interface ClipConfig {
+  img: number;
+  patch: number;
+  width: number;
+  layers: number;
+  heads: number;
+  mlpRatio?: number;
+}
+
+export const clipPresets = {
+  'ViT-B/16': { patch: 16, width: 768, layers: 12, heads: 12 },
+  'ViT-L/14': { patch: 14, width: 1024, layers: 24, heads: 16 },
+} as const;
+
+export class ClipVisionTower {
+  readonly conv1: Value;
+  readonly classEmbedding: Value;
+  readonly positionalEmbedding: Value;
+  readonly lnPre: LayerNorm;
+  readonly blocks: Block[];
+  readonly numPatches: number;
+
+  constructor(
+    readonly g: Graph,
+    readonly cfg: ClipConfig,
+    readonly name = 'teacher',
+  ) {
+    const { img, patch, width } = cfg;
+    if (img % patch) throw new Error(`clip: image ${img} is not divisible by patch ${patch}`);
+    this.numPatches = (img / patch) ** 2;
+    const group = 'frozen';
+    this.conv1 = g.param(`${name}.conv1.weight`, [width, 3, patch, patch], truncNormal(), { group });
+    this.classEmbedding = g.param(`${name}.class_embedding`, [width], truncNormal(), { group });
+    this.positionalEmbedding = g.param(`${name}.positional_embedding`, [1 + this.numPatches, width], truncNormal(), { group });
+    this.lnPre = new LayerNorm(g, `${name}.ln_pre`, width, { eps: 1e-5, group });
+    this.blocks = Array.from(
+      { length: cfg.layers },
+      (_, i) =>
+        new Block(g, `${name}.transformer.resblocks.${i}`, {
+          dim: width,
+          heads: cfg.heads,
+          mlpRatio: cfg.mlpRatio,
+          qkvBias: 'full',
+          layerScale: null,
+          dropPath: 0,
+          layerId: null,
+          act: 'quick_gelu',
+          eps: 1e-5,
+          group,
+          naming: 'openai',
+        }),
+    );
+  }
+
+  /** img [B, 3, S, S] -> [B, 1+N, Dt]; emitted with gradients off. */
+  forward(img: Value): Value {
+    const g = this.g;
+    return g.noGrad(() => {
+      const D = this.cfg.width;
+      const x = patchify(g, img, this.cfg.patch, 1, 'teacher.patches');
+      const w = g.view(this.conv1, [D, x.shape[2]]);
+      const e = linear(g, x, w, null, { hint: 'teacher.conv1' });
+      const cls = g.view(this.classEmbedding, [1, 1, D]);
+      let t = add(g, concatRows(g, [cls, e], 'teacher.tokens'), this.positionalEmbedding, { inPlace: true, hint: 'teacher.pos_add' });
+      t = this.lnPre.forward(t);
+      for (const b of this.blocks) t = b.forward(t);
+      return t;
+    });
+  }
+}
+
+/**
+ * Checkpoint key -> our param name, for OpenAI/open_clip names (visual.*). Hugging Face CLIPVision
+ * names (separate q/k/v projections) need concatenation into in_proj_*: see hfQkvParts.
+ */
+export function clipKeyMap(key: string, name = 'teacher'): string | undefined {
+  const m = /^(?:visual\.)(conv1\.weight|class_embedding|positional_embedding|ln_pre\.(?:weight|bias)|transformer\.resblocks\.\d+\.(?:ln_[12]\.(?:weight|bias)|attn\.(?:in_proj_weight|in_proj_bias|out_proj\.(?:weight|bias))|mlp\.c_(?:fc|proj)\.(?:weight|bias)))$/.exec(key);
+  return m ? `${name}.${m[1]}` : undefined;
+}
+
+/** Hugging Face CLIPVisionModel key -> our name, or a q/k/v part of our in_proj param. */
+export function hfKeyMap(key: string, name = 'teacher'): { param: string; part?: 0 | 1 | 2 } | undefined {
+  const k = key.replace(/^vision_model\./, '');
+  const direct: Record<string, string> = {
+    'embeddings.patch_embedding.weight': 'conv1.weight',
+    'embeddings.class_embedding': 'class_embedding',
+    'embeddings.position_embedding.weight': 'positional_embedding',
+    'pre_layrnorm.weight': 'ln_pre.weight',
+    'pre_layrnorm.bias': 'ln_pre.bias',
+  };
+  if (direct[k]) return { param: `${name}.${direct[k]}` };
+  const m = /^encoder\.layers\.(\d+)\.(.+)$/.exec(k);
+  if (!m) return undefined;
+  const base = `${name}.transformer.resblocks.${m[1]}`;
+  const rest = m[2];
+  const qkv = /^self_attn\.([qkv])_proj\.(weight|bias)$/.exec(rest);
+  if (qkv) return { param: `${base}.attn.in_proj_${qkv[2]}`, part: 'qkv'.indexOf(qkv[1]) as 0 | 1 | 2 };
+  const map: Record<string, string> = {
+    'self_attn.out_proj.weight': 'attn.out_proj.weight',
+    'self_attn.out_proj.bias': 'attn.out_proj.bias',
+    'layer_norm1.weight': 'ln_1.weight',
+    'layer_norm1.bias': 'ln_1.bias',
+    'layer_norm2.weight': 'ln_2.weight',
+    'layer_norm2.bias': 'ln_2.bias',
+    'mlp.fc1.weight': 'mlp.c_fc.weight',
+    'mlp.fc1.bias': 'mlp.c_fc.bias',
+    'mlp.fc2.weight': 'mlp.c_proj.weight',
+    'mlp.fc2.bias': 'mlp.c_proj.bias',
+  };
+  return map[rest] ? { param: `${base}.${map[rest]}` } : undefined;
+}

@@ -1,0 +1,169 @@
+// The whole MEDiC training step as one graph (SPEC):
+//   teacher (frozen CLIP) on the full image -> parameter-free LN per token -> targets t_all [B, 1+N, Dt]
+//   student encoder (sparse or dense) -> distill head Linear(D, Dt) on every output row
+//   -> the scored rows: CLS + tokens (sparse: the visible ones, teacher gathered at [0, 1+visible];
+//      dense: masked positions by default, or visible / all)
+//   pixel branch (w_pix != 0): decoder predictions at the masked positions vs patchify(order 0) ->
+//      gather masked -> pixel_norm targets
+//   -> medic_loss (values + gradients) -> backward from ds / dpred -> grad_norm -> AdamW (clip 3.0).
+// A zero loss weight removes its branch's ops: w_pix = 0 builds no decoder; w_tok = 0 scores the CLS
+// row only. The loss weights are explicit config (no defaults hidden here).
+//
+// Program inputs (all derived from the mask by maskInputs()):
+//   images [B, 3, S, S] f32; hyper [3] f32 = (lr, weight decay, step >= 1); seed [2] i32 (DropPath);
+//   mask [B, N] u8 (dense encoder, decoder); visible [B, V] i32 (sparse encoder, decoder);
+//   masked [B, M] i32 (pixel targets); masked_rows [B, M] i32 = 1 + masked (decoder rows);
+//   visible_rows [B, 1+V] i32 = [0, 1+visible] (dense decoder input); scored_rows [B, 1+T] i32 (the
+//   distilled rows in the 1+N sequence: [0, 1+visible] or [0, 1+masked]).
+// Outputs: losses [4] = (total, L_tok, L_cls, L_pix); grad_norm [1] (before clipping).
+import { type Graph, Graph as GraphClass, type LossWeights, type Value, adamw, gatherRows, gradNorm, layerNorm, medicLoss, patchify, pixelNorm, sliceRows } from '../graph/index.js';
+import { Linear } from '../nn/index.js';
+import { ClipVisionTower, type ClipConfig } from './clip.js';
+import { PixelDecoder } from './decoder.js';
+import { VisionTransformer, type VitConfig } from './vit.js';
+
+export interface MedicConfig {
+  batch: number;
+  img: number;
+  patch: number;
+  student: Omit<VitConfig, 'img' | 'patch'>;
+  teacher: Omit<ClipConfig, 'img'>;
+  decoder: { dim: number; depth: number; heads: number; mlpRatio?: number };
+  encoding: 'sparse' | 'dense';
+  /** Masked patches per image: M = floor(N * maskRatio). */
+  maskRatio: number;
+  /** Which patch tokens the token loss scores; sparse: 'visible' only; dense default 'masked'. */
+  scored?: 'visible' | 'masked' | 'all';
+  weights: LossWeights;
+  /** AdamW (clip by global norm maxNorm, SPEC 3.0); null: the step stops after the gradients. */
+  optimizer: { maxNorm: number; beta1?: number; beta2?: number; eps?: number } | null;
+}
+
+export interface MedicGraph {
+  graph: Graph;
+  cfg: MedicConfig;
+  N: number;
+  M: number;
+  V: number;
+  /** The rows the distillation scores (besides CLS): 'visible' | 'masked' | 'all' | 'none' (w_tok = 0). */
+  scored: 'visible' | 'masked' | 'all' | 'none';
+  student: VisionTransformer;
+  teacher: ClipVisionTower;
+  decoder: PixelDecoder | null;
+  head: Linear;
+  values: Record<string, Value>;
+}
+
+export function buildMedic(cfg: MedicConfig): MedicGraph {
+  const g = new GraphClass();
+  const { batch: B, img, patch } = cfg;
+  const N = (img / patch) ** 2;
+  const M = Math.floor(N * cfg.maskRatio);
+  const V = N - M;
+  if (M < 1 || V < 1) throw new Error(`medic: mask ratio ${cfg.maskRatio} leaves ${V} visible and ${M} masked of ${N} patches`);
+  const w = cfg.weights;
+  if (w.w_tok === 0 && w.w_cls === 0) throw new Error('medic: w_tok and w_cls are both 0: the distillation branch has nothing to train');
+  const sparse = cfg.encoding === 'sparse';
+  const scored = w.w_tok === 0 ? 'none' : (cfg.scored ?? (sparse ? 'visible' : 'masked'));
+  if (sparse && scored !== 'visible' && scored !== 'none') throw new Error(`medic: the sparse encoding can only score visible tokens, got '${scored}'`);
+  const values: Record<string, Value> = {};
+  const input = (name: string, shape: number[], dtype: 'f32' | 'i32' | 'u8'): Value => (values[name] ??= g.input(name, shape, dtype));
+
+  const images = input('images', [B, 3, img, img], 'f32');
+  // Params in a fixed order: student, head, decoder, teacher.
+  const student = new VisionTransformer(g, { ...cfg.student, img, patch }, { withMaskToken: !sparse });
+  const D = cfg.student.dim;
+  const Dt = cfg.teacher.width;
+  const head = new Linear(g, 'head', D, Dt);
+  const decoder =
+    w.w_pix !== 0
+      ? new PixelDecoder(g, { inDim: D, dim: cfg.decoder.dim, depth: cfg.decoder.depth, heads: cfg.decoder.heads, mlpRatio: cfg.decoder.mlpRatio, grid: img / patch, patchPixels: patch * patch * 3 })
+      : null;
+  const teacher = new ClipVisionTower(g, { ...cfg.teacher, img });
+
+  // Targets (no gradients).
+  const tAll = g.noGrad(() => layerNorm(g, teacher.forward(images), null, null, { eps: 1e-6, hint: 'teacher.target_norm' }));
+  const scoredRowsLen = scored === 'visible' ? 1 + V : scored === 'masked' ? 1 + M : 0;
+  const scoredRows = scoredRowsLen ? input('scored_rows', [B, scoredRowsLen], 'i32') : null;
+
+  // Student.
+  const seed = input('seed', [2], 'i32');
+  const enc = sparse
+    ? student.forwardSparse(images, input('visible', [B, V], 'i32'), seed)
+    : student.forwardDense(images, input('mask', [B, N], 'u8'), seed);
+  values.encoder_out = enc;
+  let s: Value;
+  let t: Value;
+  if (scored === 'none') {
+    s = head.forward(sliceRows(g, enc, 0, 1, 'encoder.cls'));
+    t = g.noGrad(() => sliceRows(g, tAll, 0, 1, 'teacher.cls'));
+  } else {
+    const sAll = head.forward(enc);
+    s = sparse || scored === 'all' ? sAll : gatherRows(g, sAll, scoredRows!, 'head.scored');
+    t = scored === 'all' && !sparse ? tAll : g.noGrad(() => gatherRows(g, tAll, scoredRows!, 'teacher.scored'));
+  }
+  values.s = s;
+  values.t = t;
+
+  // Pixel branch.
+  let pred: Value | null = null;
+  let target: Value | null = null;
+  if (decoder) {
+    const visible = input('visible', [B, V], 'i32');
+    const mask = input('mask', [B, N], 'u8');
+    const decIn = sparse ? enc : gatherRows(g, enc, input('visible_rows', [B, 1 + V], 'i32'), 'decoder.input');
+    pred = decoder.forward(decIn, visible, mask, input('masked_rows', [B, M], 'i32'));
+    target = g.noGrad(() => pixelNorm(g, gatherRows(g, patchify(g, images, patch, 0, 'pixel.patches'), input('masked', [B, M], 'i32'), 'pixel.masked'), { hint: 'pixel.target' }));
+    values.pred = pred;
+    values.target = target;
+  }
+
+  const loss = medicLoss(g, s, t, pred, target, w);
+  g.markOutput(loss.losses, 'losses');
+  g.backward(pred ? [{ value: s, grad: loss.ds }, { value: pred, grad: loss.dpred! }] : [{ value: s, grad: loss.ds }]);
+  if (cfg.optimizer) {
+    const norm = g.markOutput(gradNorm(g), 'grad_norm');
+    adamw(g, input('hyper', [3], 'f32'), norm, { maxNorm: cfg.optimizer.maxNorm, beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps });
+  }
+  return { graph: g, cfg, N, M, V, scored, student, teacher, decoder, head, values };
+}
+
+/**
+ * Every index input of the step from a mask [B, N] u8 (1 = masked, exactly M per row). Visible and
+ * masked indices are in spatial (ascending) order.
+ */
+export function maskInputs(mask: Uint8Array, B: number, N: number, scored: MedicGraph['scored']): Record<string, Uint8Array | Int32Array> {
+  const M = mask.subarray(0, N).reduce((a, b) => a + (b ? 1 : 0), 0);
+  const V = N - M;
+  const visible = new Int32Array(B * V);
+  const masked = new Int32Array(B * M);
+  for (let b = 0; b < B; b++) {
+    let iv = 0;
+    let im = 0;
+    for (let n = 0; n < N; n++) {
+      if (mask[b * N + n]) {
+        if (im === M) throw new Error(`maskInputs: sample ${b} masks more than ${M} patches`);
+        masked[b * M + im++] = n;
+      } else {
+        if (iv === V) throw new Error(`maskInputs: sample ${b} masks fewer than ${M} patches`);
+        visible[b * V + iv++] = n;
+      }
+    }
+  }
+  const rows = (idx: Int32Array, K: number, withCls: boolean): Int32Array => {
+    const w = K + (withCls ? 1 : 0);
+    const out = new Int32Array(B * w);
+    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) out[b * w + k + (withCls ? 1 : 0)] = idx[b * K + k] + 1;
+    return out;
+  };
+  const out: Record<string, Uint8Array | Int32Array> = {
+    mask,
+    visible,
+    masked,
+    masked_rows: rows(masked, M, false),
+    visible_rows: rows(visible, V, true),
+  };
+  if (scored === 'visible') out.scored_rows = out.visible_rows;
+  if (scored === 'masked') out.scored_rows = rows(masked, M, true);
+  return out;
+}

@@ -1,0 +1,37 @@
+// MLP: Linear(D, hidden) -> activation -> Linear(hidden, D).
+// 'gelu' (erf) is fused into fc1's gemm epilogue (act=1, pre-activation kept for the backward);
+// 'quick_gelu' (CLIP) is a separate op.
+import { type Graph, type Value, quickGelu } from '../graph/index.js';
+import { Linear } from './linear.js';
+import { truncNormal } from './init.js';
+
+export interface MlpConfig {
+  dim: number;
+  hidden: number;
+  act: 'gelu' | 'quick_gelu';
+  /** Divisor of fc2's weight init std (BEiT's sqrt(2 * layer_id)). */
+  fc2InitDivisor?: number;
+  group?: 'train' | 'frozen';
+  /** Param names of the two layers: timm fc1/fc2 (default) or CLIP's c_fc/c_proj. */
+  names?: [string, string];
+}
+
+export class Mlp {
+  readonly fc1: Linear;
+  readonly fc2: Linear;
+
+  constructor(
+    readonly g: Graph,
+    readonly name: string,
+    readonly cfg: MlpConfig,
+  ) {
+    const [n1, n2] = cfg.names ?? ['fc1', 'fc2'];
+    this.fc1 = new Linear(g, `${name}.${n1}`, cfg.dim, cfg.hidden, { group: cfg.group });
+    this.fc2 = new Linear(g, `${name}.${n2}`, cfg.hidden, cfg.dim, { group: cfg.group, weightInit: truncNormal(0.02, cfg.fc2InitDivisor ?? 1) });
+  }
+
+  forward(x: Value): Value {
+    const h = this.cfg.act === 'gelu' ? this.fc1.forward(x, { act: 'gelu' }) : quickGelu(this.g, this.fc1.forward(x), `${this.name}.act`);
+    return this.fc2.forward(h);
+  }
+}
