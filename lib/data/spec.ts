@@ -39,8 +39,9 @@ export function parseDataSpec(spec: string): DataSpec {
     if (dir === '') throw new DataError(`data spec '${spec}': expected 'idx:<dir>' with a directory`);
     return { kind: 'idx', dir };
   }
-  // Anything else with a scheme-like prefix is a typo of a known kind rather than a folder name.
-  const m = /^([a-z]+):(?![\\/])/i.exec(s);
+  // Anything else with a scheme-like prefix is a typo of a known kind rather than a folder name
+  // (single letters are Windows drives: C:\data).
+  const m = /^([a-z]+):/i.exec(s);
   if (m && m[1].length > 1) throw new DataError(`data spec '${spec}': unknown kind '${m[1]}:', ${DATA_SPEC_HELP}`);
   return { kind: 'folder', root: s };
 }
