@@ -220,7 +220,9 @@ export class FolderSource implements ImageSource {
           if (info.width !== outW || info.height !== outH) throw new Error(`decoded ${info.width}x${info.height}, expected ${outW}x${outH}`);
           return toRGB(new Uint8Array(data.buffer, data.byteOffset, data.length), info.channels, outW * outH);
         } catch (e) {
-          throw new SampleReadError(`${path}: ${errorMessage(e)}`, path);
+          // libvips' own text is sometimes lost between threads, leaving only sharp's generic line.
+          const msg = errorMessage(e).replace(/^Warning treated as error due to failOn setting$/, 'corrupt or truncated image data (decoder warning)');
+          throw new SampleReadError(`${path}: ${msg}`, path);
         }
       },
     };
