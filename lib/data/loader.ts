@@ -38,7 +38,7 @@ export interface Batch {
   labels: Int32Array;
   /** Dataset indices of the images (a replaced unreadable file shows its replacement's index). */
   indices: Int32Array;
-  /** Images in this batch: batchSize, or fewer for the last eval batch. */
+  /** Real images in this batch: batchSize, or fewer for the last eval batch (padded after them with padLast). */
   size: number;
   epoch: number;
   /** Where this batch starts. */
@@ -73,6 +73,11 @@ export interface LoaderOptions {
   shuffle?: boolean;
   /** Default: train. */
   dropLast?: boolean;
+  /**
+   * Pad a short last batch (eval) to batchSize: images zero-filled, labels and indices -1; `size`
+   * still counts the real images. For a static graph with a fixed batch (default false).
+   */
+  padLast?: boolean;
   /** Hand out views of SharedArrayBuffers instead of copying each batch (default false). */
   sharedMemory?: boolean;
   /** One line per unreadable file (once per file); default console.warn. */
@@ -234,6 +239,7 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
   private readonly executor: Executor;
   private readonly perImage: number;
   private readonly sharedMemory: boolean;
+  private readonly padLast: boolean;
   private readonly onWarning: (message: string) => void;
   private readonly orders = new Map<number, Int32Array>();
   private readonly pool: SharedArrayBuffer[] = [];
@@ -277,6 +283,7 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
     this.cursor = this.normalize(start);
     this.perImage = 3 * this.spec.size * this.spec.size;
     this.sharedMemory = o.sharedMemory ?? false;
+    this.padLast = o.padLast ?? false;
     this.onWarning = o.onWarning ?? ((m) => console.warn(m));
     this.counters = { batches: 0, images: 0, waitMs: 0, maxWaitMs: 0, replaced: 0, badFiles: 0, workers: this.workers };
     if (this.workers === 0) {
@@ -330,7 +337,7 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
     const indices = this.order(position.epoch).slice(position.index, position.index + size);
     const next = this.normalize({ epoch: position.epoch, index: position.index + size });
     this.cursor = next;
-    const bytes = size * this.perImage * 4;
+    const bytes = (this.padLast ? this.batchSize : size) * this.perImage * 4;
     let staging: SharedArrayBuffer;
     if (this.sharedMemory) staging = new SharedArrayBuffer(bytes);
     else staging = this.pool.pop() ?? new SharedArrayBuffer(this.batchSize * this.perImage * 4);
@@ -383,7 +390,16 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
       await this.close();
       throw e;
     }
-    const view = new Float32Array(pb.staging, 0, pb.size * this.perImage);
+    const total = this.padLast ? this.batchSize : pb.size;
+    const view = new Float32Array(pb.staging, 0, total * this.perImage);
+    if (total > pb.size) {
+      view.fill(0, pb.size * this.perImage); // a recycled buffer holds an older batch there
+      const labels = new Int32Array(total).fill(-1);
+      const indices = new Int32Array(total).fill(-1);
+      labels.set(meta.labels);
+      indices.set(meta.indices);
+      meta = { labels, indices };
+    }
     let images: Float32Array;
     if (this.sharedMemory) images = view;
     else {

@@ -86,6 +86,14 @@ describe('order', () => {
     expect(batches[11].images.length).toBe(2 * 3 * 144);
     expect(batches[11].next).toEqual({ epoch: 1, index: 0 });
     expect(Array.from(batches.flatMap((b) => Array.from(b.indices)))).toEqual(Array.from({ length: 90 }, (_, i) => i));
+    const padded = (await collect(synth, { ...o, padLast: true })).batches;
+    expect(padded[11].size).toBe(2);
+    expect(padded[11].images.length).toBe(8 * 3 * 144);
+    expect(padded[11].images.subarray(0, 2 * 432)).toEqual(batches[11].images);
+    expect(padded[11].images.subarray(2 * 432).every((v) => v === 0)).toBe(true);
+    expect(Array.from(padded[11].labels)).toEqual([...Array.from(batches[11].labels), -1, -1, -1, -1, -1, -1]);
+    expect(Array.from(padded[11].indices.subarray(2))).toEqual(new Array(6).fill(-1));
+    expect(padded[3].images).toEqual(batches[3].images);
     const again = await collect(synth, { ...o, seed: 9, start: { epoch: 5, index: 0 } });
     expect(again.batches.map((b) => b.images)).toEqual(batches.map((b) => b.images));
   });
