@@ -387,7 +387,9 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
     try {
       meta = await pb.done;
     } catch (e) {
+      const closedMeanwhile = this.closed;
       await this.close();
+      if (closedMeanwhile) return { done: true, value: undefined }; // close() while this next() waited
       throw e;
     }
     const total = this.padLast ? this.batchSize : pb.size;

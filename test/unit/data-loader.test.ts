@@ -175,6 +175,14 @@ describe('options and lifetime', () => {
     );
   });
 
+  test('close() while next() waits ends the iteration; next() after close is done', async () => {
+    const loader = new DataLoader(synth, { batchSize: 8, imageSize: 12, train: true, workers: 1 });
+    const pending = loader.next();
+    await loader.close();
+    expect(await pending).toEqual({ done: true, value: undefined });
+    expect(await loader.next()).toEqual({ done: true, value: undefined });
+  });
+
   test('sharedMemory hands out the shared buffers, same values', async () => {
     const o: LoaderOptions = { batchSize: 8, imageSize: 12, train: true, seed: 2, workers: 0, epochs: 1 };
     const a = (await collect(synth, o, 3)).batches;
