@@ -1,0 +1,72 @@
+// In-memory uint8 images of one size (IDX files, the bundled MNIST digits), shared with the workers.
+import type { ImageSource, Plan, SourceImage } from './dataset.js';
+import { resampleBox } from './resample.js';
+
+export interface PixelHandle {
+  kind: 'pixels';
+  /** N x H x W x C uint8 over a SharedArrayBuffer. */
+  pixels: Uint8Array;
+  labels: Int32Array;
+  count: number;
+  height: number;
+  width: number;
+  channels: 1 | 3;
+  /** Used in messages: `<name>#<j>`. */
+  name: string;
+}
+
+export function renderPixels(src: Uint8Array, width: number, height: number, channels: number, plan: Plan, outW: number, outH: number): Uint8Array {
+  if (plan.kind === 'crop') return resampleBox(src, width, height, channels, plan.x, plan.y, plan.x + plan.w, plan.y + plan.h, outW, outH);
+  // Resize the whole image to rw x rh, then crop: the same as resampling the matching box of the source.
+  const sx = width / plan.rw;
+  const sy = height / plan.rh;
+  return resampleBox(src, width, height, channels, plan.left * sx, plan.top * sy, (plan.left + outW) * sx, (plan.top + outH) * sy, outW, outH);
+}
+
+export class PixelSource implements ImageSource {
+  private constructor(private readonly h: PixelHandle) {}
+
+  /** Copies pixels and labels into shared memory. */
+  static create(pixels: Uint8Array, labels: ArrayLike<number>, height: number, width: number, channels: 1 | 3, name: string): PixelSource {
+    const count = labels.length;
+    if (pixels.length !== count * height * width * channels) {
+      throw new RangeError(`PixelSource ${name}: ${pixels.length} bytes for ${count} images of ${height}x${width}x${channels}`);
+    }
+    const shared = new Uint8Array(new SharedArrayBuffer(Math.max(pixels.length, 1)), 0, pixels.length);
+    shared.set(pixels);
+    const sharedLabels = new Int32Array(new SharedArrayBuffer(Math.max(count, 1) * 4), 0, count);
+    sharedLabels.set(labels);
+    return new PixelSource({ kind: 'pixels', pixels: shared, labels: sharedLabels, count, height, width, channels, name });
+  }
+
+  static fromHandle(h: PixelHandle): PixelSource {
+    return new PixelSource(h);
+  }
+
+  handle(): PixelHandle {
+    return this.h;
+  }
+
+  get count(): number {
+    return this.h.count;
+  }
+
+  labelOf(j: number): number {
+    return this.h.labels[j];
+  }
+
+  whereOf(j: number): string {
+    return `${this.h.name}#${j}`;
+  }
+
+  async open(j: number): Promise<SourceImage> {
+    const { width, height, channels } = this.h;
+    const size = width * height * channels;
+    const src = this.h.pixels.subarray(j * size, (j + 1) * size);
+    return {
+      width,
+      height,
+      render: async (plan, outW, outH) => renderPixels(src, width, height, channels, plan, outW, outH),
+    };
+  }
+}
