@@ -85,7 +85,20 @@ const void* typed_array_bytes(const Napi::Value& v, DType dtype, int64_t numel, 
     throw Error(what + ": expected a " + typed_array_class(dtype) + " (dtype " + dtype_name(dtype) + "), got another typed array kind");
   if (static_cast<int64_t>(ta.ElementLength()) != numel)
     throw Error(what + ": expected " + std::to_string(numel) + " elements, got " + std::to_string(ta.ElementLength()));
-  return static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  return typed_array_data(ta);
+}
+
+void* typed_array_data(const Napi::TypedArray& ta) {
+  // napi_get_typedarray_info gives the element pointer directly, also for typed arrays over a
+  // SharedArrayBuffer (the data loader's worker batches), where ArrayBuffer() would fail.
+  napi_typedarray_type type;
+  size_t length;
+  void* data = nullptr;
+  napi_value buffer;
+  size_t offset;
+  if (napi_get_typedarray_info(ta.Env(), ta, &type, &length, &data, &buffer, &offset) != napi_ok)
+    throw Error("could not read a typed array's memory");
+  return data;
 }
 
 TensorWrap* unwrap_tensor(const Napi::Value& v, const std::string& what) {

@@ -123,6 +123,8 @@ Attrs attrs_from_js(const Napi::Value& v, const char* what);
 Napi::TypedArray typed_array_for(Napi::Env env, DType dtype, int64_t numel);
 // Checks that `v` is a typed array of the dtype's class and `numel` elements; returns its bytes.
 const void* typed_array_bytes(const Napi::Value& v, DType dtype, int64_t numel, const std::string& what);
+// The first element of a typed array (plain or shared buffer).
+void* typed_array_data(const Napi::TypedArray& ta);
 TensorWrap* unwrap_tensor(const Napi::Value& v, const std::string& what);  // nullptr for null/undefined
 
 }  // namespace medic::napi

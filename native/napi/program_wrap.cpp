@@ -124,7 +124,7 @@ class StepWorker : public Napi::AsyncWorker {
     for (size_t i = 0; i < output_ids_.size(); ++i) {
       const Tensor& t = p.tensor(output_ids_[i]);
       Napi::TypedArray a = typed_array_for(env, t.dtype, t.numel());
-      std::memcpy(static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset(), out_[i].data(), out_[i].size());
+      std::memcpy(typed_array_data(a), out_[i].data(), out_[i].size());
       outs.Set(p.spec(output_ids_[i]).name, a);
     }
     res.Set("outputs", outs);
@@ -226,7 +226,7 @@ Napi::Value ProgramWrap::Read(const Napi::CallbackInfo& info) {
   int id = buffer_arg(p, info, "program.read()");
   const Tensor& t = p.tensor(id);
   Napi::TypedArray out = typed_array_for(info.Env(), t.dtype, t.numel());
-  state->owner->engine->to_host(static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset(), t.data, t.nbytes());
+  state->owner->engine->to_host(typed_array_data(out), t.data, t.nbytes());
   return out;
   MEDIC_NAPI_CATCH(info.Env())
 }

@@ -67,7 +67,7 @@ Napi::Value TensorWrap::Read(const Napi::CallbackInfo& info) {
   const Tensor& t = state->get("tensor.read()");
   if (state->owner->running) throw Error("tensor.read(): a program step is running on this engine; await it first");
   Napi::TypedArray out = typed_array_for(info.Env(), t.dtype, t.numel());
-  void* dst = static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset();
+  void* dst = typed_array_data(out);
   state->owner->get("tensor.read()").to_host(dst, t.data, t.nbytes());
   return out;
   MEDIC_NAPI_CATCH(info.Env())

@@ -27,6 +27,16 @@ describe('tensors', () => {
     }
   });
 
+  it('accepts typed arrays over a SharedArrayBuffer (zero-copy loader batches)', async () => {
+    const shared = new Float32Array(new SharedArrayBuffer(4 * 8), 8, 4); // non-zero byte offset
+    shared.set([1, 2, 3, 4]);
+    using t = engine.tensor([4], 'f32', shared);
+    expect(Array.from(t.read())).toEqual([1, 2, 3, 4]);
+    using b = engine.tensor([4], 'f32', new Float32Array([10, 10, 10, 10]));
+    using p = engine.program(smallSpec(b, 4));
+    expect(Array.from((await p.run({ x: shared })).outputs.y)).toEqual([22, 24, 26, 28]);
+  });
+
   it('rejects data of the wrong kind or length, naming what was expected', () => {
     expect(() => engine.tensor([2, 2], 'f32', new Float32Array(3))).toThrow(/expected 4 elements, got 3/);
     expect(() => engine.tensor([2], 'i32', new Float32Array(2))).toThrow(/Int32Array/);
