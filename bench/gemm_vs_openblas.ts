@@ -3,6 +3,7 @@
 //
 //   npx tsx bench/gemm_vs_openblas.ts --threads 2 --preset tiny,base --reps 3 [--only 'qkv|fc1']
 //   MEDIC_CPU_ISA=avx2 npx tsx bench/gemm_vs_openblas.ts ...   # our AVX2 path
+//   ... --blas-core Haswell                                      # OpenBLAS pinned to its AVX2 kernels
 //
 // OpenBLAS runs in a long-lived bench/openblas_gemm.py --serve child (OPENBLAS_NUM_THREADS = --threads,
 // OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed from its environment: they pin an old core type and
@@ -26,11 +27,12 @@ function arg(name: string, def: string): string {
 }
 
 /** A bench/openblas_gemm.py --serve child: one JSON line out per case sent. */
-function openBlasServer(threads: number) {
+function openBlasServer(threads: number, core: string) {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'openblas_gemm.py');
   const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads) };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
+  if (core) env.OPENBLAS_CORETYPE = core;
   const child = spawn('/usr/bin/python3', [script, '--serve'], { env, stdio: ['pipe', 'pipe', 'inherit'] });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const next = async (): Promise<Record<string, unknown>> => {
@@ -53,6 +55,7 @@ async function main(): Promise<void> {
   const reps = Number(arg('reps', '3'));
   const minMs = Number(arg('min-ms', '200'));
   const only = arg('only', '');
+  const core = arg('blas-core', '');
   const presetNames = arg('preset', 'tiny,base').split(',') as Preset['name'][];
   const shapes: { preset: string; s: GemmShape }[] = [];
   for (const p of presetNames) {
@@ -60,7 +63,7 @@ async function main(): Promise<void> {
     for (const s of gemmShapes(presets[p])) if (!only || new RegExp(only).test(s.name)) shapes.push({ preset: p, s });
   }
   const engine = Engine.create({ device: 'cpu', threads });
-  const blas = openBlasServer(threads);
+  const blas = openBlasServer(threads, core);
   try {
     console.log(`engine: ${engine.describe()}`);
     console.log(`blas: ${JSON.stringify((await blas.info()).blas)}`);
