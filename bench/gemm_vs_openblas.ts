@@ -10,7 +10,8 @@
 // slow current OpenBLAS down). Shape by shape, ours and OpenBLAS's timings alternate --reps times, so
 // both sides see the same load on a shared machine; per side the best of the reps' medians is kept.
 // ratio = OpenBLAS time / our time (> 1: we are faster). OpenBLAS does the plain GEMM (beta=1 for acc
-// cases); our time includes the fused bias / GELU epilogue where the shape has one.
+// cases); our time includes the fused bias / GELU epilogue where the shape has one. Our pool's idle
+// threads sleep at once; OpenBLAS's spin for ~0.1 s, so each of our timings waits 0.3 s after OpenBLAS's.
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -20,6 +21,8 @@ import { Engine } from '../lib/engine/index.js';
 import { gemmCase, gemmShapes, shapeLabel, type GemmShape } from './cases/gemm.js';
 import { timeCase } from './kernels.js';
 import { presets, type Preset } from './presets.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -75,6 +78,9 @@ async function main(): Promise<void> {
       let ours = Infinity;
       let ref = Infinity;
       for (let rep = 0; rep < reps; rep++) {
+        // OpenBLAS's idle workers spin for a while after each call (THREAD_TIMEOUT, ~0.1 s) and
+        // would steal our cores: let them fall asleep first.
+        await sleep(300);
         ours = Math.min(ours, timeCase(engine, gemmCase(s), minMs, 3));
         ref = Math.min(ref, await blas.time(s, minMs));
       }
