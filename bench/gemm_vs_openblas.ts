@@ -32,7 +32,7 @@ function arg(name: string, def: string): string {
 /** A bench/openblas_gemm.py --serve child: one JSON line out per case sent. */
 function openBlasServer(threads: number, core: string) {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'openblas_gemm.py');
-  const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads) };
+  const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(threads) };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
   if (core) env.OPENBLAS_CORETYPE = core;

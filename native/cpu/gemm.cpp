@@ -214,7 +214,9 @@ MEDIC_AVX2 static inline void gelu4_avx2(__m256 (&x)[4]) {  // as gelu4_avx512
 #pragma GCC unroll 4
   for (int v = 0; v < 4; ++v) {
     z[v] = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.f), x[v]), _mm256_set1_ps(kRsqrt2));
-    t[v] = _mm256_div_ps(_mm256_set1_ps(1.f), _mm256_fmadd_ps(z[v], _mm256_set1_ps(0.5f), _mm256_set1_ps(1.f)));
+    // t = 1 / (1 + z/2): rcp (12 bits) plus one Newton step (~2^-23 relative).
+    __m256 d = _mm256_fmadd_ps(z[v], _mm256_set1_ps(0.5f), _mm256_set1_ps(1.f)), r = _mm256_rcp_ps(d);
+    t[v] = _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.f)));
     p[v] = _mm256_set1_ps(kErfc[9]);
   }
   for (int i = 8; i >= 0; --i)
@@ -228,23 +230,34 @@ MEDIC_AVX2 static inline void gelu4_avx2(__m256 (&x)[4]) {  // as gelu4_avx512
   }
 }
 
+// vmaskmovps stores are microcoded on AMD: masked loads/stores only for the ragged right edge.
 MEDIC_AVX2 static void gelu_tile_avx2(float* c, float* pre, int64_t ld, int m, int n) {
   const int nv = (n + 7) / 8, slots = m * nv;  // one slot = 8 columns of one row
+  const bool ragged = n % 8 != 0;
   for (int s0 = 0; s0 < slots; s0 += 4) {
-    __m256 x[4];
-    float* at[4];
+    __m256 x[4], pre_x[4];
+    float *at[4], *pp[4];
     __m256i mk[4];
 #pragma GCC unroll 4
     for (int v = 0; v < 4; ++v) {
       const int s = std::min(s0 + v, slots - 1), i = s / nv, j = 8 * (s % nv);
       at[v] = c + i * ld + j;
+      pp[v] = pre + i * ld + j;
       mk[v] = s0 + v >= slots ? _mm256_setzero_si256() : tail_mask_avx2(n - j);
-      x[v] = _mm256_maskload_ps(at[v], mk[v]);
-      _mm256_maskstore_ps(pre + i * ld + j, mk[v], x[v]);
+      x[v] = pre_x[v] = ragged ? _mm256_maskload_ps(at[v], mk[v]) : _mm256_loadu_ps(at[v]);
     }
     gelu4_avx2(x);
+    // (slots past the end repeat the last slot: recomputed, and stored only through a zero mask)
 #pragma GCC unroll 4
-    for (int v = 0; v < 4; ++v) _mm256_maskstore_ps(at[v], mk[v], x[v]);
+    for (int v = 0; v < 4; ++v) {
+      if (!ragged && s0 + v < slots) {
+        _mm256_storeu_ps(pp[v], pre_x[v]);
+        _mm256_storeu_ps(at[v], x[v]);
+      } else {
+        _mm256_maskstore_ps(pp[v], mk[v], pre_x[v]);
+        _mm256_maskstore_ps(at[v], mk[v], x[v]);
+      }
+    }
   }
 }
 
@@ -282,9 +295,9 @@ MEDIC_AVX2 static void micro_avx2(int64_t kc, const float* a, const float* b, fl
     if (i >= m) break;
     float* cr = c + i * ldc;
     __m256 v0 = _mm256_mul_ps(acc[i][0], va), v1 = _mm256_mul_ps(acc[i][1], va);
-    if (load_c) {
-      v0 = _mm256_add_ps(v0, _mm256_maskload_ps(cr, m0));
-      v1 = _mm256_add_ps(v1, _mm256_maskload_ps(cr + 8, m1));
+    if (load_c) {  // (vmaskmovps only on the ragged edge: it is slow on AMD)
+      v0 = _mm256_add_ps(v0, n >= 16 ? _mm256_loadu_ps(cr) : _mm256_maskload_ps(cr, m0));
+      v1 = _mm256_add_ps(v1, n >= 16 ? _mm256_loadu_ps(cr + 8) : _mm256_maskload_ps(cr + 8, m1));
     }
     if (bias) {
       v0 = _mm256_add_ps(v0, bias0);

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest';
 
 import { Engine } from '../../lib/engine/index.js';
 import { cpuEngine, dot, finiteDiff, poisoned, randomF32, relErr } from '../helpers/parity.js';
-import { fixtureResults, isaOf, randomResults, refGemm, type CaseResult } from './gemm_cases.js';
+import { erf, fixtureResults, geluTail, isaOf, randomResults, refGemm, type CaseResult } from './gemm_cases.js';
 
 const TOL = 1e-5;
 const here = dirname(fileURLToPath(import.meta.url));
@@ -77,29 +77,12 @@ describe('gemm parity (default ISA of this machine)', () => {
 });
 
 describe('gemm GELU epilogue', () => {
-  const gelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
   const geluGrad = (x: number) => 0.5 * (1 + erf(x / Math.SQRT2)) + (x * Math.exp(-0.5 * x * x)) / Math.sqrt(2 * Math.PI);
 
   it('C is GELU(preact) element by element, also in the tails (|x| up to ~9)', () => {
-    const e = cpuEngine();
-    const [M, N, K] = [50, 70, 300];
-    const A = e.tensor([M, K], 'f32', randomF32(M * K, 8, 0.5)), B = e.tensor([N, K], 'f32', randomF32(N * K, 9, 0.5));
-    const C = poisoned(e, [M, N]), P = poisoned(e, [M, N]);
-    try {
-      e.op('gemm', [A, B], [C, P], { trans_b: 1, act: 1 });
-      const c = C.read(), p = P.read();
-      let maxAbsPre = 0;
-      let worst = 0;
-      for (let i = 0; i < c.length; i++) {
-        maxAbsPre = Math.max(maxAbsPre, Math.abs(p[i]));
-        const g = gelu(p[i]);
-        worst = Math.max(worst, Math.abs(c[i] - g) / Math.max(Math.abs(g), 1e-6));
-      }
-      expect(maxAbsPre).toBeGreaterThan(6); // the test reaches the tails
-      expect(worst).toBeLessThan(2e-5); // per element, relative (float erfc + exp)
-    } finally {
-      [A, B, C, P].forEach((t) => t.dispose());
-    }
+    const r = geluTail(cpuEngine());
+    expect(r.maxAbsPre).toBeGreaterThan(6); // the test reaches the tails
+    expect(r.worst).toBeLessThan(2e-5); // per element, relative (float erfc + exp)
   });
 
   it('finite differences through bias agree with GELU\'(preact): the epilogue and preact are consistent', () => {
@@ -128,16 +111,23 @@ describe('gemm GELU epilogue', () => {
 
 describe('gemm on the other ISA paths (child process with MEDIC_CPU_ISA)', () => {
   for (const isa of ['avx2', 'scalar'] as const) {
-    it(`${isa}: fixtures and float64 products match`, () => {
+    it(`${isa}: fixtures, float64 products and GELU tails match`, () => {
       const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'gemm_cases.ts')], {
         env: { ...process.env, MEDIC_CPU_ISA: isa },
         encoding: 'utf8',
       });
       expect(r.status, r.stderr).toBe(0);
-      const out = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { describe: string; fixtures: CaseResult[]; random: CaseResult[] };
+      const out = JSON.parse(r.stdout.trim().split('\n').pop() as string) as {
+        describe: string;
+        fixtures: CaseResult[];
+        random: CaseResult[];
+        geluTail: { worst: number; maxAbsPre: number };
+      };
       expect(isaOf(out.describe)).toBe(isa);
       expectAllClose(out.fixtures);
       expectAllClose(out.random);
+      expect(out.geluTail.maxAbsPre).toBeGreaterThan(6);
+      expect(out.geluTail.worst).toBeLessThan(2e-5);
     });
   }
 });
@@ -186,32 +176,3 @@ describe('gemm bad calls', () => {
     }
   });
 });
-
-// erf to ~1e-15 (series / continued fraction), for the float64 GELU references above.
-function erf(x: number): number {
-  const ax = Math.abs(x);
-  if (ax < 2.5) {
-    let sum = ax, term = ax;
-    for (let n = 1; n < 80; n++) {
-      term *= (-ax * ax) / n;
-      const add = term / (2 * n + 1);
-      sum += add;
-      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
-    }
-    const r = (2 / Math.sqrt(Math.PI)) * sum;
-    return x < 0 ? -r : r;
-  }
-  // erfc by Lentz's continued fraction for large |x|
-  let f = ax, C = ax, D = 0;
-  for (let n = 1; n < 200; n++) {
-    const an = n / 2;
-    D = ax + an * D;
-    D = 1 / D;
-    C = ax + an / C;
-    const delta = C * D;
-    f *= delta;
-    if (Math.abs(delta - 1) < 1e-16) break;
-  }
-  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / f;
-  return x < 0 ? erfc - 1 : 1 - erfc;
-}

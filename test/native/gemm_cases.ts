@@ -92,11 +92,62 @@ export function randomResults(engine: Engine): CaseResult[] {
   return out;
 }
 
+/** GELU epilogue element by element: worst |C - gelu(preact)| / max(|gelu|, 1e-6), preact reaching |x| ~ 9. */
+export function geluTail(engine: Engine): { worst: number; maxAbsPre: number } {
+  const [M, N, K] = [50, 70, 300];
+  const A = engine.tensor([M, K], 'f32', randomF32(M * K, 8, 0.5)), B = engine.tensor([N, K], 'f32', randomF32(N * K, 9, 0.5));
+  const C = poisoned(engine, [M, N]), P = poisoned(engine, [M, N]);
+  try {
+    engine.op('gemm', [A, B], [C, P], { trans_b: 1, act: 1 });
+    const c = C.read(), p = P.read();
+    let maxAbsPre = 0;
+    let worst = 0;
+    for (let i = 0; i < c.length; i++) {
+      maxAbsPre = Math.max(maxAbsPre, Math.abs(p[i]));
+      const g = 0.5 * p[i] * (1 + erf(p[i] / Math.SQRT2));
+      const e = Math.abs(c[i] - g) / Math.max(Math.abs(g), 1e-6);
+      worst = Number.isFinite(e) ? Math.max(worst, e) : Infinity;
+    }
+    return { worst, maxAbsPre };
+  } finally {
+    [A, B, C, P].forEach((t) => t.dispose());
+  }
+}
+
+// erf to ~1e-15 (series / continued fraction), for the float64 GELU references above.
+export function erf(x: number): number {
+  const ax = Math.abs(x);
+  if (ax < 2.5) {
+    let sum = ax, term = ax;
+    for (let n = 1; n < 80; n++) {
+      term *= (-ax * ax) / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    }
+    const r = (2 / Math.sqrt(Math.PI)) * sum;
+    return x < 0 ? -r : r;
+  }
+  // erfc by Lentz's continued fraction for large |x|
+  let f = ax, C = ax, D = 0;
+  for (let n = 1; n < 200; n++) {
+    const an = n / 2;
+    D = ax + an * D;
+    D = 1 / D;
+    C = ax + an / C;
+    const delta = C * D;
+    f *= delta;
+    if (Math.abs(delta - 1) < 1e-16) break;
+  }
+  const erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / f;
+  return x < 0 ? erfc - 1 : 1 - erfc;
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const engine = Engine.create({ device: 'cpu' });
   try {
     const describe = engine.describe();
-    console.log(JSON.stringify({ describe, fixtures: fixtureResults(engine), random: randomResults(engine) }));
+    console.log(JSON.stringify({ describe, fixtures: fixtureResults(engine), random: randomResults(engine), geluTail: geluTail(engine) }));
   } finally {
     engine.dispose();
   }
