@@ -35,6 +35,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "medic/engine.h"
 #include "medic/ops.h"
@@ -417,23 +420,31 @@ static void pack_b(const Gemm& g, const float* B, int64_t k0, int64_t kc, int64_
   }
 }
 
-// Per-thread packing buffers, 64-byte aligned, grown on demand and kept for the thread's life.
+// Packing buffers, 64-byte aligned, one pair per pool thread. They are sized on the calling thread
+// before the pool runs (so an allocation failure throws there, not on a worker), grown on demand
+// and kept by that calling thread for later calls (thread_local: two callers never share them).
 struct PackBuf {
   float* p = nullptr;
   size_t cap = 0;
-  float* get(size_t n) {
+  PackBuf() = default;
+  PackBuf(const PackBuf&) = delete;
+  PackBuf& operator=(const PackBuf&) = delete;
+  float* reserve(size_t n) {
     if (n > cap) {
       std::free(p);
       size_t bytes = (n * sizeof(float) + 63) & ~size_t(63);
       p = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (!p) throw Error("gemm: out of memory for packing buffers");
-      cap = n;
+      cap = p ? n : 0;
+      if (!p) throw Error("gemm: out of memory for packing buffers (" + std::to_string(bytes) + " bytes)");
     }
     return p;
   }
   ~PackBuf() { std::free(p); }
 };
-thread_local PackBuf t_abuf, t_bbuf;
+struct Workspace {
+  std::vector<std::unique_ptr<PackBuf>> a, b;  // [tid]
+};
+thread_local Workspace t_ws;
 
 // Block size for `total` items split into equal blocks of at most `limit`, rounded up to `unit`.
 static int64_t even_block(int64_t total, int64_t limit, int64_t unit) {
@@ -443,15 +454,14 @@ static int64_t even_block(int64_t total, int64_t limit, int64_t unit) {
 }
 
 // C[m0..m1, n0..n1] of one batch, single-threaded. A, B, C, P point at the batch.
+// apack holds isa.kc x isa.mc floats, bpack isa.kc x (N rounded up to NR, at most isa.nc).
 static void gemm_rect(const Gemm& g, const Isa& isa, const float* A, const float* B, float* C, float* P, int64_t m0,
-                      int64_t m1, int64_t n0, int64_t n1) {
+                      int64_t m1, int64_t n0, int64_t n1, float* apack, float* bpack) {
   if (m0 >= m1 || n0 >= n1) return;
   const int mr = isa.mr, nr = isa.nr;
   const int64_t kcb = even_block(g.K, isa.kc, 1);
   const int64_t mcb = even_block(m1 - m0, isa.mc, mr);
   const int64_t ncb = even_block(n1 - n0, isa.nc, nr);
-  float* bpack = t_bbuf.get(static_cast<size_t>(kcb * ((ncb + nr - 1) / nr * nr)));
-  float* apack = t_abuf.get(static_cast<size_t>(kcb * ((mcb + mr - 1) / mr * mr)));
   for (int64_t jc = n0; jc < n1; jc += ncb) {
     const int64_t nc = std::min(ncb, n1 - jc);
     for (int64_t pc = 0; pc < g.K; pc += kcb) {
@@ -522,24 +532,36 @@ void gemm(const OpCall& call) {
   if (g.K == 0) return gemm_k0(g, nb * g.M);
 
   const Isa& isa = pick_isa();
-  const int64_t sa = g.M * g.K, sb = g.K * g.N, sc = g.M * g.N;
-  auto batch_rect = [&](int64_t b, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-    gemm_rect(g, isa, g.A + b * sa, g.B + b * sb, g.C + b * sc, g.P ? g.P + b * sc : nullptr, m0, m1, n0, n1);
-  };
-
   // Threads: none for small products (the pool's wake-up costs more than the work).
   ThreadPool* pool = call.ctx ? call.ctx->pool : nullptr;
   const double work = static_cast<double>(nb) * g.M * g.N * g.K;
   int T = pool ? pool->size() : 1;
   if (work < 96.0 * 96 * 96) T = 1;
+
+  Workspace& ws = t_ws;
+  while (static_cast<int>(ws.a.size()) < T) {
+    ws.a.push_back(std::make_unique<PackBuf>());
+    ws.b.push_back(std::make_unique<PackBuf>());
+  }
+  const int64_t kc_max = std::min<int64_t>(isa.kc, g.K);
+  const int64_t nc_max = std::min<int64_t>(isa.nc, (g.N + isa.nr - 1) / isa.nr * isa.nr);
+  for (int t = 0; t < T; ++t) {
+    ws.a[t]->reserve(static_cast<size_t>(kc_max * isa.mc));
+    ws.b[t]->reserve(static_cast<size_t>(kc_max * nc_max));
+  }
+  const int64_t sa = g.M * g.K, sb = g.K * g.N, sc = g.M * g.N;
+  auto batch_rect = [&](int tid, int64_t b, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    gemm_rect(g, isa, g.A + b * sa, g.B + b * sb, g.C + b * sc, g.P ? g.P + b * sc : nullptr, m0, m1, n0, n1,
+              ws.a[tid]->p, ws.b[tid]->p);
+  };
   if (T == 1) {
-    for (int64_t b = 0; b < nb; ++b) batch_rect(b, 0, g.M, 0, g.N);
+    for (int64_t b = 0; b < nb; ++b) batch_rect(0, b, 0, g.M, 0, g.N);
     return;
   }
   // Many small batched products: whole batches per thread.
   if (nb >= 2 * T && static_cast<double>(g.M) * g.N * g.K < 256.0 * 256 * 256) {
     pool->run([&](int tid, int nt) {
-      for (int64_t b = tid; b < nb; b += nt) batch_rect(b, 0, g.M, 0, g.N);
+      for (int64_t b = tid; b < nb; b += nt) batch_rect(tid, b, 0, g.M, 0, g.N);
     });
     return;
   }
@@ -561,7 +583,7 @@ void gemm(const OpCall& call) {
     const int im = tid / tn, in = tid % tn;
     const int64_t m0 = std::min(g.M, mt * im / tm * isa.mr), m1 = std::min(g.M, mt * (im + 1) / tm * isa.mr);
     const int64_t n0 = std::min(g.N, ntl * in / tn * isa.nr), n1 = std::min(g.N, ntl * (in + 1) / tn * isa.nr);
-    for (int64_t b = 0; b < nb; ++b) batch_rect(b, m0, m1, n0, n1);
+    for (int64_t b = 0; b < nb; ++b) batch_rect(tid, b, m0, m1, n0, n1);
   });
 }
 
