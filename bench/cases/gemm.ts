@@ -1,0 +1,84 @@
+// gemm at the shapes of one MEDiC step (SPEC.md letters): the student encoder on the 1 + V visible
+// tokens (forward and the backward forms dX = dY W, dW += dY^T X), the frozen teacher on 1 + N
+// tokens (forward only) and the decoder (width Dd) on 1 + N tokens. Linear weights are [out, in], so
+// forwards are trans_b=1, dX is trans_b=0, dW is trans_a=1 with acc=1. bench/gemm_vs_openblas.ts
+// times the same list against OpenBLAS.
+import type { Preset } from '../presets.js';
+import type { BenchCase, CaseList } from './types.js';
+
+export interface GemmShape {
+  name: string;
+  M: number;
+  N: number;
+  K: number;
+  ta: 0 | 1;
+  tb: 0 | 1;
+  acc?: 0 | 1;
+  bias?: boolean;
+  act?: 0 | 1;
+}
+
+export function gemmShapes(p: Preset): GemmShape[] {
+  const Rs = p.B * (1 + p.V); // student rows (visible tokens + CLS)
+  const Rt = p.B * (1 + p.N); // teacher / decoder rows (all tokens + CLS)
+  const D = p.D, Dt = p.Dt, Dd = p.Dd;
+  return [
+    { name: 'student qkv', M: Rs, N: 3 * D, K: D, ta: 0, tb: 1, bias: true },
+    { name: 'student proj', M: Rs, N: D, K: D, ta: 0, tb: 1, bias: true },
+    { name: 'student fc1+gelu', M: Rs, N: 4 * D, K: D, ta: 0, tb: 1, bias: true, act: 1 },
+    { name: 'student fc2', M: Rs, N: D, K: 4 * D, ta: 0, tb: 1, bias: true },
+    { name: 'student qkv dX', M: Rs, N: D, K: 3 * D, ta: 0, tb: 0 },
+    { name: 'student fc1 dX', M: Rs, N: D, K: 4 * D, ta: 0, tb: 0 },
+    { name: 'student fc2 dX', M: Rs, N: 4 * D, K: D, ta: 0, tb: 0 },
+    { name: 'student qkv dW', M: 3 * D, N: D, K: Rs, ta: 1, tb: 0, acc: 1 },
+    { name: 'student proj dW', M: D, N: D, K: Rs, ta: 1, tb: 0, acc: 1 },
+    { name: 'student fc1 dW', M: 4 * D, N: D, K: Rs, ta: 1, tb: 0, acc: 1 },
+    { name: 'student fc2 dW', M: D, N: 4 * D, K: Rs, ta: 1, tb: 0, acc: 1 },
+    { name: 'teacher qkv', M: Rt, N: 3 * Dt, K: Dt, ta: 0, tb: 1, bias: true },
+    { name: 'teacher proj', M: Rt, N: Dt, K: Dt, ta: 0, tb: 1, bias: true },
+    { name: 'teacher fc1+gelu', M: Rt, N: 4 * Dt, K: Dt, ta: 0, tb: 1, bias: true, act: 1 },
+    { name: 'teacher fc2', M: Rt, N: Dt, K: 4 * Dt, ta: 0, tb: 1, bias: true },
+    { name: 'decoder qkv', M: Rt, N: 3 * Dd, K: Dd, ta: 0, tb: 1, bias: true },
+    { name: 'decoder fc1+gelu', M: Rt, N: 4 * Dd, K: Dd, ta: 0, tb: 1, bias: true, act: 1 },
+    { name: 'decoder fc2 dW', M: Dd, N: 4 * Dd, K: Rt, ta: 1, tb: 0, acc: 1 },
+  ];
+}
+
+export function shapeLabel(s: GemmShape): string {
+  const a = s.ta ? `[${s.M}x${s.K}]^T` : `[${s.M}x${s.K}]`;
+  const b = s.tb ? `[${s.K}x${s.N}]^T` : `[${s.K}x${s.N}]`;
+  const extra = [s.bias ? '+b' : '', s.act ? 'gelu' : '', s.acc ? 'acc' : ''].filter(Boolean).join(',');
+  return `${s.name} ${a}x${b}${extra ? ' ' + extra : ''}`;
+}
+
+function fill(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    out[i] = s / 4294967296 - 0.5;
+  }
+  return out;
+}
+
+export function gemmCase(s: GemmShape): BenchCase {
+  return {
+    name: shapeLabel(s),
+    family: 'gemm',
+    flops: 2 * s.M * s.N * s.K,
+    setup(engine) {
+      const a = engine.tensor(s.ta ? [s.K, s.M] : [s.M, s.K], 'f32', fill(s.M * s.K, 1));
+      const b = engine.tensor(s.tb ? [s.N, s.K] : [s.K, s.N], 'f32', fill(s.K * s.N, 2));
+      const bias = s.bias ? engine.tensor([s.N], 'f32', fill(s.N, 3)) : null;
+      const c = engine.tensor([s.M, s.N]);
+      const pre = s.act ? engine.tensor([s.M, s.N]) : null;
+      const attrs = { trans_a: s.ta, trans_b: s.tb, acc: s.acc ?? 0, act: s.act ?? 0 };
+      return {
+        run: () => engine.op('gemm', [a, b, bias], [c, pre], attrs),
+        dispose: () => [a, b, bias, c, pre].forEach((t) => t?.dispose()),
+      };
+    },
+  };
+}
+
+export const cases: CaseList = (p) => gemmShapes(p).map(gemmCase);
