@@ -32,14 +32,14 @@ async function gradCheck(make: (g: Graph) => Built, opts: { samples?: number; h?
   using state = new GraphState(engine, cg);
   const n = cg.sizes.train;
   const params = randomF32(n, 3, opts.scale ?? 0.3);
-  state.get('params').write(params);
+  if (n) state.get('params').write(params); // a frozen-only graph (the CLIP block) has no trainable buffer
   if (cg.sizes.frozen) state.get('frozen').write(randomF32(cg.sizes.frozen, 4, opts.scale ?? 0.3));
   const dy = randomF32(y.shape.reduce((a, b) => a * b, 1), 5);
   const inputs: Record<string, AnyTypedArray> = { ...feed, dy };
 
   using eager = new EagerExecutor(engine, cg, state);
   await eager.run(inputs);
-  const gParams = state.get('grads').read() as Float32Array;
+  const gParams = n ? (state.get('grads').read() as Float32Array) : new Float32Array(0);
   const gx = dxName ? (eager.read(dxName) as Float32Array) : undefined;
 
   using prog = state.program();
