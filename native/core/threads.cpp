@@ -29,21 +29,32 @@ ThreadPool::~ThreadPool() {
   for (auto& th : threads_) th.join();
 }
 
+namespace {
+// About 50 microseconds of polling before a thread blocks.
+constexpr int kSpinIters = 20000;
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+}  // namespace
+
 void ThreadPool::worker(int tid) {
   int64_t seen = 0;
   for (;;) {
-    const std::function<void(int, int)>* task;
-    {
+    for (int i = 0; i < kSpinIters && generation_.load(std::memory_order_acquire) == seen; ++i) cpu_relax();
+    if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_start_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      ++sleeping_;
+      cv_start_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_relaxed) != seen; });
+      --sleeping_;
       if (stop_) return;
-      seen = generation_;
-      task = task_;
     }
-    (*task)(tid, nthreads_);
-    {
+    seen = generation_.load(std::memory_order_acquire);
+    (*task_)(tid, nthreads_);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) cv_done_.notify_one();
+      if (caller_sleeping_) cv_done_.notify_one();
     }
   }
 }
@@ -54,16 +65,23 @@ void ThreadPool::run(const std::function<void(int, int)>& fn) {
     return;
   }
   std::lock_guard<std::mutex> serial(run_mu_);
+  task_ = &fn;
+  pending_.store(nthreads_ - 1, std::memory_order_relaxed);
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    task_ = &fn;
-    pending_ = nthreads_ - 1;
-    ++generation_;
+    generation_.fetch_add(1, std::memory_order_release);
+    wake = sleeping_ > 0;
   }
-  cv_start_.notify_all();
+  if (wake) cv_start_.notify_all();
   fn(0, nthreads_);
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_done_.wait(lock, [&] { return pending_ == 0; });
+  for (int i = 0; i < kSpinIters && pending_.load(std::memory_order_acquire) != 0; ++i) cpu_relax();
+  if (pending_.load(std::memory_order_acquire) != 0) {
+    std::unique_lock<std::mutex> lock(mu_);
+    caller_sleeping_ = true;
+    cv_done_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
+    caller_sleeping_ = false;
+  }
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {

@@ -6,6 +6,7 @@
 // Calls are not re-entrant: a kernel must not call the pool from inside a task.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -39,8 +40,12 @@ class ThreadPool {
   std::mutex run_mu_;  // serialises callers (eager ops on the JS thread vs a program on a worker)
   std::condition_variable cv_start_, cv_done_;
   const std::function<void(int, int)>* task_ = nullptr;
-  int64_t generation_ = 0;
-  int pending_ = 0;
+  // Workers spin briefly on generation_ before sleeping, so the back-to-back ops of a step do not pay
+  // a futex wake-up each (which also let a spinning BLAS or another process take the core meanwhile).
+  std::atomic<int64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  int sleeping_ = 0;  // workers blocked on cv_start_ (guarded by mu_)
+  bool caller_sleeping_ = false;
   bool stop_ = false;
 };
 
