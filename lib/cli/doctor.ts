@@ -13,7 +13,7 @@ export interface DoctorReport {
   cores: number;
   memoryGiB: number;
   binaries: { variant: string; path: string | null; error?: string; cpuFeatures?: string; cudaCompiled?: boolean }[];
-  cuda: { compiledIn: boolean; devices: number; description: string };
+  cuda: { compiledIn: boolean; devices: number; description: string; kernels: number; ops: number };
   auto: string;
   threads: number;
 }
@@ -54,6 +54,8 @@ export function doctorReport(): DoctorReport {
       compiledIn: !!cb,
       devices: cb ? cb.cudaDeviceCount() : 0,
       description: cb ? cb.cudaDescribe(0) : 'no CUDA build of the engine (nvcc was not found when it was built)',
+      kernels: cb ? cb.cudaKernels().length : 0,
+      ops: (cpu.loaded ?? cuda.loaded)?.binding.opNames().length ?? 0,
     },
     auto,
     threads: (cpu.loaded ?? cuda.loaded)?.binding.defaultThreads() ?? 0,
@@ -80,6 +82,7 @@ export function registerDoctor(program: Command): void {
       const features = r.binaries.find((b) => b.cpuFeatures)?.cpuFeatures ?? 'unknown';
       console.log(`cpu kernels  : ${features}; ${r.threads} threads by default`);
       console.log(`cuda         : ${r.cuda.compiledIn ? `${r.cuda.devices} device(s): ${r.cuda.description}` : r.cuda.description}`);
+      if (r.cuda.compiledIn) console.log(`cuda kernels : ${r.cuda.kernels} of ${r.cuda.ops} ops`);
       console.log(`--device auto: ${r.auto}`);
     });
 }

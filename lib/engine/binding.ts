@@ -80,5 +80,7 @@ export interface NativeBinding {
   cudaDescribe(index: number): string;
   defaultThreads(): number;
   opNames(): string[];
+  /** Ops with a CUDA kernel in this binary (empty for the CPU variant). */
+  cudaKernels(): string[];
   abiVersion: number;
 }

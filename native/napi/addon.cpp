@@ -123,6 +123,15 @@ static Napi::Value OpNames(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// Ops that have a CUDA kernel compiled into this binary.
+static Napi::Value CudaKernels(const Napi::CallbackInfo& info) {
+  Napi::Array a = Napi::Array::New(info.Env());
+  uint32_t k = 0;
+  for (const std::string& name : op_names())
+    if (find_op(name)->cuda) a.Set(k++, name);
+  return a;
+}
+
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", EngineWrap::Init(env));
   exports.Set("Tensor", TensorWrap::Init(env));
@@ -133,6 +142,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaDescribe", Napi::Function::New(env, CudaDescribe));
   exports.Set("defaultThreads", Napi::Function::New(env, DefaultThreads));
   exports.Set("opNames", Napi::Function::New(env, OpNames));
+  exports.Set("cudaKernels", Napi::Function::New(env, CudaKernels));
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }
