@@ -81,11 +81,25 @@ void dev_sync(void* state) {
 }
 }  // namespace
 
+void* cuda::workspace(cuda::CudaContext& c, size_t bytes) {
+  if (bytes <= c.workspace_bytes) return c.workspace;
+  cudaStreamCaptureStatus status;
+  cuda::check(cudaStreamIsCapturing(c.stream, &status), "cudaStreamIsCapturing");
+  if (status != cudaStreamCaptureStatusNone)
+    throw Error("CUDA workspace must grow during graph capture: run the program once uncaptured first");
+  if (c.workspace) cuda::check(cudaFreeAsync(c.workspace, c.stream), "cudaFreeAsync (workspace)");
+  size_t grown = bytes + bytes / 4;
+  cuda::check(cudaMallocAsync(&c.workspace, grown, c.stream), "cudaMallocAsync (workspace)");
+  c.workspace_bytes = grown;
+  return c.workspace;
+}
+
 DeviceApi cuda_device_api(int index, Context& ctx) {
   auto* c = new cuda::CudaContext();
   c->device = index;
   cuda::check(cudaSetDevice(index), "cudaSetDevice");
   cuda::check(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  cuda::check(cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, index), "cudaDeviceGetAttribute");
   ctx.cuda = c;
   DeviceApi api;
   api.alloc = dev_alloc;
@@ -101,6 +115,7 @@ void cuda_release_context(Context& ctx) {
   auto* c = static_cast<cuda::CudaContext*>(ctx.cuda);
   if (!c) return;
   cudaStreamSynchronize(c->stream);
+  if (c->workspace) cudaFree(c->workspace);
   cudaStreamDestroy(c->stream);
   delete c;
   ctx.cuda = nullptr;
