@@ -4,6 +4,16 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+// The data loader decodes with sharp on libuv's thread pool (4 threads by default, fixed at first use):
+// size it to the machine before anything touches it.
+process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, 2 * (await import('node:os')).availableParallelism()));
+
+// `medic-native ... | head` closes the pipe early: that is not an error.
+process.stdout.on('error', (err) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const entry = join(root, 'dist', 'cli', 'index.js');
 if (!existsSync(entry)) {

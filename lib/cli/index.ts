@@ -6,6 +6,8 @@ import { Command, CommanderError } from 'commander';
 
 import { packageRoot } from '../native.js';
 import { registerDoctor } from './doctor.js';
+import { registerEval } from './eval.js';
+import { registerPretrain } from './pretrain.js';
 
 export function packageVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
@@ -19,6 +21,8 @@ export function buildCli(): Command {
     .version(packageVersion())
     .showHelpAfterError()
     .exitOverride();
+  registerPretrain(program);
+  registerEval(program);
   registerDoctor(program);
   return program;
 }
@@ -28,7 +32,7 @@ export async function main(argv: string[]): Promise<number> {
   const cli = buildCli();
   try {
     await cli.parseAsync(argv);
-    return 0;
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
     console.error(`medic-native: ${(err as Error).message}`);

@@ -94,6 +94,17 @@ export class ImageDataset {
     return this.indices ? this.indices.length : this.source.count;
   }
 
+  /**
+   * At most n samples spread evenly over the dataset (stride sampling): a cheap subset that keeps the
+   * class balance of class-sorted datasets, for capped evaluations. The whole dataset when n >= length.
+   */
+  subsample(n: number): ImageDataset {
+    if (n <= 0 || n >= this.length) return this;
+    const picked = new Int32Array(n);
+    for (let k = 0; k < n; k++) picked[k] = this.item(Math.floor((k * this.length) / n));
+    return new ImageDataset(this.source, picked, this.classNames, this.split, `${this.description}, every ${(this.length / n).toFixed(1)}th sample`);
+  }
+
   get numClasses(): number {
     return this.classNames.length;
   }

@@ -92,6 +92,19 @@ export function resolveCheckpoint(pathOrDir: string): string {
   throw new Error(`checkpoint ${pathOrDir}: a folder without latest.json (expected a run folder, its checkpoints/ folder, or a .safetensors file)`);
 }
 
+/** Only the training state of a checkpoint (reads the header, not the tensors). */
+export function readCheckpointState(pathOrDir: string): { path: string; state: TrainState } {
+  const path = resolveCheckpoint(pathOrDir);
+  const f = new SafetensorsFile(path);
+  try {
+    if (f.metadata.format !== FORMAT)
+      throw new Error(`checkpoint ${path}: not a medic-native checkpoint (metadata format is ${JSON.stringify(f.metadata.format ?? null)}, expected ${FORMAT})`);
+    return { path, state: JSON.parse(f.metadata.medic) as TrainState };
+  } finally {
+    f.close();
+  }
+}
+
 export function loadCheckpoint(pathOrDir: string): Checkpoint {
   const path = resolveCheckpoint(pathOrDir);
   const f = new SafetensorsFile(path);

@@ -22,7 +22,9 @@ export const studentPresets: Record<ModelPreset, ModelShape> = {
 
 export interface PretrainConfig {
   data: string;
+  /** Image side; 0 = auto: 28 for digit data (mnist, idx:), 224 otherwise. */
   imgSize: number;
+  /** Patch side; 0 = auto: 4 for digit data, 16 otherwise. */
   patchSize: number;
   model: ModelPreset;
   encoding: Encoding;
@@ -53,7 +55,13 @@ export interface PretrainConfig {
   clipGrad: number;
   dropPath: number;
   layerScale: number;
-  normalize: 'imagenet' | 'clip' | 'mnist';
+  /** 'auto' = mnist statistics for digit data, imagenet otherwise; or 'm1,m2,m3/s1,s2,s3'. */
+  normalize: string;
+  /** RandomResizedCrop smallest area fraction (SPEC 0.2). */
+  cropScale: number;
+  /** Horizontal flip probability; -1 = auto: 0 for digit data (a flipped digit is another glyph), 0.5 otherwise. */
+  hflip: number;
+  colorJitter: number;
   device: string;
   threads: number;
   workers: number;
@@ -66,12 +74,16 @@ export interface PretrainConfig {
   stepsPerEpoch: number;
   /** Cap on images embedded for kNN (0 = all). */
   knnLimit: number;
+  /** Stop (with a checkpoint) after this many steps in this invocation; 0 = run to the end. */
+  stopAfter: number;
+  /** Metrics every this many steps (metrics.jsonl); 0 = every step. */
+  logEvery: number;
 }
 
 export const defaultConfig: PretrainConfig = {
   data: 'mnist',
-  imgSize: 28,
-  patchSize: 4,
+  imgSize: 0,
+  patchSize: 0,
   model: 'mini',
   encoding: 'sparse',
   teacher: 'random',
@@ -99,7 +111,10 @@ export const defaultConfig: PretrainConfig = {
   clipGrad: 3.0,
   dropPath: 0.1,
   layerScale: 0.1,
-  normalize: 'mnist',
+  normalize: 'auto',
+  cropScale: 0.2,
+  hflip: -1,
+  colorJitter: 0,
   device: 'auto',
   threads: 0,
   workers: 1,
@@ -110,6 +125,8 @@ export const defaultConfig: PretrainConfig = {
   knnK: [10, 20],
   stepsPerEpoch: 0,
   knnLimit: 0,
+  stopAfter: 0,
+  logEvery: 0,
 };
 
 type Key = keyof PretrainConfig;
@@ -117,6 +134,7 @@ const numeric: Key[] = [
   'imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'decoderDim', 'decoderDepth', 'decoderHeads', 'maskRatio',
   'wTok', 'wCls', 'wPix', 'tau', 'epochs', 'batchSize', 'lr', 'lrBatchRef', 'warmupEpochs', 'minLr', 'warmupLr', 'weightDecay',
   'weightDecayEnd', 'clipGrad', 'dropPath', 'layerScale', 'threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit',
+  'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery',
 ];
 
 /** The command-line flag of a config key: wTok -> --w-tok. */
@@ -143,12 +161,16 @@ export function validateConfig(c: PretrainConfig): void {
     if ((c[k] as number) < 0) fail(k, 'a non-negative number', c[k]);
   };
   for (const k of ['imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'decoderDim', 'decoderDepth', 'decoderHeads', 'epochs', 'batchSize', 'lrBatchRef', 'workers'] as Key[]) posInt(k);
-  for (const k of ['threads', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit', 'warmupEpochs'] as Key[]) nonNegInt(k);
+  for (const k of ['threads', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit', 'warmupEpochs', 'stopAfter', 'logEvery'] as Key[]) nonNegInt(k);
   for (const k of ['wTok', 'wCls', 'wPix', 'lr', 'minLr', 'warmupLr', 'weightDecay', 'weightDecayEnd', 'clipGrad'] as Key[]) nonNeg(k);
   if (!(c.model in studentPresets)) fail('model', `one of ${Object.keys(studentPresets).join(', ')}`, c.model);
   if (c.encoding !== 'sparse' && c.encoding !== 'dense') fail('encoding', 'sparse or dense', c.encoding);
   if (c.mask !== 'block' && c.mask !== 'random') fail('mask', 'block or random', c.mask);
-  if (!['imagenet', 'clip', 'mnist'].includes(c.normalize)) fail('normalize', 'imagenet, clip or mnist', c.normalize);
+  if (!['imagenet', 'clip', 'mnist'].includes(c.normalize) && !/^[^/]+\/[^/]+$/.test(c.normalize))
+    fail('normalize', "imagenet, clip, mnist or 'm1,m2,m3/s1,s2,s3'", c.normalize);
+  if (!(c.cropScale > 0 && c.cropScale <= 1)) fail('cropScale', 'a number in (0, 1]', c.cropScale);
+  if (!(c.hflip >= 0 && c.hflip <= 1)) fail('hflip', 'a probability in [0, 1]', c.hflip);
+  if (!(c.colorJitter >= 0 && c.colorJitter < 1)) fail('colorJitter', 'a number in [0, 1)', c.colorJitter);
   if (!(c.maskRatio > 0 && c.maskRatio < 1)) fail('maskRatio', 'a number in (0, 1)', c.maskRatio);
   if (!(c.tau > 0)) fail('tau', 'a positive number', c.tau);
   if (!(c.dropPath >= 0 && c.dropPath < 1)) fail('dropPath', 'a number in [0, 1)', c.dropPath);
@@ -196,9 +218,31 @@ export function resolveConfig(file: Partial<PretrainConfig>, flags: Record<strin
       c[k] = v;
     }
   }
-  const cfg = c as unknown as PretrainConfig;
+  const cfg = finalizeConfig(c as unknown as PretrainConfig);
   validateConfig(cfg);
   return cfg;
+}
+
+/** Digit data (the bundled MNIST, IDX files): small grayscale glyphs. */
+export function isDigitData(data: string): boolean {
+  return data === 'mnist' || data.startsWith('idx:');
+}
+
+/** Resolves the 'auto' values from the data, so the printed config shows what runs. */
+export function finalizeConfig(c: PretrainConfig): PretrainConfig {
+  const digits = isDigitData(String(c.data));
+  const out = { ...c };
+  if (out.imgSize === 0) out.imgSize = digits ? 28 : 224;
+  if (out.patchSize === 0) out.patchSize = digits ? 4 : 16;
+  if (out.hflip === -1) out.hflip = digits ? 0 : 0.5;
+  if (out.normalize === 'auto') out.normalize = digits ? 'mnist' : 'imagenet';
+  return out;
+}
+
+/** Mean/std of a normalize setting, in the loader's 'm1,m2,m3/s1,s2,s3' form where needed. */
+export function normalizationOf(c: PretrainConfig): string {
+  // MNIST digits: mean 0.1307, std 0.3081 (the usual statistics), on all three replicated channels.
+  return c.normalize === 'mnist' ? '0.1307,0.1307,0.1307/0.3081,0.3081,0.3081' : c.normalize;
 }
 
 /** The effective config as aligned "key value" lines, for the start of a run. */

@@ -6,7 +6,7 @@
 // `teacher.` (visual.conv1.weight -> teacher.conv1.weight); see clipKeyMap for checkpoint names.
 // Without a checkpoint the init specs give a seeded random teacher of the same architecture.
 import { type Graph, type Value, add, concatRows, linear, patchify } from '../graph/index.js';
-import { Block, LayerNorm, truncNormal } from '../nn/index.js';
+import { Block, LayerNorm, normal, uniform } from '../nn/index.js';
 
 export interface ClipConfig {
   img: number;
@@ -39,9 +39,16 @@ export class ClipVisionTower {
     if (img % patch) throw new Error(`clip: image ${img} is not divisible by patch ${patch}`);
     this.numPatches = (img / patch) ** 2;
     const group = 'frozen';
-    this.conv1 = g.param(`${name}.conv1.weight`, [width, 3, patch, patch], truncNormal(), { group });
-    this.classEmbedding = g.param(`${name}.class_embedding`, [width], truncNormal(), { group });
-    this.positionalEmbedding = g.param(`${name}.positional_embedding`, [1 + this.numPatches, width], truncNormal(), { group });
+    // Without a checkpoint the teacher is initialised as OpenAI CLIP's code initialises its ViT:
+    // class/positional embeddings width^-0.5 * randn, conv1 and the linears at PyTorch's defaults
+    // (U(+-1/sqrt(fan_in)), biases too; nn.MultiheadAttention: xavier-uniform in_proj, zero biases).
+    // Unlike BEiT's 0.02 init, this gives residual branches of unit scale, so a random teacher mixes
+    // information across tokens (its CLS token depends on the image), which a useful target needs.
+    const scale = width ** -0.5;
+    const hidden = Math.round(width * (cfg.mlpRatio ?? 4));
+    this.conv1 = g.param(`${name}.conv1.weight`, [width, 3, patch, patch], uniform(1 / Math.sqrt(3 * patch * patch)), { group });
+    this.classEmbedding = g.param(`${name}.class_embedding`, [width], normal(scale), { group });
+    this.positionalEmbedding = g.param(`${name}.positional_embedding`, [1 + this.numPatches, width], normal(scale), { group });
     this.lnPre = new LayerNorm(g, `${name}.ln_pre`, width, { eps: 1e-5, group });
     this.blocks = Array.from(
       { length: cfg.layers },
@@ -58,6 +65,14 @@ export class ClipVisionTower {
           eps: 1e-5,
           group,
           naming: 'openai',
+          init: {
+            qkv: uniform(Math.sqrt(6 / (width + 3 * width))),
+            proj: uniform(1 / Math.sqrt(width)),
+            fc1: uniform(1 / Math.sqrt(width)),
+            fc1Bias: uniform(1 / Math.sqrt(width)),
+            fc2: uniform(1 / Math.sqrt(hidden)),
+            fc2Bias: uniform(1 / Math.sqrt(hidden)),
+          },
         }),
     );
   }

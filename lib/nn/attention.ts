@@ -7,6 +7,7 @@
 //   'none' no bias.
 import { type Graph, type Value, attention, concat1d } from '../graph/index.js';
 import { Linear } from './linear.js';
+import type { InitSpec } from '../graph/index.js';
 import { truncNormal, zeros } from './init.js';
 
 export interface AttentionConfig {
@@ -18,6 +19,8 @@ export interface AttentionConfig {
   group?: 'train' | 'frozen';
   /** Param naming: 'timm' (qkv, proj) or 'openai' (in_proj_weight/in_proj_bias, out_proj). */
   naming?: 'timm' | 'openai';
+  /** Init overrides (default: truncated normal 0.02, biases 0). */
+  init?: { qkv?: InitSpec; proj?: InitSpec };
 }
 
 export class Attention {
@@ -38,13 +41,14 @@ export class Attention {
       bias: cfg.qkvBias === 'full',
       group,
       weightName: openai ? `${name}.in_proj_weight` : undefined,
+      weightInit: cfg.init?.qkv,
       biasName: openai ? `${name}.in_proj_bias` : undefined,
     });
     if (cfg.qkvBias === 'qv') {
       this.qBias = g.param(`${name}.q_bias`, [dim], zeros, { group });
       this.vBias = g.param(`${name}.v_bias`, [dim], zeros, { group });
     }
-    this.proj = new Linear(g, openai ? `${name}.out_proj` : `${name}.proj`, dim, dim, { group, weightInit: truncNormal(0.02, cfg.projInitDivisor ?? 1) });
+    this.proj = new Linear(g, openai ? `${name}.out_proj` : `${name}.proj`, dim, dim, { group, weightInit: cfg.init?.proj ?? truncNormal(0.02, cfg.projInitDivisor ?? 1) });
   }
 
   /** x [B, T, D] -> [B, T, D]. */

@@ -2,7 +2,7 @@
 //   x = x + keep1 * gamma1 * Attn(LN1(x));  x = x + keep2 * gamma2 * MLP(LN2(x))
 // gamma: LayerScale (init value, or none); keep: DropPath's per-sample factor from drop_path_mask
 // (absent when the rate is 0 or no seed is given). Each residual is one scale_add (lib/graph/ops/residual).
-import { type Graph, type Value, dropPathMask, residualAdd } from '../graph/index.js';
+import { type Graph, type InitSpec, type Value, dropPathMask, residualAdd } from '../graph/index.js';
 import { Attention } from './attention.js';
 import { constant, rescaleDivisor } from './init.js';
 import { LayerNorm } from './layernorm.js';
@@ -24,6 +24,8 @@ export interface BlockConfig {
   group?: 'train' | 'frozen';
   /** 'timm' (norm1, attn.qkv, gamma_1, mlp.fc1 ...) or 'openai' (ln_1, attn.in_proj_weight, mlp.c_fc ...). */
   naming?: 'timm' | 'openai';
+  /** Init overrides of the block's linear layers (the teacher uses CLIP's own init). */
+  init?: { qkv?: InitSpec; proj?: InitSpec; fc1?: InitSpec; fc1Bias?: InitSpec; fc2?: InitSpec; fc2Bias?: InitSpec };
 }
 
 export class Block {
@@ -44,7 +46,7 @@ export class Block {
     const div = cfg.layerId ? rescaleDivisor(cfg.layerId) : 1;
     const eps = cfg.eps ?? 1e-6;
     this.norm1 = new LayerNorm(g, `${name}.${openai ? 'ln_1' : 'norm1'}`, dim, { eps, group });
-    this.attn = new Attention(g, `${name}.attn`, { dim, heads: cfg.heads, qkvBias: cfg.qkvBias, projInitDivisor: div, group, naming: cfg.naming });
+    this.attn = new Attention(g, `${name}.attn`, { dim, heads: cfg.heads, qkvBias: cfg.qkvBias, projInitDivisor: div, group, naming: cfg.naming, init: { qkv: cfg.init?.qkv, proj: cfg.init?.proj } });
     this.norm2 = new LayerNorm(g, `${name}.${openai ? 'ln_2' : 'norm2'}`, dim, { eps, group });
     this.mlp = new Mlp(g, `${name}.mlp`, {
       dim,
@@ -53,6 +55,7 @@ export class Block {
       fc2InitDivisor: div,
       group,
       names: openai ? ['c_fc', 'c_proj'] : undefined,
+      init: { fc1: cfg.init?.fc1, fc1Bias: cfg.init?.fc1Bias, fc2: cfg.init?.fc2, fc2Bias: cfg.init?.fc2Bias },
     });
     if (cfg.layerScale !== null) {
       this.gamma1 = g.param(`${name}.gamma_1`, [dim], constant(cfg.layerScale), { group });

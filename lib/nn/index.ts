@@ -9,4 +9,4 @@ export { Mlp } from './mlp.js';
 export type { MlpConfig } from './mlp.js';
 export { Block, dropPathRates } from './block.js';
 export type { BlockConfig } from './block.js';
-export { truncNormal, zeros, ones, constant, rescaleDivisor } from './init.js';
+export { truncNormal, zeros, ones, constant, normal, uniform, rescaleDivisor } from './init.js';

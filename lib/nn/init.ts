@@ -11,6 +11,16 @@ export function truncNormal(std = 0.02, divisor = 1): InitSpec {
   return { kind: 'trunc_normal', std: std / divisor, lo: -2 / divisor, hi: 2 / divisor };
 }
 
+/** Uniform on [-bound, bound): PyTorch's default Linear/Conv init is bound = 1 / sqrt(fan_in). */
+export function uniform(bound: number): InitSpec {
+  return { kind: 'uniform', lo: -bound, hi: bound };
+}
+
+/** Normal(0, std), effectively untruncated (bounds at +-6 std). */
+export function normal(std: number): InitSpec {
+  return { kind: 'trunc_normal', std, lo: -6 * std, hi: 6 * std };
+}
+
 export function constant(value: number): InitSpec {
   return { kind: 'const', value };
 }

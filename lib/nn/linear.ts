@@ -5,6 +5,7 @@ import { truncNormal, zeros } from './init.js';
 export interface LinearConfig {
   bias?: boolean;
   weightInit?: InitSpec;
+  biasInit?: InitSpec;
   group?: 'train' | 'frozen';
   /** Full param names when they do not follow `<name>.weight` (OpenAI CLIP's in_proj_weight). */
   weightName?: string;
@@ -25,7 +26,7 @@ export class Linear {
   ) {
     const group = cfg.group ?? 'train';
     this.weight = g.param(cfg.weightName ?? `${name}.weight`, [outFeatures, inFeatures], cfg.weightInit ?? truncNormal(), { group });
-    this.bias = cfg.bias === false ? null : g.param(cfg.biasName ?? `${name}.bias`, [outFeatures], zeros, { group });
+    this.bias = cfg.bias === false ? null : g.param(cfg.biasName ?? `${name}.bias`, [outFeatures], cfg.biasInit ?? zeros, { group });
   }
 
   /** y = x W^T + b over the last dim of x; act 'gelu' fuses GELU into the gemm. */

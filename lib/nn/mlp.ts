@@ -3,6 +3,7 @@
 // 'quick_gelu' (CLIP) is a separate op.
 import { type Graph, type Value, quickGelu } from '../graph/index.js';
 import { Linear } from './linear.js';
+import type { InitSpec } from '../graph/index.js';
 import { truncNormal } from './init.js';
 
 export interface MlpConfig {
@@ -14,6 +15,8 @@ export interface MlpConfig {
   group?: 'train' | 'frozen';
   /** Param names of the two layers: timm fc1/fc2 (default) or CLIP's c_fc/c_proj. */
   names?: [string, string];
+  /** Init overrides (default: truncated normal 0.02, biases 0). */
+  init?: { fc1?: InitSpec; fc1Bias?: InitSpec; fc2?: InitSpec; fc2Bias?: InitSpec };
 }
 
 export class Mlp {
@@ -26,8 +29,9 @@ export class Mlp {
     readonly cfg: MlpConfig,
   ) {
     const [n1, n2] = cfg.names ?? ['fc1', 'fc2'];
-    this.fc1 = new Linear(g, `${name}.${n1}`, cfg.dim, cfg.hidden, { group: cfg.group });
-    this.fc2 = new Linear(g, `${name}.${n2}`, cfg.hidden, cfg.dim, { group: cfg.group, weightInit: truncNormal(0.02, cfg.fc2InitDivisor ?? 1) });
+    const i = cfg.init ?? {};
+    this.fc1 = new Linear(g, `${name}.${n1}`, cfg.dim, cfg.hidden, { group: cfg.group, weightInit: i.fc1, biasInit: i.fc1Bias });
+    this.fc2 = new Linear(g, `${name}.${n2}`, cfg.hidden, cfg.dim, { group: cfg.group, weightInit: i.fc2 ?? truncNormal(0.02, cfg.fc2InitDivisor ?? 1), biasInit: i.fc2Bias });
   }
 
   forward(x: Value): Value {

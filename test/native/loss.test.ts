@@ -218,7 +218,7 @@ describe('cross_entropy', () => {
     const C = 7;
     const z = randomF32(R * C, 31, 2);
     const y = new Int32Array([0, 6, 3, 3, 1]);
-    for (const attrs of [{}, { smoothing: 0.15 }]) {
+    for (const attrs of [{}, { smoothing: 0.15 }] as Record<string, number>[]) {
       const g = runCe(engine, R, C, z, y, attrs);
       const f = (x: Float32Array) => runCe(engine, R, C, x, y, attrs).loss;
       // the loss is an f32 (~2, ulp 2.4e-7): a central difference carries ~1e-5 of rounding, hence the floor

@@ -23,6 +23,14 @@ describe('pretrain config', () => {
     expect(formatConfig(c)).toMatch(/wCls\s+1\n/);
   });
 
+  it('resolves the data-dependent auto values', () => {
+    const digits = resolveConfig({}, {});
+    expect([digits.imgSize, digits.patchSize, digits.hflip, digits.normalize]).toEqual([28, 4, 0, 'mnist']);
+    const photos = resolveConfig({}, { data: '/some/folder' });
+    expect([photos.imgSize, photos.patchSize, photos.hflip, photos.normalize]).toEqual([224, 16, 0.5, 'imagenet']);
+    expect(resolveConfig({}, { data: 'idx:/x', imgSize: '32' }).imgSize).toBe(32);
+  });
+
   it('names the flag, what was expected and what was found', () => {
     expect(flagOf('maskRatio')).toBe('--mask-ratio');
     expect(() => resolveConfig({}, { mask: 'grid' })).toThrow(/--mask: expected block or random, got "grid"/);
@@ -32,6 +40,7 @@ describe('pretrain config', () => {
     expect(() => resolveConfig({}, { encoding: 'sparse2' })).toThrow(/--encoding: expected sparse or dense/);
     expect(() => resolveConfig({}, { model: 'huge' })).toThrow(/--model: expected one of micro, mini, tiny, small, base/);
     expect(() => resolveConfig({}, { imgSize: '30' })).toThrow(/--img-size: expected a multiple of --patch-size 4, got 30/);
+    expect(() => resolveConfig({}, { hflip: '2' })).toThrow(/--hflip: expected a probability in \[0, 1\], got 2/);
     expect(() => resolveConfig({}, { wTok: '0', wCls: '0', wPix: '0' })).toThrow(/at least one loss weight/);
     expect(() => resolveConfig({}, { wPix: '-1' })).toThrow(/--w-pix: expected a non-negative number/);
     expect(() => resolveConfig({}, { teacher: join(dir, 'missing.safetensors') })).toThrow(/--teacher: expected an existing CLIP checkpoint/);

@@ -1,0 +1,168 @@
+// `medic-native pretrain`: MEDiC pretraining with the effective config printed first, a progress bar
+// on a terminal (plain lines otherwise), metrics as JSON lines, checkpoints, kNN at the end.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { Option, type Command } from 'commander';
+
+import { readCheckpointState } from '../io/checkpoint.js';
+import { defaultConfig, flagOf, formatConfig, readConfigFile, resolveConfig, type PretrainConfig } from '../medic/config.js';
+import { pretrain, type PretrainEvents } from '../medic/pretrain.js';
+import { Progress } from './progress.js';
+
+interface FlagSpec {
+  key: keyof PretrainConfig;
+  help: string;
+  arg?: string;
+  choices?: string[];
+}
+
+// The flags, in --help order. Every config key can also be set in --config file.json.
+const flags: FlagSpec[] = [
+  { key: 'data', arg: 'spec', help: "training data: an image folder (root/<class>/<image>, optional train/ and val/), idx:<dir>, mnist (bundled digits) or synthetic[:n]" },
+  { key: 'teacher', arg: 'path', help: "CLIP image encoder checkpoint (safetensors, Hugging Face or OpenAI names), or 'random' for a seeded random CLIP-architecture teacher" },
+  { key: 'model', arg: 'name', help: 'student size', choices: ['micro', 'mini', 'tiny', 'small', 'base'] },
+  { key: 'imgSize', arg: 'px', help: 'image side (0 = auto: 28 for digits, 224 otherwise)' },
+  { key: 'patchSize', arg: 'px', help: 'patch side (0 = auto: 4 for digits, 16 otherwise)' },
+  { key: 'encoding', arg: 'kind', help: 'sparse: visible tokens only (MEDiC); dense: mask token (MaskDistill)', choices: ['sparse', 'dense'] },
+  { key: 'mask', arg: 'kind', help: 'masking', choices: ['block', 'random'] },
+  { key: 'maskRatio', arg: 'r', help: 'fraction of patches masked' },
+  { key: 'wTok', arg: 'w', help: 'weight of the patch-token distillation loss' },
+  { key: 'wCls', arg: 'w', help: 'weight of the CLS alignment loss' },
+  { key: 'wPix', arg: 'w', help: 'weight of the pixel reconstruction loss (0 removes the decoder)' },
+  { key: 'epochs', arg: 'n', help: 'epochs' },
+  { key: 'batchSize', arg: 'n', help: 'images per step' },
+  { key: 'lr', arg: 'lr', help: 'base learning rate per --lr-batch-ref images (peak lr = lr * batch / ref)' },
+  { key: 'lrBatchRef', arg: 'n', help: 'batch size the base lr refers to' },
+  { key: 'warmupEpochs', arg: 'n', help: 'linear warmup epochs' },
+  { key: 'weightDecay', arg: 'wd', help: 'weight decay (cosine-decayed to --weight-decay-end)' },
+  { key: 'clipGrad', arg: 'norm', help: 'clip gradients to this global norm' },
+  { key: 'dropPath', arg: 'p', help: 'stochastic depth of the last block (rises linearly from 0)' },
+  { key: 'teacherDim', arg: 'n', help: 'random teacher width' },
+  { key: 'teacherDepth', arg: 'n', help: 'random teacher depth' },
+  { key: 'teacherHeads', arg: 'n', help: 'random teacher heads' },
+  { key: 'decoderDim', arg: 'n', help: 'pixel decoder width' },
+  { key: 'decoderDepth', arg: 'n', help: 'pixel decoder depth' },
+  { key: 'decoderHeads', arg: 'n', help: 'pixel decoder heads' },
+  { key: 'cropScale', arg: 's', help: 'RandomResizedCrop smallest area fraction' },
+  { key: 'hflip', arg: 'p', help: 'horizontal flip probability (-1 = auto: 0 for digits, 0.5 otherwise)' },
+  { key: 'colorJitter', arg: 's', help: 'color jitter strength (0 = off)' },
+  { key: 'normalize', arg: 'kind', help: "input normalisation: auto, imagenet, clip, mnist or 'm1,m2,m3/s1,s2,s3'" },
+  { key: 'device', arg: 'dev', help: 'auto, cpu, cuda or cuda:N' },
+  { key: 'threads', arg: 'n', help: 'CPU threads for the engine (0 = all cores)' },
+  { key: 'workers', arg: 'n', help: 'data loader worker threads' },
+  { key: 'seed', arg: 'n', help: 'seed of init, masks, data order and augmentation' },
+  { key: 'out', arg: 'dir', help: 'run folder (config.json, metrics.jsonl, checkpoints/, report.html)' },
+  { key: 'evalEvery', arg: 'epochs', help: 'kNN every N epochs besides the end (0 = only at the end)' },
+  { key: 'checkpointEvery', arg: 'epochs', help: 'checkpoint every N epochs (and always at the end)' },
+  { key: 'knnK', arg: 'list', help: 'kNN k values, comma separated' },
+  { key: 'knnLimit', arg: 'n', help: 'embed at most N train images for kNN (0 = all)' },
+  { key: 'stepsPerEpoch', arg: 'n', help: 'cap on steps per epoch (0 = the whole training set)' },
+  { key: 'stopAfter', arg: 'n', help: 'stop with a checkpoint after N steps of this invocation (resume later)' },
+  { key: 'logEvery', arg: 'n', help: 'metrics every N steps (0 = every step)' },
+];
+
+export interface PretrainCliOptions extends Record<string, unknown> {
+  config?: string;
+  resume?: string;
+  json?: boolean;
+}
+
+function textEvents(json: boolean): { events: PretrainEvents; progress: Progress } {
+  const progress = new Progress(process.stderr);
+  const out = (o: object) => process.stdout.write(JSON.stringify(o) + '\n');
+  const events: PretrainEvents = json
+    ? {
+        info: (line) => out({ event: 'info', message: line }),
+        warn: (line) => out({ event: 'warning', message: line }),
+        progress: () => {},
+        metrics: (m) => out({ event: 'step', ...m }),
+        eval: (e) => out({ event: 'eval', ...e }),
+      }
+    : {
+        info: (line) => {
+          progress.clear();
+          console.log(line);
+        },
+        warn: (line) => {
+          progress.clear();
+          console.warn(`warning: ${line}`);
+        },
+        progress: (p) => progress.update(p),
+        metrics: () => {},
+        eval: (e) => {
+          progress.clear();
+          const ks = Object.entries(e.knn).map(([k, v]) => `k=${k} ${(100 * v).toFixed(2)}%`).join(', ');
+          console.log(`kNN ${e.which} (epoch ${e.epoch}): ${ks} (${e.n_train} bank, ${e.n_val} queries, ${e.seconds.toFixed(1)}s)`);
+        },
+      };
+  return { events, progress };
+}
+
+export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
+  // Resuming: the checkpoint's config is the base (a --config file and flags still override it).
+  const saved = opts.resume ? (readCheckpointState(opts.resume).state.config as Partial<PretrainConfig>) : {};
+  const file = { ...saved, ...(opts.config ? readConfigFile(opts.config) : {}) };
+  const c = resolveConfig(file, opts);
+  const json = !!opts.json;
+  const { events, progress } = textEvents(json);
+  if (json) process.stdout.write(JSON.stringify({ event: 'config', config: c }) + '\n');
+  else console.log(`medic-native pretrain: effective config\n${formatConfig(c)}`);
+  mkdirSync(c.out, { recursive: true });
+  writeFileSync(join(c.out, 'config.json'), JSON.stringify(c, null, 2) + '\n');
+
+  let stopRequested = false;
+  const onSigint = () => {
+    if (stopRequested) process.exit(130); // a second Ctrl-C: leave now
+    stopRequested = true;
+    events.warn('interrupt: finishing this step, then writing a checkpoint (Ctrl-C again to quit at once)');
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const r = await pretrain(c, { events, resume: opts.resume, interrupted: () => stopRequested });
+    progress.clear();
+    const k = Math.max(...c.knnK);
+    if (json) process.stdout.write(JSON.stringify({ event: 'summary', ...r }) + '\n');
+    else {
+      console.log(`run folder: ${r.outDir} (report.html, metrics.jsonl, checkpoints/)`);
+      if (r.knn) {
+        const a = (v?: Record<number, number>) => (v ? `${(100 * v[k]).toFixed(2)}%` : 'n/a');
+        console.log(`kNN accuracy (k=${k}): ${a(r.knn)} after pretraining, ${a(r.knnRandom)} for the same network at random initialisation`);
+      }
+    }
+    if (r.status === 'interrupted') return 130;
+    if (r.status === 'diverged') return 3;
+    return 0;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+export function registerPretrain(program: Command): void {
+  const cmd = program
+    .command('pretrain')
+    .description('pretrain a ViT student with MEDiC (token distillation + CLS alignment from a CLIP teacher + pixel reconstruction)')
+    .option('--config <file>', 'JSON file of settings (the keys of config.json); flags override it')
+    .option('--resume <path>', 'continue from a checkpoint file or a run folder (its latest checkpoint)')
+    .option('--json', 'print JSON lines (config, steps, evals, summary) instead of text');
+  for (const f of flags) {
+    const def = defaultConfig[f.key];
+    const o = new Option(`${flagOf(f.key)} <${f.arg ?? 'value'}>`, `${f.help} (default ${Array.isArray(def) ? def.join(',') : String(def)})`);
+    if (f.choices) o.choices(f.choices);
+    cmd.addOption(o);
+  }
+  cmd.addHelpText(
+    'after',
+    `
+Examples:
+  $ medic-native pretrain                                   # bundled MNIST digits, random teacher, minutes on 2 cores
+  $ medic-native pretrain --data ~/imagenet --teacher clip-vit-b16.safetensors --model base --epochs 300 --batch-size 1024
+  $ medic-native pretrain --data idx:./mnist --w-cls 1.0 --mask random --mask-ratio 0.75 --out runs/ablation
+  $ medic-native pretrain --resume runs/latest                # continue where a run stopped
+  $ medic-native pretrain --config my.json --json > log.jsonl`,
+  );
+  cmd.action(async (opts: PretrainCliOptions) => {
+    const code = await runPretrain(opts);
+    if (code !== 0) process.exitCode = code;
+  });
+}

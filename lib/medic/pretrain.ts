@@ -1,0 +1,275 @@
+// The MEDiC pretraining loop (facebookresearch/mae's main + engine roles in one place):
+// data -> masks -> one Program.run per step (teacher, student, decoder, fused losses, backward,
+// grad norm, AdamW all native) -> metrics, checkpoints, kNN evaluation, report.
+//
+// Everything random is keyed by (seed, step) or (seed, epoch, sample), and checkpoints hold params,
+// AdamW moments, the step and the data position, so a resumed run reproduces the uninterrupted one.
+import { mkdirSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { DataLoader, openData, type OpenedData } from '../data/index.js';
+import { Engine } from '../engine/index.js';
+import { GraphState } from '../graph/index.js';
+import { checkParamTable, loadCheckpoint, saveCheckpoint, type TrainState } from '../io/checkpoint.js';
+import { maskInputs } from '../models/index.js';
+import { lrAt, peakLr, weightDecayAt, type ScheduleConfig } from '../optim/schedule.js';
+import { normalizationOf, type PretrainConfig } from './config.js';
+import { knnEvaluate } from './knn-eval.js';
+import { makeMasks } from './masking.js';
+import { buildTrainModel, FeatureExtractor, paramTable } from './model.js';
+import { writeReport } from './report.js';
+
+/** What the loop tells the outside world; the CLI renders it (text or JSON lines). */
+export interface PretrainEvents {
+  info(line: string): void;
+  warn(line: string): void;
+  progress(p: { epoch: number; epochs: number; step: number; steps: number; loss: number; imagesPerSec: number; etaSec: number }): void;
+  metrics(m: StepMetrics): void;
+  eval(e: EvalRecord): void;
+}
+
+export interface StepMetrics {
+  step: number;
+  epoch: number;
+  loss: number;
+  l_tok: number;
+  l_cls: number;
+  l_pix: number;
+  grad_norm: number;
+  lr: number;
+  wd: number;
+  step_ms: number;
+  wait_ms: number;
+  img_s: number;
+}
+
+export interface EvalRecord {
+  step: number;
+  epoch: number;
+  which: 'random-init' | 'pretrained';
+  knn: Record<number, number>;
+  n_train: number;
+  n_val: number;
+  seconds: number;
+}
+
+export interface PretrainResult {
+  status: 'done' | 'stopped' | 'interrupted' | 'diverged';
+  steps: number;
+  knn?: Record<number, number>;
+  knnRandom?: Record<number, number>;
+  outDir: string;
+}
+
+export interface PretrainOptions {
+  events: PretrainEvents;
+  /** Resume from a checkpoint file or run folder. */
+  resume?: string;
+  /** Set by the CLI on SIGINT: the loop finishes the step, checkpoints, and returns 'interrupted'. */
+  interrupted?: () => boolean;
+}
+
+const SEED_STREAM_DROP_PATH = 0x64726f70; // 'drop'
+
+export async function pretrain(c: PretrainConfig, opts: PretrainOptions): Promise<PretrainResult> {
+  const ev = opts.events;
+  const outDir = c.out;
+  const ckptDir = join(outDir, 'checkpoints');
+  mkdirSync(ckptDir, { recursive: true });
+
+  // Resume first: the checkpoint's config wins for everything that shapes the run.
+  const resumed = opts.resume ? loadCheckpoint(opts.resume) : null;
+  if (resumed) ev.info(`resuming from ${resumed.path} (step ${resumed.state.step}, epoch ${resumed.state.epoch + 1})`);
+
+  const data: OpenedData = await openData(c.data);
+  for (const n of data.notes) ev.info(`data: ${n}`);
+  ev.info(`data: train ${data.train.length} images (${data.train.description}), val ${data.val?.length ?? 0}, ${data.classNames.length} classes`);
+
+  const engine = Engine.create({ device: c.device, threads: c.threads });
+  ev.info(`${engine.device.reason}; ${engine.describe()}`);
+  const { medic, cg } = buildTrainModel(c);
+  const state = new GraphState(engine, cg);
+  const table = paramTable(cg);
+  let program: ReturnType<GraphState['program']> | null = null;
+  let fx: FeatureExtractor | null = null;
+  try {
+    const nTrain = cg.params.filter((p) => p.group === 'train').reduce((a, p) => a + p.numel, 0);
+    const nFrozen = cg.params.filter((p) => p.group === 'frozen').reduce((a, p) => a + p.numel, 0);
+    ev.info(
+      `model: student ${c.model} (${c.encoding}), ${(nTrain / 1e6).toFixed(2)}M trainable params incl. head${medic.decoder ? ' and decoder' : ''}; ` +
+        `teacher ${(nFrozen / 1e6).toFixed(2)}M frozen; ${medic.N} patches, ${medic.M} masked, sequence ${1 + (c.encoding === 'sparse' ? medic.V : medic.N)}`,
+    );
+    ev.info(`losses: ${c.wTok} * token + ${c.wCls} * cls + ${c.wPix} * pixel (tau ${c.tau})`);
+
+    // Parameters: checkpoint, or seeded init (student) + teacher.
+    await state.initNative(c.seed);
+    if (c.teacher === 'random') {
+      ev.info(`teacher: a seeded random CLIP-architecture network (width ${c.teacherDim}, depth ${c.teacherDepth}, seed ${c.seed}): no checkpoint given (--teacher)`);
+    } else {
+      throw new Error(`--teacher ${c.teacher}: loading CLIP checkpoints is not wired in yet`);
+    }
+    let step = 0;
+    let position = { epoch: 0, index: 0 };
+    let extra: Record<string, unknown> = {};
+    if (resumed) {
+      checkParamTable(resumed.path, resumed.state.paramTable, table);
+      state.get('params').write(resumed.params);
+      state.get('adam_m').write(resumed.m);
+      state.get('adam_v').write(resumed.v);
+      step = resumed.state.step;
+      position = resumed.state.dataPosition;
+      extra = resumed.state.extra ?? {};
+    }
+
+    const B = c.batchSize;
+    const available = Math.floor(data.train.length / B);
+    if (available < 1) throw new Error(`--batch-size ${B}: larger than the training set (${data.train.length} images)`);
+    const stepsPerEpoch = c.stepsPerEpoch > 0 ? Math.min(c.stepsPerEpoch, available) : available;
+    const totalSteps = stepsPerEpoch * c.epochs;
+    const sched: ScheduleConfig = {
+      baseLr: c.lr, lrBatchRef: c.lrBatchRef, batchSize: B, warmupSteps: Math.min(c.warmupEpochs * stepsPerEpoch, totalSteps),
+      totalSteps, warmupLr: c.warmupLr, minLr: c.minLr, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd,
+    };
+    ev.info(`schedule: ${c.epochs} epochs x ${stepsPerEpoch} steps of ${B} images; peak lr ${peakLr(sched).toExponential(3)} after ${sched.warmupSteps} warmup steps`);
+
+    // kNN before training (the random-init baseline), on a fresh run only.
+    const numClasses = data.classNames.length;
+    const canEval = !!data.val && data.val.length > 0;
+    const evalBatch = Math.min(B, 256);
+    const evaluate = async (which: EvalRecord['which'], epoch: number): Promise<Record<number, number> | undefined> => {
+      if (!canEval) return undefined;
+      fx ??= new FeatureExtractor(engine, c, evalBatch);
+      fx.load(state.get('params').read() as Float32Array, table);
+      const t0 = performance.now();
+      const r = await knnEvaluate(fx, data.train, data.val!, c, numClasses);
+      const rec: EvalRecord = { step, epoch, which, knn: r.accuracy, n_train: r.nTrain, n_val: r.nTest, seconds: (performance.now() - t0) / 1000 };
+      ev.eval(rec);
+      return r.accuracy;
+    };
+    if (!canEval) ev.warn('no val split: kNN evaluation is skipped');
+    let knnRandom = extra.knnRandom as Record<number, number> | undefined;
+    if (!resumed && canEval) knnRandom = await evaluate('random-init', 0);
+    extra.knnRandom = knnRandom;
+
+    program = state.program();
+    const masks = { kind: c.mask, ratio: c.maskRatio, gridH: c.imgSize / c.patchSize, gridW: c.imgSize / c.patchSize };
+    const metricsPath = join(outDir, 'metrics.jsonl');
+    if (!resumed && existsSync(metricsPath)) writeFileSync(metricsPath, '');
+
+    const save = (reason: string): string => {
+      const st: TrainState = { step, epoch: position.epoch, dataPosition: position, seed: c.seed, config: { ...c }, paramTable: table, extra };
+      const p = saveCheckpoint(ckptDir, {
+        state: st,
+        params: state.get('params').read() as Float32Array,
+        m: state.get('adam_m').read() as Float32Array,
+        v: state.get('adam_v').read() as Float32Array,
+      });
+      ev.info(`checkpoint (${reason}): ${p}`);
+      return p;
+    };
+
+    let status: PretrainResult['status'] = 'done';
+    let stepsThisRun = 0;
+    const runStart = performance.now();
+    let knn: Record<number, number> | undefined;
+
+    while (step < totalSteps && status === 'done') {
+      const epoch = Math.floor(step / stepsPerEpoch);
+      // The loader's own position may run ahead of stepsPerEpoch when capped: realign at epoch starts.
+      if (position.epoch !== epoch) position = { epoch, index: 0 };
+      const loader = new DataLoader(data.train, {
+        batchSize: B,
+        imageSize: c.imgSize,
+        train: true,
+        seed: c.seed,
+        workers: c.workers,
+        start: position,
+        epochs: epoch + 1,
+        transform: { scale: [c.cropScale, 1], hflip: c.hflip, colorJitter: c.colorJitter, normalize: normalizationOf(c) },
+        onWarning: (m) => ev.warn(m),
+      });
+      let epochSteps = step - epoch * stepsPerEpoch;
+      try {
+        for await (const batch of loader) {
+          const t0 = performance.now();
+          const mk = makeMasks(masks, B, c.seed, step);
+          const inputs = {
+            images: batch.images,
+            ...maskInputs(mk.mask, B, medic.N, medic.scored),
+            hyper: Float32Array.from([lrAt(sched, step), weightDecayAt(sched, step), step + 1]),
+            seed: Int32Array.from([c.seed ^ SEED_STREAM_DROP_PATH, step]),
+          };
+          const r = await program.run(pick(inputs, cg.inputs.map((i) => i.name)));
+          const losses = r.outputs.losses as Float32Array;
+          const gradNorm = (r.outputs.grad_norm as Float32Array)[0];
+          const stepMs = performance.now() - t0;
+          if (!Number.isFinite(losses[0]) || !Number.isFinite(gradNorm)) {
+            ev.warn(
+              `step ${step + 1}: the loss is ${losses[0]} (grad norm ${gradNorm}): training diverged. ` +
+                `The last good checkpoint is kept in ${ckptDir}; lower --lr or raise --warmup-epochs, then --resume.`,
+            );
+            status = 'diverged';
+            break;
+          }
+          step += 1;
+          stepsThisRun += 1;
+          epochSteps += 1;
+          position = batch.next;
+          const m: StepMetrics = {
+            step, epoch, loss: losses[0], l_tok: losses[1], l_cls: losses[2], l_pix: losses[3], grad_norm: gradNorm,
+            lr: inputs.hyper[0], wd: inputs.hyper[1], step_ms: stepMs, wait_ms: batch.waitMs, img_s: (B * 1000) / (stepMs + batch.waitMs),
+          };
+          if (c.logEvery === 0 || step % c.logEvery === 0 || epochSteps === stepsPerEpoch) {
+            appendFileSync(metricsPath, JSON.stringify(m) + '\n');
+            ev.metrics(m);
+          }
+          const elapsed = (performance.now() - runStart) / 1000;
+          const rate = (stepsThisRun * B) / Math.max(elapsed, 1e-9);
+          ev.progress({ epoch, epochs: c.epochs, step: epochSteps, steps: stepsPerEpoch, loss: losses[0], imagesPerSec: rate, etaSec: ((totalSteps - step) * B) / rate });
+          if (opts.interrupted?.()) {
+            status = 'interrupted';
+            break;
+          }
+          if (c.stopAfter > 0 && stepsThisRun >= c.stopAfter && step < totalSteps) {
+            status = 'stopped';
+            break;
+          }
+          if (epochSteps >= stepsPerEpoch) break;
+        }
+      } finally {
+        await loader.close();
+      }
+      if (status === 'diverged') break;
+      const epochDone = step % stepsPerEpoch === 0;
+      const doneEpochs = step / stepsPerEpoch;
+      if (epochDone) position = { epoch: doneEpochs, index: 0 };
+      if (status !== 'done') {
+        save(status === 'interrupted' ? 'interrupted' : `stop after ${c.stopAfter} steps`);
+        break;
+      }
+      if (epochDone && step < totalSteps && c.evalEvery > 0 && doneEpochs % c.evalEvery === 0) await evaluate('pretrained', doneEpochs);
+      if (epochDone && step < totalSteps && c.checkpointEvery > 0 && doneEpochs % c.checkpointEvery === 0) save(`epoch ${doneEpochs}`);
+    }
+    if (status === 'done') {
+      knn = await evaluate('pretrained', c.epochs);
+      extra.knn = knn;
+      save('final');
+    }
+    writeReport(outDir, c, { knn, knnRandom });
+    return { status, steps: step, knn, knnRandom, outDir };
+  } finally {
+    program?.dispose();
+    (fx as FeatureExtractor | null)?.dispose();
+    state.dispose();
+    engine.dispose();
+  }
+}
+
+function pick<T extends Record<string, unknown>>(o: T, keys: string[]): Record<string, T[keyof T]> {
+  const out: Record<string, T[keyof T]> = {};
+  for (const k of keys) {
+    if (!(k in o)) throw new Error(`pretrain: the step needs input '${k}', which the loop does not produce`);
+    out[k] = o[k as keyof T];
+  }
+  return out;
+}
