@@ -190,10 +190,12 @@ function readHeadsConfig(path: string, layout: ClipLayout, notes: string[]): Hea
       if (v && typeof v.num_attention_heads === 'number')
         return { heads: v.num_attention_heads, width: typeof v.hidden_size === 'number' ? v.hidden_size : undefined, act: typeof v.hidden_act === 'string' ? v.hidden_act : undefined, file };
     } else {
-      const v = obj(obj(j.model_cfg)?.vision_cfg) ?? obj(j.vision_cfg);
+      // open_clip model config: {model_cfg: {vision_cfg: {width, head_width = 64, ...}, quick_gelu = false}}
+      const mc = obj(j.model_cfg) ?? j;
+      const v = obj(mc.vision_cfg);
       if (v && typeof v.width === 'number') {
         const hw = typeof v.head_width === 'number' ? v.head_width : 64;
-        return { heads: v.width / hw, width: v.width, act: j.quick_gelu === false || obj(j.model_cfg)?.quick_gelu === false ? 'gelu' : undefined, file };
+        return { heads: v.width / hw, width: v.width, act: mc.quick_gelu === true ? 'quick_gelu' : 'gelu', file };
       }
     }
   }

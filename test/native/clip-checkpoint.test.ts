@@ -93,6 +93,19 @@ describe('CLIP teacher checkpoints: layout and architecture', () => {
     expect(() => inspectClipCheckpoint(path)).toThrow(/activation is 'gelu'.*QuickGELU only/);
   });
 
+  it('heads from an open_clip_config.json (head_width); open_clip models without quick_gelu use GELU and are refused', () => {
+    const dir = mkdtempSync(join(tmp, 'ocdir-'));
+    const path = join(dir, 'open_clip_model.safetensors');
+    copyFileSync(OPENAI, path);
+    const write = (mc: Record<string, unknown>) => writeFileSync(join(dir, 'open_clip_config.json'), JSON.stringify({ model_cfg: mc }));
+    write({ quick_gelu: true, vision_cfg: { width: 64, head_width: 32, layers: 2, patch_size: 4 } });
+    expect(inspectClipCheckpoint(path).arch).toMatchObject({ heads: 2, headsFrom: 'config' });
+    write({ vision_cfg: { width: 64, layers: 2, patch_size: 4 } });
+    expect(() => inspectClipCheckpoint(path)).toThrow(/open_clip_config\.json says the MLP activation is 'gelu'/);
+    write({ quick_gelu: true, vision_cfg: { width: 768, layers: 12, patch_size: 16 } });
+    expect(() => inspectClipCheckpoint(path)).toThrow(/describes width 768, the file holds width 64/);
+  });
+
   it('the weights read as f32 under our teacher names (HF q, k, v stacked into in_proj)', () => {
     const { params } = readClipTeacher(HF, cfgOf('hf'));
     const f = new SafetensorsFile(HF);
