@@ -14,7 +14,17 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { Graph, GraphState, compile, copy } from '../../lib/graph/index.js';
 import { SafetensorsFile, type WriteTensor, writeSafetensors } from '../../lib/io/safetensors.js';
-import { ClipVisionTower, type ClipConfig, inspectClipCheckpoint, loadClipTeacher, readClipTeacher, resizePosEmbed } from '../../lib/models/index.js';
+import {
+  ClipVisionTower,
+  type ClipConfig,
+  buildMedic,
+  describeClipCheckpoint,
+  inspectClipCheckpoint,
+  loadClipTeacher,
+  readClipTeacher,
+  resizePosEmbed,
+  teacherConfigFromArch,
+} from '../../lib/models/index.js';
 import { withKernels } from '../helpers/kernels.js';
 import { cpuEngine, loadFixture, maxAbsErr, relErr } from '../helpers/parity.js';
 
@@ -122,6 +132,31 @@ describe('CLIP teacher checkpoints: layout and architecture', () => {
     } finally {
       f.close();
     }
+  });
+});
+
+describe('into the whole MEDiC step graph', () => {
+  it('teacherConfigFromArch + loadClipTeacher fill exactly the frozen teacher params of buildMedic', () => {
+    const info = inspectClipCheckpoint(OPENAI);
+    const teacher = teacherConfigFromArch(info.arch, 24);
+    expect(teacher).toEqual({ img: 24, patch: 4, width: 64, layers: 2, heads: 1, mlpRatio: 4 });
+    const { img: _, ...t } = teacher;
+    const m = buildMedic({
+      batch: 2, img: 24, patch: 4, student: { dim: 32, depth: 1, heads: 2, dropPath: 0 }, teacher: t, decoder: { dim: 16, depth: 1, heads: 2 },
+      encoding: 'sparse', maskRatio: 0.5, weights: { w_tok: 1, w_cls: 0.4, w_pix: 1, tau: 0.1, beta: 1 }, optimizer: null,
+    });
+    using state = new GraphState(cpuEngine(), compile(m.graph));
+    const loaded = loadClipTeacher(state, OPENAI, teacher);
+    expect(describeClipCheckpoint(loaded, 24)).toMatch(/OpenAI\/open_clip layout.*width 64, 2 layers, 1 heads \(caller\), patch 4, trained at 16px, position grid 4 -> 6 \(bicubic\)/);
+    const f = new SafetensorsFile(OPENAI);
+    try {
+      expect(state.readParam('teacher.transformer.resblocks.1.mlp.c_proj.weight')).toEqual(f.readF32('visual.transformer.resblocks.1.mlp.c_proj.weight'));
+      expect(relErr(state.readParam('teacher.positional_embedding'), fx.f64('openai_up.pos'))).toBeLessThan(1e-7);
+    } finally {
+      f.close();
+    }
+    // the student's params are not touched (still zero: no init ran)
+    expect(state.readParam('encoder.cls_token').every((x) => x === 0)).toBe(true);
   });
 });
 
