@@ -4,6 +4,8 @@ export { VisionTransformer, vitPresets } from './vit.js';
 export type { VitConfig } from './vit.js';
 export { ClipVisionTower, clipPresets, clipKeyMap, hfKeyMap } from './clip.js';
 export type { ClipConfig } from './clip.js';
+export { inspectClipCheckpoint, readClipTeacher, loadClipTeacher, resizePosEmbed, teacherConfigFromArch, describeClipCheckpoint } from './clip-checkpoint.js';
+export type { ClipCheckpointArch, ClipCheckpointInfo, ClipLayout } from './clip-checkpoint.js';
 export { PixelDecoder } from './decoder.js';
 export type { DecoderConfig } from './decoder.js';
 export { sincos2d } from './sincos.js';
