@@ -7,6 +7,7 @@ import { Option, type Command } from 'commander';
 
 import { readCheckpointState } from '../io/checkpoint.js';
 import { defaultConfig, flagOf, formatConfig, readConfigFile, resolveConfig, type PretrainConfig } from '../medic/config.js';
+import { applyTeacherCheckpoint } from '../medic/model.js';
 import { pretrain, type PretrainEvents } from '../medic/pretrain.js';
 import { Progress } from './progress.js';
 
@@ -38,9 +39,9 @@ const flags: FlagSpec[] = [
   { key: 'weightDecay', arg: 'wd', help: 'weight decay (cosine-decayed to --weight-decay-end)' },
   { key: 'clipGrad', arg: 'norm', help: 'clip gradients to this global norm' },
   { key: 'dropPath', arg: 'p', help: 'stochastic depth of the last block (rises linearly from 0)' },
-  { key: 'teacherDim', arg: 'n', help: 'random teacher width' },
-  { key: 'teacherDepth', arg: 'n', help: 'random teacher depth' },
-  { key: 'teacherHeads', arg: 'n', help: 'random teacher heads' },
+  { key: 'teacherDim', arg: 'n', help: 'random teacher width (a checkpoint brings its own)' },
+  { key: 'teacherDepth', arg: 'n', help: 'random teacher depth (a checkpoint brings its own)' },
+  { key: 'teacherHeads', arg: 'n', help: 'random teacher heads (a checkpoint: config.json beside it, else 64-dim heads)' },
   { key: 'decoderDim', arg: 'n', help: 'pixel decoder width' },
   { key: 'decoderDepth', arg: 'n', help: 'pixel decoder depth' },
   { key: 'decoderHeads', arg: 'n', help: 'pixel decoder heads' },
@@ -103,7 +104,7 @@ export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
   // Resuming: the checkpoint's config is the base (a --config file and flags still override it).
   const saved = opts.resume ? (readCheckpointState(opts.resume).state.config as Partial<PretrainConfig>) : {};
   const file = { ...saved, ...(opts.config ? readConfigFile(opts.config) : {}) };
-  const c = resolveConfig(file, opts);
+  const c = applyTeacherCheckpoint(resolveConfig(file, opts)).config;
   const json = !!opts.json;
   const { events, progress } = textEvents(json);
   if (json) process.stdout.write(JSON.stringify({ event: 'config', config: c }) + '\n');

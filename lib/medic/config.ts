@@ -33,6 +33,7 @@ export interface PretrainConfig {
   teacherDim: number;
   teacherDepth: number;
   teacherHeads: number;
+  teacherMlpRatio: number;
   decoderDim: number;
   decoderDepth: number;
   decoderHeads: number;
@@ -90,6 +91,7 @@ export const defaultConfig: PretrainConfig = {
   teacherDim: 128,
   teacherDepth: 4,
   teacherHeads: 4,
+  teacherMlpRatio: 4,
   decoderDim: 64,
   decoderDepth: 2,
   decoderHeads: 4,
@@ -131,7 +133,7 @@ export const defaultConfig: PretrainConfig = {
 
 type Key = keyof PretrainConfig;
 const numeric: Key[] = [
-  'imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'decoderDim', 'decoderDepth', 'decoderHeads', 'maskRatio',
+  'imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'teacherMlpRatio', 'decoderDim', 'decoderDepth', 'decoderHeads', 'maskRatio',
   'wTok', 'wCls', 'wPix', 'tau', 'epochs', 'batchSize', 'lr', 'lrBatchRef', 'warmupEpochs', 'minLr', 'warmupLr', 'weightDecay',
   'weightDecayEnd', 'clipGrad', 'dropPath', 'layerScale', 'threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit',
   'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery',
@@ -173,6 +175,7 @@ export function validateConfig(c: PretrainConfig): void {
   if (!(c.colorJitter >= 0 && c.colorJitter < 1)) fail('colorJitter', 'a number in [0, 1)', c.colorJitter);
   if (!(c.maskRatio > 0 && c.maskRatio < 1)) fail('maskRatio', 'a number in (0, 1)', c.maskRatio);
   if (!(c.tau > 0)) fail('tau', 'a positive number', c.tau);
+  if (!(c.teacherMlpRatio > 0)) fail('teacherMlpRatio', 'a positive number', c.teacherMlpRatio);
   if (!(c.dropPath >= 0 && c.dropPath < 1)) fail('dropPath', 'a number in [0, 1)', c.dropPath);
   if (c.imgSize % c.patchSize !== 0) fail('imgSize', `a multiple of --patch-size ${c.patchSize}`, c.imgSize);
   if (c.wTok === 0 && c.wCls === 0 && c.wPix === 0) throw new Error('--w-tok, --w-cls, --w-pix: at least one loss weight must be non-zero');

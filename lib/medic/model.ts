@@ -2,7 +2,8 @@
 // forward (student CLS after the final LN, no masking, no drop path) that kNN reads.
 import { Graph, GraphState, compile, sliceRows, type CompiledGraph } from '../graph/index.js';
 import type { Engine } from '../engine/index.js';
-import { buildMedic, VisionTransformer, type MedicConfig, type MedicGraph } from '../models/index.js';
+import { buildMedic, VisionTransformer, type VitConfig, type MedicConfig, type MedicGraph } from '../models/index.js';
+import { inspectClipCheckpoint, type ClipCheckpointInfo } from '../models/clip-checkpoint.js';
 import { studentPresets, type PretrainConfig } from './config.js';
 
 export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConfig {
@@ -12,13 +13,27 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConf
     img: c.imgSize,
     patch: c.patchSize,
     student: { dim: s.dim, depth: s.depth, heads: s.heads, layerScale: c.layerScale, dropPath: c.dropPath },
-    teacher: { patch: c.patchSize, width: c.teacherDim, layers: c.teacherDepth, heads: c.teacherHeads },
+    teacher: { patch: c.patchSize, width: c.teacherDim, layers: c.teacherDepth, heads: c.teacherHeads, mlpRatio: c.teacherMlpRatio },
     decoder: { dim: c.decoderDim, depth: c.decoderDepth, heads: c.decoderHeads },
     encoding: c.encoding,
     maskRatio: c.maskRatio,
     weights: { w_tok: c.wTok, w_cls: c.wCls, w_pix: c.wPix, tau: c.tau },
     optimizer: { maxNorm: c.clipGrad },
   };
+}
+
+/**
+ * With a teacher checkpoint, the teacher's architecture is the checkpoint's: width, depth, heads and
+ * MLP ratio are read from it (the --teacher-* flags describe the random teacher only). Its patch size
+ * must be the student's, so that teacher and student tokens describe the same patches.
+ */
+export function applyTeacherCheckpoint(c: PretrainConfig): { config: PretrainConfig; info: ClipCheckpointInfo | null } {
+  if (c.teacher === 'random') return { config: c, info: null };
+  const info = inspectClipCheckpoint(c.teacher);
+  const a = info.arch;
+  if (a.patch !== c.patchSize)
+    throw new Error(`--teacher ${c.teacher}: the teacher's patch size is ${a.patch} but the student's is ${c.patchSize}: set --patch-size ${a.patch} (teacher and student tokens must cover the same patches)`);
+  return { config: { ...c, teacherDim: a.width, teacherDepth: a.layers, teacherHeads: a.heads, teacherMlpRatio: a.mlpHidden / a.width }, info };
 }
 
 export interface TrainModel {
@@ -35,6 +50,12 @@ export function buildTrainModel(c: PretrainConfig): TrainModel {
  * The evaluation forward: images [B, 3, S, S] -> features [B, 1, D] (CLS after the final LN).
  * Its student parameters carry the same names as the training graph's, so weights are copied by name.
  */
+/** The student's architecture as the timm export records it. */
+export function studentVitConfig(c: PretrainConfig): VitConfig {
+  const s = studentPresets[c.model];
+  return { img: c.imgSize, patch: c.patchSize, dim: s.dim, depth: s.depth, heads: s.heads, layerScale: c.layerScale, dropPath: c.dropPath };
+}
+
 export function buildFeatureModel(c: PretrainConfig, batch: number): CompiledGraph {
   const g = new Graph();
   const s = studentPresets[c.model];

@@ -16,7 +16,9 @@ import { lrAt, peakLr, weightDecayAt, type ScheduleConfig } from '../optim/sched
 import { normalizationOf, type PretrainConfig } from './config.js';
 import { knnEvaluate } from './knn-eval.js';
 import { makeMasks } from './masking.js';
-import { buildTrainModel, FeatureExtractor, paramTable } from './model.js';
+import { describeClipCheckpoint, loadClipTeacher } from '../models/clip-checkpoint.js';
+import { exportStudentTimm, flatParamSource } from '../io/export.js';
+import { applyTeacherCheckpoint, buildTrainModel, FeatureExtractor, paramTable, studentVitConfig } from './model.js';
 import { writeReport } from './report.js';
 
 /** What the loop tells the outside world; the CLI renders it (text or JSON lines). */
@@ -71,7 +73,8 @@ export interface PretrainOptions {
 
 const SEED_STREAM_DROP_PATH = 0x64726f70; // 'drop'
 
-export async function pretrain(c: PretrainConfig, opts: PretrainOptions): Promise<PretrainResult> {
+export async function pretrain(config: PretrainConfig, opts: PretrainOptions): Promise<PretrainResult> {
+  const { config: c, info: teacherInfo } = applyTeacherCheckpoint(config);
   const ev = opts.events;
   const outDir = c.out;
   const ckptDir = join(outDir, 'checkpoints');
@@ -106,7 +109,9 @@ export async function pretrain(c: PretrainConfig, opts: PretrainOptions): Promis
     if (c.teacher === 'random') {
       ev.info(`teacher: a seeded random CLIP-architecture network (width ${c.teacherDim}, depth ${c.teacherDepth}, seed ${c.seed}): no checkpoint given (--teacher)`);
     } else {
-      throw new Error(`--teacher ${c.teacher}: loading CLIP checkpoints is not wired in yet`);
+      loadClipTeacher(state, c.teacher, medic.teacher.cfg);
+      ev.info(describeClipCheckpoint(teacherInfo!, c.imgSize));
+      for (const n of teacherInfo!.notes) ev.info(`teacher: ${n}`);
     }
     let step = 0;
     let position = { epoch: 0, index: 0 };
@@ -254,6 +259,12 @@ export async function pretrain(c: PretrainConfig, opts: PretrainOptions): Promis
       knn = await evaluate('pretrained', c.epochs);
       extra.knn = knn;
       save('final');
+      const exportPath = join(outDir, 'student-timm.safetensors');
+      exportStudentTimm(exportPath, flatParamSource(state.get('params').read() as Float32Array, table), studentVitConfig(c), {
+        names: table.map((p) => p.name),
+        metadata: { source: 'medic-native pretrain', step: String(step) },
+      });
+      ev.info(`student exported with timm ViT names: ${exportPath}`);
     }
     writeReport(outDir, c, { knn, knnRandom });
     return { status, steps: step, knn, knnRandom, outDir };
