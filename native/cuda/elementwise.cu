@@ -21,6 +21,8 @@
 
 namespace medic::cuda {
 
+using namespace memops;
+
 namespace {
 
 bool acc_of(const OpCall& c) { return c.ai("acc", 0) != 0; }

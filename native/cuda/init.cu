@@ -19,6 +19,8 @@
 
 namespace medic::cuda {
 
+using namespace memops;
+
 namespace {
 
 // The seed and stream attrs are doubles; they must be integers a double holds exactly (as the CPU).

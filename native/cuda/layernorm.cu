@@ -23,6 +23,8 @@
 
 namespace medic::cuda {
 
+using namespace memops;
+
 namespace {
 
 // Forward of layernorm and pixel_norm. var_div: C (layernorm) or C - 1 (pixel_norm).

@@ -20,6 +20,8 @@
 
 namespace medic::cuda {
 
+using namespace memops;
+
 namespace {
 
 struct LossArgs {

@@ -12,7 +12,8 @@
 
 #include "common.cuh"
 
-namespace medic::cuda {
+// In their own namespace so that they cannot collide (ODR) with helpers of the other CUDA sources.
+namespace medic::cuda::memops {
 
 constexpr int kBlock = 256;  // threads per block for flat kernels
 constexpr int kWarps = kBlock / 32;
@@ -159,4 +160,4 @@ void column_reduce(const OpCall& call, const char* what, F f, int64_t R, int64_t
   check_launch(what);
 }
 
-}  // namespace medic::cuda
+}  // namespace medic::cuda::memops

@@ -24,6 +24,8 @@
 
 namespace medic::cuda {
 
+using namespace memops;
+
 namespace {
 
 constexpr int64_t kChunk = 8192;

@@ -21,6 +21,8 @@
 
 namespace medic::cuda {
 
+using namespace memops;
+
 namespace {
 
 // dst (+)= src over one row of C floats by one warp.
