@@ -1,0 +1,68 @@
+// Parameter initialisation on the GPU from the counter-based RNG (medic/rng.h).
+// CPU reference: native/cpu/init.cpp; contracts in ops.h.
+//
+// Shape letters: n the element count of the output (any shape, filled in flat order).
+//
+// Element i is a pure function of (seed, stream, i), computed by the same MEDIC_HD functions as the CPU
+// (medic/init_math.h: own log, AS241 normal quantile, explicit fmas, __dmul_rn/__dadd_rn on the
+// device so nvcc cannot contract), so CPU and CUDA produce the same floats bit for bit. The
+// per-call constants (Phi at the bounds, the f32 bound below hi) are computed on the host by the same
+// code as the CPU's. Double-precision math is unaffected by --use_fast_math.
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "common.cuh"
+#include "medic/init_math.h"
+#include "medic/rng.h"
+#include "ops_util.cuh"
+
+namespace medic::cuda {
+
+using namespace memops;
+
+namespace {
+
+// The seed and stream attrs are doubles; they must be integers a double holds exactly (as the CPU).
+uint64_t counter_attr(const OpCall& c, const char* key, double def) {
+  double v = c.attrs->get(key, def);
+  if (!(v >= 0 && v < 9007199254740992.0) || v != std::floor(v))
+    throw Error(std::string(c.def->name) + ": attr " + key + " must be an integer in [0, 2^53), got " + std::to_string(v));
+  return static_cast<uint64_t>(v);
+}
+
+__global__ void init_normal_kernel(float* x, int64_t n, TruncNormal t, uint64_t seed, uint64_t stream) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    x[i] = trunc_normal_value(t, seed, stream, static_cast<uint64_t>(i));
+}
+
+__global__ void init_uniform_kernel(float* x, int64_t n, double lo, double hi, float hi_f, float below_hi, uint64_t seed, uint64_t stream) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    x[i] = uniform_value(lo, hi, hi_f, below_hi, seed, stream, static_cast<uint64_t>(i));
+}
+
+}  // namespace
+
+void init_normal(const OpCall& c) {
+  const TruncNormal t = trunc_normal_params(c.attrs->get("mean", 0.0), c.attrs->get("std", 1.0), c.attrs->get("lo", -2.0),
+                                            c.attrs->get("hi", 2.0));
+  const uint64_t seed = counter_attr(c, "seed", 0.0), stream = counter_attr(c, "stream", 0.0);
+  const int64_t n = c.y(0).numel();
+  if (n <= 0) return;
+  init_normal_kernel<<<grid_for(c, n), kBlock, 0, stream_of(c)>>>(c.y(0).f32(), n, t, seed, stream);
+  check_launch("init_normal");
+}
+
+void init_uniform(const OpCall& c) {
+  const double lo = c.attrs->get("lo", 0.0), hi = c.attrs->get("hi", 1.0);
+  const uint64_t seed = counter_attr(c, "seed", 0.0), stream = counter_attr(c, "stream", 0.0);
+  const float hi_f = static_cast<float>(hi), below_hi = std::nextafter(hi_f, -INFINITY);
+  const int64_t n = c.y(0).numel();
+  if (n <= 0) return;
+  init_uniform_kernel<<<grid_for(c, n), kBlock, 0, stream_of(c)>>>(c.y(0).f32(), n, lo, hi, hi_f, below_hi, seed, stream);
+  check_launch("init_uniform");
+}
+
+}  // namespace medic::cuda

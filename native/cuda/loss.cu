@@ -1,0 +1,262 @@
+// The training losses on the GPU: MEDiC's three-part loss and cross-entropy.
+// CPU reference: native/cpu/loss.cpp; contracts in ops.h.
+//
+// Shape letters: B batch, T scored tokens (row 0 of s/t is the CLS row, rows 1..T the tokens),
+// Dt teacher width, M masked patches, P pixels per patch, R rows, C classes.
+//
+// Both ops compute values and gradients in one kernel over their rows (one warp per row), then a
+// second, single-block kernel reduces the per-row partials. Determinism: each row's partial is a double
+// summed in a fixed lane/shuffle order, stored in the workspace, and the final kernel adds the partials
+// in a fixed order (contiguous segments per thread, then a fixed tree). No atomics, so the losses have
+// the same bits on every run (they may differ from the CPU's in the last bits of the double sums).
+// Zero-weight branches are skipped: their component is 0 and their gradient rows are written as zeros.
+//
+// Precision: the build uses --use_fast_math, so the exponentials and the CLS-row arithmetic here are
+// done in double (unaffected by it; single rows or one exp per logit, so the cost is small).
+#include <cstdint>
+
+#include "common.cuh"
+#include "ops_util.cuh"
+
+namespace medic::cuda {
+
+using namespace memops;
+
+namespace {
+
+struct LossArgs {
+  const float *s, *t, *pred, *target;
+  float *ds, *dpred;
+  int64_t R, Dt, P, n_head, n_pix;
+  bool do_tok, do_cls, do_pix;
+  float beta, inv_beta, tok_scale, pix_scale;
+  double cls_coef;
+  double* part;  // [n_head + n_pix]
+};
+
+__global__ void __launch_bounds__(kBlock) medic_loss_rows(LossArgs a) {
+  const int lane = threadIdx.x & 31;
+  const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;
+  for (int64_t w = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); w < a.n_head + a.n_pix; w += n_warps) {
+    double partial = 0.0;
+    if (w < a.n_head) {
+      const int64_t off = w * a.Dt;
+      const float* s = a.s + off;
+      const float* t = a.t + off;
+      float* ds = a.ds + off;
+      const int n = static_cast<int>(a.Dt);
+      if (w % a.R == 0) {
+        if (a.do_cls) {
+          // 1 - cos(s, t) on F.normalize'd vectors (norm floor 1e-12), cos clamped to [-1, 1].
+          double ss = 0, tt = 0, st = 0;
+          for (int i = lane; i < n; i += 32) {
+            const double sv = s[i], tv = t[i];
+            ss += sv * sv;
+            tt += tv * tv;
+            st += sv * tv;
+          }
+          ss = warp_sum(ss), tt = warp_sum(tt), st = warp_sum(st);
+          const double eps = 1e-12;
+          const double ns = fmax(sqrt(ss), eps), nt = fmax(sqrt(tt), eps);
+          const double c = st / (ns * nt);
+          const double cc = fmin(1.0, fmax(-1.0, c));
+          if (c > 1.0 || c < -1.0) {
+            for (int i = lane; i < n; i += 32) ds[i] = 0.0f;
+          } else {
+            const double ka = 1.0 / (ns * nt), kb = sqrt(ss) > eps ? c / (ns * ns) : 0.0;
+            for (int i = lane; i < n; i += 32) ds[i] = static_cast<float>(-a.cls_coef * (ka * t[i] - kb * s[i]));
+          }
+          partial = 1.0 - cc;
+        } else {
+          for (int i = lane; i < n; i += 32) ds[i] = 0.0f;
+        }
+      } else {
+        if (a.do_tok) {
+          // SmoothL1(beta): q = min(|d|, beta), loss = q (|d| - q/2) / beta; grad = clamp(d / beta, -1, 1).
+          double acc = 0.0;
+          for (int i = lane; i < n; i += 32) {
+            const float d = s[i] - t[i], ad = fabsf(d), q = fminf(ad, a.beta);
+            acc += static_cast<double>(q * (ad - 0.5f * q) * a.inv_beta);
+            ds[i] = a.tok_scale * fmaxf(-1.0f, fminf(1.0f, d * a.inv_beta));
+          }
+          partial = warp_sum(acc);
+        } else {
+          for (int i = lane; i < n; i += 32) ds[i] = 0.0f;
+        }
+      }
+    } else {
+      const int64_t off = (w - a.n_head) * a.P;
+      const float* p = a.pred + off;
+      const float* q = a.target + off;
+      float* dp = a.dpred + off;
+      const int n = static_cast<int>(a.P);
+      if (a.do_pix) {
+        double acc = 0.0;
+        for (int i = lane; i < n; i += 32) {
+          const float d = p[i] - q[i];
+          dp[i] = a.pix_scale * d;
+          acc += static_cast<double>(d) * d;
+        }
+        partial = warp_sum(acc);
+      } else {
+        for (int i = lane; i < n; i += 32) dp[i] = 0.0f;
+      }
+    }
+    if (lane == 0) a.part[w] = partial;
+  }
+}
+
+constexpr int kFinal = 256;
+
+// Sums the head partials into (tok, cls) and the pixel partials, then writes losses [4].
+__global__ void __launch_bounds__(kFinal) medic_loss_final(const double* part, int64_t n_head, int64_t n_pix, int64_t R, double tok_div,
+                                                           double cls_div, double pix_div, double w_tok, double w_cls, double w_pix,
+                                                           bool do_tok, bool do_cls, bool do_pix, float* losses) {
+  __shared__ double sm[kFinal / 32];
+  const int64_t n = n_head + n_pix;
+  const int64_t per = (n + kFinal - 1) / kFinal;
+  const int64_t b = threadIdx.x * per, e = b + per < n ? b + per : n;
+  double tok = 0, cls = 0, pix = 0;
+  for (int64_t r = b; r < e; ++r) {
+    if (r < n_head)
+      (r % R == 0 ? cls : tok) += part[r];
+    else
+      pix += part[r];
+  }
+  tok = block_sum<kFinal>(tok, sm);
+  cls = block_sum<kFinal>(cls, sm);
+  pix = block_sum<kFinal>(pix, sm);
+  if (threadIdx.x == 0) {
+    const double L_tok = do_tok ? tok / tok_div : 0.0;
+    const double L_cls = do_cls ? cls / cls_div : 0.0;
+    const double L_pix = do_pix ? pix / pix_div : 0.0;
+    losses[0] = static_cast<float>(w_tok * L_tok + w_cls * L_cls + w_pix * L_pix);
+    losses[1] = static_cast<float>(L_tok);
+    losses[2] = static_cast<float>(L_cls);
+    losses[3] = static_cast<float>(L_pix);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// cross_entropy rows: one warp per row. part[r] = loss_r (NaN for a label outside [0, C): the kernel
+// cannot throw as the CPU does, so a bad label shows as a NaN loss and its row gets no label term);
+// hit[r] = argmax == label (first maximum, as torch.argmax).
+__global__ void __launch_bounds__(kBlock) ce_rows(const float* __restrict__ z, const int32_t* __restrict__ labels, float* __restrict__ dz,
+                                                  double* __restrict__ part, double* __restrict__ hit, int64_t R, int C, double eps,
+                                                  float inv_r, float on, float off) {
+  const int lane = threadIdx.x & 31;
+  const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += n_warps) {
+    const float* zr = z + r * C;
+    float* dr = dz + r * C;
+    const int32_t y = labels[r];
+    const bool valid = y >= 0 && y < C;
+    // max and first argmax
+    float mx = -INFINITY;
+    int arg = C;
+    for (int k = lane; k < C; k += 32) {
+      const float v = zr[k];
+      if (v > mx || arg == C) mx = v, arg = k;  // a lane's first element always counts (as zr[0] does on the CPU)
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float m2 = __shfl_xor_sync(0xffffffffu, mx, o);
+      const int a2 = __shfl_xor_sync(0xffffffffu, arg, o);
+      if (a2 < C && (arg == C || m2 > mx || (m2 == mx && a2 < arg))) mx = m2, arg = a2;
+    }
+    double se = 0, sz = 0;
+    for (int k = lane; k < C; k += 32) {
+      const float v = zr[k];
+      se += static_cast<double>(static_cast<float>(exp(static_cast<double>(v - mx))));
+      sz += v;
+    }
+    se = warp_sum(se), sz = warp_sum(sz);
+    const float inv_se = static_cast<float>(1.0 / se);
+    for (int k = lane; k < C; k += 32) {
+      const float e = static_cast<float>(exp(static_cast<double>(zr[k] - mx)));
+      float d = (e * inv_se - off) * inv_r;
+      if (k == y) d -= (on - off) * inv_r;
+      dr[k] = d;
+    }
+    if (lane == 0) {
+      const double lse = mx + log(se);
+      part[r] = valid ? lse - (1.0 - eps) * zr[y] - (eps / C) * sz : NAN;
+      hit[r] = valid && arg == y ? 1.0 : 0.0;
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kFinal) ce_final(const double* part, const double* hit, int64_t R, float* loss, float* correct) {
+  __shared__ double sm[kFinal / 32];
+  const int64_t per = (R + kFinal - 1) / kFinal;
+  const int64_t b = threadIdx.x * per, e = b + per < R ? b + per : R;
+  double s = 0, h = 0;
+  for (int64_t r = b; r < e; ++r) s += part[r], h += hit[r];
+  s = block_sum<kFinal>(s, sm);
+  h = block_sum<kFinal>(h, sm);
+  if (threadIdx.x == 0) {
+    loss[0] = R > 0 ? static_cast<float>(s / R) : 0.0f;
+    if (correct) correct[0] = static_cast<float>(h);
+  }
+}
+
+}  // namespace
+
+void medic_loss(const OpCall& c) {
+  const Tensor &S = c.x(0), &Tt = c.x(1);
+  const int64_t B = S.shape[0], R = S.shape[1], Dt = S.shape[2], T = R - 1;
+  const float w_tok = c.af("w_tok", 1.0f), w_cls = c.af("w_cls", 0.4f), w_pix = c.af("w_pix", 1.0f);
+  const float tau = c.af("tau", 0.1f), beta = c.af("beta", 1.0f);
+  const bool has_pix = c.has_in(2);
+  const int64_t M = has_pix ? c.x(2).shape[1] : 0, P = has_pix ? c.x(2).shape[2] : 0;
+
+  LossArgs a;
+  a.s = S.f32();
+  a.t = Tt.f32();
+  a.ds = c.y(1).f32();
+  a.pred = has_pix ? c.x(2).f32() : nullptr;
+  a.target = has_pix ? c.x(3).f32() : nullptr;
+  a.dpred = has_pix ? c.y(2).f32() : nullptr;
+  a.R = R;
+  a.Dt = Dt;
+  a.P = P;
+  a.do_tok = w_tok != 0 && T > 0;
+  a.do_cls = w_cls != 0 && B > 0;
+  a.do_pix = has_pix && w_pix != 0 && M > 0 && P > 0;
+  a.beta = beta;
+  a.inv_beta = 1.0f / beta;
+  a.tok_scale = a.do_tok ? static_cast<float>(static_cast<double>(w_tok) / (static_cast<double>(B) * T * Dt)) : 0.0f;
+  a.cls_coef = a.do_cls ? static_cast<double>(w_cls) / (static_cast<double>(B) * tau) : 0.0;
+  a.pix_scale = a.do_pix ? static_cast<float>(2.0 * w_pix / (static_cast<double>(B) * M * P)) : 0.0f;
+  a.n_head = B * R;
+  a.n_pix = has_pix ? B * M : 0;
+  const int64_t rows = a.n_head + a.n_pix;
+  a.part = static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(rows > 0 ? rows : 1) * sizeof(double)));
+  if (rows > 0) {
+    medic_loss_rows<<<grid_for(c, rows, kWarps), kBlock, 0, stream_of(c)>>>(a);
+    check_launch("medic_loss");
+  }
+  medic_loss_final<<<1, kFinal, 0, stream_of(c)>>>(a.part, a.n_head, a.n_pix, R, static_cast<double>(B) * T * Dt,
+                                                   static_cast<double>(B) * tau, static_cast<double>(B) * M * P, w_tok, w_cls, w_pix,
+                                                   a.do_tok, a.do_cls, a.do_pix, c.y(0).f32());
+  check_launch("medic_loss");
+}
+
+void cross_entropy(const OpCall& c) {
+  const Tensor& Z = c.x(0);
+  const int64_t R = Z.shape[0], C = Z.shape[1];
+  const double eps = c.attrs->get("smoothing", 0.0);
+  const float inv_r = R > 0 ? static_cast<float>(1.0 / static_cast<double>(R)) : 0.0f;
+  const float on = static_cast<float>(1.0 - eps + eps / C), off = static_cast<float>(eps / C);
+  double* part = static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(R > 0 ? 2 * R : 1) * sizeof(double)));
+  if (R > 0 && C > 0) {
+    ce_rows<<<grid_for(c, R, kWarps), kBlock, 0, stream_of(c)>>>(Z.f32(), c.x(1).i32(), c.y(1).f32(), part, part + R, R,
+                                                                  static_cast<int>(C), eps, inv_r, on, off);
+    check_launch("cross_entropy");
+  }
+  ce_final<<<1, kFinal, 0, stream_of(c)>>>(part, part + R, R > 0 && C > 0 ? R : 0, c.y(0).f32(),
+                                           c.has_out(2) ? c.y(2).f32() : nullptr);
+  check_launch("cross_entropy");
+}
+
+}  // namespace medic::cuda
