@@ -828,7 +828,7 @@ std::vector<TimeRow> run_timing(int64_t B, int reps, const std::set<std::string>
 int main(int argc, char** argv) {
   std::string json_path;
   std::set<std::string> only;
-  bool timing = true, parity = true;
+  bool timing = true, parity = true, self_test = false;
   int reps = 10;
   int64_t batch = 256;
   for (int i = 1; i < argc; ++i) {
@@ -861,12 +861,7 @@ int main(int argc, char** argv) {
     } else if (a == "--batch") {
       batch = std::max<int64_t>(1, std::atoll(next().c_str()));
     } else if (a == "--cpu-self-test") {
-      engines().cpu = std::make_unique<Engine>(Device::CPU, 0, 0);
-      auto rows = run_parity(only);
-      int bad = 0;
-      for (auto& r : rows) bad += r.status != "PASS";
-      std::printf("cpu self-test: %zu cases, %d not passing\n", rows.size(), bad);
-      return bad ? 1 : 0;
+      self_test = true;
     } else if (a == "--list") {
       for (const std::string& n : op_names()) std::printf("%s %s\n", n.c_str(), find_op(n)->cuda ? "cuda" : "MISSING");
       return 0;
@@ -874,6 +869,14 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "usage: medic_parity [--json out.json] [--only op,...] [--no-timing] [--no-parity] [--reps N] [--batch B] [--list] [--cpu-self-test]\n");
       return 2;
     }
+  }
+  if (self_test) {
+    engines().cpu = std::make_unique<Engine>(Device::CPU, 0, 0);
+    auto rows = run_parity(only);
+    int bad = 0;
+    for (auto& r : rows) bad += r.status != "PASS";
+    std::printf("cpu self-test: %zu cases, %d not passing\n", rows.size(), bad);
+    return bad ? 1 : 0;
   }
   if (cuda_device_count() < 1) {
     std::fprintf(stderr, "medic_parity: no CUDA device: %s\n", cuda_describe(0).c_str());
