@@ -52,7 +52,9 @@ fi
 
 # What travels: tracked files, untracked files git does not ignore, and the carried folders.
 tree=$( (git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -L -c %s 2>/dev/null || true) | awk '{s+=$1} END {print s+0}')
-carried=$(du -cbL .devnode .devdeps $([ "$PREBUILT" = 1 ] && echo .devbuild) | tail -1 | cut -f1)
+DIRS=(.devnode .devdeps)
+[ "$PREBUILT" = 1 ] && DIRS+=(.devbuild)
+carried=$(du -cbL "${DIRS[@]}" | tail -1 | cut -f1)
 total=$((tree + carried))
 awk -v t="$tree" -v c="$carried" 'BEGIN { printf "device-prep: tree %.1f MiB + carried %.1f MiB = %.1f MiB (limit 64 MiB)\n", t / 1048576, c / 1048576, (t + c) / 1048576 }'
 if ((total > 64 * 1048576 - 2 * 1048576)); then
