@@ -65,6 +65,7 @@ if nvidia-smi >>"$LOG" 2>&1; then
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem,temperature.gpu,power.draw --format=csv | tee -a "$LOG"
 else
   DRY=1
+  BATCH=4
   say "no GPU (nvidia-smi failed): DRY RUN at tiny sizes, checking the script only"
   if [ "$PYTHON" = python3 ] && ! python3 -c 'import torch' 2>/dev/null; then PYTHON=/usr/bin/python3; fi
 fi
