@@ -1,5 +1,7 @@
 #include "medic/program.h"
 
+#include "medic/cuda_graph.h"
+
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -32,6 +34,13 @@ Program::Program(Engine& engine, std::vector<BufferSpec> buffers, std::vector<Op
 }
 
 Program::~Program() {
+  if (graph_) {
+    try {
+      engine_.synchronize();  // a replay may still be in flight
+    } catch (...) {
+    }
+    cuda_graph_destroy(graph_);
+  }
   if (arena_) engine_.release(arena_, arena_bytes_);
   engine_.count_program(-1);
 }
@@ -182,15 +191,19 @@ void Program::plan() {
 }
 
 void Program::run(bool profile) {
-  if (profile && profile_.empty()) {
+  if (!profile) {
+    if (engine_.device() == Device::CUDA && cuda_graph_enabled())
+      run_cuda_graph();
+    else
+      run_ops();
+    return;
+  }
+  // Profiled runs go op by op with a synchronisation after each (never captured).
+  if (profile_.empty()) {
     for (int i = 0; i < static_cast<int>(OpId::count); ++i) profile_.push_back({op_def(static_cast<OpId>(i)).name, 0, 0});
   }
   for (CompiledOp& op : ops_) {
     OpCall call{op.def, op.in.data(), static_cast<int>(op.in.size()), op.out.data(), static_cast<int>(op.out.size()), &op.attrs, &engine_.context()};
-    if (!profile) {
-      run_op(call, false);
-      continue;
-    }
     auto t0 = std::chrono::steady_clock::now();
     run_op(call, false);
     engine_.synchronize();
@@ -199,6 +212,43 @@ void Program::run(bool profile) {
     p.calls += 1;
     p.ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
   }
+  warmed_ = true;
+}
+
+void Program::run_ops() {
+  for (CompiledOp& op : ops_) {
+    OpCall call{op.def, op.in.data(), static_cast<int>(op.in.size()), op.out.data(), static_cast<int>(op.out.size()), &op.attrs, &engine_.context()};
+    run_op(call, false);
+  }
+}
+
+// First run: op by op (kernels size the shared workspace, which must not grow during capture).
+// Second run: capture the op list into a graph, then launch it (capturing executes nothing).
+// Later runs: launch the graph. Another program growing the workspace makes the graph stale: capture again.
+void Program::run_cuda_graph() {
+  Context& ctx = engine_.context();
+  if (graph_ && cuda_graph_stale(graph_, ctx)) {
+    engine_.synchronize();
+    cuda_graph_destroy(graph_);
+    graph_ = nullptr;
+  }
+  if (!graph_) {
+    if (!warmed_) {
+      run_ops();
+      warmed_ = true;
+      return;
+    }
+    cuda_graph_begin(ctx);
+    try {
+      run_ops();
+    } catch (...) {
+      cuda_graph_abort(ctx);
+      throw;
+    }
+    graph_ = cuda_graph_end(ctx);
+    graph_captures_ += 1;
+  }
+  cuda_graph_launch(graph_, ctx);
 }
 
 }  // namespace medic

@@ -7,6 +7,7 @@
 // and may be shared between programs (a train step and an eval forward over the same weights).
 // run() executes the op list with no allocation and no host round trip; only `output` buffers are
 // copied back, which the N-API layer does after the step.
+// On a CUDA engine the second and later runs replay a CUDA graph of the op list (medic/cuda_graph.h).
 #pragma once
 
 #include <string>
@@ -43,6 +44,8 @@ struct OpSpec {
   Attrs attrs;
 };
 
+struct CudaGraph;
+
 struct OpProfile {
   std::string op;
   int64_t calls = 0;
@@ -66,6 +69,8 @@ class Program {
   size_t naive_bytes() const { return naive_bytes_; }  // what the arena would be without sharing
   int op_count() const { return static_cast<int>(ops_.size()); }
   const std::vector<OpProfile>& profile() const { return profile_; }
+  bool graph_captured() const { return graph_ != nullptr; }  // CUDA: later runs replay a graph
+  int graph_captures() const { return graph_captures_; }      // how many times the step was captured
 
  private:
   struct CompiledOp {
@@ -74,6 +79,8 @@ class Program {
     Attrs attrs;
   };
   void plan();
+  void run_ops();
+  void run_cuda_graph();
 
   Engine& engine_;
   std::vector<BufferSpec> buffers_;
@@ -84,6 +91,9 @@ class Program {
   void* arena_ = nullptr;
   size_t arena_bytes_ = 0, naive_bytes_ = 0;
   std::vector<OpProfile> profile_;
+  CudaGraph* graph_ = nullptr;  // CUDA only: the captured step, replayed by run()
+  bool warmed_ = false;         // CUDA only: one uncaptured run happened (it sized the workspace)
+  int graph_captures_ = 0;
 };
 
 }  // namespace medic
