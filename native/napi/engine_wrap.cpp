@@ -89,6 +89,9 @@ Napi::Value EngineWrap::RunOp(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   MEDIC_NAPI_TRY
   medic::Engine& e = state->get("engine.op()");
+  // A step in flight owns the device stream (and may be capturing it into a CUDA graph): eager work
+  // would interleave with it, so it waits for the step.
+  if (state->running) throw Error("engine.op(): a program step is running on this engine; await it first");
   if (info.Length() < 3 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsArray())
     throw Error("engine.op(name, inputs, outputs, attrs?): expected a string and two arrays of tensors");
   std::string name = info[0].As<Napi::String>().Utf8Value();

@@ -6,6 +6,7 @@ Napi::FunctionReference* TensorWrap::ctor = nullptr;
 
 TensorState::TensorState(std::shared_ptr<EngineState> o, Shape shape, DType dtype) : Child(std::move(o)) {
   Engine& e = owner->get("engine.tensor()");
+  if (owner->running) throw Error("engine.tensor(): a program step is running on this engine; await it first");
   tensor.shape = shape;
   tensor.dtype = dtype;
   tensor.device = e.device();
@@ -87,6 +88,8 @@ Napi::Value TensorWrap::Disposed(const Napi::CallbackInfo& info) { return Napi::
 
 Napi::Value TensorWrap::Dispose(const Napi::CallbackInfo& info) {
   MEDIC_NAPI_TRY
+  if (state->alive && state->owner->running)
+    throw Error("tensor.dispose(): a program step is running on this engine; await it first");
   if (state->alive && state->bound_by > 0)
     throw Error("tensor.dispose(): the tensor is bound to " + std::to_string(state->bound_by) + " live program(s); dispose them first");
   state->release();

@@ -166,6 +166,9 @@ describe('programs', () => {
     const p = engine.program(smallSpec(b, 4));
     const first = p.run({ x: new Float32Array(4) });
     expect(() => p.run({ x: new Float32Array(4) })).toThrow(/previous step has not finished/);
+    // eager work and allocation wait for the step (it owns the device stream)
+    expect(() => engine.tensor([2])).toThrow(/engine.tensor\(\): a program step is running/);
+    expect(() => engine.op('fill', [], [b], { value: 1 })).toThrow(/engine.op\(\): a program step is running/);
     await first;
     expect(() => b.dispose()).toThrow(/bound to 1 live program/);
     p.dispose();
