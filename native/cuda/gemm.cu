@@ -332,18 +332,23 @@ void gemm(const OpCall& call) {
   // are multiples of 4 floats.
   const bool vec = g.lda % 4 == 0 && g.ldb % 4 == 0 && aligned(g.A, 16) && aligned(g.B, 16);
 
-  // Split-K when the output tiles cannot fill the GPU and K is long enough to share out.
+  // Split-K when the output tiles fill the GPU's SMs badly (few tiles, or a last wave mostly empty) and
+  // K is long: the slice count (<= 16, >= 512 of K each) that maximises the fraction of busy CTA slots
+  // over the waves (one 256-thread CTA per SM), the smallest on ties. The partials cost 8 bytes per
+  // element of C per slice, small next to a long-K product's operand traffic.
   CudaContext& cx = ctx_of(call);
   const int sms = cx.sm_count > 0 ? cx.sm_count : 132;
   const int64_t tiles = tiles_m * tiles_n * nb;
   int split = 1;
-  if (tiles < sms && g.K >= 4 * BK * 8) {
-    int64_t want = (2 * sms + tiles - 1) / tiles;                 // about two CTAs per SM
-    want = want < g.K / 256 ? want : g.K / 256;                   // at least 256 of K per slice
-    want = want < 32 ? want : 32;
-    const int64_t cap = (int64_t(256) << 20) / (4 * tiles_m * BM * tiles_n * BN * nb);  // <= ~256 MiB of partials
-    want = want < cap ? want : cap;
-    split = want > 1 ? static_cast<int>(want) : 1;
+  if (tiles < 4 * sms && g.K >= 4096) {
+    auto busy = [&](int64_t s) {
+      const int64_t ctas = tiles * s, waves = (ctas + sms - 1) / sms;
+      return static_cast<double>(ctas) / static_cast<double>(waves * sms);
+    };
+    const int64_t cap = (int64_t(256) << 20) / (4 * g.M * g.N * nb);  // <= 256 MiB of partials
+    double best = busy(1);
+    for (int64_t s = 2; s <= 16 && s <= g.K / 512 && s <= cap; ++s)
+      if (busy(s) > best + 0.05) best = busy(s), split = static_cast<int>(s);
   }
   g.kchunk = (g.K + split - 1) / split;
   g.kchunk = (g.kchunk + BK - 1) / BK * BK;
