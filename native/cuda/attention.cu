@@ -8,9 +8,9 @@
 //   attention_bwd  do [B, T, H*Hd], qkv, o, lse -> dqkv [B, T, 3*H*Hd] (overwrite, or add when acc=1)
 //   softmax        x [R, C] -> y = softmax(scale * x) along C;  softmax_bwd: y, dy -> dx (acc)
 //
-// Attention kernels: a CTA of 4 warps owns 64 rows (queries in the forward and the dQ pass, keys in the
+// Attention kernels: a CTA of 8 warps owns 128 rows (queries in the forward and the dQ pass, keys in the
 // dK/dV pass), 16 per warp, and streams the other side in blocks of 64 through shared memory. Q, K, V,
-// dO are f32 in memory and converted to bf16 when staged into shared memory ([64][HDP+8] tiles, head
+// dO are f32 in memory and converted to bf16 when staged into shared memory ([rows][HDP+8] tiles, head
 // dims past Hd and rows past T zero-filled, so T needs no padding in memory); products run on bf16
 // mma.sync m16n8k16 with fp32 accumulation, the softmax in fp32 (base 2: exp2 of S * scale * log2 e).
 // Score tiles live in registers; their C fragments are re-packed as the A operand of the next product
@@ -18,9 +18,9 @@
 //
 // Backward (deterministic, no atomics), three launches:
 //   1. D[b, h, t] = dO_t . O_t (workspace [B, H, T]), the softmax backward's row shift;
-//   2. dQ pass, per (b, h, 64 queries): over key blocks recompute S and dP = dO V^T,
+//   2. dQ pass, per (b, h, 128 queries): over key blocks recompute S and dP = dO V^T,
 //      dS = P * (dP - D) * scale, dQ += dS K;
-//   3. dK/dV pass, per (b, h, 64 keys): over query blocks recompute S^T = K Q^T and dP^T = V dO^T,
+//   3. dK/dV pass, per (b, h, 128 keys): over query blocks recompute S^T = K Q^T and dP^T = V dO^T,
 //      dV += P^T dO, dK += dS^T Q.
 // This recomputes S and dP once more than FlashAttention-2's single pass with atomic dQ, in exchange
 // for bit-reproducible results and no [T, Hd] fp32 scratch per head.
@@ -40,12 +40,17 @@ namespace {
 using namespace mma;
 using bf16 = __nv_bfloat16;
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 8;  // 128 rows per CTA: for T = 197 a head is 2 CTAs, so K/V are staged twice, not 4 times
 constexpr int kThreads = 32 * kWarps;
 constexpr int kRows = 16 * kWarps;  // rows owned by a CTA (queries, or keys in the dK/dV pass)
 constexpr int kCols = 64;           // keys (or queries) per streamed block
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
+
+// Two CTAs (16 warps) per SM for the forward and dQ kernels up to HDP 64: caps them at 128 registers,
+// which they need anyway (no spills, see -Xptxas -v); wider heads and the dK/dV kernel need more.
+template <int HDP>
+constexpr int kMinCtas = HDP <= 64 ? 2 : 1;
 
 template <int HDP>
 __host__ __device__ constexpr int lds() {  // shared row stride in bf16: +8 (16 bytes) keeps ldmatrix's 8 row reads on distinct banks
@@ -65,12 +70,12 @@ struct AttnArgs {
   bool acc;
 };
 
-// 64 rows of one head slice (row r at src + r * ld, Hd floats each) -> shared [64][HDP+8] bf16.
+// ROWS rows of one head slice (row r at src + r * ld, Hd floats each) -> shared [ROWS][HDP+8] bf16.
 // Rows >= nrows and columns >= Hd are zero.
-template <int HDP>
+template <int HDP, int ROWS>
 __device__ __forceinline__ void stage_rows(bf16* s, const float* src, int64_t ld, int nrows, int Hd, bool vec) {
   constexpr int C4 = HDP / 4;  // float4 slots per row
-  for (int idx = threadIdx.x; idx < 64 * C4; idx += kThreads) {
+  for (int idx = threadIdx.x; idx < ROWS * C4; idx += kThreads) {
     const int row = idx / C4, c = (idx % C4) * 4;
     float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
     if (row < nrows) {
@@ -151,7 +156,7 @@ __device__ __forceinline__ void write_rows(float* dst, int64_t ld, int row0, int
 
 // ---- Forward: one CTA per (query block, h, b). ------------------------------------------------------
 template <int HDP>
-__global__ void __launch_bounds__(kThreads) attn_fwd_kernel(const AttnArgs a) {
+__global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_fwd_kernel(const AttnArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* sQ = reinterpret_cast<bf16*>(smem);
   bf16* sK = sQ + kRows * lds<HDP>();
@@ -159,12 +164,10 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(const AttnArgs a) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
   const int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * kRows, T = a.T;
   const int64_t ld = 3LL * a.H * a.Hd, ldo = static_cast<int64_t>(a.H) * a.Hd;
-  const float* q = a.qkv + static_cast<int64_t>(b) * T * ld + static_cast<int64_t>(h) * a.Hd;  // token 0's q
-  const float* k = q + ldo;
-  const float* v = q + 2 * ldo;
+  const float* q = a.qkv + static_cast<int64_t>(b) * T * ld + static_cast<int64_t>(h) * a.Hd;  // token 0's q (k: + ldo, v: + 2 ldo)
   const float sl2 = a.scale * kLog2e;
 
-  stage_rows<HDP>(sQ, q + t0 * ld, ld, min(kRows, T - t0), a.Hd, a.vec);
+  stage_rows<HDP, kRows>(sQ, q + t0 * ld, ld, min(kRows, T - t0), a.Hd, a.vec);
 
   float out[HDP / 8][4];
 #pragma unroll
@@ -175,8 +178,8 @@ __global__ void __launch_bounds__(kThreads) attn_fwd_kernel(const AttnArgs a) {
   for (int k0 = 0; k0 < T; k0 += kCols) {
     __syncthreads();  // previous block's reads of sK / sV are done
     const int nk = min(kCols, T - k0);
-    stage_rows<HDP>(sK, k + k0 * ld, ld, nk, a.Hd, a.vec);
-    stage_rows<HDP>(sV, v + k0 * ld, ld, nk, a.Hd, a.vec);
+    stage_rows<HDP, kCols>(sK, q + ldo + k0 * ld, ld, nk, a.Hd, a.vec);
+    stage_rows<HDP, kCols>(sV, q + 2 * ldo + k0 * ld, ld, nk, a.Hd, a.vec);
     __syncthreads();
 
     float s[8][4];
@@ -250,7 +253,7 @@ __global__ void attn_bwd_dot_kernel(const float* dout, const float* o, float* D,
 
 // ---- Backward 2: dQ, one CTA per (query block, h, b). -------------------------------------------
 template <int HDP>
-__global__ void __launch_bounds__(kThreads) attn_bwd_dq_kernel(const AttnArgs a) {
+__global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_bwd_dq_kernel(const AttnArgs a) {
   extern __shared__ __align__(16) unsigned char smem[];
   bf16* sQ = reinterpret_cast<bf16*>(smem);
   bf16* sdO = sQ + kRows * lds<HDP>();
@@ -266,8 +269,8 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dq_kernel(const AttnArgs a)
   const int64_t bh = static_cast<int64_t>(b) * a.H + h;
   const float sl2 = a.scale * kLog2e;
 
-  stage_rows<HDP>(sQ, q + t0 * ld, ld, min(kRows, T - t0), a.Hd, a.vec);
-  stage_rows<HDP>(sdO, dO + t0 * ldo, ldo, min(kRows, T - t0), a.Hd, a.vec);
+  stage_rows<HDP, kRows>(sQ, q + t0 * ld, ld, min(kRows, T - t0), a.Hd, a.vec);
+  stage_rows<HDP, kRows>(sdO, dO + t0 * ldo, ldo, min(kRows, T - t0), a.Hd, a.vec);
   float L2[2], Dr[2];  // lse (base 2) and D of rows g, g+8; padding rows get finite values, never written
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -283,8 +286,8 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dq_kernel(const AttnArgs a)
   for (int k0 = 0; k0 < T; k0 += kCols) {
     __syncthreads();
     const int nk = min(kCols, T - k0);
-    stage_rows<HDP>(sK, k + k0 * ld, ld, nk, a.Hd, a.vec);
-    stage_rows<HDP>(sV, v + k0 * ld, ld, nk, a.Hd, a.vec);
+    stage_rows<HDP, kCols>(sK, k + k0 * ld, ld, nk, a.Hd, a.vec);
+    stage_rows<HDP, kCols>(sV, v + k0 * ld, ld, nk, a.Hd, a.vec);
     __syncthreads();
 
     float s[8][4], dp[8][4];
@@ -325,8 +328,8 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkv_kernel(const AttnArgs a
   const int64_t bh = static_cast<int64_t>(b) * a.H + h;
   const float sl2 = a.scale * kLog2e;
 
-  stage_rows<HDP>(sK, k + k0 * ld, ld, min(kRows, T - k0), a.Hd, a.vec);
-  stage_rows<HDP>(sV, v + k0 * ld, ld, min(kRows, T - k0), a.Hd, a.vec);
+  stage_rows<HDP, kRows>(sK, k + k0 * ld, ld, min(kRows, T - k0), a.Hd, a.vec);
+  stage_rows<HDP, kRows>(sV, v + k0 * ld, ld, min(kRows, T - k0), a.Hd, a.vec);
 
   float dk[HDP / 8][4], dv[HDP / 8][4];
 #pragma unroll
@@ -338,8 +341,8 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkv_kernel(const AttnArgs a
   for (int t0 = 0; t0 < T; t0 += kCols) {
     __syncthreads();
     const int nq = min(kCols, T - t0);
-    stage_rows<HDP>(sQ, q + t0 * ld, ld, nq, a.Hd, a.vec);
-    stage_rows<HDP>(sdO, dO + t0 * ldo, ldo, nq, a.Hd, a.vec);
+    stage_rows<HDP, kCols>(sQ, q + t0 * ld, ld, nq, a.Hd, a.vec);
+    stage_rows<HDP, kCols>(sdO, dO + t0 * ldo, ldo, nq, a.Hd, a.vec);
     for (int i = threadIdx.x; i < kCols; i += kThreads) {
       sL[i] = i < nq ? a.lse[bh * T + t0 + i] * kLog2e : INFINITY;  // exp2(x - inf) = 0: padding queries drop out
       sD[i] = i < nq ? a.D[bh * T + t0 + i] : 0.f;
@@ -376,18 +379,19 @@ void launch(K kernel, dim3 grid, size_t smem, cudaStream_t st, const AttnArgs& a
 }
 
 template <int HDP>
-size_t tile_bytes() {
-  return sizeof(bf16) * 64 * lds<HDP>();
+size_t rows_bytes(int rows) {
+  return sizeof(bf16) * rows * lds<HDP>();
 }
 
 template <int HDP>
 void fwd_hd(const AttnArgs& a, dim3 grid, cudaStream_t st) {
-  launch(attn_fwd_kernel<HDP>, grid, 3 * tile_bytes<HDP>(), st, a, "attention");
+  launch(attn_fwd_kernel<HDP>, grid, rows_bytes<HDP>(kRows + 2 * kCols), st, a, "attention");
 }
 template <int HDP>
 void bwd_hd(const AttnArgs& a, dim3 grid, cudaStream_t st) {
-  launch(attn_bwd_dq_kernel<HDP>, grid, 4 * tile_bytes<HDP>(), st, a, "attention_bwd (dq)");
-  launch(attn_bwd_dkv_kernel<HDP>, grid, 4 * tile_bytes<HDP>() + 2 * kCols * sizeof(float), st, a, "attention_bwd (dk, dv)");
+  launch(attn_bwd_dq_kernel<HDP>, grid, rows_bytes<HDP>(2 * kRows + 2 * kCols), st, a, "attention_bwd (dq)");
+  launch(attn_bwd_dkv_kernel<HDP>, grid, rows_bytes<HDP>(2 * kRows + 2 * kCols) + 2 * kCols * sizeof(float), st, a,
+         "attention_bwd (dk, dv)");
 }
 
 // Smallest instantiated padded head dim that holds Hd (0: unsupported).
