@@ -1,0 +1,380 @@
+// gemm on the GPU: C = act(alpha * op(A) op(B) + bias) (+ C when acc=1), bf16 tensor cores, fp32 accumulate.
+// The CPU reference is native/cpu/gemm.cpp; the contract is ops.h's.
+//
+// Shape letters: M rows of C, N columns of C, K the inner dim, nb the batch count (1 unless B has
+// more than 2 dims). op(A) is [M, K] (stored [K, M] when trans_a), op(B) is [K, N] (stored [N, K] when
+// trans_b); C and preact are [M, N] per batch, row-major. With a 2-D B, A's leading dims are flattened
+// into M (or into K when trans_a), exactly as check_gemm states.
+//
+// Kernel: one CTA of 256 threads (8 warps as 2 x 4, each warp a 64 x 32 sub-tile) computes a 128 x 128
+// tile of C, walking K in 32-deep slices. Operands are f32 in memory, so cp.async cannot be used (it
+// copies bytes, it does not convert): each thread loads its share of the next slice as float4 into
+// registers while the tensor cores work on the current one, then converts to bf16 and stores it into
+// the other of two shared-memory buffers (register-staged double buffering: one __syncthreads per
+// slice). Shared tiles keep the operand's memory layout (k-contiguous, or m/n-contiguous when the
+// operand is stored transposed) and ldmatrix (.trans where needed) turns either into mma fragments,
+// so the four transpose layouts are four instantiations of one kernel. Rows are padded by 8 bf16 so
+// that the 8 row addresses of every ldmatrix phase hit distinct banks.
+//
+// Edges: every global load is predicated on (row < rows, col < cols) and zero-filled, so any M, N, K
+// works (K need not be a multiple of anything); float4 loads are used only when the contiguous
+// dimension and the base pointers allow them (VEC), otherwise scalar loads. The epilogue (alpha, bias,
+// GELU with preact, acc) is fused into the write-back from the accumulators.
+//
+// Split-K: a product with few output tiles and a long K (the weight gradients, e.g. M=2304, N=768,
+// K=B*197) would leave most SMs idle, so K is cut into `split` slices whose raw partial sums go to
+// workspace and a second kernel adds them in a fixed order and applies the epilogue (deterministic:
+// no atomics).
+#include <cstdint>
+
+#include "common.cuh"
+#include "mma.cuh"
+
+namespace medic::cuda {
+namespace {
+
+using namespace mma;
+
+constexpr int BM = 128, BN = 128, BK = 32;  // CTA tile
+constexpr int NT = 256;                     // threads: 8 warps, 2 (M) x 4 (N)
+constexpr int WM = 64, WN = 32;             // warp tile
+constexpr int PAD = 8;                      // bf16 padding per shared row (16 bytes)
+// A shared stage holds either a [BM][BK+PAD] (k-contiguous) or a [BK][BM+PAD] tile; size for the larger.
+constexpr int kStageElems = (BM * (BK + PAD) > BK * (BM + PAD)) ? BM * (BK + PAD) : BK * (BM + PAD);
+
+struct GemmArgs {
+  const float* A;
+  const float* B;
+  const float* bias;  // [N] or null
+  float* C;
+  float* P;   // preact (act=1) or null
+  float* ws;  // split-K partials [split][nb][M][N] (split > 1 only)
+  int64_t M, N, K;
+  int64_t lda, ldb;     // row strides of A and B as stored
+  int64_t sa, sb, sc;   // batch strides of A, B, C/P
+  int nb, split;
+  int64_t kchunk;       // K per split slice (multiple of BK)
+  int tiles_n;
+  float alpha;
+  int acc, act;
+  bool pair;  // N even and C/P 8-byte aligned: write two columns per float2
+};
+
+__device__ __forceinline__ float gelu_erf(float x) { return x * 0.5f * erfcf(-x * 0.70710678118654752f); }
+
+// The fused epilogue for one element (or a pair at columns col, col+1), C at batch offset already.
+__device__ __forceinline__ float epi1(const GemmArgs& g, float v, int64_t col, float* c, float* p) {
+  v = g.alpha * v;
+  if (g.bias) v += g.bias[col];
+  if (g.act == 1) {
+    *p = v;
+    v = gelu_erf(v);
+  }
+  if (g.acc) v += *c;
+  return v;
+}
+
+__device__ __forceinline__ void finish_pair(const GemmArgs& g, float v0, float v1, int64_t row, int64_t col, float* C,
+                                            float* P) {
+  if (row >= g.M || col >= g.N) return;
+  const int64_t o = row * g.N + col;
+  if (g.pair) {  // col even and N even: col + 1 < N too, and the address is 8-byte aligned
+    float2 pre, out;
+    out.x = g.alpha * v0;
+    out.y = g.alpha * v1;
+    if (g.bias) {
+      out.x += g.bias[col];
+      out.y += g.bias[col + 1];
+    }
+    if (g.act == 1) {
+      pre = out;
+      *reinterpret_cast<float2*>(P + o) = pre;
+      out.x = gelu_erf(out.x);
+      out.y = gelu_erf(out.y);
+    }
+    if (g.acc) {
+      float2 old = *reinterpret_cast<const float2*>(C + o);
+      out.x += old.x;
+      out.y += old.y;
+    }
+    *reinterpret_cast<float2*>(C + o) = out;
+  } else {
+    C[o] = epi1(g, v0, col, C + o, P ? P + o : nullptr);
+    if (col + 1 < g.N) C[o + 1] = epi1(g, v1, col + 1, C + o + 1, P ? P + o + 1 : nullptr);
+  }
+}
+
+// One R x CC f32 tile of a row-major matrix (row stride ld) into registers: 1024 float4 slots, four per
+// thread; slot idx covers tile row idx / (CC/4), columns 4 (idx % (CC/4)) .. +3. `src` points at the
+// tile's origin; rows_left / cols_left are how many rows / columns of the tile exist (may exceed R, CC).
+// Elements past them read as 0. Interior tiles (the common case) take the unpredicated branch.
+template <int R, int CC, bool VEC>
+__device__ __forceinline__ void load_tile(float4 (&r)[4], const float* src, int64_t ld, int64_t rows_left,
+                                          int64_t cols_left) {
+  static_assert(R * CC == 4 * 4 * NT, "tile must be four float4 per thread");
+  if (VEC && rows_left >= R && cols_left >= CC) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int idx = threadIdx.x + i * NT, row = idx / (CC / 4), col = (idx % (CC / 4)) * 4;
+      r[i] = __ldg(reinterpret_cast<const float4*>(src + row * ld + col));
+    }
+    return;
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int idx = threadIdx.x + i * NT, row = idx / (CC / 4), col = (idx % (CC / 4)) * 4;
+    float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (row < rows_left) {
+      const float* p = src + row * ld + col;
+      if (VEC && col + 4 <= cols_left) {
+        v = __ldg(reinterpret_cast<const float4*>(p));
+      } else {
+        if (col + 0 < cols_left) v.x = __ldg(p + 0);
+        if (col + 1 < cols_left) v.y = __ldg(p + 1);
+        if (col + 2 < cols_left) v.z = __ldg(p + 2);
+        if (col + 3 < cols_left) v.w = __ldg(p + 3);
+      }
+    }
+    r[i] = v;
+  }
+}
+
+// The registers of load_tile, converted to bf16, into a shared [R][CC+PAD] tile.
+template <int R, int CC>
+__device__ __forceinline__ void store_tile(__nv_bfloat16* s, const float4 (&r)[4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int idx = threadIdx.x + i * NT;
+    st_bf16x4(s + (idx / (CC / 4)) * (CC + PAD) + (idx % (CC / 4)) * 4, r[i]);
+  }
+}
+
+template <bool TA, bool TB, bool VEC>
+__global__ void __launch_bounds__(NT) gemm_bf16_kernel(const GemmArgs g) {
+  __shared__ __align__(16) __nv_bfloat16 sA[2][kStageElems];
+  __shared__ __align__(16) __nv_bfloat16 sB[2][kStageElems];
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int wm = warp >> 2, wn = warp & 3;  // warp's sub-tile: rows wm*64.., columns wn*32..
+  const int tm = blockIdx.x / g.tiles_n, tn = blockIdx.x % g.tiles_n;  // N fastest: CTAs in flight share A rows
+  const int64_t m0 = static_cast<int64_t>(tm) * BM, n0 = static_cast<int64_t>(tn) * BN;
+
+  for (int z = blockIdx.z; z < g.nb * g.split; z += gridDim.z) {
+    const int b = z / g.split, slice = z % g.split;
+    const float* A = g.A + b * g.sa;
+    const float* B = g.B + b * g.sb;
+    const int64_t kbeg = slice * g.kchunk;
+    const int64_t kend = kbeg + g.kchunk < g.K ? kbeg + g.kchunk : g.K;
+    const int nk = kend > kbeg ? static_cast<int>((kend - kbeg + BK - 1) / BK) : 0;
+
+    float acc[WM / 16][WN / 8][4];
+#pragma unroll
+    for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+      for (int j = 0; j < WN / 8; ++j) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
+
+    float4 ra[4], rb[4];
+    // Slice k0.. of both operands into registers. Columns/rows past kend (not K) read as zero, so a
+    // split slice never counts the next slice's terms.
+    auto load = [&](int64_t k0) {
+      if (TA)
+        load_tile<BK, BM, VEC>(ra, A + k0 * g.lda + m0, g.lda, kend - k0, g.M - m0);  // A stored [K, M]
+      else
+        load_tile<BM, BK, VEC>(ra, A + m0 * g.lda + k0, g.lda, g.M - m0, kend - k0);  // A stored [M, K]
+      if (TB)
+        load_tile<BN, BK, VEC>(rb, B + n0 * g.ldb + k0, g.ldb, g.N - n0, kend - k0);  // B stored [N, K]
+      else
+        load_tile<BK, BN, VEC>(rb, B + k0 * g.ldb + n0, g.ldb, kend - k0, g.N - n0);  // B stored [K, N]
+    };
+    auto store = [&](int buf) {
+      if (TA)
+        store_tile<BK, BM>(sA[buf], ra);
+      else
+        store_tile<BM, BK>(sA[buf], ra);
+      if (TB)
+        store_tile<BN, BK>(sB[buf], rb);
+      else
+        store_tile<BK, BN>(sB[buf], rb);
+    };
+
+    __syncthreads();  // the previous z iteration's last reads of the buffers are done
+    if (nk > 0) {
+      load(kbeg);
+      store(0);
+    }
+    __syncthreads();
+
+    for (int kt = 0; kt < nk; ++kt) {
+      const int cur = kt & 1;
+      if (kt + 1 < nk) load(kbeg + static_cast<int64_t>(kt + 1) * BK);  // in flight during the mma below
+      const __nv_bfloat16* a = sA[cur];
+      const __nv_bfloat16* bb = sB[cur];
+#pragma unroll
+      for (int ks = 0; ks < BK; ks += 16) {
+        uint32_t af[WM / 16][4], bf[WN / 16][4];
+#pragma unroll
+        for (int i = 0; i < WM / 16; ++i) {
+          const int mr = wm * WM + i * 16;
+          if (TA)
+            ldsm_x4_t(af[i], a + (ks + at_row(lane)) * (BM + PAD) + mr + at_col(lane));
+          else
+            ldsm_x4(af[i], a + (mr + a_row(lane)) * (BK + PAD) + ks + a_col(lane));
+        }
+#pragma unroll
+        for (int jj = 0; jj < WN / 16; ++jj) {
+          const int nc = wn * WN + jj * 16;
+          if (TB)
+            ldsm_x4(bf[jj], bb + (nc + bn_row(lane)) * (BK + PAD) + ks + bn_col(lane));
+          else
+            ldsm_x4_t(bf[jj], bb + (ks + bk_row(lane)) * (BN + PAD) + nc + bk_col(lane));
+        }
+#pragma unroll
+        for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+          for (int j = 0; j < WN / 8; ++j) mma_bf16(acc[i][j], af[i], bf[j >> 1][(j & 1) * 2], bf[j >> 1][(j & 1) * 2 + 1]);
+      }
+      if (kt + 1 < nk) store(cur ^ 1);  // that buffer was last read before the previous barrier
+      __syncthreads();
+    }
+
+    // Write-back: accumulator (i, j, h) is C[row = m0 + wm*64 + 16i + g + 8h][col = n0 + wn*32 + 8j + 2t + {0,1}].
+    const int gq = lane >> 2, tq = lane & 3;
+    if (g.split > 1) {  // raw partial sums; gemm_splitk_reduce applies the epilogue
+      float* W = g.ws + (static_cast<int64_t>(slice) * g.nb + b) * g.M * g.N;
+#pragma unroll
+      for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < WN / 8; ++j)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int64_t row = m0 + wm * WM + i * 16 + gq + h * 8, col = n0 + wn * WN + j * 8 + tq * 2;
+            if (row >= g.M || col >= g.N) continue;
+            W[row * g.N + col] = acc[i][j][2 * h];
+            if (col + 1 < g.N) W[row * g.N + col + 1] = acc[i][j][2 * h + 1];
+          }
+    } else {
+      float* C = g.C + b * g.sc;
+      float* P = g.P ? g.P + b * g.sc : nullptr;
+#pragma unroll
+      for (int i = 0; i < WM / 16; ++i)
+#pragma unroll
+        for (int j = 0; j < WN / 8; ++j)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int64_t row = m0 + wm * WM + i * 16 + gq + h * 8, col = n0 + wn * WN + j * 8 + tq * 2;
+            finish_pair(g, acc[i][j][2 * h], acc[i][j][2 * h + 1], row, col, C, P);
+          }
+    }
+  }
+}
+
+// C = epilogue(sum over slices of the partials), one element per thread (grid-stride), slices added in
+// order 0, 1, ... so the result does not depend on scheduling.
+__global__ void gemm_splitk_reduce(const GemmArgs g) {
+  const int64_t per = g.M * g.N, total = per * g.nb;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < total;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    float s = 0.f;
+    for (int k = 0; k < g.split; ++k) s += g.ws[k * total + e];
+    const int64_t b = e / per, rc = e % per, col = rc % g.N;
+    float* c = g.C + b * g.sc + rc;
+    float* p = g.P ? g.P + b * g.sc + rc : nullptr;
+    *c = epi1(g, s, col, c, p);
+  }
+}
+
+template <bool TA, bool TB>
+void launch_tn(const GemmArgs& g, bool vec, dim3 grid, cudaStream_t st) {
+  if (vec)
+    gemm_bf16_kernel<TA, TB, true><<<grid, NT, 0, st>>>(g);
+  else
+    gemm_bf16_kernel<TA, TB, false><<<grid, NT, 0, st>>>(g);
+}
+
+bool aligned(const void* p, uintptr_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
+
+}  // namespace
+
+void gemm(const OpCall& call) {
+  const Tensor &A = call.x(0), &B = call.x(1), &C = call.y(0);
+  GemmArgs g{};
+  const bool ta = call.ai("trans_a", 0) != 0, tb = call.ai("trans_b", 0) != 0;
+  g.acc = call.ai("acc", 0) != 0;
+  g.act = static_cast<int>(call.ai("act", 0));
+  g.alpha = call.af("alpha", 1.f);
+  g.A = A.f32();
+  g.B = B.f32();
+  g.bias = call.has_in(2) ? call.x(2).f32() : nullptr;
+  g.C = C.f32();
+  g.P = g.act == 1 ? call.y(1).f32() : nullptr;
+  g.N = tb ? B.shape[-2] : B.shape[-1];
+  int64_t nb = 1;
+  if (B.shape.nd == 2) {  // A's leading dims flattened into rows (or into K when trans_a)
+    g.M = ta ? A.shape[-1] : A.shape.leading(1);
+    g.K = ta ? A.shape.leading(1) : A.shape[-1];
+  } else {
+    nb = A.shape.leading(2);
+    g.M = ta ? A.shape[-1] : A.shape[-2];
+    g.K = ta ? A.shape[-2] : A.shape[-1];
+  }
+  if (g.M == 0 || g.N == 0 || nb == 0) return;
+  g.lda = ta ? g.M : g.K;
+  g.ldb = tb ? g.K : g.N;
+  g.sa = g.M * g.K;
+  g.sb = g.K * g.N;
+  g.sc = g.M * g.N;
+  g.nb = static_cast<int>(nb);
+  const int64_t tiles_m = (g.M + BM - 1) / BM, tiles_n = (g.N + BN - 1) / BN;
+  if (tiles_m * tiles_n > 0x7fffffff) throw Error("gemm: too many output tiles for one launch");
+  g.tiles_n = static_cast<int>(tiles_n);
+  g.pair = g.N % 2 == 0 && aligned(g.C, 8) && (!g.P || aligned(g.P, 8));
+  // float4 loads need 16-byte aligned rows: aligned bases and row strides (and so batch strides) that
+  // are multiples of 4 floats.
+  const bool vec = g.lda % 4 == 0 && g.ldb % 4 == 0 && aligned(g.A, 16) && aligned(g.B, 16);
+
+  // Split-K when the output tiles fill the GPU's SMs badly (few tiles, or a last wave mostly empty) and
+  // K is long: the slice count (<= 16, >= 512 of K each) that maximises the fraction of busy CTA slots
+  // over the waves (one 256-thread CTA per SM), the smallest on ties. The partials cost 8 bytes per
+  // element of C per slice, small next to a long-K product's operand traffic.
+  CudaContext& cx = ctx_of(call);
+  const int sms = cx.sm_count > 0 ? cx.sm_count : 132;
+  const int64_t tiles = tiles_m * tiles_n * nb;
+  int split = 1;
+  if (tiles < 4 * sms && g.K >= 4096) {
+    auto busy = [&](int64_t s) {
+      const int64_t ctas = tiles * s, waves = (ctas + sms - 1) / sms;
+      return static_cast<double>(ctas) / static_cast<double>(waves * sms);
+    };
+    const int64_t cap = (int64_t(256) << 20) / (4 * g.M * g.N * nb);  // <= 256 MiB of partials
+    double best = busy(1);
+    for (int64_t s = 2; s <= 16 && s <= g.K / 512 && s <= cap; ++s)
+      if (busy(s) > best + 0.05) best = busy(s), split = static_cast<int>(s);
+  }
+  g.kchunk = (g.K + split - 1) / split;
+  g.kchunk = (g.kchunk + BK - 1) / BK * BK;
+  if (split > 1) split = static_cast<int>((g.K + g.kchunk - 1) / g.kchunk);  // no empty slice
+  g.split = split;
+  if (split > 1) g.ws = static_cast<float*>(workspace(cx, sizeof(float) * split * nb * g.M * g.N));
+
+  const int64_t zs = nb * split;
+  dim3 grid(static_cast<unsigned>(tiles_m * tiles_n), 1, static_cast<unsigned>(zs < 65535 ? zs : 65535));
+  cudaStream_t st = stream_of(call);
+  if (ta && tb)
+    launch_tn<true, true>(g, vec, grid, st);
+  else if (ta)
+    launch_tn<true, false>(g, vec, grid, st);
+  else if (tb)
+    launch_tn<false, true>(g, vec, grid, st);
+  else
+    launch_tn<false, false>(g, vec, grid, st);
+  check_launch("gemm");
+  if (split > 1) {
+    const int64_t total = nb * g.M * g.N;
+    int64_t blocks = (total + 255) / 256;
+    if (blocks > int64_t(sms) * 16) blocks = int64_t(sms) * 16;
+    gemm_splitk_reduce<<<static_cast<unsigned>(blocks), 256, 0, st>>>(g);
+    check_launch("gemm (split-K reduce)");
+  }
+}
+
+}  // namespace medic::cuda
