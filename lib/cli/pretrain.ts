@@ -24,7 +24,7 @@ const flags: FlagSpec[] = [
   { key: 'teacher', arg: 'path', help: "CLIP image encoder checkpoint (safetensors, Hugging Face or OpenAI names), or 'random' for a seeded random CLIP-architecture teacher" },
   { key: 'model', arg: 'name', help: 'student size', choices: ['micro', 'mini', 'tiny', 'small', 'base'] },
   { key: 'imgSize', arg: 'px', help: 'image side (0 = auto: 28 for digits, 224 otherwise)' },
-  { key: 'patchSize', arg: 'px', help: 'patch side (0 = auto: 4 for digits, 16 otherwise)' },
+  { key: 'patchSize', arg: 'px', help: 'patch side (0 = auto: 7 for digits, 16 otherwise)' },
   { key: 'encoding', arg: 'kind', help: 'sparse: visible tokens only (MEDiC); dense: mask token (MaskDistill)', choices: ['sparse', 'dense'] },
   { key: 'mask', arg: 'kind', help: 'masking', choices: ['block', 'random'] },
   { key: 'maskRatio', arg: 'r', help: 'fraction of patches masked' },

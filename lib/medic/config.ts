@@ -24,7 +24,7 @@ export interface PretrainConfig {
   data: string;
   /** Image side; 0 = auto: 28 for digit data (mnist, idx:), 224 otherwise. */
   imgSize: number;
-  /** Patch side; 0 = auto: 4 for digit data, 16 otherwise. */
+  /** Patch side; 0 = auto: 7 for digit data (a 4x4 grid of 28x28 digits), 16 otherwise. */
   patchSize: number;
   model: ModelPreset;
   encoding: Encoding;
@@ -101,7 +101,7 @@ export const defaultConfig: PretrainConfig = {
   wCls: 0.4,
   wPix: 1,
   tau: 0.1,
-  epochs: 5,
+  epochs: 40,
   batchSize: 128,
   lr: 1.5e-3,
   lrBatchRef: 256,
@@ -236,7 +236,9 @@ export function finalizeConfig(c: PretrainConfig): PretrainConfig {
   const digits = isDigitData(String(c.data));
   const out = { ...c };
   if (out.imgSize === 0) out.imgSize = digits ? 28 : 224;
-  if (out.patchSize === 0) out.patchSize = digits ? 4 : 16;
+  // 7 px patches on 28 px digits: 16 tokens, each holding a stroke. With a random teacher, 4 px patches
+  // (49 mostly-empty tokens) train 4x slower and gain less kNN over random init in the same minutes.
+  if (out.patchSize === 0) out.patchSize = digits ? 7 : 16;
   if (out.hflip === -1) out.hflip = digits ? 0 : 0.5;
   if (out.normalize === 'auto') out.normalize = digits ? 'mnist' : 'imagenet';
   return out;

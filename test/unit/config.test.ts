@@ -25,10 +25,10 @@ describe('pretrain config', () => {
 
   it('resolves the data-dependent auto values', () => {
     const digits = resolveConfig({}, {});
-    expect([digits.imgSize, digits.patchSize, digits.hflip, digits.normalize]).toEqual([28, 4, 0, 'mnist']);
+    expect([digits.imgSize, digits.patchSize, digits.hflip, digits.normalize]).toEqual([28, 7, 0, 'mnist']);
     const photos = resolveConfig({}, { data: '/some/folder' });
     expect([photos.imgSize, photos.patchSize, photos.hflip, photos.normalize]).toEqual([224, 16, 0.5, 'imagenet']);
-    expect(resolveConfig({}, { data: 'idx:/x', imgSize: '32' }).imgSize).toBe(32);
+    expect(resolveConfig({}, { data: 'idx:/x', imgSize: '32', patchSize: '4' }).imgSize).toBe(32);
   });
 
   it('names the flag, what was expected and what was found', () => {
@@ -39,7 +39,7 @@ describe('pretrain config', () => {
     expect(() => resolveConfig({}, { batchSize: '0' })).toThrow(/--batch-size: expected a positive integer, got 0/);
     expect(() => resolveConfig({}, { encoding: 'sparse2' })).toThrow(/--encoding: expected sparse or dense/);
     expect(() => resolveConfig({}, { model: 'huge' })).toThrow(/--model: expected one of micro, mini, tiny, small, base/);
-    expect(() => resolveConfig({}, { imgSize: '30' })).toThrow(/--img-size: expected a multiple of --patch-size 4, got 30/);
+    expect(() => resolveConfig({}, { imgSize: '30' })).toThrow(/--img-size: expected a multiple of --patch-size 7, got 30/);
     expect(() => resolveConfig({}, { hflip: '2' })).toThrow(/--hflip: expected a probability in \[0, 1\], got 2/);
     expect(() => resolveConfig({}, { wTok: '0', wCls: '0', wPix: '0' })).toThrow(/at least one loss weight/);
     expect(() => resolveConfig({}, { wPix: '-1' })).toThrow(/--w-pix: expected a non-negative number/);
