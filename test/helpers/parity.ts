@@ -2,7 +2,7 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { Engine, type Tensor } from '../../lib/engine/index.js';
+import { Engine, type AnyTypedArray, type Attrs, type DType, type Tensor } from '../../lib/engine/index.js';
 import { SafetensorsFile } from '../../lib/io/safetensors.js';
 
 const fixturesDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
@@ -140,4 +140,41 @@ export function dot(w: ArrayLike<number>, y: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < w.length; i++) s += w[i] * y[i];
   return s;
+}
+
+/** A tensor to create for one eager op call: shape, dtype (default f32) and optional data. */
+export interface OpSpec {
+  shape: number[];
+  dtype?: DType;
+  data?: ArrayLike<number>;
+}
+export const f32 = (shape: number[], data?: ArrayLike<number>): OpSpec => ({ shape, data });
+export const i32 = (shape: number[], data: ArrayLike<number>): OpSpec => ({ shape, dtype: 'i32', data });
+export const u8 = (shape: number[], data: ArrayLike<number>): OpSpec => ({ shape, dtype: 'u8', data });
+
+/**
+ * Runs one op on fresh tensors and returns the outputs. Outputs given without data are poisoned
+ * (NaN for f32 and bf16), so an element the kernel does not write shows up.
+ */
+export function runOp(op: string, ins: (OpSpec | null)[], outs: (OpSpec | null)[], attrs: Attrs = {}, engine: Engine = cpuEngine()): AnyTypedArray[] {
+  const made: Tensor[] = [];
+  const mk = (s: OpSpec | null, out: boolean): Tensor | null => {
+    if (!s) return null;
+    const n = s.shape.reduce((a, b) => a * b, 1);
+    const dt = s.dtype ?? 'f32';
+    let data = s.data;
+    if (data === undefined && out && dt === 'f32') data = new Float32Array(n).fill(NaN);
+    if (data === undefined && out && dt === 'bf16') data = new Uint16Array(n).fill(0x7fc0);
+    const t = engine.tensor(s.shape, dt, data as never);
+    made.push(t);
+    return t;
+  };
+  try {
+    const ti = ins.map((s) => mk(s, false));
+    const to = outs.map((s) => mk(s, true));
+    engine.op(op, ti, to, attrs);
+    return to.map((t) => (t ? t.read() : new Float32Array(0)));
+  } finally {
+    for (const t of made) t.dispose();
+  }
 }

@@ -8,39 +8,13 @@ import { fileURLToPath } from 'node:url';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { Engine, type AnyTypedArray, type Attrs, type DType, type Tensor } from '../../lib/engine/index.js';
-import { cpuEngine, dot, finiteDiff, loadFixture, maxAbsErr, randomF32, relErr } from '../helpers/parity.js';
+import { Engine } from '../../lib/engine/index.js';
+import { cpuEngine, dot, f32, finiteDiff, loadFixture, maxAbsErr, randomF32, relErr, runOp } from '../helpers/parity.js';
 
 const fx = loadFixture('layernorm');
 const TOL = 1e-5;
 
-interface Spec {
-  shape: number[];
-  dtype?: DType;
-  data?: ArrayLike<number>;
-}
 
-/** Runs one op on fresh tensors (f32 outputs without data are poisoned with NaN) and returns the outputs. */
-function runOp(op: string, ins: (Spec | null)[], outs: (Spec | null)[], attrs: Attrs = {}, engine: Engine = cpuEngine()): AnyTypedArray[] {
-  const made: Tensor[] = [];
-  const mk = (s: Spec | null, out: boolean): Tensor | null => {
-    if (!s) return null;
-    const n = s.shape.reduce((a, b) => a * b, 1);
-    const data = s.data ?? (out && (s.dtype ?? 'f32') === 'f32' ? new Float32Array(n).fill(NaN) : undefined);
-    const t = engine.tensor(s.shape, s.dtype ?? 'f32', data as never);
-    made.push(t);
-    return t;
-  };
-  try {
-    const ti = ins.map((s) => mk(s, false));
-    const to = outs.map((s) => mk(s, true));
-    engine.op(op, ti, to, attrs);
-    return to.map((t) => (t ? t.read() : new Float32Array(0)));
-  } finally {
-    for (const t of made) t.dispose();
-  }
-}
-const f32 = (shape: number[], data?: ArrayLike<number>): Spec => ({ shape, data });
 const addArr = (a: ArrayLike<number>, b: ArrayLike<number>) => Float64Array.from(a, (v, i) => v + b[i]);
 
 const engines: Engine[] = [];
