@@ -15,7 +15,7 @@ import sharp from 'sharp';
 
 import { DataLoader } from '../lib/data/loader.js';
 import { openData } from '../lib/data/open.js';
-import { Rng } from '../lib/data/rng.js';
+import { Rng } from '../lib/util/rng.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);

@@ -11,7 +11,7 @@
 // resample.ts.
 import { FolderSource, type FolderHandle } from './folder.js';
 import { PixelSource, type PixelHandle } from './pixels.js';
-import { Rng, Stream } from './rng.js';
+import { Rng, Stream } from '../util/rng.js';
 import { SyntheticSource, type SyntheticHandle } from './synthetic.js';
 
 /** Geometry from a source image to the output: integer crop box then resize, or resize then crop. */

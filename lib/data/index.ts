@@ -23,4 +23,4 @@ export {
 } from './transforms.js';
 export { DataLoader, type Batch, type LoaderOptions, type LoaderStats, type Position } from './loader.js';
 export { DataError, SampleReadError } from './errors.js';
-export { Rng, permutation } from './rng.js';
+export { Rng, permutation, Stream } from '../util/rng.js';

@@ -21,7 +21,7 @@ import { Worker } from 'node:worker_threads';
 
 import type { ImageDataset } from './dataset.js';
 import { DataError } from './errors.js';
-import { Rng, Stream, permutation } from './rng.js';
+import { Rng, Stream, permutation } from '../util/rng.js';
 import { runChunk, type ChunkContext, type ChunkResult, type ChunkTask } from './sample.js';
 import { resolveTransform, type TransformOptions, type TransformSpec } from './transforms.js';
 import type { WorkerInit, WorkerReply } from './worker.js';

@@ -5,7 +5,7 @@
 // (seed, epoch, index, attempt): the replacement is the same whichever worker meets the bad file.
 import { ImageDataset } from './dataset.js';
 import { SampleReadError, errorMessage } from './errors.js';
-import { Rng, Stream } from './rng.js';
+import { Rng, Stream } from '../util/rng.js';
 import { sampleParams, writeImage, type TransformSpec } from './transforms.js';
 
 /** Consecutive unreadable picks before a sample gives up (the dataset is then mostly broken). */

@@ -7,7 +7,7 @@
 // Generated on demand in whichever thread asks: nothing is stored.
 import type { ImageSource, SourceImage } from './dataset.js';
 import { renderPixels } from './pixels.js';
-import { Rng, Stream } from './rng.js';
+import { Rng, Stream } from '../util/rng.js';
 
 export interface SyntheticHandle {
   kind: 'synthetic';

@@ -8,7 +8,7 @@
 //        -> normalise.
 // Output per image: Float32Array CHW, channel c = (pixel / 255 - mean[c]) / std[c].
 import type { Plan } from './dataset.js';
-import { Rng, Stream } from './rng.js';
+import { Rng, Stream } from '../util/rng.js';
 
 export type Triple = [number, number, number];
 

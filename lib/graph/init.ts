@@ -2,9 +2,11 @@
 //   - initProgramSpec(): a program of native init ops (init_normal / init_uniform / fill) over the
 //     param windows of the flat buffers: the normal path, seeded by the counter-based native RNG
 //     (stream = the param's index, so adding a param does not reshuffle the others);
-//   - hostInit(): the same distributions drawn in TypeScript (a seeded xorshift + Box-Muller), for
-//     tools and tests that must not depend on the init kernels. The two draw different numbers.
+//   - hostInit(): the same distributions drawn in TypeScript (the keyed generator of lib/util/rng.ts + Box-Muller), for
+//     tools and tests that must not depend on the init kernels. The two draw
+//     different numbers.
 import type { CompiledBuffer, CompiledGraph, CompiledOp } from './compile.js';
+import { Rng, Stream } from '../util/rng.js';
 import type { InitSpec, ParamInfo } from './value.js';
 
 /** A spec whose ops initialise every param of the graph (bound: params and/or frozen). */
@@ -52,7 +54,7 @@ export function hostInit(params: ParamInfo[], sizes: { train: number; frozen: nu
 }
 
 export function fillInit(dst: Float32Array, init: InitSpec, seed: number, stream: number): void {
-  const rng = new Rng(seed, stream);
+  const rng = new Rng(seed, Stream.init, stream);
   switch (init.kind) {
     case 'trunc_normal': {
       const mean = init.mean ?? 0;
@@ -78,34 +80,5 @@ export function fillInit(dst: Float32Array, init: InitSpec, seed: number, stream
     case 'const':
       dst.fill(init.value);
       return;
-  }
-}
-
-/** xorshift128+-style generator seeded from (seed, stream); good enough for initial weights. */
-class Rng {
-  private a: number;
-  private b: number;
-  constructor(seed: number, stream: number) {
-    this.a = (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ stream) >>> 0 || 1;
-    this.b = (Math.imul(stream + 0x632be5ab, 0xc2b2ae35) ^ seed) >>> 0 || 2;
-    for (let i = 0; i < 8; i++) this.next();
-  }
-  private next(): number {
-    let s1 = this.a;
-    const s0 = this.b;
-    this.a = s0;
-    s1 ^= s1 << 23;
-    s1 >>>= 0;
-    s1 ^= s1 >>> 17;
-    s1 ^= s0;
-    s1 ^= s0 >>> 26;
-    this.b = s1 >>> 0;
-    return (this.a + this.b) >>> 0;
-  }
-  uniform(): number {
-    return (this.next() + 0.5) / 4294967296;
-  }
-  normal(): number {
-    return Math.sqrt(-2 * Math.log(this.uniform())) * Math.cos(2 * Math.PI * this.uniform());
   }
 }

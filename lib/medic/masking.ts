@@ -3,7 +3,7 @@
 // block  (default): BEiT's block-wise generator, then random flips to hit M exactly.
 // random (MAE):     uniform noise, argsort, keep the lowest N - M.
 // Every mask is a pure function of (seed, step, sample), so resumed runs reproduce masks exactly.
-import { Rng } from '../util/rng.js';
+import { permutation, Rng, Stream } from '../util/rng.js';
 
 export type MaskKind = 'block' | 'random';
 
@@ -54,13 +54,13 @@ export function blockMask(rng: Rng, H: number, W: number, target: number, minBlo
     const maxPatches = target - count;
     let delta = 0;
     for (let attempt = 0; attempt < 10; attempt++) {
-      const area = rng.uniform(minBlock, maxPatches);
-      const aspect = Math.exp(rng.uniform(logLo, logHi));
+      const area = rng.range(minBlock, maxPatches);
+      const aspect = Math.exp(rng.range(logLo, logHi));
       const h = Math.round(Math.sqrt(area * aspect));
       const w = Math.round(Math.sqrt(area / aspect));
       if (h < 1 || w < 1 || h >= H || w >= W) continue;
-      const top = rng.int(0, H - h);
-      const left = rng.int(0, W - w);
+      const top = rng.int(H - h + 1);
+      const left = rng.int(W - w + 1);
       let already = 0;
       for (let i = top; i < top + h; i++) for (let j = left; j < left + w; j++) already += mask[i * W + j];
       const fresh = h * w - already;
@@ -78,9 +78,9 @@ export function blockMask(rng: Rng, H: number, W: number, target: number, minBlo
     const want = count < target ? 0 : 1;
     const pool: number[] = [];
     for (let i = 0; i < mask.length; i++) if (mask[i] === want) pool.push(i);
-    rng.shuffle(pool);
+    const order = permutation(pool.length, rng);
     const flips = Math.abs(target - count);
-    for (let k = 0; k < flips; k++) mask[pool[k]] = 1 - want;
+    for (let k = 0; k < flips; k++) mask[pool[order[k]]] = 1 - want;
   }
   return mask;
 }
@@ -88,7 +88,7 @@ export function blockMask(rng: Rng, H: number, W: number, target: number, minBlo
 /** MAE random masking: the M patches with the highest noise are masked. */
 export function randomMask(rng: Rng, N: number, target: number): Uint8Array {
   const noise = new Float64Array(N);
-  for (let i = 0; i < N; i++) noise[i] = rng.next();
+  for (let i = 0; i < N; i++) noise[i] = rng.uniform();
   const order = Array.from({ length: N }, (_, i) => i).sort((a, b) => noise[a] - noise[b]);
   const mask = new Uint8Array(N);
   for (let k = N - target; k < N; k++) mask[order[k]] = 1;
@@ -103,7 +103,7 @@ export function makeMasks(c: MaskConfig, B: number, seed: number, step: number):
   const V = N - M;
   const out: MaskBatch = { B, N, M, V, mask: new Uint8Array(B * N), visible: new Int32Array(B * V), masked: new Int32Array(B * M) };
   for (let b = 0; b < B; b++) {
-    const rng = new Rng(seed, 0x6d61736b /* 'mask' */, step, b);
+    const rng = new Rng(seed, Stream.mask, step, b);
     const m = c.kind === 'block' ? blockMask(rng, c.gridH, c.gridW, M, c.minBlock ?? 16, c.minAspect ?? 0.3) : randomMask(rng, N, M);
     out.mask.set(m, b * N);
     let v = 0;

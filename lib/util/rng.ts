@@ -1,70 +1,96 @@
-// Seeded pseudo-random numbers for the TypeScript side (masks, data order, augmentation).
+// Counter-based random numbers for everything random on the TypeScript side (data order, augmentation,
+// masks, host-side init).
 //
-// Streams are keyed: rngFor(seed, ...keys) gives the same sequence for the same keys on any machine
-// and in any order of calls, so a resumed run draws exactly what the uninterrupted one drew
-// (e.g. keys = [step, sample] for masks).
+// Every draw is a pure function of (key words, counter): a stream is named by the values that identify
+// what it decides (seed, purpose, epoch or step, sample index, ...), so sample i at epoch e gets the same
+// crop, and step s the same masks, whichever worker handles it and whatever came before: this is what
+// makes resumed runs reproduce uninterrupted ones. 32-bit integer mixing (Math.imul) keeps it fast in
+// JS; it need not match native/include/medic/rng.h, which serves the native kernels.
 
-/** 32-bit mix (murmur3 finaliser). */
-export function mix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+/** Purposes, so that streams for different decisions never share keys. */
+export const Stream = {
+  shuffle: 1,
+  split: 2,
+  crop: 3,
+  flip: 4,
+  jitter: 5,
+  replace: 6,
+  synthetic: 7,
+  mask: 8,
+  init: 9,
+} as const;
+
+/** lowbias32 finaliser (Wellons): good avalanche for a 32-bit hash. */
+export function mix32(x: number): number {
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d);
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b);
+  x ^= x >>> 16;
+  return x >>> 0;
 }
 
-/** Hash a seed and integer keys into four 32-bit words of state. */
-function seedState(seed: number, keys: number[]): [number, number, number, number] {
-  let h = mix32((seed >>> 0) ^ 0x9e3779b9) ^ mix32(Math.floor(seed / 2 ** 32) >>> 0);
-  const s: number[] = [];
-  for (let i = 0; i < 4; i++) {
-    h = mix32(h + 0x6a09e667 + i);
-    for (const k of keys) h = mix32(h ^ mix32((k >>> 0) + 0x7f4a7c15) ^ mix32(Math.floor(k / 2 ** 32) >>> 0));
-    s.push(h);
-  }
-  if ((s[0] | s[1] | s[2] | s[3]) === 0) s[0] = 1;
-  return s as [number, number, number, number];
-}
+const TWO32 = 4294967296;
 
-/** sfc32: small, fast, good statistical quality. */
 export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-  constructor(seed: number, ...keys: number[]) {
-    [this.a, this.b, this.c, this.d] = seedState(seed, keys);
-    for (let i = 0; i < 12; i++) this.u32();
-  }
-  u32(): number {
-    const t = (((this.a + this.b) | 0) + this.d) | 0;
-    this.d = (this.d + 1) | 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) | 0;
-    this.c = (this.c << 21) | (this.c >>> 11);
-    this.c = (this.c + t) | 0;
-    return t >>> 0;
-  }
-  /** Uniform in [0, 1). */
-  next(): number {
-    return this.u32() / 4294967296;
-  }
-  /** Uniform in [lo, hi) (as Python's random.uniform, lo may exceed hi). */
-  uniform(lo: number, hi: number): number {
-    return lo + (hi - lo) * this.next();
-  }
-  /** Integer in [lo, hi] inclusive. */
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.next() * (hi - lo + 1));
-  }
-  /** In-place Fisher-Yates shuffle. */
-  shuffle<T>(a: T[] | Int32Array | Uint32Array): void {
-    for (let i = a.length - 1; i > 0; i--) {
-      const j = Math.floor(this.next() * (i + 1));
-      const t = a[i];
-      a[i] = a[j];
-      a[j] = t;
+  private k0: number;
+  private k1: number;
+  private counter = 0;
+
+  /** Keys are non-negative integers (up to 2^53); order matters. */
+  constructor(...keys: number[]) {
+    let a = 0x243f6a88;
+    let b = 0x85a308d3;
+    for (const key of keys) {
+      if (!Number.isSafeInteger(key) || key < 0) throw new RangeError(`Rng: keys must be non-negative safe integers, got ${key}`);
+      const lo = key >>> 0;
+      const hi = Math.floor(key / TWO32) >>> 0;
+      a = mix32(a ^ mix32(lo + 0x9e3779b9));
+      b = mix32(b ^ mix32(hi ^ a ^ 0x632be59b));
     }
+    this.k0 = a;
+    this.k1 = b;
   }
+
+  /** 32 uniform random bits. */
+  u32(): number {
+    const c = this.counter++;
+    return mix32(this.k0 ^ mix32((c + this.k1) >>> 0) ^ Math.imul(c, 0x2545f491));
+  }
+
+  /** Uniform in [0, 1) with 53 bits. */
+  uniform(): number {
+    const hi = this.u32() >>> 5; // 27 bits
+    const lo = this.u32() >>> 6; // 26 bits
+    return (hi * 67108864 + lo) / 9007199254740992;
+  }
+
+  /** Uniform in [a, b). */
+  range(a: number, b: number): number {
+    return a + (b - a) * this.uniform();
+  }
+
+  /** Integer uniform in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.uniform() * n);
+  }
+
+  /** Standard normal (Box-Muller). */
+  normal(): number {
+    const u = 1 - this.uniform(); // (0, 1]
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.uniform());
+  }
+}
+
+/** Fisher-Yates shuffle of 0..n-1 driven by one stream. */
+export function permutation(n: number, rng: Rng): Int32Array {
+  const p = new Int32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const t = p[i];
+    p[i] = p[j];
+    p[j] = t;
+  }
+  return p;
 }

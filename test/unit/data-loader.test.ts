@@ -194,14 +194,16 @@ describe('options and lifetime', () => {
   test('close ends the worker threads: the process exits, with and without close(), from .ts and compiled .js', () => {
     // Compiled copy of lib/data (what dist/data holds), to run with plain node and no loader hooks.
     const dist = join(tmp.dir, 'dist', 'data');
-    mkdirSync(dist, { recursive: true });
-    const src = join(repo, 'lib', 'data');
-    for (const f of readdirSync(src).filter((n) => n.endsWith('.ts'))) {
-      const out = ts.transpileModule(readFileSync(join(src, f), 'utf8'), {
-        compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 },
-        fileName: f,
-      });
-      writeFileSync(join(dist, f.replace(/\.ts$/, '.js')), out.outputText);
+    for (const folder of ['data', 'util']) {
+      const src = join(repo, 'lib', folder);
+      mkdirSync(join(tmp.dir, 'dist', folder), { recursive: true });
+      for (const f of readdirSync(src).filter((n) => n.endsWith('.ts'))) {
+        const out = ts.transpileModule(readFileSync(join(src, f), 'utf8'), {
+          compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 },
+          fileName: f,
+        });
+        writeFileSync(join(tmp.dir, 'dist', folder, f.replace(/\.ts$/, '.js')), out.outputText);
+      }
     }
     writeFileSync(join(tmp.dir, 'dist', 'package.json'), '{"type":"module"}');
     const script = (lib: string, mode: 'close' | 'break' | 'forget') => `

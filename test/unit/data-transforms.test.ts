@@ -3,7 +3,7 @@
 import { describe, expect, test } from 'vitest';
 
 import { parseDataSpec } from '../../lib/data/spec.js';
-import { Rng, Stream, permutation } from '../../lib/data/rng.js';
+import { Rng, Stream, permutation } from '../../lib/util/rng.js';
 import { resampleBox, toRGB } from '../../lib/data/resample.js';
 import { renderPixels } from '../../lib/data/pixels.js';
 import {

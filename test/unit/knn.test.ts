@@ -25,7 +25,7 @@ function reference(train: Float32Array, ty: Int32Array, test: Float32Array, qy: 
 // Train and test sets drawn around the same class centres (seeded), with uniform noise.
 function split(nTrain: number, nTest: number, dim: number, C: number, noise: number, seed: number) {
   const rng = new Rng(seed);
-  const centres = Array.from({ length: C }, () => Array.from({ length: dim }, () => rng.uniform(-1, 1)));
+  const centres = Array.from({ length: C }, () => Array.from({ length: dim }, () => rng.range(-1, 1)));
   return { tr: sample(nTrain, dim, C, noise, rng, centres), te: sample(nTest, dim, C, noise, rng, centres) };
 }
 
@@ -34,7 +34,7 @@ function sample(n: number, dim: number, C: number, noise: number, rng: Rng, cent
   const y = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     y[i] = i % C;
-    for (let j = 0; j < dim; j++) x[i * dim + j] = centres[y[i]][j] + noise * rng.uniform(-1, 1);
+    for (let j = 0; j < dim; j++) x[i * dim + j] = centres[y[i]][j] + noise * rng.range(-1, 1);
   }
   return { x, y };
 }
@@ -55,7 +55,7 @@ describe('kNN (DINO protocol)', () => {
     const { tr, te } = split(200, 40, 8, 4, 0.05, 3);
     expect(knnClassify(tr.x, tr.y, te.x, te.y, 8, 4).accuracy[20]).toBe(1);
     const rng = new Rng(9);
-    const noise = (n: number) => Float32Array.from({ length: n * 8 }, () => rng.uniform(-1, 1));
+    const noise = (n: number) => Float32Array.from({ length: n * 8 }, () => rng.range(-1, 1));
     const y = (n: number) => Int32Array.from({ length: n }, (_, i) => i % 4);
     const acc = knnClassify(noise(400), y(400), noise(400), y(400), 8, 4).accuracy[20];
     expect(acc).toBeGreaterThan(0.1);
