@@ -66,6 +66,8 @@ export interface PretrainConfig {
   device: string;
   threads: number;
   workers: number;
+  /** Batches the loader prepares ahead of the trainer. */
+  prefetch: number;
   seed: number;
   out: string;
   evalEvery: number;
@@ -120,6 +122,7 @@ export const defaultConfig: PretrainConfig = {
   device: 'auto',
   threads: 0,
   workers: 1,
+  prefetch: 2,
   seed: 0,
   out: 'runs/latest',
   evalEvery: 0,
@@ -136,7 +139,7 @@ const numeric: Key[] = [
   'imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'teacherMlpRatio', 'decoderDim', 'decoderDepth', 'decoderHeads', 'maskRatio',
   'wTok', 'wCls', 'wPix', 'tau', 'epochs', 'batchSize', 'lr', 'lrBatchRef', 'warmupEpochs', 'minLr', 'warmupLr', 'weightDecay',
   'weightDecayEnd', 'clipGrad', 'dropPath', 'layerScale', 'threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit',
-  'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery',
+  'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery', 'prefetch',
 ];
 
 /** The command-line flag of a config key: wTok -> --w-tok. */
@@ -162,7 +165,7 @@ export function validateConfig(c: PretrainConfig): void {
   const nonNeg = (k: Key) => {
     if ((c[k] as number) < 0) fail(k, 'a non-negative number', c[k]);
   };
-  for (const k of ['imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'decoderDim', 'decoderDepth', 'decoderHeads', 'epochs', 'batchSize', 'lrBatchRef', 'workers'] as Key[]) posInt(k);
+  for (const k of ['imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'decoderDim', 'decoderDepth', 'decoderHeads', 'epochs', 'batchSize', 'lrBatchRef', 'workers', 'prefetch'] as Key[]) posInt(k);
   for (const k of ['threads', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit', 'warmupEpochs', 'stopAfter', 'logEvery'] as Key[]) nonNegInt(k);
   for (const k of ['wTok', 'wCls', 'wPix', 'lr', 'minLr', 'warmupLr', 'weightDecay', 'weightDecayEnd', 'clipGrad'] as Key[]) nonNeg(k);
   if (!(c.model in studentPresets)) fail('model', `one of ${Object.keys(studentPresets).join(', ')}`, c.model);

@@ -188,6 +188,7 @@ export async function pretrain(config: PretrainConfig, opts: PretrainOptions): P
         train: true,
         seed: c.seed,
         workers: c.workers,
+        prefetch: c.prefetch,
         start: position,
         epochs: epoch + 1,
         transform: { scale: [c.cropScale, 1], hflip: c.hflip, colorJitter: c.colorJitter, normalize: normalizationOf(c) },

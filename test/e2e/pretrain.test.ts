@@ -1,13 +1,15 @@
 // The pretrain and eval commands end to end on a tiny configuration (seconds per run): the run
 // folder, JSON lines, exact resume, SIGINT, divergence, and the bad-input errors.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { writeSafetensors } from '../../lib/io/safetensors.js';
 import { jsonLines, runCli, startCli } from '../helpers/cli.js';
+import { writeIdx } from '../helpers/data.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'medic-e2e-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -114,5 +116,64 @@ describe('medic-native pretrain', () => {
     });
     await bad(['pretrain', ...tiny, '--teacher', teacher, '--out', join(dir, 't')], /teacher.safetensors.*missing/);
     await bad(['eval', 'knn', join(dir, 'nothing-here')], /nothing-here: no such file or folder/);
+  });
+});
+
+describe('medic-native pretrain on user data', () => {
+  it('trains on an image folder with train/ and val/, skipping a corrupt file once with its path', async () => {
+    const root = join(dir, 'folder');
+    const classes: Record<string, [number, number, number]> = { circles: [220, 40, 40], stripes: [40, 40, 220] };
+    const writes: Promise<unknown>[] = [];
+    for (const [split, n] of [['train', 20], ['val', 5]] as const)
+      for (const [cls, rgb] of Object.entries(classes)) {
+        mkdirSync(join(root, split, cls), { recursive: true });
+        for (let i = 0; i < n; i++) {
+          const w = 24 + (i % 5) * 4;
+          const px = Buffer.alloc(w * w * 3);
+          for (let p = 0; p < w * w; p++) for (let ch = 0; ch < 3; ch++) px[3 * p + ch] = (rgb[ch] * ((p * (i + 3)) % 97)) / 97;
+          const img = sharp(px, { raw: { width: w, height: w, channels: 3 } });
+          writes.push((i % 2 ? img.png() : img.jpeg()).toFile(join(root, split, cls, `${i}.${i % 2 ? 'png' : 'jpg'}`)));
+        }
+      }
+    await Promise.all(writes);
+    writeFileSync(join(root, 'train', 'circles', 'broken.jpg'), Buffer.from('definitely not a jpeg'));
+    const args = tiny.map((a) => (a === 'synthetic:240:4' ? root : a));
+    const r = await runCli(['pretrain', ...args, '--batch-size', '8', '--out', join(dir, 'folder-run'), '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const ev = jsonLines(r.stdout);
+    const warnings = ev.filter((e) => e.event === 'warning' && String(e.message).includes('broken.jpg'));
+    expect(warnings).toHaveLength(1);
+    expect(ev.filter((e) => e.event === 'step')).toHaveLength(6);
+    expect(ev.find((e) => e.event === 'info' && /train 41 images/.test(String(e.message)))).toBeDefined();
+    expect(ev.find((e) => e.event === 'eval' && e.which === 'pretrained')!.n_val).toBe(10);
+  });
+
+  it('trains on IDX files (gzipped)', async () => {
+    const root = join(dir, 'idx');
+    mkdirSync(root, { recursive: true });
+    const make = (n: number, seed: number) => {
+      const px = new Uint8Array(n * 16 * 16);
+      const labels = new Uint8Array(n);
+      for (let i = 0; i < n; i++) {
+        labels[i] = i % 3;
+        for (let p = 0; p < 256; p++) px[i * 256 + p] = ((p % 16) * (labels[i] + 1) * 17 + seed * i) & 255;
+      }
+      return { px, labels };
+    };
+    const tr = make(64, 1);
+    const te = make(15, 2);
+    writeIdx(join(root, 'train-images-idx3-ubyte.gz'), [64, 16, 16], tr.px, { gzip: true });
+    writeIdx(join(root, 'train-labels-idx1-ubyte.gz'), [64], tr.labels, { gzip: true });
+    writeIdx(join(root, 't10k-images-idx3-ubyte.gz'), [15, 16, 16], te.px, { gzip: true });
+    writeIdx(join(root, 't10k-labels-idx1-ubyte.gz'), [15], te.labels, { gzip: true });
+    const args = tiny.map((a) => (a === 'synthetic:240:4' ? `idx:${root}` : a));
+    const r = await runCli(['pretrain', ...args, '--out', join(dir, 'idx-run'), '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const ev = jsonLines(r.stdout);
+    expect((ev[0].config as Record<string, unknown>).hflip).toBe(0); // digit-style data: no flips
+    expect(ev.filter((e) => e.event === 'step')).toHaveLength(6);
+    expect(ev.find((e) => e.event === 'eval' && e.which === 'pretrained')!.n_val).toBe(15);
   });
 });
