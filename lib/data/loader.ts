@@ -82,6 +82,11 @@ export interface LoaderOptions {
   sharedMemory?: boolean;
   /** One line per unreadable file (once per file); default console.warn. */
   onWarning?: (message: string) => void;
+  /**
+   * Paths already reported: share one set between the loaders of a run (one per epoch, the kNN ones)
+   * so that each bad file is reported once per run, not once per loader.
+   */
+  reported?: Set<string>;
 }
 
 export interface LoaderStats {
@@ -244,7 +249,7 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
   private readonly orders = new Map<number, Int32Array>();
   private readonly pool: SharedArrayBuffer[] = [];
   private readonly pending: PendingBatch[] = [];
-  private readonly seenBad = new Set<string>();
+  private readonly seenBad: Set<string>;
   private cursor: Position;
   private nextTaskId = 0;
   private closed = false;
@@ -285,6 +290,7 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
     this.sharedMemory = o.sharedMemory ?? false;
     this.padLast = o.padLast ?? false;
     this.onWarning = o.onWarning ?? ((m) => console.warn(m));
+    this.seenBad = o.reported ?? new Set<string>();
     this.counters = { batches: 0, images: 0, waitMs: 0, maxWaitMs: 0, replaced: 0, badFiles: 0, workers: this.workers };
     if (this.workers === 0) {
       this.executor = new InlineExecutor({ dataset, spec: this.spec, seed: this.seed, concurrency, knownBad: new Set() });

@@ -12,13 +12,20 @@ export interface Embedded {
 }
 
 /** Features of a dataset, in dataset order. */
-export async function embed(fx: FeatureExtractor, dataset: ImageDataset, c: PretrainConfig): Promise<Embedded> {
+export interface DataReporting {
+  onWarning?: (message: string) => void;
+  reported?: Set<string>;
+}
+
+export async function embed(fx: FeatureExtractor, dataset: ImageDataset, c: PretrainConfig, report: DataReporting = {}): Promise<Embedded> {
   const loader = new DataLoader(dataset, {
     batchSize: fx.batch,
     imageSize: c.imgSize,
     train: false,
     workers: c.workers,
     padLast: true,
+    onWarning: report.onWarning,
+    reported: report.reported,
     transform: { normalize: normalizationOf(c), cropPct: c.imgSize <= 32 ? 1 : 0.875 },
   });
   const total = dataset.length;
@@ -47,10 +54,11 @@ export async function knnEvaluate(
   val: ImageDataset,
   c: PretrainConfig,
   numClasses: number,
+  report: DataReporting = {},
 ): Promise<KnnResult> {
   // --knn-limit caps the bank; the queries are capped at a fifth of it. Both are stride samples, so
   // class-sorted datasets keep their class balance.
-  const bank = await embed(fx, train.subsample(c.knnLimit), c);
-  const query = await embed(fx, val.subsample(c.knnLimit ? Math.max(1, Math.floor(c.knnLimit / 5)) : 0), c);
+  const bank = await embed(fx, train.subsample(c.knnLimit), c, report);
+  const query = await embed(fx, val.subsample(c.knnLimit ? Math.max(1, Math.floor(c.knnLimit / 5)) : 0), c, report);
   return knnClassify(bank.features, bank.labels, query.features, query.labels, fx.dim, numClasses, c.knnK);
 }

@@ -137,6 +137,9 @@ export async function pretrain(config: PretrainConfig, opts: PretrainOptions): P
     };
     ev.info(`schedule: ${c.epochs} epochs x ${stepsPerEpoch} steps of ${B} images; peak lr ${peakLr(sched).toExponential(3)} after ${sched.warmupSteps} warmup steps`);
 
+    // Each unreadable image is reported once per run, whichever loader meets it first.
+    const dataReport = { onWarning: (m: string) => ev.warn(m), reported: new Set<string>() };
+
     // kNN before training (the random-init baseline), on a fresh run only.
     const numClasses = data.classNames.length;
     const canEval = !!data.val && data.val.length > 0;
@@ -146,7 +149,7 @@ export async function pretrain(config: PretrainConfig, opts: PretrainOptions): P
       fx ??= new FeatureExtractor(engine, c, evalBatch);
       fx.load(state.get('params').read() as Float32Array, table);
       const t0 = performance.now();
-      const r = await knnEvaluate(fx, data.train, data.val!, c, numClasses);
+      const r = await knnEvaluate(fx, data.train, data.val!, c, numClasses, dataReport);
       const rec: EvalRecord = { step, epoch, which, knn: r.accuracy, n_train: r.nTrain, n_val: r.nTest, seconds: (performance.now() - t0) / 1000 };
       ev.eval(rec);
       return r.accuracy;
@@ -192,7 +195,7 @@ export async function pretrain(config: PretrainConfig, opts: PretrainOptions): P
         start: position,
         epochs: epoch + 1,
         transform: { scale: [c.cropScale, 1], hflip: c.hflip, colorJitter: c.colorJitter, normalize: normalizationOf(c) },
-        onWarning: (m) => ev.warn(m),
+        ...dataReport,
       });
       let epochSteps = step - epoch * stepsPerEpoch;
       try {
