@@ -1,7 +1,7 @@
 // From a pretraining config to the graphs that run it: the MEDiC training step and the evaluation
 // forward (student CLS after the final LN, no masking, no drop path) that kNN reads.
 import { Graph, GraphState, compile, sliceRows, type CompiledGraph } from '../graph/index.js';
-import type { Engine } from '../engine/index.js';
+import type { Engine, Program } from '../engine/index.js';
 import { buildMedic, VisionTransformer, type VitConfig, type MedicConfig, type MedicGraph } from '../models/index.js';
 import { inspectClipCheckpoint, type ClipCheckpointInfo } from '../models/clip-checkpoint.js';
 import { studentPresets, type PretrainConfig } from './config.js';
@@ -98,7 +98,7 @@ export function paramTable(cg: CompiledGraph, group: 'train' | 'frozen' = 'train
 export class FeatureExtractor {
   readonly cg: CompiledGraph;
   readonly state: GraphState;
-  private readonly program;
+  private readonly program: Program;
 
   constructor(
     engine: Engine,

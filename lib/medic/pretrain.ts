@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { DataLoader, openData, type OpenedData } from '../data/index.js';
-import { Engine } from '../engine/index.js';
+import { Engine, type Program } from '../engine/index.js';
 import { GraphState } from '../graph/index.js';
 import { checkParamTable, loadCheckpoint, saveCheckpoint, type TrainState } from '../io/checkpoint.js';
 import { maskInputs } from '../models/index.js';
@@ -93,8 +93,8 @@ export async function pretrain(config: PretrainConfig, opts: PretrainOptions): P
   const { medic, cg } = buildTrainModel(c);
   const state = new GraphState(engine, cg);
   const table = paramTable(cg);
-  let program: ReturnType<GraphState['program']> | null = null;
-  let fx: FeatureExtractor | null = null;
+  let program: Program | null = null;
+  const holder: { fx: FeatureExtractor | null } = { fx: null }; // created on the first evaluation
   try {
     const nTrain = cg.params.filter((p) => p.group === 'train').reduce((a, p) => a + p.numel, 0);
     const nFrozen = cg.params.filter((p) => p.group === 'frozen').reduce((a, p) => a + p.numel, 0);
@@ -146,7 +146,7 @@ export async function pretrain(config: PretrainConfig, opts: PretrainOptions): P
     const evalBatch = Math.min(B, 256);
     const evaluate = async (which: EvalRecord['which'], epoch: number): Promise<Record<number, number> | undefined> => {
       if (!canEval) return undefined;
-      fx ??= new FeatureExtractor(engine, c, evalBatch);
+      const fx = (holder.fx ??= new FeatureExtractor(engine, c, evalBatch));
       fx.load(state.get('params').read() as Float32Array, table);
       const t0 = performance.now();
       const r = await knnEvaluate(fx, data.train, data.val!, c, numClasses, dataReport);
@@ -274,7 +274,7 @@ export async function pretrain(config: PretrainConfig, opts: PretrainOptions): P
     return { status, steps: step, knn, knnRandom, outDir };
   } finally {
     program?.dispose();
-    (fx as FeatureExtractor | null)?.dispose();
+    holder.fx?.dispose();
     state.dispose();
     engine.dispose();
   }
