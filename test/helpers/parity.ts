@@ -2,6 +2,8 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { afterAll, expect } from 'vitest';
+
 import { Engine, type AnyTypedArray, type Attrs, type DType, type Tensor } from '../../lib/engine/index.js';
 import { SafetensorsFile } from '../../lib/io/safetensors.js';
 
@@ -75,6 +77,24 @@ let shared: Engine | undefined;
 export function cpuEngine(): Engine {
   if (!shared || (shared as unknown as { native: unknown }).native === null) shared = Engine.create({ device: 'cpu' });
   return shared;
+}
+
+/**
+ * For a test file that needs engines of given thread counts: returns a factory; after the file, the
+ * engines are disposed and the shared engine must hold as many live tensors as at the start (no leak).
+ */
+export function useEngines(): (threads: number) => Engine {
+  const engines: Engine[] = [];
+  const liveAtStart = cpuEngine().memory().liveTensors;
+  afterAll(() => {
+    expect(cpuEngine().memory().liveTensors).toBe(liveAtStart);
+    for (const e of engines) e.dispose();
+  });
+  return (threads: number) => {
+    const e = Engine.create({ device: 'cpu', threads });
+    engines.push(e);
+    return e;
+  };
 }
 
 /** Deterministic pseudo-random f32 data (xorshift), for inputs that need no reference. */

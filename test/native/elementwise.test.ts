@@ -6,10 +6,10 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { Engine } from '../../lib/engine/index.js';
-import { cpuEngine, dot, f32, finiteDiff, loadFixture, maxAbsErr, randomF32, relErr, runOp, type OpSpec as Spec } from '../helpers/parity.js';
+import { cpuEngine, dot, f32, finiteDiff, loadFixture, maxAbsErr, randomF32, relErr, runOp, type OpSpec as Spec, useEngines } from '../helpers/parity.js';
 
 const fx = loadFixture('elementwise');
 const TOL = 1e-5;
@@ -28,17 +28,7 @@ function f32ToBf16(x: number): number {
 }
 const bf16ToF32 = (h: number): number => new Float32Array(Uint32Array.of(h << 16).buffer)[0];
 
-const engines: Engine[] = [];
-function engineWith(threads: number): Engine {
-  const e = Engine.create({ device: 'cpu', threads });
-  engines.push(e);
-  return e;
-}
-const liveAtStart = cpuEngine().memory().liveTensors;
-afterAll(() => {
-  expect(cpuEngine().memory().liveTensors).toBe(liveAtStart);
-  for (const e of engines) e.dispose();
-});
+const engineWith = useEngines();
 
 const actCases = Object.keys(fx.cases).filter((k) => k.startsWith('act_'));
 

@@ -4,21 +4,10 @@ import { describe, expect, it } from 'vitest';
 
 import { Graph, GraphState, compile } from '../../lib/graph/index.js';
 import { VisionTransformer, buildMedic, type MedicConfig } from '../../lib/models/index.js';
+import { tinyMedic } from '../helpers/models.js';
 import { cpuEngine } from '../helpers/parity.js';
 
-const tiny = (over: Partial<MedicConfig> = {}): MedicConfig => ({
-  batch: 2,
-  img: 16,
-  patch: 4,
-  student: { dim: 16, depth: 2, heads: 2 },
-  teacher: { patch: 4, width: 24, layers: 2, heads: 2 },
-  decoder: { dim: 16, depth: 1, heads: 2 },
-  encoding: 'sparse',
-  maskRatio: 0.4,
-  weights: { w_tok: 1, w_cls: 0.4, w_pix: 1 },
-  optimizer: { maxNorm: 3 },
-  ...over,
-});
+const tiny = tinyMedic;
 
 const variants: [string, Partial<MedicConfig>][] = [
   ['sparse', {}],

@@ -4,10 +4,9 @@
 // conv2d(img, W, stride p) == patchify(order 1) @ W.reshape(D, -1)^T + bias (the product is done here in
 // float64, so this does not depend on the gemm kernel). These ops are linear, so each backward is also
 // checked as the adjoint of its forward (<f(x), v> == <x, f^T(v)>) and with finite differences.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
-import { Engine } from '../../lib/engine/index.js';
-import { cpuEngine, dot, f32, finiteDiff, i32, loadFixture, maxAbsErr, randomF32, relErr, runOp, u8 } from '../helpers/parity.js';
+import { cpuEngine, dot, f32, finiteDiff, i32, loadFixture, maxAbsErr, randomF32, relErr, runOp, u8, useEngines } from '../helpers/parity.js';
 
 const fx = loadFixture('tokens');
 const TOL = 1e-5;
@@ -16,17 +15,7 @@ const TOL = 1e-5;
 const zeros = (n: number) => new Float32Array(n);
 const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
-const engines: Engine[] = [];
-function engineOf(threads: number): Engine {
-  const e = Engine.create({ device: 'cpu', threads });
-  engines.push(e);
-  return e;
-}
-const liveAtStart = cpuEngine().memory().liveTensors;
-afterAll(() => {
-  expect(cpuEngine().memory().liveTensors).toBe(liveAtStart);
-  for (const e of engines) e.dispose();
-});
+const engineOf = useEngines();
 
 const casesOf = (prefix: string) => Object.keys(fx.cases).filter((k) => k.startsWith(prefix));
 
