@@ -1,12 +1,14 @@
-// Memory-bound ops of one MEDiC step at the preset's shapes: LayerNorm (fwd, bwd), GELU (fwd, bwd),
-// scale_add (fwd, bwd), add, sum_to, gather/scatter of the visible tokens, patchify and pixel_norm.
+// Memory-bound ops of one MEDiC step at the preset's shapes: LayerNorm (fwd, bwd), GELU and QuickGELU
+// (fwd, bwd), scale_add (fwd, bwd), add, sum_to, fill, copy, cast, softmax (fwd, bwd), drop-path masks,
+// row copies, gather/scatter of the visible tokens, mask-token fill (fwd, bwd), patchify/unpatchify,
+// pixel_norm and the seeded init ops.
 // `bytes` counts each tensor read or written once (f32), so the runner's GB/s is effective bandwidth.
 import type { Engine, Tensor } from '../../lib/engine/index.js';
 import type { Preset } from '../presets.js';
 import type { BenchCase, CaseList } from './types.js';
 
 type Attrs = Record<string, number>;
-type Slot = { shape: number[]; dtype?: 'f32' | 'i32' | 'u8'; fill?: (n: number) => ArrayLike<number> } | null;
+type Slot = { shape: number[]; dtype?: 'f32' | 'bf16' | 'i32' | 'u8'; fill?: (n: number) => ArrayLike<number> } | null;
 
 function noise(n: number, seed = 1): Float32Array {
   const out = new Float32Array(n);
@@ -29,7 +31,9 @@ function opCase(family: string, name: string, op: string, ins: Slot[], outs: Slo
       const mk = (s: Slot, seed: number): Tensor | null => {
         if (!s) return null;
         const n = s.shape.reduce((a, b) => a * b, 1);
-        const t = engine.tensor(s.shape, s.dtype ?? 'f32', (s.fill ? s.fill(n) : noise(n, seed)) as never);
+        const dt = s.dtype ?? 'f32';
+        const data = s.fill ? s.fill(n) : dt === 'f32' ? noise(n, seed) : undefined; // other dtypes start zeroed
+        const t = engine.tensor(s.shape, dt, data as never);
         made.push(t);
         return t;
       };
@@ -72,6 +76,20 @@ export const cases: CaseList = (p: Preset) => {
     opCase(fam, `patchify order 0 [${B}x3x${p.img}x${p.img}]`, 'patchify', [{ shape: [B, 3, p.img, p.img] }], [{ shape: [B, N, P] }], { patch: p.patch, order: 0 }, 2 * B * N * P),
     opCase(fam, `patchify order 1 [${B}x3x${p.img}x${p.img}]`, 'patchify', [{ shape: [B, 3, p.img, p.img] }], [{ shape: [B, N, P] }], { patch: p.patch, order: 1 }, 2 * B * N * P),
     opCase(fam, `pixel_norm ${rc(B * N, P)}`, 'pixel_norm', [{ shape: [B * N, P] }], [{ shape: [B * N, P] }], {}, 2 * B * N * P),
+    opCase(fam, `unpatchify order 0 [${B}x${N}x${P}]`, 'unpatchify', [{ shape: [B, N, P] }], [{ shape: [B, 3, p.img, p.img] }], { patch: p.patch, order: 0 }, 2 * B * N * P),
+    opCase(fam, `quick_gelu ${rc(R, H4)}`, 'quick_gelu', [{ shape: [R, H4] }], [{ shape: [R, H4] }], {}, 2 * R * H4),
+    opCase(fam, `quick_gelu_bwd ${rc(R, H4)}`, 'quick_gelu_bwd', [{ shape: [R, H4] }, { shape: [R, H4] }], [{ shape: [R, H4] }], {}, 3 * R * H4),
+    opCase(fam, `fill (zero grads) ${rc(R, H4)}`, 'fill', [], [{ shape: [R, H4] }], { value: 0 }, R * H4),
+    opCase(fam, `copy ${rc(R, D)}`, 'copy', [{ shape: [R, D] }], [{ shape: [R, D] }], { alpha: 1 }, 2 * R * D),
+    opCase(fam, `cast f32->bf16 ${rc(R, D)}`, 'cast', [{ shape: [R, D] }], [{ shape: [R, D], dtype: 'bf16' }], {}, 1.5 * R * D),
+    opCase(fam, `softmax scores [${B * p.H}x${T}x${T}]`, 'softmax', [{ shape: [B * p.H * T, T] }], [{ shape: [B * p.H * T, T] }], { scale: 0.125 }, 2 * B * p.H * T * T),
+    opCase(fam, `softmax_bwd scores [${B * p.H}x${T}x${T}]`, 'softmax_bwd', [{ shape: [B * p.H * T, T] }, { shape: [B * p.H * T, T] }], [{ shape: [B * p.H * T, T] }], { scale: 0.125 }, 3 * B * p.H * T * T),
+    opCase(fam, `drop_path_mask [${B}]`, 'drop_path_mask', [{ shape: [2], dtype: 'i32', fill: () => [1, 2] }], [{ shape: [B] }], { p: 0.1, stream: 3 }, B),
+    opCase(fam, `copy_rows CLS + ${V} tokens [${B}x${1 + V}x${D}]`, 'copy_rows', [{ shape: [B, V, D] }], [{ shape: [B, 1 + V, D] }], { src: 0, dst: 1, count: V }, 2 * B * V * D),
+    opCase(fam, `mask_fill [${B}x${N}x${D}]`, 'mask_fill', [{ shape: [B, N], dtype: 'u8', fill: (n) => Uint8Array.from({ length: n }, (_, i) => (i % 5 < 2 ? 1 : 0)) }, { shape: [D] }], [{ shape: [B, N, D] }], {}, 0.8 * B * N * D),
+    opCase(fam, `mask_fill_bwd [${B}x${N}x${D}]`, 'mask_fill_bwd', [{ shape: [B, N], dtype: 'u8', fill: (n) => Uint8Array.from({ length: n }, (_, i) => (i % 5 < 2 ? 1 : 0)) }, { shape: [B, N, D] }], [{ shape: [B, N, D] }, { shape: [D] }], {}, 2 * B * N * D),
+    opCase(fam, `init_normal (trunc) ${rc(H4, D)}`, 'init_normal', [], [{ shape: [H4, D] }], { std: 0.02, lo: -2, hi: 2, seed: 1, stream: 2 }, H4 * D),
+    opCase(fam, `init_uniform ${rc(H4, D)}`, 'init_uniform', [], [{ shape: [H4, D] }], { lo: -0.1, hi: 0.1, seed: 1, stream: 3 }, H4 * D),
   ];
   return list;
 };
