@@ -355,6 +355,11 @@ void build_gemm(Builder& b) {
   G("vitb dX [394,3072]x[3072,768]", randn(S({394, 3072})), randn(S({3072, 768}), 0.02f), none(), S({394, 768}), {});
   G("vitb dX acc [394,3072]x[3072,768]", randn(S({394, 3072})), randn(S({3072, 768}), 0.02f), none(), S({394, 768}), A({{"acc", 1}}), true);
   G("vitb dW [394,768]^T x[394,3072] acc", randn(S({394, 768})), randn(S({394, 3072})), none(), S({768, 3072}), A({{"trans_a", 1}, {"acc", 1}}), true);
+  // Split-K (one output tile, K >= 4096: 8 slices on a 132-SM GPU), last slice shorter than the others,
+  // K not a multiple of the 32-deep slice; epilogues (acc, bias + GELU) applied by the reduce kernel.
+  G("split-K [4100,64]^T x[4100,96] acc", randn(S({4100, 64})), randn(S({4100, 96})), none(), S({64, 96}), A({{"trans_a", 1}, {"acc", 1}}), true);
+  G("split-K [64,4100]x[96,4100]^T +bias gelu", randn(S({64, 4100})), randn(S({96, 4100}), 0.05f), randn(S({96})), S({64, 96}), A({{"trans_b", 1}, {"act", 1}}));
+  G("split-K scalar loads [4099,63]^T x[4099,97]", randn(S({4099, 63})), randn(S({4099, 97})), none(), S({63, 97}), A({{"trans_a", 1}}));
 }
 
 void build_norm(Builder& b) {
@@ -381,7 +386,10 @@ void build_attention(Builder& b) {
   struct Dims {
     int64_t B, T, H, Hd;
   };
-  for (Dims d : {Dims{2, 7, 2, 32}, Dims{2, 119, 3, 64}, Dims{1, 197, 2, 64}, Dims{2, 197, 12, 64}, Dims{2, 197, 16, 32}, Dims{2, 120, 12, 64}}) {
+  // Hd 40 / 80 / 10 run on the padded 48 / 96 / 16 kernels (10 also on the scalar-load path), Hd 128 on
+  // the widest one; T = 130 leaves a second query/key block of 2 rows.
+  for (Dims d : {Dims{2, 7, 2, 32}, Dims{2, 119, 3, 64}, Dims{1, 197, 2, 64}, Dims{2, 197, 12, 64}, Dims{2, 197, 16, 32}, Dims{2, 120, 12, 64},
+                 Dims{2, 65, 3, 40}, Dims{1, 150, 2, 80}, Dims{1, 33, 2, 10}, Dims{1, 130, 1, 128}}) {
     std::string label = "B" + std::to_string(d.B) + " T" + std::to_string(d.T) + " H" + std::to_string(d.H) + " Hd" + std::to_string(d.Hd);
     Shape qs = S({d.B, d.T, 3 * d.H * d.Hd}), os = S({d.B, d.T, d.H * d.Hd}), ls = S({d.B, d.H, d.T});
     Attrs at = A({{"heads", static_cast<double>(d.H)}});
