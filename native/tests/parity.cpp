@@ -58,8 +58,9 @@ struct Case {
   std::string op, label;
   std::vector<Slot> in, out;
   Attrs attrs;
-  Cmp cmp = Cmp::Rel;
-  double tol = 1e-5;
+  Cmp cmp = Cmp::Rel;         // the op's kind of comparison (Exact ops: bit for bit)
+  double tol = 1e-5;          // relErr bound of the Rel outputs
+  std::vector<Cmp> out_cmp;   // per output: cmp, except where one output of an exact op is a float sum
 };
 
 Shape S(std::initializer_list<int64_t> d) { return make_shape(d); }
@@ -279,7 +280,11 @@ struct Builder {
     c.out = std::move(out);
     c.attrs = std::move(attrs);
     c.cmp = exact_ops().count(c.op) ? Cmp::Exact : Cmp::Rel;
-    c.tol = c.cmp == Cmp::Exact ? 0 : default_tol(c.op);
+    c.tol = default_tol(c.op);
+    c.out_cmp.assign(c.out.size(), c.cmp);
+    // mask_fill_bwd's dtoken is a column sum: the GPU adds the rows in another fixed order than the CPU
+    // (per-chunk partials), so it matches to rounding, not bit for bit. Its dx_out is a copy: exact.
+    if (c.op == "mask_fill_bwd") c.out_cmp[1] = Cmp::Rel;
     cases.push_back(std::move(c));
   }
 };
@@ -601,7 +606,7 @@ std::vector<ParityRow> run_parity(const std::set<std::string>& only) {
   for (const Case& c : b.cases) {
     if (!only.empty() && !only.count(c.op)) continue;
     if (!find_op(c.op)->cuda && engines().gpu) continue;  // reported once above
-    ParityRow row{c.op, c.label, "PASS", "", 0, c.tol, 0};
+    ParityRow row{c.op, c.label, "PASS", "", 0, c.cmp == Cmp::Exact ? 0 : c.tol, 0};
     try {
       auto cpu = run_on(*engines().cpu, c);
       // --cpu-self-test (no GPU): the CPU against itself, which checks the cases against the contracts.
@@ -609,15 +614,16 @@ std::vector<ParityRow> run_parity(const std::set<std::string>& only) {
       std::ostringstream det;
       for (size_t i = 0; i < c.out.size(); ++i) {
         if (c.out[i].init == Init::Empty) continue;
-        OutCheck k = compare(c.out[i], cpu[i], gpu[i], c.cmp);
+        const Cmp cmp = c.out_cmp[i];
+        OutCheck k = compare(c.out[i], cpu[i], gpu[i], cmp);
         row.err = std::max(row.err, k.err);
         row.unwritten += k.unwritten;
-        det << (det.tellp() > 0 ? ", " : "") << "out" << i << " " << (c.cmp == Cmp::Exact ? "maxdiff " : "rel ") << jnum(k.err);
+        det << (det.tellp() > 0 ? ", " : "") << "out" << i << " " << (cmp == Cmp::Exact ? "maxdiff " : "rel ") << jnum(k.err);
         if (k.mismatched) det << " (" << k.mismatched << " differ)";
         if (!engines().gpu) k.unwritten = 0;  // the CPU poisons with NaN, not 0xFF
         if (k.unwritten) det << " (" << k.unwritten << " unwritten)";
         if (k.cpu_bad) det << " (cpu reference not finite)";
-        bool bad = k.cpu_bad || k.unwritten > 0 || !(k.err <= c.tol) || (c.cmp == Cmp::Exact && k.mismatched > 0);
+        bool bad = k.cpu_bad || k.unwritten > 0 || (cmp == Cmp::Exact ? k.mismatched > 0 : !(k.err <= c.tol));
         if (bad) row.status = "FAIL";
       }
       row.detail = det.str();
