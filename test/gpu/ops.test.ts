@@ -62,6 +62,9 @@ const bf16 = (shape: number[]): Spec => {
 
 const EXACT = new Set(['fill', 'copy', 'cast', 'copy_rows', 'gather_rows', 'scatter_rows', 'mask_fill', 'mask_fill_bwd', 'patchify', 'unpatchify', 'drop_path_mask', 'init_normal', 'init_uniform']);
 const BF16_OPS = new Set(['gemm', 'attention', 'attention_bwd']);
+// Outputs of exact ops that are float sums in another order on the GPU (chunked column reduction),
+// so they match to rounding (relErr 1e-5), not bit for bit: mask_fill_bwd's dtoken.
+const SUM_OUTPUTS: Record<string, number[]> = { mask_fill_bwd: [1] };
 
 function place(engine: Engine, s: Spec, onGpu: boolean): Tensor | null {
   if (!s) return null;
@@ -228,7 +231,7 @@ describe.runIf(gpu.ok)('CUDA vs CPU, every op', () => {
           if (!s) return;
           const what = `${op} ${c.label} out${i}`;
           expect(unwrittenCount(got[i]!, s), `${what}: unwritten elements`).toBe(0);
-          if (EXACT.has(op)) {
+          if (EXACT.has(op) && !SUM_OUTPUTS[op]?.includes(i)) {
             const a = got[i]!;
             const b = ref[i]!;
             let diff = 0;
