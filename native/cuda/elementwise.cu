@@ -11,8 +11,8 @@
 // Reductions over rows (sum_to, dgamma) use the deterministic two-pass column reduction of ops_util.cuh.
 //
 // Precision: the build uses --use_fast_math, so expf/erff/division may be a few ulp off the CPU's;
-// these ops are compared with the CPU at ~1e-5, except drop_path_mask and cast, which are exact
-// (integer and correctly rounded operations only).
+// these ops are compared with the CPU at ~1e-5, except fill, copy, cast and drop_path_mask, which are
+// exact (integer and correctly rounded operations only, in the CPU's order).
 #include <cstdint>
 
 #include "common.cuh"
@@ -105,10 +105,10 @@ struct ScaleF {  // y = alpha x
   float alpha;
   __device__ float operator()(float x, float, float) const { return alpha * x; }
 };
-struct ScaleAccF {  // y = alpha x + y
+struct ScaleAccF {  // y = alpha x + y, rounded twice as on the CPU (nvcc would contract it into one fma)
   static constexpr bool kB = false, kY = true;
   float alpha;
-  __device__ float operator()(float x, float, float y) const { return alpha * x + y; }
+  __device__ float operator()(float x, float, float y) const { return __fadd_rn(__fmul_rn(alpha, x), y); }
 };
 
 // GELU (erf form): y = x Phi(x); dy/dx = Phi(x) + x phi(x).
