@@ -89,6 +89,9 @@ describe('MEDiC shapes and branches', () => {
     const m = buildMedic(tiny({ encoding: 'dense' }));
     expect(m.values.encoder_out.shape).toEqual([2, 17, 16]);
     expect(m.values.s.shape).toEqual([2, 7, 24]);
+    // the head runs on the scored rows only (gathered before it), not on all 1+N
+    const head = m.graph.ops.filter((o) => o.phase === 'forward' && o.op === 'gemm' && o.in[1]!.name === 'head.weight');
+    expect(head.map((o) => o.in[0]!.shape)).toEqual([[2, 7, 16]]);
     expect(m.graph.ops.filter((o) => o.op === 'mask_fill').length).toBe(2); // encoder + decoder grid
     expect(m.graph.params.some((p) => p.name === 'encoder.mask_token')).toBe(true);
     expect(buildMedic(tiny({ encoding: 'dense', scored: 'all' })).values.s.shape).toEqual([2, 17, 24]);
