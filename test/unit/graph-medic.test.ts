@@ -120,6 +120,16 @@ describe('MEDiC shapes and branches', () => {
     expect(() => buildMedic(tiny({ scored: 'masked' }))).toThrow(/sparse encoding can only score visible/);
   });
 
+  it('the frozen teacher runs in place: residual adds on the stream, QuickGELU on fc1 output (no copies)', () => {
+    const m = buildMedic(tiny());
+    const teacherOps = m.graph.ops.filter((o) => o.out.some((v) => v?.name.startsWith('teacher.')));
+    const qg = teacherOps.filter((o) => o.op === 'quick_gelu');
+    expect(qg.length).toBe(2);
+    for (const o of qg) expect(o.out[0]!.of).toBe(o.in[0]);
+    expect(teacherOps.filter((o) => o.op === 'copy')).toEqual([]);
+    expect(teacherOps.filter((o) => o.op === 'scale_add').length).toBe(4);
+  });
+
   it('w_pix = 0 builds no decoder and no pixel targets', () => {
     const m = buildMedic(tiny({ weights: { w_tok: 1, w_cls: 0.4, w_pix: 0 } }));
     const cg = compile(m.graph);
