@@ -7,7 +7,9 @@
 //     writes acc=1 (accumulate: the residual stream, a value with several consumers);
 //   - parameter gradients are windows into the flat `grads` buffer, which one `fill` zeroes at the start
 //     of the backward, so every write to them accumulates (acc=1), as ops.h requires;
-//   - a window (partial view) of an activation: its root gradient is zero-filled first, then acc=1.
+//   - a window (partial view) of an activation: its root gradient is zero-filled first, then acc=1;
+//   - outputs that ops.h defines as accumulate-only (dw/db, dgamma, dtoken) and row scatters go
+//     through accSink(): a fresh activation gradient is zero-filled first (params need no fill).
 // Buffer lifetimes are planned natively: temps are just declared.
 import {
   type DType,
@@ -337,6 +339,19 @@ export class Graph {
       st.written = true;
     }
     return { value: window, acc: 1 };
+  }
+
+  /**
+   * gradSink for an op that always adds into its gradient output (the accumulate-only outputs of ops.h:
+   * layernorm_bwd's dw/db, scale_add_bwd's dgamma, mask_fill_bwd's dtoken) or writes only some of its
+   * rows (scatter/copy of rows): a fresh activation gradient is zero-filled first, so acc is always 1.
+   * Param gradients need no fill (the flat `grads` buffer is zeroed once per step).
+   */
+  accSink(v: Value | null | undefined): { value: Value; acc: 1 } | undefined {
+    const s = this.gradSink(v);
+    if (!s) return undefined;
+    if (s.acc === 0) this.emit('fill', [], [s.value], { value: 0 });
+    return { value: s.value, acc: 1 };
   }
 
   /**

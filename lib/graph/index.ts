@@ -6,7 +6,7 @@ export { compile, validate } from './compile.js';
 export type { CompiledGraph, CompiledBuffer, CompiledOp, StateName } from './compile.js';
 export { GraphState } from './state.js';
 export { EagerExecutor } from './eager.js';
-export { hostInit, initProgramSpec, fillInit } from './init.js';
+export { hostInit, initProgramSpec, fillInit, paramStream } from './init.js';
 export { linear, linearBackward } from './ops/gemm.js';
 export { add, copy, gelu, quickGelu, concat1d, passGrad } from './ops/elementwise.js';
 export { layerNorm, pixelNorm } from './ops/norm.js';

@@ -1,10 +1,13 @@
 // Parameter initialisation from the param table's init specs, two ways:
 //   - initProgramSpec(): a program of native init ops (init_normal / init_uniform / fill) over the
-//     param windows of the flat buffers: the normal path, seeded by the counter-based native RNG
-//     (stream = the param's index, so adding a param does not reshuffle the others);
+//     param windows of the flat buffers: the normal path, seeded by the counter-based native RNG;
 //   - hostInit(): the same distributions drawn in TypeScript (the keyed generator of lib/util/rng.ts + Box-Muller), for
 //     tools and tests that must not depend on the init kernels. The two draw
 //     different numbers.
+// Each param draws from its own stream, a hash of its name (paramStream): its initial values depend on
+// (seed, name) only, not on which other params the graph registers before it. So the same seed gives
+// the same random teacher and the same student blocks whether or not the decoder (w_pix = 0) or the
+// dense mask token exist: runs of a loss-weight sweep differ only in what they sweep.
 import type { CompiledBuffer, CompiledGraph, CompiledOp } from './compile.js';
 import { Rng, Stream } from '../util/rng.js';
 import type { InitSpec, ParamInfo } from './value.js';
@@ -19,12 +22,12 @@ export function initProgramSpec(cg: CompiledGraph, seed: number, groups: ('train
     const flat = grp === 'train' ? 'params' : 'frozen';
     buffers.push({ name: flat, shape: [sizes[grp]], dtype: 'f32', kind: 'bound', state: flat });
   }
-  cg.params.forEach((p, index) => {
-    if (!groups.includes(p.group)) return;
+  for (const p of cg.params) {
+    if (!groups.includes(p.group)) continue;
     const name = `init:${p.name}`;
     buffers.push({ name, shape: [p.numel], dtype: 'f32', kind: 'view', of: p.group === 'train' ? 'params' : 'frozen', offset: p.offset });
-    ops.push(initOp(p.init, name, seed, index));
-  });
+    ops.push(initOp(p.init, name, seed, paramStream(p.name)));
+  }
   return { buffers, ops };
 }
 
@@ -46,10 +49,7 @@ function initOp(init: InitSpec, buf: string, seed: number, stream: number): Comp
 /** Host-side initial values of the flat buffers (train and frozen), deterministic in `seed`. */
 export function hostInit(params: ParamInfo[], sizes: { train: number; frozen: number }, seed: number): { train: Float32Array; frozen: Float32Array } {
   const out = { train: new Float32Array(sizes.train), frozen: new Float32Array(sizes.frozen) };
-  params.forEach((p, index) => {
-    const dst = out[p.group].subarray(p.offset, p.offset + p.numel);
-    fillInit(dst, p.init, seed, index);
-  });
+  for (const p of params) fillInit(out[p.group].subarray(p.offset, p.offset + p.numel), p.init, seed, paramStream(p.name));
   return out;
 }
 
@@ -81,4 +81,18 @@ export function fillInit(dst: Float32Array, init: InitSpec, seed: number, stream
       dst.fill(init.value);
       return;
   }
+}
+
+/** A param's RNG stream: a 53-bit hash of its name (cyrb53), an integer the init ops' attrs hold exactly. */
+export function paramStream(name: string): number {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < name.length; i++) {
+    const ch = name.charCodeAt(i);
+    h1 = Math.imul(h1 ^ ch, 2654435761);
+    h2 = Math.imul(h2 ^ ch, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return 4294967296 * (h2 & 0x1fffff) + (h1 >>> 0);
 }

@@ -1,8 +1,8 @@
 // The whole MEDiC training step as one graph (SPEC):
 //   teacher (frozen CLIP) on the full image -> parameter-free LN per token -> targets t_all [B, 1+N, Dt]
-//   student encoder (sparse or dense) -> distill head Linear(D, Dt) on every output row
-//   -> the scored rows: CLS + tokens (sparse: the visible ones, teacher gathered at [0, 1+visible];
-//      dense: masked positions by default, or visible / all)
+//   student encoder (sparse or dense) -> distill head Linear(D, Dt) on the scored rows: CLS + tokens
+//      (sparse: every output row, the visible ones, teacher gathered at [0, 1+visible]; dense: the
+//      rows at masked positions by default, or visible / all, student and teacher gathered alike)
 //   pixel branch (w_pix != 0): decoder predictions at the masked positions vs patchify(order 0) ->
 //      gather masked -> pixel_norm targets
 //   -> medic_loss (values + gradients) -> backward from ds / dpred -> grad_norm -> AdamW (clip 3.0).
@@ -98,8 +98,9 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
     s = head.forward(sliceRows(g, enc, 0, 1, 'encoder.cls'));
     t = g.noGrad(() => sliceRows(g, tAll, 0, 1, 'teacher.cls'));
   } else {
-    const sAll = head.forward(enc);
-    s = sparse || scored === 'all' ? sAll : gatherRows(g, sAll, scoredRows!, 'head.scored');
+    // Dense, scoring a subset: gather the encoder rows before the head (the head is per row), so the
+    // head's gemms run on 1+T rows, not 1+N.
+    s = head.forward(sparse || scored === 'all' ? enc : gatherRows(g, enc, scoredRows!, 'encoder.scored'));
     t = scored === 'all' && !sparse ? tAll : g.noGrad(() => gatherRows(g, tAll, scoredRows!, 'teacher.scored'));
   }
   values.s = s;

@@ -107,8 +107,11 @@ export class VisionTransformer {
     return this.run(concatRows(this.g, [this.clsRow(), this.embedPatches(img, mask)], 'encoder.tokens'), seed);
   }
 
-  /** No masking (evaluation): -> [B, 1+N, D]. */
+  /**
+   * No masking (evaluation): -> [B, 1+N, D]. Built with gradients off: no backward rules, and each
+   * residual add runs in place on the stream (a gradient graph copies the stream before every add).
+   */
   forward(img: Value): Value {
-    return this.run(concatRows(this.g, [this.clsRow(), this.embedPatches(img)], 'encoder.tokens'));
+    return this.g.noGrad(() => this.run(concatRows(this.g, [this.clsRow(), this.embedPatches(img)], 'encoder.tokens')));
   }
 }

@@ -35,7 +35,8 @@ export class Mlp {
   }
 
   forward(x: Value): Value {
-    const h = this.cfg.act === 'gelu' ? this.fc1.forward(x, { act: 'gelu' }) : quickGelu(this.g, this.fc1.forward(x), `${this.name}.act`);
+    // QuickGELU (the frozen teacher, built with gradients off) overwrites fc1's output, read by nothing else.
+    const h = this.cfg.act === 'gelu' ? this.fc1.forward(x, { act: 'gelu' }) : quickGelu(this.g, this.fc1.forward(x), `${this.name}.act`, { inPlace: !this.g.gradEnabled });
     return this.fc2.forward(h);
   }
 }

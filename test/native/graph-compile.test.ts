@@ -51,6 +51,11 @@ describe('MEDiC step programs compile natively', () => {
     expect(out.shape).toEqual([3, 65, 24]);
     const cg = compile(g);
     expect(cg.ops.some((o) => o.op.endsWith('_bwd'))).toBe(false);
+    // gradients off: no tape, and the residual stream is updated in place (no copy before each add)
+    expect(g.tapeLength).toBe(0);
+    const shapeOf = (n: string) => cg.buffers.find((b) => b.name === n)!.shape;
+    expect(cg.ops.filter((o) => o.op === 'copy' && shapeOf(o.out[0]).length === 3)).toEqual([]); // only the [3D] q/v bias copies
+    expect(cg.ops.filter((o) => o.op === 'scale_add').length).toBe(4);
     using state = new GraphState(cpuEngine(), cg);
     using prog = state.program();
     expect(prog.info().ops).toBe(cg.ops.length);

@@ -1,7 +1,7 @@
 // Pure graph logic (no addon): emitted backward ops, acc flags, gradient buffers, validation.
 import { describe, expect, it } from 'vitest';
 
-import { Graph, compile, linear, validate, type OpRecord, type Value } from '../../lib/graph/index.js';
+import { Graph, compile, copy, layerNorm, linear, maskFill, residualAdd, validate, type OpRecord, type Value } from '../../lib/graph/index.js';
 import { Block } from '../../lib/nn/index.js';
 
 const bwd = (g: Graph): OpRecord[] => g.ops.filter((o) => o.phase === 'backward');
@@ -150,5 +150,30 @@ describe('graph checks', () => {
     expect(() => g.param('late', [2], { kind: 'zeros' })).toThrow(/after the parameter layout/);
     const cg = compile(g);
     expect(cg.buffers.find((b) => b.name === 'grad:w')).toMatchObject({ kind: 'view', of: 'grads', offset: 0 });
+  });
+});
+
+describe('accumulate-only gradient outputs', () => {
+  it('zero-fill a fresh activation gradient first (LayerNorm w/b, mask token, LayerScale gamma given as inputs)', () => {
+    const g = new Graph();
+    const x = g.input('x', [2, 3, 4], 'f32', { requiresGrad: true });
+    const w = g.input('w', [4], 'f32', { requiresGrad: true });
+    const b = g.input('b', [4], 'f32', { requiresGrad: true });
+    const tok = g.input('tok', [4], 'f32', { requiresGrad: true });
+    const gamma = g.input('gamma', [4], 'f32', { requiresGrad: true });
+    const y = layerNorm(g, x, w, b);
+    const z = maskFill(g, copy(g, y), g.input('mask', [2, 3], 'u8'), tok);
+    const out = residualAdd(g, x, z, gamma, null);
+    g.backward([{ value: out, grad: g.input('dout', [2, 3, 4]) }]);
+    const ops = bwd(g);
+    for (const [name, op] of [['d:w', 'layernorm_bwd'], ['d:b', 'layernorm_bwd'], ['d:tok', 'mask_fill_bwd'], ['d:gamma', 'scale_add_bwd']]) {
+      const fill = ops.findIndex((o) => o.op === 'fill' && o.out[0]!.name === name);
+      const use = ops.findIndex((o) => o.op === op && o.out.some((v) => v?.name === name));
+      expect(fill, name).toBeGreaterThanOrEqual(0);
+      expect(use, name).toBeGreaterThan(fill);
+    }
+    // a param needs no fill: its window of the flat grads (zeroed once) is accumulated into directly
+    expect(ops.filter((o) => o.op === 'fill').map((o) => o.out[0]!.name).sort()).toEqual(['d:b', 'd:gamma', 'd:tok', 'd:w']);
+    validate(g);
   });
 });

@@ -1,7 +1,7 @@
 // The MEDiC step graph without kernels: param table, decay mask, inputs, shapes, branch removal.
 import { describe, expect, it } from 'vitest';
 
-import { compile, hostInit } from '../../lib/graph/index.js';
+import { compile, hostInit, initProgramSpec } from '../../lib/graph/index.js';
 import { buildMedic, maskInputs, sincos2d } from '../../lib/models/index.js';
 import { tinyMedic } from '../helpers/models.js';
 
@@ -55,6 +55,28 @@ describe('param table', () => {
     expect(std).toBeLessThan(0.025);
   });
 
+  it('draws each param from a stream of its name: the same seed gives the same teacher and blocks with or without the decoder / mask token', () => {
+    const other = compile(buildMedic(tiny({ encoding: 'dense', weights: { w_tok: 1, w_cls: 0.4, w_pix: 0 } })).graph);
+    const a = hostInit(cg.params, cg.sizes, 5);
+    const b = hostInit(other.params, other.sizes, 5);
+    const values = (c: typeof cg, init: typeof a, n: string) => {
+      const p = c.params.find((p) => p.name === n)!;
+      return init[p.group].subarray(p.offset, p.offset + p.numel);
+    };
+    // params registered after the dense mask token (student blocks) or the decoder (teacher) keep their values
+    for (const n of ['teacher.conv1.weight', 'teacher.transformer.resblocks.1.attn.in_proj_weight', 'encoder.blocks.1.attn.qkv.weight', 'head.weight']) {
+      expect(cg.params.findIndex((p) => p.name === n), n).not.toBe(other.params.findIndex((p) => p.name === n));
+      expect(Array.from(values(other, b, n)), n).toEqual(Array.from(values(cg, a, n)));
+    }
+    // distinct params draw distinct numbers; the native init ops carry the same streams
+    expect(Array.from(values(cg, a, 'encoder.blocks.0.attn.qkv.weight').subarray(0, 8))).not.toEqual(Array.from(values(cg, a, 'encoder.blocks.1.attn.qkv.weight').subarray(0, 8)));
+    const streams = (c: typeof cg) => new Map(initProgramSpec(c, 5).ops.map((o) => [o.out[0], o.attrs.stream]));
+    const sa = streams(cg);
+    const sb = streams(other);
+    expect(sa.get('init:teacher.conv1.weight')).toBe(sb.get('init:teacher.conv1.weight'));
+    expect(new Set([...sa.values()].filter((v) => v !== undefined)).size).toBe([...sa.values()].filter((v) => v !== undefined).length);
+  });
+
   it('binds params, grads as views at equal offsets, and declares the step inputs/outputs', () => {
     for (const p of cg.params.filter((p) => p.group === 'train')) {
       const gb = cg.buffers.find((b) => b.name === `grad:${p.name}`);
@@ -89,10 +111,23 @@ describe('MEDiC shapes and branches', () => {
     const m = buildMedic(tiny({ encoding: 'dense' }));
     expect(m.values.encoder_out.shape).toEqual([2, 17, 16]);
     expect(m.values.s.shape).toEqual([2, 7, 24]);
+    // the head runs on the scored rows only (gathered before it), not on all 1+N
+    const head = m.graph.ops.filter((o) => o.phase === 'forward' && o.op === 'gemm' && o.in[1]!.name === 'head.weight');
+    expect(head.map((o) => o.in[0]!.shape)).toEqual([[2, 7, 16]]);
     expect(m.graph.ops.filter((o) => o.op === 'mask_fill').length).toBe(2); // encoder + decoder grid
     expect(m.graph.params.some((p) => p.name === 'encoder.mask_token')).toBe(true);
     expect(buildMedic(tiny({ encoding: 'dense', scored: 'all' })).values.s.shape).toEqual([2, 17, 24]);
     expect(() => buildMedic(tiny({ scored: 'masked' }))).toThrow(/sparse encoding can only score visible/);
+  });
+
+  it('the frozen teacher runs in place: residual adds on the stream, QuickGELU on fc1 output (no copies)', () => {
+    const m = buildMedic(tiny());
+    const teacherOps = m.graph.ops.filter((o) => o.out.some((v) => v?.name.startsWith('teacher.')));
+    const qg = teacherOps.filter((o) => o.op === 'quick_gelu');
+    expect(qg.length).toBe(2);
+    for (const o of qg) expect(o.out[0]!.of).toBe(o.in[0]);
+    expect(teacherOps.filter((o) => o.op === 'copy')).toEqual([]);
+    expect(teacherOps.filter((o) => o.op === 'scale_add').length).toBe(4);
   });
 
   it('w_pix = 0 builds no decoder and no pixel targets', () => {

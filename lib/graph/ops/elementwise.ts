@@ -59,8 +59,10 @@ export function copy(g: Graph, x: Value, hint = 'copy'): Value {
   return y;
 }
 
-function unary(g: Graph, op: 'gelu' | 'quick_gelu', x: Value, hint: string): Value {
-  const y = g.temp(hint, x.shape, 'f32', [x]);
+/** inPlace: y is written into x's memory (x must not be read afterwards; not with gradients on x). */
+function unary(g: Graph, op: 'gelu' | 'quick_gelu', x: Value, hint: string, inPlace = false): Value {
+  if (inPlace && g.gradEnabled && x.requiresGrad) throw new Error(`${op}: in place on '${x.name}', whose backward needs it`);
+  const y = inPlace ? g.alias(x, hint, false) : g.temp(hint, x.shape, 'f32', [x]);
   g.emit(op, [x], [y]);
   g.record([x], () => {
     const dy = g.gradOf(y);
@@ -71,9 +73,9 @@ function unary(g: Graph, op: 'gelu' | 'quick_gelu', x: Value, hint: string): Val
 }
 
 /** GELU, erf form. */
-export const gelu = (g: Graph, x: Value, hint = 'gelu'): Value => unary(g, 'gelu', x, hint);
+export const gelu = (g: Graph, x: Value, hint = 'gelu', opts: { inPlace?: boolean } = {}): Value => unary(g, 'gelu', x, hint, opts.inPlace);
 /** CLIP's QuickGELU x * sigmoid(1.702 x). */
-export const quickGelu = (g: Graph, x: Value, hint = 'quick_gelu'): Value => unary(g, 'quick_gelu', x, hint);
+export const quickGelu = (g: Graph, x: Value, hint = 'quick_gelu', opts: { inPlace?: boolean } = {}): Value => unary(g, 'quick_gelu', x, hint, opts.inPlace);
 
 /**
  * Concatenate 1-D vectors into one [sum]; a number n stands for n zeros (the fixed zero k bias of the

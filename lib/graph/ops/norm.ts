@@ -19,8 +19,8 @@ export function layerNorm(g: Graph, x: Value, w: Value | null, b: Value | null, 
     const dy = g.gradOf(y);
     if (!dy) return;
     const dx = g.gradSink(x);
-    const dw = g.gradSink(w);
-    const db = g.gradSink(b);
+    const dw = g.accSink(w); // layernorm_bwd adds into dw and db
+    const db = g.accSink(b);
     // dx is a required output slot: a scratch buffer when x needs no gradient.
     const dxOut = dx ? dx.value : g.scratch(`d:${x.name}`, x.shape);
     g.emit('layernorm_bwd', [dy, x, mean, rstd, w], [dxOut, dw?.value ?? null, db?.value ?? null], { acc: dx ? dx.acc : 0 });

@@ -21,7 +21,7 @@ export function residualAdd(g: Graph, x: Value, y: Value, gamma: Value | null, k
     const dOut = g.gradOf(out);
     if (!dOut) return;
     const dy = g.gradSink(y);
-    const dgamma = g.gradSink(gamma);
+    const dgamma = g.accSink(gamma); // scale_add_bwd adds into dgamma
     if (!dy && !dgamma) return;
     const dyOut = dy ? dy.value : g.scratch(`d:${y.name}`, y.shape);
     g.emit('scale_add_bwd', [dOut, y, gamma, keep], [dyOut, dgamma?.value ?? null], { acc: dy ? dy.acc : 0 });

@@ -3,13 +3,6 @@
 import type { Graph } from '../graph.js';
 import { type Value, numel, shapeStr } from '../value.js';
 
-/** Write `grad` rows into a sink that may need zeroing first (row ops only touch some rows). */
-function zeroedSink(g: Graph, x: Value): { value: Value; acc: 0 | 1 } | undefined {
-  const s = g.gradSink(x);
-  if (s && s.acc === 0) g.emit('fill', [], [s.value], { value: 0 });
-  return s && { value: s.value, acc: 1 };
-}
-
 /**
  * y [B, sum Ti, C] = the parts [Bi, Ti, C] one after another along the rows; a part with Bi = 1 is
  * broadcast over the batch (the CLS token). Backward: copy_rows back out (summed over the batch for
@@ -35,7 +28,7 @@ export function concatRows(g: Graph, parts: Value[], hint = 'concat_rows'): Valu
     if (!dy) return;
     parts.forEach((p, i) => {
       const broadcast = p.shape[0] === 1 && B > 1;
-      const dp = broadcast ? zeroedSink(g, p) : g.gradSink(p);
+      const dp = broadcast ? g.accSink(p) : g.gradSink(p);
       if (dp) g.emit('copy_rows', [dy], [dp.value], { src: offsets[i], dst: 0, count: p.shape[1], acc: dp.acc });
     });
   });
@@ -50,7 +43,7 @@ export function sliceRows(g: Graph, x: Value, src: number, count: number, hint =
   g.emit('copy_rows', [x], [y], { src, dst: 0, count });
   g.record([x], () => {
     const dy = g.gradOf(y);
-    const dx = dy && zeroedSink(g, x);
+    const dx = dy && g.accSink(x);
     if (dx) g.emit('copy_rows', [dy], [dx.value], { src: 0, dst: src, count, acc: 1 });
   });
   return y;
@@ -64,7 +57,7 @@ export function gatherRows(g: Graph, x: Value, idx: Value, hint = 'gather_rows')
   g.emit('gather_rows', [x, idx], [y]);
   g.record([x], () => {
     const dy = g.gradOf(y);
-    const dx = dy && zeroedSink(g, x);
+    const dx = dy && g.accSink(x);
     if (dx) g.emit('scatter_rows', [dy, idx], [dx.value], { acc: dx.acc });
   });
   return y;
@@ -91,7 +84,7 @@ export function maskFill(g: Graph, x: Value, mask: Value, token: Value, hint = '
   g.record([x, token], () => {
     const dy = g.gradOf(y);
     if (!dy) return;
-    const dtok = g.gradSink(tok);
+    const dtok = g.accSink(tok);
     g.emit('mask_fill_bwd', [mask, dy], [dy, dtok ? dtok.value : g.scratch(`d:${tok.name}`, tok.shape)]);
   });
   return y;
@@ -115,7 +108,7 @@ export function scatterToGrid(g: Graph, vis: Value, visible: Value, mask: Value,
     if (!dgrid) return;
     const dvis = g.gradSink(vis);
     if (dvis) g.emit('gather_rows', [dgrid, visible], [dvis.value], { acc: dvis.acc });
-    const dtok = g.gradSink(tok);
+    const dtok = g.accSink(tok);
     if (dtok) g.emit('mask_fill_bwd', [mask, dgrid], [dgrid, dtok.value]);
   });
   return grid;
