@@ -41,7 +41,7 @@ const strip = (b: Batch) => ({ images: b.images, labels: b.labels, indices: b.in
 
 describe('order', () => {
   test('shuffled per (seed, epoch), partial batch dropped in training; labels and shapes', async () => {
-    const o: LoaderOptions = { batchSize: 8, imageSize: 12, train: true, seed: 3, workers: 0, epochs: 2 };
+    const o: LoaderOptions = { batchSize: 8, imageSize: 12, train: true, seed: 3, workers: 0, epochs: 2, sharedMemory: false };
     const { batches, loader } = await collect(synth, o);
     expect(loader.batchesPerEpoch).toBe(11); // 90 / 8, last 2 dropped
     expect(batches.length).toBe(22);
@@ -183,12 +183,18 @@ describe('options and lifetime', () => {
     expect(await loader.next()).toEqual({ done: true, value: undefined });
   });
 
-  test('sharedMemory hands out the shared buffers, same values', async () => {
+  test('sharedMemory (the default) hands out the shared buffers, one per batch; false copies; same values', async () => {
     const o: LoaderOptions = { batchSize: 8, imageSize: 12, train: true, seed: 2, workers: 0, epochs: 1 };
-    const a = (await collect(synth, o, 3)).batches;
+    const a = (await collect(synth, { ...o, sharedMemory: false }, 3)).batches;
     const b = (await collect(synth, { ...o, sharedMemory: true }, 3)).batches;
+    const c = (await collect(synth, o, 3)).batches;
+    for (const x of a) expect(x.images.buffer).toBeInstanceOf(ArrayBuffer);
     expect(b[0].images.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(c[0].images.buffer).toBeInstanceOf(SharedArrayBuffer);
+    // Earlier batches stay valid: no buffer is reused while the caller may hold it.
+    expect(new Set(c.map((x) => x.images.buffer)).size).toBe(3);
     expect(b.map((x) => Array.from(x.images))).toEqual(a.map((x) => Array.from(x.images)));
+    expect(c.map((x) => Array.from(x.images))).toEqual(a.map((x) => Array.from(x.images)));
   });
 
   test('close ends the worker threads: the process exits, with and without close(), from .ts and compiled .js', () => {
