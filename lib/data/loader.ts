@@ -100,7 +100,7 @@ export interface LoaderStats {
   maxWaitMs: number;
   /** Samples replaced because their file could not be read. */
   replaced: number;
-  /** Distinct unreadable files seen. */
+  /** Distinct unreadable files this loader met (reported or not: see `reported`). */
   badFiles: number;
   workers: number;
 }
@@ -252,7 +252,9 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
   private readonly orders = new Map<number, Int32Array>();
   private readonly pool: SharedArrayBuffer[] = [];
   private readonly pending: PendingBatch[] = [];
-  private readonly seenBad: Set<string>;
+  /** Unreadable files this loader met, and those already reported (shared between loaders with `reported`). */
+  private readonly seenBad = new Set<string>();
+  private readonly reported: Set<string>;
   private cursor: Position;
   private nextTaskId = 0;
   private closed = false;
@@ -293,7 +295,7 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
     this.sharedMemory = o.sharedMemory ?? true;
     this.padLast = o.padLast ?? false;
     this.onWarning = o.onWarning ?? ((m) => console.warn(m));
-    this.seenBad = o.reported ?? new Set<string>();
+    this.reported = o.reported ?? new Set<string>();
     this.counters = { batches: 0, images: 0, waitMs: 0, maxWaitMs: 0, replaced: 0, badFiles: 0, workers: this.workers };
     if (this.workers === 0) {
       this.executor = new InlineExecutor({ dataset, spec: this.spec, seed: this.seed, concurrency, knownBad: new Set() });
@@ -376,10 +378,11 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
   }
 
   private reportBad(where: string, message: string): void {
-    if (this.seenBad.has(where)) return;
     this.seenBad.add(where);
     this.counters.badFiles = this.seenBad.size;
-    this.onWarning(`data: unreadable image skipped (replaced by another sample; ${this.seenBad.size} bad file(s) so far): ${message}`);
+    if (this.reported.has(where)) return;
+    this.reported.add(where);
+    this.onWarning(`data: unreadable image skipped (replaced by another sample; ${this.reported.size} bad file(s) so far): ${message}`);
   }
 
   async next(): Promise<IteratorResult<Batch, undefined>> {
@@ -456,7 +459,7 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
     return { ...this.counters };
   }
 
-  /** Paths (or `<file>#<j>`) of the unreadable items met so far. */
+  /** Paths (or `<file>#<j>`) of the unreadable items this loader met so far. */
   badFiles(): string[] {
     return [...this.seenBad];
   }

@@ -159,6 +159,18 @@ describe('unreadable files', () => {
     expect(t.batches.map(strip)).toEqual(batches.map(strip));
     expect(threaded.length).toBe(2);
     expect(t.loader.stats().replaced).toBe(4);
+    // One `reported` set shared by the loaders of a run: each file is reported once per run, while
+    // every loader still counts the bad files it met.
+    const run: string[] = [];
+    const reported = new Set<string>();
+    const first = await collect(brokenDs, { ...o, epochs: 1, onWarning: (m) => run.push(m), reported });
+    const second = await collect(brokenDs, { ...o, epochs: 2, start: { epoch: 1, index: 0 }, onWarning: (m) => run.push(m), reported });
+    expect(run.length).toBe(2);
+    expect([...reported].sort()).toEqual([...broken.corrupt].sort());
+    for (const l of [first.loader, second.loader]) {
+      expect(l.stats().badFiles).toBe(2);
+      expect(l.badFiles().sort()).toEqual([...broken.corrupt].sort());
+    }
   });
 });
 
