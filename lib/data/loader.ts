@@ -298,7 +298,7 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
     this.reported = o.reported ?? new Set<string>();
     this.counters = { batches: 0, images: 0, waitMs: 0, maxWaitMs: 0, replaced: 0, badFiles: 0, workers: this.workers };
     if (this.workers === 0) {
-      this.executor = new InlineExecutor({ dataset, spec: this.spec, seed: this.seed, concurrency, knownBad: new Set() });
+      this.executor = new InlineExecutor({ dataset, spec: this.spec, seed: this.seed, concurrency });
     } else {
       // sharp runs on libuv's thread pool, shared by all worker threads (4 threads unless set before
       // first use). Raising it here only helps when nothing has used the pool yet; see docs/DATA.md.

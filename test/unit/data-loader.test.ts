@@ -6,6 +6,7 @@ import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import sharp from 'sharp';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
@@ -174,6 +175,36 @@ describe('unreadable files', () => {
   });
 });
 
+describe('partly decodable files', () => {
+  test('a truncated JPEG whose top half decodes: same bytes with any worker count, in training too', async () => {
+    // libvips decodes only the rows a crop needs, so crops in the intact top half of a truncated JPEG
+    // succeed and the others fail: whether a sample is replaced must depend on its crop alone, never
+    // on which thread met the file before.
+    const root = join(tmp.dir, 'halfbad');
+    const W = 64;
+    const H = 160;
+    const noise = Buffer.alloc(W * H * 3);
+    for (let k = 0; k < noise.length; k++) noise[k] = (Math.imul(k, 2654435761) >>> 24) & 255; // incompressible: rows fill the file evenly
+    const jpg = await sharp(noise, { raw: { width: W, height: H, channels: 3 } }).jpeg().toBuffer();
+    for (const cls of ['a', 'b']) {
+      mkdirSync(join(root, cls), { recursive: true });
+      writeFileSync(join(root, cls, 'half.jpg'), jpg.subarray(0, jpg.length >> 1));
+      for (let k = 0; k < 3; k++) writeFileSync(join(root, cls, `ok${k}.jpg`), jpg);
+    }
+    const ds = (await openData(root, { valFraction: 0 })).train;
+    const o: LoaderOptions = { batchSize: 4, imageSize: 8, train: true, seed: 5, epochs: 12, onWarning: () => {}, transform: { scale: [0.05, 0.1] } };
+    const ref = await collect(ds, { ...o, workers: 0 });
+    const replaced = ref.loader.stats().replaced;
+    expect(replaced).toBeGreaterThan(0);
+    expect(replaced).toBeLessThan(24); // some crops of the half files decode
+    for (const workers of [1, 3]) {
+      const got = await collect(ds, { ...o, workers });
+      expect(got.batches.map(strip)).toEqual(ref.batches.map(strip));
+      expect(got.loader.stats().replaced).toBe(replaced);
+    }
+  });
+});
+
 describe('options and lifetime', () => {
   test('clear errors for bad options', async () => {
     const tiny = (await openData('synthetic:5:2', { valFraction: 0 })).train;
@@ -185,6 +216,21 @@ describe('options and lifetime', () => {
     expect(() => new DataLoader(tiny, { batchSize: 2, imageSize: 8, train: true, workers: 0, start: { epoch: 0, index: 9 } })).toThrow(
       'start position must be {epoch >= 0, 0 <= index <= 5} (integers), found {"epoch":0,"index":9}',
     );
+  });
+
+  test('a mostly broken dataset stops the loader with a clear error, from worker threads too', async () => {
+    const root = join(tmp.dir, 'allbad');
+    for (const cls of ['a', 'b']) {
+      mkdirSync(join(root, cls), { recursive: true });
+      for (let k = 0; k < 3; k++) writeFileSync(join(root, cls, `${k}.jpg`), `not a jpeg ${cls}${k}`);
+    }
+    const ds = (await openData(root, { valFraction: 0 })).train;
+    for (const workers of [0, 2]) {
+      const warnings: string[] = [];
+      const loader = new DataLoader(ds, { batchSize: 2, imageSize: 8, train: true, workers, onWarning: (m) => warnings.push(m) });
+      await expect(loader.next()).rejects.toThrow(/data: 16 unreadable images in a row while loading sample \d of folder .*allbad; last: /);
+      expect(await loader.next()).toEqual({ done: true, value: undefined }); // closed by the failure
+    }
   });
 
   test('close() while next() waits ends the iteration; next() after close is done', async () => {

@@ -273,7 +273,7 @@ describe('synthetic samples through the transform', () => {
     const S = 24;
     const get = async (seed: number, epoch: number, i: number, s = spec) => {
       const out = new Float32Array(3 * S * S);
-      const r = await produceSample(train, i, s, seed, epoch, out, 0, new Set());
+      const r = await produceSample(train, i, s, seed, epoch, out, 0);
       expect(r.index).toBe(i);
       expect(r.label).toBe(train.label(i));
       return out;
