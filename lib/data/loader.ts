@@ -64,7 +64,7 @@ export interface LoaderOptions {
   workers?: number;
   /** Batches prepared ahead while the trainer works on one (default 2). */
   prefetch?: number;
-  /** Samples one worker processes at once (default 2). */
+  /** Samples one chunk decodes at once (default 2); a worker holds up to 2 chunks, so up to 2x this in flight. */
   concurrency?: number;
   /** Resume position (default {epoch: 0, index: 0}). */
   start?: Position;
@@ -156,7 +156,7 @@ class ThreadExecutor implements Executor {
   private readonly queue: Job[] = [];
   private failure: Error | null = null;
   private closing = false;
-  /** Tasks handed to one worker at a time: one running, one waiting in its message queue. */
+  /** Chunks handed to one worker at a time; both run at once (runChunk is async), overlapping one's tail with the next. */
   private static readonly DEPTH = 2;
 
   constructor(count: number, init: WorkerInit) {
