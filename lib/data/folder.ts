@@ -7,8 +7,10 @@
 // .jpg/.jpeg/.png/.webp in any letter case, found recursively, sorted; other files are ignored and
 // counted. Grayscale and alpha are converted to RGB (alpha dropped, like PIL's convert('RGB')); EXIF
 // orientation is not applied (PIL does not either). A file that fails to decode, including a
-// truncated JPEG (libvips warns, and failOn 'warning' turns that into an error), throws
-// SampleReadError; the loader replaces that sample and reports the path once.
+// truncated one (failOn 'truncated', like PIL's refusal of truncated files; benign decoder warnings
+// such as "extraneous bytes before marker", which PIL ignores, pass), throws SampleReadError; the
+// loader replaces that sample and reports the path once. libvips decodes only the rows a crop needs,
+// so a truncated JPEG fails only for crops that reach past its intact rows.
 import { readdirSync, statSync, type Dirent } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
@@ -147,6 +149,19 @@ function loadSharp(): Promise<Sharp> {
   return sharpPromise;
 }
 
+const GENERIC_VIPS_LINE = /^(Unknown error|Warning treated as error due to failOn setting|error in tile \d+ x \d+)$/;
+
+/**
+ * One line from a sharp/libvips error. libvips keeps one error buffer for all threads, so with several
+ * decodes in flight a message comes back repeated, mixed with 'error in tile' lines, or lost (sharp
+ * then has only its generic 'Unknown error').
+ */
+export function decoderMessage(e: unknown): string {
+  const lines = new Set(errorMessage(e).split('\n').map((l) => l.trim()));
+  const useful = [...lines].filter((l) => l !== '' && !GENERIC_VIPS_LINE.test(l));
+  return useful.length > 0 ? useful.join('; ') : 'corrupt or truncated image data (the decoder gave no details)';
+}
+
 export class FolderSource implements ImageSource {
   private constructor(private readonly h: FolderHandle) {}
 
@@ -202,7 +217,7 @@ export class FolderSource implements ImageSource {
       width = meta.width;
       height = meta.height;
     } catch (e) {
-      throw new SampleReadError(`${path}: ${errorMessage(e)}`, path);
+      throw new SampleReadError(`${path}: ${decoderMessage(e)}`, path);
     }
     if (!width || !height) throw new SampleReadError(`${path}: no image size in the header`, path);
     return {
@@ -210,7 +225,7 @@ export class FolderSource implements ImageSource {
       height,
       render: async (plan: Plan, outW: number, outH: number) => {
         try {
-          let p = sharp(buf, { failOn: 'warning' });
+          let p = sharp(buf, { failOn: 'truncated' });
           if (plan.kind === 'crop') {
             p = p.extract({ left: plan.x, top: plan.y, width: plan.w, height: plan.h }).resize(outW, outH, { fit: 'fill', kernel: 'linear' });
           } else {
@@ -220,9 +235,7 @@ export class FolderSource implements ImageSource {
           if (info.width !== outW || info.height !== outH) throw new Error(`decoded ${info.width}x${info.height}, expected ${outW}x${outH}`);
           return toRGB(new Uint8Array(data.buffer, data.byteOffset, data.length), info.channels, outW * outH);
         } catch (e) {
-          // libvips' own text is sometimes lost between threads, leaving only sharp's generic line.
-          const msg = errorMessage(e).replace(/^Warning treated as error due to failOn setting$/, 'corrupt or truncated image data (decoder warning)');
-          throw new SampleReadError(`${path}: ${msg}`, path);
+          throw new SampleReadError(`${path}: ${decoderMessage(e)}`, path);
         }
       },
     };

@@ -16,7 +16,11 @@ export interface PixelHandle {
 }
 
 export function renderPixels(src: Uint8Array, width: number, height: number, channels: number, plan: Plan, outW: number, outH: number): Uint8Array {
-  if (plan.kind === 'crop') return resampleBox(src, width, height, channels, plan.x, plan.y, plan.x + plan.w, plan.y + plan.h, outW, outH);
+  if (plan.kind === 'crop') {
+    // torchvision crops, then resizes the crop: the filter must not reach past the crop's edges.
+    const box = [plan.x, plan.y, plan.x + plan.w, plan.y + plan.h] as const;
+    return resampleBox(src, width, height, channels, box[0], box[1], box[2], box[3], outW, outH, box);
+  }
   // Resize the whole image to rw x rh, then crop: the same as resampling the matching box of the source.
   const sx = width / plan.rw;
   const sy = height / plan.rh;

@@ -2,9 +2,11 @@
 //
 // PIL's algorithm (what torchvision uses on PIL images): separable triangle filter whose support is
 // widened by the scale factor when shrinking, so a downscale averages instead of aliasing. The source
-// region is a box with float edges, so "resize then center crop" and "crop then resize" are both one
-// call with the right box. Files decoded by sharp are resampled by libvips instead (kernel 'linear',
-// the same filter), see folder.ts.
+// region is a box with float edges, and the filter taps are confined to a clip window: "resize then
+// center crop" is the matching box with the whole image as window (the resize saw every pixel), "crop
+// then resize" (torchvision's resized_crop: img.crop(box).resize()) is the crop box as both, so no
+// pixel outside the crop leaks in at its border. Files decoded by sharp are resampled by libvips
+// instead (kernel 'linear', the same filter), see folder.ts.
 
 interface Coeffs {
   lo: Int32Array; // first source pixel per output pixel
@@ -13,7 +15,8 @@ interface Coeffs {
   kmax: number;
 }
 
-function coefficients(inSize: number, b0: number, b1: number, outSize: number): Coeffs {
+/** Taps for outSize pixels over the box [b0, b1), reading only source pixels in [clipLo, clipHi). */
+function coefficients(clipLo: number, clipHi: number, b0: number, b1: number, outSize: number): Coeffs {
   const scale = (b1 - b0) / outSize;
   const filterScale = Math.max(scale, 1);
   const support = filterScale; // triangle filter has support 1
@@ -23,11 +26,11 @@ function coefficients(inSize: number, b0: number, b1: number, outSize: number): 
   const w = new Float32Array(outSize * kmax);
   for (let o = 0; o < outSize; o++) {
     const center = b0 + (o + 0.5) * scale;
-    let xmin = Math.max(Math.floor(center - support + 0.5), 0);
-    let xmax = Math.min(Math.floor(center + support + 0.5), inSize);
+    let xmin = Math.max(Math.floor(center - support + 0.5), clipLo);
+    let xmax = Math.min(Math.floor(center + support + 0.5), clipHi);
     if (xmax <= xmin) {
       // Degenerate box at the border: use the nearest pixel.
-      xmin = Math.min(Math.max(Math.floor(center), 0), inSize - 1);
+      xmin = Math.min(Math.max(Math.floor(center), clipLo), clipHi - 1);
       xmax = xmin + 1;
     }
     let sum = 0;
@@ -48,7 +51,8 @@ function coefficients(inSize: number, b0: number, b1: number, outSize: number): 
 
 /**
  * Resample the box [x0, x1) x [y0, y1) (source pixels, float edges) of an HWC uint8 image with
- * `channels` 1 or 3 to an outW x outH RGB uint8 image (grayscale replicated to RGB).
+ * `channels` 1 or 3 to an outW x outH RGB uint8 image (grayscale replicated to RGB). `clip` (integer
+ * [cx0, cy0, cx1, cy1], default the whole image) bounds the pixels the filter may read.
  */
 export function resampleBox(
   src: Uint8Array,
@@ -61,10 +65,11 @@ export function resampleBox(
   y1: number,
   outW: number,
   outH: number,
+  clip: readonly [number, number, number, number] = [0, 0, width, height],
 ): Uint8Array {
   if (channels !== 1 && channels !== 3) throw new RangeError(`resampleBox: channels must be 1 or 3, got ${channels}`);
-  const cx = coefficients(width, x0, x1, outW);
-  const cy = coefficients(height, y0, y1, outH);
+  const cx = coefficients(clip[0], clip[2], x0, x1, outW);
+  const cy = coefficients(clip[1], clip[3], y0, y1, outH);
   // Rows the vertical pass reads.
   let rowLo = height;
   let rowHi = 0;

@@ -3,6 +3,10 @@
 // Shared by worker.ts (worker threads) and the loader's in-thread mode (workers: 0), so both produce
 // the same bytes. A sample that cannot be read is replaced by another one drawn from its own stream
 // (seed, epoch, index, attempt): the replacement is the same whichever worker meets the bad file.
+// Every pick is tried afresh, with no per-thread memory of bad files: a truncated JPEG decodes for
+// crops in its intact rows (libvips reads only the rows a crop needs) and fails for the others, so
+// skipping a file some thread saw fail before would make the bytes depend on the worker count. A bad
+// file costs one failed decode each time it is picked; the loader reports it once.
 import { ImageDataset } from './dataset.js';
 import { SampleReadError, errorMessage } from './errors.js';
 import { Rng, Stream } from '../util/rng.js';
@@ -30,11 +34,7 @@ export function replacementIndex(seed: number, epoch: number, index: number, att
   return rng.int(length);
 }
 
-/**
- * Write sample `index` of `epoch` into out[offset .. offset + 3*S*S) as normalised CHW floats.
- * `knownBad` (per thread) skips items that already failed; that changes nothing but time, since a
- * retried bad item would fail again.
- */
+/** Write sample `index` of `epoch` into out[offset .. offset + 3*S*S) as normalised CHW floats. */
 export async function produceSample(
   ds: ImageDataset,
   index: number,
@@ -43,12 +43,10 @@ export async function produceSample(
   epoch: number,
   out: Float32Array,
   offset: number,
-  knownBad: Set<number>,
 ): Promise<SampleResult> {
   const failures: SampleFailure[] = [];
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const j = attempt === 0 ? index : replacementIndex(seed, epoch, index, attempt, ds.length);
-    if (knownBad.has(j)) continue;
     try {
       const img = await ds.open(j);
       // Augmentation streams are keyed by the requested index, so a replacement gets fresh randomness.
@@ -58,12 +56,11 @@ export async function produceSample(
       return { index: j, label: ds.label(j), failures };
     } catch (e) {
       if (!(e instanceof SampleReadError)) throw e;
-      knownBad.add(j);
       failures.push({ index: j, where: e.where, message: errorMessage(e) });
     }
   }
   throw new Error(
-    `data: ${MAX_ATTEMPTS} unreadable images in a row while loading sample ${index} of ${ds.description}; last: ${failures.at(-1)?.message ?? 'known bad files'}`,
+    `data: ${MAX_ATTEMPTS} unreadable images in a row while loading sample ${index} of ${ds.description}; last: ${failures.at(-1)!.message}`,
   );
 }
 
@@ -91,7 +88,6 @@ export interface ChunkContext {
   seed: number;
   /** Samples decoded at once by one worker (overlaps file reads and libvips with JS work). */
   concurrency: number;
-  knownBad: Set<number>;
 }
 
 export async function runChunk(task: ChunkTask, ctx: ChunkContext): Promise<ChunkResult> {
@@ -107,7 +103,7 @@ export async function runChunk(task: ChunkTask, ctx: ChunkContext): Promise<Chun
   const lane = async (): Promise<void> => {
     while (next < n) {
       const k = next++;
-      const r = await produceSample(ctx.dataset, task.indices[k], spec, ctx.seed, task.epoch, out, (task.slot + k) * per, ctx.knownBad);
+      const r = await produceSample(ctx.dataset, task.indices[k], spec, ctx.seed, task.epoch, out, (task.slot + k) * per);
       labels[k] = r.label;
       indices[k] = r.index;
       if (r.index !== task.indices[k]) replaced++;

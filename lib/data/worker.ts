@@ -26,7 +26,6 @@ if (parentPort) {
     spec: init.spec,
     seed: init.seed,
     concurrency: init.concurrency,
-    knownBad: new Set(),
   };
   port.on('message', (task: ChunkTask) => {
     runChunk(task, ctx).then(

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
+import { decoderMessage } from '../../lib/data/folder.js';
 import { openData } from '../../lib/data/open.js';
 import { parseIdx } from '../../lib/data/idx.js';
 import { produceSample } from '../../lib/data/sample.js';
@@ -21,6 +22,16 @@ beforeAll(async () => {
 afterAll(() => tmp.cleanup());
 
 describe('image folder', () => {
+  test('decoder messages: one line, repeats and tile noise dropped, a lost message named', () => {
+    const premature = 'VipsJpeg: premature end of JPEG image';
+    expect(decoderMessage(new Error(`${premature}\n${premature}\n`))).toBe(premature);
+    expect(decoderMessage(new Error(`Input buffer has corrupt header: ${premature}`))).toBe(`Input buffer has corrupt header: ${premature}`);
+    expect(decoderMessage(new Error('Warning treated as error due to failOn setting\nerror in tile 0 x 8\nerror in tile 0 x 0'))).toBe(
+      'corrupt or truncated image data (the decoder gave no details)',
+    );
+    expect(decoderMessage(new Error('Unknown error'))).toBe('corrupt or truncated image data (the decoder gave no details)');
+  });
+
   test('classes sorted, labels, formats, nested files, non-images ignored', async () => {
     const d = await openData(fx.root, { valFraction: 0 });
     expect(d.val).toBeNull();
@@ -129,8 +140,8 @@ describe('image folder', () => {
     const flip = resolveTransform({ size: S, train: true, hflip: 1, ...none });
     const a = new Float32Array(3 * S * S);
     const b = new Float32Array(3 * S * S);
-    await produceSample(d.train, 0, noFlip, 11, 2, a, 0, new Set());
-    await produceSample(d.train, 0, flip, 11, 2, b, 0, new Set());
+    await produceSample(d.train, 0, noFlip, 11, 2, a, 0);
+    await produceSample(d.train, 0, flip, 11, 2, b, 0);
     const { plan } = sampleParams(noFlip, W, H, 11, 2, 0);
     if (plan.kind !== 'crop') throw new Error('expected a crop');
     for (let y = 0; y < S; y++) {

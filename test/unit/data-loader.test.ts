@@ -6,6 +6,7 @@ import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import sharp from 'sharp';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
@@ -41,7 +42,7 @@ const strip = (b: Batch) => ({ images: b.images, labels: b.labels, indices: b.in
 
 describe('order', () => {
   test('shuffled per (seed, epoch), partial batch dropped in training; labels and shapes', async () => {
-    const o: LoaderOptions = { batchSize: 8, imageSize: 12, train: true, seed: 3, workers: 0, epochs: 2 };
+    const o: LoaderOptions = { batchSize: 8, imageSize: 12, train: true, seed: 3, workers: 0, epochs: 2, sharedMemory: false };
     const { batches, loader } = await collect(synth, o);
     expect(loader.batchesPerEpoch).toBe(11); // 90 / 8, last 2 dropped
     expect(batches.length).toBe(22);
@@ -159,6 +160,48 @@ describe('unreadable files', () => {
     expect(t.batches.map(strip)).toEqual(batches.map(strip));
     expect(threaded.length).toBe(2);
     expect(t.loader.stats().replaced).toBe(4);
+    // One `reported` set shared by the loaders of a run: each file is reported once per run, while
+    // every loader still counts the bad files it met.
+    const run: string[] = [];
+    const reported = new Set<string>();
+    const first = await collect(brokenDs, { ...o, epochs: 1, onWarning: (m) => run.push(m), reported });
+    const second = await collect(brokenDs, { ...o, epochs: 2, start: { epoch: 1, index: 0 }, onWarning: (m) => run.push(m), reported });
+    expect(run.length).toBe(2);
+    expect([...reported].sort()).toEqual([...broken.corrupt].sort());
+    for (const l of [first.loader, second.loader]) {
+      expect(l.stats().badFiles).toBe(2);
+      expect(l.badFiles().sort()).toEqual([...broken.corrupt].sort());
+    }
+  });
+});
+
+describe('partly decodable files', () => {
+  test('a truncated JPEG whose top half decodes: same bytes with any worker count, in training too', async () => {
+    // libvips decodes only the rows a crop needs, so crops in the intact top half of a truncated JPEG
+    // succeed and the others fail: whether a sample is replaced must depend on its crop alone, never
+    // on which thread met the file before.
+    const root = join(tmp.dir, 'halfbad');
+    const W = 64;
+    const H = 160;
+    const noise = Buffer.alloc(W * H * 3);
+    for (let k = 0; k < noise.length; k++) noise[k] = (Math.imul(k, 2654435761) >>> 24) & 255; // incompressible: rows fill the file evenly
+    const jpg = await sharp(noise, { raw: { width: W, height: H, channels: 3 } }).jpeg().toBuffer();
+    for (const cls of ['a', 'b']) {
+      mkdirSync(join(root, cls), { recursive: true });
+      writeFileSync(join(root, cls, 'half.jpg'), jpg.subarray(0, jpg.length >> 1));
+      for (let k = 0; k < 3; k++) writeFileSync(join(root, cls, `ok${k}.jpg`), jpg);
+    }
+    const ds = (await openData(root, { valFraction: 0 })).train;
+    const o: LoaderOptions = { batchSize: 4, imageSize: 8, train: true, seed: 5, epochs: 12, onWarning: () => {}, transform: { scale: [0.05, 0.1] } };
+    const ref = await collect(ds, { ...o, workers: 0 });
+    const replaced = ref.loader.stats().replaced;
+    expect(replaced).toBeGreaterThan(0);
+    expect(replaced).toBeLessThan(24); // some crops of the half files decode
+    for (const workers of [1, 3]) {
+      const got = await collect(ds, { ...o, workers });
+      expect(got.batches.map(strip)).toEqual(ref.batches.map(strip));
+      expect(got.loader.stats().replaced).toBe(replaced);
+    }
   });
 });
 
@@ -175,6 +218,21 @@ describe('options and lifetime', () => {
     );
   });
 
+  test('a mostly broken dataset stops the loader with a clear error, from worker threads too', async () => {
+    const root = join(tmp.dir, 'allbad');
+    for (const cls of ['a', 'b']) {
+      mkdirSync(join(root, cls), { recursive: true });
+      for (let k = 0; k < 3; k++) writeFileSync(join(root, cls, `${k}.jpg`), `not a jpeg ${cls}${k}`);
+    }
+    const ds = (await openData(root, { valFraction: 0 })).train;
+    for (const workers of [0, 2]) {
+      const warnings: string[] = [];
+      const loader = new DataLoader(ds, { batchSize: 2, imageSize: 8, train: true, workers, onWarning: (m) => warnings.push(m) });
+      await expect(loader.next()).rejects.toThrow(/data: 16 unreadable images in a row while loading sample \d of folder .*allbad; last: /);
+      expect(await loader.next()).toEqual({ done: true, value: undefined }); // closed by the failure
+    }
+  });
+
   test('close() while next() waits ends the iteration; next() after close is done', async () => {
     const loader = new DataLoader(synth, { batchSize: 8, imageSize: 12, train: true, workers: 1 });
     const pending = loader.next();
@@ -183,12 +241,18 @@ describe('options and lifetime', () => {
     expect(await loader.next()).toEqual({ done: true, value: undefined });
   });
 
-  test('sharedMemory hands out the shared buffers, same values', async () => {
+  test('sharedMemory (the default) hands out the shared buffers, one per batch; false copies; same values', async () => {
     const o: LoaderOptions = { batchSize: 8, imageSize: 12, train: true, seed: 2, workers: 0, epochs: 1 };
-    const a = (await collect(synth, o, 3)).batches;
+    const a = (await collect(synth, { ...o, sharedMemory: false }, 3)).batches;
     const b = (await collect(synth, { ...o, sharedMemory: true }, 3)).batches;
+    const c = (await collect(synth, o, 3)).batches;
+    for (const x of a) expect(x.images.buffer).toBeInstanceOf(ArrayBuffer);
     expect(b[0].images.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(c[0].images.buffer).toBeInstanceOf(SharedArrayBuffer);
+    // Earlier batches stay valid: no buffer is reused while the caller may hold it.
+    expect(new Set(c.map((x) => x.images.buffer)).size).toBe(3);
     expect(b.map((x) => Array.from(x.images))).toEqual(a.map((x) => Array.from(x.images)));
+    expect(c.map((x) => Array.from(x.images))).toEqual(a.map((x) => Array.from(x.images)));
   });
 
   test('close ends the worker threads: the process exits, with and without close(), from .ts and compiled .js', () => {

@@ -168,6 +168,36 @@ describe('resampling', () => {
     expect(Array.from(toRGB(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]), 4, 2))).toEqual([1, 2, 3, 5, 6, 7]);
     expect(Array.from(toRGB(new Uint8Array([9, 255, 7, 0]), 2, 2))).toEqual([9, 9, 9, 7, 7, 7]);
   });
+  test('crop then resize reads nothing outside the crop (torchvision: img.crop(box).resize())', () => {
+    // 100 inside the box, 255 in the frame around it: any tap past the crop's edge shows.
+    const framed = new Uint8Array(W * H).fill(255);
+    for (let y = 6; y < 30; y++) framed.fill(100, y * W + 10, y * W + 42);
+    for (const S of [7, 16, 40]) {
+      const out = renderPixels(framed, W, H, 1, { kind: 'crop', x: 10, y: 6, w: 32, h: 24 }, S, S);
+      expect(out.every((v) => v === 100)).toBe(true);
+    }
+  });
+  test('matches PIL (Image.crop().resize(BILINEAR), Image.resize() then crop) within 1 level', () => {
+    // 12x10 gray image; references from Pillow 9.4, whose horizontal pass rounds to uint8 (hence 1 level).
+    // prettier-ignore
+    const g = new Uint8Array([0, 37, 74, 111, 148, 185, 222, 3, 40, 77, 114, 151, 71, 117, 163, 209, 255, 45, 91, 137, 183, 229, 19, 65, 142, 197, 252, 51, 106, 161, 216, 154, 209, 8, 63, 118, 213, 21, 85, 149, 213, 160, 224, 32, 96, 43, 107, 171, 28, 101, 174, 247, 203, 20, 93, 49, 122, 195, 151, 224, 99, 181, 7, 228, 54, 136, 101, 183, 148, 230, 56, 21, 170, 5, 96, 70, 161, 135, 226, 200, 35, 9, 100, 74, 241, 85, 68, 168, 151, 251, 234, 78, 61, 161, 144, 244, 56, 165, 157, 10, 2, 250, 103, 95, 204, 196, 188, 41, 127, 245, 246, 247, 109, 110, 111, 229, 230, 231, 93, 94]);
+    const crop = { kind: 'crop', x: 2, y: 1, w: 9, h: 8 } as const;
+    // prettier-ignore
+    const crop5 = [175, 153, 131, 168, 92, 146, 160, 152, 98, 88, 152, 135, 104, 138, 145, 99, 144, 186, 100, 94, 97, 124, 163, 134, 173];
+    // prettier-ignore
+    const crop13 = [163, 188, 220, 251, 126, 59, 91, 123, 155, 187, 218, 132, 19, 201, 169, 154, 188, 132, 109, 144, 144, 163, 190, 149, 90, 38, 246, 143, 68, 106, 142, 178, 216, 170, 170, 190, 54, 35, 65, 143, 128, 129, 171, 166, 179, 221, 119, 98, 127, 55, 59, 92, 109, 144, 184, 207, 156, 143, 189, 83, 62, 102, 88, 100, 119, 164, 202, 229, 206, 100, 58, 108, 66, 75, 124, 164, 163, 146, 91, 170, 213, 137, 97, 84, 97, 111, 124, 141, 195, 163, 104, 17, 121, 177, 77, 109, 129, 115, 164, 166, 140, 188, 139, 61, 72, 94, 117, 131, 134, 153, 192, 195, 146, 66, 68, 78, 88, 86, 96, 116, 153, 169, 192, 229, 180, 114, 45, 58, 86, 115, 69, 120, 161, 152, 210, 243, 234, 129, 74, 68, 133, 149, 142, 119, 97, 74, 66, 180, 222, 158, 109, 109, 146, 173, 176, 169, 157, 78, 8, 3, 155, 205, 103, 97, 137, 203, 198, 192, 188];
+    // prettier-ignore
+    const resized = [141, 160, 152, 93, 177, 117, 92, 131, 133, 136, 146, 121, 135, 199, 118, 125]; // resize to 7x6, crop 4x4 at (2, 1)
+    const cases: [Uint8Array, number[]][] = [
+      [renderPixels(g, 12, 10, 1, crop, 5, 5), crop5],
+      [renderPixels(g, 12, 10, 1, crop, 13, 13), crop13],
+      [renderPixels(g, 12, 10, 1, { kind: 'resizeCrop', rw: 7, rh: 6, left: 2, top: 1 }, 4, 4), resized],
+    ];
+    for (const [got, ref] of cases) {
+      expect(got.length).toBe(3 * ref.length);
+      for (let p = 0; p < ref.length; p++) expect(Math.abs(got[3 * p] - ref[p]), `pixel ${p}`).toBeLessThanOrEqual(1);
+    }
+  });
   test('downscaling averages (antialias) instead of skipping pixels', () => {
     const stripes = new Uint8Array(64 * 4);
     for (let y = 0; y < 4; y++) for (let x = 0; x < 64; x++) stripes[y * 64 + x] = x % 2 ? 255 : 0;
@@ -243,7 +273,7 @@ describe('synthetic samples through the transform', () => {
     const S = 24;
     const get = async (seed: number, epoch: number, i: number, s = spec) => {
       const out = new Float32Array(3 * S * S);
-      const r = await produceSample(train, i, s, seed, epoch, out, 0, new Set());
+      const r = await produceSample(train, i, s, seed, epoch, out, 0);
       expect(r.index).toBe(i);
       expect(r.label).toBe(train.label(i));
       return out;
