@@ -126,6 +126,45 @@ describe('programs', () => {
     expect(info.arenaBytes).toBeLessThanOrEqual(3 * 4096);
   });
 
+  it('keeps an output that no op writes out of the shared bytes (the host reads it after the step)', async () => {
+    // 'u' is declared first so it is placed first; t1 (live from op 0) would otherwise land on its bytes.
+    const n = 64;
+    using p = engine.program({
+      buffers: [
+        { name: 'u', shape: [n], kind: 'output' },
+        { name: 'x', shape: [n], kind: 'input' },
+        { name: 't1', shape: [n], kind: 'temp' },
+        { name: 't2', shape: [n], kind: 'temp' },
+        { name: 'y', shape: [n], kind: 'output' },
+      ],
+      ops: [
+        { op: 'copy', in: ['x'], out: ['t1'], attrs: { alpha: 2 } },
+        { op: 'copy', in: ['t1'], out: ['t2'], attrs: { alpha: 2 } },
+        { op: 'copy', in: ['t2'], out: ['y'] },
+      ],
+    });
+    p.write('u', new Float32Array(n).fill(7));
+    const r = await p.run({ x: new Float32Array(n).fill(1) });
+    expect(Array.from(r.outputs.y)).toEqual(new Array(n).fill(4));
+    expect(Array.from(r.outputs.u)).toEqual(new Array(n).fill(7));
+  });
+
+  it('rejects a temp or output that an op reads before any op writes it', () => {
+    const buffers = [
+      { name: 'x', shape: [4], kind: 'input' as const },
+      { name: 't', shape: [4], kind: 'temp' as const },
+      { name: 'tv', shape: [2, 2], kind: 'view' as const, of: 't' },
+      { name: 'y', shape: [4], kind: 'output' as const },
+    ];
+    expect(() => engine.program({ buffers, ops: [{ op: 'copy', in: ['tv'], out: ['y'] }, { op: 'copy', in: ['x'], out: ['t'] }] })).toThrow(
+      /program: op 0 \(copy\) reads temp 't' before any op writes it/,
+    );
+    expect(() => engine.program({ buffers, ops: [{ op: 'add', in: ['x', 'y'], out: ['y'] }] })).toThrow(/op 0 \(add\) reads output 'y' before any op writes it/);
+    // written first (through a view), then read: fine
+    using ok = engine.program({ buffers, ops: [{ op: 'copy', in: ['x'], out: ['tv'] }, { op: 'copy', in: ['t'], out: ['y'] }] });
+    expect(ok.info().ops).toBe(2);
+  });
+
   it('supports views into a bound flat buffer (parameters as windows of one tensor)', async () => {
     using flat = engine.tensor([6], 'f32', new Float32Array([1, 2, 3, 4, 5, 6]));
     using p = engine.program({
