@@ -67,6 +67,28 @@ describe('eager ops', () => {
     expect(() => engine.op('add', [a, { handle: {} } as never], [y])).toThrow(/add: input 1: expected a Tensor/);
   });
 
+  it('allows only the elementwise in-place forms and rejects any other overlap', () => {
+    using a = engine.tensor([2, 2], 'f32', new Float32Array([1, 2, 3, 4]));
+    using b = engine.tensor([2], 'f32', new Float32Array([10, 20]));
+    using st = engine.tensor([2]);
+    engine.op('add', [a, b], [a]); // y = a: allowed
+    expect(Array.from(a.read())).toEqual([11, 22, 13, 24]);
+    expect(() => engine.op('gemm', [a, a], [a])).toThrow(/gemm: output 0 f32\[2, 2\] on cpu overlaps input 0 .*cannot write over that input/);
+    expect(() =>
+      engine.program({
+        buffers: [
+          { name: 'x', shape: [3], kind: 'input' },
+          { name: 'lo', shape: [2], kind: 'view', of: 'x' },
+          { name: 'hi', shape: [2], kind: 'view', of: 'x', offset: 1 },
+        ],
+        ops: [{ op: 'copy', in: ['lo'], out: ['hi'] }],
+      }),
+    ).toThrow(/op 0: copy: output 0 f32\[2\] on cpu overlaps input 0 f32\[2\] on cpu \(in place needs the very same tensor\)/);
+    expect(() => engine.op('layernorm', [a], [a, st, st])).toThrow(/layernorm: output 0 .* overlaps input 0/);
+    using y = engine.tensor([2, 2]);
+    expect(() => engine.op('layernorm', [a], [y, st, st])).toThrow(/layernorm: output 2 f32\[2\] on cpu overlaps output 1/);
+  });
+
   it('lists the whole op table', () => {
     const names = loadBinding('cpu').binding.opNames();
     for (const op of ['gemm', 'attention', 'attention_bwd', 'layernorm', 'medic_loss', 'adamw', 'patchify', 'init_normal'])
