@@ -230,7 +230,15 @@ describe('programs', () => {
     // eager work and allocation wait for the step (it owns the device stream)
     expect(() => engine.tensor([2])).toThrow(/engine.tensor\(\): a program step is running/);
     expect(() => engine.op('fill', [], [b], { value: 1 })).toThrow(/engine.op\(\): a program step is running/);
+    // another program of the same engine waits too (shared stream, workspace and bound tensors)
+    using q = engine.program(smallSpec(b, 4));
+    expect(() => q.run({ x: new Float32Array(4) })).toThrow(/another program's step is running on this engine/);
+    expect(() => q.read('t')).toThrow(/program.read\(\): a program step is running on this engine/);
+    expect(() => q.write('t', new Float32Array(4))).toThrow(/program.write\(\): a program step is running/);
     await first;
+    await q.run({ x: new Float32Array(4) });
+    expect(() => b.dispose()).toThrow(/bound to 2 live program/);
+    q.dispose();
     expect(() => b.dispose()).toThrow(/bound to 1 live program/);
     p.dispose();
     expect(() => p.run({ x: new Float32Array(4) })).toThrow(/program was disposed/);
