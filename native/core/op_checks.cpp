@@ -1,5 +1,6 @@
 // The shape and dtype contract of every op (see ops.h), checked before any backend runs.
 // Messages name the op, the slot, what was expected and what was found.
+#include <cmath>
 #include <string>
 
 #include "medic/ops.h"
@@ -443,6 +444,8 @@ void check_adamw(const OpCall& c) {
   if (c.has_in(3)) {
     f32_in(c, 3);
     numel_is(c, in(c, 3), true, 3, 1);
+  } else if (c.af("max_norm", 0) > 0) {
+    fail(c, "attr max_norm > 0 needs the global gradient norm as input 3");
   }
   for (int i = 0; i < 3; ++i) {
     f32_out(c, i);
@@ -453,6 +456,12 @@ void check_adamw(const OpCall& c) {
 static void check_init(const OpCall& c) {
   f32_out(c, 0);
   if (!c.attrs->has("seed")) fail(c, "attr seed is required (init is always seeded)");
+  // seed and stream are counters: integers a double holds exactly.
+  for (const char* key : {"seed", "stream"}) {
+    double v = c.attrs->get(key, 0.0);
+    if (!(v >= 0 && v < 9007199254740992.0) || v != std::floor(v))
+      fail(c, std::string("attr ") + key + " must be an integer in [0, 2^53), got " + std::to_string(v));
+  }
 }
 void check_init_normal(const OpCall& c) {
   check_init(c);

@@ -59,6 +59,53 @@ std::vector<std::string> op_names() {
   return names;
 }
 
+namespace {
+
+// The in-place forms the contract allows (ops.h): output `out` may be exactly input `in`.
+bool in_place_ok(OpId op, int out, int in) {
+  switch (op) {
+    case OpId::copy:
+    case OpId::cast:
+    case OpId::gelu:
+    case OpId::quick_gelu:
+    case OpId::scale_add: return out == 0 && in == 0;
+    case OpId::add:
+    case OpId::gelu_bwd:
+    case OpId::quick_gelu_bwd: return out == 0;
+    case OpId::mask_fill_bwd: return out == 0 && in == 1;
+    default: return false;
+  }
+}
+
+bool overlap(const Tensor& a, const Tensor& b) {
+  if (!a.data || !b.data || !a.nbytes() || !b.nbytes()) return false;
+  auto pa = static_cast<const char*>(a.data), pb = static_cast<const char*>(b.data);
+  return pa < pb + b.nbytes() && pb < pa + a.nbytes();
+}
+
+// Kernels assume that an output overlaps nothing else the op reads or writes, except the in-place forms.
+void check_aliasing(const OpCall& c) {
+  const char* name = c.def->name;
+  for (int o = 0; o < c.n_out; ++o) {
+    const Tensor& y = c.out[o];
+    for (int i = 0; i < c.n_in; ++i) {
+      const Tensor& x = c.in[i];
+      if (!overlap(y, x)) continue;
+      const bool allowed = in_place_ok(c.def->id, o, i);
+      if (allowed && y.data == x.data && y.dtype == x.dtype && y.shape == x.shape) continue;
+      throw Error(std::string(name) + ": output " + std::to_string(o) + " " + y.describe() + " overlaps input " +
+                  std::to_string(i) + " " + x.describe() +
+                  (allowed ? " (in place needs the very same tensor)" : " (this op cannot write over that input)"));
+    }
+    for (int p = 0; p < o; ++p)
+      if (overlap(y, c.out[p]))
+        throw Error(std::string(name) + ": output " + std::to_string(o) + " " + y.describe() + " overlaps output " +
+                    std::to_string(p) + " " + c.out[p].describe());
+  }
+}
+
+}  // namespace
+
 void check_call(const OpCall& c) {
   const OpDef& d = *c.def;
   auto count = [&](const char* what, int n, int lo, int hi) {
@@ -83,6 +130,7 @@ void check_call(const OpCall& c) {
                   " but the op runs on " + (c.ctx->device == Device::CPU ? "cpu" : "cuda"));
   }
   d.check(c);
+  check_aliasing(c);
 }
 
 void run_op(const OpCall& c, bool checked) {

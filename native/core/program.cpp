@@ -89,19 +89,24 @@ void Program::plan() {
   }
 
   // Resolve op slots and compute each arena buffer's lifetime [first, last] in op indices.
+  // Also the first op that reads and the first that writes each root, to catch an arena buffer that
+  // is read before anything wrote it.
   const int kNever = -2;
-  std::vector<int> first(nb, kNever), last(nb, kNever);
-  auto touch = [&](int buf, int op) {
+  std::vector<int> first(nb, kNever), last(nb, kNever), first_read(nb, kNever), first_write(nb, kNever);
+  auto touch = [&](int buf, int op, bool write) {
     int r = root[buf];
     if (first[r] == kNever) first[r] = op;
     last[r] = std::max(last[r], op);
+    int& f = write ? first_write[r] : first_read[r];
+    if (f == kNever) f = op;
   };
   std::vector<std::vector<int>> op_in(nops), op_out(nops);
   for (int k = 0; k < nops; ++k) {
     const OpSpec& s = op_specs_[k];
     const OpDef* def = find_op(s.op);
     if (!def) throw Error("program: op " + std::to_string(k) + " is unknown op '" + s.op + "'");
-    auto resolve = [&](const std::vector<std::string>& names, std::vector<int>& ids, const char* what) {
+    auto resolve = [&](const std::vector<std::string>& names, std::vector<int>& ids, bool write) {
+      const char* what = write ? "writes" : "reads";
       for (const std::string& n : names) {
         if (n.empty()) {
           ids.push_back(-1);
@@ -110,17 +115,24 @@ void Program::plan() {
         int id = find(n);
         if (id < 0) throw Error("program: op " + std::to_string(k) + " (" + s.op + ") " + what + " unknown buffer '" + n + "'");
         ids.push_back(id);
-        touch(id, k);
+        touch(id, k, write);
       }
     };
-    resolve(s.in, op_in[k], "reads");
-    resolve(s.out, op_out[k], "writes");
+    resolve(s.in, op_in[k], false);
+    resolve(s.out, op_out[k], true);
   }
   for (int i = 0; i < nb; ++i) {
     if (root[i] != i) continue;
-    if (buffers_[i].kind == BufferKind::Input) first[i] = -1;  // written by the host before op 0
-    if (buffers_[i].kind == BufferKind::Output) last[i] = nops;  // read by the host after the last op
-    if (first[i] == kNever) first[i] = last[i] = -1;             // declared but unused: still gets bytes
+    BufferKind kind = buffers_[i].kind;
+    // An arena buffer shares its bytes with buffers that died before its first write: reading it
+    // earlier (or in the op that first writes it) would read their leftovers.
+    if ((kind == BufferKind::Temp || kind == BufferKind::Output) && first_read[i] != kNever &&
+        (first_write[i] == kNever || first_read[i] <= first_write[i]))
+      throw Error("program: op " + std::to_string(first_read[i]) + " (" + op_specs_[first_read[i]].op + ") reads " +
+                  (kind == BufferKind::Temp ? "temp '" : "output '") + buffers_[i].name + "' before any op writes it");
+    if (first[i] == kNever) first[i] = last[i] = -1;  // declared but unused: still gets bytes
+    if (kind == BufferKind::Input) first[i] = -1;     // written by the host before op 0
+    if (kind == BufferKind::Output) last[i] = nops;   // read by the host after the last op (even if unused)
   }
 
   // Place arena buffers: largest first, each at the lowest offset that overlaps no placed buffer

@@ -7,7 +7,9 @@
 // All of these are memory-bound: the loops are plain, branch-free and contiguous so the compiler
 // vectorises them at the baseline ISA, and the work is split over ctx.pool in large contiguous ranges.
 // Reductions over rows (sum_to, dgamma) split the *columns* between threads, so every output element
-// is summed by one thread in row order: results do not depend on the thread count.
+// is summed by one thread in row order: results do not depend on the thread count. The exception is
+// sum_to with few columns over many rows, which adds per-thread row-block partials in thread order
+// (deterministic for a given thread count only).
 #include <algorithm>
 #include <cmath>
 #include <cstring>

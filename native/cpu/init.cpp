@@ -9,7 +9,6 @@
 // attrs seed (a double below 2^53, cast to uint64), stream=0.
 #include <cmath>
 #include <cstdint>
-#include <string>
 
 #include "medic/init_math.h"
 #include "medic/ops.h"
@@ -20,13 +19,8 @@ namespace medic::cpu {
 
 namespace {
 
-// The seed and stream attrs are doubles; they must be integers a double holds exactly.
-uint64_t counter_attr(const OpCall& c, const char* key, double def) {
-  double v = c.attrs->get(key, def);
-  if (!(v >= 0 && v < 9007199254740992.0) || v != std::floor(v))
-    throw Error(std::string(c.def->name) + ": attr " + key + " must be an integer in [0, 2^53), got " + std::to_string(v));
-  return static_cast<uint64_t>(v);
-}
+// The seed and stream attrs: integers below 2^53 (check_init validated them).
+uint64_t counter_attr(const OpCall& c, const char* key) { return static_cast<uint64_t>(c.attrs->get(key, 0.0)); }
 
 }  // namespace
 
@@ -37,7 +31,7 @@ uint64_t counter_attr(const OpCall& c, const char* key, double def) {
 void init_normal(const OpCall& c) {
   const TruncNormal t = trunc_normal_params(c.attrs->get("mean", 0.0), c.attrs->get("std", 1.0),
                                             c.attrs->get("lo", -2.0), c.attrs->get("hi", 2.0));
-  const uint64_t seed = counter_attr(c, "seed", 0.0), stream = counter_attr(c, "stream", 0.0);
+  const uint64_t seed = counter_attr(c, "seed"), stream = counter_attr(c, "stream");
   float* x = c.y(0).f32();
   c.ctx->pool->parallel_for(c.y(0).numel(), 4096, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) x[i] = trunc_normal_value(t, seed, stream, static_cast<uint64_t>(i));
@@ -48,7 +42,7 @@ void init_normal(const OpCall& c) {
 // The f32 rounding of lo + (hi - lo) u could reach hi; such values are moved one ulp below it.
 void init_uniform(const OpCall& c) {
   const double lo = c.attrs->get("lo", 0.0), hi = c.attrs->get("hi", 1.0);
-  const uint64_t seed = counter_attr(c, "seed", 0.0), stream = counter_attr(c, "stream", 0.0);
+  const uint64_t seed = counter_attr(c, "seed"), stream = counter_attr(c, "stream");
   const float hi_f = static_cast<float>(hi), below_hi = std::nextafter(hi_f, -INFINITY);
   float* x = c.y(0).f32();
   c.ctx->pool->parallel_for(c.y(0).numel(), 4096, [&](int64_t b, int64_t e) {

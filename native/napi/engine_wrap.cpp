@@ -41,15 +41,10 @@ EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Engine
   MEDIC_NAPI_CATCH(env)
 }
 
-EngineWrap::~EngineWrap() {
-  // Garbage collection without dispose(): release anyway (no leak), but children keep state alive.
-  if (state && state->engine && state->running == 0) {
-    try {
-      state->dispose();
-    } catch (...) {
-    }
-  }
-}
+// Garbage collection without dispose(): nothing to do here. Children (which may still be reachable:
+// a JS Program holds no reference to its Engine) keep the EngineState, and so the engine, alive; each
+// frees its own memory when it is disposed or collected, and the last one out frees the engine.
+EngineWrap::~EngineWrap() = default;
 
 Napi::Value EngineWrap::Describe(const Napi::CallbackInfo& info) {
   MEDIC_NAPI_TRY

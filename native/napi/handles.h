@@ -1,8 +1,9 @@
 // Native state behind the JS handles. The only folder that includes napi.h is native/napi.
 //
 // Ownership: an EngineState owns the medic::Engine and knows every live child (tensors, programs).
-// Children hold a shared_ptr to it, so finalisation order never matters. dispose() on any handle
-// releases its native memory at once; engine.dispose() releases all of its children too.
+// Children hold a shared_ptr to it, so finalisation order never matters (collecting the engine's
+// handle releases nothing a live child needs). dispose() on any handle releases its native memory at
+// once; engine.dispose() releases all of its children too.
 // A disposed handle used again throws "<what> was disposed".
 #pragma once
 

@@ -176,6 +176,8 @@ Napi::Value ProgramWrap::Run(const Napi::CallbackInfo& info) {
   MEDIC_NAPI_TRY
   Program& p = state->get("program.run()");
   if (state->running) throw Error("program.run(): the previous step has not finished; await it first");
+  // Steps of one engine share its device stream, workspace and bound tensors: one at a time.
+  if (state->owner->running) throw Error("program.run(): another program's step is running on this engine; await it first");
   Napi::Object given = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
   bool profile = false;
   if (info.Length() > 1 && info[1].IsObject()) {
@@ -222,7 +224,7 @@ static int buffer_arg(Program& p, const Napi::CallbackInfo& info, const char* wh
 Napi::Value ProgramWrap::Read(const Napi::CallbackInfo& info) {
   MEDIC_NAPI_TRY
   Program& p = state->get("program.read()");
-  if (state->running) throw Error("program.read(): a step is running; await it first");
+  if (state->owner->running) throw Error("program.read(): a program step is running on this engine; await it first");
   int id = buffer_arg(p, info, "program.read()");
   const Tensor& t = p.tensor(id);
   Napi::TypedArray out = typed_array_for(info.Env(), t.dtype, t.numel());
@@ -234,7 +236,7 @@ Napi::Value ProgramWrap::Read(const Napi::CallbackInfo& info) {
 Napi::Value ProgramWrap::Write(const Napi::CallbackInfo& info) {
   MEDIC_NAPI_TRY
   Program& p = state->get("program.write()");
-  if (state->running) throw Error("program.write(): a step is running; await it first");
+  if (state->owner->running) throw Error("program.write(): a program step is running on this engine; await it first");
   int id = buffer_arg(p, info, "program.write()");
   const Tensor& t = p.tensor(id);
   const void* src = typed_array_bytes(info[1], t.dtype, t.numel(), "program.write('" + p.spec(id).name + "')");

@@ -67,6 +67,28 @@ describe('eager ops', () => {
     expect(() => engine.op('add', [a, { handle: {} } as never], [y])).toThrow(/add: input 1: expected a Tensor/);
   });
 
+  it('allows only the elementwise in-place forms and rejects any other overlap', () => {
+    using a = engine.tensor([2, 2], 'f32', new Float32Array([1, 2, 3, 4]));
+    using b = engine.tensor([2], 'f32', new Float32Array([10, 20]));
+    using st = engine.tensor([2]);
+    engine.op('add', [a, b], [a]); // y = a: allowed
+    expect(Array.from(a.read())).toEqual([11, 22, 13, 24]);
+    expect(() => engine.op('gemm', [a, a], [a])).toThrow(/gemm: output 0 f32\[2, 2\] on cpu overlaps input 0 .*cannot write over that input/);
+    expect(() =>
+      engine.program({
+        buffers: [
+          { name: 'x', shape: [3], kind: 'input' },
+          { name: 'lo', shape: [2], kind: 'view', of: 'x' },
+          { name: 'hi', shape: [2], kind: 'view', of: 'x', offset: 1 },
+        ],
+        ops: [{ op: 'copy', in: ['lo'], out: ['hi'] }],
+      }),
+    ).toThrow(/op 0: copy: output 0 f32\[2\] on cpu overlaps input 0 f32\[2\] on cpu \(in place needs the very same tensor\)/);
+    expect(() => engine.op('layernorm', [a], [a, st, st])).toThrow(/layernorm: output 0 .* overlaps input 0/);
+    using y = engine.tensor([2, 2]);
+    expect(() => engine.op('layernorm', [a], [y, st, st])).toThrow(/layernorm: output 2 f32\[2\] on cpu overlaps output 1/);
+  });
+
   it('lists the whole op table', () => {
     const names = loadBinding('cpu').binding.opNames();
     for (const op of ['gemm', 'attention', 'attention_bwd', 'layernorm', 'medic_loss', 'adamw', 'patchify', 'init_normal'])
@@ -126,6 +148,45 @@ describe('programs', () => {
     expect(info.arenaBytes).toBeLessThanOrEqual(3 * 4096);
   });
 
+  it('keeps an output that no op writes out of the shared bytes (the host reads it after the step)', async () => {
+    // 'u' is declared first so it is placed first; t1 (live from op 0) would otherwise land on its bytes.
+    const n = 64;
+    using p = engine.program({
+      buffers: [
+        { name: 'u', shape: [n], kind: 'output' },
+        { name: 'x', shape: [n], kind: 'input' },
+        { name: 't1', shape: [n], kind: 'temp' },
+        { name: 't2', shape: [n], kind: 'temp' },
+        { name: 'y', shape: [n], kind: 'output' },
+      ],
+      ops: [
+        { op: 'copy', in: ['x'], out: ['t1'], attrs: { alpha: 2 } },
+        { op: 'copy', in: ['t1'], out: ['t2'], attrs: { alpha: 2 } },
+        { op: 'copy', in: ['t2'], out: ['y'] },
+      ],
+    });
+    p.write('u', new Float32Array(n).fill(7));
+    const r = await p.run({ x: new Float32Array(n).fill(1) });
+    expect(Array.from(r.outputs.y)).toEqual(new Array(n).fill(4));
+    expect(Array.from(r.outputs.u)).toEqual(new Array(n).fill(7));
+  });
+
+  it('rejects a temp or output that an op reads before any op writes it', () => {
+    const buffers = [
+      { name: 'x', shape: [4], kind: 'input' as const },
+      { name: 't', shape: [4], kind: 'temp' as const },
+      { name: 'tv', shape: [2, 2], kind: 'view' as const, of: 't' },
+      { name: 'y', shape: [4], kind: 'output' as const },
+    ];
+    expect(() => engine.program({ buffers, ops: [{ op: 'copy', in: ['tv'], out: ['y'] }, { op: 'copy', in: ['x'], out: ['t'] }] })).toThrow(
+      /program: op 0 \(copy\) reads temp 't' before any op writes it/,
+    );
+    expect(() => engine.program({ buffers, ops: [{ op: 'add', in: ['x', 'y'], out: ['y'] }] })).toThrow(/op 0 \(add\) reads output 'y' before any op writes it/);
+    // written first (through a view), then read: fine
+    using ok = engine.program({ buffers, ops: [{ op: 'copy', in: ['x'], out: ['tv'] }, { op: 'copy', in: ['t'], out: ['y'] }] });
+    expect(ok.info().ops).toBe(2);
+  });
+
   it('supports views into a bound flat buffer (parameters as windows of one tensor)', async () => {
     using flat = engine.tensor([6], 'f32', new Float32Array([1, 2, 3, 4, 5, 6]));
     using p = engine.program({
@@ -169,7 +230,15 @@ describe('programs', () => {
     // eager work and allocation wait for the step (it owns the device stream)
     expect(() => engine.tensor([2])).toThrow(/engine.tensor\(\): a program step is running/);
     expect(() => engine.op('fill', [], [b], { value: 1 })).toThrow(/engine.op\(\): a program step is running/);
+    // another program of the same engine waits too (shared stream, workspace and bound tensors)
+    using q = engine.program(smallSpec(b, 4));
+    expect(() => q.run({ x: new Float32Array(4) })).toThrow(/another program's step is running on this engine/);
+    expect(() => q.read('t')).toThrow(/program.read\(\): a program step is running on this engine/);
+    expect(() => q.write('t', new Float32Array(4))).toThrow(/program.write\(\): a program step is running/);
     await first;
+    await q.run({ x: new Float32Array(4) });
+    expect(() => b.dispose()).toThrow(/bound to 2 live program/);
+    q.dispose();
     expect(() => b.dispose()).toThrow(/bound to 1 live program/);
     p.dispose();
     expect(() => p.run({ x: new Float32Array(4) })).toThrow(/program was disposed/);

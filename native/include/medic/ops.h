@@ -14,7 +14,10 @@
 //   - gradients of activations OVERWRITE (=) unless the op's attr `acc` is 1, in which case they add.
 //     The graph sets acc=1 on every write after the first to a gradient with several producers
 //     (the residual stream), so no separate add op is needed.
-// Elementwise ops may run in place (an output aliasing an input of the same shape); others may not.
+// In place: an output may be the very same tensor (memory, dtype, shape) as one input only in the
+// elementwise forms copy, cast, add (y = a or b), gelu, quick_gelu and their backwards (dx = x or dy),
+// scale_add (x = y) and mask_fill_bwd (dx_out = dx). check_call rejects any other overlap of an output
+// with an input or with another output.
 // Optional inputs/outputs are passed as empty slots (Tensor with data == nullptr).
 // All float math is fp32 on CPU; bf16 exists for storage and casts.
 #pragma once

@@ -3,12 +3,15 @@
 // Kernels split work with parallel_for (contiguous ranges, one per thread) or run(fn(tid, nthreads))
 // when they need a stable thread id (per-thread packing buffers in GEMM, per-thread partial sums).
 // The calling thread takes part as thread 0, so a pool of size 1 runs everything inline.
-// Calls are not re-entrant: a kernel must not call the pool from inside a task.
+// A call made from inside a task (of any pool) runs every share fn(0..n-1, n) in turn on that thread:
+// nesting is safe (the same split, so per-thread buffers stay valid), never parallel. An exception thrown by a task reaches the caller of run() once every thread
+// has finished (the first one wins; the pool stays usable).
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -33,6 +36,7 @@ class ThreadPool {
 
  private:
   void worker(int tid);
+  void stop_workers();
 
   int nthreads_;
   std::vector<std::thread> threads_;
@@ -44,6 +48,7 @@ class ThreadPool {
   // a futex wake-up each (which also let a spinning BLAS or another process take the core meanwhile).
   std::atomic<int64_t> generation_{0};
   std::atomic<int> pending_{0};
+  std::exception_ptr error_;  // a worker task's first exception in this run: written under mu_, read once pending_ is 0
   int sleeping_ = 0;  // workers blocked on cv_start_ (guarded by mu_)
   bool caller_sleeping_ = false;
   bool stop_ = false;
