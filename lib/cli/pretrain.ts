@@ -1,8 +1,5 @@
 // `medic-native pretrain`: MEDiC pretraining with the effective config printed first, a progress bar
 // on a terminal (plain lines otherwise), metrics as JSON lines, checkpoints, kNN at the end.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-
 import { Option, type Command } from 'commander';
 
 import { readCheckpointState } from '../io/checkpoint.js';
@@ -102,16 +99,15 @@ function textEvents(json: boolean): { events: PretrainEvents; progress: Progress
 }
 
 export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
-  // Resuming: the checkpoint's config is the base (a --config file and flags still override it).
-  const saved = opts.resume ? (readCheckpointState(opts.resume).state.config as Partial<PretrainConfig>) : {};
+  // Resuming: the checkpoint's config is the base (a --config file and flags still override it), except
+  // --stop-after, which counts the steps of one invocation.
+  const saved = opts.resume ? { ...(readCheckpointState(opts.resume).state.config as Partial<PretrainConfig>), stopAfter: 0 } : {};
   const file = { ...saved, ...(opts.config ? readConfigFile(opts.config) : {}) };
   const c = applyTeacherCheckpoint(resolveConfig(file, opts)).config;
   const json = !!opts.json;
   const { events, progress } = textEvents(json);
   if (json) process.stdout.write(JSON.stringify({ event: 'config', config: c }) + '\n');
   else console.log(`medic-native pretrain: effective config\n${formatConfig(c)}`);
-  mkdirSync(c.out, { recursive: true });
-  writeFileSync(join(c.out, 'config.json'), JSON.stringify(c, null, 2) + '\n');
 
   let stopRequested = false;
   const onSigint = () => {
