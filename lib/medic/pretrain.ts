@@ -13,7 +13,7 @@ import { GraphState } from '../graph/index.js';
 import { checkParamTable, loadCheckpoint, saveCheckpoint, type TrainState } from '../io/checkpoint.js';
 import { maskInputs } from '../models/index.js';
 import { lrAt, peakLr, weightDecayAt, type ScheduleConfig } from '../optim/schedule.js';
-import { normalizationOf, type PretrainConfig } from './config.js';
+import { flagOf, normalizationOf, type PretrainConfig } from './config.js';
 import { knnEvaluate } from './knn-eval.js';
 import { makeMasks } from './masking.js';
 import { describeClipCheckpoint, loadClipTeacher } from '../models/clip-checkpoint.js';
@@ -133,6 +133,13 @@ export async function pretrain(config: PretrainConfig, opts: PretrainOptions): P
     if (available < 1) throw new Error(`--batch-size ${B}: larger than the training set (${data.train.length} images)`);
     const stepsPerEpoch = c.stepsPerEpoch > 0 ? Math.min(c.stepsPerEpoch, available) : available;
     const totalSteps = stepsPerEpoch * c.epochs;
+    if (resumed) {
+      // Steps map to epochs and data positions through these two settings: changing them on resume
+      // continues the run, but no longer as the uninterrupted run would have.
+      const was = resumed.state.config as Partial<PretrainConfig>;
+      for (const k of ['batchSize', 'stepsPerEpoch'] as const)
+        if (was[k] !== undefined && was[k] !== c[k]) ev.warn(`${flagOf(k)} ${c[k]} differs from the checkpoint's ${was[k]}: the resumed run will not reproduce an uninterrupted one`);
+    }
     const sched: ScheduleConfig = {
       baseLr: c.lr, lrBatchRef: c.lrBatchRef, batchSize: B, warmupSteps: Math.min(c.warmupEpochs * stepsPerEpoch, totalSteps),
       totalSteps, warmupLr: c.warmupLr, minLr: c.minLr, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd,

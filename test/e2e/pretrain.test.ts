@@ -68,6 +68,10 @@ describe('medic-native pretrain', () => {
     expect(b2.stderr).toBe('');
     expect(b2.code).toBe(0);
     expect([...losses(b1.stdout), ...losses(b2.stdout)]).toEqual(losses(a.stdout));
+    // a setting that moves the step -> epoch -> data mapping is allowed on resume, with a warning
+    const b3 = await runCli(['pretrain', '--resume', out, '--batch-size', '8', '--out', join(dir, 'b3'), '--json']);
+    expect(b3.code).toBe(0);
+    expect(jsonLines(b3.stdout).some((e) => e.event === 'warning' && /--batch-size 8 differs from the checkpoint's 16/.test(e.message as string))).toBe(true);
   });
 
   it('finishes the step, checkpoints and exits 130 on SIGINT', async () => {
