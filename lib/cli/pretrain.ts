@@ -1,8 +1,5 @@
 // `medic-native pretrain`: MEDiC pretraining with the effective config printed first, a progress bar
 // on a terminal (plain lines otherwise), metrics as JSON lines, checkpoints, kNN at the end.
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-
 import { Option, type Command } from 'commander';
 
 import { readCheckpointState } from '../io/checkpoint.js';
@@ -18,8 +15,8 @@ interface FlagSpec {
   choices?: string[];
 }
 
-// The flags, in --help order. Every config key can also be set in --config file.json.
-const flags: FlagSpec[] = [
+// The flags, in --help order: one per config key (a test checks). Every key can also be set in --config file.json.
+export const flags: FlagSpec[] = [
   { key: 'data', arg: 'spec', help: "training data: an image folder (root/<class>/<image>, optional train/ and val/), idx:<dir>, mnist (bundled digits) or synthetic[:n]" },
   { key: 'teacher', arg: 'path', help: "CLIP image encoder checkpoint (safetensors, Hugging Face or OpenAI names), or 'random' for a seeded random CLIP-architecture teacher" },
   { key: 'model', arg: 'name', help: 'student size', choices: ['micro', 'mini', 'tiny', 'small', 'base'] },
@@ -36,12 +33,18 @@ const flags: FlagSpec[] = [
   { key: 'lr', arg: 'lr', help: 'base learning rate per --lr-batch-ref images (peak lr = lr * batch / ref)' },
   { key: 'lrBatchRef', arg: 'n', help: 'batch size the base lr refers to' },
   { key: 'warmupEpochs', arg: 'n', help: 'linear warmup epochs' },
+  { key: 'warmupLr', arg: 'lr', help: 'learning rate at the start of the warmup' },
+  { key: 'minLr', arg: 'lr', help: 'learning rate at the end of the per-step cosine' },
   { key: 'weightDecay', arg: 'wd', help: 'weight decay (cosine-decayed to --weight-decay-end)' },
+  { key: 'weightDecayEnd', arg: 'wd', help: 'weight decay at the last step' },
   { key: 'clipGrad', arg: 'norm', help: 'clip gradients to this global norm' },
   { key: 'dropPath', arg: 'p', help: 'stochastic depth of the last block (rises linearly from 0)' },
+  { key: 'layerScale', arg: 'g', help: 'initial LayerScale gamma of the student blocks' },
+  { key: 'tau', arg: 't', help: 'temperature of the CLS alignment loss (1 - cos) / tau' },
   { key: 'teacherDim', arg: 'n', help: 'random teacher width (a checkpoint brings its own)' },
   { key: 'teacherDepth', arg: 'n', help: 'random teacher depth (a checkpoint brings its own)' },
   { key: 'teacherHeads', arg: 'n', help: 'random teacher heads (a checkpoint: config.json beside it, else 64-dim heads)' },
+  { key: 'teacherMlpRatio', arg: 'r', help: 'random teacher MLP width / width (a checkpoint brings its own)' },
   { key: 'decoderDim', arg: 'n', help: 'pixel decoder width' },
   { key: 'decoderDepth', arg: 'n', help: 'pixel decoder depth' },
   { key: 'decoderHeads', arg: 'n', help: 'pixel decoder heads' },
@@ -102,16 +105,15 @@ function textEvents(json: boolean): { events: PretrainEvents; progress: Progress
 }
 
 export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
-  // Resuming: the checkpoint's config is the base (a --config file and flags still override it).
-  const saved = opts.resume ? (readCheckpointState(opts.resume).state.config as Partial<PretrainConfig>) : {};
+  // Resuming: the checkpoint's config is the base (a --config file and flags still override it), except
+  // --stop-after, which counts the steps of one invocation.
+  const saved = opts.resume ? { ...(readCheckpointState(opts.resume).state.config as Partial<PretrainConfig>), stopAfter: 0 } : {};
   const file = { ...saved, ...(opts.config ? readConfigFile(opts.config) : {}) };
   const c = applyTeacherCheckpoint(resolveConfig(file, opts)).config;
   const json = !!opts.json;
   const { events, progress } = textEvents(json);
   if (json) process.stdout.write(JSON.stringify({ event: 'config', config: c }) + '\n');
   else console.log(`medic-native pretrain: effective config\n${formatConfig(c)}`);
-  mkdirSync(c.out, { recursive: true });
-  writeFileSync(join(c.out, 'config.json'), JSON.stringify(c, null, 2) + '\n');
 
   let stopRequested = false;
   const onSigint = () => {
@@ -158,7 +160,8 @@ export function registerPretrain(program: Command): void {
     `
 Examples:
   $ medic-native pretrain                                   # bundled MNIST digits, random teacher, minutes on 2 cores
-  $ medic-native pretrain --data ~/imagenet --teacher clip-vit-b16.safetensors --model base --epochs 300 --batch-size 1024
+  $ medic-native pretrain --data ~/imagenet --teacher clip-vit-b16.safetensors --model base --epochs 300 --batch-size 1024 \\
+      --lr 1.5e-3 --lr-batch-ref 2048 --warmup-epochs 10        # the ViT-B recipe (the defaults are the digit run's)
   $ medic-native pretrain --data idx:./mnist --w-cls 1.0 --mask random --mask-ratio 0.75 --out runs/ablation
   $ medic-native pretrain --resume runs/latest                # continue where a run stopped
   $ medic-native pretrain --config my.json --json > log.jsonl`,

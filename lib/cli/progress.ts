@@ -20,18 +20,25 @@ export function formatDuration(sec: number): string {
 
 export class Progress {
   private readonly tty: boolean;
-  private lastPlain = 0;
+  private last = -Infinity;
   private drawn = false;
 
   constructor(
     private readonly stream: NodeJS.WriteStream = process.stderr,
     /** Plain lines at most every this many ms. */
     private readonly plainEveryMs = 10_000,
+    /** Bar redraws at most every this many ms (a fast step would otherwise write to the terminal every step). */
+    private readonly barEveryMs = 100,
   ) {
     this.tty = !!stream.isTTY && !process.env.CI;
   }
 
   update(p: ProgressState, force = false): void {
+    const now = Date.now();
+    // The bar is always drawn full at an epoch's end; plain lines keep their interval.
+    const due = this.tty ? p.step === p.steps || now - this.last >= this.barEveryMs : now - this.last >= this.plainEveryMs;
+    if (!force && !due) return;
+    this.last = now;
     const text = `epoch ${p.epoch + 1}/${p.epochs} step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} ${p.imagesPerSec.toFixed(1)} img/s ETA ${formatDuration(p.etaSec)}`;
     if (this.tty) {
       const width = 24;
@@ -39,12 +46,8 @@ export class Progress {
       const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
       this.stream.write(`\r[${bar}] ${text}\x1b[K`);
       this.drawn = true;
-      return;
-    }
-    const now = Date.now();
-    if (force || now - this.lastPlain >= this.plainEveryMs) {
+    } else {
       this.stream.write(text + '\n');
-      this.lastPlain = now;
     }
   }
 

@@ -122,7 +122,9 @@ export class SafetensorsFile {
   read(name: string): TensorData {
     const t = this.info(name);
     const b = this.bytes(name);
-    const ab = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+    // bytes() allocates each tensor its own ArrayBuffer (Buffer.alloc does not pool): view it, no copy.
+    const whole = b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
+    const ab = whole ? b.buffer : b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
     switch (t.dtype) {
       case 'F64': return new Float64Array(ab);
       case 'F32': return new Float32Array(ab);

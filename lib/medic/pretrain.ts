@@ -4,16 +4,16 @@
 //
 // Everything random is keyed by (seed, step) or (seed, epoch, sample), and checkpoints hold params,
 // AdamW moments, the step and the data position, so a resumed run reproduces the uninterrupted one.
-import { mkdirSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { DataLoader, openData, type OpenedData } from '../data/index.js';
+import { DataLoader, openData, type OpenedData, type Position } from '../data/index.js';
 import { Engine, type Program } from '../engine/index.js';
 import { GraphState } from '../graph/index.js';
 import { checkParamTable, loadCheckpoint, saveCheckpoint, type TrainState } from '../io/checkpoint.js';
 import { maskInputs } from '../models/index.js';
 import { lrAt, peakLr, weightDecayAt, type ScheduleConfig } from '../optim/schedule.js';
-import { normalizationOf, type PretrainConfig } from './config.js';
+import { flagOf, normalizationOf, type PretrainConfig } from './config.js';
 import { knnEvaluate } from './knn-eval.js';
 import { makeMasks } from './masking.js';
 import { describeClipCheckpoint, loadClipTeacher } from '../models/clip-checkpoint.js';
@@ -79,8 +79,10 @@ export async function pretrain(config: PretrainConfig, opts: PretrainOptions): P
   const outDir = c.out;
   const ckptDir = join(outDir, 'checkpoints');
   mkdirSync(ckptDir, { recursive: true });
+  writeFileSync(join(outDir, 'config.json'), JSON.stringify(c, null, 2) + '\n');
 
-  // Resume first: the checkpoint's config wins for everything that shapes the run.
+  // Resume: the caller's config should start from the checkpoint's (the CLI merges checkpoint < --config <
+  // flags); a parameter table that does not fit the model is refused below.
   const resumed = opts.resume ? loadCheckpoint(opts.resume) : null;
   if (resumed) ev.info(`resuming from ${resumed.path} (step ${resumed.state.step}, epoch ${resumed.state.epoch + 1})`);
 
@@ -131,6 +133,13 @@ export async function pretrain(config: PretrainConfig, opts: PretrainOptions): P
     if (available < 1) throw new Error(`--batch-size ${B}: larger than the training set (${data.train.length} images)`);
     const stepsPerEpoch = c.stepsPerEpoch > 0 ? Math.min(c.stepsPerEpoch, available) : available;
     const totalSteps = stepsPerEpoch * c.epochs;
+    if (resumed) {
+      // Steps map to epochs and data positions through these two settings: changing them on resume
+      // continues the run, but no longer as the uninterrupted run would have.
+      const was = resumed.state.config as Partial<PretrainConfig>;
+      for (const k of ['batchSize', 'stepsPerEpoch'] as const)
+        if (was[k] !== undefined && was[k] !== c[k]) ev.warn(`${flagOf(k)} ${c[k]} differs from the checkpoint's ${was[k]}: the resumed run will not reproduce an uninterrupted one`);
+    }
     const sched: ScheduleConfig = {
       baseLr: c.lr, lrBatchRef: c.lrBatchRef, batchSize: B, warmupSteps: Math.min(c.warmupEpochs * stepsPerEpoch, totalSteps),
       totalSteps, warmupLr: c.warmupLr, minLr: c.minLr, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd,
@@ -161,103 +170,113 @@ export async function pretrain(config: PretrainConfig, opts: PretrainOptions): P
 
     program = state.program();
     const masks = { kind: c.mask, ratio: c.maskRatio, gridH: c.imgSize / c.patchSize, gridW: c.imgSize / c.patchSize };
+    const masksFor = (s: number) => maskInputs(makeMasks(masks, B, c.seed, s).mask, B, medic.N, medic.scored);
+    const inputNames = cg.inputs.map((i) => i.name);
     const metricsPath = join(outDir, 'metrics.jsonl');
-    if (!resumed && existsSync(metricsPath)) writeFileSync(metricsPath, '');
+    // A resumed run continues metrics.jsonl from its checkpoint: records past it (logged before a crash,
+    // a second Ctrl-C or a divergence) are dropped so that no step appears twice.
+    keepMetricsUpTo(metricsPath, resumed ? step : 0);
 
-    const save = (reason: string): string => {
+    let lastCheckpoint: string | null = resumed?.path ?? null;
+    const save = (reason: string): void => {
       const st: TrainState = { step, epoch: position.epoch, dataPosition: position, seed: c.seed, config: { ...c }, paramTable: table, extra };
-      const p = saveCheckpoint(ckptDir, {
+      lastCheckpoint = saveCheckpoint(ckptDir, {
         state: st,
         params: state.get('params').read() as Float32Array,
         m: state.get('adam_m').read() as Float32Array,
         v: state.get('adam_v').read() as Float32Array,
       });
-      ev.info(`checkpoint (${reason}): ${p}`);
-      return p;
+      ev.info(`checkpoint (${reason}): ${lastCheckpoint}`);
     };
 
-    let status: PretrainResult['status'] = 'done';
-    let stepsThisRun = 0;
-    const runStart = performance.now();
-    let knn: Record<number, number> | undefined;
-
-    while (step < totalSteps && status === 'done') {
-      const epoch = Math.floor(step / stepsPerEpoch);
-      // The loader's own position may run ahead of stepsPerEpoch when capped: realign at epoch starts.
-      if (position.epoch !== epoch) position = { epoch, index: 0 };
-      const loader = new DataLoader(data.train, {
+    // One loader serves consecutive epochs; it is reopened only where the next batch it holds is not
+    // the one the run needs: at the start, and after an epoch capped by --steps-per-epoch.
+    const openLoader = (start: Position) =>
+      new DataLoader(data.train, {
         batchSize: B,
         imageSize: c.imgSize,
         train: true,
         seed: c.seed,
         workers: c.workers,
         prefetch: c.prefetch,
-        start: position,
-        epochs: epoch + 1,
+        start,
+        epochs: c.epochs,
         transform: { scale: [c.cropScale, 1], hflip: c.hflip, colorJitter: c.colorJitter, normalize: normalizationOf(c) },
         ...dataReport,
       });
-      let epochSteps = step - epoch * stepsPerEpoch;
-      try {
-        for await (const batch of loader) {
-          const t0 = performance.now();
-          const mk = makeMasks(masks, B, c.seed, step);
-          const inputs = {
-            images: batch.images,
-            ...maskInputs(mk.mask, B, medic.N, medic.scored),
-            hyper: Float32Array.from([lrAt(sched, step), weightDecayAt(sched, step), step + 1]),
-            seed: Int32Array.from([c.seed ^ SEED_STREAM_DROP_PATH, step]),
-          };
-          const r = await program.run(pick(inputs, cg.inputs.map((i) => i.name)));
-          const losses = r.outputs.losses as Float32Array;
-          const gradNorm = (r.outputs.grad_norm as Float32Array)[0];
-          const stepMs = performance.now() - t0;
-          if (!Number.isFinite(losses[0]) || !Number.isFinite(gradNorm)) {
-            ev.warn(
-              `step ${step + 1}: the loss is ${losses[0]} (grad norm ${gradNorm}): training diverged. ` +
-                `The last good checkpoint is kept in ${ckptDir}; lower --lr or raise --warmup-epochs, then --resume.`,
-            );
-            status = 'diverged';
-            break;
-          }
-          step += 1;
-          stepsThisRun += 1;
-          epochSteps += 1;
-          position = batch.next;
-          const m: StepMetrics = {
-            step, epoch, loss: losses[0], l_tok: losses[1], l_cls: losses[2], l_pix: losses[3], grad_norm: gradNorm,
-            lr: inputs.hyper[0], wd: inputs.hyper[1], step_ms: stepMs, wait_ms: batch.waitMs, img_s: (B * 1000) / (stepMs + batch.waitMs),
-          };
-          if (c.logEvery === 0 || step % c.logEvery === 0 || epochSteps === stepsPerEpoch) {
-            appendFileSync(metricsPath, JSON.stringify(m) + '\n');
-            ev.metrics(m);
-          }
-          const elapsed = (performance.now() - runStart) / 1000;
-          const rate = (stepsThisRun * B) / Math.max(elapsed, 1e-9);
-          ev.progress({ epoch, epochs: c.epochs, step: epochSteps, steps: stepsPerEpoch, loss: losses[0], imagesPerSec: rate, etaSec: ((totalSteps - step) * B) / rate });
-          if (opts.interrupted?.()) {
-            status = 'interrupted';
-            break;
-          }
-          if (c.stopAfter > 0 && stepsThisRun >= c.stopAfter && step < totalSteps) {
-            status = 'stopped';
-            break;
-          }
-          if (epochSteps >= stepsPerEpoch) break;
+
+    let status: PretrainResult['status'] = 'done';
+    let stepsThisRun = 0;
+    const runStart = performance.now();
+    let knn: Record<number, number> | undefined;
+    let loader: DataLoader | null = null;
+    const metricsFd = openSync(metricsPath, 'a');
+    try {
+      let stepMasks = masksFor(step);
+      while (step < totalSteps) {
+        const epoch = Math.floor(step / stepsPerEpoch);
+        if (position.epoch !== epoch) position = { epoch, index: 0 }; // a capped epoch ended mid-data
+        if (!loader || !samePosition(loader.position, position)) {
+          await loader?.close();
+          loader = openLoader(position);
         }
-      } finally {
-        await loader.close();
+        const next = await loader.next();
+        if (next.done) throw new Error(`pretrain: the data loader ended at step ${step} of ${totalSteps}`);
+        const batch = next.value;
+        const t0 = performance.now();
+        const hyper = Float32Array.from([lrAt(sched, step), weightDecayAt(sched, step), step + 1]);
+        const seed = Int32Array.from([c.seed ^ SEED_STREAM_DROP_PATH, step]);
+        const running = program.run(pick({ images: batch.images, ...stepMasks, hyper, seed }, inputNames));
+        stepMasks = masksFor(step + 1); // the next step's masks, made while this step runs natively
+        const r = await running;
+        const losses = r.outputs.losses as Float32Array;
+        const gradNorm = (r.outputs.grad_norm as Float32Array)[0];
+        const stepMs = performance.now() - t0;
+        if (!Number.isFinite(losses[0]) || !Number.isFinite(gradNorm)) {
+          ev.warn(
+            `step ${step + 1}: the loss is ${losses[0]} (grad norm ${gradNorm}): training diverged. ` +
+              (lastCheckpoint ? `The last good checkpoint is kept: ${lastCheckpoint}; ` : 'No checkpoint was written before it; ') +
+              `lower --lr or raise --warmup-epochs${lastCheckpoint ? ', then --resume' : ''}.`,
+          );
+          status = 'diverged';
+          break;
+        }
+        step += 1;
+        stepsThisRun += 1;
+        position = batch.next;
+        const epochSteps = step - epoch * stepsPerEpoch;
+        const epochDone = epochSteps === stepsPerEpoch;
+        const m: StepMetrics = {
+          step, epoch, loss: losses[0], l_tok: losses[1], l_cls: losses[2], l_pix: losses[3], grad_norm: gradNorm,
+          lr: hyper[0], wd: hyper[1], step_ms: stepMs, wait_ms: batch.waitMs, img_s: (B * 1000) / (stepMs + batch.waitMs),
+        };
+        if (c.logEvery === 0 || step % c.logEvery === 0 || epochDone) {
+          writeSync(metricsFd, JSON.stringify(m) + '\n');
+          ev.metrics(m);
+        }
+        const rate = (stepsThisRun * B) / Math.max((performance.now() - runStart) / 1000, 1e-9);
+        ev.progress({ epoch, epochs: c.epochs, step: epochSteps, steps: stepsPerEpoch, loss: losses[0], imagesPerSec: rate, etaSec: ((totalSteps - step) * B) / rate });
+
+        if (opts.interrupted?.()) status = 'interrupted';
+        else if (c.stopAfter > 0 && stepsThisRun >= c.stopAfter && step < totalSteps) status = 'stopped';
+        if (epochDone) {
+          const done = epoch + 1;
+          position = { epoch: done, index: 0 };
+          // A --stop-after run still does its epoch's evaluation, so that stopping and resuming yields
+          // the records of an uninterrupted run; Ctrl-C skips it. The final epoch is handled below.
+          if (step < totalSteps && status !== 'interrupted') {
+            if (c.evalEvery > 0 && done % c.evalEvery === 0) await evaluate('pretrained', done);
+            if (status === 'done' && c.checkpointEvery > 0 && done % c.checkpointEvery === 0) save(`epoch ${done}`);
+          }
+        }
+        if (status === 'interrupted' || status === 'stopped') {
+          save(status === 'interrupted' ? 'interrupted' : `stop after ${c.stopAfter} steps`);
+          break;
+        }
       }
-      if (status === 'diverged') break;
-      const epochDone = step % stepsPerEpoch === 0;
-      const doneEpochs = step / stepsPerEpoch;
-      if (epochDone) position = { epoch: doneEpochs, index: 0 };
-      if (status !== 'done') {
-        save(status === 'interrupted' ? 'interrupted' : `stop after ${c.stopAfter} steps`);
-        break;
-      }
-      if (epochDone && step < totalSteps && c.evalEvery > 0 && doneEpochs % c.evalEvery === 0) await evaluate('pretrained', doneEpochs);
-      if (epochDone && step < totalSteps && c.checkpointEvery > 0 && doneEpochs % c.checkpointEvery === 0) save(`epoch ${doneEpochs}`);
+    } finally {
+      closeSync(metricsFd);
+      await loader?.close();
     }
     if (status === 'done') {
       knn = await evaluate('pretrained', c.epochs);
@@ -287,4 +306,22 @@ function pick<T extends Record<string, unknown>>(o: T, keys: string[]): Record<s
     out[k] = o[k as keyof T];
   }
   return out;
+}
+
+function samePosition(a: Position, b: Position): boolean {
+  return a.epoch === b.epoch && a.index === b.index;
+}
+
+/** Truncates metrics.jsonl to the records of steps <= `step` (0: empties it). */
+function keepMetricsUpTo(path: string, step: number): void {
+  if (!existsSync(path)) return;
+  const stepOf = (line: string): number => {
+    try {
+      return (JSON.parse(line) as StepMetrics).step;
+    } catch {
+      return Infinity; // a line cut short by a kill
+    }
+  };
+  const kept = step === 0 ? [] : readFileSync(path, 'utf8').split('\n').filter((l) => l && stepOf(l) <= step);
+  writeFileSync(path, kept.map((l) => l + '\n').join(''));
 }

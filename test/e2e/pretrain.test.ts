@@ -68,6 +68,10 @@ describe('medic-native pretrain', () => {
     expect(b2.stderr).toBe('');
     expect(b2.code).toBe(0);
     expect([...losses(b1.stdout), ...losses(b2.stdout)]).toEqual(losses(a.stdout));
+    // a setting that moves the step -> epoch -> data mapping is allowed on resume, with a warning
+    const b3 = await runCli(['pretrain', '--resume', out, '--batch-size', '8', '--out', join(dir, 'b3'), '--json']);
+    expect(b3.code).toBe(0);
+    expect(jsonLines(b3.stdout).some((e) => e.event === 'warning' && /--batch-size 8 differs from the checkpoint's 16/.test(e.message as string))).toBe(true);
   });
 
   it('finishes the step, checkpoints and exits 130 on SIGINT', async () => {
@@ -81,13 +85,47 @@ describe('medic-native pretrain', () => {
     expect(readdirSync(join(out, 'checkpoints')).some((f) => f.endsWith('.safetensors'))).toBe(true);
   });
 
+  it('resumes exactly at an epoch boundary, evaluations included, and a --stop-after that reaches the end finishes', async () => {
+    const evalsOf = (stdout: string) => jsonLines(stdout).filter((e) => e.event === 'eval' && e.which === 'pretrained').map((e) => [e.step, e.epoch, e.knn]);
+    const a = await runCli(['pretrain', ...tiny, '--eval-every', '1', '--out', join(dir, 'ea'), '--json']);
+    expect(a.code).toBe(0);
+    expect(evalsOf(a.stdout).map((e) => e.slice(0, 2))).toEqual([[3, 1], [6, 2]]);
+    const out = join(dir, 'eb');
+    const b1 = await runCli(['pretrain', ...tiny, '--eval-every', '1', '--out', out, '--json', '--stop-after', '3']);
+    expect(b1.code).toBe(0);
+    expect(jsonLines(b1.stdout).find((e) => e.event === 'summary')!.status).toBe('stopped');
+    // the stop lands on the epoch boundary: one checkpoint there, at the start of epoch 2
+    expect(readdirSync(join(out, 'checkpoints')).filter((f) => f.endsWith('.safetensors'))).toEqual(['step-00000003.safetensors']);
+    // a --stop-after that lands on the last step finishes the run (final kNN, export)
+    const b2 = await runCli(['pretrain', '--resume', out, '--json', '--stop-after', '3']);
+    expect(b2.code).toBe(0);
+    expect(jsonLines(b2.stdout).find((e) => e.event === 'summary')!.status).toBe('done');
+    expect(existsSync(join(out, 'student-timm.safetensors'))).toBe(true);
+    expect([...losses(b1.stdout), ...losses(b2.stdout)]).toEqual(losses(a.stdout));
+    expect([...evalsOf(b1.stdout), ...evalsOf(b2.stdout)]).toEqual(evalsOf(a.stdout));
+    expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
   it('stops with a clear message when the loss diverges, keeping the last good checkpoint', async () => {
     const out = join(dir, 'nan');
-    const r = await runCli(['pretrain', ...tiny, '--lr', '1e9', '--warmup-epochs', '0', '--clip-grad', '0', '--epochs', '20', '--out', out, '--json']);
+    const good = await runCli(['pretrain', ...tiny, '--epochs', '1', '--out', out, '--json']);
+    expect(good.code).toBe(0);
+    const diverge = ['--lr', '1e9', '--warmup-epochs', '0', '--clip-grad', '0', '--epochs', '20'];
+    const r = await runCli(['pretrain', '--resume', out, ...diverge, '--json']);
     expect(r.code).toBe(3);
     const warn = jsonLines(r.stdout).find((e) => e.event === 'warning' && /diverged/.test(e.message as string));
     expect(warn?.message).toMatch(/the loss is (NaN|Infinity|-Infinity)/);
     expect(warn?.message).toMatch(/last good checkpoint is kept/);
+    expect(warn?.message).toMatch(/step-00000003\.safetensors/);
+    expect(JSON.parse(readFileSync(join(out, 'checkpoints', 'latest.json'), 'utf8')).step).toBe(3);
+    // resuming from it drops the diverged steps' records from metrics.jsonl
+    const again = await runCli(['pretrain', '--resume', out, '--epochs', '2', '--json']);
+    expect(again.code).toBe(0);
+    expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)).toEqual([1, 2, 3, 4, 5, 6]);
+    // diverging before any checkpoint says so instead of pointing at one
+    const fresh = await runCli(['pretrain', ...tiny, ...diverge, '--out', join(dir, 'nan-fresh'), '--json']);
+    expect(fresh.code).toBe(3);
+    expect(jsonLines(fresh.stdout).find((e) => e.event === 'warning' && /diverged/.test(e.message as string))?.message).toMatch(/No checkpoint was written before it/);
   });
 
   it('rejects bad input with errors that name what was wrong', async () => {

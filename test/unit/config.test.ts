@@ -56,3 +56,10 @@ describe('pretrain config', () => {
     expect(() => readConfigFile(unk)).toThrow(/unknown setting 'epochz'/);
   });
 });
+
+describe('pretrain flags', () => {
+  it('has one flag per config key', async () => {
+    const { flags } = await import('../../lib/cli/pretrain.js');
+    expect(flags.map((f) => f.key).sort()).toEqual(Object.keys(defaultConfig).sort());
+  });
+});
