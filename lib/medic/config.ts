@@ -165,9 +165,11 @@ export function validateConfig(c: PretrainConfig): void {
   const nonNeg = (k: Key) => {
     if ((c[k] as number) < 0) fail(k, 'a non-negative number', c[k]);
   };
-  for (const k of ['imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'decoderDim', 'decoderDepth', 'decoderHeads', 'epochs', 'batchSize', 'lrBatchRef', 'workers', 'prefetch'] as Key[]) posInt(k);
-  for (const k of ['threads', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit', 'warmupEpochs', 'stopAfter', 'logEvery'] as Key[]) nonNegInt(k);
+  for (const k of ['imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'decoderDim', 'decoderDepth', 'decoderHeads', 'epochs', 'batchSize', 'lrBatchRef', 'prefetch'] as Key[]) posInt(k);
+  for (const k of ['threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit', 'warmupEpochs', 'stopAfter', 'logEvery'] as Key[]) nonNegInt(k);
   for (const k of ['wTok', 'wCls', 'wPix', 'lr', 'minLr', 'warmupLr', 'weightDecay', 'weightDecayEnd', 'clipGrad'] as Key[]) nonNeg(k);
+  // The seed travels to the native drop-path RNG as an i32 word: keep it in range rather than wrap.
+  if (c.seed >= 2 ** 31) fail('seed', 'an integer below 2^31', c.seed);
   if (!(c.model in studentPresets)) fail('model', `one of ${Object.keys(studentPresets).join(', ')}`, c.model);
   if (c.encoding !== 'sparse' && c.encoding !== 'dense') fail('encoding', 'sparse or dense', c.encoding);
   if (c.mask !== 'block' && c.mask !== 'random') fail('mask', 'block or random', c.mask);

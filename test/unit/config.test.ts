@@ -40,6 +40,8 @@ describe('pretrain config', () => {
     expect(() => resolveConfig({}, { encoding: 'sparse2' })).toThrow(/--encoding: expected sparse or dense/);
     expect(() => resolveConfig({}, { model: 'huge' })).toThrow(/--model: expected one of micro, mini, tiny, small, base/);
     expect(() => resolveConfig({}, { imgSize: '30' })).toThrow(/--img-size: expected a multiple of --patch-size 7, got 30/);
+    expect(() => resolveConfig({}, { seed: String(2 ** 31) })).toThrow(/--seed: expected an integer below 2\^31, got 2147483648/);
+    expect(resolveConfig({}, { workers: '0' }).workers).toBe(0);
     expect(() => resolveConfig({}, { hflip: '2' })).toThrow(/--hflip: expected a probability in \[0, 1\], got 2/);
     expect(() => resolveConfig({}, { wTok: '0', wCls: '0', wPix: '0' })).toThrow(/at least one loss weight/);
     expect(() => resolveConfig({}, { wPix: '-1' })).toThrow(/--w-pix: expected a non-negative number/);
