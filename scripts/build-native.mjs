@@ -6,6 +6,8 @@
 // - MEDIC_CUDA=AUTO|ON|OFF selects the CUDA backend (AUTO: built when nvcc is found).
 // - Never downloads anything: package.json's "binary.napi_versions" makes cmake-js take the Node-API
 //   headers from the node-api-headers package.
+// - --emu builds the CUDA sources for the CPU emulator instead (native/tests/emu) into build/emu:
+//   build/emu/Release/medic_cuda_emu.node and build/emu/medic_parity_emu (`npm run build:emu`).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -14,7 +16,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const force = process.argv.includes('--force');
+const emu = process.argv.includes('--emu');
+const force = emu || process.argv.includes('--force');
 const built = join(root, 'build', 'Release', 'medic_cpu.node');
 const prebuilt = join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'cpu', 'medic_cpu.node');
 
@@ -31,9 +34,11 @@ if (!['AUTO', 'ON', 'OFF'].includes(cuda)) {
   process.exit(2);
 }
 const env = { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: String(availableParallelism()) };
-const args = [cmakeJs, 'compile', '--directory', root, `--CDMEDIC_CUDA=${cuda}`];
-if (process.env.MEDIC_BUILD_DIR) args.push('--out', process.env.MEDIC_BUILD_DIR);
-console.log(`medic-native: building the native engine (MEDIC_CUDA=${cuda}) ...`);
+const args = emu
+  ? [cmakeJs, 'compile', '--directory', root, '--CDMEDIC_CUDA=OFF', '--CDMEDIC_CUDA_EMU=ON', '--out', join(root, 'build', 'emu')]
+  : [cmakeJs, 'compile', '--directory', root, `--CDMEDIC_CUDA=${cuda}`];
+if (!emu && process.env.MEDIC_BUILD_DIR) args.push('--out', process.env.MEDIC_BUILD_DIR);
+console.log(emu ? 'medic-native: building the CUDA sources for the CPU emulator (build/emu) ...' : `medic-native: building the native engine (MEDIC_CUDA=${cuda}) ...`);
 const r = spawnSync(process.execPath, args, { stdio: 'inherit', env, cwd: root });
 if (r.status !== 0) {
   console.error('medic-native: the native build failed (see above). It needs cmake >= 3.18 and a C++17 compiler;');

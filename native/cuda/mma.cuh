@@ -20,6 +20,15 @@
 
 namespace medic::cuda::mma {
 
+#if defined(MEDIC_CUDA_EMU)
+// On the CPU emulator (native/tests/emu) the three PTX instructions are warp rendezvous implemented
+// from the PTX ISA's tables, not from the comments above.
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) { medic_emu::ldmatrix_x4(r, p, false); }
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void* p) { medic_emu::ldmatrix_x4(r, p, true); }
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  medic_emu::mma_m16n8k16_bf16(d, a, b0, b1);
+}
+#else
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -43,6 +52,7 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+#endif
 
 // Two floats -> one register of two bf16 (round to nearest even), x in the low half.
 __device__ __forceinline__ uint32_t pack_bf16(float x, float y) {
