@@ -81,6 +81,31 @@ describe('CUDA emulator', () => {
     expect(rep.summary.fail).toBe(0);
   }, 600_000);
 
+  // Dry runs (MEDIC_EMU_DRY_RUN=1): every launch is checked against the device limits but no kernel
+  // runs, so the full-size shapes of the benchmark take seconds: launch configurations, workspace
+  // growth before capture, graph capture, and the memory the step needs, at the batch the GPU runs.
+  it('dry run: every timed kernel shape at ViT-B/16 batch 256 launches within the device limits', async () => {
+    const r = await run(parity, ['--no-parity', '--batch', '256', '--reps', '1'], { MEDIC_EMU_DRY_RUN: '1' });
+    const bad = r.out.split('\n').filter((l) => /^(ERROR|MISSING)/.test(l));
+    expect(bad, bad.join('\n')).toEqual([]);
+    expect((r.out.match(/^TIME /gm) ?? []).length).toBeGreaterThanOrEqual(40);
+    expect(r.code).toBe(0);
+  }, 300_000);
+
+  it('dry run: the whole ViT-B/16 MEDiC step at batch 256 captures as one graph and fits an H200', async () => {
+    const r = await run('npx', ['tsx', 'bench/gpu_step.ts', '--device', 'cuda', '--batch', '256', '--steps', '2', '--warmup', '2'], {
+      MEDIC_NATIVE_BINARY: addon,
+      MEDIC_EMU_DRY_RUN: '1',
+      MEDIC_EMU_VERBOSE: '1',
+    });
+    expect(r.code, r.out.slice(-3000)).toBe(0);
+    const nodes = Number(/graph instantiated with (\d+) nodes/.exec(r.out)?.[1]);
+    expect(nodes, 'kernels and copies in the captured step').toBeGreaterThan(500);
+    const peak = Number(/peak device memory ([\d.]+) GiB/.exec(r.out)?.[1]);
+    expect(peak).toBeGreaterThan(1);
+    expect(peak, 'device memory of the batch-256 step (an H200 has about 139 GiB)').toBeLessThan(139);
+  }, 300_000);
+
   it('test/gpu on the emulated CUDA backend: every op through N-API and 6 MEDiC steps with graph capture', async () => {
     const r = await run('npx', ['vitest', 'run', 'test/gpu', '--reporter=verbose'], { MEDIC_NATIVE_BINARY: addon, MEDIC_EMU_VERBOSE: '1', NO_COLOR: '1', FORCE_COLOR: '0' });
     expect(r.out, r.out.slice(-3000)).toMatch(/Tests\s+34 passed/);

@@ -111,6 +111,26 @@ Order order_from_env() {
   std::exit(2);
 }
 
+// MEDIC_EMU_VERBOSE=1: graph captures and launches, large allocations and the peak of device memory
+// (at exit) on stderr.
+bool verbose() {
+  static const bool v = [] {
+    const char* e = std::getenv("MEDIC_EMU_VERBOSE");
+    return e && std::strcmp(e, "1") == 0;
+  }();
+  return v;
+}
+
+// MEDIC_EMU_DRY_RUN=1: launches are checked (configuration, shared memory) but no block runs, so
+// host code and launch shapes can be exercised at full ViT-B batch sizes in seconds.
+bool dry_run() {
+  static const bool v = [] {
+    const char* e = std::getenv("MEDIC_EMU_DRY_RUN");
+    return e && std::strcmp(e, "1") == 0;
+  }();
+  return v;
+}
+
 struct Block {
   const Launch* launch = nullptr;
   std::vector<Fiber> fibers;
@@ -260,6 +280,7 @@ void run_block(Block& b, uint3 bid, std::mt19937& rng, Order order) {
 struct Alloc {
   size_t bytes;
   bool pinned;
+  size_t mapped;  // > 0: an mmap'd reservation of this many bytes (dry runs), else aligned_alloc
 };
 std::mutex g_mem_mu;
 std::map<uintptr_t, Alloc>& allocs() {
@@ -267,14 +288,32 @@ std::map<uintptr_t, Alloc>& allocs() {
   return *m;
 }
 
+size_t g_live_bytes = 0, g_peak_bytes = 0;
+
 void* mem_alloc(size_t bytes, bool pinned) {
   size_t padded = (bytes + kRedzone + 255) / 256 * 256;
-  void* p = std::aligned_alloc(256, padded);
+  // A dry run reserves address space only, so full-size programs fit on a small machine.
+  size_t mapped = dry_run() ? padded : 0;
+  void* p = mapped ? mmap(nullptr, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+                   : std::aligned_alloc(256, padded);
+  if (p == MAP_FAILED) p = nullptr;
   if (!p) return nullptr;
-  std::memset(p, 0xCD, bytes);  // fresh device memory is not zero
+  if (!dry_run()) std::memset(p, 0xCD, bytes);  // fresh device memory is not zero (a dry run leaves pages untouched)
   std::memset(static_cast<unsigned char*>(p) + bytes, kRedzoneByte, padded - bytes);
   std::lock_guard<std::mutex> g(g_mem_mu);
-  allocs()[reinterpret_cast<uintptr_t>(p)] = Alloc{bytes, pinned};
+  allocs()[reinterpret_cast<uintptr_t>(p)] = Alloc{bytes, pinned, mapped};
+  if (!pinned) {
+    g_live_bytes += bytes;
+    g_peak_bytes = std::max(g_peak_bytes, g_live_bytes);
+  }
+  if (verbose() && bytes >= (size_t(256) << 20)) {
+    static bool hooked = false;
+    if (!hooked) {
+      hooked = true;
+      std::atexit([] { std::fprintf(stderr, "medic emulator: peak device memory %.2f GiB\n", g_peak_bytes / 1073741824.0); });
+    }
+    std::fprintf(stderr, "medic emulator: cudaMalloc %.2f GiB (live %.2f GiB)\n", bytes / 1073741824.0, g_live_bytes / 1073741824.0);
+  }
   return p;
 }
 
@@ -382,6 +421,7 @@ std::map<const void*, int>& smem_optin() {
 std::mutex g_attr_mu;
 
 void execute(const Launch& l) {
+  if (dry_run()) return;
   if (!t_stacks) t_stacks = new StackPool();  // one per OS thread, kept for the process
   static const Order order = order_from_env();
   std::mt19937 rng(12345);
@@ -644,8 +684,12 @@ cudaError_t cudaFree(void* p) {
   auto it = allocs().find(reinterpret_cast<uintptr_t>(p));
   if (it == allocs().end()) return fail(cudaErrorInvalidValue, "cudaFree of a pointer that is not a live allocation");
   bool ok = redzone_intact(it->first, it->second);
+  if (!it->second.pinned) g_live_bytes -= it->second.bytes;
+  if (it->second.mapped)
+    munmap(p, it->second.mapped);
+  else
+    std::free(p);
   allocs().erase(it);
-  std::free(p);
   return ok ? cudaSuccess : fail(cudaErrorLaunchFailure, "write past the end of a device allocation found at its cudaFree");
 }
 cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t s) {
@@ -690,6 +734,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
       return fail(cudaErrorStreamCaptureUnsupported, "copy between the device and pageable host memory inside a captured step");
     }
   }
+  if (dry_run() && k == cudaMemcpyDeviceToDevice) return cudaSuccess;  // device contents are not computed
   return enqueue(s, [=] { std::memcpy(dst, src, bytes); });
 }
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind k) {
@@ -698,6 +743,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
 }
 cudaError_t cudaMemsetAsync(void* p, int v, size_t bytes, cudaStream_t s) {
   if (check_range(p, bytes, "cudaMemsetAsync")) return t_last;
+  if (dry_run()) return cudaSuccess;
   return enqueue(s, [=] { std::memset(p, v, bytes); });
 }
 cudaError_t cudaMemset(void* p, int v, size_t bytes) {
@@ -760,16 +806,6 @@ cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t*, size_t* count) {
   *count = g->ops.size();
   return cudaSuccess;
 }
-namespace {
-bool verbose() {
-  static const bool v = [] {
-    const char* e = std::getenv("MEDIC_EMU_VERBOSE");
-    return e && std::strcmp(e, "1") == 0;
-  }();
-  return v;
-}
-}  // namespace
-
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long) {
   if (verbose()) std::fprintf(stderr, "medic emulator: graph instantiated with %zu nodes\n", g->ops.size());
   *e = new CUgraphExec_st{g->ops};
