@@ -1,7 +1,8 @@
 // The CUDA engine on the CPU emulator (native/tests/emu, docs/GPU.md): the same .cu sources that nvcc
 // compiles, translated to C++ and run with every CUDA thread as a fiber, mma.sync/ldmatrix taken from
 // the PTX ISA's tables. Runs everywhere (CI included), no GPU needed. It checks the kernels' logic:
-// indexing, fragment layouts, predication, barriers, split-K, reductions, graph capture and replay.
+// indexing, fragment layouts, predication, barriers, split-K, reductions, graph capture and replay,
+// and (under AddressSanitizer) that no kernel reads or writes outside its tensors.
 // Speed and the hardware's own rounding stay for a GPU run (bench/gpu-check.sh).
 //
 // beforeAll builds build/emu with `npm run build:emu` (incremental: a few seconds when up to date,
@@ -16,6 +17,7 @@ const root = join(import.meta.dirname, '..', '..');
 const emuDir = join(root, 'build', 'emu');
 const addon = join(emuDir, 'Release', 'medic_cuda_emu.node');
 const parity = join(emuDir, 'medic_parity_emu');
+const parityAsan = join(emuDir, 'medic_parity_emu_asan');
 const selftest = join(emuDir, 'medic_emu_selftest');
 const work = mkdtempSync(join(tmpdir(), 'medic-emu-'));
 
@@ -38,9 +40,10 @@ type ParityReport = {
   parity: { op: string; case: string; status: string; err: number; tol: number; detail: string }[];
 };
 
-async function parityRun(order: string): Promise<ParityReport> {
+async function parityRun(order: string, binary = parity): Promise<ParityReport> {
   const json = join(work, `parity-${order}.json`);
-  const r = await run(parity, ['--no-timing', '--json', json], { MEDIC_EMU_ORDER: order });
+  const r = await run(binary, ['--no-timing', '--json', json], { MEDIC_EMU_ORDER: order });
+  expect(r.out).not.toContain('AddressSanitizer');
   const failed = r.out.split('\n').filter((l) => /^(FAIL|MISSING|ERROR)/.test(l));
   expect(failed, `${order} order:\n${failed.join('\n')}`).toEqual([]);
   expect(r.code, r.out.slice(-2000)).toBe(0);
@@ -50,7 +53,7 @@ async function parityRun(order: string): Promise<ParityReport> {
 beforeAll(async () => {
   const r = await run('npm', ['run', 'build:emu']);
   expect(r.code, `npm run build:emu failed:\n${r.out.slice(-4000)}`).toBe(0);
-  for (const f of [addon, parity, selftest]) expect(existsSync(f), f).toBe(true);
+  for (const f of [addon, parity, parityAsan, selftest]) expect(existsSync(f), f).toBe(true);
 }, 900_000);
 
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -63,8 +66,8 @@ describe('CUDA emulator', () => {
     expect(r.code).toBe(0);
   });
 
-  it('every CUDA kernel matches the CPU kernel (threads in order)', async () => {
-    const rep = await parityRun('forward');
+  it('every CUDA kernel matches the CPU kernel (threads in order, under AddressSanitizer)', async () => {
+    const rep = await parityRun('forward', parityAsan);
     expect(rep.device).toContain('emulator');
     expect(rep.summary.fail + rep.summary.missing).toBe(0);
     // Every op of the table is covered, and the tensor-core ops are compared to real tolerances.

@@ -69,7 +69,11 @@ constexpr int kMaxThreads = 1024;
 constexpr size_t kDefaultSmem = 48 * 1024;
 constexpr size_t kOptinSmem = 227 * 1024;  // sharedMemPerBlockOptin of an H100/H200
 constexpr int kSmCount = 132;              // as an H100/H200, so shape-dependent plans (split-K) match
+#if defined(__SANITIZE_ADDRESS__)
+constexpr size_t kRedzone = 0;  // AddressSanitizer guards every allocation itself, reads included
+#else
 constexpr size_t kRedzone = 256;
+#endif
 constexpr unsigned char kRedzoneByte = 0xA5;
 
 // ---- Fibers and the per-block scheduler ----------------------------------------------------------
@@ -291,12 +295,17 @@ std::map<uintptr_t, Alloc>& allocs() {
 size_t g_live_bytes = 0, g_peak_bytes = 0;
 
 void* mem_alloc(size_t bytes, bool pinned) {
-  size_t padded = (bytes + kRedzone + 255) / 256 * 256;
+  // Without our guard (AddressSanitizer builds) the allocation ends exactly at `bytes`.
+  size_t padded = kRedzone ? (bytes + kRedzone + 255) / 256 * 256 : std::max<size_t>(bytes, 1);
   // A dry run reserves address space only, so full-size programs fit on a small machine.
   size_t mapped = dry_run() ? padded : 0;
-  void* p = mapped ? mmap(nullptr, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-                   : std::aligned_alloc(256, padded);
-  if (p == MAP_FAILED) p = nullptr;
+  void* p = nullptr;
+  if (mapped) {
+    p = mmap(nullptr, padded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) p = nullptr;
+  } else if (posix_memalign(&p, 256, padded) != 0) {
+    p = nullptr;
+  }
   if (!p) return nullptr;
   if (!dry_run()) std::memset(p, 0xCD, bytes);  // fresh device memory is not zero (a dry run leaves pages untouched)
   std::memset(static_cast<unsigned char*>(p) + bytes, kRedzoneByte, padded - bytes);
