@@ -91,7 +91,8 @@ export async function pretrain(config: PretrainConfig, opts: PretrainOptions): P
   ev.info(`data: train ${data.train.length} images (${data.train.description}), val ${data.val?.length ?? 0}, ${data.classNames.length} classes`);
 
   const engine = Engine.create({ device: c.device, threads: c.threads });
-  ev.info(`${engine.device.reason}; ${engine.describe()}`);
+  // The CUDA reason already names the GPU; the CPU one gains the threads and instruction set.
+  ev.info(engine.device.kind === 'cpu' ? `${engine.device.reason}; ${engine.describe()}` : engine.device.reason);
   const { medic, cg } = buildTrainModel(c);
   const state = new GraphState(engine, cg);
   const table = paramTable(cg);
