@@ -14,6 +14,29 @@ inline void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw Error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
 }
 
+// Bad data that a kernel finds (an index or a label out of range) cannot throw on the device. The
+// kernel skips that row and records the first such fault here; the host reads the record at the next
+// synchronisation (Engine::synchronize, every copy to the host) and throws a medic::Error naming the
+// op and the value, as the CPU kernels do before writing anything. Cost: one 32-byte copy per sync.
+enum FaultCode : int32_t { kFaultNone = 0, kFaultGatherIndex = 1, kFaultScatterIndex = 2, kFaultLabel = 3 };
+struct DeviceFault {
+  int32_t code;   // FaultCode of the first fault since the last check
+  int32_t pad;
+  int64_t value;  // the bad index or label
+  int64_t bound;  // valid values are [0, bound)
+  int64_t where;  // row (gather/scatter: b * K + k; cross_entropy: r)
+};
+
+#if defined(__CUDACC__) || defined(MEDIC_CUDA_EMU)
+__device__ inline void report_fault(DeviceFault* f, int32_t code, int64_t value, int64_t bound, int64_t where) {
+  if (atomicCAS(&f->code, 0, code) == 0) {
+    f->value = value;
+    f->bound = bound;
+    f->where = where;
+  }
+}
+#endif
+
 // What Context::cuda points at for a CUDA engine. Kernels launch on `stream` only, never synchronise
 // and never allocate, so a program step can be captured as a CUDA graph.
 struct CudaContext {
@@ -22,7 +45,11 @@ struct CudaContext {
   void* workspace = nullptr;  // scratch shared by kernels that need it (see workspace())
   size_t workspace_bytes = 0;
   int sm_count = 0;
+  DeviceFault* fault = nullptr;  // device memory, zero when no kernel found bad data
 };
+
+// Throws the recorded fault, if any, and clears it. Call only after the stream is synchronised.
+void check_faults(CudaContext& c);
 
 // Scratch memory of at least `bytes` for the op being run (contents undefined, valid until the next
 // op). It grows on demand; a program's first, uncaptured run sizes it before any graph capture.
@@ -32,6 +59,7 @@ void* workspace(CudaContext& c, size_t bytes);
 inline void check_launch(const char* what) { check(cudaGetLastError(), what); }
 
 inline CudaContext& ctx_of(const OpCall& call) { return *static_cast<CudaContext*>(call.ctx->cuda); }
+inline DeviceFault* fault_of(const OpCall& call) { return ctx_of(call).fault; }
 inline cudaStream_t stream_of(const OpCall& call) { return ctx_of(call).stream; }
 
 }  // namespace medic::cuda

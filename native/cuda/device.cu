@@ -77,10 +77,12 @@ void dev_to_host(void* dst, const void* src, size_t bytes, void* state) {
   auto* c = static_cast<cuda::CudaContext*>(state);
   cuda::check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "copy to host");
   cuda::check(cudaStreamSynchronize(c->stream), "copy to host");
+  cuda::check_faults(*c);
 }
 void dev_sync(void* state) {
   auto* c = static_cast<cuda::CudaContext*>(state);
   cuda::check(cudaStreamSynchronize(c->stream), "stream synchronize");
+  cuda::check_faults(*c);
 }
 }  // namespace
 
@@ -97,12 +99,35 @@ void* cuda::workspace(cuda::CudaContext& c, size_t bytes) {
   return c.workspace;
 }
 
+void cuda::check_faults(cuda::CudaContext& c) {
+  if (!c.fault) return;
+  cuda::DeviceFault f{};
+  cuda::check(cudaMemcpyAsync(&f, c.fault, sizeof f, cudaMemcpyDeviceToHost, c.stream), "fault check");
+  cuda::check(cudaStreamSynchronize(c.stream), "fault check");
+  if (f.code == cuda::kFaultNone) return;
+  cuda::check(cudaMemsetAsync(c.fault, 0, sizeof f, c.stream), "fault reset");
+  cuda::check(cudaStreamSynchronize(c.stream), "fault reset");
+  const std::string v = std::to_string(f.value), n = std::to_string(f.bound), w = std::to_string(f.where);
+  switch (f.code) {
+    case cuda::kFaultGatherIndex:
+      throw Error("gather_rows: index " + v + " out of range [0, " + n + ") at row " + w + " (found on the GPU; the row was skipped)");
+    case cuda::kFaultScatterIndex:
+      throw Error("scatter_rows: index " + v + " out of range [0, " + n + ") at row " + w + " (found on the GPU; the row was skipped)");
+    case cuda::kFaultLabel:
+      throw Error("cross_entropy: label " + v + " at row " + w + " is outside [0, " + n + ") (found on the GPU)");
+    default:
+      throw Error("a CUDA kernel reported fault code " + std::to_string(f.code));
+  }
+}
+
 DeviceApi cuda_device_api(int index, Context& ctx) {
   auto* c = new cuda::CudaContext();
   c->device = index;
   cuda::check(cudaSetDevice(index), "cudaSetDevice");
   cuda::check(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking), "cudaStreamCreate");
   cuda::check(cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, index), "cudaDeviceGetAttribute");
+  cuda::check(cudaMalloc(&c->fault, sizeof(cuda::DeviceFault)), "cudaMalloc (fault record)");
+  cuda::check(cudaMemset(c->fault, 0, sizeof(cuda::DeviceFault)), "cudaMemset (fault record)");
   ctx.cuda = c;
   DeviceApi api;
   api.alloc = dev_alloc;
@@ -119,6 +144,7 @@ void cuda_release_context(Context& ctx) {
   if (!c) return;
   cudaStreamSynchronize(c->stream);
   if (c->workspace) cudaFree(c->workspace);
+  if (c->fault) cudaFree(c->fault);
   cudaStreamDestroy(c->stream);
   delete c;
   ctx.cuda = nullptr;

@@ -139,11 +139,12 @@ __global__ void __launch_bounds__(kFinal) medic_loss_final(const double* part, i
 
 // ---------------------------------------------------------------------------------------------
 // cross_entropy rows: one warp per row. part[r] = loss_r (NaN for a label outside [0, C): the kernel
-// cannot throw as the CPU does, so a bad label shows as a NaN loss and its row gets no label term);
+// cannot throw as the CPU does, so a bad label shows as a NaN loss, its row gets no label term, and it
+// is recorded as a DeviceFault that the host throws at its next synchronisation);
 // hit[r] = argmax == label (first maximum, as torch.argmax).
 __global__ void __launch_bounds__(kBlock) ce_rows(const float* __restrict__ z, const int32_t* __restrict__ labels, float* __restrict__ dz,
                                                   double* __restrict__ part, double* __restrict__ hit, int64_t R, int C, double eps,
-                                                  float inv_r, float on, float off) {
+                                                  float inv_r, float on, float off, DeviceFault* fault) {
   const int lane = threadIdx.x & 31;
   const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += n_warps) {
@@ -151,6 +152,7 @@ __global__ void __launch_bounds__(kBlock) ce_rows(const float* __restrict__ z, c
     float* dr = dz + r * C;
     const int32_t y = labels[r];
     const bool valid = y >= 0 && y < C;
+    if (!valid && lane == 0) report_fault(fault, kFaultLabel, y, C, r);
     // max and first argmax
     float mx = -INFINITY;
     int arg = C;
@@ -251,7 +253,7 @@ void cross_entropy(const OpCall& c) {
   double* part = static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(R > 0 ? 2 * R : 1) * sizeof(double)));
   if (R > 0 && C > 0) {
     ce_rows<<<grid_for(c, R, kWarps), kBlock, 0, stream_of(c)>>>(Z.f32(), c.x(1).i32(), c.y(1).f32(), part, part + R, R,
-                                                                  static_cast<int>(C), eps, inv_r, on, off);
+                                                                  static_cast<int>(C), eps, inv_r, on, off, fault_of(c));
     check_launch("cross_entropy");
   }
   ce_final<<<1, kFinal, 0, stream_of(c)>>>(part, part + R, R > 0 && C > 0 ? R : 0, c.y(0).f32(),

@@ -9,11 +9,12 @@
 // are 16-byte aligned (every row then is), floats otherwise.
 //
 // Indices: the CPU validates idx (range, and distinctness for scatter) and throws before writing. A
-// kernel cannot throw, and a host-side check would need a device-to-host copy and a synchronisation
-// (no graph capture). So on the GPU the host that builds the indices (the trainer's mask sampler) is
-// responsible for them, and the kernels only guarantee memory safety: a row whose index is out of
-// range is skipped (gather leaves y[b, k] as it was, scatter writes nothing for it). Duplicate indices
-// in a scatter race (the last writer wins; with acc=1 an update can be lost) instead of throwing.
+// kernel cannot throw, and a host-side check before the launch would need a device-to-host copy and a
+// synchronisation (no graph capture). So a row whose index is out of range is skipped (gather leaves
+// y[b, k] as it was, scatter writes nothing for it) and recorded as a DeviceFault (common.cuh): the
+// host throws at its next synchronisation, naming the op, index and row. Duplicate indices in a
+// scatter are not detected on the GPU: they race (the last writer wins; with acc=1 an update can be
+// lost); the trainer's mask sampler never makes them.
 #include <cstdint>
 
 #include "common.cuh"
@@ -85,11 +86,15 @@ __global__ void copy_rows_bsum_kernel(const float* x, float* y, int64_t n, int64
 
 // gather_rows: y[b, k] (+)= x[b, idx[b, k]]; scatter_rows: x[b, idx[b, k]] (+)= y[b, k]. Row w = b K + k.
 template <bool VEC, bool SCATTER>
-__global__ void index_rows_kernel(const float* src, float* dst, const int32_t* idx, int64_t B, int64_t K, int64_t T, int C, bool acc) {
+__global__ void index_rows_kernel(const float* src, float* dst, const int32_t* idx, int64_t B, int64_t K, int64_t T, int C, bool acc,
+                                  DeviceFault* fault) {
   MEDIC_WARP_LOOP(B * K) {
     const int64_t b = w / K;
     const int32_t t = idx[w];
-    if (t < 0 || t >= T) continue;  // invalid index: skipped (see the header)
+    if (t < 0 || t >= T) {  // invalid index: skipped and reported (see the header)
+      if (lane == 0) report_fault(fault, SCATTER ? kFaultScatterIndex : kFaultGatherIndex, t, T, w);
+      continue;
+    }
     if (SCATTER)
       warp_row<VEC>(dst + (b * T + t) * C, src + w * C, C, acc, lane);
     else
@@ -229,9 +234,9 @@ void gather_rows(const OpCall& c) {
   const bool acc = c.ai("acc", 0) != 0;
   const int grid = grid_for(c, B * K, kWarps);
   if (rows_vec(C, x, y))
-    index_rows_kernel<true, false><<<grid, kBlock, 0, stream_of(c)>>>(x, y, I.i32(), B, K, T, static_cast<int>(C), acc);
+    index_rows_kernel<true, false><<<grid, kBlock, 0, stream_of(c)>>>(x, y, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
   else
-    index_rows_kernel<false, false><<<grid, kBlock, 0, stream_of(c)>>>(x, y, I.i32(), B, K, T, static_cast<int>(C), acc);
+    index_rows_kernel<false, false><<<grid, kBlock, 0, stream_of(c)>>>(x, y, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
   check_launch("gather_rows");
 }
 
@@ -244,9 +249,9 @@ void scatter_rows(const OpCall& c) {
   const bool acc = c.ai("acc", 0) != 0;
   const int grid = grid_for(c, B * K, kWarps);
   if (rows_vec(C, x, y))
-    index_rows_kernel<true, true><<<grid, kBlock, 0, stream_of(c)>>>(y, x, I.i32(), B, K, T, static_cast<int>(C), acc);
+    index_rows_kernel<true, true><<<grid, kBlock, 0, stream_of(c)>>>(y, x, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
   else
-    index_rows_kernel<false, true><<<grid, kBlock, 0, stream_of(c)>>>(y, x, I.i32(), B, K, T, static_cast<int>(C), acc);
+    index_rows_kernel<false, true><<<grid, kBlock, 0, stream_of(c)>>>(y, x, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
   check_launch("scatter_rows");
 }
 

@@ -118,7 +118,9 @@ describe.runIf(process.arch === 'x64')('CUDA emulator', () => {
 
   it('test/gpu on the emulated CUDA backend: every op through N-API and 6 MEDiC steps with graph capture', async () => {
     const r = await run('npx', ['vitest', 'run', 'test/gpu', '--reporter=verbose'], { MEDIC_NATIVE_BINARY: addon, MEDIC_EMU_VERBOSE: '1', NO_COLOR: '1', FORCE_COLOR: '0' });
-    expect(r.out, r.out.slice(-3000)).toMatch(/Tests\s+34 passed/);
+    const passed = Number(/Tests\s+(\d+) passed/.exec(r.out)?.[1]);
+    expect(passed, r.out.slice(-3000)).toBeGreaterThanOrEqual(36);
+    expect(r.out).not.toMatch(/\d+ failed/);
     expect(r.out).not.toMatch(/skipped/);
     // The step after the first was captured once and later steps replayed it.
     expect(r.out).toMatch(/graph instantiated with \d+ nodes/);

@@ -9,7 +9,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import type { AnyTypedArray, Attrs, DType, Engine, Tensor } from '../../lib/engine/index.js';
 import { randomF32, relErr } from '../helpers/parity.js';
-import { engines, gpu, skipReason } from './gpu.js';
+import { engines, gpu, selfTest, skipReason } from './gpu.js';
 
 type Spec =
   | { kind: 'data'; shape: number[]; dtype: DType; data: AnyTypedArray }
@@ -244,4 +244,44 @@ describe.runIf(gpu.ok)('CUDA vs CPU, every op', () => {
       }
     });
   }
+});
+
+// Bad data on the GPU: a kernel cannot throw, so it skips the row and records the fault; the host
+// throws at its next synchronisation (here: reading the output), naming the op, the value and the row,
+// and the engine stays usable (the record is cleared).
+describe.runIf(gpu.ok && !selfTest)('CUDA faults in data are reported at the next synchronisation', () => {
+  const { cuda } = gpu.ok ? engines() : ({} as ReturnType<typeof engines>);
+  afterAll(() => cuda?.dispose());
+
+  it('gather_rows / scatter_rows: an index out of range throws, then the engine goes on', () => {
+    const x = cuda.tensor([2, 5, 4], 'f32', randomF32(40, 7));
+    const y = cuda.tensor([2, 3, 4]);
+    const bad = cuda.tensor([2, 3], 'i32', [0, 1, 2, 4, 9, 3]);
+    expect(() => {
+      cuda.op('gather_rows', [x, bad], [y]);
+      y.read();
+    }).toThrow(/gather_rows: index 9 out of range \[0, 5\) at row 4/);
+    expect(() => {
+      cuda.op('scatter_rows', [y, bad], [x]);
+      x.read();
+    }).toThrow(/scatter_rows: index 9 out of range \[0, 5\) at row 4/);
+    const good = cuda.tensor([2, 3], 'i32', [0, 1, 2, 4, 1, 3]);
+    cuda.op('gather_rows', [x, good], [y]);
+    const got = y.read() as Float32Array;
+    const xs = x.read() as Float32Array;
+    expect(Array.from(got.subarray(16, 20))).toEqual(Array.from(xs.subarray(4 * 5 + 4 * 1, 4 * 5 + 4 * 2))); // row (1, 1) <- x[1, 1]
+    for (const t of [x, y, bad, good]) t.dispose();
+  });
+
+  it('cross_entropy: a label outside [0, C) throws', () => {
+    const z = cuda.tensor([3, 4], 'f32', randomF32(12, 3));
+    const labels = cuda.tensor([3], 'i32', [1, 4, 0]);
+    const loss = cuda.tensor([1]);
+    const dz = cuda.tensor([3, 4]);
+    expect(() => {
+      cuda.op('cross_entropy', [z, labels], [loss, dz]);
+      loss.read();
+    }).toThrow(/cross_entropy: label 4 at row 1 is outside \[0, 4\)/);
+    for (const t of [z, labels, loss, dz]) t.dispose();
+  });
 });

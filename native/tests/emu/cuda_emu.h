@@ -311,6 +311,13 @@ inline void __syncwarp(unsigned = 0xffffffffu) {
   medic_emu::warp_exchange(nullptr, 0, [](const unsigned char* const*, int) {}, "__syncwarp");
 }
 
+// Atomics: blocks and threads run one at a time, so a plain read-modify-write is atomic.
+inline int atomicCAS(int* p, int compare, int value) {
+  int old = *p;
+  if (old == compare) *p = value;
+  return old;
+}
+
 template <class T>
 T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
   static_assert(sizeof(T) <= 64 && std::is_trivially_copyable<T>::value, "shuffle of a small trivially copyable value");
