@@ -71,6 +71,26 @@ struct AttnArgs {
   bool acc;
 };
 
+// One (batch b, head h) of the packed tensors: token t's q/k/v rows at q/k/v + t * ld, its dO (and O)
+// row at dO + t * ldo; bh indexes the [B, H, T] tensors (lse, D); sl2 turns scores into base-2 logits.
+struct HeadView {
+  int64_t ld, ldo, bh;
+  int64_t q_off, o_off;  // offsets of token 0's row of this head in qkv / dqkv and in o / dout
+  const float *q, *k, *v, *dO;
+  float sl2;
+  __device__ HeadView(const AttnArgs& a, int b, int h)
+      : ld(3LL * a.H * a.Hd),
+        ldo(static_cast<int64_t>(a.H) * a.Hd),
+        bh(static_cast<int64_t>(b) * a.H + h),
+        q_off(static_cast<int64_t>(b) * a.T * ld + static_cast<int64_t>(h) * a.Hd),
+        o_off(static_cast<int64_t>(b) * a.T * ldo + static_cast<int64_t>(h) * a.Hd),
+        q(a.qkv + q_off),
+        k(q + ldo),
+        v(q + 2 * ldo),
+        dO(a.dout ? a.dout + o_off : nullptr),
+        sl2(a.scale * kLog2e) {}
+};
+
 // ROWS rows of one head slice (row r at src + r * ld, Hd floats each) -> shared [ROWS][HDP+8] bf16.
 // Rows >= nrows and columns >= Hd are zero.
 template <int HDP, int ROWS>
@@ -163,12 +183,12 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_fwd_kernel(const
   bf16* sK = sQ + kRows * lds<HDP>();
   bf16* sV = sK + kCols * lds<HDP>();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
-  const int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * kRows, T = a.T;
-  const int64_t ld = 3LL * a.H * a.Hd, ldo = static_cast<int64_t>(a.H) * a.Hd;
-  const float* q = a.qkv + static_cast<int64_t>(b) * T * ld + static_cast<int64_t>(h) * a.Hd;  // token 0's q (k: + ldo, v: + 2 ldo)
-  const float sl2 = a.scale * kLog2e;
+  const int t0 = blockIdx.x * kRows, T = a.T;
+  const HeadView hv(a, blockIdx.z, blockIdx.y);
+  const int64_t ld = hv.ld;
+  const float sl2 = hv.sl2;
 
-  stage_rows<HDP, kRows>(sQ, q + t0 * ld, ld, min(kRows, T - t0), a.Hd, a.vec);
+  stage_rows<HDP, kRows>(sQ, hv.q + t0 * ld, ld, min(kRows, T - t0), a.Hd, a.vec);
 
   float out[HDP / 8][4];
 #pragma unroll
@@ -179,8 +199,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_fwd_kernel(const
   for (int k0 = 0; k0 < T; k0 += kCols) {
     __syncthreads();  // previous block's reads of sK / sV are done
     const int nk = min(kCols, T - k0);
-    stage_rows<HDP, kCols>(sK, q + ldo + k0 * ld, ld, nk, a.Hd, a.vec);
-    stage_rows<HDP, kCols>(sV, q + 2 * ldo + k0 * ld, ld, nk, a.Hd, a.vec);
+    stage_rows<HDP, kCols>(sK, hv.k + k0 * ld, ld, nk, a.Hd, a.vec);
+    stage_rows<HDP, kCols>(sV, hv.v + k0 * ld, ld, nk, a.Hd, a.vec);
     __syncthreads();
 
     float s[8][4];
@@ -228,10 +248,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_fwd_kernel(const
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
     inv[r] = 1.f / l[r];
     const int t = t0 + warp * 16 + g + 8 * r;
-    if (tq == 0 && t < T) a.lse[(static_cast<int64_t>(b) * a.H + h) * T + t] = (m[r] + log2f(l[r])) * kLn2;
+    if (tq == 0 && t < T) a.lse[hv.bh * T + t] = (m[r] + log2f(l[r])) * kLn2;
   }
-  float* o = a.o + static_cast<int64_t>(b) * T * ldo + static_cast<int64_t>(h) * a.Hd;
-  write_rows<HDP>(o, ldo, t0 + warp * 16, T, a.Hd, out, inv, false, lane);
+  write_rows<HDP>(a.o + hv.o_off, hv.ldo, t0 + warp * 16, T, a.Hd, out, inv, false, lane);
 }
 
 // ---- Backward 1: D[b, h, t] = dO_t . O_t, one warp per (b, t, h) (consecutive warps read consecutive memory).
@@ -261,17 +280,13 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_bwd_dq_kernel(co
   bf16* sK = sdO + kRows * lds<HDP>();
   bf16* sV = sK + kCols * lds<HDP>();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
-  const int b = blockIdx.z, h = blockIdx.y, t0 = blockIdx.x * kRows, T = a.T;
-  const int64_t ld = 3LL * a.H * a.Hd, ldo = static_cast<int64_t>(a.H) * a.Hd;
-  const float* q = a.qkv + static_cast<int64_t>(b) * T * ld + static_cast<int64_t>(h) * a.Hd;
-  const float* k = q + ldo;
-  const float* v = q + 2 * ldo;
-  const float* dO = a.dout + static_cast<int64_t>(b) * T * ldo + static_cast<int64_t>(h) * a.Hd;
-  const int64_t bh = static_cast<int64_t>(b) * a.H + h;
-  const float sl2 = a.scale * kLog2e;
+  const int t0 = blockIdx.x * kRows, T = a.T;
+  const HeadView hv(a, blockIdx.z, blockIdx.y);
+  const int64_t ld = hv.ld, ldo = hv.ldo, bh = hv.bh;
+  const float sl2 = hv.sl2;
 
-  stage_rows<HDP, kRows>(sQ, q + t0 * ld, ld, min(kRows, T - t0), a.Hd, a.vec);
-  stage_rows<HDP, kRows>(sdO, dO + t0 * ldo, ldo, min(kRows, T - t0), a.Hd, a.vec);
+  stage_rows<HDP, kRows>(sQ, hv.q + t0 * ld, ld, min(kRows, T - t0), a.Hd, a.vec);
+  stage_rows<HDP, kRows>(sdO, hv.dO + t0 * ldo, ldo, min(kRows, T - t0), a.Hd, a.vec);
   float L2[2], Dr[2];  // lse (base 2) and D of rows g, g+8; padding rows get finite values, never written
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -287,8 +302,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_bwd_dq_kernel(co
   for (int k0 = 0; k0 < T; k0 += kCols) {
     __syncthreads();
     const int nk = min(kCols, T - k0);
-    stage_rows<HDP, kCols>(sK, k + k0 * ld, ld, nk, a.Hd, a.vec);
-    stage_rows<HDP, kCols>(sV, v + k0 * ld, ld, nk, a.Hd, a.vec);
+    stage_rows<HDP, kCols>(sK, hv.k + k0 * ld, ld, nk, a.Hd, a.vec);
+    stage_rows<HDP, kCols>(sV, hv.v + k0 * ld, ld, nk, a.Hd, a.vec);
     __syncthreads();
 
     float s[8][4], dp[8][4];
@@ -305,8 +320,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_bwd_dq_kernel(co
     mul_pv<HDP>(dq, s, sK, lane);  // dQ += dS K  (K stored [key][HDP], like V in the forward)
   }
   const float one[2] = {1.f, 1.f};
-  write_rows<HDP>(a.dqkv + static_cast<int64_t>(b) * T * ld + static_cast<int64_t>(h) * a.Hd, ld, t0 + warp * 16, T,
-                  a.Hd, dq, one, a.acc, lane);
+  write_rows<HDP>(a.dqkv + hv.q_off, ld, t0 + warp * 16, T, a.Hd, dq, one, a.acc, lane);
 }
 
 // ---- Backward 3: dK and dV, one CTA per (key block, h, b). ---------------------------------------
@@ -320,17 +334,13 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkv_kernel(const AttnArgs a
   float* sL = reinterpret_cast<float*>(sdO + kCols * lds<HDP>());  // [kCols] lse (base 2), +inf past T
   float* sD = sL + kCols;                                           // [kCols] D, 0 past T
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, tq = lane & 3;
-  const int b = blockIdx.z, h = blockIdx.y, k0 = blockIdx.x * kRows, T = a.T;
-  const int64_t ld = 3LL * a.H * a.Hd, ldo = static_cast<int64_t>(a.H) * a.Hd;
-  const float* q = a.qkv + static_cast<int64_t>(b) * T * ld + static_cast<int64_t>(h) * a.Hd;
-  const float* k = q + ldo;
-  const float* v = q + 2 * ldo;
-  const float* dO = a.dout + static_cast<int64_t>(b) * T * ldo + static_cast<int64_t>(h) * a.Hd;
-  const int64_t bh = static_cast<int64_t>(b) * a.H + h;
-  const float sl2 = a.scale * kLog2e;
+  const int k0 = blockIdx.x * kRows, T = a.T;
+  const HeadView hv(a, blockIdx.z, blockIdx.y);
+  const int64_t ld = hv.ld, ldo = hv.ldo, bh = hv.bh;
+  const float sl2 = hv.sl2;
 
-  stage_rows<HDP, kRows>(sK, k + k0 * ld, ld, min(kRows, T - k0), a.Hd, a.vec);
-  stage_rows<HDP, kRows>(sV, v + k0 * ld, ld, min(kRows, T - k0), a.Hd, a.vec);
+  stage_rows<HDP, kRows>(sK, hv.k + k0 * ld, ld, min(kRows, T - k0), a.Hd, a.vec);
+  stage_rows<HDP, kRows>(sV, hv.v + k0 * ld, ld, min(kRows, T - k0), a.Hd, a.vec);
 
   float dk[HDP / 8][4], dv[HDP / 8][4];
 #pragma unroll
@@ -342,8 +352,8 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkv_kernel(const AttnArgs a
   for (int t0 = 0; t0 < T; t0 += kCols) {
     __syncthreads();
     const int nq = min(kCols, T - t0);
-    stage_rows<HDP, kCols>(sQ, q + t0 * ld, ld, nq, a.Hd, a.vec);
-    stage_rows<HDP, kCols>(sdO, dO + t0 * ldo, ldo, nq, a.Hd, a.vec);
+    stage_rows<HDP, kCols>(sQ, hv.q + t0 * ld, ld, nq, a.Hd, a.vec);
+    stage_rows<HDP, kCols>(sdO, hv.dO + t0 * ldo, ldo, nq, a.Hd, a.vec);
     for (int i = threadIdx.x; i < kCols; i += kThreads) {
       sL[i] = i < nq ? a.lse[bh * T + t0 + i] * kLog2e : INFINITY;  // exp2(x - inf) = 0: padding queries drop out
       sD[i] = i < nq ? a.D[bh * T + t0 + i] : 0.f;
@@ -366,7 +376,7 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkv_kernel(const AttnArgs a
     mul_pv<HDP>(dk, dpt, sQ, lane);  // dK += dS^T Q
   }
   const float one[2] = {1.f, 1.f};
-  float* dk_out = a.dqkv + static_cast<int64_t>(b) * T * ld + static_cast<int64_t>(h) * a.Hd + ldo;
+  float* dk_out = a.dqkv + hv.q_off + ldo;
   write_rows<HDP>(dk_out, ld, k0 + warp * 16, T, a.Hd, dk, one, a.acc, lane);
   write_rows<HDP>(dk_out + ldo, ld, k0 + warp * 16, T, a.Hd, dv, one, a.acc, lane);
 }

@@ -93,6 +93,16 @@ __global__ void __launch_bounds__(kBlock) norm_fwd_kernel(const float* x, const 
   }
 }
 
+// x[j..j+3] and the upstream gradient g = dy[j..j+3] (times w[j..j+3] when affine), float4 loads.
+__device__ __forceinline__ void load_x_g(const float* xr, const float* dyr, const float* w, int j, float4& xv, float4& g) {
+  xv = *reinterpret_cast<const float4*>(xr + j);
+  g = *reinterpret_cast<const float4*>(dyr + j);
+  if (w) {
+    const float4 wv = *reinterpret_cast<const float4*>(w + j);
+    g.x *= wv.x, g.y *= wv.y, g.z *= wv.z, g.w *= wv.w;
+  }
+}
+
 // dx of layernorm, one warp per row.
 template <bool VEC>
 __global__ void __launch_bounds__(kBlock) ln_bwd_kernel(const float* __restrict__ dy, const float* __restrict__ x,
@@ -109,12 +119,8 @@ __global__ void __launch_bounds__(kBlock) ln_bwd_kernel(const float* __restrict_
     float s1 = 0.0f, s2 = 0.0f;  // sum g, sum g xhat
     if (VEC) {
       for (int j = lane * 4; j < C; j += 128) {
-        float4 xv = *reinterpret_cast<const float4*>(xr + j);
-        float4 g = *reinterpret_cast<const float4*>(dyr + j);
-        if (w) {
-          float4 wv = *reinterpret_cast<const float4*>(w + j);
-          g.x *= wv.x, g.y *= wv.y, g.z *= wv.z, g.w *= wv.w;
-        }
+        float4 xv, g;
+        load_x_g(xr, dyr, w, j, xv, g);
         s1 += (g.x + g.y) + (g.z + g.w);
         s2 += (g.x * ((xv.x - m) * rs) + g.y * ((xv.y - m) * rs)) + (g.z * ((xv.z - m) * rs) + g.w * ((xv.w - m) * rs));
       }
@@ -128,12 +134,8 @@ __global__ void __launch_bounds__(kBlock) ln_bwd_kernel(const float* __restrict_
     const float mg = warp_sum(s1) * inv_c, mgx = warp_sum(s2) * inv_c;
     if (VEC) {
       for (int j = lane * 4; j < C; j += 128) {
-        float4 xv = *reinterpret_cast<const float4*>(xr + j);
-        float4 g = *reinterpret_cast<const float4*>(dyr + j);
-        if (w) {
-          float4 wv = *reinterpret_cast<const float4*>(w + j);
-          g.x *= wv.x, g.y *= wv.y, g.z *= wv.z, g.w *= wv.w;
-        }
+        float4 xv, g;
+        load_x_g(xr, dyr, w, j, xv, g);
         float4 o;
         o.x = rs * (g.x - mg - ((xv.x - m) * rs) * mgx);
         o.y = rs * (g.y - mg - ((xv.y - m) * rs) * mgx);
