@@ -13,6 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { jsonLines, runCli } from '../helpers/cli.js';
+
 const root = join(import.meta.dirname, '..', '..');
 const emuDir = join(root, 'build', 'emu');
 const addon = join(emuDir, 'Release', 'medic_cuda_emu.node');
@@ -127,4 +129,37 @@ describe.runIf(process.arch === 'x64')('CUDA emulator', () => {
     expect((r.out.match(/graph launch/g) ?? []).length).toBeGreaterThanOrEqual(5);
     expect(r.code).toBe(0);
   }, 600_000);
+  // The CLI on the emulated GPU, as test/e2e runs it on the CPU: --device cuda end to end, and an
+  // interrupted run resumed from its checkpoint continues with the uninterrupted run's losses, bit for
+  // bit (device-side drop-path RNG, graph re-capture after resume, no float atomics anywhere).
+  it('pretrain --device cuda: a full run, and an interrupted + resumed run with the same losses bit for bit', async () => {
+    const tiny = [
+      '--data', 'synthetic:240:4', '--img-size', '16', '--patch-size', '4', '--model', 'micro',
+      '--teacher-dim', '32', '--teacher-depth', '1', '--teacher-heads', '2',
+      '--decoder-dim', '16', '--decoder-depth', '1', '--decoder-heads', '2',
+      '--batch-size', '16', '--epochs', '2', '--steps-per-epoch', '3', '--warmup-epochs', '1',
+      '--workers', '1', '--threads', '2', '--knn-limit', '100', '--seed', '3', '--json',
+    ];
+    const env = { MEDIC_NATIVE_BINARY: addon };
+    const losses = (stdout: string) => jsonLines(stdout).filter((e) => e.event === 'step').map((e) => [e.loss, e.l_tok, e.l_cls, e.l_pix, e.grad_norm] as number[]);
+
+    const a = await runCli(['pretrain', ...tiny, '--device', 'cuda', '--out', join(work, 'a')], env);
+    expect(a.code, a.stderr).toBe(0);
+    const ev = jsonLines(a.stdout);
+    expect(ev.some((e) => e.event === 'info' && /^device cuda:0 \(medic CUDA emulator/.test(e.message as string))).toBe(true);
+    expect(ev.find((e) => e.event === 'summary')!.status).toBe('done');
+    expect(losses(a.stdout)).toHaveLength(6);
+
+    const b1 = await runCli(['pretrain', ...tiny, '--device', 'cuda', '--out', join(work, 'b'), '--stop-after', '4'], env);
+    expect(b1.code, b1.stderr).toBe(0);
+    const b2 = await runCli(['pretrain', '--resume', join(work, 'b'), '--json'], env);
+    expect(b2.code, b2.stderr).toBe(0);
+    expect([...losses(b1.stdout), ...losses(b2.stdout)]).toEqual(losses(a.stdout));
+
+    // The same run on the CPU engine: the GPU's bf16 tensor-core operands keep the losses close.
+    const c = await runCli(['pretrain', ...tiny, '--device', 'cpu', '--out', join(work, 'c')]);
+    expect(c.code, c.stderr).toBe(0);
+    const lc = losses(c.stdout);
+    losses(a.stdout).forEach((row, i) => expect(Math.abs(row[0] - lc[i][0]) / Math.abs(lc[i][0]), `step ${i + 1} loss`).toBeLessThan(2e-2));
+  }, 300_000);
 });
