@@ -15,6 +15,10 @@
 // mma.sync m16n8k16 with fp32 accumulation, the softmax in fp32 (base 2: exp2 of S * scale * log2 e).
 // Score tiles live in registers; their C fragments are re-packed as the A operand of the next product
 // (P V, dS K, P^T dO, dS^T Q), so no score tile ever touches shared or global memory.
+// Work past T is skipped rather than padded: a warp whose 16 rows all lie past T only helps staging,
+// and in the last streamed block the 16-wide groups past T are not multiplied. At T = 197, 13 of the
+// 16 row slices and 13 of the 16 column groups do work: about a third less tensor-core work per head
+// than full 128 x 64 tiles. T = 119 fills its tiles anyway.
 //
 // Backward (deterministic, no atomics), three launches:
 //   1. D[b, h, t] = dO_t . O_t (workspace [B, H, T]), the softmax backward's row shift;
@@ -48,8 +52,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
 // Two CTAs (16 warps) per SM for the forward and dQ kernels up to HDP 64: caps them at 128 registers,
-// about what they need (-Xptxas -v, nvcc 13.0: no spills except 8 bytes in the HDP-64 forward on
-// sm_90); wider heads and the dK/dV kernel need more.
+// about what they need (-Xptxas -v, nvcc 13.0, sm_90: 96 to 128 registers, no spills); wider heads
+// and the dK/dV kernel need more (dK/dV at HDP 32: 127 registers, 2 CTAs per SM; at 64: 208, 1 CTA).
 template <int HDP>
 constexpr int kMinCtas = HDP <= 64 ? 2 : 1;
 
@@ -115,9 +119,11 @@ __device__ __forceinline__ void stage_rows(bf16* s, const float* src, int64_t ld
 }
 
 // acc[16 x 64] = A[16 rows of sA from row0, HDP] . B[64 rows of sB, HDP]^T: the warp's score tile.
-// Both operands are stored [row][HDP] (HDP contiguous), so both use plain ldmatrix.
+// Both operands are stored [row][HDP] (HDP contiguous), so both use plain ldmatrix. Only the first
+// `ncols` rows of sB are real (the last block of a sequence, e.g. 5 of 64 keys at T = 197): 16-column
+// groups past them are skipped and stay 0 (the callers mask those columns out).
 template <int HDP>
-__device__ __forceinline__ void scores(float (&acc)[8][4], const bf16* sA, int row0, const bf16* sB, int lane) {
+__device__ __forceinline__ void scores(float (&acc)[8][4], const bf16* sA, int row0, const bf16* sB, int ncols, int lane) {
 #pragma unroll
   for (int j = 0; j < 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 #pragma unroll
@@ -126,6 +132,7 @@ __device__ __forceinline__ void scores(float (&acc)[8][4], const bf16* sA, int r
     ldsm_x4(af, sA + (row0 + a_row(lane)) * lds<HDP>() + kk * 16 + a_col(lane));
 #pragma unroll
     for (int n2 = 0; n2 < 4; ++n2) {
+      if (n2 * 16 >= ncols) continue;  // uniform across the CTA
       uint32_t bfr[4];
       ldsm_x4(bfr, sB + (n2 * 16 + bn_row(lane)) * lds<HDP>() + kk * 16 + bn_col(lane));
       mma_bf16(acc[2 * n2], af, bfr[0], bfr[1]);
@@ -135,11 +142,13 @@ __device__ __forceinline__ void scores(float (&acc)[8][4], const bf16* sA, int r
 }
 
 // out[16 x HDP] += P[16 x 64] . V[64 rows of sV, HDP]: P from the score registers (C -> A fragment
-// re-pack), V stored [64][HDP] (n contiguous) so ldmatrix.trans.
+// re-pack), V stored [64][HDP] (n contiguous) so ldmatrix.trans. Only the first `nk` rows of sV are
+// real; P is 0 past them, so the 16-row steps past nk are skipped.
 template <int HDP>
-__device__ __forceinline__ void mul_pv(float (&out)[HDP / 8][4], const float (&p)[8][4], const bf16* sV, int lane) {
+__device__ __forceinline__ void mul_pv(float (&out)[HDP / 8][4], const float (&p)[8][4], const bf16* sV, int nk, int lane) {
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) {
+    if (kk * 16 >= nk) continue;  // uniform across the CTA
     uint32_t pa[4];
     pa[0] = pack_bf16(p[2 * kk][0], p[2 * kk][1]);
     pa[1] = pack_bf16(p[2 * kk][2], p[2 * kk][3]);
@@ -184,6 +193,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_fwd_kernel(const
   bf16* sV = sK + kCols * lds<HDP>();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
   const int t0 = blockIdx.x * kRows, T = a.T;
+  const bool active = t0 + warp * 16 < T;  // warp-uniform
   const HeadView hv(a, blockIdx.z, blockIdx.y);
   const int64_t ld = hv.ld;
   const float sl2 = hv.sl2;
@@ -202,9 +212,10 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_fwd_kernel(const
     stage_rows<HDP, kCols>(sK, hv.k + k0 * ld, ld, nk, a.Hd, a.vec);
     stage_rows<HDP, kCols>(sV, hv.v + k0 * ld, ld, nk, a.Hd, a.vec);
     __syncthreads();
+    if (!active) continue;  // this warp's 16 rows are all past T: it only helps staging
 
     float s[8][4];
-    scores<HDP>(s, sQ, warp * 16, sK, lane);
+    scores<HDP>(s, sQ, warp * 16, sK, nk, lane);
     // s[j][e] is row g + 8 (e / 2), key k0 + 8j + 2tq + (e % 2); keys past T get -inf.
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -238,7 +249,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_fwd_kernel(const
         s[j][e] = p;
         l[e >> 1] += p;
       }
-    mul_pv<HDP>(out, s, sV, lane);
+    mul_pv<HDP>(out, s, sV, nk, lane);
   }
 
   float inv[2];
@@ -281,6 +292,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_bwd_dq_kernel(co
   bf16* sV = sK + kCols * lds<HDP>();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, tq = lane & 3;
   const int t0 = blockIdx.x * kRows, T = a.T;
+  const bool active = t0 + warp * 16 < T;  // warp-uniform
   const HeadView hv(a, blockIdx.z, blockIdx.y);
   const int64_t ld = hv.ld, ldo = hv.ldo, bh = hv.bh;
   const float sl2 = hv.sl2;
@@ -305,10 +317,11 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_bwd_dq_kernel(co
     stage_rows<HDP, kCols>(sK, hv.k + k0 * ld, ld, nk, a.Hd, a.vec);
     stage_rows<HDP, kCols>(sV, hv.v + k0 * ld, ld, nk, a.Hd, a.vec);
     __syncthreads();
+    if (!active) continue;
 
     float s[8][4], dp[8][4];
-    scores<HDP>(s, sQ, warp * 16, sK, lane);   // S = Q K^T
-    scores<HDP>(dp, sdO, warp * 16, sV, lane);  // dP = dO V^T
+    scores<HDP>(s, sQ, warp * 16, sK, nk, lane);   // S = Q K^T
+    scores<HDP>(dp, sdO, warp * 16, sV, nk, lane);  // dP = dO V^T
 #pragma unroll
     for (int j = 0; j < 8; ++j)
 #pragma unroll
@@ -317,7 +330,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_bwd_dq_kernel(co
         const float p = key < nk ? exp2f(s[j][e] * sl2 - L2[e >> 1]) : 0.f;
         s[j][e] = p * (dp[j][e] - Dr[e >> 1]) * a.scale;  // dS (scale of S folded in)
       }
-    mul_pv<HDP>(dq, s, sK, lane);  // dQ += dS K  (K stored [key][HDP], like V in the forward)
+    mul_pv<HDP>(dq, s, sK, nk, lane);  // dQ += dS K  (K stored [key][HDP], like V in the forward)
   }
   const float one[2] = {1.f, 1.f};
   write_rows<HDP>(a.dqkv + hv.q_off, ld, t0 + warp * 16, T, a.Hd, dq, one, a.acc, lane);
@@ -335,6 +348,7 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkv_kernel(const AttnArgs a
   float* sD = sL + kCols;                                           // [kCols] D, 0 past T
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, tq = lane & 3;
   const int k0 = blockIdx.x * kRows, T = a.T;
+  const bool active = k0 + warp * 16 < T;  // warp-uniform
   const HeadView hv(a, blockIdx.z, blockIdx.y);
   const int64_t ld = hv.ld, ldo = hv.ldo, bh = hv.bh;
   const float sl2 = hv.sl2;
@@ -359,10 +373,11 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkv_kernel(const AttnArgs a
       sD[i] = i < nq ? a.D[bh * T + t0 + i] : 0.f;
     }
     __syncthreads();
+    if (!active) continue;
 
     float st[8][4], dpt[8][4];
-    scores<HDP>(st, sK, warp * 16, sQ, lane);    // S^T = K Q^T  (16 keys x 64 queries)
-    scores<HDP>(dpt, sV, warp * 16, sdO, lane);  // dP^T = V dO^T
+    scores<HDP>(st, sK, warp * 16, sQ, nq, lane);    // S^T = K Q^T  (16 keys x 64 queries)
+    scores<HDP>(dpt, sV, warp * 16, sdO, nq, lane);  // dP^T = V dO^T
 #pragma unroll
     for (int j = 0; j < 8; ++j)
 #pragma unroll
@@ -372,8 +387,8 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkv_kernel(const AttnArgs a
         st[j][e] = p;
         dpt[j][e] = p * (dpt[j][e] - sD[qi]) * a.scale;  // dS^T
       }
-    mul_pv<HDP>(dv, st, sdO, lane);  // dV += P^T dO
-    mul_pv<HDP>(dk, dpt, sQ, lane);  // dK += dS^T Q
+    mul_pv<HDP>(dv, st, sdO, nq, lane);  // dV += P^T dO
+    mul_pv<HDP>(dk, dpt, sQ, nq, lane);  // dK += dS^T Q
   }
   const float one[2] = {1.f, 1.f};
   float* dk_out = a.dqkv + hv.q_off + ldo;
