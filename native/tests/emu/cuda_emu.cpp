@@ -125,6 +125,41 @@ bool verbose() {
   return v;
 }
 
+// MEDIC_EMU_STATS=1: per kernel, at exit, launches, blocks, and warp-level mma.sync / ldmatrix
+// instructions: the tensor-core work a kernel issues, comparable before and after a change.
+struct KernelStats {
+  uint64_t launches = 0, blocks = 0, mma = 0, ldmatrix = 0;
+};
+bool stats_on() {
+  static const bool v = [] {
+    const char* e = std::getenv("MEDIC_EMU_STATS");
+    return e && std::strcmp(e, "1") == 0;
+  }();
+  return v;
+}
+std::mutex g_stats_mu;
+std::map<std::string, KernelStats>* g_stats = nullptr;  // never destroyed: printed at exit
+thread_local KernelStats* t_counts = nullptr;           // the running launch's counters (stats on)
+
+void add_stats(const std::string& name, const KernelStats& k) {
+  std::lock_guard<std::mutex> g(g_stats_mu);
+  if (!g_stats) {
+    g_stats = new std::map<std::string, KernelStats>();
+    std::atexit([] {
+      std::lock_guard<std::mutex> lk(g_stats_mu);
+      std::fprintf(stderr, "medic emulator stats: kernel, launches, blocks, mma.sync and ldmatrix (warp instructions)\n");
+      for (auto& [n, c] : *g_stats)
+        std::fprintf(stderr, "  %-40s %8llu %10llu %14llu %14llu\n", n.c_str(), (unsigned long long)c.launches, (unsigned long long)c.blocks,
+                     (unsigned long long)c.mma, (unsigned long long)c.ldmatrix);
+    });
+  }
+  KernelStats& s = (*g_stats)[name];
+  s.launches += k.launches;
+  s.blocks += k.blocks;
+  s.mma += k.mma;
+  s.ldmatrix += k.ldmatrix;
+}
+
 // MEDIC_EMU_DRY_RUN=1: launches are checked (configuration, shared memory) but no block runs, so
 // host code and launch shapes can be exercised at full ViT-B batch sizes in seconds.
 bool dry_run() {
@@ -443,8 +478,12 @@ void execute(const Launch& l) {
   b.smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem.data()) + 15) & ~uintptr_t(15));
   Block* saved = t_block;
   t_block = &b;
+  KernelStats counts;
+  counts.launches = 1;
+  if (stats_on()) t_counts = &counts;
   try {
     const uint64_t nb = static_cast<uint64_t>(l.grid.x) * l.grid.y * l.grid.z;
+    counts.blocks = nb;
     for (uint64_t k = 0; k < nb; ++k) {
       uint64_t i = order == Order::Reverse ? nb - 1 - k : k;
       uint3 bid{static_cast<unsigned>(i % l.grid.x), static_cast<unsigned>((i / l.grid.x) % l.grid.y),
@@ -453,9 +492,12 @@ void execute(const Launch& l) {
     }
   } catch (const std::exception& e) {
     t_block = saved;
+    t_counts = nullptr;
     throw std::runtime_error(std::string("kernel ") + l.name + " " + dim_str(l.grid) + "x" + dim_str(l.block) + ": " + e.what());
   }
   t_block = saved;
+  t_counts = nullptr;
+  if (stats_on()) add_stats(l.name, counts);
   std::string rz = check_redzones();
   if (!rz.empty()) throw std::runtime_error(std::string("kernel ") + l.name + ": " + rz);
 }
@@ -535,6 +577,7 @@ void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint3
           w.d[m][n] = static_cast<float>(s + C[m][n]);
         }
       w.cache_gen = w.rv.gen;
+      if (t_counts) ++t_counts->mma;
     }
     const int g = lane >> 2, t = lane & 3;
     for (int i = 0; i < 4; ++i) d[i] = w.d[i < 2 ? g : g + 8][t * 2 + (i & 1)];
@@ -550,6 +593,7 @@ void ldmatrix_x4(uint32_t (&r)[4], const void* row_addr, bool trans) {
   const int lane = me().lane;
   collective(&row_addr, sizeof row_addr, trans ? "ldmatrix.x4.trans" : "ldmatrix.x4", [&](Warp& w) {
     if (w.lanes != 32) throw std::runtime_error("ldmatrix in a warp of fewer than 32 threads");
+    if (t_counts && lane == 0) ++t_counts->ldmatrix;
     auto row = [&](int j, int i) {
       const uint16_t* p;
       std::memcpy(&p, w.slot[8 * j + i], sizeof p);
