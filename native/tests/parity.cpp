@@ -1,7 +1,7 @@
 // medic_parity: every op's CUDA kernel against its CPU kernel, then CUDA kernel timings at the
 // ViT-B/16 MEDiC step shapes next to ceilings measured in the same run. No Node: links the engine.
 //
-//   medic_parity [--json out.json] [--only op[,op...]] [--no-timing] [--no-parity] [--reps N] [--batch B]
+//   medic_parity [--json out.json] [--only op[,op...]] [--no-timing] [--no-parity] [--reps N] [--batch B] [--seed S]
 //   medic_parity --cpu-self-test   (no GPU needed: every case on the CPU twice, checks the cases themselves)
 //   medic_parity --list            (which ops have a CUDA kernel in this build)
 //
@@ -79,9 +79,25 @@ struct Rng {
   int64_t below(int64_t n) { return static_cast<int64_t>(next() % static_cast<uint64_t>(n)); }
 };
 
+// Fresh inputs on each run, unless --seed fixes them (two runs with one seed see the same inputs, so
+// their GPU outputs can be compared bit for bit through the per-case hash in the JSON).
+uint64_t& seed_value() {
+  static uint64_t s = static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+  return s;
+}
 Rng& rng() {
-  static Rng r(static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()));  // fresh inputs each run
+  static Rng r(seed_value());
   return r;
+}
+
+// FNV-1a over the bytes of every output: identical outputs give identical hashes.
+std::string hash_outputs(const std::vector<std::vector<uint8_t>>& outs) {
+  uint64_t h = 1469598103934665603ull;
+  for (const auto& o : outs)
+    for (uint8_t b : o) h = (h ^ b) * 1099511628211ull;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
 }
 
 Slot none() { return Slot{}; }
@@ -572,6 +588,7 @@ struct ParityRow {
   std::string op, label, status, detail;
   double err = 0, tol = 0;
   int64_t unwritten = 0;
+  std::string hash;  // of the GPU outputs (hash_outputs)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -611,6 +628,7 @@ std::vector<ParityRow> run_parity(const std::set<std::string>& only) {
       auto cpu = run_on(*engines().cpu, c);
       // --cpu-self-test (no GPU): the CPU against itself, which checks the cases against the contracts.
       auto gpu = run_on(engines().gpu ? *engines().gpu : *engines().cpu, c);
+      row.hash = hash_outputs(gpu);
       std::ostringstream det;
       for (size_t i = 0; i < c.out.size(); ++i) {
         if (c.out[i].init == Init::Empty) continue;
@@ -874,13 +892,15 @@ int main(int argc, char** argv) {
       reps = std::max(1, std::atoi(next().c_str()));
     } else if (a == "--batch") {
       batch = std::max<int64_t>(1, std::atoll(next().c_str()));
+    } else if (a == "--seed") {
+      seed_value() = std::strtoull(next().c_str(), nullptr, 10);
     } else if (a == "--cpu-self-test") {
       self_test = true;
     } else if (a == "--list") {
       for (const std::string& n : op_names()) std::printf("%s %s\n", n.c_str(), find_op(n)->cuda ? "cuda" : "MISSING");
       return 0;
     } else {
-      std::fprintf(stderr, "usage: medic_parity [--json out.json] [--only op,...] [--no-timing] [--no-parity] [--reps N] [--batch B] [--list] [--cpu-self-test]\n");
+      std::fprintf(stderr, "usage: medic_parity [--json out.json] [--only op,...] [--no-timing] [--no-parity] [--reps N] [--batch B] [--seed S] [--list] [--cpu-self-test]\n");
       return 2;
     }
   }
@@ -901,6 +921,8 @@ int main(int argc, char** argv) {
   engines().cpu = std::make_unique<Engine>(Device::CPU, 0, 0);
   engines().gpu = std::make_unique<Engine>(Device::CUDA, 0, 1);
   std::printf("cpu: %s\n", engines().cpu->describe().c_str());
+  std::printf("seed: %llu (--seed %llu reproduces these inputs)\n", static_cast<unsigned long long>(seed_value()),
+              static_cast<unsigned long long>(seed_value()));
 
   int pass = 0, fail = 0, missing = 0;
   std::vector<ParityRow> prow;
@@ -938,6 +960,7 @@ int main(int argc, char** argv) {
   if (!json_path.empty()) {
     std::ostringstream j;
     j << "{\n  \"tool\": \"medic_parity\",\n  \"device\": " << jstr(device) << ",\n  \"cpu\": " << jstr(engines().cpu->describe()) << ",\n";
+    j << "  \"seed\": " << seed_value() << ",\n";
     j << "  \"summary\": {\"pass\": " << pass << ", \"fail\": " << fail << ", \"missing\": " << missing << ", \"parity_seconds\": " << jnum(parity_s) << "},\n";
     j << "  \"ceilings\": {\"copy_kernel_gbs\": " << jnum(copy.kernel_gbs) << ", \"copy_memcpy_gbs\": " << jnum(copy.memcpy_gbs)
       << ", \"mma_sync_bf16_tflops\": " << jnum(mma.tflops) << ", \"gemm_reference_tflops\": " << kGemmRef
@@ -947,7 +970,7 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < prow.size(); ++i) {
       const ParityRow& r = prow[i];
       j << (i ? ",\n    " : "\n    ") << "{\"op\": " << jstr(r.op) << ", \"case\": " << jstr(r.label) << ", \"status\": " << jstr(r.status)
-        << ", \"err\": " << jnum(r.err) << ", \"tol\": " << jnum(r.tol) << ", \"unwritten\": " << r.unwritten << ", \"detail\": " << jstr(r.detail) << "}";
+        << ", \"err\": " << jnum(r.err) << ", \"tol\": " << jnum(r.tol) << ", \"unwritten\": " << r.unwritten << ", \"hash\": " << jstr(r.hash) << ", \"detail\": " << jstr(r.detail) << "}";
     }
     j << "\n  ],\n  \"timing\": {\"batch\": " << batch << ", \"reps\": " << reps << ", \"rows\": [";
     for (size_t i = 0; i < trow.size(); ++i) {
