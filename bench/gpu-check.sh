@@ -6,7 +6,8 @@
 #   1. nvidia-smi                    5. vitest test/gpu (CUDA vs CPU per op, MEDiC step over 5 steps)
 #   2. unpack node + node_modules    6. bench/gpu_step.ts (ViT-B/16 step, images/s, per-op profile)
 #   3. build medic_cuda + parity     7. bench/pytorch_reference.py (eager + SDPA, then torch.compile)
-#   4. medic_parity (every op CUDA vs CPU, kernel timings, ceilings)
+#   4. medic_parity (every op CUDA vs CPU, kernel timings, ceilings), then the reduction ops again on
+#      the same inputs: the same bits (determinism)
 #
 # Every stage runs under its own time limit and inside an overall budget (GPU_CHECK_BUDGET_S, default
 # 400 s); a failed stage is recorded and the next one still runs. Results land in $OUT (at most 8
@@ -113,13 +114,30 @@ else
   BIN="$SCRATCH/build/medic_cuda.node"
   PARITY="$SCRATCH/build/medic_parity"
 fi
-export MEDIC_NATIVE_BINARY="$BIN"
+export MEDIC_NATIVE_BINARY="$BIN" PARITY
 
 # --- 4. the C++ parity harness ------------------------------------------------------------------
 if [ "$DRY" = 1 ]; then
   stage parity 60 "$PARITY" --cpu-self-test --only gemm,attention,layernorm
 else
   stage parity 150 "$PARITY" --json "$OUT/parity.json" --batch "$BATCH" --reps 10
+  # Determinism on silicon: the ops with reductions again, on the same inputs (the first run's seed);
+  # every output must hash the same (no float atomics anywhere). The verdict goes to the summary.
+  determinism() {
+    local seed
+    seed=$(node -p "require('$OUT/parity.json').seed") || return 1
+    "$PARITY" --no-timing --seed "$seed" --only gemm,attention,attention_bwd,layernorm_bwd,sum_to,scale_add_bwd,mask_fill_bwd,medic_loss,grad_norm,adamw \
+      --json "$SCRATCH/parity-again.json" >/dev/null || return 1
+    node -e '
+      const [a, b] = process.argv.slice(1).map((f) => require(f));
+      const first = new Map(a.parity.map((p) => [p.op + " " + p.case, p.hash]));
+      const differ = b.parity.filter((p) => first.get(p.op + " " + p.case) !== p.hash).map((p) => p.op + " " + p.case);
+      require("fs").writeFileSync(process.env.SCRATCH + "/determinism.json", JSON.stringify({ cases: b.parity.length, differ }));
+      console.log(`determinism: ${b.parity.length} cases rerun on the same inputs, ${differ.length} with other bits`);
+      for (const d of differ) console.log("  differs: " + d);
+      process.exit(differ.length ? 1 : 0);' "$OUT/parity.json" "$SCRATCH/parity-again.json"
+  }
+  stage determinism 60 determinism
 fi
 
 # --- 5. vitest gpu suite -------------------------------------------------------------------------

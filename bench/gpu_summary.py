@@ -47,6 +47,9 @@ def main():
         if len(parts) == 3:
             res["stages"].append({"stage": parts[0], "rc": parts[1], "seconds": parts[2]})
 
+    det, _ = load(os.path.join(os.environ.get("SCRATCH", "/nonexistent"), "determinism.json"))
+    if det:
+        res["determinism"] = det
     parity, _ = files["parity"]
     if parity:
         res["device"] = parity.get("device")
@@ -119,6 +122,8 @@ def main():
         print(f"parity: {sm.get('pass')} pass, {sm.get('fail')} fail, {sm.get('missing')} missing")
         for r in res["parity"]["not_passing"][:25]:
             print(f"  {r['status']:<7} {r['op']:<15} {r['case']:<40} {r.get('detail', '')[:90]}")
+        if det:
+            print(f"determinism: {det['cases']} cases rerun on the same inputs, {len(det['differ'])} with other bits")
         c = parity.get("ceilings", {})
         print(f"ceilings: copy {fmt(c.get('copy_kernel_gbs'), 0)} / memcpy {fmt(c.get('copy_memcpy_gbs'), 0)} GB/s, mma.sync bf16 {fmt(c.get('mma_sync_bf16_tflops'), 0)} TFLOP/s, "
               f"H2D pageable {fmt(c.get('h2d_pageable_gbs'))} / pinned {fmt(c.get('h2d_pinned_gbs'))} GB/s")
