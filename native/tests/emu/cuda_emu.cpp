@@ -115,13 +115,15 @@ Order order_from_env() {
   std::exit(2);
 }
 
+bool env_flag(const char* name) {
+  const char* e = std::getenv(name);
+  return e && std::strcmp(e, "1") == 0;
+}
+
 // MEDIC_EMU_VERBOSE=1: graph captures and launches, large allocations and the peak of device memory
 // (at exit) on stderr.
 bool verbose() {
-  static const bool v = [] {
-    const char* e = std::getenv("MEDIC_EMU_VERBOSE");
-    return e && std::strcmp(e, "1") == 0;
-  }();
+  static const bool v = env_flag("MEDIC_EMU_VERBOSE");
   return v;
 }
 
@@ -131,10 +133,7 @@ struct KernelStats {
   uint64_t launches = 0, blocks = 0, mma = 0, ldmatrix = 0;
 };
 bool stats_on() {
-  static const bool v = [] {
-    const char* e = std::getenv("MEDIC_EMU_STATS");
-    return e && std::strcmp(e, "1") == 0;
-  }();
+  static const bool v = env_flag("MEDIC_EMU_STATS");
   return v;
 }
 std::mutex g_stats_mu;
@@ -163,10 +162,7 @@ void add_stats(const std::string& name, const KernelStats& k) {
 // MEDIC_EMU_DRY_RUN=1: launches are checked (configuration, shared memory) but no block runs, so
 // host code and launch shapes can be exercised at full ViT-B batch sizes in seconds.
 bool dry_run() {
-  static const bool v = [] {
-    const char* e = std::getenv("MEDIC_EMU_DRY_RUN");
-    return e && std::strcmp(e, "1") == 0;
-  }();
+  static const bool v = env_flag("MEDIC_EMU_DRY_RUN");
   return v;
 }
 

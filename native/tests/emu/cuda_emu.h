@@ -116,15 +116,15 @@ inline unsigned __float_as_uint(float f) {
   return u;
 }
 // CUDA's integer/float min and max overloads (math_functions.h).
-inline int min(int a, int b) { return a < b ? a : b; }
-inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
-inline long long min(long long a, long long b) { return a < b ? a : b; }
-inline long min(long a, long b) { return a < b ? a : b; }
+#define MEDIC_EMU_MINMAX(T)                                \
+  inline T min(T a, T b) { return b < a ? b : a; }         \
+  inline T max(T a, T b) { return a < b ? b : a; }
+MEDIC_EMU_MINMAX(int)
+MEDIC_EMU_MINMAX(unsigned)
+MEDIC_EMU_MINMAX(long)
+MEDIC_EMU_MINMAX(long long)
+#undef MEDIC_EMU_MINMAX
 inline float min(float a, float b) { return std::fmin(a, b); }
-inline int max(int a, int b) { return a > b ? a : b; }
-inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
-inline long long max(long long a, long long b) { return a > b ? a : b; }
-inline long max(long a, long b) { return a > b ? a : b; }
 inline float max(float a, float b) { return std::fmax(a, b); }
 template <class T>
 inline T __ldg(const T* p) {
