@@ -272,6 +272,8 @@ void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint3
 void ldmatrix_x4(uint32_t (&r)[4], const void* row_addr, bool trans);
 
 unsigned char* dynamic_smem();  // this block's `extern __shared__` array
+// A static __shared__ variable reached by a thread: filled with 0xFF at its first use in each block.
+void shared_declared(void* p, size_t bytes);
 
 struct Launch {
   const char* name;

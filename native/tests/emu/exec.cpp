@@ -171,6 +171,7 @@ struct Block {
   void* sched_sp = nullptr;
   Fiber* cur = nullptr;
   std::exception_ptr error;
+  std::vector<void*> shared_filled;  // static __shared__ variables already poisoned in this block
 };
 
 // Stacks of up to 1024 fibers, reserved once per OS thread (pages are touched only when used).
@@ -286,6 +287,7 @@ void run_block(Block& b, uint3 bid, std::mt19937& rng, Order order) {
     b.warps[w].cache_gen = ~0ull;
   }
   if (l.smem) std::memset(b.smem, 0xFF, l.smem);  // uninitialised shared memory reads as NaN
+  b.shared_filled.clear();                         // and static __shared__ variables at first use
 
   int alive = nt;
   while (alive > 0) {
@@ -454,5 +456,12 @@ void ldmatrix_x4(uint32_t (&r)[4], const void* row_addr, bool trans) {
 }
 
 unsigned char* dynamic_smem() { return t_block->smem; }
+
+void shared_declared(void* p, size_t bytes) {
+  auto& filled = t_block->shared_filled;
+  if (std::find(filled.begin(), filled.end(), p) != filled.end()) return;
+  filled.push_back(p);
+  std::memset(p, 0xFF, bytes);
+}
 
 }  // namespace medic_emu

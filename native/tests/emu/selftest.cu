@@ -7,11 +7,13 @@
 // B [k][n] through ldmatrix.x4.trans) give an exact 16x8x16 product of small integers; shuffles;
 // a barrier inside a divergent branch, a barrier after an early return and a half-warp shuffle are
 // reported as deadlocks; a write one element past an allocation is caught; invalid launches fail;
-// more than 48 KiB of dynamic shared memory needs cudaFuncSetAttribute; a captured graph runs when
+// more than 48 KiB of dynamic shared memory needs cudaFuncSetAttribute; static shared memory a block
+// never wrote reads as NaN; a captured graph runs when
 // launched (not when captured) and allocation inside a capture invalidates it.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -98,6 +100,15 @@ __global__ void big_smem_kernel(float* out) {
   s[threadIdx.x] = static_cast<float>(threadIdx.x);
   __syncthreads();
   out[threadIdx.x] = s[(threadIdx.x + 1) % blockDim.x];
+}
+
+// Block 0 fills its shared array, block 1 reads its own without writing it (a bug): on a GPU that is
+// whatever the memory held, here NaN (not block 0's values).
+__global__ void stale_shared_kernel(float* out) {
+  __shared__ float s[32];
+  if (blockIdx.x == 0) s[threadIdx.x] = 1.0f;
+  __syncthreads();
+  out[blockIdx.x * 32 + threadIdx.x] = s[threadIdx.x];
 }
 
 __global__ void add_one_kernel(float* p, int n) {
@@ -192,6 +203,21 @@ void check_dynamic_smem() {
   cudaFree(d);
 }
 
+void check_stale_shared() {
+  float* d;
+  cudaMalloc(&d, 64 * 4);
+  stale_shared_kernel<<<2, 32>>>(d);
+  std::string err = launch_error();
+  std::vector<float> h(64);
+  cudaMemcpy(h.data(), d, 64 * 4, cudaMemcpyDeviceToHost);
+  int nan = 0, one = 0;
+  for (int i = 0; i < 32; ++i) one += h[i] == 1.0f;
+  for (int i = 32; i < 64; ++i) nan += std::isnan(h[i]);
+  report(err.empty() && one == 32 && nan == 32, "static shared memory a block never wrote reads as NaN, not the last block's data",
+         std::to_string(nan) + " of 32 NaN");
+  cudaFree(d);
+}
+
 void check_graph() {
   cudaStream_t s;
   cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
@@ -240,6 +266,7 @@ int main() {
   check_past_end();
   check_launch_limits();
   check_dynamic_smem();
+  check_stale_shared();
   check_graph();
   std::printf("emulator self-test: %d failure(s)\n", failures);
   return failures ? 1 : 0;

@@ -4,6 +4,7 @@
 //     -> ::medic_emu::launch("k", fn, grid, block, smem, stream, [=](auto&&... a_) { k(a_...); }, args)
 //   extern __shared__ [__align__(n)] T name[];
 //     -> T* name = reinterpret_cast<T*>(::medic_emu::dynamic_smem());
+//   __shared__ T name[...];  ->  the same, plus ::medic_emu::shared_declared(&name, sizeof(name));
 // Everything else is left as it is (cuda_emu.h maps qualifiers, types and intrinsics). Line breaks are
 // kept and a #line directive names the original file, so compiler errors point at the real source.
 //
@@ -117,6 +118,13 @@ while ((m = launch.exec(src))) {
   launch.lastIndex = close + 1;
 }
 out += src.slice(pos);
+
+// Static shared variables stay `static` (cuda_emu.h), one instance for the blocks that run one after
+// another; each declaration also tells the emulator, which fills the variable with 0xFF bytes (NaN as
+// floats) the first time a thread of a new block reaches it, so a read of shared memory that this
+// block never wrote shows as NaN, as stale contents would on a GPU, instead of the last block's data.
+out = out.replace(/(^[ \t]*__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?[\w:<>]+\s+(\w+)(?:\[[^\]\n]*\])*\s*;)/gm,
+  (_, decl, name) => `${decl} ::medic_emu::shared_declared(&${name}, sizeof(${name}));`);
 
 out = out.replace(/extern\s+__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?([\w:][\w:\s]*?)\s+(\w+)\s*\[\s*\]\s*;/g,
   (_, type, name) => `${type}* ${name} = reinterpret_cast<${type}*>(::medic_emu::dynamic_smem());`);
