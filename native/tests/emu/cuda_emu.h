@@ -274,6 +274,8 @@ void ldmatrix_x4(uint32_t (&r)[4], const void* row_addr, bool trans);
 unsigned char* dynamic_smem();  // this block's `extern __shared__` array
 // A static __shared__ variable reached by a thread: filled with 0xFF at its first use in each block.
 void shared_declared(void* p, size_t bytes);
+// First statement of a kernel with __launch_bounds__(max_threads): a bigger block fails the launch.
+void check_launch_bounds(long long max_threads);
 
 struct Launch {
   const char* name;

@@ -457,6 +457,14 @@ void ldmatrix_x4(uint32_t (&r)[4], const void* row_addr, bool trans) {
 
 unsigned char* dynamic_smem() { return t_block->smem; }
 
+void check_launch_bounds(long long max_threads) {
+  const dim3 b = me().c.bdim;
+  const long long n = static_cast<long long>(b.x) * b.y * b.z;
+  if (n > max_threads)
+    throw std::runtime_error("too many resources requested for launch: " + std::to_string(n) + " threads per block, __launch_bounds__(" +
+                             std::to_string(max_threads) + ")");
+}
+
 void shared_declared(void* p, size_t bytes) {
   auto& filled = t_block->shared_filled;
   if (std::find(filled.begin(), filled.end(), p) != filled.end()) return;

@@ -6,7 +6,8 @@
 // Checks: mma.sync + ldmatrix in the canonical CUTLASS-style use (A row-major through ldmatrix.x4,
 // B [k][n] through ldmatrix.x4.trans) give an exact 16x8x16 product of small integers; shuffles;
 // a barrier inside a divergent branch, a barrier after an early return and a half-warp shuffle are
-// reported as deadlocks; a write one element past an allocation is caught; invalid launches fail;
+// reported as deadlocks; a write one element past an allocation is caught; invalid launches fail, and
+// so does a block above the kernel's __launch_bounds__;
 // more than 48 KiB of dynamic shared memory needs cudaFuncSetAttribute; static shared memory a block
 // never wrote reads as NaN; a captured graph runs when
 // launched (not when captured) and allocation inside a capture invalidates it.
@@ -111,6 +112,8 @@ __global__ void stale_shared_kernel(float* out) {
   out[blockIdx.x * 32 + threadIdx.x] = s[threadIdx.x];
 }
 
+__global__ void __launch_bounds__(64) bounded_kernel(int* out) { out[threadIdx.x] = 1; }
+
 __global__ void add_one_kernel(float* p, int n) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) p[i] += 1.0f;
@@ -184,6 +187,18 @@ void check_launch_limits() {
   std::string b = launch_error();
   report(a.find("invalid configuration") != std::string::npos && b.find("invalid configuration") != std::string::npos,
          "2048 threads per block and grid.y = 70000 are invalid launches", a + " | " + b);
+  cudaFree(d);
+}
+
+void check_launch_bounds() {
+  int* d;
+  cudaMalloc(&d, 128 * 4);
+  bounded_kernel<<<1, 64>>>(d);
+  std::string ok = launch_error();
+  bounded_kernel<<<1, 128>>>(d);
+  std::string over = launch_error();
+  report(ok.empty() && over.find("too many resources requested for launch") != std::string::npos,
+         "a block above the kernel's __launch_bounds__ fails the launch", over.empty() ? "no error reported" : over);
   cudaFree(d);
 }
 
@@ -265,6 +280,7 @@ int main() {
   check_fault("a shuffle by half a warp is a deadlock", [](int* d) { half_warp_shfl_kernel<<<1, 32>>>(d); }, "wait in __shfl_xor_sync");
   check_past_end();
   check_launch_limits();
+  check_launch_bounds();
   check_dynamic_smem();
   check_stale_shared();
   check_graph();

@@ -5,6 +5,7 @@
 //   extern __shared__ [__align__(n)] T name[];
 //     -> T* name = reinterpret_cast<T*>(::medic_emu::dynamic_smem());
 //   __shared__ T name[...];  ->  the same, plus ::medic_emu::shared_declared(&name, sizeof(name));
+//   __global__ void __launch_bounds__(N) k(...) {  ->  the same, plus ::medic_emu::check_launch_bounds(N);
 // Everything else is left as it is (cuda_emu.h maps qualifiers, types and intrinsics). Line breaks are
 // kept and a #line directive names the original file, so compiler errors point at the real source.
 //
@@ -113,11 +114,35 @@ while ((m = launch.exec(src))) {
   const call =
     `::medic_emu::launch(${JSON.stringify(kernel)}, ${fn}, ${grid}, ${block}, ${smem}, ${stream}, ` +
     `[=](auto&&... a_) { ${kernel}(a_...); }${args.trim() ? ', ' + args.replace(/\n\s*/g, ' ') : ''})`;
-  out += src.slice(pos, kStart) + call + newlines(src.slice(kStart, close + 1));
-  pos = close + 1;
-  launch.lastIndex = close + 1;
+  // The statement's `;` goes with the call, then the line breaks the launch spanned.
+  const end = src[close + 1] === ';' ? close + 2 : close + 1;
+  out += src.slice(pos, kStart) + call + src.slice(close + 1, end) + newlines(src.slice(kStart, end));
+  pos = end;
+  launch.lastIndex = end;
 }
 out += src.slice(pos);
+
+// __launch_bounds__(N[, M]) is an attribute to nvcc; a launch with more than N threads per block fails
+// on the GPU. The attribute stays (cuda_emu.h makes it empty) and the kernel body starts with a check
+// of N, evaluated where the kernel's template parameters are in scope.
+{
+  const bounds = /__launch_bounds__\(/g;
+  let b;
+  let text = '';
+  let from = 0;
+  while ((b = bounds.exec(out))) {
+    const open = b.index + '__launch_bounds__'.length;
+    const close = closing(out, open);
+    const first = splitTop(out.slice(open + 1, close))[0];
+    const params = out.indexOf('(', close + 1);  // the kernel's parameter list
+    const body = out.indexOf('{', closing(out, params));
+    if (params < 0 || body < 0) fail(b.index, 'cannot find the kernel body after __launch_bounds__');
+    text += out.slice(from, body + 1) + ` ::medic_emu::check_launch_bounds(${first});`;
+    from = body + 1;
+    bounds.lastIndex = body + 1;
+  }
+  out = text + out.slice(from);
+}
 
 // Static shared variables stay `static` (cuda_emu.h), one instance for the blocks that run one after
 // another; each declaration also tells the emulator, which fills the variable with 0xFF bytes (NaN as
