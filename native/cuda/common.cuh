@@ -17,7 +17,8 @@ inline void check(cudaError_t e, const char* what) {
 // Bad data that a kernel finds (an index or a label out of range) cannot throw on the device. The
 // kernel skips that row and records the first such fault here; the host reads the record at the next
 // synchronisation (Engine::synchronize, every copy to the host) and throws a medic::Error naming the
-// op and the value, as the CPU kernels do before writing anything. Cost: one 32-byte copy per sync.
+// op and the value, as the CPU kernels do before writing anything. Cost: one 32-byte asynchronous
+// copy into pinned memory, queued before the synchronisation that happens anyway.
 enum FaultCode : int32_t { kFaultNone = 0, kFaultGatherIndex = 1, kFaultScatterIndex = 2, kFaultLabel = 3 };
 struct DeviceFault {
   int32_t code;   // FaultCode of the first fault since the last check
@@ -45,11 +46,14 @@ struct CudaContext {
   void* workspace = nullptr;  // scratch shared by kernels that need it (see workspace())
   size_t workspace_bytes = 0;
   int sm_count = 0;
-  DeviceFault* fault = nullptr;  // device memory, zero when no kernel found bad data
+  DeviceFault* fault = nullptr;       // device memory, zero when no kernel found bad data
+  DeviceFault* fault_host = nullptr;  // pinned host copy, filled by queue_fault_copy
 };
 
-// Throws the recorded fault, if any, and clears it. Call only after the stream is synchronised.
-void check_faults(CudaContext& c);
+// Fault reporting around a synchronisation: queue_fault_copy before it, throw_fault after it (throws
+// the recorded fault, if any, after clearing it on the device).
+void queue_fault_copy(CudaContext& c);
+void throw_fault(CudaContext& c);
 
 // Scratch memory of at least `bytes` for the op being run (contents undefined, valid until the next
 // op). It grows on demand; a program's first, uncaptured run sizes it before any graph capture.

@@ -76,13 +76,15 @@ void dev_to_device(void* dst, const void* src, size_t bytes, void* state) {
 void dev_to_host(void* dst, const void* src, size_t bytes, void* state) {
   auto* c = static_cast<cuda::CudaContext*>(state);
   cuda::check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "copy to host");
+  cuda::queue_fault_copy(*c);
   cuda::check(cudaStreamSynchronize(c->stream), "copy to host");
-  cuda::check_faults(*c);
+  cuda::throw_fault(*c);
 }
 void dev_sync(void* state) {
   auto* c = static_cast<cuda::CudaContext*>(state);
+  cuda::queue_fault_copy(*c);
   cuda::check(cudaStreamSynchronize(c->stream), "stream synchronize");
-  cuda::check_faults(*c);
+  cuda::throw_fault(*c);
 }
 }  // namespace
 
@@ -99,12 +101,14 @@ void* cuda::workspace(cuda::CudaContext& c, size_t bytes) {
   return c.workspace;
 }
 
-void cuda::check_faults(cuda::CudaContext& c) {
-  if (!c.fault) return;
-  cuda::DeviceFault f{};
-  cuda::check(cudaMemcpyAsync(&f, c.fault, sizeof f, cudaMemcpyDeviceToHost, c.stream), "fault check");
-  cuda::check(cudaStreamSynchronize(c.stream), "fault check");
+void cuda::queue_fault_copy(cuda::CudaContext& c) {
+  cuda::check(cudaMemcpyAsync(c.fault_host, c.fault, sizeof(cuda::DeviceFault), cudaMemcpyDeviceToHost, c.stream), "fault check");
+}
+
+void cuda::throw_fault(cuda::CudaContext& c) {
+  const cuda::DeviceFault f = *c.fault_host;
   if (f.code == cuda::kFaultNone) return;
+  c.fault_host->code = cuda::kFaultNone;
   cuda::check(cudaMemsetAsync(c.fault, 0, sizeof f, c.stream), "fault reset");
   cuda::check(cudaStreamSynchronize(c.stream), "fault reset");
   const std::string v = std::to_string(f.value), n = std::to_string(f.bound), w = std::to_string(f.where);
@@ -128,6 +132,8 @@ DeviceApi cuda_device_api(int index, Context& ctx) {
   cuda::check(cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, index), "cudaDeviceGetAttribute");
   cuda::check(cudaMalloc(&c->fault, sizeof(cuda::DeviceFault)), "cudaMalloc (fault record)");
   cuda::check(cudaMemset(c->fault, 0, sizeof(cuda::DeviceFault)), "cudaMemset (fault record)");
+  cuda::check(cudaMallocHost(&c->fault_host, sizeof(cuda::DeviceFault)), "cudaMallocHost (fault record)");
+  *c->fault_host = cuda::DeviceFault{};
   ctx.cuda = c;
   DeviceApi api;
   api.alloc = dev_alloc;
@@ -145,6 +151,7 @@ void cuda_release_context(Context& ctx) {
   cudaStreamSynchronize(c->stream);
   if (c->workspace) cudaFree(c->workspace);
   if (c->fault) cudaFree(c->fault);
+  if (c->fault_host) cudaFreeHost(c->fault_host);
   cudaStreamDestroy(c->stream);
   delete c;
   ctx.cuda = nullptr;
