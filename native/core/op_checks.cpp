@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "medic/op_args.h"
 #include "medic/ops.h"
 
 namespace medic {
@@ -104,23 +105,19 @@ void check_gemm(const OpCall& c) {
   f32_out(c, 0);
   ndim_at_least(c, A, true, 0, 2);
   ndim_at_least(c, B, true, 1, 2);
-  bool ta = c.ai("trans_a", 0) != 0, tb = c.ai("trans_b", 0) != 0;
-  int64_t act = c.ai("act", 0);
+  const GemmDims d = gemm_dims(c);  // what both kernels will read (medic/op_args.h)
+  const bool ta = d.ta, tb = d.tb;
+  const int64_t act = c.ai("act", 0);
   if (act != 0 && act != 1) fail(c, "attr act must be 0 (none) or 1 (gelu), got " + std::to_string(act));
   acc_ok(c);
-  if (act == 1 && c.ai("acc", 0)) fail(c, "act=1 (gelu) cannot accumulate (acc=1)");
-  int64_t K_b = tb ? B.shape[-1] : B.shape[-2], N = tb ? B.shape[-2] : B.shape[-1];
-  int64_t M, K_a;
+  if (act == 1 && d.acc) fail(c, "act=1 (gelu) cannot accumulate (acc=1)");
+  const int64_t K_b = d.K_b, N = d.N, M = d.M, K_a = d.K;
   Shape expect;
   if (B.shape.nd == 2) {
     // A's leading dims are rows. trans_a: A is [K, M] after flattening its leading dims into K.
     if (ta) {
-      K_a = A.shape.leading(1);
-      M = A.shape[-1];
       expect = make_shape({M, N});
     } else {
-      K_a = A.shape[-1];
-      M = A.shape.leading(1);
       expect = A.shape;
       expect.d[expect.nd - 1] = N;
     }
@@ -128,8 +125,6 @@ void check_gemm(const OpCall& c) {
     if (A.shape.nd != B.shape.nd) fail(c, "batched gemm needs A and B with the same number of dims, got A " + A.shape.str() + " and B " + B.shape.str());
     for (int i = 0; i < A.shape.nd - 2; ++i)
       if (A.shape.d[i] != B.shape.d[i]) fail(c, "batched gemm needs equal batch dims, got A " + A.shape.str() + " and B " + B.shape.str());
-    M = ta ? A.shape[-1] : A.shape[-2];
-    K_a = ta ? A.shape[-2] : A.shape[-1];
     expect = A.shape;
     expect.d[expect.nd - 2] = M;
     expect.d[expect.nd - 1] = N;
@@ -406,8 +401,9 @@ void check_medic_loss(const OpCall& c) {
     f32_out(c, 2);
     same_shape(c, in(c, 2), true, 2, out(c, 2), false, 2);
   }
-  if (!(c.af("tau", 0.1f) > 0)) fail(c, "attr tau must be positive");
-  if (!(c.af("beta", 1.0f) > 0)) fail(c, "attr beta must be positive");
+  const MedicLossPlan plan = medic_loss_plan(c);  // the shapes are valid now; the defaults are the kernels'
+  if (!(plan.tau > 0)) fail(c, "attr tau must be positive");
+  if (!(plan.beta > 0)) fail(c, "attr beta must be positive");
 }
 
 void check_cross_entropy(const OpCall& c) {

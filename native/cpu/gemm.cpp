@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "medic/engine.h"
+#include "medic/op_args.h"
 #include "medic/ops.h"
 #include "medic/threads.h"
 
@@ -504,30 +505,24 @@ static void gemm_k0(const Gemm& g, int64_t rows) {
 }  // namespace
 
 void gemm(const OpCall& call) {
-  const Tensor &A = call.x(0), &B = call.x(1), &C = call.y(0);
+  const GemmDims d = gemm_dims(call);  // shared with the CUDA kernel (medic/op_args.h)
   Gemm g{};
-  g.ta = call.ai("trans_a", 0) != 0;
-  g.tb = call.ai("trans_b", 0) != 0;
-  g.acc = call.ai("acc", 0) != 0;
-  g.act = static_cast<int>(call.ai("act", 0));
-  g.alpha = call.af("alpha", 1.f);
-  g.A = A.f32();
-  g.B = B.f32();
+  g.ta = d.ta;
+  g.tb = d.tb;
+  g.acc = d.acc;
+  g.act = d.act;
+  g.alpha = d.alpha;
+  g.A = call.x(0).f32();
+  g.B = call.x(1).f32();
   g.bias = call.has_in(2) ? call.x(2).f32() : nullptr;
-  g.C = C.f32();
+  g.C = call.y(0).f32();
   g.P = g.act == 1 ? call.y(1).f32() : nullptr;
-  g.N = g.tb ? B.shape[-2] : B.shape[-1];
-  int64_t nb = 1;
-  if (B.shape.nd == 2) {  // A's leading dims flattened into rows (or into K when trans_a)
-    g.M = g.ta ? A.shape[-1] : A.shape.leading(1);
-    g.K = g.ta ? A.shape.leading(1) : A.shape[-1];
-  } else {
-    nb = A.shape.leading(2);
-    g.M = g.ta ? A.shape[-1] : A.shape[-2];
-    g.K = g.ta ? A.shape[-2] : A.shape[-1];
-  }
-  g.lda = g.ta ? g.M : g.K;
-  g.ldb = g.tb ? g.K : g.N;
+  g.M = d.M;
+  g.N = d.N;
+  g.K = d.K;
+  g.lda = d.lda;
+  g.ldb = d.ldb;
+  const int64_t nb = d.nb;
   if (g.M == 0 || g.N == 0 || nb == 0) return;
   if (g.K == 0) return gemm_k0(g, nb * g.M);
 

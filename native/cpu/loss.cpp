@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "medic/op_args.h"
 #include "medic/ops.h"
 #include "medic/threads.h"
 
@@ -104,11 +105,12 @@ double cls_row(const float* s, const float* t, float* ds, int64_t n, double coef
 // (or M = 0) there is nothing to average and that component is 0.
 void medic_loss(const OpCall& c) {
   const Tensor &S = c.x(0), &Tt = c.x(1);
-  const int64_t B = S.shape[0], R = S.shape[1], Dt = S.shape[2], T = R - 1;
-  const float w_tok = c.af("w_tok", 1.0f), w_cls = c.af("w_cls", 0.4f), w_pix = c.af("w_pix", 1.0f);
-  const float tau = c.af("tau", 0.1f), beta = c.af("beta", 1.0f);
-  const bool has_pix = c.has_in(2);
-  const int64_t M = has_pix ? c.x(2).shape[1] : 0, P = has_pix ? c.x(2).shape[2] : 0;
+  const MedicLossPlan plan = medic_loss_plan(c);  // shared with the CUDA kernel (medic/op_args.h)
+  const int64_t B = plan.B, R = plan.R, Dt = plan.Dt, T = plan.T, M = plan.M, P = plan.P;
+  const float w_tok = plan.w_tok, w_cls = plan.w_cls, w_pix = plan.w_pix, tau = plan.tau, beta = plan.beta;
+  const bool has_pix = plan.has_pix, do_tok = plan.do_tok, do_cls = plan.do_cls, do_pix = plan.do_pix;
+  const float tok_scale = plan.tok_scale, pix_scale = plan.pix_scale;
+  const double cls_coef = plan.cls_coef;
 
   const float* s = S.f32();
   const float* t = Tt.f32();
@@ -117,14 +119,8 @@ void medic_loss(const OpCall& c) {
   const float* target = has_pix ? c.x(3).f32() : nullptr;
   float* dpred = has_pix ? c.y(2).f32() : nullptr;
 
-  const bool do_tok = w_tok != 0 && T > 0, do_cls = w_cls != 0 && B > 0, do_pix = has_pix && w_pix != 0 && M > 0 && P > 0;
-  // d total / d element: the weight over the element count of each mean (the 2 of d^2 folded in).
-  const float tok_scale = do_tok ? static_cast<float>(static_cast<double>(w_tok) / (static_cast<double>(B) * T * Dt)) : 0.0f;
-  const double cls_coef = do_cls ? static_cast<double>(w_cls) / (static_cast<double>(B) * tau) : 0.0;
-  const float pix_scale = do_pix ? static_cast<float>(2.0 * w_pix / (static_cast<double>(B) * M * P)) : 0.0f;
-
   // Work items: the B*(1+T) head rows, then the B*M pixel rows; one partial per item.
-  const int64_t n_head = B * R, n_pix = has_pix ? B * M : 0;
+  const int64_t n_head = plan.n_head, n_pix = plan.n_pix;
   std::vector<double> part(static_cast<size_t>(n_head + n_pix), 0.0);
   const int64_t row_cost = std::max<int64_t>(1, std::max(Dt, P));
   const int64_t grain = std::max<int64_t>(1, 16384 / row_cost);

@@ -28,6 +28,7 @@
 #include <cstdint>
 
 #include "common.cuh"
+#include "medic/op_args.h"
 #include "mma.cuh"
 
 namespace medic::cuda {
@@ -296,30 +297,24 @@ bool aligned(const void* p, uintptr_t a) { return (reinterpret_cast<uintptr_t>(p
 }  // namespace
 
 void gemm(const OpCall& call) {
-  const Tensor &A = call.x(0), &B = call.x(1), &C = call.y(0);
+  const GemmDims d = gemm_dims(call);  // shared with the CPU kernel (medic/op_args.h)
+  const bool ta = d.ta, tb = d.tb;
   GemmArgs g{};
-  const bool ta = call.ai("trans_a", 0) != 0, tb = call.ai("trans_b", 0) != 0;
-  g.acc = call.ai("acc", 0) != 0;
-  g.act = static_cast<int>(call.ai("act", 0));
-  g.alpha = call.af("alpha", 1.f);
-  g.A = A.f32();
-  g.B = B.f32();
+  g.acc = d.acc;
+  g.act = d.act;
+  g.alpha = d.alpha;
+  g.A = call.x(0).f32();
+  g.B = call.x(1).f32();
   g.bias = call.has_in(2) ? call.x(2).f32() : nullptr;
-  g.C = C.f32();
+  g.C = call.y(0).f32();
   g.P = g.act == 1 ? call.y(1).f32() : nullptr;
-  g.N = tb ? B.shape[-2] : B.shape[-1];
-  int64_t nb = 1;
-  if (B.shape.nd == 2) {  // A's leading dims flattened into rows (or into K when trans_a)
-    g.M = ta ? A.shape[-1] : A.shape.leading(1);
-    g.K = ta ? A.shape.leading(1) : A.shape[-1];
-  } else {
-    nb = A.shape.leading(2);
-    g.M = ta ? A.shape[-1] : A.shape[-2];
-    g.K = ta ? A.shape[-2] : A.shape[-1];
-  }
+  g.M = d.M;
+  g.N = d.N;
+  g.K = d.K;
+  const int64_t nb = d.nb;
   if (g.M == 0 || g.N == 0 || nb == 0) return;
-  g.lda = ta ? g.M : g.K;
-  g.ldb = tb ? g.K : g.N;
+  g.lda = d.lda;
+  g.ldb = d.ldb;
   g.sa = g.M * g.K;
   g.sb = g.K * g.N;
   g.sc = g.M * g.N;

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "common.cuh"
+#include "medic/op_args.h"
 #include "ops_util.cuh"
 
 namespace medic::cuda {
@@ -206,11 +207,9 @@ __global__ void __launch_bounds__(kFinal) ce_final(const double* part, const dou
 
 void medic_loss(const OpCall& c) {
   const Tensor &S = c.x(0), &Tt = c.x(1);
-  const int64_t B = S.shape[0], R = S.shape[1], Dt = S.shape[2], T = R - 1;
-  const float w_tok = c.af("w_tok", 1.0f), w_cls = c.af("w_cls", 0.4f), w_pix = c.af("w_pix", 1.0f);
-  const float tau = c.af("tau", 0.1f), beta = c.af("beta", 1.0f);
-  const bool has_pix = c.has_in(2);
-  const int64_t M = has_pix ? c.x(2).shape[1] : 0, P = has_pix ? c.x(2).shape[2] : 0;
+  const MedicLossPlan plan = medic_loss_plan(c);  // shared with the CPU kernel (medic/op_args.h)
+  const int64_t B = plan.B, R = plan.R, Dt = plan.Dt, T = plan.T, M = plan.M, P = plan.P;
+  const bool has_pix = plan.has_pix;
 
   LossArgs a;
   a.s = S.f32();
@@ -222,16 +221,16 @@ void medic_loss(const OpCall& c) {
   a.R = R;
   a.Dt = Dt;
   a.P = P;
-  a.do_tok = w_tok != 0 && T > 0;
-  a.do_cls = w_cls != 0 && B > 0;
-  a.do_pix = has_pix && w_pix != 0 && M > 0 && P > 0;
-  a.beta = beta;
-  a.inv_beta = 1.0f / beta;
-  a.tok_scale = a.do_tok ? static_cast<float>(static_cast<double>(w_tok) / (static_cast<double>(B) * T * Dt)) : 0.0f;
-  a.cls_coef = a.do_cls ? static_cast<double>(w_cls) / (static_cast<double>(B) * tau) : 0.0;
-  a.pix_scale = a.do_pix ? static_cast<float>(2.0 * w_pix / (static_cast<double>(B) * M * P)) : 0.0f;
-  a.n_head = B * R;
-  a.n_pix = has_pix ? B * M : 0;
+  a.do_tok = plan.do_tok;
+  a.do_cls = plan.do_cls;
+  a.do_pix = plan.do_pix;
+  a.beta = plan.beta;
+  a.inv_beta = 1.0f / plan.beta;
+  a.tok_scale = plan.tok_scale;
+  a.cls_coef = plan.cls_coef;
+  a.pix_scale = plan.pix_scale;
+  a.n_head = plan.n_head;
+  a.n_pix = plan.n_pix;
   const int64_t rows = a.n_head + a.n_pix;
   a.part = static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(rows > 0 ? rows : 1) * sizeof(double)));
   if (rows > 0) {
@@ -239,7 +238,7 @@ void medic_loss(const OpCall& c) {
     check_launch("medic_loss");
   }
   medic_loss_final<<<1, kFinal, 0, stream_of(c)>>>(a.part, a.n_head, a.n_pix, R, static_cast<double>(B) * T * Dt,
-                                                   static_cast<double>(B) * tau, static_cast<double>(B) * M * P, w_tok, w_cls, w_pix,
+                                                   static_cast<double>(B) * plan.tau, static_cast<double>(B) * M * P, plan.w_tok, plan.w_cls, plan.w_pix,
                                                    a.do_tok, a.do_cls, a.do_pix, c.y(0).f32());
   check_launch("medic_loss");
 }

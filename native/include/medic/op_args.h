@@ -1,0 +1,88 @@
+// Op calls decoded once: the attributes with their defaults and the sizes derived from the shapes,
+// shared by the checker (core/op_checks.cpp) and both backends (cpu/, cuda/), so that the CPU and
+// CUDA kernels of one op cannot drift apart in how they read its contract (ops.h).
+// Call them after the op's tensor-count and rank checks (run_op does those first).
+#pragma once
+
+#include <cstdint>
+
+#include "medic/ops.h"
+
+namespace medic {
+
+// gemm: C = act(alpha * op(A) op(B) + bias) (+ C when acc). With a 2-D B, A's leading dims are the
+// rows (or, with trans_a, they are K); with a batched B, nb = the product of the batch dims.
+struct GemmDims {
+  bool ta, tb, acc;
+  int act;  // 0 none, 1 gelu (preact in output 1)
+  float alpha;
+  int64_t M, N, K;  // K: op(A)'s inner dim
+  int64_t K_b;      // op(B)'s inner dim (equal to K in a valid call)
+  int64_t nb;       // batch count (1 for a 2-D B)
+  int64_t lda, ldb;  // row strides of A and B as stored; C (and the preact) have row stride N
+};
+
+inline GemmDims gemm_dims(const OpCall& c) {
+  const Shape &a = c.x(0).shape, &b = c.x(1).shape;
+  GemmDims g{};
+  g.ta = c.ai("trans_a", 0) != 0;
+  g.tb = c.ai("trans_b", 0) != 0;
+  g.acc = c.ai("acc", 0) != 0;
+  g.act = static_cast<int>(c.ai("act", 0));
+  g.alpha = c.af("alpha", 1.f);
+  g.N = g.tb ? b[-2] : b[-1];
+  g.K_b = g.tb ? b[-1] : b[-2];
+  g.nb = 1;
+  if (b.nd == 2) {
+    g.M = g.ta ? a[-1] : a.leading(1);
+    g.K = g.ta ? a.leading(1) : a[-1];
+  } else {
+    g.nb = a.leading(2);
+    g.M = g.ta ? a[-1] : a[-2];
+    g.K = g.ta ? a[-2] : a[-1];
+  }
+  g.lda = g.ta ? g.M : g.K;
+  g.ldb = g.tb ? g.K : g.N;
+  return g;
+}
+
+// medic_loss: in s, t [B, 1+T, Dt], [pred, target [B, M, P]]. Which of the three terms run (a term
+// whose weight is 0, or that has nothing to average, is skipped and reads 0) and the gradient scale
+// of each: d total / d element = weight over the element count of its mean (the 2 of d^2 folded in).
+struct MedicLossPlan {
+  int64_t B, R, T, Dt;  // R = 1 + T rows per image: the CLS row, then the T token rows
+  int64_t M, P;         // pixel rows per image and their width (0 without pred/target)
+  float w_tok, w_cls, w_pix, tau, beta;
+  bool has_pix, do_tok, do_cls, do_pix;
+  float tok_scale, pix_scale;
+  double cls_coef;       // w_cls / (B tau): the CLS term's gradient factor
+  int64_t n_head, n_pix;  // work rows: B * R head rows, then B * M pixel rows
+};
+
+inline MedicLossPlan medic_loss_plan(const OpCall& c) {
+  MedicLossPlan p{};
+  const Shape& s = c.x(0).shape;
+  p.B = s[0];
+  p.R = s[1];
+  p.Dt = s[2];
+  p.T = p.R - 1;
+  p.w_tok = c.af("w_tok", 1.0f);
+  p.w_cls = c.af("w_cls", 0.4f);
+  p.w_pix = c.af("w_pix", 1.0f);
+  p.tau = c.af("tau", 0.1f);
+  p.beta = c.af("beta", 1.0f);
+  p.has_pix = c.has_in(2);
+  p.M = p.has_pix ? c.x(2).shape[1] : 0;
+  p.P = p.has_pix ? c.x(2).shape[2] : 0;
+  p.do_tok = p.w_tok != 0 && p.T > 0;
+  p.do_cls = p.w_cls != 0 && p.B > 0;
+  p.do_pix = p.has_pix && p.w_pix != 0 && p.M > 0 && p.P > 0;
+  p.tok_scale = p.do_tok ? static_cast<float>(static_cast<double>(p.w_tok) / (static_cast<double>(p.B) * p.T * p.Dt)) : 0.0f;
+  p.cls_coef = p.do_cls ? static_cast<double>(p.w_cls) / (static_cast<double>(p.B) * p.tau) : 0.0;
+  p.pix_scale = p.do_pix ? static_cast<float>(2.0 * p.w_pix / (static_cast<double>(p.B) * p.M * p.P)) : 0.0f;
+  p.n_head = p.B * p.R;
+  p.n_pix = p.has_pix ? p.B * p.M : 0;
+  return p;
+}
+
+}  // namespace medic
