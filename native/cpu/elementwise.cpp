@@ -20,6 +20,8 @@
 #include "medic/rng.h"
 #include "medic/threads.h"
 
+#include "isa.h"
+
 namespace medic::cpu {
 
 namespace {
@@ -191,11 +193,7 @@ void sum_to(const OpCall& c) {
 //   erfc: Numerical Recipes' erfcc (Chebyshev fit, fractional error < 1.2e-7 for all z >= 0):
 //         erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z / 2).
 // Phi from erfc of |z| is accurate in relative terms on both tails (no 1 + erf cancellation for x < 0).
-// The bodies are compiled three times (baseline, AVX2+FMA, AVX-512) and picked by cpu_features().
-
-#define MEDIC_INLINE inline __attribute__((always_inline))
-#define MEDIC_AVX2 __attribute__((target("avx2,fma")))
-#define MEDIC_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
+// The bodies are compiled three times (baseline, AVX2+FMA, AVX-512) and picked by cpu_features() (isa.h).
 
 namespace {
 
@@ -279,13 +277,6 @@ MEDIC_VARIANTS(gelu_bwd_body, gelu_bwd_k, (const float* x, const float* dy, floa
 MEDIC_VARIANTS(quick_bwd_body, quick_bwd_k, (const float* x, const float* dy, float* dx, bool acc, int64_t a, int64_t b), (x, dy, dx, acc, a, b))
 #undef MEDIC_VARIANTS
 
-template <class F>
-F pick(F base, F avx2, F avx512) {
-  const CpuFeatures& f = cpu_features();
-  if (f.avx512f) return avx512;
-  if (f.avx2 && f.fma) return avx2;
-  return base;
-}
 
 void run_fwd(const OpCall& c, FwdFn fn) {
   const float* x = c.x(0).f32();
@@ -303,10 +294,10 @@ void run_bwd(const OpCall& c, BwdFn fn) {
 
 }  // namespace
 
-void gelu(const OpCall& c) { run_fwd(c, pick(gelu_k_base, gelu_k_avx2, gelu_k_avx512)); }
-void gelu_bwd(const OpCall& c) { run_bwd(c, pick(gelu_bwd_k_base, gelu_bwd_k_avx2, gelu_bwd_k_avx512)); }
-void quick_gelu(const OpCall& c) { run_fwd(c, pick(quick_k_base, quick_k_avx2, quick_k_avx512)); }
-void quick_gelu_bwd(const OpCall& c) { run_bwd(c, pick(quick_bwd_k_base, quick_bwd_k_avx2, quick_bwd_k_avx512)); }
+void gelu(const OpCall& c) { run_fwd(c, pick_isa_variant(gelu_k_base, gelu_k_avx2, gelu_k_avx512)); }
+void gelu_bwd(const OpCall& c) { run_bwd(c, pick_isa_variant(gelu_bwd_k_base, gelu_bwd_k_avx2, gelu_bwd_k_avx512)); }
+void quick_gelu(const OpCall& c) { run_fwd(c, pick_isa_variant(quick_k_base, quick_k_avx2, quick_k_avx512)); }
+void quick_gelu_bwd(const OpCall& c) { run_bwd(c, pick_isa_variant(quick_bwd_k_base, quick_bwd_k_avx2, quick_bwd_k_avx512)); }
 
 // ---------------------------------------------------------------------------------------------
 // scale_add: x [B, L, C] += keep[b] * gamma[c] * y (L = the middle dims flattened). Rows whose keep is

@@ -21,9 +21,7 @@
 #include "medic/ops.h"
 #include "medic/threads.h"
 
-#define MEDIC_INLINE inline __attribute__((always_inline))
-#define MEDIC_AVX2 __attribute__((target("avx2,fma")))
-#define MEDIC_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
+#include "isa.h"
 
 namespace medic::cpu {
 
@@ -171,13 +169,6 @@ void pix_base(const PixNorm& a, int64_t r0, int64_t r1) { pix_body(a, r0, r1); }
 MEDIC_AVX2 void pix_avx2(const PixNorm& a, int64_t r0, int64_t r1) { pix_body(a, r0, r1); }
 MEDIC_AVX512 void pix_avx512(const PixNorm& a, int64_t r0, int64_t r1) { pix_body(a, r0, r1); }
 
-template <class F>
-F pick(F base, F avx2, F avx512) {
-  const CpuFeatures& f = cpu_features();
-  if (f.avx512f) return avx512;
-  if (f.avx2 && f.fma) return avx2;
-  return base;
-}
 
 int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(1, C)); }
 
@@ -193,7 +184,7 @@ void layernorm(const OpCall& c) {
           c.y(2).f32(),
           X.shape[-1],
           c.af("eps", 1e-6f)};
-  auto fn = pick(ln_fwd_base, ln_fwd_avx2, ln_fwd_avx512);
+  auto fn = pick_isa_variant(ln_fwd_base, ln_fwd_avx2, ln_fwd_avx512);
   c.ctx->pool->parallel_for(X.shape.leading(1), row_grain(a.C), [&](int64_t r0, int64_t r1) { fn(a, r0, r1); });
 }
 
@@ -204,7 +195,7 @@ void layernorm_bwd(const OpCall& c) {
   float* dw = c.has_out(1) ? c.y(1).f32() : nullptr;
   float* db = c.has_out(2) ? c.y(2).f32() : nullptr;
   const int64_t R = X.shape.leading(1), C = a.C;
-  auto fn = pick(ln_bwd_base, ln_bwd_avx2, ln_bwd_avx512);
+  auto fn = pick_isa_variant(ln_bwd_base, ln_bwd_avx2, ln_bwd_avx512);
   ThreadPool& pool = *c.ctx->pool;
   if (!dw && !db) {
     pool.parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) { fn(a, r0, r1, nullptr, nullptr); });
@@ -236,7 +227,7 @@ void layernorm_bwd(const OpCall& c) {
 void pixel_norm(const OpCall& c) {
   const Tensor& X = c.x(0);
   PixNorm a{X.f32(), c.y(0).f32(), X.shape[-1], c.af("eps", 1e-6f)};
-  auto fn = pick(pix_base, pix_avx2, pix_avx512);
+  auto fn = pick_isa_variant(pix_base, pix_avx2, pix_avx512);
   c.ctx->pool->parallel_for(X.shape.leading(1), row_grain(a.C), [&](int64_t r0, int64_t r1) { fn(a, r0, r1); });
 }
 
