@@ -6,7 +6,7 @@
 // Speed and the hardware's own rounding stay for a GPU run (bench/gpu-check.sh).
 //
 // beforeAll builds build/emu with `npm run build:emu` (incremental: a few seconds when up to date,
-// about two minutes from scratch on 2 cores).
+// about a minute from scratch on 2 cores).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
