@@ -1,10 +1,10 @@
-// From a pretraining config to the graphs that run it: the MEDiC training step and the evaluation
-// forward (student CLS after the final LN, no masking, no drop path) that kNN reads.
-import { Graph, GraphState, compile, sliceRows, type CompiledGraph } from '../graph/index.js';
-import type { Engine, Program } from '../engine/index.js';
-import { buildMedic, VisionTransformer, type VitConfig, type MedicConfig, type MedicGraph } from '../models/index.js';
-import { inspectClipCheckpoint, type ClipCheckpointInfo } from '../models/clip-checkpoint.js';
-import { studentPresets, type PretrainConfig } from './config.js';
+// From a pretraining config to the MEDiC training graph: the config's flat keys become the
+// MedicConfig that lib/models/medic.ts builds from (buildMedic), and a teacher checkpoint's
+// architecture replaces the random teacher's settings. The evaluation forward is lib/eval/features.ts.
+import { compile, type CompiledGraph } from '../graph/index.js';
+import { inspectClipCheckpoint, type ClipCheckpointInfo } from '../io/teacher.js';
+import { buildMedic, studentPresets, type MedicConfig, type MedicGraph, type VitConfig } from '../models/index.js';
+import type { PretrainConfig } from './config.js';
 
 export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConfig {
   const s = studentPresets[c.model];
@@ -41,91 +41,14 @@ export interface TrainModel {
   cg: CompiledGraph;
 }
 
+/** buildMedic() for a pretraining config, compiled. */
 export function buildTrainModel(c: PretrainConfig): TrainModel {
   const medic = buildMedic(medicConfigOf(c));
   return { medic, cg: compile(medic.graph) };
 }
 
-/**
- * The evaluation forward: images [B, 3, S, S] -> features [B, 1, D] (CLS after the final LN).
- * Its student parameters carry the same names as the training graph's, so weights are copied by name.
- */
 /** The student's architecture as the timm export records it. */
 export function studentVitConfig(c: PretrainConfig): VitConfig {
   const s = studentPresets[c.model];
   return { img: c.imgSize, patch: c.patchSize, dim: s.dim, depth: s.depth, heads: s.heads, layerScale: c.layerScale, dropPath: c.dropPath };
-}
-
-export function buildFeatureModel(c: PretrainConfig, batch: number): CompiledGraph {
-  const g = new Graph();
-  const s = studentPresets[c.model];
-  const vit = new VisionTransformer(
-    g,
-    { img: c.imgSize, patch: c.patchSize, dim: s.dim, depth: s.depth, heads: s.heads, layerScale: c.layerScale, dropPath: 0 },
-    { withMaskToken: c.encoding === 'dense' },
-  );
-  const images = g.input('images', [batch, 3, c.imgSize, c.imgSize], 'f32');
-  g.markOutput(sliceRows(g, vit.forward(images), 0, 1, 'eval.cls'), 'features');
-  return compile(g);
-}
-
-/** Copies every parameter of `to` from a flat buffer laid out by `fromTable` (by name). */
-export function copyParamsByName(
-  fromFlat: Float32Array,
-  fromTable: { name: string; offset: number; shape: number[] }[],
-  to: GraphState,
-  group: 'train' | 'frozen' = 'train',
-): void {
-  const byName = new Map(fromTable.map((p) => [p.name, p]));
-  const values: Record<string, Float32Array> = {};
-  for (const p of to.cg.params) {
-    if (p.group !== group) continue;
-    const src = byName.get(p.name);
-    if (!src) throw new Error(`parameters: '${p.name}' is missing from the source`);
-    if (JSON.stringify(src.shape) !== JSON.stringify(p.shape))
-      throw new Error(`parameters: '${p.name}' has shape ${JSON.stringify(src.shape)} in the source, ${JSON.stringify(p.shape)} here`);
-    values[p.name] = fromFlat.subarray(src.offset, src.offset + p.numel);
-  }
-  to.writeParams(values);
-}
-
-/** The parameter table of a compiled graph's trainable group, as checkpoints store it. */
-export function paramTable(cg: CompiledGraph, group: 'train' | 'frozen' = 'train'): { name: string; shape: number[]; offset: number }[] {
-  return cg.params.filter((p) => p.group === group).map((p) => ({ name: p.name, shape: [...p.shape], offset: p.offset }));
-}
-
-/** A feature extractor bound to its own state; call load() with weights, then features(). */
-export class FeatureExtractor {
-  readonly cg: CompiledGraph;
-  readonly state: GraphState;
-  private readonly program: Program;
-
-  constructor(
-    engine: Engine,
-    readonly config: PretrainConfig,
-    readonly batch: number,
-  ) {
-    this.cg = buildFeatureModel(config, batch);
-    this.state = new GraphState(engine, this.cg);
-    this.program = this.state.program();
-  }
-
-  get dim(): number {
-    return studentPresets[this.config.model].dim;
-  }
-
-  load(flat: Float32Array, table: { name: string; offset: number; shape: number[] }[]): void {
-    copyParamsByName(flat, table, this.state);
-  }
-
-  /** Features [B, D] of one batch of B images. */
-  async run(images: Float32Array): Promise<Float32Array> {
-    const r = await this.program.run({ images });
-    return r.outputs.features as Float32Array;
-  }
-
-  dispose(): void {
-    this.program.dispose();
-    this.state.dispose();
-  }
 }
