@@ -49,7 +49,7 @@ describe('gelu and quick_gelu', () => {
     }
   }
 
-  for (const op of ['gelu', 'quick_gelu']) {
+  for (const op of ['gelu', 'quick_gelu'] as const) {
     it(`${op}_bwd agrees with finite differences of ${op}`, () => {
       const shape = [3, 5];
       const x = randomF32(15, 11, 2);
