@@ -41,7 +41,7 @@ export function chooseDevice(spec: DeviceSpec = 'auto'): DeviceChoice {
     cuda = loadBinding('cuda');
   } catch (err) {
     why = 'no CUDA build of the engine is installed';
-    if (kind === 'cuda') throw new Error(`--device ${spec}: ${why}.\n${(err as Error).message}`);
+    if (kind === 'cuda') throw new Error(`--device ${spec}: ${why}.\n${(err as Error).message}`, { cause: err });
   }
   if (cuda) {
     const n = cuda.binding.cudaDeviceCount();

@@ -190,7 +190,7 @@ export function readConfigFile(path: string): Partial<PretrainConfig> {
   try {
     obj = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw new Error(`--config ${path}: not valid JSON (${(err as Error).message})`);
+    throw new Error(`--config ${path}: not valid JSON (${(err as Error).message})`, { cause: err });
   }
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new Error(`--config ${path}: expected a JSON object of settings`);
   checkConfigKeys(obj, `--config ${path}`);

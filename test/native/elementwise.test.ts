@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
 
-import { Engine } from '../../lib/engine/index.js';
+import type { Engine } from '../../lib/engine/index.js';
 import { cpuEngine, dot, f32, finiteDiff, loadFixture, maxAbsErr, randomF32, relErr, runOp, type OpSpec as Spec, useEngines } from '../helpers/parity.js';
 
 const fx = loadFixture('elementwise');

@@ -2,7 +2,7 @@
 // `npm run typecheck` fails as soon as one of them compiles (an unused @ts-expect-error is itself an
 // error). Never run; tsc checks it with the rest of test/.
 import { Engine, resolveConfig } from '../../lib/index.js';
-import { Graph } from '../../lib/graph/index.js';
+import type { Graph } from '../../lib/graph/index.js';
 
 export function mistakes(engine: Engine, g: Graph): void {
   // Config keys: unknown ones, from the file layer or the flags layer, and values of the wrong type.
