@@ -1,6 +1,6 @@
-// The pretraining configuration: defaults, presets, validation, and the merge of
-// defaults < --config file < command-line flags. Every value of the recipe is here and is printed
-// at the start of a run (the effective config) and saved in the run folder.
+// The pretraining configuration: defaults, validation, and the merge of defaults < --config file <
+// command-line flags (student sizes: studentPresets in lib/models/vit.ts). Every value of the recipe
+// is here and is printed at the start of a run (the effective config) and saved in the run folder.
 import { existsSync, readFileSync } from 'node:fs';
 
 import { parseDevice, type DeviceSpec } from '../engine/device.js';
