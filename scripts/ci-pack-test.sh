@@ -84,15 +84,18 @@ chmod +x "$WORK/node/npm" "$WORK/node/npx"
 FORBIDDEN='^(cmake|ccmake|cpack|ctest|make|gmake|ninja|nvcc|cc|c\+\+|gcc|g\+\+|clang|clang\+\+|cpp|ld|(.*-)?(gcc|g\+\+|c\+\+|cc)(-[0-9.]+)?|node|npm|npx)$'
 mkdir -p "$WORK/bin" "$WORK/trap"
 IFS=: read -r -a path_dirs <<<"$PATH"
-for d in "${path_dirs[@]}"; do
+declare -A seen
+links=()
+for d in "${path_dirs[@]}"; do # first on PATH wins, as in a shell; no process per file (this is slow enough)
   [ -d "$d" ] || continue
   for f in "$d"/*; do
-    n="$(basename "$f")"
-    [ -x "$f" ] && [ ! -d "$f" ] && [ ! -e "$WORK/bin/$n" ] || continue
-    grep -Eq "$FORBIDDEN" <<<"$n" && continue
-    ln -s "$f" "$WORK/bin/$n"
+    n="${f##*/}"
+    [[ -x "$f" && ! -d "$f" && -z "${seen[$n]:-}" && ! "$n" =~ $FORBIDDEN ]] || continue
+    seen[$n]=1
+    links+=("$f")
   done
 done
+printf '%s\0' "${links[@]}" | xargs -0 ln -s -t "$WORK/bin"
 CALLS="$WORK/compiler-calls.log"
 for n in cmake make ninja nvcc cc c++ gcc g++ clang clang++; do
   printf '#!/bin/sh\necho "%s $*" >>"%s"\necho "ci-pack-test trap: %s is not available" >&2\nexit 127\n' "$n" "$CALLS" "$n" >"$WORK/trap/$n"

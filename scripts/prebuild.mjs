@@ -29,8 +29,11 @@ const cpuFile = join(root, 'prebuilds', tuple, 'medic-native.glibc.node');
 const cudaPkg = join(root, 'packages', 'linux-x64-cuda');
 const cudaFile = join(cudaPkg, 'medic_cuda.node');
 const releaseDir = join(root, 'build-release');
-// The floors we promise (docs/RELEASE.md); Node 20's own Linux binaries need glibc 2.28.
-const GLIBC_MAX = '2.28';
+// The floors we promise (docs/RELEASE.md). CPU: Node 20's own Linux binaries need glibc 2.28. CUDA:
+// the static cudart's pthread, dl, sem and shm calls bind to the versions of the glibc it is linked
+// against, 2.34 for every glibc >= 2.34 (the one that merged libpthread and libdl into libc); an older
+// floor needs a build machine with an older glibc.
+const GLIBC_MAX = { cpu: '2.28', cuda: '2.34' };
 const GLIBCXX_MAX = '3.4.22';
 const CUDA_ARCHS = '80-real;90-real;90-virtual';
 
@@ -87,7 +90,9 @@ function probe(file) {
 function checkBinary(file, variant) {
   const req = glibcRequirements(file);
   console.log(`prebuild: ${file} (${mb(file)}): needs glibc >= ${req.glibc}, libstdc++ GLIBCXX >= ${req.glibcxx ?? 'none'}; links ${neededLibraries(file).join(', ')}`);
-  if (!atMost(req.glibc, GLIBC_MAX)) fail(`${file} needs GLIBC_${req.glibc} (${req.symbols[`GLIBC_${req.glibc}`].join(', ')}); the floor is ${GLIBC_MAX} (see native/core/glibc_floor.h)`);
+  if (!atMost(req.glibc, GLIBC_MAX[variant])) {
+    fail(`${file} needs GLIBC_${req.glibc} (${req.symbols[`GLIBC_${req.glibc}`].join(', ')}); the ${variant} floor is ${GLIBC_MAX[variant]} (see native/core/glibc_floor.h)`);
+  }
   if (!atMost(req.glibcxx, GLIBCXX_MAX)) fail(`${file} needs GLIBCXX_${req.glibcxx} (${req.symbols[`GLIBCXX_${req.glibcxx}`].join(', ')}); the floor is ${GLIBCXX_MAX}`);
   const p = probe(file);
   if (p.cuda !== (variant === 'cuda')) fail(`${file} reports cudaCompiled() = ${p.cuda}, expected the ${variant} variant`);
