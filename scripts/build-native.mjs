@@ -1,15 +1,13 @@
 #!/usr/bin/env node
-// Builds the native addon with cmake-js (run by `npm install` / `npm ci`, and `npm run build:native`).
+// Builds the native addon from source with cmake-js into build/Release (`npm run build:native`, and
+// scripts/install.mjs when no prebuilt binary loads or --build-from-source asks for it).
 //
-// - Skips the build when a binary for this platform already exists (prebuilds/ or build/Release),
-//   unless --force is given.
 // - MEDIC_CUDA=AUTO|ON|OFF selects the CUDA backend (AUTO: built when nvcc is found).
 // - Never downloads anything: package.json's "binary.napi_versions" makes cmake-js take the Node-API
 //   headers from the node-api-headers package.
 // - --emu builds the CUDA sources for the CPU emulator instead (native/tests/emu) into build/emu:
 //   build/emu/Release/medic_cuda_emu.node and build/emu/medic_parity_emu (`npm run build:emu`).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -17,14 +15,6 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const emu = process.argv.includes('--emu');
-const force = emu || process.argv.includes('--force');
-const built = join(root, 'build', 'Release', 'medic_cpu.node');
-const prebuilt = join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'cpu', 'medic_cpu.node');
-
-if (!force && (existsSync(built) || existsSync(prebuilt))) {
-  console.log(`medic-native: using the existing binary (${existsSync(built) ? built : prebuilt}); npm run build:native rebuilds`);
-  process.exit(0);
-}
 
 const require = createRequire(import.meta.url);
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js');

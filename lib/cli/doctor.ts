@@ -4,7 +4,7 @@ import { arch, cpus, platform, totalmem } from 'node:os';
 import type { Command } from 'commander';
 
 import { chooseDevice } from '../engine/device.js';
-import { candidatePaths, loadBinding, type LoadedBinding } from '../engine/loader.js';
+import { CUDA_PACKAGE, loadBinding, shortPath, type LoadedBinding, type Origin, type Variant } from '../engine/loader.js';
 
 export interface DoctorReport {
   node: string;
@@ -12,17 +12,24 @@ export interface DoctorReport {
   cpu: string;
   cores: number;
   memoryGiB: number;
-  binaries: { variant: string; path: string | null; error?: string; cpuFeatures?: string; cudaCompiled?: boolean }[];
+  /** The binary `--device auto` runs on: its variant and whether it is prebuilt or built locally. */
+  engine: { variant: Variant; origin: Origin; path: string } | null;
+  /** When no binary loads: the loader's message (what was tried, what to run). */
+  engineError?: string;
+  binaries: { variant: string; path: string | null; origin?: Origin; error?: string; cpuFeatures?: string; cudaCompiled?: boolean }[];
   cuda: { compiledIn: boolean; devices: number; description: string; kernels: number; ops: number };
   auto: string;
   threads: number;
 }
 
-function tryLoad(variant: 'cpu' | 'cuda'): { loaded?: LoadedBinding; error?: string } {
+/** `error`: the paths tried, one per line of the loader's message, joined; `message`: all of it. */
+function tryLoad(variant: Variant): { loaded?: LoadedBinding; error?: string; message?: string } {
   try {
     return { loaded: loadBinding(variant) };
   } catch (err) {
-    return { error: (err as Error).message.split('\n').slice(1).map((l) => l.trim()).filter(Boolean).join('; ') };
+    const message = (err as Error).message;
+    const tried = message.split('\n').filter((l) => l.startsWith('  ')).map((l) => l.trim());
+    return { error: tried.join('; '), message };
   }
 }
 
@@ -32,14 +39,18 @@ export function doctorReport(): DoctorReport {
   const binaries = [cpu, cuda].map((r, i) => ({
     variant: i === 0 ? 'cpu' : 'cuda',
     path: r.loaded?.path ?? null,
+    origin: r.loaded?.origin,
     error: r.error,
     cpuFeatures: r.loaded?.binding.cpuFeatures(),
     cudaCompiled: r.loaded?.binding.cudaCompiled(),
   }));
   const cb = cuda.loaded?.binding;
   let auto: string;
+  let engine: DoctorReport['engine'] = null;
   try {
-    auto = chooseDevice('auto').reason;
+    const choice = chooseDevice('auto');
+    auto = choice.reason;
+    engine = { variant: choice.loaded.variant, origin: choice.loaded.origin, path: choice.loaded.path };
   } catch (err) {
     auto = `none: ${(err as Error).message}`;
   }
@@ -49,11 +60,13 @@ export function doctorReport(): DoctorReport {
     cpu: cpus()[0]?.model ?? 'unknown',
     cores: cpus().length,
     memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    engine,
+    engineError: engine ? undefined : cpu.message,
     binaries,
     cuda: {
       compiledIn: !!cb,
       devices: cb ? cb.cudaDeviceCount() : 0,
-      description: cb ? cb.cudaDescribe(0) : 'no CUDA build of the engine (nvcc was not found when it was built)',
+      description: cb ? cb.cudaDescribe(0) : `no CUDA build of the engine installed (the optional package ${CUDA_PACKAGE}, or a source build with nvcc)`,
       kernels: cb ? cb.cudaKernels().length : 0,
       ops: (cpu.loaded ?? cuda.loaded)?.binding.opNames().length ?? 0,
     },
@@ -70,19 +83,24 @@ export function registerDoctor(program: Command): void {
     .addHelpText('after', '\nExamples:\n  $ medic-native doctor\n  $ medic-native doctor --json')
     .action((opts: { json?: boolean }) => {
       const r = doctorReport();
+      // Nothing to run on is a broken install: say so in the exit code too.
+      if (!r.engine) process.exitCode = 1;
       if (opts.json) {
         console.log(JSON.stringify(r, null, 2));
         return;
       }
       console.log(`node ${r.node} on ${r.platform}, ${r.cpu} (${r.cores} cores, ${r.memoryGiB} GiB)`);
+      if (r.engine) console.log(`engine       : ${r.engine.variant} variant, ${r.engine.origin} (${shortPath(r.engine.path)})`);
+      else console.log('engine       : none loads (see below)');
       for (const b of r.binaries) {
-        if (b.path) console.log(`binary ${b.variant.padEnd(4)}: ${b.path}${b.cudaCompiled ? ' (CPU + CUDA backends)' : ' (CPU backend)'}`);
-        else console.log(`binary ${b.variant.padEnd(4)}: not available (${b.error || candidatePaths(b.variant as 'cpu' | 'cuda').join(', ')})`);
+        if (b.path) console.log(`binary ${b.variant.padEnd(4)}  : ${b.origin}, ${shortPath(b.path)}${b.cudaCompiled ? ' (CPU + CUDA backends)' : ' (CPU backend)'}`);
+        else console.log(`binary ${b.variant.padEnd(4)}  : not available (${b.error})`);
       }
       const features = r.binaries.find((b) => b.cpuFeatures)?.cpuFeatures ?? 'unknown';
       console.log(`cpu kernels  : ${features}; ${r.threads} threads by default`);
       console.log(`cuda         : ${r.cuda.compiledIn ? `${r.cuda.devices} device(s): ${r.cuda.description}` : r.cuda.description}`);
       if (r.cuda.compiledIn) console.log(`cuda kernels : ${r.cuda.kernels} of ${r.cuda.ops} ops`);
       console.log(`--device auto: ${r.auto}`);
+      if (r.engineError) console.error(r.engineError);
     });
 }

@@ -35,7 +35,8 @@ export async function main(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    console.error(`medic-native: ${(err as Error).message}`);
+    const message = (err as Error).message;
+    console.error(message.startsWith('medic-native:') ? message : `medic-native: ${message}`);
     return 1;
   }
 }

