@@ -1,3 +1,5 @@
+/// <reference lib="dom" />
+/// <reference lib="dom.iterable" />
 // report.html in a real browser (issue 10, item 17): Debian's chromium driven by playwright-core lays
 // the report out; no two pieces of chart text overlap, every chart has both axis titles, and the
 // page is saved as docs/report.png (the README shows it).

@@ -92,7 +92,7 @@ describe('checkpoint fuzz', () => {
     const counts = { rejected: 0, accepted: 0, raw: [] as string[], unnamed: [] as string[], silent: [] as string[] };
     const N = 300;
     for (let t = 0; t < N; t++) {
-      let b = Buffer.from(good);
+      let b: Buffer = Buffer.from(good);
       let what: string;
       const r = rnd();
       if (r < 0.35) {
