@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { resolveConfig } from '../../lib/medic/config.js';
-import { writeReport } from '../../lib/medic/report.js';
+import { resolveConfig } from '../../lib/train/config.js';
+import { writeReport } from '../../lib/report/html.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const chromiumPath = '/usr/bin/chromium';

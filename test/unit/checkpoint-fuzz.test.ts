@@ -8,9 +8,9 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { checkParamTable, loadCheckpoint, readCheckpointState, saveCheckpoint, type Checkpoint, type TrainState } from '../../lib/io/checkpoint.js';
-import { resolveConfig, type PretrainConfig } from '../../lib/medic/config.js';
-import { buildTrainModel, paramTable } from '../../lib/medic/model.js';
+import { checkParamTable, loadCheckpoint, paramTable, readCheckpointState, saveCheckpoint, type Checkpoint, type TrainState } from '../../lib/io/checkpoint.js';
+import { resolveConfig, type PretrainConfig } from '../../lib/train/config.js';
+import { buildTrainModel } from '../../lib/train/build.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'medic-fuzz-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
