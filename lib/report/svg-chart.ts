@@ -29,32 +29,39 @@ const textWidth = (s: string, fontPx: number) => s.length * fontPx * 0.62;
 
 const FONT = { title: 13, legend: 11, tick: 10, axis: 11 };
 
-/** Round steps of 1, 2 or 5 x 10^k giving about `target` ticks over [a, b]. */
+/** Round steps of 1, 2, 2.5 or 5 x 10^k giving about `target` ticks, from the last tick <= a to the first >= b. */
 export function niceTicks(a: number, b: number, target: number): number[] {
   if (!(b > a)) return [a];
   const raw = (b - a) / Math.max(1, target);
   const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw)!;
   const out: number[] = [];
-  for (let v = Math.ceil(a / step - 1e-9) * step; v <= b + step * 1e-9; v += step) out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  const [i0, i1] = [Math.floor(a / step + 1e-9), Math.ceil(b / step - 1e-9)];
+  for (let i = i0; i <= i1; i++) out.push(Number((i * step).toPrecision(12)));
   return out;
 }
 
-/** Ticks of a log axis over [10^a, 10^b] (exponents in): decades, or 1-2-5 within a short range. */
-function logTicks(a: number, b: number): number[] {
-  const decades: number[] = [];
-  for (let e = Math.ceil(a - 1e-9); e <= b + 1e-9; e++) decades.push(e);
-  if (decades.length >= 3) {
-    const every = Math.ceil(decades.length / 6);
-    return decades.filter((e) => e % every === 0).map((e) => 10 ** e);
+/**
+ * Ticks of a log axis over exponents [a, b], and the range widened to its outer ticks: decades over a
+ * wide range, else the 1-2-5 (or, if that gives fewer than four, 1-2-3-5) values of each decade.
+ */
+function logAxis(a: number, b: number): { ticks: number[]; lo: number; hi: number } {
+  if (b - a >= 2) {
+    const [lo, hi] = [Math.floor(a + 1e-9), Math.ceil(b - 1e-9)];
+    const every = Math.ceil((hi - lo + 1) / 7);
+    const ticks: number[] = [];
+    for (let e = lo; e <= hi; e++) if ((e - lo) % every === 0) ticks.push(10 ** e);
+    return { ticks, lo, hi };
   }
-  const out: number[] = [];
-  for (let e = Math.floor(a) - 1; e <= Math.ceil(b); e++)
-    for (const m of [1, 2, 5]) {
-      const v = m * 10 ** e;
-      if (Math.log10(v) >= a - 1e-9 && Math.log10(v) <= b + 1e-9) out.push(v);
-    }
-  return out.length >= 2 ? out : niceTicks(10 ** a, 10 ** b, 4);
+  for (const mantissas of [[1, 2, 5], [1, 2, 3, 5]]) {
+    const seq: number[] = [];
+    for (let e = Math.floor(a) - 1; e <= Math.ceil(b) + 1; e++) for (const m of mantissas) seq.push(m * 10 ** e);
+    const lo = Math.max(...seq.filter((v) => Math.log10(v) <= a + 1e-9));
+    const hi = Math.min(...seq.filter((v) => Math.log10(v) >= b - 1e-9));
+    const ticks = seq.filter((v) => v >= lo && v <= hi);
+    if (ticks.length >= 4 || mantissas.length === 4) return { ticks, lo: Math.log10(lo), hi: Math.log10(hi) };
+  }
+  throw new Error('unreachable');
 }
 
 /** Short tick labels: 0.001 -> 1e-3, 12000 -> 12k, 0.25 -> 0.25. */
@@ -70,7 +77,7 @@ export function formatTick(v: number): string {
 }
 
 export function lineChart(title: string, series: Series[], opts: ChartOptions): string {
-  const W = opts.width ?? 560;
+  const W = opts.width ?? 552;
   const H = opts.height ?? 270;
   const xTitle = opts.xTitle ?? 'step';
   const finite = series.map((s) => ({ ...s, points: s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)) }));
@@ -108,9 +115,15 @@ export function lineChart(title: string, series: Series[], opts: ChartOptions): 
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
   if (y0 === y1) [y0, y1] = log ? [y0 - 0.5, y1 + 0.5] : [y0 - Math.max(1, Math.abs(y0) * 0.1), y1 + Math.max(1, Math.abs(y1) * 0.1)];
-  const yt = log ? logTicks(y0, y1) : niceTicks(y0, y1, 5);
-  // widen the range to the outer ticks on a linear axis, so the top and bottom lines are labelled
-  if (!log) [y0, y1] = [Math.min(y0, yt[0]), Math.max(y1, yt[yt.length - 1])];
+  // the range is widened to the outer ticks, so that the top and bottom lines are labelled
+  let yt: number[];
+  if (log) {
+    const ax = logAxis(y0, y1);
+    [yt, y0, y1] = [ax.ticks, ax.lo, ax.hi];
+  } else {
+    yt = niceTicks(y0, y1, 5);
+    [y0, y1] = [Math.min(y0, yt[0]), Math.max(y1, yt[yt.length - 1])];
+  }
   const pw = W - pad.l - pad.r;
   const ph = H - pad.t - pad.b;
   const px = (x: number) => pad.l + ((x - x0) / Math.max(1e-12, x1 - x0)) * pw;
