@@ -2,6 +2,8 @@
 // byte runs, truncations, edits of the training state) go through what `--resume` does before it
 // trains. Each must be either rejected with an Error that names the checkpoint file, or accepted
 // with exactly the original state: no crash, no raw TypeError/SyntaxError/RangeError, no silent change.
+// Some state edits also forge the state's checksum, so that the field validation behind it is
+// exercised too (those may be accepted with a valid changed value: nothing could tell).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +11,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { checkParamTable, loadCheckpoint, paramTable, readCheckpointState, saveCheckpoint, type Checkpoint, type TrainState } from '../../lib/io/checkpoint.js';
+import { pretrainConfig } from '../../lib/cli/pretrain.js';
+import { crc32cHex } from '../../lib/io/crc32c.js';
 import { resolveConfig, type PretrainConfig } from '../../lib/train/config.js';
 import { buildTrainModel } from '../../lib/train/build.js';
 
@@ -36,11 +40,10 @@ function mulberry32(seed: number): () => number {
 
 /** What --resume does with a checkpoint before the first step; returns what it would train from. */
 function resumeCheck(path: string): { state: TrainState; config: PretrainConfig; ck: Checkpoint } {
-  const saved = readCheckpointState(path).state;
-  const c = resolveConfig({ ...(saved.config as Partial<PretrainConfig>), stopAfter: 0 }, {});
+  const c = pretrainConfig({ resume: path, out: join(dir, 'resumed') }); // the CLI's merge of checkpoint and flags
   const ck = loadCheckpoint(path);
   checkParamTable(ck.path, ck.state.paramTable, table);
-  return { state: ck.state, config: c, ck };
+  return { state: readCheckpointState(path).state, config: c, ck };
 }
 
 const headerOf = (b: Buffer) => {
@@ -89,11 +92,12 @@ describe('checkpoint fuzz', () => {
     const good = readFileSync(original);
     const ref = resumeCheck(original);
     const { len } = headerOf(good);
-    const counts = { rejected: 0, accepted: 0, raw: [] as string[], unnamed: [] as string[], silent: [] as string[] };
+    const counts = { rejected: 0, accepted: 0, forged: 0, raw: [] as string[], unnamed: [] as string[], silent: [] as string[] };
     const N = 300;
     for (let t = 0; t < N; t++) {
       let b: Buffer = Buffer.from(good);
       let what: string;
+      let forged = false;
       const r = rnd();
       if (r < 0.35) {
         const pos = Math.floor(rnd() * b.length);
@@ -118,6 +122,14 @@ describe('checkpoint fuzz', () => {
         const s = JSON.parse(meta.medic) as Record<string, unknown>;
         what = `state edit ${mutateState(s, rnd)}`;
         meta.medic = JSON.stringify(s);
+        if (rnd() < 0.5) {
+          const crc = JSON.parse(meta.crc32c) as Record<string, string>;
+          crc.medic = crc32cHex(Buffer.from(meta.medic, 'utf8'));
+          meta.crc32c = JSON.stringify(crc);
+          forged = true;
+          counts.forged++;
+          what += ' (checksum forged)';
+        }
         b = withHeader(b, h, len);
       }
       const p = join(dir, `mutant-${t}.safetensors`);
@@ -131,7 +143,7 @@ describe('checkpoint fuzz', () => {
           Buffer.compare(Buffer.from(got.ck.params.buffer), Buffer.from(ref.ck.params.buffer)) === 0 &&
           Buffer.compare(Buffer.from(got.ck.m.buffer), Buffer.from(ref.ck.m.buffer)) === 0 &&
           Buffer.compare(Buffer.from(got.ck.v.buffer), Buffer.from(ref.ck.v.buffer)) === 0;
-        if (!same) counts.silent.push(what);
+        if (!same && !forged) counts.silent.push(what);
       } catch (err) {
         counts.rejected++;
         const e = err as Error;
@@ -140,12 +152,13 @@ describe('checkpoint fuzz', () => {
       }
       rmSync(p);
     }
-    console.log(`checkpoint fuzz: ${N} mutants, ${counts.rejected} rejected, ${counts.accepted} accepted; ${counts.raw.length} raw errors, ${counts.unnamed.length} without the file name, ${counts.silent.length} silent state changes`);
+    console.log(`checkpoint fuzz: ${N} mutants (${counts.forged} with a forged checksum), ${counts.rejected} rejected, ${counts.accepted} accepted; ${counts.raw.length} raw errors, ${counts.unnamed.length} without the file name, ${counts.silent.length} silent state changes`);
     expect(counts.rejected + counts.accepted).toBe(N);
     expect(counts.raw, counts.raw.slice(0, 5).join('\n')).toEqual([]);
     expect(counts.unnamed, counts.unnamed.slice(0, 5).join('\n')).toEqual([]);
     expect(counts.silent, counts.silent.slice(0, 5).join('\n')).toEqual([]);
     // most mutants damage something: the checksum or the validation must have caught them
     expect(counts.rejected).toBeGreaterThan(N * 0.9);
+    expect(counts.forged).toBeGreaterThan(20);
   });
 });
