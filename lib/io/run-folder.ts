@@ -5,10 +5,17 @@ import { existsSync, readdirSync, readFileSync, rmdirSync, statSync, unlinkSync 
 import { basename, dirname, join, resolve } from 'node:path';
 
 /** Files a run writes at the top of its folder. */
-export const RUN_FILES = ['config.json', 'metrics.jsonl', 'report.html', 'summary.json', 'student-timm.safetensors'] as const;
+export const RUN_FILES = [
+  'config.json',
+  'metrics.jsonl',
+  'report.html',
+  'summary.json',
+  'student-timm.safetensors',
+] as const;
 const CHECKPOINT_FILE = /^step-\d+\.safetensors$/;
 // Temporaries of an atomic write (name.tmp-PID), for the names above only.
-const TEMP_FILE = /^(config\.json|metrics\.jsonl|report\.html|summary\.json|student-timm\.safetensors|latest\.json|step-\d+\.safetensors)\.tmp-(\d+)$/;
+const TEMP_FILE =
+  /^(config\.json|metrics\.jsonl|report\.html|summary\.json|student-timm\.safetensors|latest\.json|step-\d+\.safetensors)\.tmp-(\d+)$/;
 
 /** This program's files in a run folder, relative to it (checkpoints included). */
 export function runFiles(dir: string): string[] {
@@ -16,7 +23,8 @@ export function runFiles(dir: string): string[] {
   const found: string[] = RUN_FILES.filter((f) => existsSync(join(dir, f)));
   const ck = join(dir, 'checkpoints');
   if (existsSync(ck) && statSync(ck).isDirectory())
-    for (const f of readdirSync(ck).sort()) if (f === 'latest.json' || CHECKPOINT_FILE.test(f)) found.push(`checkpoints/${f}`);
+    for (const f of readdirSync(ck).sort())
+      if (f === 'latest.json' || CHECKPOINT_FILE.test(f)) found.push(`checkpoints/${f}`);
   return found;
 }
 

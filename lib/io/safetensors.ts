@@ -43,7 +43,7 @@ export class SafetensorsFile {
     try {
       fd = openSync(path, 'r');
     } catch (err) {
-      throw new Error(`${path}: cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); expected a safetensors file`);
+      throw new Error(`${path}: cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); expected a safetensors file`, { cause: err });
     }
     if (!fstatSync(fd).isFile()) {
       closeSync(fd);

@@ -12,7 +12,8 @@ export { lineChart } from './svg-chart.js';
 
 type Row = Record<string, number>;
 
-const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const esc = (s: string): string =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /** metrics.jsonl, skipping a line cut short by a kill. */
 function readMetrics(path: string): Row[] {
@@ -41,16 +42,38 @@ function charts(rows: Row[]): string[] {
   const epochMarks = epochEnds(rows);
   const xTitle = epochMarks.length ? 'training step (dashed: epoch ends)' : 'training step';
   return [
-    lineChart('Loss', [
-      { name: 'total', color: '#111827', points: s('loss') },
-      { name: 'token distillation', color: '#2563eb', points: s('l_tok') },
-      { name: 'CLS alignment', color: '#dc2626', points: s('l_cls') },
-      { name: 'pixel', color: '#16a34a', points: s('l_pix') },
-    ], { yTitle: 'loss', scale: 'log', xTitle, epochMarks }),
-    lineChart('Gradient norm (before clipping)', [{ name: 'global L2 norm', color: '#7c3aed', points: s('grad_norm') }], { yTitle: 'norm', scale: 'log', xTitle, epochMarks }),
-    lineChart('Learning rate', [{ name: 'lr', color: '#ea580c', points: s('lr') }], { yTitle: 'learning rate', scale: 'linear', xTitle, epochMarks }),
-    lineChart('Throughput', [{ name: 'images per second', color: '#0891b2', points: s('img_s') }], { yTitle: 'images / s', scale: 'linear', xTitle, epochMarks }),
-    lineChart('Loader wait per step', [{ name: 'time the step waited for its batch', color: '#6b7280', points: s('wait_ms') }], { yTitle: 'wait (ms)', xTitle, epochMarks }),
+    lineChart(
+      'Loss',
+      [
+        { name: 'total', color: '#111827', points: s('loss') },
+        { name: 'token distillation', color: '#2563eb', points: s('l_tok') },
+        { name: 'CLS alignment', color: '#dc2626', points: s('l_cls') },
+        { name: 'pixel', color: '#16a34a', points: s('l_pix') },
+      ],
+      { yTitle: 'loss', scale: 'log', xTitle, epochMarks },
+    ),
+    lineChart(
+      'Gradient norm (before clipping)',
+      [{ name: 'global L2 norm', color: '#7c3aed', points: s('grad_norm') }],
+      { yTitle: 'norm', scale: 'log', xTitle, epochMarks },
+    ),
+    lineChart('Learning rate', [{ name: 'lr', color: '#ea580c', points: s('lr') }], {
+      yTitle: 'learning rate',
+      scale: 'linear',
+      xTitle,
+      epochMarks,
+    }),
+    lineChart('Throughput', [{ name: 'images per second', color: '#0891b2', points: s('img_s') }], {
+      yTitle: 'images / s',
+      scale: 'linear',
+      xTitle,
+      epochMarks,
+    }),
+    lineChart(
+      'Loader wait per step',
+      [{ name: 'time the step waited for its batch', color: '#6b7280', points: s('wait_ms') }],
+      { yTitle: 'wait (ms)', xTitle, epochMarks },
+    ),
   ];
 }
 
@@ -60,7 +83,11 @@ function card(label: string, value: string, sub = ''): string {
   return `<div class="card"><div class="label">${esc(label)}</div><div class="value">${esc(value)}</div><div class="sub">${esc(sub)}</div></div>`;
 }
 
-export function writeReport(outDir: string, c: PretrainConfig, r: { knn?: Record<number, number>; knnRandom?: Record<number, number> }): void {
+export function writeReport(
+  outDir: string,
+  c: PretrainConfig,
+  r: { knn?: Record<number, number>; knnRandom?: Record<number, number> },
+): void {
   const rows = readMetrics(join(outDir, 'metrics.jsonl'));
   const last = rows[rows.length - 1];
   const mean = (k: string) => (rows.length ? rows.reduce((a, m) => a + m[k], 0) / rows.length : null);
@@ -75,20 +102,38 @@ export function writeReport(outDir: string, c: PretrainConfig, r: { knn?: Record
   writeFileSync(join(outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
 
   const k = Math.max(...c.knnK);
-  const gain = r.knn && r.knnRandom ? `${(100 * (r.knn[k] - r.knnRandom[k])).toFixed(2)} points over random init` : 'kNN was not run';
+  const gain =
+    r.knn && r.knnRandom
+      ? `${(100 * (r.knn[k] - r.knnRandom[k])).toFixed(2)} points over random init`
+      : 'kNN was not run';
   const cards = [
     card('steps', `${summary.steps}`, `${c.epochs} epochs of ${c.batchSize} images per step`),
-    card('final loss', last ? last.loss.toFixed(4) : 'n/a', last ? `token ${last.l_tok.toFixed(3)}, CLS ${last.l_cls.toFixed(3)}, pixel ${last.l_pix.toFixed(3)}` : ''),
+    card(
+      'final loss',
+      last ? last.loss.toFixed(4) : 'n/a',
+      last ? `token ${last.l_tok.toFixed(3)}, CLS ${last.l_cls.toFixed(3)}, pixel ${last.l_pix.toFixed(3)}` : '',
+    ),
     card(`kNN k=${k}, pretrained`, pct(r.knn?.[k]), gain),
     card(`kNN k=${k}, random init`, pct(r.knnRandom?.[k]), 'the same network before training'),
-    card('throughput', summary.mean_img_s === null ? 'n/a' : `${summary.mean_img_s.toFixed(1)} img/s`, summary.mean_wait_ms === null ? '' : `mean loader wait ${summary.mean_wait_ms.toFixed(2)} ms per step`),
+    card(
+      'throughput',
+      summary.mean_img_s === null ? 'n/a' : `${summary.mean_img_s.toFixed(1)} img/s`,
+      summary.mean_wait_ms === null ? '' : `mean loader wait ${summary.mean_wait_ms.toFixed(2)} ms per step`,
+    ),
   ].join('');
-  const knnRows = c.knnK.map((kk) => `<tr><td>k = ${kk}</td><td>${pct(r.knn?.[kk])}</td><td>${pct(r.knnRandom?.[kk])}</td></tr>`).join('');
+  const knnRows = c.knnK
+    .map((kk) => `<tr><td>k = ${kk}</td><td>${pct(r.knn?.[kk])}</td><td>${pct(r.knnRandom?.[kk])}</td></tr>`)
+    .join('');
   const base = finalizeConfig({ ...defaultConfig, data: c.data }) as unknown as Record<string, unknown>;
   const show = (v: unknown) => (Array.isArray(v) ? v.join(',') : String(v));
-  const cfgRows = Object.entries(c).map(([key, v]) => `<tr${show(v) !== show(base[key]) ? ' class="set"' : ''}><td>${esc(key)}</td><td>${esc(show(v))}</td></tr>`);
+  const cfgRows = Object.entries(c).map(
+    ([key, v]) =>
+      `<tr${show(v) !== show(base[key]) ? ' class="set"' : ''}><td>${esc(key)}</td><td>${esc(show(v))}</td></tr>`,
+  );
   const third = Math.ceil(cfgRows.length / 3);
-  const cfgTables = [0, 1, 2].map((i) => `<table>${cfgRows.slice(i * third, (i + 1) * third).join('')}</table>`).join('');
+  const cfgTables = [0, 1, 2]
+    .map((i) => `<table>${cfgRows.slice(i * third, (i + 1) * third).join('')}</table>`)
+    .join('');
   const html = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>MEDiC pretraining report: ${esc(outDir)}</title>
@@ -124,7 +169,9 @@ tr.set td { font-weight: 600; color: var(--fg); }
 <table><tr><th></th><th>pretrained</th><th>random init</th></tr>${knnRows}</table>
 <p class="note">DINO protocol: CLS after the final LayerNorm, cosine top-k, votes weighted exp(sim / 0.07); n/a where kNN was not run (no val split, or fewer than two classes).</p>
 <h2>Training curves</h2>
-<div class="charts">${charts(rows).map((svg) => `<figure>${svg}</figure>`).join('')}</div>
+<div class="charts">${charts(rows)
+    .map((svg) => `<figure>${svg}</figure>`)
+    .join('')}</div>
 <h2>Configuration</h2>
 <p class="note">Settings that differ from the defaults are in bold. The same values are in config.json.</p>
 <div class="config">${cfgTables}</div>

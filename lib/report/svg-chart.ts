@@ -24,7 +24,8 @@ export interface ChartOptions {
   height?: number;
 }
 
-const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const esc = (s: string): string =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const textWidth = (s: string, fontPx: number) => s.length * fontPx * 0.62;
 
 const FONT = { title: 13, legend: 11, tick: 10, axis: 11 };
@@ -53,7 +54,10 @@ function logAxis(a: number, b: number): { ticks: number[]; lo: number; hi: numbe
     for (let e = lo; e <= hi; e++) if ((e - lo) % every === 0) ticks.push(10 ** e);
     return { ticks, lo, hi };
   }
-  for (const mantissas of [[1, 2, 5], [1, 2, 3, 5]]) {
+  for (const mantissas of [
+    [1, 2, 5],
+    [1, 2, 3, 5],
+  ]) {
     const seq: number[] = [];
     for (let e = Math.floor(a) - 1; e <= Math.ceil(b) + 1; e++) for (const m of mantissas) seq.push(m * 10 ** e);
     const lo = Math.max(...seq.filter((v) => Math.log10(v) <= a + 1e-9));
@@ -80,7 +84,10 @@ export function lineChart(title: string, series: Series[], opts: ChartOptions): 
   const W = opts.width ?? 552;
   const H = opts.height ?? 270;
   const xTitle = opts.xTitle ?? 'step';
-  const finite = series.map((s) => ({ ...s, points: s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)) }));
+  const finite = series.map((s) => ({
+    ...s,
+    points: s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)),
+  }));
   const all = finite.flatMap((s) => s.points);
   const positive = all.length > 0 && all.every(([, y]) => y > 0);
   const span = positive ? Math.log10(Math.max(...all.map(([, y]) => y)) / Math.min(...all.map(([, y]) => y))) : 0;
@@ -114,7 +121,10 @@ export function lineChart(title: string, series: Series[], opts: ChartOptions): 
   const ys = all.map(([, y]) => tf(y));
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-  if (y0 === y1) [y0, y1] = log ? [y0 - 0.5, y1 + 0.5] : [y0 - Math.max(1, Math.abs(y0) * 0.1), y1 + Math.max(1, Math.abs(y1) * 0.1)];
+  if (y0 === y1)
+    [y0, y1] = log
+      ? [y0 - 0.5, y1 + 0.5]
+      : [y0 - Math.max(1, Math.abs(y0) * 0.1), y1 + Math.max(1, Math.abs(y1) * 0.1)];
   // the range is widened to the outer ticks, so that the top and bottom lines are labelled
   let yt: number[];
   if (log) {
@@ -140,7 +150,9 @@ export function lineChart(title: string, series: Series[], opts: ChartOptions): 
     .join('');
   // x ticks: as many as fit with room to spare
   const widest = textWidth(formatTick(x1), FONT.tick) + 14;
-  const xt = niceTicks(x0, x1, Math.max(2, Math.min(8, Math.floor(pw / widest)))).filter((v) => v >= x0 && v <= x1 && Number.isInteger(v));
+  const xt = niceTicks(x0, x1, Math.max(2, Math.min(8, Math.floor(pw / widest)))).filter(
+    (v) => v >= x0 && v <= x1 && Number.isInteger(v),
+  );
   const xTicks = xt
     .map((v) => {
       const x = px(v).toFixed(1);
@@ -155,7 +167,10 @@ export function lineChart(title: string, series: Series[], opts: ChartOptions): 
   const every = Math.max(1, Math.ceil((marks.length * 6) / pw));
   const epochLines = marks
     .filter((_, i) => (i + 1) % every === 0)
-    .map((m) => `<line x1="${px(m).toFixed(1)}" x2="${px(m).toFixed(1)}" y1="${pad.t}" y2="${pad.t + ph}" stroke="#c7d2fe" stroke-dasharray="3 3"/>`)
+    .map(
+      (m) =>
+        `<line x1="${px(m).toFixed(1)}" x2="${px(m).toFixed(1)}" y1="${pad.t}" y2="${pad.t + ph}" stroke="#c7d2fe" stroke-dasharray="3 3"/>`,
+    )
     .join('');
   const lines = finite
     .map((s) => {

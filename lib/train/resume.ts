@@ -36,11 +36,14 @@ export function savedSettings(path: string, config: Record<string, unknown>): Pa
   out.stopAfter = 0;
   // The teacher file may have moved since (a --teacher flag can say where): its type is checked here,
   // its existence where the merged config is resolved.
-  if (typeof out.teacher !== 'string' || !out.teacher) throw new Error(`checkpoint ${path}: its saved config has teacher ${JSON.stringify(out.teacher)}, expected a path or 'random'`);
+  if (typeof out.teacher !== 'string' || !out.teacher)
+    throw new Error(
+      `checkpoint ${path}: its saved config has teacher ${JSON.stringify(out.teacher)}, expected a path or 'random'`,
+    );
   try {
     resolveConfig({ ...(out as Partial<PretrainConfig>), teacher: 'random' }, {});
   } catch (err) {
-    throw new Error(`checkpoint ${path}: its saved config is invalid: ${(err as Error).message}`);
+    throw new Error(`checkpoint ${path}: its saved config is invalid: ${(err as Error).message}`, { cause: err });
   }
   return out as Partial<PretrainConfig>;
 }
@@ -49,5 +52,7 @@ export function savedSettings(path: string, config: Record<string, unknown>): Pa
 export function checkSavedTeacher(src: ResumeSource, teacherFlag: unknown): void {
   const t = src.settings.teacher!;
   if (teacherFlag === undefined && t !== 'random' && !existsSync(t))
-    throw new Error(`checkpoint ${src.path} was trained with the teacher ${t}, which no longer exists: pass --teacher <path> with the same CLIP checkpoint`);
+    throw new Error(
+      `checkpoint ${src.path} was trained with the teacher ${t}, which no longer exists: pass --teacher <path> with the same CLIP checkpoint`,
+    );
 }

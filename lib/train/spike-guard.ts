@@ -30,7 +30,8 @@ export class SpikeGuard {
     readonly factor: number,
     state?: unknown,
   ) {
-    const ok = (v: unknown): v is number[] => Array.isArray(v) && v.every((x) => typeof x === 'number' && Number.isFinite(x));
+    const ok = (v: unknown): v is number[] =>
+      Array.isArray(v) && v.every((x) => typeof x === 'number' && Number.isFinite(x));
     const s = state as Partial<SpikeGuardState> | undefined;
     this.loss = ok(s?.loss) ? s.loss.slice(-SPIKE_WINDOW) : [];
     this.gradNorm = ok(s?.gradNorm) ? s.gradNorm.slice(-SPIKE_WINDOW) : [];

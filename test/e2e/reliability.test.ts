@@ -2,7 +2,17 @@
 // run folders are never overwritten or misplaced, failing invocations write nothing, interrupted saves
 // are cleaned up, a diverging run keeps only a healthy checkpoint, and the messages a new user meets.
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,20 +29,60 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // micro student on 16x16 synthetic images in 2 classes: 16 patches; 2 steps of 8 images per epoch.
 const tiny = [
-  '--data', 'synthetic:64:2', '--img-size', '16', '--patch-size', '4', '--model', 'micro',
-  '--teacher-dim', '32', '--teacher-depth', '1', '--teacher-heads', '2',
-  '--decoder-dim', '16', '--decoder-depth', '1', '--decoder-heads', '2',
-  '--batch-size', '8', '--epochs', '2', '--steps-per-epoch', '2', '--warmup-epochs', '1',
-  '--workers', '0', '--threads', '1', '--knn-limit', '40', '--seed', '1',
+  '--data',
+  'synthetic:64:2',
+  '--img-size',
+  '16',
+  '--patch-size',
+  '4',
+  '--model',
+  'micro',
+  '--teacher-dim',
+  '32',
+  '--teacher-depth',
+  '1',
+  '--teacher-heads',
+  '2',
+  '--decoder-dim',
+  '16',
+  '--decoder-depth',
+  '1',
+  '--decoder-heads',
+  '2',
+  '--batch-size',
+  '8',
+  '--epochs',
+  '2',
+  '--steps-per-epoch',
+  '2',
+  '--warmup-epochs',
+  '1',
+  '--workers',
+  '0',
+  '--threads',
+  '1',
+  '--knn-limit',
+  '40',
+  '--seed',
+  '1',
 ];
 
 /** The CLI from another working directory (runCli always runs in the repository root). */
 function runCliIn(cwd: string, args: string[]): Promise<CliResult> {
-  const child = spawn(process.execPath, ['--import', join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs'), join(root, 'test', 'helpers', 'cli-entry.ts'), ...args], {
-    cwd,
-    env: { ...process.env, CI: '1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs'),
+      join(root, 'test', 'helpers', 'cli-entry.ts'),
+      ...args,
+    ],
+    {
+      cwd,
+      env: { ...process.env, CI: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -40,10 +90,14 @@ function runCliIn(cwd: string, args: string[]): Promise<CliResult> {
   return new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
 }
 
-const latest = (run: string) => JSON.parse(readFileSync(join(run, 'checkpoints', 'latest.json'), 'utf8')) as { file: string; step: number };
+const latest = (run: string) =>
+  JSON.parse(readFileSync(join(run, 'checkpoints', 'latest.json'), 'utf8')) as { file: string; step: number };
 const files = (d: string) => readdirSync(d).sort();
 const steps = (stdout: string) => jsonLines(stdout).filter((e) => e.event === 'step');
-const warnings = (stdout: string) => jsonLines(stdout).filter((e) => e.event === 'warning').map((e) => String(e.message));
+const warnings = (stdout: string) =>
+  jsonLines(stdout)
+    .filter((e) => e.event === 'warning')
+    .map((e) => String(e.message));
 
 /** A process id that is not running (a child that has exited). */
 async function deadPid(): Promise<number> {
@@ -52,7 +106,7 @@ async function deadPid(): Promise<number> {
   return c.pid!;
 }
 
-describe('run folders: nothing of a user\'s work is deleted or misplaced', () => {
+describe("run folders: nothing of a user's work is deleted or misplaced", () => {
   it('refuses a new run in a folder that holds one, unless --resume or --overwrite (item 1)', async () => {
     const out = join(dir, 'r1');
     const a = await runCli(['pretrain', ...tiny, '--steps-per-epoch', '3', '--out', out, '--json']);
@@ -77,9 +131,19 @@ describe('run folders: nothing of a user\'s work is deleted or misplaced', () =>
     expect(c.code).toBe(0);
     expect(latest(out).step).toBe(4);
     expect(existsSync(join(out, 'checkpoints', latest(out).file))).toBe(true);
-    expect(files(join(out, 'checkpoints'))).toEqual(['latest.json', 'my-best.safetensors', 'step-00000002.safetensors', 'step-00000004.safetensors']);
+    expect(files(join(out, 'checkpoints'))).toEqual([
+      'latest.json',
+      'my-best.safetensors',
+      'step-00000002.safetensors',
+      'step-00000004.safetensors',
+    ]);
     expect(readFileSync(join(out, 'notes.txt'), 'utf8')).toBe('mine');
-    expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)).toEqual([1, 2, 3, 4]);
+    expect(
+      readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).step),
+    ).toEqual([1, 2, 3, 4]);
     const d = await runCli(['pretrain', '--resume', out, '--json']);
     expect(d.code).toBe(0);
   });
@@ -130,7 +194,9 @@ describe('run folders: nothing of a user\'s work is deleted or misplaced', () =>
     expect(r.code).toBe(0);
     for (const f of left) expect(existsSync(join(out, f)), f).toBe(false);
     expect(existsSync(join(out, 'checkpoints', 'notes.tmp-1'))).toBe(true);
-    expect(jsonLines(r.stdout).some((e) => e.event === 'info' && /removed 2 temporary file/.test(String(e.message)))).toBe(true);
+    expect(
+      jsonLines(r.stdout).some((e) => e.event === 'info' && /removed 2 temporary file/.test(String(e.message))),
+    ).toBe(true);
   });
 });
 
@@ -139,7 +205,20 @@ describe('divergence', () => {
     const out = join(dir, 'r5');
     // one step per epoch (a checkpoint after each); the second step's lr (about 30) wrecks the weights,
     // which the loss shows at the third step as a finite spike (~1e6), not as NaN
-    const args = [...tiny, '--steps-per-epoch', '1', '--epochs', '6', '--warmup-epochs', '2', '--lr', '1e3', '--out', out, '--json'];
+    const args = [
+      ...tiny,
+      '--steps-per-epoch',
+      '1',
+      '--epochs',
+      '6',
+      '--warmup-epochs',
+      '2',
+      '--lr',
+      '1e3',
+      '--out',
+      out,
+      '--json',
+    ];
     const r = await runCli(['pretrain', ...args]);
     expect(r.code).toBe(3);
     const msg = warnings(r.stdout).find((m) => /diverged/.test(m));
@@ -158,7 +237,19 @@ describe('divergence', () => {
 
 describe('teacher, evaluation and export', () => {
   it('--teacher-heads is honoured with a --teacher checkpoint (item 8)', async () => {
-    const r = await runCli(['pretrain', ...tiny, '--teacher', 'test/fixtures/clip_ckpt_hf.safetensors', '--teacher-heads', '2', '--epochs', '1', '--out', join(dir, 'r8'), '--json']);
+    const r = await runCli([
+      'pretrain',
+      ...tiny,
+      '--teacher',
+      'test/fixtures/clip_ckpt_hf.safetensors',
+      '--teacher-heads',
+      '2',
+      '--epochs',
+      '1',
+      '--out',
+      join(dir, 'r8'),
+      '--json',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect((jsonLines(r.stdout)[0].config as Record<string, unknown>).teacherHeads).toBe(2);
@@ -166,16 +257,30 @@ describe('teacher, evaluation and export', () => {
 
   it('eval knn works from another working directory: paths are saved absolute, the teacher is not needed (item 9)', async () => {
     const out = join(dir, 'r9');
-    const r = await runCli(['pretrain', ...tiny, '--teacher', 'test/fixtures/clip_ckpt_openai.safetensors', '--epochs', '1', '--out', out, '--json']);
+    const r = await runCli([
+      'pretrain',
+      ...tiny,
+      '--teacher',
+      'test/fixtures/clip_ckpt_openai.safetensors',
+      '--epochs',
+      '1',
+      '--out',
+      out,
+      '--json',
+    ]);
     expect(r.code).toBe(0);
-    expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).teacher).toBe(join(root, 'test/fixtures/clip_ckpt_openai.safetensors'));
+    expect(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).teacher).toBe(
+      join(root, 'test/fixtures/clip_ckpt_openai.safetensors'),
+    );
     const e = await runCliIn(dir, ['eval', 'knn', out, '--json']);
     expect(e.stderr).toBe('');
     expect(e.code).toBe(0);
-    expect(jsonLines(e.stdout)[0].knn).toEqual(jsonLines(r.stdout).find((x) => x.event === 'eval' && x.which === 'pretrained')!.knn);
+    expect(jsonLines(e.stdout)[0].knn).toEqual(
+      jsonLines(r.stdout).find((x) => x.event === 'eval' && x.which === 'pretrained')!.knn,
+    );
   });
 
-  it('an export trained with --layer-scale 0 has exactly the tensors of timm\'s model with init_values 0 (item 10)', async () => {
+  it("an export trained with --layer-scale 0 has exactly the tensors of timm's model with init_values 0 (item 10)", async () => {
     const out = join(dir, 'r10');
     const r = await runCli(['pretrain', ...tiny, '--layer-scale', '0', '--epochs', '1', '--out', out, '--json']);
     expect(r.code).toBe(0);
@@ -212,10 +317,18 @@ describe('teacher, evaluation and export', () => {
 
 /** The state_dict keys of timm's VisionTransformer(class_token, no head, qkv_bias) of `depth` blocks. */
 function timmVitKeys(depth: number, layerScale: boolean): string[] {
-  const keys = ['cls_token', 'pos_embed', 'patch_embed.proj.weight', 'patch_embed.proj.bias', 'norm.weight', 'norm.bias'];
+  const keys = [
+    'cls_token',
+    'pos_embed',
+    'patch_embed.proj.weight',
+    'patch_embed.proj.bias',
+    'norm.weight',
+    'norm.bias',
+  ];
   for (let i = 0; i < depth; i++) {
     const b = `blocks.${i}`;
-    for (const m of ['norm1', 'attn.qkv', 'attn.proj', 'norm2', 'mlp.fc1', 'mlp.fc2']) keys.push(`${b}.${m}.weight`, `${b}.${m}.bias`);
+    for (const m of ['norm1', 'attn.qkv', 'attn.proj', 'norm2', 'mlp.fc1', 'mlp.fc2'])
+      keys.push(`${b}.${m}.weight`, `${b}.${m}.bias`);
     if (layerScale) keys.push(`${b}.ls1.gamma`, `${b}.ls2.gamma`);
   }
   return keys;
@@ -223,7 +336,10 @@ function timmVitKeys(depth: number, layerScale: boolean): string[] {
 
 describe('messages and first-run polish', () => {
   it('a bad flag value or unknown flag prints the error and one line pointing at --help (item 12)', async () => {
-    for (const args of [['pretrain', '--model', 'huge'], ['pretrain', '--no-such-flag']]) {
+    for (const args of [
+      ['pretrain', '--model', 'huge'],
+      ['pretrain', '--no-such-flag'],
+    ]) {
       const r = await runCli(args);
       expect(r.code).not.toBe(0);
       const lines = r.stderr.trim().split('\n');
@@ -261,7 +377,10 @@ describe('messages and first-run polish', () => {
     const out = join(dir, 'r14');
     const r = await runCli(['pretrain', ...tiny, '--epochs', '1', '--out', out]);
     expect(r.code).toBe(0);
-    const head = r.stdout.split('\n').slice(0, r.stdout.split('\n').findIndex((l) => l.startsWith('data:')));
+    const head = r.stdout.split('\n').slice(
+      0,
+      r.stdout.split('\n').findIndex((l) => l.startsWith('data:')),
+    );
     expect(head.length).toBeLessThanOrEqual(8); // was 55 lines, one per setting
     const text = head.join('\n');
     expect(text).toContain('--model micro');
@@ -278,14 +397,20 @@ describe('messages and first-run polish', () => {
     const flat = (t: string) => t.replace(/\s+/g, ' ');
     const h = flat((await runCli(['pretrain', '--help'])).stdout);
     expect(h).toContain('synthetic[:n[:classes]]');
-    expect(h).toMatch(/--model <name> student size \(choices: "micro", "mini", "tiny", "small", "base", default: mini\)/);
+    expect(h).toMatch(
+      /--model <name> student size \(choices: "micro", "mini", "tiny", "small", "base", default: mini\)/,
+    );
     expect(h).toContain('--batch-size <n> images per step (default: 128)');
     expect(h).not.toMatch(/\(default [^:]/);
     const e = flat((await runCli(['eval', 'knn', '--help'])).stdout);
     expect(e).toContain("--knn-k <list> k values, comma separated (default: the run's --knn-k; 10,20 unless set)");
-    expect(e).toContain("--knn-limit <n> embed at most N train images (0 = all) (default: the run's --knn-limit; 0 unless set)");
+    expect(e).toContain(
+      "--knn-limit <n> embed at most N train images (0 = all) (default: the run's --knn-limit; 0 unless set)",
+    );
     const r = await runCli(['pretrain', ...tiny, '--epochs', '1', '--out', join(dir, 'r16'), '--json']);
-    const data = jsonLines(r.stdout).filter((x) => x.event === 'info' && String(x.message).startsWith('data:')).map((x) => String(x.message));
+    const data = jsonLines(r.stdout)
+      .filter((x) => x.event === 'info' && String(x.message).startsWith('data:'))
+      .map((x) => String(x.message));
     expect(data.join('\n')).not.toMatch(/\d+x\d+px/);
     expect(data.join('\n')).toMatch(/64 images of 64x64 px/);
   });

@@ -10,7 +10,15 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { checkParamTable, loadCheckpoint, paramTable, readCheckpointState, saveCheckpoint, type Checkpoint, type TrainState } from '../../lib/io/checkpoint.js';
+import {
+  checkParamTable,
+  loadCheckpoint,
+  paramTable,
+  readCheckpointState,
+  saveCheckpoint,
+  type Checkpoint,
+  type TrainState,
+} from '../../lib/io/checkpoint.js';
 import { pretrainConfig } from '../../lib/cli/pretrain.js';
 import { crc32cHex } from '../../lib/io/crc32c.js';
 import { resolveConfig, type PretrainConfig } from '../../lib/train/config.js';
@@ -20,10 +28,24 @@ const dir = mkdtempSync(join(tmpdir(), 'medic-fuzz-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // A micro student's real parameter table and config, with a few thousand parameters.
-const config = resolveConfig({}, {
-  data: 'synthetic:64:2', imgSize: 16, patchSize: 4, model: 'micro', teacherDim: 32, teacherDepth: 1, teacherHeads: 2,
-  decoderDim: 16, decoderDepth: 1, decoderHeads: 2, batchSize: 8, epochs: 2, out: join(dir, 'run'),
-});
+const config = resolveConfig(
+  {},
+  {
+    data: 'synthetic:64:2',
+    imgSize: 16,
+    patchSize: 4,
+    model: 'micro',
+    teacherDim: 32,
+    teacherDepth: 1,
+    teacherHeads: 2,
+    decoderDim: 16,
+    decoderDepth: 1,
+    decoderHeads: 2,
+    batchSize: 8,
+    epochs: 2,
+    out: join(dir, 'run'),
+  },
+);
 const table = paramTable(buildTrainModel(config).cg);
 const n = table.reduce((a, p) => Math.max(a, p.offset + p.shape.reduce((x, y) => x * y, 1)), 0);
 
@@ -64,7 +86,17 @@ const badValues: unknown[] = [null, -1, 1.5, 'x', 1e300, [], {}, true, 2 ** 60, 
 
 /** Sets a random leaf of the training state to a bad value (undefined deletes it). */
 function mutateState(s: Record<string, unknown>, rnd: () => number): string {
-  const paths: string[][] = [['step'], ['epoch'], ['dataPosition'], ['dataPosition', 'epoch'], ['dataPosition', 'index'], ['seed'], ['config'], ['paramTable'], ['extra']];
+  const paths: string[][] = [
+    ['step'],
+    ['epoch'],
+    ['dataPosition'],
+    ['dataPosition', 'epoch'],
+    ['dataPosition', 'index'],
+    ['seed'],
+    ['config'],
+    ['paramTable'],
+    ['extra'],
+  ];
   for (const k of Object.keys(s.config as object)) paths.push(['config', k]);
   const pt = s.paramTable as unknown[];
   const i = Math.floor(rnd() * pt.length);
@@ -84,7 +116,15 @@ describe('checkpoint fuzz', () => {
     const rnd = mulberry32(20261204);
     const init = (k: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + k));
     const original = saveCheckpoint(join(dir, 'run', 'checkpoints'), {
-      state: { step: 6, epoch: 1, dataPosition: { epoch: 1, index: 16 }, seed: 0, config: { ...config }, paramTable: table, extra: { knnRandom: { 10: 0.5, 20: 0.5 } } },
+      state: {
+        step: 6,
+        epoch: 1,
+        dataPosition: { epoch: 1, index: 16 },
+        seed: 0,
+        config: { ...config },
+        paramTable: table,
+        extra: { knnRandom: { 10: 0.5, 20: 0.5 } },
+      },
       params: init(0),
       m: init(1),
       v: init(2).map(Math.abs),
@@ -92,7 +132,14 @@ describe('checkpoint fuzz', () => {
     const good = readFileSync(original);
     const ref = resumeCheck(original);
     const { len } = headerOf(good);
-    const counts = { rejected: 0, accepted: 0, forged: 0, raw: [] as string[], unnamed: [] as string[], silent: [] as string[] };
+    const counts = {
+      rejected: 0,
+      accepted: 0,
+      forged: 0,
+      raw: [] as string[],
+      unnamed: [] as string[],
+      silent: [] as string[],
+    };
     const N = 300;
     for (let t = 0; t < N; t++) {
       let b: Buffer = Buffer.from(good);
@@ -152,7 +199,9 @@ describe('checkpoint fuzz', () => {
       }
       rmSync(p);
     }
-    console.log(`checkpoint fuzz: ${N} mutants (${counts.forged} with a forged checksum), ${counts.rejected} rejected, ${counts.accepted} accepted; ${counts.raw.length} raw errors, ${counts.unnamed.length} without the file name, ${counts.silent.length} silent state changes`);
+    console.log(
+      `checkpoint fuzz: ${N} mutants (${counts.forged} with a forged checksum), ${counts.rejected} rejected, ${counts.accepted} accepted; ${counts.raw.length} raw errors, ${counts.unnamed.length} without the file name, ${counts.silent.length} silent state changes`,
+    );
     expect(counts.rejected + counts.accepted).toBe(N);
     expect(counts.raw, counts.raw.slice(0, 5).join('\n')).toEqual([]);
     expect(counts.unnamed, counts.unnamed.slice(0, 5).join('\n')).toEqual([]);

@@ -34,9 +34,10 @@ describe('CRC32C', () => {
     expect(crc32c(new Uint8Array(0))).toBe(0);
   });
 
-  it('continues across chunks (any split gives the whole buffer\'s value)', () => {
+  it("continues across chunks (any split gives the whole buffer's value)", () => {
     const b = Uint8Array.from({ length: 1000 }, (_, i) => (i * 131) & 255);
-    for (const cut of [1, 7, 8, 9, 500, 999]) expect(crc32c(b.subarray(cut), crc32c(b.subarray(0, cut)))).toBe(crc32c(b));
+    for (const cut of [1, 7, 8, 9, 500, 999])
+      expect(crc32c(b.subarray(cut), crc32c(b.subarray(0, cut)))).toBe(crc32c(b));
   });
 });
 
@@ -65,13 +66,19 @@ describe('checkpoint checksums', () => {
   it('loads a checkpoint written before checksums, with a one-line note', () => {
     const p = join(dir, 'old.safetensors');
     const t = (d: Float32Array) => ({ dtype: 'F32' as const, shape: [100], data: d });
-    writeSafetensors(p, { params: t(ones()), 'adam.m': t(ones()), 'adam.v': t(ones()) }, { format: 'medic-native/checkpoint@1', medic: JSON.stringify(state(2)) });
+    writeSafetensors(
+      p,
+      { params: t(ones()), 'adam.m': t(ones()), 'adam.v': t(ones()) },
+      { format: 'medic-native/checkpoint@1', medic: JSON.stringify(state(2)) },
+    );
     const ck = loadCheckpoint(p);
     expect(ck.state.step).toBe(2);
     expect(ck.notes).toHaveLength(1);
     expect(ck.notes[0]).toMatch(/no checksums/);
     expect(ck.notes[0]).not.toContain('\n');
-    const fresh = loadCheckpoint(saveCheckpoint(join(dir, 'new'), { state: state(2), params: ones(), m: ones(), v: ones() }));
+    const fresh = loadCheckpoint(
+      saveCheckpoint(join(dir, 'new'), { state: state(2), params: ones(), m: ones(), v: ones() }),
+    );
     expect(fresh.notes).toEqual([]);
   });
 });
@@ -85,7 +92,13 @@ describe('pruning', () => {
     for (const s of [2, 4]) saveCheckpoint(d, { state: state(s), params: z, m: z, v: z });
     const latest = JSON.parse(readFileSync(join(d, 'latest.json'), 'utf8')) as { file: string };
     expect(latest.file).toBe('step-00000004.safetensors');
-    expect(readdirSync(d).sort()).toEqual(['latest.json', 'step-00000002.safetensors', 'step-00000004.safetensors', 'step-00000009.safetensors', 'step-00000010.safetensors']);
+    expect(readdirSync(d).sort()).toEqual([
+      'latest.json',
+      'step-00000002.safetensors',
+      'step-00000004.safetensors',
+      'step-00000009.safetensors',
+      'step-00000010.safetensors',
+    ]);
     expect(loadCheckpoint(d).state.step).toBe(4);
   });
 });

@@ -8,7 +8,14 @@ function terminal(columns: number): { stream: NodeJS.WriteStream; draws: () => s
   let out = '';
   const stream = { isTTY: true, columns, write: (s: string) => ((out += s), true) } as unknown as NodeJS.WriteStream;
   // what each redraw shows: the text after \r, without the erase-to-end-of-line sequence
-  return { stream, draws: () => out.split('\r').slice(1).map((d) => d.replace(/\x1b\[K/g, '').replace(/\n$/, '')) };
+  return {
+    stream,
+    draws: () =>
+      out
+        .split('\r')
+        .slice(1)
+        .map((d) => d.split('\x1b[K').join('').replace(/\n$/, '')),
+  };
 }
 
 // the default run's line at its widest: 40 epochs of 70 steps, four-digit img/s, an ETA over ten minutes

@@ -37,12 +37,16 @@ describe('README snippets', () => {
       // valid JavaScript for this Node as written (no syntax it lacks, such as `using` on Node 20)
       const check = spawnSync(process.execPath, ['--check', file.replace(/\.mts$/, '.mjs')], { encoding: 'utf8' });
       expect(check.stderr).toBe('');
-      const r = spawnSync(process.execPath, ['--import', join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs'), file], {
-        cwd: dir,
-        env: { ...process.env, CI: '1' },
-        encoding: 'utf8',
-        timeout: 120_000,
-      });
+      const r = spawnSync(
+        process.execPath,
+        ['--import', join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs'), file],
+        {
+          cwd: dir,
+          env: { ...process.env, CI: '1' },
+          encoding: 'utf8',
+          timeout: 120_000,
+        },
+      );
       expect(r.stderr).not.toMatch(/SyntaxError|Error:/);
       expect(r.status, r.stderr).toBe(0);
     });

@@ -6,7 +6,7 @@ import { SPIKE_WINDOW, SpikeGuard } from '../../lib/train/spike-guard.js';
 
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
-  return () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  return () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
 }
 
 describe('spike guard', () => {
@@ -24,7 +24,9 @@ describe('spike guard', () => {
     const g = new SpikeGuard(100);
     expect(g.check(5.2, 32)).toBeNull();
     expect(g.check(5.3, 31)).toBeNull();
-    expect(g.check(6.5e6, 4e6)).toMatch(/^the loss 6\.50e\+6 is 1\.24e\+6x the median 5\.25 of the last 2 steps \(--spike-factor 100\)$/);
+    expect(g.check(6.5e6, 4e6)).toMatch(
+      /^the loss 6\.50e\+6 is 1\.24e\+6x the median 5\.25 of the last 2 steps \(--spike-factor 100\)$/,
+    );
     // a rejected step does not join the window: the next normal step passes
     expect(g.check(5.1, 30)).toBeNull();
     expect(g.check(5, 3300)).toMatch(/^the grad norm 3\.30e\+3 is 106x the median 31\.0/);
