@@ -1,5 +1,5 @@
 // `medic-native eval knn <checkpoint>`: kNN accuracy (DINO protocol) of a pretrained student.
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 
 import { openData } from '../data/index.js';
 import { Engine } from '../engine/index.js';
@@ -7,6 +7,7 @@ import { loadCheckpoint } from '../io/checkpoint.js';
 import { FeatureExtractor } from '../eval/features.js';
 import { knnEvaluate } from '../eval/knn.js';
 import { checkConfigKeys, resolveConfig, type PretrainConfig } from '../train/config.js';
+import { givenOptions } from './options.js';
 
 export interface EvalKnnOptions {
   data?: string;
@@ -23,9 +24,13 @@ export async function runEvalKnn(checkpoint: string, o: EvalKnnOptions): Promise
   const ck = loadCheckpoint(checkpoint);
   checkConfigKeys(ck.state.config, `checkpoint ${ck.path}`);
   const saved = ck.state.config as Partial<PretrainConfig>;
-  const c = resolveConfig(saved, { data: o.data, device: o.device, threads: o.threads, workers: o.workers, knnK: o.knnK, knnLimit: o.knnLimit });
+  // Evaluation never runs the teacher: a teacher file that has moved (or a run from another working
+  // directory) must not stop it.
+  const c = resolveConfig({ ...saved, teacher: 'random' }, { data: o.data, device: o.device, threads: o.threads, workers: o.workers, knnK: o.knnK, knnLimit: o.knnLimit });
   const data = await openData(c.data);
   if (!data.val || data.val.length === 0) throw new Error(`eval knn: the data '${c.data}' has no val split to query`);
+  if (data.classNames.length < 2)
+    throw new Error(`eval knn: kNN needs at least two classes; the data '${c.data}' has ${data.classNames.length}: kNN accuracy is not applicable`);
   const engine = Engine.create({ device: c.device, threads: c.threads });
   const batch = o.batchSize ? Number(o.batchSize) : Math.min(256, c.batchSize);
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`--batch-size: expected a positive integer, got ${o.batchSize}`);
@@ -53,16 +58,19 @@ export function registerEval(program: Command): void {
   evalCmd
     .command('knn <checkpoint>')
     .description('kNN accuracy (DINO protocol: CLS after the final LN, cosine top-k, votes exp(sim/0.07)) on the val split')
-    .option('--data <spec>', 'data to evaluate on (default: the data the checkpoint was trained on)')
-    .option('--device <dev>', 'auto, cpu, cuda or cuda:N')
-    .option('--threads <n>', 'CPU threads (0 = all cores)')
-    .option('--workers <n>', 'data loader worker threads')
-    .option('--knn-k <list>', 'k values, comma separated (default 10,20)')
-    .option('--knn-limit <n>', 'embed at most N train images (0 = all)')
-    .option('--batch-size <n>', 'images per forward (default min(256, training batch))')
+    // Defaults come from the run; shown as commander's "(default: ...)", and dropped before the merge
+    // (givenOptions) so that the run's settings apply.
+    .addOption(new Option('--data <spec>', 'data to evaluate on').default('', "the run's data"))
+    .addOption(new Option('--device <dev>', 'auto, cpu, cuda or cuda:N').default('', "the run's --device"))
+    .addOption(new Option('--threads <n>', 'CPU threads (0 = all cores)').default('', "the run's --threads"))
+    .addOption(new Option('--workers <n>', 'data loader worker threads').default('', "the run's --workers"))
+    .addOption(new Option('--knn-k <list>', 'k values, comma separated').default('', "the run's --knn-k; 10,20 unless set"))
+    .addOption(new Option('--knn-limit <n>', 'embed at most N train images (0 = all)').default('', "the run's --knn-limit; 0 unless set"))
+    .addOption(new Option('--batch-size <n>', 'images per forward').default('', "min(256, the run's --batch-size)"))
     .option('--json', 'print one JSON line')
+    .showHelpAfterError('(medic-native eval knn --help lists the flags)')
     .addHelpText('after', '\nExamples:\n  $ medic-native eval knn runs/latest\n  $ medic-native eval knn runs/latest/checkpoints/step-00000350.safetensors --data idx:./mnist --json')
-    .action(async (checkpoint: string, o: EvalKnnOptions) => {
-      await runEvalKnn(checkpoint, o);
+    .action(async (checkpoint: string, o: EvalKnnOptions, cmd: Command) => {
+      await runEvalKnn(checkpoint, givenOptions(cmd, o));
     });
 }

@@ -19,7 +19,8 @@ export function buildCli(): Command {
     .name('medic-native')
     .description('MEDiC pretraining of Vision Transformers (masked image modeling distilled from CLIP) on a native C++/CUDA engine')
     .version(packageVersion())
-    .showHelpAfterError()
+    // an error is followed by one line pointing at --help, not by the whole help (each command says its own)
+    .showHelpAfterError('(medic-native --help lists the commands)')
     .exitOverride();
   registerPretrain(program);
   registerEval(program);
@@ -35,8 +36,8 @@ export async function main(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    const message = (err as Error).message;
-    console.error(message.startsWith('medic-native:') ? message : `medic-native: ${message}`);
+    // messages that already start with the program's name (the engine loader's) are not prefixed twice
+    console.error(`medic-native: ${(err as Error).message.replace(/^medic-native: /, '')}`);
     return 1;
   }
 }

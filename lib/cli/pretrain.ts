@@ -1,12 +1,15 @@
 // `medic-native pretrain`: MEDiC pretraining with the effective config printed first, a progress bar
 // on a terminal (plain lines otherwise), metrics as JSON lines, checkpoints, kNN at the end.
+import { join } from 'node:path';
+
 import { Option, type Command } from 'commander';
 
-import { readCheckpointState } from '../io/checkpoint.js';
 import { studentPresets } from '../models/vit.js';
 import { applyTeacherCheckpoint } from '../train/build.js';
-import { checkConfigKeys, defaultConfig, flagOf, formatConfig, readConfigFile, resolveConfig, type ConfigFlags, type PretrainConfig } from '../train/config.js';
+import { absolutePaths, defaultConfig, flagOf, formatConfigChanges, readConfigFile, resolveConfig, type ConfigFlags, type PretrainConfig } from '../train/config.js';
+import { checkSavedTeacher, readResume } from '../train/resume.js';
 import { pretrain, type PretrainEvents } from '../train/run.js';
+import { givenOptions } from './options.js';
 import { Progress } from './progress.js';
 
 interface FlagSpec {
@@ -18,7 +21,7 @@ interface FlagSpec {
 
 // The flags, in --help order: one per config key (a test checks). Every key can also be set in --config file.json.
 export const flags: FlagSpec[] = [
-  { key: 'data', arg: 'spec', help: "training data: an image folder (root/<class>/<image>, optional train/ and val/), idx:<dir>, mnist (bundled digits) or synthetic[:n]" },
+  { key: 'data', arg: 'spec', help: "training data: an image folder (root/<class>/<image>, optional train/ and val/), idx:<dir>, mnist (bundled digits) or synthetic[:n[:classes]] (n generated images)" },
   { key: 'teacher', arg: 'path', help: "CLIP image encoder checkpoint (safetensors, Hugging Face or OpenAI names), or 'random' for a seeded random CLIP-architecture teacher" },
   { key: 'model', arg: 'name', help: 'student size', choices: Object.keys(studentPresets) },
   { key: 'imgSize', arg: 'px', help: 'image side (0 = auto: 28 for digits, 224 otherwise)' },
@@ -66,11 +69,13 @@ export const flags: FlagSpec[] = [
   { key: 'stepsPerEpoch', arg: 'n', help: 'cap on steps per epoch (0 = the whole training set)' },
   { key: 'stopAfter', arg: 'n', help: 'stop with a checkpoint after N steps of this invocation (resume later)' },
   { key: 'logEvery', arg: 'n', help: 'metrics every N steps (0 = every step)' },
+  { key: 'spikeFactor', arg: 'x', help: 'stop when the loss or grad norm exceeds x times its median over the last 50 steps (0 = on NaN/inf only)' },
 ];
 
 export interface PretrainCliOptions extends Record<string, unknown> {
   config?: string;
   resume?: string;
+  overwrite?: boolean;
   json?: boolean;
 }
 
@@ -95,6 +100,7 @@ function textEvents(json: boolean): { events: PretrainEvents; progress: Progress
           console.warn(`warning: ${line}`);
         },
         progress: (p) => progress.update(p),
+        activity: (a) => progress.activity(a.what, a.done, a.total),
         metrics: () => {},
         eval: (e) => {
           progress.clear();
@@ -105,24 +111,47 @@ function textEvents(json: boolean): { events: PretrainEvents; progress: Progress
   return { events, progress };
 }
 
-/** The config a checkpoint was trained with, less --stop-after (it counts the steps of one invocation). */
-function checkpointConfig(resume: string): Partial<PretrainConfig> {
-  const { path, state } = readCheckpointState(resume);
-  checkConfigKeys(state.config, `checkpoint ${path}`);
-  return { ...(state.config as Partial<PretrainConfig>), stopAfter: 0 };
+/**
+ * The run's config: defaults < the resumed checkpoint's settings < --config file < flags. A resumed
+ * run writes to the run folder given to --resume (not the folder saved in the checkpoint, which may
+ * be the original of a copy) unless --out says otherwise.
+ */
+export function pretrainConfig(opts: PretrainCliOptions): PretrainConfig {
+  const resume = opts.resume ? readResume(opts.resume) : null;
+  const fromFile = opts.config ? readConfigFile(opts.config) : {};
+  let saved: Partial<PretrainConfig> = {};
+  if (resume) {
+    checkSavedTeacher(resume, opts.teacher ?? fromFile.teacher);
+    if (opts.out === undefined && fromFile.out === undefined && !resume.runFolder)
+      throw new Error(`--resume ${opts.resume}: a checkpoint file outside a run folder's checkpoints/: pass --out <folder> for the resumed run`);
+    saved = { ...resume.settings, out: resume.runFolder ?? resume.settings.out };
+  }
+  const file = { ...saved, ...fromFile };
+  const { config: _config, resume: _resume, json: _json, overwrite: _overwrite, ...flags } = opts;
+  // --teacher-heads (flag, file, or the resumed run's) is the teacher checkpoint's head count when given
+  const heads = opts.teacherHeads !== undefined ? Number(opts.teacherHeads) : file.teacherHeads;
+  return absolutePaths(applyTeacherCheckpoint(resolveConfig(file, flags as ConfigFlags), { heads }).config);
+}
+
+/** The settings that differ from the defaults, wrapped to the terminal, and where the full config goes. */
+function describeConfig(c: PretrainConfig): string {
+  const width = Math.max(40, (process.stdout.columns ?? 100) - 1);
+  const words = (formatConfigChanges(c) || '(all settings at their defaults)').split(/ (?=--)/);
+  const lines: string[] = [];
+  for (const w of words) {
+    const last = lines.length ? lines[lines.length - 1] : null;
+    if (last !== null && last.length + 1 + w.length <= width) lines[lines.length - 1] = `${last} ${w}`;
+    else lines.push(`  ${w}`);
+  }
+  return `medic-native pretrain, settings that differ from the defaults:\n${lines.join('\n')}\nfull config: ${join(c.out, 'config.json')}`;
 }
 
 export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
-  // Resuming: the checkpoint's config is the base (a --config file and flags still override it), except
-  // --stop-after, which counts the steps of one invocation.
-  const saved = opts.resume ? checkpointConfig(opts.resume) : {};
-  const file = { ...saved, ...(opts.config ? readConfigFile(opts.config) : {}) };
-  const { config: _config, resume: _resume, json: _json, ...flags } = opts;
-  const c = applyTeacherCheckpoint(resolveConfig(file, flags as ConfigFlags)).config;
+  const c = pretrainConfig(opts);
   const json = !!opts.json;
   const { events, progress } = textEvents(json);
   if (json) process.stdout.write(JSON.stringify({ event: 'config', config: c }) + '\n');
-  else console.log(`medic-native pretrain: effective config\n${formatConfig(c)}`);
+  else console.log(describeConfig(c));
 
   let stopRequested = false;
   const onSigint = () => {
@@ -132,7 +161,13 @@ export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
   };
   process.on('SIGINT', onSigint);
   try {
-    const r = await pretrain(c, { events, resume: opts.resume, interrupted: () => stopRequested });
+    const r = await pretrain(c, {
+      events,
+      resume: opts.resume,
+      overwrite: !!opts.overwrite,
+      teacherHeads: c.teacher === 'random' ? undefined : c.teacherHeads,
+      interrupted: () => stopRequested,
+    });
     progress.clear();
     const k = Math.max(...c.knnK);
     if (json) process.stdout.write(JSON.stringify({ event: 'summary', ...r }) + '\n');
@@ -156,14 +191,18 @@ export function registerPretrain(program: Command): void {
     .command('pretrain')
     .description('pretrain a ViT student with MEDiC (token distillation + CLS alignment from a CLIP teacher + pixel reconstruction)')
     .option('--config <file>', 'JSON file of settings (the keys of config.json); flags override it')
-    .option('--resume <path>', 'continue from a checkpoint file or a run folder (its latest checkpoint)')
+    .option('--resume <path>', 'continue a run: its folder (the resumed run writes there) or a checkpoint file')
+    .option('--overwrite', "start a new run in an --out folder that holds one: its files (config, metrics, checkpoints, report, export) are removed first, no other file")
     .option('--json', 'print JSON lines (config, steps, evals, summary) instead of text');
   for (const f of flags) {
     const def = defaultConfig[f.key];
-    const o = new Option(`${flagOf(f.key)} <${f.arg ?? 'value'}>`, `${f.help} (default ${Array.isArray(def) ? def.join(',') : String(def)})`);
+    // Shown as commander's "(default: x)"; a value that comes from the default is dropped before the
+    // merge (givenOptions), so that a --config file or a resumed checkpoint is not overridden by it.
+    const o = new Option(`${flagOf(f.key)} <${f.arg ?? 'value'}>`, f.help).default(def, Array.isArray(def) ? def.join(',') : String(def));
     if (f.choices) o.choices(f.choices);
     cmd.addOption(o);
   }
+  cmd.showHelpAfterError('(medic-native pretrain --help lists the flags)');
   cmd.addHelpText(
     'after',
     `
@@ -176,7 +215,7 @@ Examples:
   $ medic-native pretrain --config my.json --json > log.jsonl`,
   );
   cmd.action(async (opts: PretrainCliOptions) => {
-    const code = await runPretrain(opts);
+    const code = await runPretrain(givenOptions(cmd, opts));
     if (code !== 0) process.exitCode = code;
   });
 }

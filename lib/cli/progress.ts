@@ -22,6 +22,7 @@ export class Progress {
   private readonly tty: boolean;
   private last = -Infinity;
   private drawn = false;
+  private readonly started = new Set<string>();
 
   constructor(
     private readonly stream: NodeJS.WriteStream = process.stderr,
@@ -39,16 +40,44 @@ export class Progress {
     const due = this.tty ? p.step === p.steps || now - this.last >= this.barEveryMs : now - this.last >= this.plainEveryMs;
     if (!force && !due) return;
     this.last = now;
-    const text = `epoch ${p.epoch + 1}/${p.epochs} step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} ${p.imagesPerSec.toFixed(1)} img/s ETA ${formatDuration(p.etaSec)}`;
+    const parts = [`epoch ${p.epoch + 1}/${p.epochs}`, `step ${p.step}/${p.steps}`, `loss ${p.loss.toFixed(4)}`, `${p.imagesPerSec.toFixed(1)} img/s`, `ETA ${formatDuration(p.etaSec)}`];
+    if (this.tty) this.draw(parts, p.step / Math.max(1, p.steps), [2, 1, 4, 0, 3]);
+    else this.stream.write(parts.join(' ') + '\n');
+  }
+
+  /** Progress of other work (an evaluation embedding images): a bar on a terminal, else one line at its start. */
+  activity(what: string, done: number, total: number): void {
+    const now = Date.now();
     if (this.tty) {
-      const width = 24;
-      const filled = Math.round((width * p.step) / Math.max(1, p.steps));
-      const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
-      this.stream.write(`\r[${bar}] ${text}\x1b[K`);
-      this.drawn = true;
-    } else {
-      this.stream.write(text + '\n');
+      if (done < total && now - this.last < this.barEveryMs) return;
+      this.last = now;
+      this.draw([what, `${done}/${total}`], done / Math.max(1, total), [1, 0]);
+    } else if (!this.started.has(what)) {
+      this.started.add(what);
+      this.stream.write(`${what}\n`);
     }
+  }
+
+  /**
+   * One redraw, fitted to the terminal: a line as wide as the terminal wraps, and every later \r redraw
+   * then leaves the wrapped part behind. The last column stays free (some terminals wrap on it). The
+   * bar shrinks first (down to 10 cells), then parts go, least important first (`priority` lists the
+   * parts' indices, most important first), then the bar.
+   */
+  private draw(parts: string[], fraction: number, priority: number[] = parts.map((_, i) => i)): void {
+    const room = this.stream.columns ? this.stream.columns - 1 : Infinity;
+    let kept = priority.length;
+    const textOf = (n: number) => parts.filter((_, i) => priority.slice(0, n).includes(i)).join(' ');
+    while (kept > 1 && textOf(kept).length + 13 > room) kept--; // 13: the narrowest bar "[----------] "
+    const text = textOf(kept);
+    const barWidth = Math.min(24, room - text.length - 3);
+    let line = text.slice(0, room);
+    if (barWidth >= 10) {
+      const filled = Math.round(barWidth * Math.min(1, Math.max(0, fraction)));
+      line = `[${'#'.repeat(filled)}${'-'.repeat(barWidth - filled)}] ${text}`;
+    }
+    this.stream.write(`\r${line}\x1b[K`);
+    this.drawn = true;
   }
 
   /** Ends the bar's line before other output. */

@@ -115,7 +115,7 @@ export async function openData(specOrString: string | DataSpec, options: OpenDat
       if (!Number.isSafeInteger(o.syntheticSize) || o.syntheticSize < 4) throw new DataError(`syntheticSize must be an integer >= 4, found ${o.syntheticSize}`);
       const classNames = Array.from({ length: spec.classes }, (_, c) => `class${c}`);
       const src = SyntheticSource.create(spec.count, spec.classes, o.syntheticSize, o.syntheticSeed);
-      const s = splitSource(src, classNames, `synthetic ${spec.count}x${o.syntheticSize}px, ${spec.classes} classes`, o, notes);
+      const s = splitSource(src, classNames, `synthetic: ${spec.count} images of ${o.syntheticSize}x${o.syntheticSize} px, ${spec.classes} classes`, o, notes);
       return { spec, ...s, classNames, notes };
     }
   }

@@ -89,6 +89,8 @@ export interface Embedded {
 export interface DataReporting {
   onWarning?: (message: string) => void;
   reported?: Set<string>;
+  /** Called after each batch with the images embedded so far and in all (progress display). */
+  onEmbedded?: (images: number, total: number) => void;
 }
 
 /** Features of a dataset, in dataset order. */
@@ -115,6 +117,7 @@ export async function embed(fx: FeatureExtractor, dataset: ImageDataset, c: Pret
       features.set(f.subarray(0, take * D), n * D);
       labels.set(b.labels.subarray(0, take), n);
       n += take;
+      report.onEmbedded?.(n, total);
     }
   } finally {
     await loader.close();

@@ -93,7 +93,11 @@ export async function knnEvaluate(
 ): Promise<KnnResult> {
   // --knn-limit caps the bank; the queries are capped at a fifth of it. Both are stride samples, so
   // class-sorted datasets keep their class balance.
-  const bank = await embed(fx, train.subsample(c.knnLimit), c, report);
-  const query = await embed(fx, val.subsample(c.knnLimit ? Math.max(1, Math.floor(c.knnLimit / 5)) : 0), c, report);
+  const bankSet = train.subsample(c.knnLimit);
+  const querySet = val.subsample(c.knnLimit ? Math.max(1, Math.floor(c.knnLimit / 5)) : 0);
+  const total = bankSet.length + querySet.length;
+  const progress = (offset: number): DataReporting => ({ ...report, onEmbedded: report.onEmbedded && ((n) => report.onEmbedded!(offset + n, total)) });
+  const bank = await embed(fx, bankSet, c, progress(0));
+  const query = await embed(fx, querySet, c, progress(bankSet.length));
   return knnClassify(bank.features, bank.labels, query.features, query.labels, fx.dim, numClasses, c.knnK);
 }

@@ -60,7 +60,8 @@ export function exportArch(cfg: VitConfig): VitExportArch {
     depth: cfg.depth,
     heads: cfg.heads,
     mlpRatio: cfg.mlpRatio ?? 4,
-    layerScale: cfg.layerScale === undefined ? 0.1 : cfg.layerScale,
+    // 0 is no LayerScale (timm builds none for init_values 0): the export then holds no ls*.gamma
+    layerScale: cfg.layerScale === undefined ? 0.1 : cfg.layerScale || null,
   };
 }
 

@@ -38,7 +38,18 @@ export class SafetensorsFile {
 
   constructor(path: string) {
     this.path = path;
-    this.fd = openSync(path, 'r');
+    // fs errors (EISDIR, ENOENT, EACCES) do not name the file: say which, and what was expected.
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (err) {
+      throw new Error(`${path}: cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); expected a safetensors file`, { cause: err });
+    }
+    if (!fstatSync(fd).isFile()) {
+      closeSync(fd);
+      throw new Error(`${path}: is a folder, expected a safetensors file`);
+    }
+    this.fd = fd;
     try {
       this.parseHeader();
     } catch (err) {
@@ -74,6 +85,8 @@ export class SafetensorsFile {
         if (v && typeof v === 'object') for (const [k, s] of Object.entries(v)) this.metadata[k] = String(s);
         continue;
       }
+      if (typeof v !== 'object' || v === null || Array.isArray(v))
+        this.fail(`tensor '${name}' is ${JSON.stringify(v)}, expected an object {dtype, shape, data_offsets}`);
       const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
       if (typeof e.dtype !== 'string' || !(e.dtype in BYTES)) this.fail(`tensor '${name}' has unsupported dtype ${JSON.stringify(e.dtype)}`);
       if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) this.fail(`tensor '${name}' has a bad shape ${JSON.stringify(e.shape)}`);

@@ -17,7 +17,7 @@ export interface VitConfig {
   depth: number;
   heads: number;
   mlpRatio?: number;
-  /** LayerScale init (docs/METHOD.md, Student: 0.1); null disables LayerScale. */
+  /** LayerScale init (docs/METHOD.md, Student: 0.1); null or 0 disables LayerScale (as timm's init_values=0). */
   layerScale?: number | null;
   /** The last block's DropPath rate (rates rise linearly from 0; docs/METHOD.md, Student: 0.1). */
   dropPath?: number;
@@ -74,7 +74,8 @@ export class VisionTransformer {
           heads: cfg.heads,
           mlpRatio: cfg.mlpRatio,
           qkvBias: 'qv',
-          layerScale: cfg.layerScale === undefined ? 0.1 : cfg.layerScale,
+          // 0 means no LayerScale, as timm's init_values=0 does (an export must load strictly in timm)
+          layerScale: cfg.layerScale === undefined ? 0.1 : cfg.layerScale || null,
           dropPath: p,
           layerId: i + 1,
         }),

@@ -1,102 +1,181 @@
-// The run report: report.html (self-contained, inline SVG plots) and summary.json in the run folder,
-// built from metrics.jsonl and the kNN results, so a run can be judged without other tools.
+// The run report: report.html (self-contained: inline SVG charts, no script, no network) and
+// summary.json in the run folder, built from metrics.jsonl and the kNN results, so that a run can be
+// judged without other tools. docs/report.png shows one (test/e2e/report-browser.test.ts lays it out
+// in chromium and checks that no chart text overlaps).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import type { PretrainConfig } from '../train/config.js';
+import { defaultConfig, finalizeConfig, type PretrainConfig } from '../train/config.js';
+import { lineChart } from './svg-chart.js';
 
-interface Series {
-  name: string;
-  color: string;
-  points: [number, number][];
+export { lineChart } from './svg-chart.js';
+
+type Row = Record<string, number>;
+
+const esc = (s: string): string =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+
+/** metrics.jsonl, skipping a line cut short by a kill. */
+function readMetrics(path: string): Row[] {
+  if (!existsSync(path)) return [];
+  const rows: Row[] = [];
+  for (const l of readFileSync(path, 'utf8').split('\n')) {
+    if (!l) continue;
+    try {
+      rows.push(JSON.parse(l) as Row);
+    } catch {
+      /* a partial last line */
+    }
+  }
+  return rows;
 }
 
-const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-
-/** A line chart as an SVG string (x: step). */
-export function lineChart(title: string, series: Series[], opts: { log?: boolean; width?: number; height?: number } = {}): string {
-  const W = opts.width ?? 560;
-  const H = opts.height ?? 220;
-  const pad = { l: 56, r: 12, t: 24, b: 28 };
-  const all = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y) && (!opts.log || y > 0));
-  if (!all.length) return `<svg width="${W}" height="${H}"><text x="10" y="20">${esc(title)}: no data</text></svg>`;
-  const tf = (y: number) => (opts.log ? Math.log10(y) : y);
-  const xs = all.map(([x]) => x);
-  const ys = all.map(([, y]) => tf(y));
-  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
-  if (y0 === y1) [y0, y1] = [y0 - 1, y1 + 1];
-  const px = (x: number) => pad.l + ((x - x0) / Math.max(1e-12, x1 - x0)) * (W - pad.l - pad.r);
-  const py = (y: number) => H - pad.b - ((tf(y) - y0) / (y1 - y0)) * (H - pad.t - pad.b);
-  const fmt = (v: number) => (opts.log ? (10 ** v).toPrecision(2) : Math.abs(v) >= 1000 || (Math.abs(v) < 0.01 && v !== 0) ? v.toExponential(1) : v.toPrecision(3));
-  const lines = series
-    .map((s) => {
-      const pts = s.points.filter(([, y]) => Number.isFinite(y) && (!opts.log || y > 0));
-      if (!pts.length) return '';
-      const d = pts.map(([x, y], i) => `${i ? 'L' : 'M'}${px(x).toFixed(1)},${py(y).toFixed(1)}`).join('');
-      return `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.5"/>`;
-    })
-    .join('');
-  const legend = series.map((s, i) => `<text x="${pad.l + 8 + i * 90}" y="${pad.t - 8}" fill="${s.color}" font-size="11">${esc(s.name)}</text>`).join('');
-  const ticks = [0, 0.5, 1]
-    .map((f) => {
-      const v = y0 + f * (y1 - y0);
-      const y = H - pad.b - f * (H - pad.t - pad.b);
-      return `<text x="${pad.l - 4}" y="${y + 4}" font-size="10" text-anchor="end">${fmt(v)}</text><line x1="${pad.l}" x2="${W - pad.r}" y1="${y}" y2="${y}" stroke="#ddd"/>`;
-    })
-    .join('');
-  return (
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">` +
-    `<text x="${pad.l}" y="12" font-size="12" font-weight="bold">${esc(title)}</text>${ticks}` +
-    `<text x="${pad.l}" y="${H - 8}" font-size="10">step ${x0}</text><text x="${W - pad.r}" y="${H - 8}" font-size="10" text-anchor="end">${x1}</text>` +
-    `${lines}${legend}</svg>`
-  );
+/** The last logged step of each epoch but the final one: where the dashed epoch lines go. */
+function epochEnds(rows: Row[]): number[] {
+  const out: number[] = [];
+  for (let i = 0; i + 1 < rows.length; i++) if (rows[i + 1].epoch !== rows[i].epoch) out.push(rows[i].step);
+  return out;
 }
 
-export function writeReport(outDir: string, c: PretrainConfig, r: { knn?: Record<number, number>; knnRandom?: Record<number, number> }): void {
-  const path = join(outDir, 'metrics.jsonl');
-  const rows = existsSync(path)
-    ? readFileSync(path, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Record<string, number>)
-    : [];
+function charts(rows: Row[]): string[] {
   const s = (key: string) => rows.map((m) => [m.step, m[key]] as [number, number]);
-  const charts = [
-    lineChart('loss', [
-      { name: 'total', color: '#000', points: s('loss') },
-      { name: 'token', color: '#1f77b4', points: s('l_tok') },
-      { name: 'cls', color: '#d62728', points: s('l_cls') },
-      { name: 'pixel', color: '#2ca02c', points: s('l_pix') },
-    ], { log: true }),
-    lineChart('grad norm (before clipping)', [{ name: 'grad norm', color: '#9467bd', points: s('grad_norm') }], { log: true }),
-    lineChart('learning rate', [{ name: 'lr', color: '#ff7f0e', points: s('lr') }]),
-    lineChart('throughput (img/s) and loader wait (ms)', [
-      { name: 'img/s', color: '#17becf', points: s('img_s') },
-      { name: 'wait ms', color: '#7f7f7f', points: s('wait_ms') },
-    ]),
+  const epochMarks = epochEnds(rows);
+  const xTitle = epochMarks.length ? 'training step (dashed: epoch ends)' : 'training step';
+  return [
+    lineChart(
+      'Loss',
+      [
+        { name: 'total', color: '#111827', points: s('loss') },
+        { name: 'token distillation', color: '#2563eb', points: s('l_tok') },
+        { name: 'CLS alignment', color: '#dc2626', points: s('l_cls') },
+        { name: 'pixel', color: '#16a34a', points: s('l_pix') },
+      ],
+      { yTitle: 'loss', scale: 'log', xTitle, epochMarks },
+    ),
+    lineChart(
+      'Gradient norm (before clipping)',
+      [{ name: 'global L2 norm', color: '#7c3aed', points: s('grad_norm') }],
+      { yTitle: 'norm', scale: 'log', xTitle, epochMarks },
+    ),
+    lineChart('Learning rate', [{ name: 'lr', color: '#ea580c', points: s('lr') }], {
+      yTitle: 'learning rate',
+      scale: 'linear',
+      xTitle,
+      epochMarks,
+    }),
+    lineChart('Throughput', [{ name: 'images per second', color: '#0891b2', points: s('img_s') }], {
+      yTitle: 'images / s',
+      scale: 'linear',
+      xTitle,
+      epochMarks,
+    }),
+    lineChart(
+      'Loader wait per step',
+      [{ name: 'time the step waited for its batch', color: '#6b7280', points: s('wait_ms') }],
+      { yTitle: 'wait (ms)', xTitle, epochMarks },
+    ),
   ];
+}
+
+const pct = (v?: number) => (v === undefined ? 'n/a' : `${(100 * v).toFixed(2)} %`);
+
+function card(label: string, value: string, sub = ''): string {
+  return `<div class="card"><div class="label">${esc(label)}</div><div class="value">${esc(value)}</div><div class="sub">${esc(sub)}</div></div>`;
+}
+
+export function writeReport(
+  outDir: string,
+  c: PretrainConfig,
+  r: { knn?: Record<number, number>; knnRandom?: Record<number, number> },
+): void {
+  const rows = readMetrics(join(outDir, 'metrics.jsonl'));
   const last = rows[rows.length - 1];
+  const mean = (k: string) => (rows.length ? rows.reduce((a, m) => a + m[k], 0) / rows.length : null);
   const summary = {
     steps: last?.step ?? 0,
     final_loss: last?.loss ?? null,
     knn: r.knn ?? null,
     knn_random_init: r.knnRandom ?? null,
-    mean_img_s: rows.length ? rows.reduce((a, m) => a + m.img_s, 0) / rows.length : null,
-    mean_wait_ms: rows.length ? rows.reduce((a, m) => a + m.wait_ms, 0) / rows.length : null,
+    mean_img_s: mean('img_s'),
+    mean_wait_ms: mean('wait_ms'),
   };
   writeFileSync(join(outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
-  const pct = (v?: number) => (v === undefined ? 'n/a' : `${(100 * v).toFixed(2)} %`);
-  const knnRows = c.knnK.map((k) => `<tr><td>k = ${k}</td><td>${pct(r.knn?.[k])}</td><td>${pct(r.knnRandom?.[k])}</td></tr>`).join('');
-  const cfgRows = Object.entries(c).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(Array.isArray(v) ? v.join(',') : String(v))}</td></tr>`).join('');
-  const html = `<!doctype html><html><head><meta charset="utf-8"><title>medic-native run: ${esc(outDir)}</title>
-<style>body{font-family:sans-serif;margin:24px;max-width:1200px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.charts{display:flex;flex-wrap:wrap;gap:12px}</style></head><body>
+
+  const k = Math.max(...c.knnK);
+  const gain =
+    r.knn && r.knnRandom
+      ? `${(100 * (r.knn[k] - r.knnRandom[k])).toFixed(2)} points over random init`
+      : 'kNN was not run';
+  const cards = [
+    card('steps', `${summary.steps}`, `${c.epochs} epochs of ${c.batchSize} images per step`),
+    card(
+      'final loss',
+      last ? last.loss.toFixed(4) : 'n/a',
+      last ? `token ${last.l_tok.toFixed(3)}, CLS ${last.l_cls.toFixed(3)}, pixel ${last.l_pix.toFixed(3)}` : '',
+    ),
+    card(`kNN k=${k}, pretrained`, pct(r.knn?.[k]), gain),
+    card(`kNN k=${k}, random init`, pct(r.knnRandom?.[k]), 'the same network before training'),
+    card(
+      'throughput',
+      summary.mean_img_s === null ? 'n/a' : `${summary.mean_img_s.toFixed(1)} img/s`,
+      summary.mean_wait_ms === null ? '' : `mean loader wait ${summary.mean_wait_ms.toFixed(2)} ms per step`,
+    ),
+  ].join('');
+  const knnRows = c.knnK
+    .map((kk) => `<tr><td>k = ${kk}</td><td>${pct(r.knn?.[kk])}</td><td>${pct(r.knnRandom?.[kk])}</td></tr>`)
+    .join('');
+  const base = finalizeConfig({ ...defaultConfig, data: c.data }) as unknown as Record<string, unknown>;
+  const show = (v: unknown) => (Array.isArray(v) ? v.join(',') : String(v));
+  const cfgRows = Object.entries(c).map(
+    ([key, v]) =>
+      `<tr${show(v) !== show(base[key]) ? ' class="set"' : ''}><td>${esc(key)}</td><td>${esc(show(v))}</td></tr>`,
+  );
+  const third = Math.ceil(cfgRows.length / 3);
+  const cfgTables = [0, 1, 2]
+    .map((i) => `<table>${cfgRows.slice(i * third, (i + 1) * third).join('')}</table>`)
+    .join('');
+  const html = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>MEDiC pretraining report: ${esc(outDir)}</title>
+<style>
+:root { --fg: #111827; --muted: #6b7280; --line: #e5e7eb; --bg: #f8fafc; --card: #fff; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--fg); font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+main { max-width: 1200px; margin: 0 auto; padding: 28px 24px 48px; }
+h1 { font-size: 22px; margin: 0; }
+.where { color: var(--muted); margin: 2px 0 0; word-break: break-all; }
+h2 { font-size: 15px; margin: 30px 0 10px; color: #374151; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(200px, 1fr)); gap: 12px; margin-top: 20px; }
+.card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
+.card .label { font-size: 12px; color: var(--muted); }
+.card .value { font-size: 22px; font-weight: 600; margin: 2px 0; font-variant-numeric: tabular-nums; }
+.card .sub { font-size: 12px; color: var(--muted); }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, 566px); gap: 14px; justify-content: start; }
+figure { margin: 0; background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 6px; width: 566px; }
+figure svg { display: block; }
+table { border-collapse: collapse; background: var(--card); border: 1px solid var(--line); font-variant-numeric: tabular-nums; }
+td, th { padding: 5px 12px; border-bottom: 1px solid var(--line); text-align: left; font-size: 13px; }
+th { background: #f3f4f6; font-weight: 600; }
+.config { display: grid; grid-template-columns: repeat(auto-fit, minmax(300px, 1fr)); gap: 12px; align-items: start; }
+.config table { width: 100%; }
+.config td:first-child { color: var(--muted); width: 45%; }
+tr.set td { font-weight: 600; color: var(--fg); }
+.note { color: var(--muted); font-size: 12px; }
+</style></head><body><main>
 <h1>MEDiC pretraining report</h1>
-<p>${summary.steps} steps; final loss ${last ? last.loss.toFixed(4) : 'n/a'}; mean throughput ${summary.mean_img_s?.toFixed(1) ?? 'n/a'} img/s; mean loader wait ${summary.mean_wait_ms?.toFixed(2) ?? 'n/a'} ms per step.</p>
-<h2>kNN accuracy (DINO protocol, CLS after the final LN, T = 0.07)</h2>
+<p class="where">${esc(outDir)}</p>
+<div class="cards">${cards}</div>
+<h2>kNN accuracy</h2>
 <table><tr><th></th><th>pretrained</th><th>random init</th></tr>${knnRows}</table>
-<h2>Curves</h2><div class="charts">${charts.join('')}</div>
-<h2>Configuration</h2><table>${cfgRows}</table>
-</body></html>`;
+<p class="note">DINO protocol: CLS after the final LayerNorm, cosine top-k, votes weighted exp(sim / 0.07); n/a where kNN was not run (no val split, or fewer than two classes).</p>
+<h2>Training curves</h2>
+<div class="charts">${charts(rows)
+    .map((svg) => `<figure>${svg}</figure>`)
+    .join('')}</div>
+<h2>Configuration</h2>
+<p class="note">Settings that differ from the defaults are in bold. The same values are in config.json.</p>
+<div class="config">${cfgTables}</div>
+</main></body></html>
+`;
   writeFileSync(join(outDir, 'report.html'), html);
 }

@@ -25,11 +25,13 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConf
 /**
  * With a teacher checkpoint, the teacher's architecture is the checkpoint's: width, depth, heads and
  * MLP ratio are read from it (the --teacher-* flags describe the random teacher only). Its patch size
- * must be the student's, so that teacher and student tokens describe the same patches.
+ * must be the student's, so that teacher and student tokens describe the same patches. `heads`: the
+ * attention heads when the caller knows them (--teacher-heads), else config.json beside the file or
+ * CLIP's rule.
  */
-export function applyTeacherCheckpoint(c: PretrainConfig): { config: PretrainConfig; info: ClipCheckpointInfo | null } {
+export function applyTeacherCheckpoint(c: PretrainConfig, opts: { heads?: number } = {}): { config: PretrainConfig; info: ClipCheckpointInfo | null } {
   if (c.teacher === 'random') return { config: c, info: null };
-  const info = inspectClipCheckpoint(c.teacher);
+  const info = inspectClipCheckpoint(c.teacher, { heads: opts.heads });
   const a = info.arch;
   if (a.patch !== c.patchSize)
     throw new Error(`--teacher ${c.teacher}: the teacher's patch size is ${a.patch} but the student's is ${c.patchSize}: set --patch-size ${a.patch} (teacher and student tokens must cover the same patches)`);

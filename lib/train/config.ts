@@ -2,6 +2,7 @@
 // command-line flags (student sizes: studentPresets in lib/models/vit.ts). Every value of the recipe
 // is here and is printed at the start of a run (the effective config) and saved in the run folder.
 import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 
 import { parseDevice, type DeviceSpec } from '../engine/device.js';
 import { studentPresets, type ModelPreset } from '../models/vit.js';
@@ -68,6 +69,11 @@ export interface PretrainConfig {
   stopAfter: number;
   /** Metrics every this many steps (metrics.jsonl); 0 = every step. */
   logEvery: number;
+  /**
+   * Divergence guard: a step whose loss or grad norm exceeds this many times the median of the last 50
+   * healthy steps stops the run (lib/train/spike-guard.ts); 0 = stop on NaN/inf only.
+   */
+  spikeFactor: number;
 }
 
 export const defaultConfig: PretrainConfig = {
@@ -119,6 +125,7 @@ export const defaultConfig: PretrainConfig = {
   knnLimit: 0,
   stopAfter: 0,
   logEvery: 0,
+  spikeFactor: 100,
 };
 
 type Key = keyof PretrainConfig;
@@ -126,7 +133,7 @@ const numeric: Key[] = [
   'imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'teacherMlpRatio', 'decoderDim', 'decoderDepth', 'decoderHeads', 'maskRatio',
   'wTok', 'wCls', 'wPix', 'tau', 'epochs', 'batchSize', 'lr', 'lrBatchRef', 'warmupEpochs', 'minLr', 'warmupLr', 'weightDecay',
   'weightDecayEnd', 'clipGrad', 'dropPath', 'layerScale', 'threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit',
-  'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery', 'prefetch',
+  'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery', 'prefetch', 'spikeFactor',
 ];
 
 /** The command-line flag of a config key: wTok -> --w-tok. */
@@ -154,7 +161,7 @@ export function validateConfig(c: PretrainConfig): void {
   };
   for (const k of ['imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'decoderDim', 'decoderDepth', 'decoderHeads', 'epochs', 'batchSize', 'lrBatchRef', 'prefetch'] as Key[]) posInt(k);
   for (const k of ['threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit', 'warmupEpochs', 'stopAfter', 'logEvery'] as Key[]) nonNegInt(k);
-  for (const k of ['wTok', 'wCls', 'wPix', 'lr', 'minLr', 'warmupLr', 'weightDecay', 'weightDecayEnd', 'clipGrad'] as Key[]) nonNeg(k);
+  for (const k of ['wTok', 'wCls', 'wPix', 'lr', 'minLr', 'warmupLr', 'weightDecay', 'weightDecayEnd', 'clipGrad', 'spikeFactor'] as Key[]) nonNeg(k);
   // The seed travels to the native drop-path RNG as an i32 word: keep it in range rather than wrap.
   if (c.seed >= 2 ** 31) fail('seed', 'an integer below 2^31', c.seed);
   if (typeof c.device !== 'string') fail('device', 'auto, cpu, cuda or cuda:N', c.device);
@@ -181,6 +188,7 @@ export function validateConfig(c: PretrainConfig): void {
   if (typeof c.data !== 'string' || !c.data) fail('data', 'a data spec (folder, idx:<dir>, mnist, synthetic)', c.data);
   if (typeof c.teacher !== 'string' || !c.teacher) fail('teacher', "a CLIP checkpoint path or 'random'", c.teacher);
   if (c.teacher !== 'random' && !existsSync(c.teacher)) fail('teacher', 'an existing CLIP checkpoint file (or random)', c.teacher);
+  if (typeof c.out !== 'string' || !c.out) fail('out', 'a run folder path', c.out);
 }
 
 /** Reads a --config JSON file: an object of config keys (camelCase, as printed in config.json). */
@@ -257,10 +265,38 @@ export function normalizationOf(c: PretrainConfig): string {
   return c.normalize === 'mnist' ? '0.1307,0.1307,0.1307/0.3081,0.3081,0.3081' : c.normalize;
 }
 
-/** The effective config as aligned "key value" lines, for the start of a run. */
+/** The effective config as aligned "key value" lines (config.json holds the same). */
 export function formatConfig(c: PretrainConfig): string {
   const width = Math.max(...Object.keys(c).map((k) => k.length));
   return Object.entries(c)
     .map(([k, v]) => `  ${k.padEnd(width)}  ${Array.isArray(v) ? v.join(',') : String(v)}`)
     .join('\n');
+}
+
+const show = (v: unknown) => (Array.isArray(v) ? v.join(',') : String(v));
+
+/**
+ * The settings that differ from the defaults for this data (the 'auto' values resolved the same way),
+ * as flags: "--model micro --batch-size 8". Empty when everything is at its default.
+ */
+export function formatConfigChanges(c: PretrainConfig): string {
+  const base = finalizeConfig({ ...defaultConfig, data: c.data });
+  return (Object.keys(c) as Key[])
+    .filter((k) => show(c[k]) !== show(base[k]))
+    .map((k) => `${flagOf(k)} ${show(c[k])}`)
+    .join(' ');
+}
+
+/**
+ * The config as a run folder and its checkpoints record it: file paths absolute (the data folder, the
+ * teacher checkpoint, the run folder), so that resuming or evaluating from another working directory
+ * finds them.
+ */
+export function absolutePaths(c: PretrainConfig): PretrainConfig {
+  const data = c.data.startsWith('idx:') ? `idx:${resolve(c.data.slice(4))}` : isNamedData(c.data) ? c.data : resolve(c.data);
+  return { ...c, data, teacher: c.teacher === 'random' ? c.teacher : resolve(c.teacher), out: resolve(c.out) };
+}
+
+function isNamedData(data: string): boolean {
+  return data === 'mnist' || data === 'synthetic' || data.startsWith('synthetic:');
 }

@@ -11,13 +11,16 @@ export class TrainEvaluator {
   private fx: FeatureExtractor | null = null;
 
   constructor(private readonly run: TrainRun) {
-    this.canEval = !!run.data.val && run.data.val.length > 0;
+    // kNN votes among classes: with one class every query is right, and 100 % would mean nothing.
+    this.canEval = !!run.data.val && run.data.val.length > 0 && run.data.classNames.length >= 2;
   }
 
   /** The random-init baseline (stored in checkpoints, so a resumed run keeps its baseline). */
   async baseline(): Promise<Record<number, number> | undefined> {
     const { progress: p } = this.run;
-    if (!this.canEval) this.run.ev.warn('no val split: kNN evaluation is skipped');
+    const classes = this.run.data.classNames.length;
+    if (classes < 2) this.run.ev.warn(`kNN needs at least two classes; the data has ${classes} (${this.run.c.data}): kNN is not applicable and is skipped`);
+    else if (!this.canEval) this.run.ev.warn('no val split: kNN evaluation is skipped');
     let knnRandom = p.extra.knnRandom as Record<number, number> | undefined;
     if (!this.run.resumed && this.canEval) knnRandom = await this.evaluate('random-init', 0);
     p.extra.knnRandom = knnRandom;
@@ -31,7 +34,8 @@ export class TrainEvaluator {
     const fx = (this.fx ??= new FeatureExtractor(this.run.engine, c, Math.min(c.batchSize, 256)));
     fx.load(state.get('params').read() as Float32Array, this.run.table);
     const t0 = performance.now();
-    const r = await knnEvaluate(fx, data.train, data.val!, c, data.classNames.length, this.run.dataReport);
+    const onEmbedded = (done: number, total: number) => this.run.ev.activity?.({ what: `kNN ${which}: embedding ${total} images`, done, total });
+    const r = await knnEvaluate(fx, data.train, data.val!, c, data.classNames.length, { ...this.run.dataReport, onEmbedded });
     const seconds = (performance.now() - t0) / 1000;
     this.run.ev.eval({ step: this.run.progress.step, epoch, which, knn: r.accuracy, n_train: r.nTrain, n_val: r.nTest, seconds });
     return r.accuracy;

@@ -8,6 +8,8 @@ export interface PretrainEvents {
   progress(p: { epoch: number; epochs: number; step: number; steps: number; loss: number; imagesPerSec: number; etaSec: number }): void;
   metrics(m: StepMetrics): void;
   eval(e: EvalRecord): void;
+  /** Progress of work other than steps (the images an evaluation has embedded so far). */
+  activity?(a: { what: string; done: number; total: number }): void;
 }
 
 export interface StepMetrics {
@@ -51,4 +53,8 @@ export interface PretrainOptions {
   resume?: string;
   /** Set by the CLI on SIGINT: the loop finishes the step, checkpoints, and returns 'interrupted'. */
   interrupted?: () => boolean;
+  /** Replace the run in config.out (only this program's files are removed); else such a folder is refused. */
+  overwrite?: boolean;
+  /** The teacher checkpoint's attention heads, when the caller knows them (--teacher-heads). */
+  teacherHeads?: number;
 }

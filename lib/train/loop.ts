@@ -13,7 +13,8 @@ import { normalizationOf } from './config.js';
 import type { TrainEvaluator } from './evaluation.js';
 import type { RunStatus, StepMetrics } from './events.js';
 import { stepMasks } from './masking.js';
-import { saveRunCheckpoint } from './save.js';
+import { saveRunCheckpoint, takeCheckpoint, writeCheckpoint, type TakenCheckpoint } from './save.js';
+import { SpikeGuard } from './spike-guard.js';
 import { lrAt, weightDecayAt } from './schedule.js';
 import type { TrainRun } from './setup.js';
 
@@ -40,6 +41,9 @@ export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interru
   const metricsFd = openSync(metricsPath, 'a');
   const feed = new BatchFeed(run);
   const clock = { stepsThisRun: 0, start: performance.now() };
+  // The guard's window travels in checkpoints, so a resumed run judges its steps as the uninterrupted one.
+  const guard = new SpikeGuard(c.spikeFactor, p.extra.guard);
+  const pending: { ck: TakenCheckpoint | null } = { ck: null };
   try {
     let masks = maskInputsAt(run, p.step);
     while (p.step < plan.totalSteps) {
@@ -48,14 +52,22 @@ export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interru
       const running = runStep(run, program, batch, masks);
       masks = maskInputsAt(run, p.step + 1); // the next step's masks, made while this step runs natively
       const out = await running;
-      if (diverged(run, out)) return 'diverged';
+      const why = guard.check(out.losses[0], out.gradNorm);
+      if (why) {
+        reportDivergence(run, out, why, pending.ck);
+        return 'diverged';
+      }
+      // this step's loss was computed from the pending checkpoint's weights: they are healthy
+      if (pending.ck) writeCheckpoint(run, pending.ck);
+      pending.ck = null;
+      p.extra.guard = guard.state();
       p.step += 1;
       clock.stepsThisRun += 1;
       p.position = batch.next;
       const epochDone = p.step - epoch * plan.stepsPerEpoch === plan.stepsPerEpoch;
       report(run, metricsFd, clock, epoch, epochDone, batch, out);
       const status = stopRequest(run, clock.stepsThisRun, interrupted);
-      if (epochDone) await endEpoch(run, evaluator, epoch + 1, status);
+      if (epochDone) pending.ck = await endEpoch(run, evaluator, epoch + 1, status);
       if (status !== 'done') {
         saveRunCheckpoint(run, status === 'interrupted' ? 'interrupted' : `stop after ${c.stopAfter} steps`);
         return status;
@@ -87,16 +99,18 @@ async function runStep(run: TrainRun, program: Program, batch: Batch, masks: Rec
   return { losses: r.outputs.losses as Float32Array, gradNorm, hyper, stepMs: performance.now() - t0 };
 }
 
-/** A non-finite loss or gradient norm ends the run; the last good checkpoint is kept. */
-function diverged(run: TrainRun, out: StepOutcome): boolean {
-  if (Number.isFinite(out.losses[0]) && Number.isFinite(out.gradNorm)) return false;
+/**
+ * A non-finite or spiking loss or gradient norm (SpikeGuard) ends the run. The checkpoint taken at the
+ * epoch end before it is dropped (this step measured its weights), the last good one is kept.
+ */
+function reportDivergence(run: TrainRun, out: StepOutcome, why: string, dropped: TakenCheckpoint | null): void {
   const last = run.progress.lastCheckpoint;
   run.ev.warn(
-    `step ${run.progress.step + 1}: the loss is ${out.losses[0]} (grad norm ${out.gradNorm}): training diverged. ` +
+    `step ${run.progress.step + 1}: ${why}: training diverged. ` +
+      (dropped ? `The state at step ${dropped.state.step} (${dropped.reason}) was not checkpointed. ` : '') +
       (last ? `The last good checkpoint is kept: ${last}; ` : 'No checkpoint was written before it; ') +
-      `lower --lr or raise --warmup-epochs${last ? ', then --resume' : ''}.`,
+      `lower --lr (now ${run.c.lr}) or raise --warmup-epochs${last ? `, then --resume ${run.c.out}` : ''}.`,
   );
-  return true;
 }
 
 /** Metrics (every --log-every steps and at epoch ends) and progress (every step). */
@@ -136,16 +150,18 @@ function stopRequest(run: TrainRun, stepsThisRun: number, interrupted?: () => bo
 
 /**
  * The end of epoch `done` (counted from 1): the data position moves to the next epoch, then the
- * epoch's evaluation and checkpoint. A --stop-after run still does its epoch's evaluation, so that
+ * epoch's evaluation and checkpoint (returned, to be written after the next step). A --stop-after run still does its epoch's evaluation, so that
  * stopping and resuming yields the records of an uninterrupted run; Ctrl-C skips it. The final epoch
  * is handled by finishRun.
  */
-async function endEpoch(run: TrainRun, evaluator: TrainEvaluator, done: number, status: RunStatus): Promise<void> {
+async function endEpoch(run: TrainRun, evaluator: TrainEvaluator, done: number, status: RunStatus): Promise<TakenCheckpoint | null> {
   const { c, progress: p } = run;
   p.position = { epoch: done, index: 0 };
-  if (p.step >= run.plan.totalSteps || status === 'interrupted') return;
+  if (p.step >= run.plan.totalSteps || status === 'interrupted') return null;
   if (c.evalEvery > 0 && done % c.evalEvery === 0) await evaluator.evaluate('pretrained', done);
-  if (status === 'done' && c.checkpointEvery > 0 && done % c.checkpointEvery === 0) saveRunCheckpoint(run, `epoch ${done}`);
+  // taken now, written once the next step has shown these weights healthy (see save.ts)
+  if (status === 'done' && c.checkpointEvery > 0 && done % c.checkpointEvery === 0) return takeCheckpoint(run, `epoch ${done}`);
+  return null;
 }
 
 /**

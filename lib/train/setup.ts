@@ -2,7 +2,7 @@
 // the MEDiC graph and its state (seeded init, teacher weights, or the checkpoint's), and the plan of
 // steps and schedules. Everything the later phases (loop, evaluation, finish) share is in TrainRun.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 import { openData, type OpenedData, type Position } from '../data/index.js';
 import { Engine } from '../engine/index.js';
@@ -12,7 +12,8 @@ import { checkParamTable, loadCheckpoint, paramTable, type Checkpoint, type Para
 import { describeClipCheckpoint, loadClipTeacher, type ClipCheckpointInfo } from '../io/teacher.js';
 import type { MedicGraph } from '../models/index.js';
 import { applyTeacherCheckpoint, buildTrainModel } from './build.js';
-import { flagOf, type PretrainConfig } from './config.js';
+import { absolutePaths, flagOf, type PretrainConfig } from './config.js';
+import { describeRun, removeRunFiles, removeStaleTemporaries, runFolderOf } from '../io/run-folder.js';
 import type { PretrainEvents, PretrainOptions } from './events.js';
 import { peakLr, type ScheduleConfig } from './schedule.js';
 
@@ -45,18 +46,23 @@ export interface TrainRun {
   table: ParamEntry[];
   plan: RunPlan;
   /** Each unreadable image is reported once per run, whichever loader meets it first. */
-  dataReport: Required<DataReporting>;
+  dataReport: Required<Pick<DataReporting, 'onWarning' | 'reported'>>;
   progress: RunProgress;
 }
 
 export async function setupRun(config: PretrainConfig, opts: PretrainOptions): Promise<TrainRun> {
-  const { config: c, info: teacherInfo } = applyTeacherCheckpoint(config);
+  const applied = applyTeacherCheckpoint(config, { heads: opts.teacherHeads });
+  const c = absolutePaths(applied.config);
+  const teacherInfo = applied.info;
   const ev = opts.events;
-  const ckptDir = prepareRunFolder(c);
+  // Nothing is written to the run folder until the run is known to start (prepareRunFolder, below).
+  checkRunFolder(c.out, opts);
+  const ckptDir = join(c.out, 'checkpoints');
   // Resume: the caller's config should start from the checkpoint's (the CLI merges checkpoint < --config <
   // flags); a parameter table that does not fit the model is refused in initParams.
   const resumed = opts.resume ? loadCheckpoint(opts.resume) : null;
   if (resumed) ev.info(`resuming from ${resumed.path} (step ${resumed.state.step}, epoch ${resumed.state.epoch + 1})`);
+  for (const n of resumed?.notes ?? []) ev.info(n);
   const data = await openTrainData(c, ev);
 
   const engine = Engine.create({ device: c.device, threads: c.threads });
@@ -70,6 +76,7 @@ export async function setupRun(config: PretrainConfig, opts: PretrainOptions): P
     const table = paramTable(cg);
     const progress = await initParams(c, ev, state, medic, teacherInfo, resumed, table);
     const plan = planRun(c, ev, data, resumed);
+    prepareRunFolder(c, ev, !!opts.overwrite);
     const dataReport = { onWarning: (m: string) => ev.warn(m), reported: new Set<string>() };
     return { c, ev, ckptDir, resumed, data, engine, medic, cg, state, table, plan, dataReport, progress };
   } catch (err) {
@@ -84,12 +91,35 @@ export function disposeRun(run: TrainRun): void {
   run.engine.dispose();
 }
 
-/** Creates the run folder and its checkpoints/ and writes the effective config; returns checkpoints/. */
-function prepareRunFolder(c: PretrainConfig): string {
-  const ckptDir = join(c.out, 'checkpoints');
-  mkdirSync(ckptDir, { recursive: true });
+/**
+ * A new run does not go into a folder that holds another run (its files would mix and pruning would
+ * remove the newer checkpoints): refused unless resuming that run or told to replace it.
+ */
+function checkRunFolder(out: string, opts: PretrainOptions): void {
+  const resumeFolder = opts.resume ? runFolderOf(opts.resume) : null;
+  const same = resumeFolder !== null && resolve(resumeFolder) === resolve(out);
+  if (opts.overwrite && same) throw new Error(`--overwrite with --resume ${opts.resume}: replacing the run folder would delete the checkpoint being resumed; give the resumed run another --out`);
+  const held = describeRun(out);
+  if (!held || same || opts.overwrite) return;
+  throw new Error(
+    `--out ${out} holds a run (${held}): pass --resume ${out} to continue it, --overwrite to replace it ` +
+      `(only this program's files are removed), or choose another --out`,
+  );
+}
+
+/**
+ * The run is known to start: with --overwrite the earlier run's files go (only those this program
+ * writes), temporaries of a save killed midway go, then the folder, checkpoints/ and config.json.
+ */
+function prepareRunFolder(c: PretrainConfig, ev: PretrainEvents, overwrite: boolean): void {
+  if (overwrite) {
+    const removed = removeRunFiles(c.out);
+    if (removed.length) ev.info(`--overwrite: removed ${removed.length} file(s) of the earlier run in ${c.out}`);
+  }
+  const stale = removeStaleTemporaries(c.out);
+  if (stale.length) ev.info(`removed ${stale.length} temporary file(s) left by an interrupted save: ${stale.join(', ')}`);
+  mkdirSync(join(c.out, 'checkpoints'), { recursive: true });
   writeFileSync(join(c.out, 'config.json'), JSON.stringify(c, null, 2) + '\n');
-  return ckptDir;
 }
 
 async function openTrainData(c: PretrainConfig, ev: PretrainEvents): Promise<OpenedData> {

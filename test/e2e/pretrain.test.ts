@@ -114,7 +114,8 @@ describe('medic-native pretrain', () => {
     const r = await runCli(['pretrain', '--resume', out, ...diverge, '--json']);
     expect(r.code).toBe(3);
     const warn = jsonLines(r.stdout).find((e) => e.event === 'warning' && /diverged/.test(e.message as string));
-    expect(warn?.message).toMatch(/the loss is (NaN|Infinity|-Infinity)/);
+    // NaN/inf, or (before it) a finite loss far above its running median: the spike guard
+    expect(warn?.message).toMatch(/the loss is (NaN|Infinity|-Infinity)|the (loss|grad norm) \S+ is \S+x the median/);
     expect(warn?.message).toMatch(/last good checkpoint is kept/);
     expect(warn?.message).toMatch(/step-00000003\.safetensors/);
     expect(JSON.parse(readFileSync(join(out, 'checkpoints', 'latest.json'), 'utf8')).step).toBe(3);

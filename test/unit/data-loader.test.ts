@@ -209,7 +209,7 @@ describe('options and lifetime', () => {
   test('clear errors for bad options', async () => {
     const tiny = (await openData('synthetic:5:2', { valFraction: 0 })).train;
     expect(() => new DataLoader(tiny, { batchSize: 8, imageSize: 8, train: true, workers: 0 })).toThrow(
-      'synthetic 5x64px, 2 classes has 5 images, fewer than the batch size 8: no full batch (the last partial batch is dropped in training)',
+      'synthetic: 5 images of 64x64 px, 2 classes has 5 images, fewer than the batch size 8: no full batch (the last partial batch is dropped in training)',
     );
     expect(() => new DataLoader(tiny, { batchSize: 0, imageSize: 8, train: true, workers: 0 })).toThrow('batchSize must be a positive integer, found 0');
     expect(() => new DataLoader(tiny, { batchSize: 2, imageSize: 8, train: true, workers: -1 })).toThrow('workers must be an integer >= 0, found -1');
