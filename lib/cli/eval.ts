@@ -7,6 +7,8 @@ import { loadCheckpoint } from '../io/checkpoint.js';
 import { FeatureExtractor } from '../eval/features.js';
 import { knnEvaluate } from '../eval/knn.js';
 import { resolveConfig, type PretrainConfig } from '../train/config.js';
+import { registerEvalFinetune } from './eval-finetune.js';
+import { registerEvalLinear } from './eval-linear.js';
 
 export interface EvalKnnOptions {
   data?: string;
@@ -64,4 +66,6 @@ export function registerEval(program: Command): void {
     .action(async (checkpoint: string, o: EvalKnnOptions) => {
       await runEvalKnn(checkpoint, o);
     });
+  registerEvalLinear(evalCmd);
+  registerEvalFinetune(evalCmd);
 }

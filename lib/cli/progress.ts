@@ -7,6 +7,8 @@ export interface ProgressState {
   loss: number;
   imagesPerSec: number;
   etaSec: number;
+  /** What runs (evaluations: 'features', 'linear', 'finetune'); shown first when set. */
+  phase?: string;
 }
 
 export function formatDuration(sec: number): string {
@@ -39,7 +41,9 @@ export class Progress {
     const due = this.tty ? p.step === p.steps || now - this.last >= this.barEveryMs : now - this.last >= this.plainEveryMs;
     if (!force && !due) return;
     this.last = now;
-    const text = `epoch ${p.epoch + 1}/${p.epochs} step ${p.step}/${p.steps} loss ${p.loss.toFixed(4)} ${p.imagesPerSec.toFixed(1)} img/s ETA ${formatDuration(p.etaSec)}`;
+    const where = p.phase === 'features' ? `features ${p.step}/${p.steps} images` : `epoch ${p.epoch + 1}/${p.epochs} step ${p.step}/${p.steps}`;
+    const loss = Number.isFinite(p.loss) ? ` loss ${p.loss.toFixed(4)}` : '';
+    const text = `${p.phase && p.phase !== 'features' ? `${p.phase} ` : ''}${where}${loss} ${p.imagesPerSec.toFixed(1)} img/s ETA ${formatDuration(p.etaSec)}`;
     if (this.tty) {
       const width = 24;
       const filled = Math.round((width * p.step) / Math.max(1, p.steps));
