@@ -1,17 +1,8 @@
 // Rendering of an evaluation run's events: text with a progress bar (plain lines off a terminal) or
 // JSON lines (--json), the same shapes as pretraining's; and Ctrl-C handling (finish the step, write a
 // checkpoint, exit 130; a second Ctrl-C quits at once).
-import type { EpochResult, EvalEvents } from '../eval/protocols.js';
+import { formatEpoch, type EvalEvents } from '../eval/protocols.js';
 import { Progress } from './progress.js';
-
-const pct = (v?: number) => (v === undefined ? 'n/a' : `${(100 * v).toFixed(2)}%`);
-
-export function formatEpoch(e: EpochResult): string {
-  const heads = Object.entries(e.val)
-    .map(([h, v]) => `${e.protocol === 'linear' ? `block ${h}` : h} top-1 ${pct(v.top1)}${v.top5 !== undefined ? ` top-5 ${pct(v.top5)}` : ''}`)
-    .join(', ');
-  return `${e.protocol} epoch ${e.epoch}: train loss ${e.train_loss.toFixed(4)}; val ${heads} (${e.seconds.toFixed(1)}s)`;
-}
 
 export function cliEvents(json: boolean): { events: EvalEvents; progress: Progress } {
   const progress = new Progress(process.stderr);

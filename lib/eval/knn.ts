@@ -2,10 +2,11 @@
 // top-k most cosine-similar train features, each vote weighted exp(sim / T) with T = 0.07.
 // Reports accuracy for several k at once (10 and 20 by default; 20 is the headline).
 //
-// Speed: the similarities of a block of queries against the whole bank are one GEMM on the engine
-// (sims [Q, N] = queries [Q, D] x bank^T; the bank is uploaded once), and each query keeps only a
-// partial top-k while it scans its row (a sorted list of k, most entries rejected by one compare
-// with its smallest). The query block is sized so that a block of similarities stays near 64 MB.
+// Speed: the similarities are computed on the engine as one GEMM per tile of Q queries x Nb bank
+// items (sims [Q, Nb] = queries [Q, D] x bank block^T; the bank is uploaded once), read back into one
+// reused host buffer, and each query keeps only a running top-k (a sorted list of k: most entries are
+// rejected by one compare with its smallest). Tiles are 8 MB, so the three passes over them (GEMM
+// write, copy, scan) stay in cache.
 import type { ImageDataset } from '../data/index.js';
 import { Engine } from '../engine/index.js';
 import type { PretrainConfig } from '../train/config.js';
@@ -34,15 +35,15 @@ export function l2normalize(x: Float32Array, dim: number): Float32Array {
 /** Images per forward when a kNN evaluation extracts features (forward only, so larger than a training batch). */
 export const KNN_BATCH = 512;
 
-/** Elements of a similarity block kept at once (64 MB of f32). */
-const BLOCK_ELEMS = 1 << 24;
+/** Elements of one tile of similarities (8 MB of f32: cache-sized on a CPU, and read back per tile). */
+const TILE_ELEMS = 1 << 21;
 
 /**
- * Top-kMax of one row of similarities into topSim / topIdx (descending; ties keep the lower index).
- * Returns how many were kept (min(kMax, n)).
+ * Merges one row of similarities (bank items base..base+n-1) into a running top-kMax (topSim / topIdx,
+ * descending, m entries so far; ties keep the lower bank index, as one pass in bank order would).
+ * Returns the new count.
  */
-export function partialTopK(sims: Float32Array, n: number, kMax: number, topSim: Float32Array, topIdx: Int32Array): number {
-  let m = 0;
+export function mergeTopK(sims: Float32Array, n: number, base: number, kMax: number, topSim: Float32Array, topIdx: Int32Array, m: number): number {
   for (let i = 0; i < n; i++) {
     const s = sims[i];
     if (m === kMax && s <= topSim[m - 1]) continue;
@@ -53,9 +54,14 @@ export function partialTopK(sims: Float32Array, n: number, kMax: number, topSim:
       p--;
     }
     topSim[p] = s;
-    topIdx[p] = i;
+    topIdx[p] = base + i;
   }
   return m;
+}
+
+/** The top-kMax of one full row (a single merge from an empty list). */
+export function partialTopK(sims: Float32Array, n: number, kMax: number, topSim: Float32Array, topIdx: Int32Array): number {
+  return mergeTopK(sims, n, 0, kMax, topSim, topIdx, 0);
 }
 
 export function knnClassify(
@@ -67,7 +73,7 @@ export function knnClassify(
   numClasses: number,
   ks: number[] = [10, 20],
   temperature = 0.07,
-  opts: { engine?: Engine; blockElems?: number } = {},
+  opts: { engine?: Engine; tileElems?: number } = {},
 ): KnnResult {
   const nTrain = trainLabels.length;
   const nTest = testLabels.length;
@@ -81,28 +87,52 @@ export function knnClassify(
   const kMax = Math.min(Math.max(...ks), nTrain);
   const correct: Record<number, number> = {};
   for (const k of ks) correct[k] = 0;
-  const Q = Math.max(1, Math.min(nTest, Math.floor((opts.blockElems ?? BLOCK_ELEMS) / nTrain)));
-  const topIdx = new Int32Array(kMax);
-  const topSim = new Float32Array(kMax);
-  const votes = new Float64Array(numClasses);
-  const bank = engine.tensor([nTrain, dim], 'f32', l2normalize(train, dim));
+  // Tiles of Q queries x Nb bank items: one GEMM each, read back into one reused host buffer, and
+  // merged into each query's running top-k. The bank is uploaded once, as tensors of Nb rows.
+  const tile = opts.tileElems ?? TILE_ELEMS;
+  const Q = Math.max(1, Math.min(nTest, 256));
+  const Nb = Math.max(1, Math.min(nTrain, Math.floor(tile / Q)));
+  const a = l2normalize(train, dim);
+  const bank = [];
+  for (let s = 0; s < nTrain; s += Nb) {
+    const n = Math.min(Nb, nTrain - s);
+    bank.push({ base: s, n, t: engine.tensor([n, dim], 'f32', a.subarray(s * dim, (s + n) * dim)) });
+  }
   const queries = engine.tensor([Q, dim], 'f32');
-  const sims = engine.tensor([Q, nTrain], 'f32');
+  const simsFull = engine.tensor([Q, Nb], 'f32');
+  const last = bank[bank.length - 1].n;
+  const simsLast = last === Nb ? simsFull : engine.tensor([Q, last], 'f32');
+  const hostFull = new Float32Array(Q * Nb);
+  const hostLast = last === Nb ? hostFull : new Float32Array(Q * last);
+  const topSim = new Float32Array(Q * kMax);
+  const topIdx = new Int32Array(Q * kMax);
+  const count = new Int32Array(Q);
+  const votes = new Float64Array(numClasses);
   const b = l2normalize(test, dim);
+  const block = new Float32Array(Q * dim);
   try {
     for (let q0 = 0; q0 < nTest; q0 += Q) {
-      const n = Math.min(Q, nTest - q0);
-      const block = new Float32Array(Q * dim);
-      block.set(b.subarray(q0 * dim, (q0 + n) * dim));
+      const nq = Math.min(Q, nTest - q0);
+      block.fill(0);
+      block.set(b.subarray(q0 * dim, (q0 + nq) * dim));
       queries.write(block);
-      engine.op('gemm', [queries, bank], [sims], { trans_b: 1 });
-      const s = sims.read() as Float32Array;
-      for (let r = 0; r < n; r++) {
-        const m = partialTopK(s.subarray(r * nTrain, (r + 1) * nTrain), nTrain, kMax, topSim, topIdx);
+      count.fill(0);
+      for (const bk of bank) {
+        const full = bk.n === Nb;
+        const sims = full ? simsFull : simsLast;
+        const host = full ? hostFull : hostLast;
+        engine.op('gemm', [queries, bk.t], [sims], { trans_b: 1 });
+        sims.read(host);
+        for (let r = 0; r < nq; r++)
+          count[r] = mergeTopK(host.subarray(r * bk.n, (r + 1) * bk.n), bk.n, bk.base, kMax, topSim.subarray(r * kMax, (r + 1) * kMax), topIdx.subarray(r * kMax, (r + 1) * kMax), count[r]);
+      }
+      for (let r = 0; r < nq; r++) {
+        const ts = topSim.subarray(r * kMax, (r + 1) * kMax);
+        const ti = topIdx.subarray(r * kMax, (r + 1) * kMax);
         for (const k of ks) {
           votes.fill(0);
-          const kk = Math.min(k, m);
-          for (let j = 0; j < kk; j++) votes[trainLabels[topIdx[j]]] += Math.exp(topSim[j] / temperature);
+          const kk = Math.min(k, count[r]);
+          for (let j = 0; j < kk; j++) votes[trainLabels[ti[j]]] += Math.exp(ts[j] / temperature);
           let best = 0;
           for (let c = 1; c < numClasses; c++) if (votes[c] > votes[best]) best = c;
           if (best === testLabels[q0 + r]) correct[k]++;
@@ -110,9 +140,10 @@ export function knnClassify(
       }
     }
   } finally {
-    bank.dispose();
+    for (const bk of bank) bk.t.dispose();
     queries.dispose();
-    sims.dispose();
+    simsFull.dispose();
+    if (simsLast !== simsFull) simsLast.dispose();
     if (!opts.engine) engine.dispose();
   }
   for (const k of ks) accuracy[k] = correct[k] / nTest;

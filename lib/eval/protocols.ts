@@ -159,3 +159,21 @@ export function topK(logits: Float32Array, labels: Int32Array, K: number): TopK 
   }
   return K > 5 ? { top1: n ? c1 / n : 0, top5: n ? c5 / n : 0 } : { top1: n ? c1 / n : 0 };
 }
+
+const pct = (v?: number) => (v === undefined ? 'n/a' : `${(100 * v).toFixed(2)}%`);
+
+/** One line per evaluated epoch, for text output. */
+export function formatEpoch(e: EpochResult): string {
+  const heads = Object.entries(e.val)
+    .map(([h, v]) => `${e.protocol === 'linear' ? `block ${h}` : h} top-1 ${pct(v.top1)}${v.top5 !== undefined ? ` top-5 ${pct(v.top5)}` : ''}`)
+    .join(', ');
+  return `${e.protocol} epoch ${e.epoch}: train loss ${e.train_loss.toFixed(4)}; val ${heads} (${e.seconds.toFixed(1)}s)`;
+}
+
+/** A protocol's result on the pretrained student and on its random-init twin (pretrain --eval). */
+export interface ProtocolPair {
+  pretrained?: TopK & { head: string };
+  random_init?: TopK & { head: string };
+}
+
+export type FinalEvaluations = Partial<Record<'linear' | 'finetune', ProtocolPair>>;

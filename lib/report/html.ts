@@ -4,6 +4,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import type { PretrainConfig } from '../train/config.js';
+import type { FinalEvaluations } from '../eval/protocols.js';
 
 interface Series {
   name: string;
@@ -53,7 +54,24 @@ export function lineChart(title: string, series: Series[], opts: { log?: boolean
   );
 }
 
-export function writeReport(outDir: string, c: PretrainConfig, r: { knn?: Record<number, number>; knnRandom?: Record<number, number> }): void {
+/** The linear-probe / fine-tune rows of pretrain --eval, linking each protocol's own report. */
+function protocolTable(evals: FinalEvaluations | undefined): string {
+  if (!evals || !Object.keys(evals).length) return '';
+  const pct = (v?: number) => (v === undefined ? 'n/a' : `${(100 * v).toFixed(2)} %`);
+  const rows = Object.entries(evals)
+    .map(([name, p]) => {
+      const cell = (x?: { top1: number; top5?: number; head: string }) => (x ? `${pct(x.top1)}${x.top5 !== undefined ? ` (top-5 ${pct(x.top5)})` : ''}` : 'n/a');
+      return `<tr><td><a href="eval/${esc(name)}/report.html">${esc(name)}</a></td><td>${cell(p?.pretrained)}</td><td>${cell(p?.random_init)}</td></tr>`;
+    })
+    .join('');
+  return `<h2>Linear probe and fine-tuning (top-1 on the val split)</h2>\n<table><tr><th></th><th>pretrained</th><th>random init</th></tr>${rows}</table>`;
+}
+
+export function writeReport(
+  outDir: string,
+  c: PretrainConfig,
+  r: { knn?: Record<number, number>; knnRandom?: Record<number, number>; evals?: FinalEvaluations },
+): void {
   const path = join(outDir, 'metrics.jsonl');
   const rows = existsSync(path)
     ? readFileSync(path, 'utf8')
@@ -82,6 +100,7 @@ export function writeReport(outDir: string, c: PretrainConfig, r: { knn?: Record
     final_loss: last?.loss ?? null,
     knn: r.knn ?? null,
     knn_random_init: r.knnRandom ?? null,
+    ...(r.evals && Object.keys(r.evals).length ? { evaluations: r.evals } : {}),
     mean_img_s: rows.length ? rows.reduce((a, m) => a + m.img_s, 0) / rows.length : null,
     mean_wait_ms: rows.length ? rows.reduce((a, m) => a + m.wait_ms, 0) / rows.length : null,
   };
@@ -95,6 +114,7 @@ export function writeReport(outDir: string, c: PretrainConfig, r: { knn?: Record
 <p>${summary.steps} steps; final loss ${last ? last.loss.toFixed(4) : 'n/a'}; mean throughput ${summary.mean_img_s?.toFixed(1) ?? 'n/a'} img/s; mean loader wait ${summary.mean_wait_ms?.toFixed(2) ?? 'n/a'} ms per step.</p>
 <h2>kNN accuracy (DINO protocol, CLS after the final LN, T = 0.07)</h2>
 <table><tr><th></th><th>pretrained</th><th>random init</th></tr>${knnRows}</table>
+${protocolTable(r.evals)}
 <h2>Curves</h2><div class="charts">${charts.join('')}</div>
 <h2>Configuration</h2><table>${cfgRows}</table>
 </body></html>`;
