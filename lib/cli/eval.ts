@@ -5,7 +5,7 @@ import { openData } from '../data/index.js';
 import { Engine } from '../engine/index.js';
 import { loadCheckpoint } from '../io/checkpoint.js';
 import { FeatureExtractor } from '../eval/features.js';
-import { knnEvaluate } from '../eval/knn.js';
+import { knnBatch, knnEvaluate } from '../eval/knn.js';
 import { resolveConfig, type PretrainConfig } from '../train/config.js';
 import { registerEvalFinetune } from './eval-finetune.js';
 import { registerEvalLinear } from './eval-linear.js';
@@ -28,7 +28,7 @@ export async function runEvalKnn(checkpoint: string, o: EvalKnnOptions): Promise
   const data = await openData(c.data);
   if (!data.val || data.val.length === 0) throw new Error(`eval knn: the data '${c.data}' has no val split to query`);
   const engine = Engine.create({ device: c.device, threads: c.threads });
-  const batch = o.batchSize ? Number(o.batchSize) : Math.min(256, c.batchSize);
+  const batch = o.batchSize ? Number(o.batchSize) : knnBatch(c.imgSize);
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`--batch-size: expected a positive integer, got ${o.batchSize}`);
   const fx = new FeatureExtractor(engine, c, batch);
   try {
@@ -60,7 +60,7 @@ export function registerEval(program: Command): void {
     .option('--workers <n>', 'data loader worker threads')
     .option('--knn-k <list>', 'k values, comma separated (default 10,20)')
     .option('--knn-limit <n>', 'embed at most N train images (0 = all)')
-    .option('--batch-size <n>', 'images per forward (default min(256, training batch))')
+    .option('--batch-size <n>', 'images per forward (default 512 up to 64 px, 128 above)')
     .option('--json', 'print one JSON line')
     .addHelpText('after', '\nExamples:\n  $ medic-native eval knn runs/latest\n  $ medic-native eval knn runs/latest/checkpoints/step-00000350.safetensors --data idx:./mnist --json')
     .action(async (checkpoint: string, o: EvalKnnOptions) => {

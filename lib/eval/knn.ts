@@ -32,8 +32,13 @@ export function l2normalize(x: Float32Array, dim: number): Float32Array {
   return out;
 }
 
-/** Images per forward when a kNN evaluation extracts features (forward only, so larger than a training batch). */
+/** Images per forward when a kNN evaluation extracts features at small image sizes (forward only). */
 export const KNN_BATCH = 512;
+
+/** The feature batch of a kNN evaluation: 512 images up to 64 px, 128 above (a ViT-B at 224 px needs ~1 GB per 128). */
+export function knnBatch(imgSize: number): number {
+  return imgSize <= 64 ? KNN_BATCH : 128;
+}
 
 /** Elements of one tile of similarities (8 MB of f32: cache-sized on a CPU, and read back per tile). */
 const TILE_ELEMS = 1 << 21;
