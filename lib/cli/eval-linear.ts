@@ -78,7 +78,7 @@ export function registerEvalLinear(evalCmd: Command): void {
     .option('--lr <lr>', `base lr per 256 images (default ${d.lr})`)
     .option('--warmup-epochs <n>', `linear warmup epochs (default ${d.warmupEpochs})`)
     .option('--weight-decay <wd>', `weight decay (default ${d.weightDecay})`)
-    .option('--feature-batch <n>', `images per forward when extracting the features (default ${d.featureBatch})`)
+    .option('--feature-batch <n>', 'images per forward when extracting the features (default 512 up to 64 px, 128 above)')
     .option('--seed <n>', 'seed of the head init and the batch order (default: the checkpoint run\'s)')
     .option('--stop-after <n>', 'stop with a checkpoint after N steps (resume later)')
     .option('--json', 'print JSON lines instead of text')

@@ -13,6 +13,7 @@ import { Rng, permutation } from '../util/rng.js';
 import { defaultOut, keepMetricsUpTo, loadInto, openBackbone, openEvalData, type Backbone, type BackboneOverrides } from './backbone.js';
 import { FeatureExtractor, embed, probedLayers, type Embedded, type FeatureSpec } from './features.js';
 import { studentPresets } from '../models/index.js';
+import { knnBatch } from './knn.js';
 import { LinearProbeModel } from './linear-model.js';
 import { SMALL_DATA, linearDefaults, topK, type EpochResult, type EvalEvents, type LinearConfig, type TopK } from './protocols.js';
 import { writeEvalReport } from '../report/eval.js';
@@ -50,15 +51,16 @@ interface Cached {
 }
 
 /** Resolved config: 'auto' values made concrete for this training set size. */
-export function resolveLinear(c: Partial<LinearConfig>, nTrain: number): LinearConfig & { optimizer: 'lars' | 'sgd' } {
+export function resolveLinear(c: Partial<LinearConfig>, nTrain: number, imgSize = 224): LinearConfig & { optimizer: 'lars' | 'sgd' } {
   const r = { ...linearDefaults, ...Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)) } as LinearConfig;
   const small = nTrain < SMALL_DATA;
   const optimizer = r.optimizer === 'auto' ? (small ? 'sgd' : 'lars') : r.optimizer;
   const batchSize = r.batchSize > 0 ? r.batchSize : small ? 256 : 16384;
-  for (const [k, v] of [['epochs', r.epochs], ['batchSize', batchSize], ['featureBatch', r.featureBatch]] as const)
+  const featureBatch = r.featureBatch > 0 ? r.featureBatch : knnBatch(imgSize);
+  for (const [k, v] of [['epochs', r.epochs], ['batchSize', batchSize], ['featureBatch', featureBatch]] as const)
     if (!Number.isInteger(v) || v < 1) throw new Error(`--${k.replace(/[A-Z]/g, (m) => '-' + m.toLowerCase())}: expected a positive integer, got ${v}`);
   if (!(r.lr > 0)) throw new Error(`--lr: expected a positive number, got ${r.lr}`);
-  return { ...r, optimizer, batchSize: Math.min(batchSize, nTrain) };
+  return { ...r, optimizer, featureBatch, batchSize: Math.min(batchSize, nTrain) };
 }
 
 /** Features of train and val, from the cache in `out` when it was made for the same backbone and spec. */
@@ -131,7 +133,7 @@ export async function runLinearProbe(o: LinearRunOptions): Promise<LinearResult>
   const data = await openEvalData(b, 'eval linear');
   const resumed = o.resume && existsSync(join(ckptDir, 'latest.json')) ? loadCheckpoint(ckptDir) : null;
   const saved = resumed ? (resumed.state.config as { linear: Partial<LinearConfig> }).linear : {};
-  const cfg = resolveLinear({ ...saved, ...(resumed ? {} : o.config) }, data.train.length);
+  const cfg = resolveLinear({ ...saved, ...(resumed ? {} : o.config) }, data.train.length, b.config.imgSize);
   const seed = o.seed ?? b.config.seed;
   const spec: FeatureSpec = { pool: cfg.pool, layers: cfg.layers };
   const blocks = probedLayers(spec, studentPresets[b.config.model].depth);

@@ -38,7 +38,7 @@ export interface LinearConfig {
   momentum: number;
   /** LARS trust coefficient. */
   trust: number;
-  /** Images per forward when the features are extracted. */
+  /** Images per forward when the features are extracted (0 = auto: 512 up to 64 px, 128 above). */
   featureBatch: number;
 }
 
@@ -54,7 +54,7 @@ export const linearDefaults: LinearConfig = {
   weightDecay: 0,
   momentum: 0.9,
   trust: 0.001,
-  featureBatch: 512,
+  featureBatch: 0,
 };
 
 export interface FinetuneConfig {
