@@ -5,8 +5,10 @@ import { openData } from '../data/index.js';
 import { Engine } from '../engine/index.js';
 import { loadCheckpoint } from '../io/checkpoint.js';
 import { FeatureExtractor } from '../eval/features.js';
-import { knnEvaluate } from '../eval/knn.js';
+import { knnBatch, knnEvaluate } from '../eval/knn.js';
 import { checkConfigKeys, resolveConfig, type PretrainConfig } from '../train/config.js';
+import { registerEvalFinetune } from './eval-finetune.js';
+import { registerEvalLinear } from './eval-linear.js';
 import { givenOptions } from './options.js';
 
 export interface EvalKnnOptions {
@@ -32,7 +34,7 @@ export async function runEvalKnn(checkpoint: string, o: EvalKnnOptions): Promise
   if (data.classNames.length < 2)
     throw new Error(`eval knn: kNN needs at least two classes; the data '${c.data}' has ${data.classNames.length}: kNN accuracy is not applicable`);
   const engine = Engine.create({ device: c.device, threads: c.threads });
-  const batch = o.batchSize ? Number(o.batchSize) : Math.min(256, c.batchSize);
+  const batch = o.batchSize ? Number(o.batchSize) : knnBatch(c.imgSize);
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`--batch-size: expected a positive integer, got ${o.batchSize}`);
   const fx = new FeatureExtractor(engine, c, batch);
   try {
@@ -66,11 +68,13 @@ export function registerEval(program: Command): void {
     .addOption(new Option('--workers <n>', 'data loader worker threads').default('', "the run's --workers"))
     .addOption(new Option('--knn-k <list>', 'k values, comma separated').default('', "the run's --knn-k; 10,20 unless set"))
     .addOption(new Option('--knn-limit <n>', 'embed at most N train images (0 = all)').default('', "the run's --knn-limit; 0 unless set"))
-    .addOption(new Option('--batch-size <n>', 'images per forward').default('', "min(256, the run's --batch-size)"))
+    .addOption(new Option('--batch-size <n>', 'images per forward').default('', '512 up to 64 px, 128 above'))
     .option('--json', 'print one JSON line')
     .showHelpAfterError('(medic-native eval knn --help lists the flags)')
     .addHelpText('after', '\nExamples:\n  $ medic-native eval knn runs/latest\n  $ medic-native eval knn runs/latest/checkpoints/step-00000350.safetensors --data idx:./mnist --json')
     .action(async (checkpoint: string, o: EvalKnnOptions, cmd: Command) => {
       await runEvalKnn(checkpoint, givenOptions(cmd, o));
     });
+  registerEvalLinear(evalCmd);
+  registerEvalFinetune(evalCmd);
 }

@@ -65,6 +65,7 @@ export const flags: FlagSpec[] = [
   { key: 'evalEvery', arg: 'epochs', help: 'kNN every N epochs besides the end (0 = only at the end)' },
   { key: 'checkpointEvery', arg: 'epochs', help: 'checkpoint every N epochs (and always at the end)' },
   { key: 'knnK', arg: 'list', help: 'kNN k values, comma separated' },
+  { key: 'eval', arg: 'list', help: 'evaluations at the end, comma separated: knn, linear, finetune (each also on the random-init twin; results in <out>/eval/)' },
   { key: 'knnLimit', arg: 'n', help: 'embed at most N train images for kNN (0 = all)' },
   { key: 'stepsPerEpoch', arg: 'n', help: 'cap on steps per epoch (0 = the whole training set)' },
   { key: 'stopAfter', arg: 'n', help: 'stop with a checkpoint after N steps of this invocation (resume later)' },

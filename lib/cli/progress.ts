@@ -7,6 +7,8 @@ export interface ProgressState {
   loss: number;
   imagesPerSec: number;
   etaSec: number;
+  /** What runs (evaluations: 'features', 'linear', 'finetune'); shown first when set. */
+  phase?: string;
 }
 
 export function formatDuration(sec: number): string {
@@ -40,8 +42,12 @@ export class Progress {
     const due = this.tty ? p.step === p.steps || now - this.last >= this.barEveryMs : now - this.last >= this.plainEveryMs;
     if (!force && !due) return;
     this.last = now;
-    const parts = [`epoch ${p.epoch + 1}/${p.epochs}`, `step ${p.step}/${p.steps}`, `loss ${p.loss.toFixed(4)}`, `${p.imagesPerSec.toFixed(1)} img/s`, `ETA ${formatDuration(p.etaSec)}`];
-    if (this.tty) this.draw(parts, p.step / Math.max(1, p.steps), [2, 1, 4, 0, 3]);
+    // Evaluations (p.phase) count images or epochs of their own and may have no loss.
+    const where = p.phase === 'features' ? [`features`, `${p.step}/${p.steps} images`] : [`${p.phase ? `${p.phase} ` : ''}epoch ${p.epoch + 1}/${p.epochs}`, `step ${p.step}/${p.steps}`];
+    const loss = Number.isFinite(p.loss) ? `loss ${p.loss.toFixed(4)}` : '';
+    const parts = [...where, loss, `${p.imagesPerSec.toFixed(1)} img/s`, `ETA ${formatDuration(p.etaSec)}`].filter(Boolean);
+    const priority = loss ? [2, 1, 4, 0, 3] : [1, 3, 0, 2];
+    if (this.tty) this.draw(parts, p.step / Math.max(1, p.steps), priority);
     else this.stream.write(parts.join(' ') + '\n');
   }
 

@@ -35,7 +35,7 @@ export interface NativeEngine {
 export interface NativeTensor {
   shape(): number[];
   dtype(): DType;
-  read(): AnyTypedArray;
+  read(into?: AnyTypedArray): AnyTypedArray;
   write(data: AnyTypedArray): void;
   disposed(): boolean;
   dispose(): void;

@@ -123,8 +123,9 @@ export class Tensor<D extends DType = DType> {
     return this.native.disposed();
   }
   /** A copy of the contents on the host. */
-  read(): TypedArrayOf<D> {
-    return this.native.read() as TypedArrayOf<D>;
+  /** A copy of the contents; with `into` (same kind and length), copied into it and returned. */
+  read(into?: TypedArrayOf<D>): TypedArrayOf<D> {
+    return this.native.read(into) as TypedArrayOf<D>;
   }
   write(data: TypedArrayOf<D>): void {
     this.native.write(data);

@@ -1,17 +1,46 @@
-// Features of a pretrained student, for every evaluation: the evaluation forward (student CLS after the
-// final LN, no masking, no drop path) compiled as its own program, loaded with the training weights by
-// parameter name, and run over a dataset in order (embed).
+// Features of a student, for every evaluation (kNN, linear probe, fine-tune's starting point): the
+// evaluation forward (no masking, no drop path) compiled as its own forward-only program, loaded with
+// the training weights by parameter name (or left at the seeded random init: the random-init twin),
+// and run over a dataset in order with the eval transform (resize + center crop at the model's size).
+//
+// Features per image: for each probed block l (default: the last), the block's output through the
+// encoder's final LayerNorm, then the CLS token, the mean of the patch tokens, or both concatenated
+// (CLS first). kNN reads the CLS of the last block (the DINO protocol).
 import { DataLoader, type ImageDataset } from '../data/index.js';
 import type { Engine, Program } from '../engine/index.js';
-import { Graph, GraphState, compile, sliceRows, type CompiledGraph } from '../graph/index.js';
+import { Graph, GraphState, compile, layerNorm, type CompiledGraph, type Value } from '../graph/index.js';
+import { meanTokens } from '../graph/ops/classify.js';
 import { VisionTransformer, studentPresets } from '../models/index.js';
 import { normalizationOf, type PretrainConfig } from '../train/config.js';
 
+export type FeaturePool = 'cls' | 'mean' | 'cls+mean';
+
+export interface FeatureSpec {
+  pool: FeaturePool;
+  /** 1-based block indices to probe; empty = the last block. */
+  layers: number[];
+}
+
+export const KNN_FEATURES: FeatureSpec = { pool: 'cls', layers: [] };
+
+/** Rows of one image's features: per layer, one row per pooled vector (CLS, mean). */
+export function featureRows(spec: FeatureSpec): number {
+  return Math.max(1, spec.layers.length) * (spec.pool === 'cls+mean' ? 2 : 1);
+}
+
+/** The probed blocks (1-based), validated against the depth. */
+export function probedLayers(spec: FeatureSpec, depth: number): number[] {
+  const layers = spec.layers.length ? spec.layers : [depth];
+  for (const l of layers)
+    if (!Number.isInteger(l) || l < 1 || l > depth) throw new Error(`--layers: block ${l} does not exist (the student has blocks 1..${depth})`);
+  return layers;
+}
+
 /**
- * The evaluation forward: images [B, 3, S, S] -> features [B, 1, D] (CLS after the final LN).
- * Its student parameters carry the same names as the training graph's, so weights are copied by name.
+ * The evaluation forward: images [B, 3, S, S] -> features [B, rows, D] (rows = layers x pooled
+ * vectors; read as [B, layers, F] with F = D or 2D). Student parameters carry the training graph's names.
  */
-export function buildFeatureModel(c: PretrainConfig, batch: number): CompiledGraph {
+export function buildFeatureModel(c: PretrainConfig, batch: number, spec: FeatureSpec = KNN_FEATURES): CompiledGraph {
   const g = new Graph();
   const s = studentPresets[c.model];
   const vit = new VisionTransformer(
@@ -19,8 +48,24 @@ export function buildFeatureModel(c: PretrainConfig, batch: number): CompiledGra
     { img: c.imgSize, patch: c.patchSize, dim: s.dim, depth: s.depth, heads: s.heads, layerScale: c.layerScale, dropPath: 0 },
     { withMaskToken: c.encoding === 'dense' },
   );
+  const layers = probedLayers(spec, s.depth);
   const images = g.input('images', [batch, 3, c.imgSize, c.imgSize], 'f32');
-  g.markOutput(sliceRows(g, vit.forward(images), 0, 1, 'eval.cls'), 'features');
+  const per = spec.pool === 'cls+mean' ? 2 : 1;
+  g.noGrad(() => {
+    const out = g.temp('features', [batch, layers.length * per, s.dim]);
+    const tap = (i: number, x: Value): void => {
+      const k = layers.indexOf(i + 1);
+      if (k < 0) return;
+      // Each tap reads the stream right after its block (the next block updates it in place).
+      const norm = vit.norm!;
+      const n = layerNorm(g, x, norm.weight, norm.bias, { eps: 1e-6, hint: `eval.norm${i + 1}` });
+      let dst = k * per;
+      if (spec.pool !== 'mean') g.emit('copy_rows', [n], [out], { src: 0, dst: dst++, count: 1 });
+      if (spec.pool !== 'cls') g.emit('copy_rows', [meanTokens(g, n, 1, `eval.mean${i + 1}`)], [out], { src: 0, dst, count: 1 });
+    };
+    vit.encode(images, { onBlock: tap });
+    g.markOutput(out, 'features');
+  });
   return compile(g);
 }
 
@@ -30,11 +75,12 @@ export function copyParamsByName(
   fromTable: { name: string; offset: number; shape: number[] }[],
   to: GraphState,
   group: 'train' | 'frozen' = 'train',
+  opts: { skip?: (name: string) => boolean } = {},
 ): void {
   const byName = new Map(fromTable.map((p) => [p.name, p]));
   const values: Record<string, Float32Array> = {};
   for (const p of to.cg.params) {
-    if (p.group !== group) continue;
+    if (p.group !== group || opts.skip?.(p.name)) continue;
     const src = byName.get(p.name);
     if (!src) throw new Error(`parameters: '${p.name}' is missing from the source`);
     if (JSON.stringify(src.shape) !== JSON.stringify(p.shape))
@@ -44,31 +90,40 @@ export function copyParamsByName(
   to.writeParams(values);
 }
 
-/** A feature extractor bound to its own state; call load() with weights, then features(). */
+/** A feature extractor bound to its own state; load() weights (or initRandom()), then run(). */
 export class FeatureExtractor {
   readonly cg: CompiledGraph;
   readonly state: GraphState;
+  readonly spec: FeatureSpec;
   private readonly program: Program;
 
   constructor(
     engine: Engine,
     readonly config: PretrainConfig,
     readonly batch: number,
+    spec: FeatureSpec = KNN_FEATURES,
   ) {
-    this.cg = buildFeatureModel(config, batch);
+    this.spec = spec;
+    this.cg = buildFeatureModel(config, batch, spec);
     this.state = new GraphState(engine, this.cg);
     this.program = this.state.program();
   }
 
+  /** Width of one image's features: rows x D (layers x F). */
   get dim(): number {
-    return studentPresets[this.config.model].dim;
+    return studentPresets[this.config.model].dim * featureRows(this.spec);
   }
 
   load(flat: Float32Array, table: { name: string; offset: number; shape: number[] }[]): void {
     copyParamsByName(flat, table, this.state);
   }
 
-  /** Features [B, D] of one batch of B images. */
+  /** The random-init twin: the student as pretraining initialises it with this seed (init is keyed by name). */
+  async initRandom(seed: number): Promise<void> {
+    await this.state.initNative(seed, ['train']);
+  }
+
+  /** Features [B, dim] of one batch of B images. */
   async run(images: Float32Array): Promise<Float32Array> {
     const r = await this.program.run({ images });
     return r.outputs.features as Float32Array;
@@ -93,8 +148,18 @@ export interface DataReporting {
   onEmbedded?: (images: number, total: number) => void;
 }
 
+/** The eval transform: resize + center crop at the model's size (no crop margin at <= 32 px). */
+export function evalTransform(c: PretrainConfig): { normalize: string; cropPct: number } {
+  return { normalize: normalizationOf(c), cropPct: c.imgSize <= 32 ? 1 : 0.875 };
+}
+
 /** Features of a dataset, in dataset order. */
-export async function embed(fx: FeatureExtractor, dataset: ImageDataset, c: PretrainConfig, report: DataReporting = {}): Promise<Embedded> {
+export async function embed(
+  fx: FeatureExtractor,
+  dataset: ImageDataset,
+  c: PretrainConfig,
+  report: DataReporting = {},
+): Promise<Embedded> {
   const loader = new DataLoader(dataset, {
     batchSize: fx.batch,
     imageSize: c.imgSize,
@@ -103,7 +168,7 @@ export async function embed(fx: FeatureExtractor, dataset: ImageDataset, c: Pret
     padLast: true,
     onWarning: report.onWarning,
     reported: report.reported,
-    transform: { normalize: normalizationOf(c), cropPct: c.imgSize <= 32 ? 1 : 0.875 },
+    transform: evalTransform(c),
   });
   const total = dataset.length;
   const D = fx.dim;
@@ -122,6 +187,6 @@ export async function embed(fx: FeatureExtractor, dataset: ImageDataset, c: Pret
   } finally {
     await loader.close();
   }
-  if (n !== total) throw new Error(`kNN: embedded ${n} of ${total} images`);
+  if (n !== total) throw new Error(`features: embedded ${n} of ${total} images`);
   return { features, labels };
 }

@@ -16,4 +16,6 @@ export { concatRows, sliceRows, gatherRows, maskFill, scatterToGrid, patchify } 
 export { medicLoss } from './ops/loss.js';
 export type { LossWeights, MedicLossValues } from './ops/loss.js';
 export { gradNorm, adamw } from './ops/optim.js';
+export { batchNorm, crossEntropy, meanTokens, sgdUpdate } from './ops/classify.js';
+export type { CrossEntropyValues } from './ops/classify.js';
 export type { AdamWOptions } from './ops/optim.js';

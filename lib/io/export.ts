@@ -7,6 +7,9 @@
 //     (timm's qkv bias is a full learnable [3D]; ours has no k bias, so its k third is exactly 0)
 //   blocks.{i}.gamma_1 / gamma_2 -> blocks.{i}.ls1.gamma / ls2.gamma (absent without LayerScale)
 //   mask_token (dense encoding only) is not exported: timm's ViT has none and inference never uses it.
+// A fine-tuned classifier (opts.head) adds head.{weight [K, D], bias [K]}; with the mean-pool head it
+// has fc_norm.{weight, bias} and no norm.* (timm's global_pool='avg': norm is an Identity, fc_norm a
+// LayerNorm), with the CLS head norm.* (global_pool='token'); the kwargs carry num_classes K.
 // Everything is F32. The metadata holds format 'medic-native/timm-vit@1', 'arch' (our VitConfig as
 // JSON) and 'timm' (the kwargs of timm.models.vision_transformer.VisionTransformer that rebuild the
 // network, num_classes 0, plus a registered model name when one matches), so in Python:
@@ -73,7 +76,13 @@ function timmModelName(a: VitExportArch): string | undefined {
   return size && a.mlpRatio === 4 && a.chans === 3 && known.has(`${a.patch}/${a.img}`) ? `vit_${size}_patch${a.patch}_${a.img}` : undefined;
 }
 
-export function timmKwargs(a: VitExportArch): Record<string, unknown> {
+/** A classifier's head: class count and pooling (avg: mean of the patch tokens + fc_norm; cls: the CLS token). */
+export interface ExportHead {
+  classes: number;
+  pool: 'avg' | 'cls';
+}
+
+export function timmKwargs(a: VitExportArch, head?: ExportHead): Record<string, unknown> {
   return {
     img_size: a.img,
     patch_size: a.patch,
@@ -85,13 +94,13 @@ export function timmKwargs(a: VitExportArch): Record<string, unknown> {
     qkv_bias: true,
     init_values: a.layerScale,
     class_token: true,
-    global_pool: 'token',
-    num_classes: 0,
+    global_pool: head?.pool === 'avg' ? 'avg' : 'token',
+    num_classes: head ? head.classes : 0,
   };
 }
 
 /** Our student's params -> timm's tensors (names, shapes, the composed qkv bias). */
-export function studentToTimm(get: ParamSource, arch: VitExportArch, prefix = 'encoder'): Record<string, WriteTensor> {
+export function studentToTimm(get: ParamSource, arch: VitExportArch, prefix = 'encoder', head?: ExportHead): Record<string, WriteTensor> {
   const { dim: D, depth, patch: p, chans: C } = arch;
   const N = (arch.img / p) ** 2;
   const H = Math.round(D * arch.mlpRatio);
@@ -130,8 +139,13 @@ export function studentToTimm(get: ParamSource, arch: VitExportArch, prefix = 'e
     put(`${b}.mlp.fc2.bias`, `${b}.mlp.fc2.bias`, [D]);
     if (arch.layerScale !== null) put(`${b}.ls2.gamma`, `${b}.gamma_2`, [D]);
   }
-  put('norm.weight', 'norm.weight', [D]);
-  put('norm.bias', 'norm.bias', [D]);
+  const norm = head?.pool === 'avg' ? 'fc_norm' : 'norm';
+  put(`${norm}.weight`, `${norm}.weight`, [D]);
+  put(`${norm}.bias`, `${norm}.bias`, [D]);
+  if (head) {
+    put('head.weight', 'head.weight', [head.classes, D]);
+    put('head.bias', 'head.bias', [head.classes]);
+  }
   return out;
 }
 
@@ -143,13 +157,13 @@ export function exportStudentTimm(
   path: string,
   get: ParamSource,
   cfg: VitConfig | VitExportArch,
-  opts: { prefix?: string; names?: readonly string[]; metadata?: Record<string, string> } = {},
+  opts: { prefix?: string; names?: readonly string[]; metadata?: Record<string, string>; head?: ExportHead } = {},
 ): Record<string, WriteTensor> {
   const prefix = opts.prefix ?? 'encoder';
   const arch = exportArch(cfg);
-  const tensors = studentToTimm(get, arch, prefix);
+  const tensors = studentToTimm(get, arch, prefix, opts.head);
   if (opts.names) {
-    const used = new Set(studentNames(arch, prefix));
+    const used = new Set(studentNames(arch, prefix, opts.head));
     const left = opts.names.filter((n) => n.startsWith(`${prefix}.`) && !used.has(n) && n !== `${prefix}.mask_token`);
     if (left.length) throw new Error(`export: student parameters with no timm name: ${left.slice(0, 5).join(', ')}${left.length > 5 ? ', ...' : ''}`);
   }
@@ -158,14 +172,17 @@ export function exportStudentTimm(
     ...opts.metadata,
     format: TIMM_VIT_FORMAT,
     arch: JSON.stringify(arch),
-    timm: JSON.stringify({ ...(name ? { model: name } : {}), kwargs: timmKwargs(arch) }),
+    timm: JSON.stringify({ ...(name ? { model: name } : {}), kwargs: timmKwargs(arch, opts.head) }),
+    ...(opts.head ? { head: JSON.stringify(opts.head) } : {}),
   });
   return tensors;
 }
 
 /** Our param names that an export of `arch` reads. */
-export function studentNames(arch: VitExportArch, prefix = 'encoder'): string[] {
-  const n = ['cls_token', 'pos_embed', 'patch_embed.proj.weight', 'patch_embed.proj.bias', 'norm.weight', 'norm.bias'];
+export function studentNames(arch: VitExportArch, prefix = 'encoder', head?: ExportHead): string[] {
+  const norm = head?.pool === 'avg' ? 'fc_norm' : 'norm';
+  const n = ['cls_token', 'pos_embed', 'patch_embed.proj.weight', 'patch_embed.proj.bias', `${norm}.weight`, `${norm}.bias`];
+  if (head) n.push('head.weight', 'head.bias');
   for (let i = 0; i < arch.depth; i++) {
     for (const s of ['norm1.weight', 'norm1.bias', 'attn.qkv.weight', 'attn.q_bias', 'attn.v_bias', 'attn.proj.weight', 'attn.proj.bias', 'norm2.weight', 'norm2.bias', 'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias'])
       n.push(`blocks.${i}.${s}`);

@@ -47,14 +47,18 @@ export class VisionTransformer {
   readonly posEmbed: Value;
   readonly maskToken: Value | null;
   readonly blocks: Block[];
-  readonly norm: LayerNorm;
+  /** The final LayerNorm; null when built without it (a mean-pool classifier normalises after pooling). */
+  readonly norm: LayerNorm | null;
   readonly numPatches: number;
 
-  /** `withMaskToken`: register the dense encoding's mask token. Params are named `<name>.<timm name>`. */
+  /**
+   * `withMaskToken`: register the dense encoding's mask token; `finalNorm` false: no final LayerNorm
+   * (fine-tuning with a mean-pool head, as MAE). Params are named `<name>.<timm name>`.
+   */
   constructor(
     readonly g: Graph,
     readonly cfg: VitConfig,
-    opts: { name?: string; withMaskToken?: boolean } = {},
+    opts: { name?: string; withMaskToken?: boolean; finalNorm?: boolean } = {},
   ) {
     const name = opts.name ?? 'encoder';
     const { img, patch, dim } = cfg;
@@ -80,7 +84,7 @@ export class VisionTransformer {
           layerId: i + 1,
         }),
     );
-    this.norm = new LayerNorm(g, `${name}.norm`, dim, { eps: 1e-6 });
+    this.norm = opts.finalNorm === false ? null : new LayerNorm(g, `${name}.norm`, dim, { eps: 1e-6 });
   }
 
   /** img [B, Ch, S, S] -> patch embeddings + pos [B, N, D]. */
@@ -104,7 +108,22 @@ export class VisionTransformer {
     this.blocks.forEach((b, i) => {
       x = b.forward(x, { seed, stream: i });
     });
+    if (!this.norm) throw new Error('vit: built without the final norm (finalNorm: false)');
     return this.norm.forward(x);
+  }
+
+  /**
+   * No masking, through the blocks, before the final norm: -> [B, 1+N, D]. With `seed`, DropPath is
+   * on (training). `onBlock(i, x)` sees block i's output right after the block, before the next block
+   * may update the stream in place (gradients off): the evaluation taps of several blocks.
+   */
+  encode(img: Value, opts: { seed?: Value; onBlock?: (i: number, x: Value) => void } = {}): Value {
+    let x = concatRows(this.g, [this.clsRow(), this.embedPatches(img)], 'encoder.tokens');
+    this.blocks.forEach((b, i) => {
+      x = b.forward(x, { seed: opts.seed, stream: i });
+      opts.onBlock?.(i, x);
+    });
+    return x;
   }
 
   /** Sparse encoding: -> [B, 1+V, D] after the final LN. */

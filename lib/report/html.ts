@@ -7,6 +7,7 @@ import { join } from 'node:path';
 
 import { defaultConfig, finalizeConfig, type PretrainConfig } from '../train/config.js';
 import { lineChart } from './svg-chart.js';
+import type { FinalEvaluations } from '../eval/protocols.js';
 
 export { lineChart } from './svg-chart.js';
 
@@ -35,6 +36,19 @@ function epochEnds(rows: Row[]): number[] {
   const out: number[] = [];
   for (let i = 0; i + 1 < rows.length; i++) if (rows[i + 1].epoch !== rows[i].epoch) out.push(rows[i].step);
   return out;
+}
+
+/** The linear-probe / fine-tune rows of pretrain --eval, linking each protocol's own report. */
+function protocolTable(evals: FinalEvaluations | undefined): string {
+  if (!evals || !Object.keys(evals).length) return '';
+  const pct = (v?: number) => (v === undefined ? 'n/a' : `${(100 * v).toFixed(2)} %`);
+  const rows = Object.entries(evals)
+    .map(([name, p]) => {
+      const cell = (x?: { top1: number; top5?: number; head: string }) => (x ? `${pct(x.top1)}${x.top5 !== undefined ? ` (top-5 ${pct(x.top5)})` : ''}` : 'n/a');
+      return `<tr><td><a href="eval/${esc(name)}/report.html">${esc(name)}</a></td><td>${cell(p?.pretrained)}</td><td>${cell(p?.random_init)}</td></tr>`;
+    })
+    .join('');
+  return `<h2>Linear probe and fine-tuning (top-1 on the val split)</h2>\n<table><tr><th></th><th>pretrained</th><th>random init</th></tr>${rows}</table>`;
 }
 
 function charts(rows: Row[]): string[] {
@@ -86,7 +100,7 @@ function card(label: string, value: string, sub = ''): string {
 export function writeReport(
   outDir: string,
   c: PretrainConfig,
-  r: { knn?: Record<number, number>; knnRandom?: Record<number, number> },
+  r: { knn?: Record<number, number>; knnRandom?: Record<number, number>; evals?: FinalEvaluations },
 ): void {
   const rows = readMetrics(join(outDir, 'metrics.jsonl'));
   const last = rows[rows.length - 1];
@@ -96,6 +110,7 @@ export function writeReport(
     final_loss: last?.loss ?? null,
     knn: r.knn ?? null,
     knn_random_init: r.knnRandom ?? null,
+    ...(r.evals && Object.keys(r.evals).length ? { evaluations: r.evals } : {}),
     mean_img_s: mean('img_s'),
     mean_wait_ms: mean('wait_ms'),
   };
@@ -168,6 +183,7 @@ tr.set td { font-weight: 600; color: var(--fg); }
 <h2>kNN accuracy</h2>
 <table><tr><th></th><th>pretrained</th><th>random init</th></tr>${knnRows}</table>
 <p class="note">DINO protocol: CLS after the final LayerNorm, cosine top-k, votes weighted exp(sim / 0.07); n/a where kNN was not run (no val split, or fewer than two classes).</p>
+${protocolTable(r.evals)}
 <h2>Training curves</h2>
 <div class="charts">${charts(rows)
     .map((svg) => `<figure>${svg}</figure>`)

@@ -61,6 +61,8 @@ export interface PretrainConfig {
   evalEvery: number;
   checkpointEvery: number;
   knnK: number[];
+  /** Evaluations at the end of a completed run, comma separated: knn, linear, finetune (each with its random-init twin). */
+  eval: string;
   /** Cap on training steps per epoch (0 = the whole epoch), for smoke tests. */
   stepsPerEpoch: number;
   /** Cap on images embedded for kNN (0 = all). */
@@ -121,12 +123,22 @@ export const defaultConfig: PretrainConfig = {
   evalEvery: 0,
   checkpointEvery: 1,
   knnK: [10, 20],
+  eval: 'knn',
   stepsPerEpoch: 0,
   knnLimit: 0,
   stopAfter: 0,
   logEvery: 0,
   spikeFactor: 100,
 };
+
+/** The evaluations `pretrain --eval` can run at the end (kNN always runs: it also tracks the run). */
+export const EVALUATIONS = ['knn', 'linear', 'finetune'] as const;
+
+/** The evaluations of a config besides kNN, in a fixed order. */
+export function extraEvaluations(c: PretrainConfig): ('linear' | 'finetune')[] {
+  const list = String(c.eval).split(',').map((e) => e.trim());
+  return (['linear', 'finetune'] as const).filter((e) => list.includes(e));
+}
 
 type Key = keyof PretrainConfig;
 const numeric: Key[] = [
@@ -185,6 +197,8 @@ export function validateConfig(c: PretrainConfig): void {
   if (c.teacherDim % c.teacherHeads) fail('teacherDim', `a multiple of --teacher-heads ${c.teacherHeads}`, c.teacherDim);
   if (c.decoderDim % c.decoderHeads) fail('decoderDim', `a multiple of --decoder-heads ${c.decoderHeads}`, c.decoderDim);
   if (!Array.isArray(c.knnK) || !c.knnK.every((k) => Number.isInteger(k) && k > 0)) fail('knnK', 'a list of positive integers', c.knnK);
+  const evals = String(c.eval).split(',').map((e) => e.trim());
+  if (!evals.every((e) => EVALUATIONS.includes(e as never)) || !evals.includes('knn')) fail('eval', `a comma-separated list of ${EVALUATIONS.join(', ')} that includes knn`, c.eval);
   if (typeof c.data !== 'string' || !c.data) fail('data', 'a data spec (folder, idx:<dir>, mnist, synthetic)', c.data);
   if (typeof c.teacher !== 'string' || !c.teacher) fail('teacher', "a CLIP checkpoint path or 'random'", c.teacher);
   if (c.teacher !== 'random' && !existsSync(c.teacher)) fail('teacher', 'an existing CLIP checkpoint file (or random)', c.teacher);

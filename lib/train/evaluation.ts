@@ -2,7 +2,7 @@
 // only), every --eval-every epochs, and at the end. The feature extractor is built on the first
 // evaluation and reused; a run without a val split evaluates nothing (and says so once).
 import { FeatureExtractor } from '../eval/features.js';
-import { knnEvaluate } from '../eval/knn.js';
+import { knnBatch, knnEvaluate } from '../eval/knn.js';
 import type { EvalRecord } from './events.js';
 import type { TrainRun } from './setup.js';
 
@@ -31,7 +31,7 @@ export class TrainEvaluator {
   async evaluate(which: EvalRecord['which'], epoch: number): Promise<Record<number, number> | undefined> {
     if (!this.canEval) return undefined;
     const { c, data, state } = this.run;
-    const fx = (this.fx ??= new FeatureExtractor(this.run.engine, c, Math.min(c.batchSize, 256)));
+    const fx = (this.fx ??= new FeatureExtractor(this.run.engine, c, knnBatch(c.imgSize)));
     fx.load(state.get('params').read() as Float32Array, this.run.table);
     const t0 = performance.now();
     const onEmbedded = (done: number, total: number) => this.run.ev.activity?.({ what: `kNN ${which}: embedding ${total} images`, done, total });

@@ -1,5 +1,6 @@
 // What a pretraining run reports and returns: the events the CLI renders (text or JSON lines), one
 // record per logged step and per evaluation, and the result.
+import type { FinalEvaluations } from '../eval/protocols.js';
 
 /** What the loop tells the outside world; the CLI renders it (text or JSON lines). */
 export interface PretrainEvents {
@@ -44,6 +45,8 @@ export interface PretrainResult {
   steps: number;
   knn?: Record<number, number>;
   knnRandom?: Record<number, number>;
+  /** linear / finetune top-1 (and top-5) of the student and of its random-init twin (pretrain --eval). */
+  evals?: FinalEvaluations;
   outDir: string;
 }
 

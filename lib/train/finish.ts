@@ -8,6 +8,8 @@ import { writeReport } from '../report/html.js';
 import { studentVitConfig } from './build.js';
 import type { TrainEvaluator } from './evaluation.js';
 import type { PretrainResult, RunStatus } from './events.js';
+import type { FinalEvaluations } from '../eval/protocols.js';
+import { runFinalEvaluations } from './final-evals.js';
 import { saveRunCheckpoint } from './save.js';
 import type { TrainRun } from './setup.js';
 
@@ -15,14 +17,16 @@ export async function finishRun(run: TrainRun, evaluator: TrainEvaluator, status
   const { c, progress: p } = run;
   const knnRandom = p.extra.knnRandom as Record<number, number> | undefined;
   let knn: Record<number, number> | undefined;
+  let evals: FinalEvaluations | undefined;
   if (status === 'done') {
     knn = await evaluator.evaluate('pretrained', c.epochs);
     p.extra.knn = knn;
     saveRunCheckpoint(run, 'final');
     exportStudent(run);
+    evals = await runFinalEvaluations(run);
   }
-  writeReport(c.out, c, { knn, knnRandom });
-  return { status, steps: p.step, knn, knnRandom, outDir: c.out };
+  writeReport(c.out, c, { knn, knnRandom, evals });
+  return { status, steps: p.step, knn, knnRandom, evals, outDir: c.out };
 }
 
 function exportStudent(run: TrainRun): void {

@@ -169,6 +169,25 @@ void check_softmax(const OpCall& c) {
 }
 void check_softmax_bwd(const OpCall& c) { check_unary_bwd(c); }
 
+void check_batchnorm(const OpCall& c) {
+  const Tensor& x = in(c, 0);
+  f32_in(c, 0);
+  ndim_is(c, x, true, 0, 2);
+  const int64_t R = x.shape[0], C = x.shape[1];
+  f32_out(c, 0);
+  same_shape(c, x, true, 0, out(c, 0), false, 0);
+  for (int i = 1; i < 3; ++i) {
+    f32_out(c, i);
+    numel_is(c, out(c, i), false, i, C);
+  }
+  const int64_t train = c.ai("train", 1);
+  if (train != 0 && train != 1) fail(c, "attr train must be 0 or 1, got " + std::to_string(train));
+  if (train == 1 && R < 2) fail(c, "training needs at least 2 rows per batch (the unbiased variance), got " + x.shape.str());
+  const float eps = c.af("eps", 1e-5f), momentum = c.af("momentum", 0.1f);
+  if (!(eps > 0)) fail(c, "attr eps must be > 0, got " + std::to_string(eps));
+  if (!(momentum >= 0 && momentum <= 1)) fail(c, "attr momentum must be in [0, 1], got " + std::to_string(momentum));
+}
+
 void check_layernorm(const OpCall& c) {
   const Tensor& x = in(c, 0);
   f32_in(c, 0);
@@ -416,8 +435,13 @@ void check_cross_entropy(const OpCall& c) {
   const Tensor &z = in(c, 0), &y = in(c, 1);
   f32_in(c, 0);
   ndim_is(c, z, true, 0, 2);
-  dtype_is(c, y, true, 1, DType::I32);
-  numel_is(c, y, true, 1, z.shape[0]);
+  const bool soft = y.dtype == DType::F32;
+  if (soft) {
+    same_shape(c, z, true, 0, y, true, 1);
+  } else {
+    if (y.dtype != DType::I32) fail(c, "input 1 must be i32 labels [R] or f32 targets [R, C], got " + y.describe());
+    numel_is(c, y, true, 1, z.shape[0]);
+  }
   f32_out(c, 0);
   numel_is(c, out(c, 0), false, 0, 1);
   f32_out(c, 1);
@@ -428,6 +452,7 @@ void check_cross_entropy(const OpCall& c) {
   }
   const double ls = ce_smoothing(c);
   if (!(ls >= 0 && ls < 1)) fail(c, "attr smoothing must be in [0, 1), got " + std::to_string(ls));
+  if (soft && ls != 0) fail(c, "attr smoothing must be 0 with soft targets (fold the smoothing into the targets), got " + std::to_string(ls));
 }
 
 void check_grad_norm(const OpCall& c) {
@@ -449,11 +474,36 @@ void check_adamw(const OpCall& c) {
   } else if (adamw_args(c).max_norm > 0) {
     fail(c, "attr max_norm > 0 needs the global gradient norm as input 3");
   }
+  if (c.has_in(4)) {
+    f32_in(c, 4);
+    numel_is(c, in(c, 4), true, 4, n);
+  }
   for (int i = 0; i < 3; ++i) {
     f32_out(c, i);
     numel_is(c, out(c, i), false, i, n);
   }
 }
+
+void check_sgd(const OpCall& c) {
+  int64_t n = in(c, 0).numel();
+  f32_in(c, 0);
+  f32_in(c, 1);
+  numel_is(c, in(c, 1), true, 1, 2);
+  for (int i = 0; i < 2; ++i) {
+    f32_out(c, i);
+    numel_is(c, out(c, i), false, i, n);
+  }
+  const float trust = c.af("trust", 0), momentum = c.af("momentum", 0.9f);
+  if (!(trust >= 0)) fail(c, "attr trust must be >= 0, got " + std::to_string(trust));
+  if (!(momentum >= 0 && momentum < 1)) fail(c, "attr momentum must be in [0, 1), got " + std::to_string(momentum));
+  if (c.has_out(2)) {
+    f32_out(c, 2);
+    numel_is(c, out(c, 2), false, 2, 2);
+  } else if (trust > 0) {
+    fail(c, "attr trust > 0 (LARS) needs output 2, norms [2]");
+  }
+}
+
 
 // Both inits: the decoded attrs (medic/op_args.h), validated here once for both kernels.
 static InitArgs check_init(const OpCall& c) {

@@ -14,6 +14,7 @@
 // (baseline, AVX2+FMA, AVX-512) through always-inline bodies; cpu_features() picks one at run time.
 // Rows are split over ctx.pool; the parameter gradients of the backward go to per-thread partials
 // that are added in thread order (deterministic for a given thread count).
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -231,6 +232,52 @@ void pixel_norm(const OpCall& c) {
   PixNorm a{c.x(0).f32(), c.y(0).f32(), n.C, n.eps};
   auto fn = pick_isa_variant(pix_base, pix_avx2, pix_avx512);
   c.ctx->pool->parallel_for(n.R, row_grain(a.C), [&](int64_t r0, int64_t r1) { fn(a, r0, r1); });
+}
+
+// batchnorm: in x [R, C]; out y, run_mean [C], run_var [C]. BatchNorm1d(affine=False) as torch: train=1
+// normalises with this batch's column mean and biased variance (two passes, in double) and moves the
+// running statistics by momentum (the variance unbiased, R / (R - 1)); train=0 uses the running ones.
+// Columns are split over the pool in blocks; each block walks the rows in order (deterministic).
+void batchnorm(const OpCall& c) {
+  const Tensor& X = c.x(0);
+  const int64_t R = X.shape[0], C = X.shape[1];
+  const float* x = X.f32();
+  float *y = c.y(0).f32(), *rm = c.y(1).f32(), *rv = c.y(2).f32();
+  const bool train = c.ai("train", 1) != 0;
+  const double eps = c.attrs->get("eps", 1e-5), mom = c.attrs->get("momentum", 0.1);
+  constexpr int64_t kCols = 64;
+  c.ctx->pool->parallel_for((C + kCols - 1) / kCols, 1, [&](int64_t b0, int64_t b1) {
+    double mean[kCols], var[kCols];
+    float shift[kCols], scale[kCols];
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t k0 = blk * kCols, nk = std::min(kCols, C - k0);
+      if (train) {
+        for (int64_t j = 0; j < nk; ++j) mean[j] = 0, var[j] = 0;
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t j = 0; j < nk; ++j) mean[j] += x[r * C + k0 + j];
+        for (int64_t j = 0; j < nk; ++j) mean[j] /= static_cast<double>(R);
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t j = 0; j < nk; ++j) {
+            const double d = x[r * C + k0 + j] - mean[j];
+            var[j] += d * d;
+          }
+        for (int64_t j = 0; j < nk; ++j) {
+          const double biased = var[j] / static_cast<double>(R);
+          shift[j] = static_cast<float>(mean[j]);
+          scale[j] = static_cast<float>(1.0 / std::sqrt(biased + eps));
+          rm[k0 + j] = static_cast<float>((1.0 - mom) * rm[k0 + j] + mom * mean[j]);
+          rv[k0 + j] = static_cast<float>((1.0 - mom) * rv[k0 + j] + mom * var[j] / static_cast<double>(R - 1));
+        }
+      } else {
+        for (int64_t j = 0; j < nk; ++j) {
+          shift[j] = rm[k0 + j];
+          scale[j] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(rv[k0 + j]) + eps));
+        }
+      }
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t j = 0; j < nk; ++j) y[r * C + k0 + j] = (x[r * C + k0 + j] - shift[j]) * scale[j];
+    }
+  });
 }
 
 }  // namespace medic::cpu

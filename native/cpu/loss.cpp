@@ -158,11 +158,58 @@ void medic_loss(const OpCall& c) {
   losses[3] = static_cast<float>(L_pix);
 }
 
-// cross_entropy: in logits [R, C], labels [R] i32; out loss [1], dlogits [R, C], [correct [1]].
-// F.cross_entropy(label_smoothing=e), mean over rows: the target distribution is (1-e) one_hot + e/C,
+// cross_entropy: in logits [R, C], labels [R] i32 or targets [R, C] f32; out loss [1], dlogits [R, C], [correct [1]].
+// Labels: F.cross_entropy(label_smoothing=e), mean over rows: the target distribution is (1-e) one_hot + e/C,
 //   loss_r = lse_r - (1-e) z[r, y_r] - (e/C) sum_c z[r, c],   dlogits = (softmax - target) / R.
 // Labels are validated first (there is no ignore_index); a bad label throws before anything is written.
+// Targets (timm's SoftTargetCrossEntropy: mixup / cutmix targets with the smoothing folded in):
+//   loss_r = sum_c t_rc (lse_r - z_rc),   dlogits = (softmax * sum_c t_rc - t) / R,
+//   correct counts argmax(z) == argmax(t) (first maxima).
+namespace {
+
+void cross_entropy_soft(const OpCall& c) {
+  const Tensor& Z = c.x(0);
+  const int64_t R = Z.shape[0], C = Z.shape[1];
+  const float *z = Z.f32(), *t = c.x(1).f32();
+  float* dz = c.y(1).f32();
+  std::vector<double> part(static_cast<size_t>(R), 0.0);
+  std::vector<uint8_t> hit(static_cast<size_t>(R), 0);
+  const float inv_r = R > 0 ? static_cast<float>(1.0 / static_cast<double>(R)) : 0.0f;
+  c.ctx->pool->parallel_for(R, std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1)), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float *zr = z + r * C, *tr = t + r * C;
+      float* dr = dz + r * C;
+      int64_t arg = 0, targ = 0;
+      float mx = zr[0], tmx = tr[0];
+      for (int64_t k = 1; k < C; ++k) {
+        if (zr[k] > mx) mx = zr[k], arg = k;
+        if (tr[k] > tmx) tmx = tr[k], targ = k;
+      }
+      double se = 0, st = 0, stz = 0;
+      for (int64_t k = 0; k < C; ++k) {
+        float e = std::exp(zr[k] - mx);
+        dr[k] = e;
+        se += e;
+        st += tr[k];
+        stz += static_cast<double>(tr[k]) * zr[k];
+      }
+      const double lse = mx + std::log(se);
+      part[r] = lse * st - stz;
+      const float sm_scale = static_cast<float>(st / se);
+      for (int64_t k = 0; k < C; ++k) dr[k] = (dr[k] * sm_scale - tr[k]) * inv_r;
+      hit[r] = arg == targ;
+    }
+  });
+  double sum = 0, correct = 0;
+  for (int64_t r = 0; r < R; ++r) sum += part[r], correct += hit[r];
+  c.y(0).f32()[0] = R > 0 ? static_cast<float>(sum / R) : 0.0f;
+  if (c.has_out(2)) c.y(2).f32()[0] = static_cast<float>(correct);
+}
+
+}  // namespace
+
 void cross_entropy(const OpCall& c) {
+  if (c.x(1).dtype == DType::F32) return cross_entropy_soft(c);
   const Tensor& Z = c.x(0);
   const int64_t R = Z.shape[0], C = Z.shape[1];
   const float* z = Z.f32();

@@ -63,6 +63,47 @@ void adamw_range(const AdamStep& kref, const float* __restrict g, const uint8_t*
   }
 }
 
+// With a per-element lr scale s (layer-wise lr decay): torch's parameter group of lr * s, per element.
+// The scaled factors are products in f32: lr * s * wd and step_size * s (torch computes the group's lr
+// in double; the difference is one f32 rounding of the lr).
+void adamw_scaled_range(const AdamStep& kref, float lrwd, const float* __restrict g, const uint8_t* __restrict mask,
+                        const float* __restrict s, float* __restrict p, float* __restrict m, float* __restrict v, int64_t lo,
+                        int64_t hi) {
+  const AdamStep k = kref;
+  for (int64_t i = lo; i < hi; ++i) {
+    float gi = g[i] * k.gscale;
+    float keep = mask[i] != 0 ? 1.0f - lrwd * s[i] : 1.0f;
+    float pi = p[i] * keep;
+    float mi = k.beta1 * m[i] + k.one_m_beta1 * gi;
+    float vi = k.beta2 * v[i] + k.one_m_beta2 * (gi * gi);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = pi - (k.step_size * s[i]) * (mi / (std::sqrt(vi) / k.bc2_sqrt + k.eps));
+  }
+}
+
+// sum of squares of a + w b (w = 0: of a alone), deterministic like grad_norm's chunks.
+double sum_sq_axpy(ThreadPool& pool, const float* a, const float* b, float w, int64_t n) {
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  std::vector<double> part(static_cast<size_t>(chunks), 0.0);
+  pool.parallel_for(chunks, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<float> tmp;
+    for (int64_t k = lo; k < hi; ++k) {
+      int64_t s = k * kChunk, e = std::min(n, s + kChunk);
+      if (w == 0.0f || b == nullptr) {
+        part[k] = sum_sq(a + s, e - s);
+        continue;
+      }
+      tmp.resize(static_cast<size_t>(e - s));
+      for (int64_t i = s; i < e; ++i) tmp[i - s] = a[i] + w * b[i];
+      part[k] = sum_sq(tmp.data(), e - s);
+    }
+  });
+  double total = 0;
+  for (double x : part) total += x;
+  return total;
+}
+
 }  // namespace
 
 // grad_norm: in g (any shape); out norm [1] = sqrt(sum g^2), accumulated in double.
@@ -114,7 +155,44 @@ void adamw(const OpCall& c) {
   const float* g = c.x(0).f32();
   const uint8_t* mask = c.x(1).u8();
   float *p = c.y(0).f32(), *m = c.y(1).f32(), *v = c.y(2).f32();
+  if (c.has_in(4)) {
+    const float* s = c.x(4).f32();
+    const float lrwd = static_cast<float>(lr * wd);
+    c.ctx->pool->parallel_for(n, 1 << 14, [&](int64_t lo, int64_t hi) { adamw_scaled_range(k, lrwd, g, mask, s, p, m, v, lo, hi); });
+    return;
+  }
   c.ctx->pool->parallel_for(n, 1 << 14, [&](int64_t lo, int64_t hi) { adamw_range(k, g, mask, p, m, v, lo, hi); });
+}
+
+// sgd: in grad [n], hyper [2] = (lr, weight_decay); out param, mu [n] (read and written), [norms [2]].
+// attrs momentum=0.9, trust=0. torch.optim.SGD(momentum) with mu starting at 0 (its first step sets
+// mu = d, the same as momentum * 0 + d), and with trust > 0 the LARS scaling of MAE's linear probe:
+//   d = g + wd p;  q = trust |p| / |d| if |p| > 0 and |d| > 0 else 1;  mu = momentum mu + q d;  p -= lr mu.
+void sgd(const OpCall& c) {
+  const int64_t n = c.x(0).numel();
+  const float* hyper = c.x(1).f32();
+  const float lr = hyper[0], wd = hyper[1];
+  const float momentum = c.af("momentum", 0.9f);
+  const double trust = c.attrs->get("trust", 0.0);
+  const float* g = c.x(0).f32();
+  float *p = c.y(0).f32(), *mu = c.y(1).f32();
+  float q = 1.0f;
+  if (c.has_out(2)) {
+    // The ratio uses the norms as written (f32), as the CUDA kernel, which reads them back, does.
+    const double pn = static_cast<float>(std::sqrt(sum_sq_axpy(*c.ctx->pool, p, nullptr, 0.0f, n)));
+    const double dn = static_cast<float>(std::sqrt(sum_sq_axpy(*c.ctx->pool, g, p, wd, n)));
+    c.y(2).f32()[0] = static_cast<float>(pn);
+    c.y(2).f32()[1] = static_cast<float>(dn);
+    if (trust > 0 && pn > 0 && dn > 0) q = static_cast<float>(trust * pn / dn);
+  }
+  c.ctx->pool->parallel_for(n, 1 << 14, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      const float d = (g[i] + wd * p[i]) * q;
+      const float mi = momentum * mu[i] + d;
+      mu[i] = mi;
+      p[i] = p[i] - lr * mi;
+    }
+  });
 }
 
 }  // namespace medic::cpu

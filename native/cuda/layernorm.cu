@@ -177,6 +177,58 @@ bool vec_ok(int64_t C, std::initializer_list<const void*> ptrs) {
   return true;
 }
 
+// batchnorm: a block owns 32 columns (lane = column, coalesced across the warp); its 8 warps walk the
+// rows in a fixed stride and their double partials are added in warp order (two passes: mean, then
+// squared deviations), then the block writes y and the running statistics. Deterministic.
+__global__ void __launch_bounds__(kBlock) batchnorm_kernel(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ rm,
+                                                           float* __restrict__ rv, int64_t R, int64_t C, bool train, double eps,
+                                                           double mom) {
+  __shared__ double part[kWarps][32];
+  __shared__ float sh_shift[32], sh_scale[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int64_t k0 = static_cast<int64_t>(blockIdx.x) * 32; k0 < C; k0 += static_cast<int64_t>(gridDim.x) * 32) {
+    const int64_t k = k0 + lane;
+    const bool col = k < C;
+    if (train) {
+      double s = 0.0;
+      if (col)
+        for (int64_t r = warp; r < R; r += kWarps) s += x[r * C + k];
+      part[warp][lane] = s;
+      __syncthreads();
+      double mean = 0.0;
+      for (int w = 0; w < kWarps; ++w) mean += part[w][lane];
+      mean /= static_cast<double>(R);
+      __syncthreads();
+      double q = 0.0;
+      if (col)
+        for (int64_t r = warp; r < R; r += kWarps) {
+          const double d = x[r * C + k] - mean;
+          q += d * d;
+        }
+      part[warp][lane] = q;
+      __syncthreads();
+      if (warp == 0) {
+        double var = 0.0;
+        for (int w = 0; w < kWarps; ++w) var += part[w][lane];
+        sh_shift[lane] = static_cast<float>(mean);
+        sh_scale[lane] = static_cast<float>(1.0 / sqrt(var / static_cast<double>(R) + eps));
+        if (col) {
+          rm[k] = static_cast<float>((1.0 - mom) * rm[k] + mom * mean);
+          rv[k] = static_cast<float>((1.0 - mom) * rv[k] + mom * var / static_cast<double>(R - 1));
+        }
+      }
+    } else if (warp == 0) {
+      sh_shift[lane] = col ? rm[k] : 0.0f;
+      sh_scale[lane] = col ? static_cast<float>(1.0 / sqrt(static_cast<double>(rv[k]) + eps)) : 0.0f;
+    }
+    __syncthreads();
+    const float shift = sh_shift[lane], scale = sh_scale[lane];
+    if (col)
+      for (int64_t r = warp; r < R; r += kWarps) y[r * C + k] = (x[r * C + k] - shift) * scale;
+    __syncthreads();
+  }
+}
+
 void norm_fwd(const OpCall& c, const char* what, const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
               int64_t R, int64_t C, float var_div, float eps) {
   if (R <= 0 || C <= 0) return;
@@ -225,6 +277,16 @@ void layernorm_bwd(const OpCall& c) {
     ln_bwd_kernel<false><<<grid, kBlock, 0, stream_of(c)>>>(dy, x, mean, rstd, w, dx, R, static_cast<int>(C), inv_c, acc);
   check_launch("layernorm_bwd");
   if (dw || db) column_reduce<2>(c, "layernorm_bwd", LnParamF{dy, x, mean, rstd, C}, R, C, ColOut<2>{{dw, db}, true});
+}
+
+void batchnorm(const OpCall& c) {
+  const Tensor& X = c.x(0);
+  const int64_t R = X.shape[0], C = X.shape[1];
+  if (R <= 0 || C <= 0) return;
+  batchnorm_kernel<<<grid_for(c, C, 32), kBlock, 0, stream_of(c)>>>(X.f32(), c.y(0).f32(), c.y(1).f32(), c.y(2).f32(), R, C,
+                                                                   c.ai("train", 1) != 0, c.attrs->get("eps", 1e-5),
+                                                                   c.attrs->get("momentum", 0.1));
+  check_launch("batchnorm");
 }
 
 }  // namespace medic::cuda

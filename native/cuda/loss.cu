@@ -189,6 +189,55 @@ __global__ void __launch_bounds__(kBlock) ce_rows(const float* __restrict__ z, c
   }
 }
 
+// cross_entropy rows with soft targets [R, C] (mixup / cutmix): one warp per row.
+// part[r] = sum_c t (lse - z) = lse * sum(t) - sum(t z); dz = (softmax * sum(t) - t) / R;
+// hit[r] = argmax z == argmax t (first maxima).
+__device__ __forceinline__ void first_argmax(float& mx, int& arg, int C) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, mx, o);
+    const int a2 = __shfl_xor_sync(0xffffffffu, arg, o);
+    if (a2 < C && (arg == C || m2 > mx || (m2 == mx && a2 < arg))) mx = m2, arg = a2;
+  }
+}
+
+__global__ void __launch_bounds__(kBlock) ce_soft_rows(const float* __restrict__ z, const float* __restrict__ t, float* __restrict__ dz,
+                                                       double* __restrict__ part, double* __restrict__ hit, int64_t R, int C, float inv_r) {
+  const int lane = threadIdx.x & 31;
+  const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += n_warps) {
+    const float* zr = z + r * C;
+    const float* tr = t + r * C;
+    float* dr = dz + r * C;
+    float mx = -INFINITY, tmx = -INFINITY;
+    int arg = C, targ = C;
+    for (int k = lane; k < C; k += 32) {
+      const float v = zr[k], w = tr[k];
+      if (v > mx || arg == C) mx = v, arg = k;
+      if (w > tmx || targ == C) tmx = w, targ = k;
+    }
+    first_argmax(mx, arg, C);
+    first_argmax(tmx, targ, C);
+    double se = 0, st = 0, stz = 0;
+    for (int k = lane; k < C; k += 32) {
+      const float v = zr[k];
+      se += static_cast<double>(static_cast<float>(exp(static_cast<double>(v - mx))));
+      st += tr[k];
+      stz += static_cast<double>(tr[k]) * v;
+    }
+    se = warp_sum(se), st = warp_sum(st), stz = warp_sum(stz);
+    const float sm_scale = static_cast<float>(st / se);
+    for (int k = lane; k < C; k += 32) {
+      const float e = static_cast<float>(exp(static_cast<double>(zr[k] - mx)));
+      dr[k] = (e * sm_scale - tr[k]) * inv_r;
+    }
+    if (lane == 0) {
+      part[r] = (mx + log(se)) * st - stz;
+      hit[r] = arg == targ ? 1.0 : 0.0;
+    }
+  }
+}
+
 __global__ void __launch_bounds__(kFinal) ce_final(const double* part, const double* hit, int64_t R, float* loss, float* correct) {
   __shared__ double sm[kFinal / 32];
   const int64_t per = (R + kFinal - 1) / kFinal;
@@ -250,7 +299,11 @@ void cross_entropy(const OpCall& c) {
   const float inv_r = R > 0 ? static_cast<float>(1.0 / static_cast<double>(R)) : 0.0f;
   const float on = static_cast<float>(1.0 - eps + eps / C), off = static_cast<float>(eps / C);
   double* part = static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(R > 0 ? 2 * R : 1) * sizeof(double)));
-  if (R > 0 && C > 0) {
+  if (R > 0 && C > 0 && c.x(1).dtype == DType::F32) {
+    ce_soft_rows<<<grid_for(c, R, kWarps), kBlock, 0, stream_of(c)>>>(Z.f32(), c.x(1).f32(), c.y(1).f32(), part, part + R, R,
+                                                                       static_cast<int>(C), inv_r);
+    check_launch("cross_entropy");
+  } else if (R > 0 && C > 0) {
     ce_rows<<<grid_for(c, R, kWarps), kBlock, 0, stream_of(c)>>>(Z.f32(), c.x(1).i32(), c.y(1).f32(), part, part + R, R,
                                                                   static_cast<int>(C), eps, inv_r, on, off, fault_of(c));
     check_launch("cross_entropy");

@@ -70,6 +70,7 @@ using AdamAttrs = AdamwArgs;  // beta1, beta2, eps, max_norm (medic/op_args.h), 
 
 struct AdamStep {
   float gscale, decay, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bc2_sqrt, eps;
+  float lrwd;  // lr * weight_decay in f32, for the per-element lr scale
   bool valid;
 };
 
@@ -89,6 +90,7 @@ __device__ AdamStep adam_step(const float* hyper, const float* norm, AdamAttrs a
   k.step_size = static_cast<float>(__ddiv_rn(lr, __dsub_rn(1.0, pow(at.beta1, step))));
   k.bc2_sqrt = static_cast<float>(__dsqrt_rn(__dsub_rn(1.0, pow(at.beta2, step))));
   k.eps = static_cast<float>(at.eps);
+  k.lrwd = static_cast<float>(__dmul_rn(lr, wd));
   return k;
 }
 
@@ -101,6 +103,87 @@ __device__ __forceinline__ void adam_elem(const AdamStep& k, float g, uint8_t ma
   m = mi;
   v = vi;
   p = __fsub_rn(pi, __fmul_rn(k.step_size, __fdiv_rn(mi, __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), k.bc2_sqrt), k.eps))));
+}
+
+// With the per-element lr scale s (layer-wise lr decay), as the CPU's adamw_scaled_range.
+__device__ __forceinline__ void adam_elem_scaled(const AdamStep& k, float g, uint8_t mask, float s, float& p, float& m, float& v) {
+  const float gi = __fmul_rn(g, k.gscale);
+  const float pi = __fmul_rn(p, mask != 0 ? __fsub_rn(1.0f, __fmul_rn(k.lrwd, s)) : 1.0f);
+  const float mi = __fadd_rn(__fmul_rn(k.beta1, m), __fmul_rn(k.one_m_beta1, gi));
+  const float vi = __fadd_rn(__fmul_rn(k.beta2, v), __fmul_rn(k.one_m_beta2, __fmul_rn(gi, gi)));
+  m = mi;
+  v = vi;
+  p = __fsub_rn(pi, __fmul_rn(__fmul_rn(k.step_size, s), __fdiv_rn(mi, __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), k.bc2_sqrt), k.eps))));
+}
+
+__global__ void __launch_bounds__(kBlock) adamw_scaled_kernel(const float* __restrict__ g, const uint8_t* __restrict__ mask,
+                                                              const float* __restrict__ hyper, const float* __restrict__ norm,
+                                                              const float* __restrict__ scale, float* __restrict__ p,
+                                                              float* __restrict__ m, float* __restrict__ v, int64_t n, AdamAttrs at) {
+  __shared__ AdamStep sk;
+  if (threadIdx.x == 0) sk = adam_step(hyper, norm, at);
+  __syncthreads();
+  const AdamStep k = sk;
+  if (!k.valid) return;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    float pi = p[i], mi = m[i], vi = v[i];
+    adam_elem_scaled(k, g[i], mask[i], scale[i], pi, mi, vi);
+    p[i] = pi;
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
+// sgd: the sums of squares of p and of d = g + wd p per fixed chunk (LARS norms), then their ordered
+// total, then the update; lr and wd are read from device memory (graph-capturable, like adamw).
+__global__ void __launch_bounds__(kBlock) sgd_sumsq_chunks(const float* __restrict__ g, const float* __restrict__ p,
+                                                           const float* __restrict__ hyper, int64_t n, int64_t chunks,
+                                                           double* __restrict__ part) {
+  __shared__ double sm[kWarps];
+  const float wd = hyper[1];
+  for (int64_t k = blockIdx.x; k < chunks; k += gridDim.x) {
+    const int64_t b = k * kChunk, e = b + kChunk < n ? b + kChunk : n;
+    double ap = 0.0, ad = 0.0;
+    for (int64_t i = b + threadIdx.x; i < e; i += kBlock) {
+      const float d = __fadd_rn(g[i], __fmul_rn(wd, p[i]));
+      ap += static_cast<double>(p[i]) * p[i];
+      ad += static_cast<double>(d) * d;
+    }
+    ap = block_sum<kBlock>(ap, sm);
+    ad = block_sum<kBlock>(ad, sm);
+    if (threadIdx.x == 0) part[2 * k] = ap, part[2 * k + 1] = ad;
+  }
+}
+
+__global__ void __launch_bounds__(kFinal) sgd_sumsq_final(const double* __restrict__ part, int64_t chunks, float* __restrict__ norms) {
+  __shared__ double sm[kFinal / 32];
+  const int64_t per = (chunks + kFinal - 1) / kFinal;
+  const int64_t b = threadIdx.x * per, e = b + per < chunks ? b + per : chunks;
+  double sp = 0.0, sd = 0.0;
+  for (int64_t k = b; k < e; ++k) sp += part[2 * k], sd += part[2 * k + 1];
+  sp = block_sum<kFinal>(sp, sm);
+  sd = block_sum<kFinal>(sd, sm);
+  if (threadIdx.x == 0) norms[0] = static_cast<float>(sqrt(sp)), norms[1] = static_cast<float>(sqrt(sd));
+}
+
+__global__ void __launch_bounds__(kBlock) sgd_kernel(const float* __restrict__ g, const float* __restrict__ hyper,
+                                                     const float* __restrict__ norms, float* __restrict__ p, float* __restrict__ mu,
+                                                     int64_t n, float momentum, double trust) {
+  const float lr = hyper[0], wd = hyper[1];
+  float q = 1.0f;
+  if (norms && trust > 0) {
+    // The CPU's norms are doubles rounded to f32 for output; the ratio uses the f32 values here.
+    const double pn = norms[0], dn = norms[1];
+    if (pn > 0 && dn > 0) q = static_cast<float>(__ddiv_rn(__dmul_rn(trust, pn), dn));
+  }
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+    const float d = __fmul_rn(__fadd_rn(g[i], __fmul_rn(wd, p[i])), q);
+    const float mi = __fadd_rn(__fmul_rn(momentum, mu[i]), d);
+    mu[i] = mi;
+    p[i] = __fsub_rn(p[i], __fmul_rn(lr, mi));
+  }
 }
 
 __global__ void __launch_bounds__(kBlock) adamw_kernel(const float* __restrict__ g, const uint8_t* __restrict__ mask,
@@ -164,10 +247,37 @@ void adamw(const OpCall& c) {
   const float* g = c.x(0).f32();
   const uint8_t* mask = c.x(1).u8();
   float *p = c.y(0).f32(), *m = c.y(1).f32(), *v = c.y(2).f32();
+  if (c.has_in(4)) {
+    adamw_scaled_kernel<<<grid_for(c, n), kBlock, 0, stream_of(c)>>>(g, mask, c.x(2).f32(), c.has_in(3) ? c.x(3).f32() : nullptr,
+                                                                    c.x(4).f32(), p, m, v, n, at);
+    check_launch("adamw");
+    return;
+  }
   const bool vec = aligned16(g) && aligned16(p) && aligned16(m) && aligned16(v) && (reinterpret_cast<uintptr_t>(mask) & 3) == 0;
   adamw_kernel<<<grid_for(c, vec ? (n + 3) / 4 : n), kBlock, 0, stream_of(c)>>>(g, mask, c.x(2).f32(), c.has_in(3) ? c.x(3).f32() : nullptr,
                                                                               p, m, v, n, at, vec);
   check_launch("adamw");
+}
+
+void sgd(const OpCall& c) {
+  const int64_t n = c.x(0).numel();
+  const float* g = c.x(0).f32();
+  const float* hyper = c.x(1).f32();
+  float *p = c.y(0).f32(), *mu = c.y(1).f32();
+  float* norms = c.has_out(2) ? c.y(2).f32() : nullptr;
+  if (norms) {
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    double* part = static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(chunks > 0 ? 2 * chunks : 2) * sizeof(double)));
+    if (chunks > 0) {
+      sgd_sumsq_chunks<<<grid_for(c, chunks, 1), kBlock, 0, stream_of(c)>>>(g, p, hyper, n, chunks, part);
+      check_launch("sgd");
+    }
+    sgd_sumsq_final<<<1, kFinal, 0, stream_of(c)>>>(part, chunks, norms);
+    check_launch("sgd");
+  }
+  if (n <= 0) return;
+  sgd_kernel<<<grid_for(c, n), kBlock, 0, stream_of(c)>>>(g, hyper, norms, p, mu, n, c.af("momentum", 0.9f), c.attrs->get("trust", 0.0));
+  check_launch("sgd");
 }
 
 }  // namespace medic::cuda

@@ -67,6 +67,13 @@ Napi::Value TensorWrap::Read(const Napi::CallbackInfo& info) {
   MEDIC_NAPI_TRY
   const Tensor& t = state->get("tensor.read()");
   if (state->owner->running) throw Error("tensor.read(): a program step is running on this engine; await it first");
+  // read(into): copy into the caller's typed array (same kind and length), so a loop that reads a
+  // large tensor repeatedly (kNN similarity blocks) allocates nothing.
+  if (info.Length() > 0 && !info[0].IsUndefined()) {
+    void* dst = const_cast<void*>(typed_array_bytes(info[0], t.dtype, t.numel(), "tensor.read(into) of " + t.describe()));
+    state->owner->get("tensor.read()").to_host(dst, t.data, t.nbytes());
+    return info[0];
+  }
   Napi::TypedArray out = typed_array_for(info.Env(), t.dtype, t.numel());
   void* dst = typed_array_data(out);
   state->owner->get("tensor.read()").to_host(dst, t.data, t.nbytes());

@@ -401,6 +401,14 @@ void build_norm(Builder& b) {
   }
   for (Shape s : {S({3, 48}), S({2 * 78, 768}), S({2 * 119, 77})})
     b.add("pixel_norm", s.str(), {randn(s, 3)}, {poison(s)}, A({{"eps", 1e-6}}));
+  // The linear probe's BatchNorm: odd column counts (tail blocks), a ViT-B feature batch.
+  for (Shape s : {S({2, 5}), S({37, 77}), S({512, 768})}) {
+    int64_t C = s[1];
+    b.add("batchnorm", s.str() + " train", {randn(s, 2)}, {poison(s), randn(S({C})), uniform(S({C}), 0.5f, 2.0f)},
+          A({{"eps", 1e-6}, {"momentum", 0.1}}));
+    b.add("batchnorm", s.str() + " eval", {randn(s, 2)}, {poison(s), randn(S({C})), uniform(S({C}), 0.5f, 2.0f)},
+          A({{"eps", 1e-6}, {"train", 0}}));
+  }
 }
 
 void build_attention(Builder& b) {
@@ -479,6 +487,7 @@ void build_loss(Builder& b) {
     Shape z = S({rc.first, rc.second});
     b.add("cross_entropy", z.str(), {randn(z, 3), i32(S({rc.first}), labels)}, {poison(S({1})), poison(z), poison(S({1}))});
     b.add("cross_entropy", z.str() + " smoothing 0.1", {randn(z, 3), i32(S({rc.first}), labels)}, {poison(S({1})), poison(z)}, A({{"smoothing", 0.1}}));
+    b.add("cross_entropy", z.str() + " soft targets", {randn(z, 3), uniform(z, 0, 0.2f)}, {poison(S({1})), poison(z), poison(S({1}))});
   }
 }
 
@@ -492,6 +501,12 @@ void build_optim(Builder& b) {
           {randn(S({n}), 0.02f), randn(S({n}), 0.01f), uniform(S({n}), 0, 1e-4f)}, A({{"max_norm", 3.0}}));
     b.add("adamw", "n=" + std::to_string(n), {randn(S({n}), 0.01f), u8(S({n}), wd), hyper},
           {randn(S({n}), 0.02f), randn(S({n}), 0.01f), uniform(S({n}), 0, 1e-4f)});
+    b.add("adamw", "n=" + std::to_string(n) + " lr_scale", {randn(S({n}), 0.01f), u8(S({n}), wd), hyper, from_f32(S({1}), {5.0f}), uniform(S({n}), 0.05f, 1)},
+          {randn(S({n}), 0.02f), randn(S({n}), 0.01f), uniform(S({n}), 0, 1e-4f)}, A({{"max_norm", 3.0}}));
+    Slot sgd_hyper = from_f32(S({2}), {0.1f, 0.01f});
+    b.add("sgd", "n=" + std::to_string(n), {randn(S({n}), 0.01f), sgd_hyper}, {randn(S({n}), 0.02f), randn(S({n}), 0.01f)});
+    b.add("sgd", "n=" + std::to_string(n) + " LARS", {randn(S({n}), 0.01f), sgd_hyper}, {randn(S({n}), 0.02f), randn(S({n}), 0.01f), poison(S({2}))},
+          A({{"trust", 0.001}, {"momentum", 0.9}}));
     b.add("init_normal", "n=" + std::to_string(n), {}, {poison(S({n}))},
           A({{"mean", 0}, {"std", 0.02}, {"lo", -0.04}, {"hi", 0.04}, {"seed", 42}, {"stream", 7}}));
     b.add("init_uniform", "n=" + std::to_string(n), {}, {poison(S({n}))}, A({{"lo", -0.1}, {"hi", 0.1}, {"seed", 42}, {"stream", 3}}));

@@ -9,6 +9,8 @@ export interface AdamWOptions {
   eps?: number;
   /** Clip the global gradient norm to this (0: no clipping). docs/METHOD.md, Recipe: 3.0. */
   maxNorm?: number;
+  /** Per-element lr multiplier [n] over the flat params (layer-wise lr decay of fine-tuning). */
+  lrScale?: Value;
 }
 
 /** norm [1] = sqrt(sum grads^2) over every trainable parameter. */
@@ -29,7 +31,8 @@ export function adamw(g: Graph, hyper: Value, norm: Value | null, opts: AdamWOpt
   if (!st.params || !st.grads) throw new Error('adamw: the graph has no trainable parameters');
   if (hyper.dtype !== 'f32' || hyper.shape.length !== 1 || hyper.shape[0] !== 3) throw new Error(`adamw: hyper '${hyper.name}' must be f32 [3]`);
   const { m, v, wdMask } = g.optimizerState();
-  g.emit('adamw', [st.grads, wdMask, hyper, norm], [st.params, m, v], {
+  const ins = opts.lrScale ? [st.grads, wdMask, hyper, norm, opts.lrScale] : [st.grads, wdMask, hyper, norm];
+  g.emit('adamw', ins, [st.params, m, v], {
     beta1: opts.beta1 ?? 0.9,
     beta2: opts.beta2 ?? 0.999,
     eps: opts.eps ?? 1e-8,

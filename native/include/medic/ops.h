@@ -121,6 +121,12 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
 //               the flattening of a conv weight [D, Ch, p, p], so patch embedding is patchify + gemm.
 // unpatchify    in x [B, N, P]; out img [B, Ch, Hi, Wi]. attrs patch, order (as patchify).
 // pixel_norm    in x [R, P]; out y: (x - mean) / sqrt(unbiased var + eps) per row. attrs eps=1e-6.
+// batchnorm     in x [R, C]; out y [R, C], run_mean [C], run_var [C] (read; written when train=1).
+//               BatchNorm1d without affine parameters (the linear probe's, on frozen features: no
+//               backward). train=1: y = (x - mean) / sqrt(var + eps) with the column statistics of this
+//               batch (biased var), then run_mean = (1 - momentum) run_mean + momentum mean and run_var
+//               likewise with the unbiased var (R >= 2). train=0: y = (x - run_mean) / sqrt(run_var + eps).
+//               attrs eps=1e-5, momentum=0.1, train=1.
 // medic_loss    in s [B, 1+T, Dt] (distill-head rows: 0 = CLS, 1.. = the T tokens that are scored),
 //               t [B, 1+T, Dt] (normalised teacher rows matching s), [pred [B, M, P]], [target [B, M, P]];
 //               out losses [4] = (total, L_tok, L_cls, L_pix), ds [B, 1+T, Dt], [dpred [B, M, P]].
@@ -128,14 +134,25 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
 //               L_pix = MSE mean over B*M*P. total = w_tok L_tok + w_cls L_cls + w_pix L_pix; ds and dpred
 //               are d total (overwrite). A zero weight skips its branch (its gradient rows are zero).
 //               attrs w_tok=1, w_cls=0.4, w_pix=1, tau=0.1, beta=1.
-// cross_entropy in logits [R, C], labels [R] i32; out loss [1] (mean), dlogits [R, C] (d loss, overwrite),
-//               [correct [1]] (count of argmax == label). attrs smoothing=0.
+// cross_entropy in logits [R, C], labels [R] i32 or targets [R, C] f32; out loss [1] (mean), dlogits [R, C]
+//               (d loss, overwrite), [correct [1]] (count of argmax == label; with targets, argmax == the
+//               targets' argmax). Labels: label smoothing e gives the target (1-e) one_hot + e/C. Targets
+//               (soft, e.g. mixup's, smoothing folded in by the caller; smoothing must be 0):
+//               loss_r = sum_c t_rc (lse_r - z_rc), dlogits = (softmax * sum_c t_rc - t) / R.
+//               attrs smoothing=0.
 // grad_norm     in g (f32, any shape); out norm [1] = sqrt(sum g^2).
-// adamw         in grad [n], wd_mask [n] u8, hyper [3] f32 = (lr, weight_decay, step >= 1), [norm [1]];
-//               out param [n], m [n], v [n] (read and written). Decoupled weight decay where wd_mask != 0;
-//               bias-corrected moments; with norm and max_norm > 0 the gradient is first scaled by
-//               min(1, max_norm / (norm + 1e-6)) (clip by global norm). attrs beta1=0.9, beta2=0.999,
-//               eps=1e-8, max_norm=0.
+// adamw         in grad [n], wd_mask [n] u8, hyper [3] f32 = (lr, weight_decay, step >= 1), [norm [1]],
+//               [lr_scale [n] f32]; out param [n], m [n], v [n] (read and written). Decoupled weight decay
+//               where wd_mask != 0; bias-corrected moments; with norm and max_norm > 0 the gradient is
+//               first scaled by min(1, max_norm / (norm + 1e-6)) (clip by global norm). With lr_scale,
+//               element i uses lr * lr_scale[i] for both its step and its decay (layer-wise lr decay).
+//               attrs beta1=0.9, beta2=0.999, eps=1e-8, max_norm=0.
+// sgd           in grad [n], hyper [2] f32 = (lr, weight_decay); out param [n], mu [n] (read and written),
+//               [norms [2]]. SGD with momentum as torch.optim.SGD (mu starting at 0):
+//               d = g + wd p;  mu = momentum mu + d;  p -= lr mu. With trust > 0 (LARS, as MAE's linear
+//               probe): d is first scaled by trust |p| / |d| when both norms are > 0; norms receives
+//               (|p|, |d|) and is then required. Call it once per parameter tensor (LARS norms are per
+//               tensor). attrs momentum=0.9, trust=0.
 // init_normal   out x: normal(mean, std) truncated to [lo, hi] (absolute bounds, as torch trunc_normal_),
 //               from the counter-based RNG. attrs mean=0, std=1, lo=-2, hi=2, seed, stream.
 // init_uniform  out x: uniform[lo, hi). attrs lo, hi, seed, stream. (Xavier: lo = -hi = -sqrt(6/(fi+fo)).)
@@ -167,10 +184,12 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
   X(patchify, 1, 1, 1, 1)                 \
   X(unpatchify, 1, 1, 1, 1)               \
   X(pixel_norm, 1, 1, 1, 1)               \
+  X(batchnorm, 1, 1, 3, 3)                \
   X(medic_loss, 2, 4, 2, 3)               \
   X(cross_entropy, 2, 2, 2, 3)            \
   X(grad_norm, 1, 1, 1, 1)                \
-  X(adamw, 3, 4, 3, 3)                    \
+  X(adamw, 3, 5, 3, 3)                    \
+  X(sgd, 2, 2, 2, 3)                      \
   X(init_normal, 0, 0, 1, 1)              \
   X(init_uniform, 0, 0, 1, 1)
 
