@@ -179,6 +179,7 @@ void check_layernorm(const OpCall& c) {
       numel_is(c, in(c, i), true, i, C);
     }
   if (c.has_in(2) && !c.has_in(1)) fail(c, "a bias (input 2) without a weight (input 1) is not supported");
+  if (norm_args(c).unbiased && C < 2) fail(c, "unbiased=1 needs at least 2 features per row, found " + std::to_string(C));
   f32_out(c, 0);
   same_shape(c, x, true, 0, out(c, 0), false, 0);
   for (int i = 1; i < 3; ++i) {
@@ -194,6 +195,7 @@ void check_layernorm_bwd(const OpCall& c) {
   int64_t C = last_dim(x), R = x.shape.leading(1);
   numel_is(c, in(c, 2), true, 2, R);
   numel_is(c, in(c, 3), true, 3, R);
+  if (norm_args(c).unbiased && C < 2) fail(c, "unbiased=1 needs at least 2 features per row, found " + std::to_string(C));
   if (c.has_in(4)) {
     f32_in(c, 4);
     numel_is(c, in(c, 4), true, 4, C);

@@ -92,9 +92,12 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
 // quick_gelu    in x; out y = x * sigmoid(1.702 x).           quick_gelu_bwd: in x, dy; out dx (acc).
 // softmax       in x [R, C]; out y = softmax(scale * x) along C. attrs scale=1.
 // softmax_bwd   in y, dy; out dx = scale * y * (dy - sum(dy * y)) (acc). attrs scale=1.
-// layernorm     in x [R, C], [w [C]], [b [C]]; out y [R, C], mean [R], rstd [R]. attrs eps=1e-6.
-//               Without w and b it is the parameter-free LayerNorm (teacher target normalisation).
-// layernorm_bwd in dy, x, mean, rstd, [w]; out dx (acc), [dw], [db] (accumulate).
+// layernorm     in x [R, C], [w [C]], [b [C]]; out y [R, C], mean [R], rstd [R] = 1 / sqrt(var + eps),
+//               var = sum((x - mean)^2) / C, or / (C - 1) with unbiased=1 (torch's default var(): the
+//               teacher-target normalisation of the official MEDiC code, parameter-free; needs C >= 2).
+//               attrs eps=1e-6, unbiased=0.
+// layernorm_bwd in dy, x, mean, rstd, [w]; out dx (acc), [dw], [db] (accumulate). attrs unbiased (as the
+//               forward's), acc.
 // attention     in qkv [B, T, 3*H*Hd] (packed as timm: [3, H, Hd] per token); out o [B, T, H*Hd],
 //               lse [B, H, T] (log-sum-exp of each score row, for the backward). Fused, online softmax:
 //               no T x T matrix is kept. attrs heads (required), scale = 1/sqrt(Hd).
