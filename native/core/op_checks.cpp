@@ -244,6 +244,19 @@ void check_attention_bwd(const OpCall& c) {
   acc_ok(c);
 }
 
+void check_attention_probs(const OpCall& c) {
+  f32_in(c, 0);
+  positive_attr(c, "heads");
+  ndim_is(c, in(c, 0), true, 0, 3);
+  const AttnProbsArgs a = attention_probs_args(c);
+  if (in(c, 0).shape[2] % (3 * a.H) != 0)
+    fail(c, "qkv last dim " + std::to_string(in(c, 0).shape[2]) + " is not 3 * heads * head_dim with heads=" + std::to_string(a.H));
+  if (a.prefix < 0 || a.prefix >= a.T)
+    fail(c, "attr prefix must be in [0, T) with T=" + std::to_string(a.T) + ", got " + std::to_string(a.prefix));
+  f32_out(c, 0);
+  shape_is(c, out(c, 0), false, 0, make_shape({a.B, a.N, a.N}));
+}
+
 static void check_gamma_keep(const OpCall& c, const Tensor& x, int gamma_slot, int keep_slot) {
   if (c.has_in(gamma_slot)) {
     f32_in(c, gamma_slot);

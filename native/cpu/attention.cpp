@@ -32,6 +32,7 @@
 #endif
 
 #include "medic/engine.h"
+#include "medic/op_args.h"
 #include "medic/ops.h"
 #include "medic/threads.h"
 
@@ -202,6 +203,42 @@ void softmax_bwd(const OpCall& c) {
   const auto fn = kernels().softmax_bwd;
   parallel(c, R, std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1)),
            [&](int64_t r0, int64_t r1) { fn(yp, dyp, dxp, C, scale, acc, r0, r1); });
+}
+
+// attention_probs: one item per (b, kept query row). For each head: the scores of the row against all
+// T keys, their softmax, and 1/H of it added into the output row (heads in order, so the result does
+// not depend on the thread count). Dense T x T work per head, as the op exists to materialise it; it
+// runs once per step on one block, next to the fused attention of the forward.
+void attention_probs(const OpCall& c) {
+  const AttnProbsArgs a = attention_probs_args(c);
+  const float* qkv = c.x(0).f32();
+  float* out = c.y(0).f32();
+  const int64_t ld = 3 * a.H * a.Hd, HHd = a.H * a.Hd;
+  const float inv_h = 1.0f / static_cast<float>(a.H);
+  parallel(c, a.B * a.N, std::max<int64_t>(1, 4096 / std::max<int64_t>(a.T * a.H, 1)), [&](int64_t r0, int64_t r1) {
+    std::vector<float> sc(static_cast<size_t>(a.T));
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / a.N, i = a.prefix + r % a.N;
+      const float* base = qkv + b * a.T * ld;
+      float* orow = out + r * a.N;
+      std::fill(orow, orow + a.N, 0.0f);
+      for (int64_t h = 0; h < a.H; ++h) {
+        const float* q = base + i * ld + h * a.Hd;
+        float m = -INFINITY;
+        for (int64_t j = 0; j < a.T; ++j) {
+          const float* k = base + j * ld + HHd + h * a.Hd;
+          float d = 0.0f;
+          for (int64_t e = 0; e < a.Hd; ++e) d += q[e] * k[e];
+          sc[j] = a.scale * d;
+          m = std::max(m, sc[j]);
+        }
+        float sum = 0.0f;
+        for (int64_t j = 0; j < a.T; ++j) sum += (sc[j] = std::exp(sc[j] - m));
+        const float w = inv_h / sum;
+        for (int64_t j = 0; j < a.N; ++j) orow[j] += sc[a.prefix + j] * w;
+      }
+    }
+  });
 }
 
 }  // namespace medic::cpu

@@ -434,7 +434,11 @@ void build_attention(Builder& b) {
     Attrs acc = at;
     acc.set("acc", 1);
     b.add("attention_bwd", label + " acc", {randn(os), qkv, ol[0], ol[1]}, {randn(qs)}, acc);
+    if (d.T > 1) b.add("attention_probs", label, {qkv}, {poison(S({d.B, d.T - 1, d.T - 1}))}, at);
   }
+  // No prefix dropped, and a scale other than 1/sqrt(Hd).
+  b.add("attention_probs", "B2 T9 H3 Hd5 prefix 0 scale 0.7", {randn(S({2, 9, 45}), 2)}, {poison(S({2, 9, 9}))},
+        A({{"heads", 3}, {"prefix", 0}, {"scale", 0.7}}));
 }
 
 void build_tokens(Builder& b) {

@@ -4,6 +4,7 @@
 // Call them after the op's tensor-count and rank checks (run_op does those first).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "medic/ops.h"
@@ -105,6 +106,25 @@ inline NormArgs norm_args(const OpCall& c) {
   a.unbiased = c.ai("unbiased", 0) != 0;
   a.acc = c.ai("acc", 0) != 0;
   a.var_div = static_cast<float>(a.unbiased ? a.C - 1 : a.C);
+  return a;
+}
+
+// attention_probs: qkv [B, T, 3*H*Hd] -> p [B, N, N], N = T - prefix.
+struct AttnProbsArgs {
+  int64_t B, T, H, Hd, prefix, N;
+  float scale;
+};
+
+inline AttnProbsArgs attention_probs_args(const OpCall& c) {
+  const Shape& q = c.x(0).shape;
+  AttnProbsArgs a{};
+  a.B = q[0];
+  a.T = q[1];
+  a.H = c.ai("heads", 1);
+  a.Hd = a.H > 0 ? q[2] / (3 * a.H) : 0;
+  a.prefix = c.ai("prefix", 1);
+  a.N = a.T - a.prefix;
+  a.scale = static_cast<float>(c.attrs->get("scale", a.Hd > 0 ? 1.0 / std::sqrt(static_cast<double>(a.Hd)) : 1.0));
   return a;
 }
 

@@ -102,6 +102,11 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
 //               lse [B, H, T] (log-sum-exp of each score row, for the backward). Fused, online softmax:
 //               no T x T matrix is kept. attrs heads (required), scale = 1/sqrt(Hd).
 // attention_bwd in do [B, T, H*Hd], qkv, o, lse; out dqkv [B, T, 3*H*Hd] (acc). attrs heads, scale.
+// attention_probs in qkv [B, T, 3*H*Hd] (packed as attention); out p [B, T-k, T-k], k = attr prefix:
+//               p[b, i, j] = (1/H) sum_h softmax(scale q_h[k+i] . k_h[:])[k+j]: the softmax runs over all T
+//               keys, then the first k rows and columns (k = 1: the CLS token) are dropped, not renormalised.
+//               The head-averaged attention map of one block (the evolved-masking source); no backward.
+//               attrs heads (required), scale = 1/sqrt(Hd), prefix=1 (0 <= prefix < T).
 // scale_add     in y [B, ..., C], [gamma [C]], [keep [B]]; out x [B, ..., C] (read and written):
 //               x += keep[b] * gamma * y. LayerScale + DropPath + residual add in one pass.
 // scale_add_bwd in dx (grad of x), y, [gamma], [keep]; out dy (acc), [dgamma] (accumulate).
@@ -157,6 +162,7 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
   X(layernorm_bwd, 4, 5, 1, 3)            \
   X(attention, 1, 1, 2, 2)                \
   X(attention_bwd, 4, 4, 1, 1)            \
+  X(attention_probs, 1, 1, 1, 1)          \
   X(scale_add, 1, 3, 1, 1)                \
   X(scale_add_bwd, 2, 4, 1, 2)            \
   X(drop_path_mask, 1, 1, 1, 1)           \
