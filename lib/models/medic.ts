@@ -1,5 +1,5 @@
 // The whole MEDiC training step as one graph (docs/METHOD.md, Shapes and Losses):
-//   teacher (frozen CLIP) on the full image -> parameter-free LN per token -> targets t_all [B, 1+N, Dt]
+//   teacher (frozen CLIP) on the full image -> parameter-free LN per token (unbiased variance) -> targets t_all [B, 1+N, Dt]
 //   student encoder (sparse or dense) -> distill head Linear(D, Dt) on the scored rows: CLS + tokens
 //      (sparse: every output row, the visible ones, teacher gathered at [0, 1+visible]; dense: the
 //      rows at masked positions by default, or visible / all, student and teacher gathered alike)
@@ -81,8 +81,9 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
       : null;
   const teacher = new ClipVisionTower(g, { ...cfg.teacher, img });
 
-  // Targets (no gradients).
-  const tAll = g.noGrad(() => layerNorm(g, teacher.forward(images), null, null, { eps: 1e-6, hint: 'teacher.target_norm' }));
+  // Targets (no gradients): each token normalised with the unbiased variance, as the official code
+  // does (torch's default var(); docs/METHOD.md, Teacher), CLS included.
+  const tAll = g.noGrad(() => layerNorm(g, teacher.forward(images), null, null, { eps: 1e-6, unbiased: true, hint: 'teacher.target_norm' }));
   const scoredRowsLen = scored === 'visible' ? 1 + V : scored === 'masked' ? 1 + M : 0;
   const scoredRows = scoredRowsLen ? input('scored_rows', [B, scoredRowsLen], 'i32') : null;
 

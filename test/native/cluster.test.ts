@@ -4,7 +4,7 @@
 // part counts; thread-count independence; a map with planted parts is recovered; bad arguments.
 import { describe, expect, it } from 'vitest';
 
-import { loadBinding } from '../../lib/native.js';
+import { loadBinding } from '../../lib/engine/loader.js';
 import { loadFixture } from '../helpers/parity.js';
 
 type ClusterFn = (method: string, attn: Float32Array, B: number, N: number, gridW: number, K: Int32Array, opts: object, init: Float32Array | null) => Int32Array;
