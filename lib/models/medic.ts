@@ -35,6 +35,15 @@ export interface MedicConfig {
   /** Which patch tokens the token loss scores; sparse: 'visible' only; dense default 'masked'. */
   scored?: 'visible' | 'masked' | 'all';
   weights: LossWeights;
+  /** The block whose output is the target (1-based; default: the last). */
+  teacherLayer?: number;
+  /**
+   * 'forward' (default): the teacher runs in this graph. 'input': its normalised targets come in as
+   * the input teacher_targets [B, 1+N, Dt] from the teacher program (buildTeacherStep), which evolved
+   * masking runs first for its attention map; the teacher's params are still registered here, so both
+   * graphs share one frozen layout.
+   */
+  teacherTargets?: 'forward' | 'input';
   /** AdamW (clip by global norm maxNorm, docs/METHOD.md, Recipe: 3.0); null: the step stops after the gradients. */
   optimizer: { maxNorm: number; beta1?: number; beta2?: number; eps?: number } | null;
 }
@@ -83,7 +92,8 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
 
   // Targets (no gradients): each token normalised with the unbiased variance, as the official code
   // does (torch's default var(); docs/METHOD.md, Teacher), CLS included.
-  const tAll = g.noGrad(() => layerNorm(g, teacher.forward(images), null, null, { eps: 1e-6, unbiased: true, hint: 'teacher.target_norm' }));
+  const tAll =
+    cfg.teacherTargets === 'input' ? input('teacher_targets', [B, 1 + N, Dt], 'f32') : g.noGrad(() => teacherTargets(g, teacher.forwardTaps(images, { layer: cfg.teacherLayer }).tokens));
   const scoredRowsLen = scored === 'visible' ? 1 + V : scored === 'masked' ? 1 + M : 0;
   const scoredRows = scoredRowsLen ? input('scored_rows', [B, scoredRowsLen], 'i32') : null;
 
@@ -129,3 +139,31 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
   }
   return { graph: g, cfg, N, M, V, scored, student, teacher, decoder, head, values };
 }
+
+/** Each token normalised with the unbiased variance, CLS included (docs/METHOD.md, Teacher). */
+export function teacherTargets(g: Graph, tokens: Value): Value {
+  return layerNorm(g, tokens, null, null, { eps: 1e-6, unbiased: true, hint: 'teacher.target_norm' });
+}
+
+export interface TeacherStep {
+  graph: Graph;
+  teacher: ClipVisionTower;
+  N: number;
+}
+
+/**
+ * The teacher alone, for evolved masking: images [B, 3, S, S] -> outputs targets [B, 1+N, Dt] (as
+ * buildMedic computes them) and attn [B, N, N], the target block's head-averaged attention map, from
+ * one forward. Its params are the MEDiC graph's frozen group, in the same order and offsets, so its
+ * program binds the training state's frozen tensor (checked by sameFrozenLayout).
+ */
+export function buildTeacherStep(cfg: Pick<MedicConfig, 'batch' | 'img' | 'teacher' | 'teacherLayer'>): TeacherStep {
+  const g = new GraphClass();
+  const images = g.input('images', [cfg.batch, 3, cfg.img, cfg.img], 'f32');
+  const teacher = new ClipVisionTower(g, { ...cfg.teacher, img: cfg.img });
+  const { tokens, probs } = teacher.forwardTaps(images, { layer: cfg.teacherLayer, probs: true });
+  g.markOutput(g.noGrad(() => teacherTargets(g, tokens)), 'targets');
+  g.markOutput(probs!, 'attn');
+  return { graph: g, teacher, N: teacher.numPatches };
+}
+
