@@ -16,7 +16,7 @@ export function layerNorm(g: Graph, x: Value, w: Value | null, b: Value | null, 
   const y = g.temp(hint, x.shape, 'f32', [x, w, b]);
   const mean = g.temp(`${hint}.mean`, [R]);
   const rstd = g.temp(`${hint}.rstd`, [R]);
-  const unbiased = opts.unbiased ? { unbiased: 1 } : {};
+  const unbiased: Record<string, number> = opts.unbiased ? { unbiased: 1 } : {};
   g.emit('layernorm', [x, w, b], [y, mean, rstd], { eps: opts.eps ?? 1e-6, ...unbiased });
   g.record([x, w, b], () => {
     const dy = g.gradOf(y);
