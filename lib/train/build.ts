@@ -1,9 +1,10 @@
 // From a pretraining config to the MEDiC training graph: the config's flat keys become the
 // MedicConfig that lib/models/medic.ts builds from (buildMedic), and a teacher checkpoint's
 // architecture replaces the random teacher's settings. The evaluation forward is lib/eval/features.ts.
-import { compile, type CompiledGraph } from '../graph/index.js';
+import type { Program } from '../engine/index.js';
+import { compile, type CompiledGraph, type GraphState } from '../graph/index.js';
 import { inspectClipCheckpoint, type ClipCheckpointInfo } from '../io/teacher.js';
-import { buildMedic, studentPresets, type MedicConfig, type MedicGraph, type VitConfig } from '../models/index.js';
+import { buildMedic, buildTeacherStep, studentPresets, type MedicConfig, type MedicGraph, type VitConfig } from '../models/index.js';
 import type { PretrainConfig } from './config.js';
 
 export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConfig {
@@ -19,6 +20,10 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConf
     maskRatio: c.maskRatio,
     weights: { w_tok: c.wTok, w_cls: c.wCls, w_pix: c.wPix, tau: c.tau },
     optimizer: { maxNorm: c.clipGrad },
+    teacherLayer: c.teacherLayer || undefined,
+    // Evolved masking needs the teacher's attention before the step: the teacher runs first, as its
+    // own program (buildTeacherStep), and its targets come into the step as an input.
+    teacherTargets: c.mask === 'evolved' ? 'input' : 'forward',
   };
 }
 
@@ -28,6 +33,14 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConf
  * must be the student's, so that teacher and student tokens describe the same patches.
  */
 export function applyTeacherCheckpoint(c: PretrainConfig): { config: PretrainConfig; info: ClipCheckpointInfo | null } {
+  const out = teacherOf(c);
+  const depth = out.config.teacherDepth;
+  if (c.teacherLayer > depth)
+    throw new Error(`--teacher-layer: expected a block of the ${depth}-block teacher (1..${depth}, 0 = the last), got ${c.teacherLayer}`);
+  return out;
+}
+
+function teacherOf(c: PretrainConfig): { config: PretrainConfig; info: ClipCheckpointInfo | null } {
   if (c.teacher === 'random') return { config: c, info: null };
   const info = inspectClipCheckpoint(c.teacher);
   const a = info.arch;
@@ -51,4 +64,16 @@ export function buildTrainModel(c: PretrainConfig): TrainModel {
 export function studentVitConfig(c: PretrainConfig): VitConfig {
   const s = studentPresets[c.model];
   return { img: c.imgSize, patch: c.patchSize, dim: s.dim, depth: s.depth, heads: s.heads, layerScale: c.layerScale, dropPath: c.dropPath };
+}
+
+/**
+ * The teacher program of evolved masking: images -> targets and attn (buildTeacherStep), bound to the
+ * training state's frozen tensor (the teacher weights are loaded once, into that tensor).
+ */
+export function teacherProgram(c: PretrainConfig, state: GraphState): Program {
+  const ts = compile(buildTeacherStep(medicConfigOf(c)).graph);
+  const frozen = state.cg.params.filter((p) => p.group === 'frozen').map((p) => `${p.name}@${p.offset}`);
+  const mine = ts.params.map((p) => `${p.name}@${p.offset}`);
+  if (frozen.join() !== mine.join()) throw new Error('pretrain: the teacher program and the training graph disagree on the frozen parameter layout (a bug)');
+  return state.engine.program({ buffers: ts.buffers.map((b) => ({ ...b, tensor: b.state ? state.get(b.state) : undefined })), ops: ts.ops });
 }
