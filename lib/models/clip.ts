@@ -23,7 +23,15 @@ export const clipPresets = {
   'ViT-L/14': { patch: 14, width: 1024, layers: 24, heads: 16 },
 } as const;
 
-export class ClipVisionTower {
+/** What the MEDiC graph needs of a teacher (CLIP here, timm's layout in timm-teacher.ts). */
+export interface TeacherTower {
+  readonly cfg: { width: number; heads: number; layers: number; patch: number; img: number };
+  readonly numPatches: number;
+  forward(img: Value): Value;
+  forwardTaps(img: Value, opts?: { layer?: number; probs?: boolean }): { tokens: Value; probs: Value | null };
+}
+
+export class ClipVisionTower implements TeacherTower {
   readonly conv1: Value;
   readonly classEmbedding: Value;
   readonly positionalEmbedding: Value;

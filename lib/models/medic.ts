@@ -18,7 +18,8 @@
 // Outputs: losses [4] = (total, L_tok, L_cls, L_pix); grad_norm [1] (before clipping).
 import { type Graph, Graph as GraphClass, type LossWeights, type Value, adamw, gatherRows, gradNorm, layerNorm, medicLoss, patchify, pixelNorm, sliceRows } from '../graph/index.js';
 import { Linear } from '../nn/index.js';
-import { ClipVisionTower, type ClipConfig } from './clip.js';
+import { ClipVisionTower, type ClipConfig, type TeacherTower } from './clip.js';
+import { TimmVisionTower } from './timm-teacher.js';
 import { PixelDecoder } from './decoder.js';
 import { VisionTransformer, type VitConfig } from './vit.js';
 
@@ -27,7 +28,8 @@ export interface MedicConfig {
   img: number;
   patch: number;
   student: Omit<VitConfig, 'img' | 'patch'>;
-  teacher: Omit<ClipConfig, 'img'>;
+  /** The teacher: CLIP's layout (default) or timm's VisionTransformer (kind 'timm', from a checkpoint). */
+  teacher: Omit<ClipConfig, 'img'> & { kind?: 'clip' | 'timm'; layerScale?: boolean; normPre?: boolean };
   decoder: { dim: number; depth: number; heads: number; mlpRatio?: number };
   encoding: 'sparse' | 'dense';
   /** Masked patches per image: M = floor(N * maskRatio). */
@@ -57,7 +59,7 @@ export interface MedicGraph {
   /** The rows the distillation scores (besides CLS): 'visible' | 'masked' | 'all' | 'none' (w_tok = 0). */
   scored: 'visible' | 'masked' | 'all' | 'none';
   student: VisionTransformer;
-  teacher: ClipVisionTower;
+  teacher: TeacherTower;
   decoder: PixelDecoder | null;
   head: Linear;
   values: Record<string, Value>;
@@ -88,7 +90,7 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
     w.w_pix !== 0
       ? new PixelDecoder(g, { inDim: D, dim: cfg.decoder.dim, depth: cfg.decoder.depth, heads: cfg.decoder.heads, mlpRatio: cfg.decoder.mlpRatio, grid: img / patch, patchPixels: patch * patch * 3 })
       : null;
-  const teacher = new ClipVisionTower(g, { ...cfg.teacher, img });
+  const teacher = makeTeacher(g, cfg.teacher, img);
 
   // Targets (no gradients): each token normalised with the unbiased variance, as the official code
   // does (torch's default var(); docs/METHOD.md, Teacher), CLS included.
@@ -147,7 +149,7 @@ export function teacherTargets(g: Graph, tokens: Value): Value {
 
 export interface TeacherStep {
   graph: Graph;
-  teacher: ClipVisionTower;
+  teacher: TeacherTower;
   N: number;
 }
 
@@ -160,10 +162,15 @@ export interface TeacherStep {
 export function buildTeacherStep(cfg: Pick<MedicConfig, 'batch' | 'img' | 'teacher' | 'teacherLayer'>): TeacherStep {
   const g = new GraphClass();
   const images = g.input('images', [cfg.batch, 3, cfg.img, cfg.img], 'f32');
-  const teacher = new ClipVisionTower(g, { ...cfg.teacher, img: cfg.img });
+  const teacher = makeTeacher(g, cfg.teacher, cfg.img);
   const { tokens, probs } = teacher.forwardTaps(images, { layer: cfg.teacherLayer, probs: true });
   g.markOutput(g.noGrad(() => teacherTargets(g, tokens)), 'targets');
   g.markOutput(probs!, 'attn');
   return { graph: g, teacher, N: teacher.numPatches };
+}
+
+function makeTeacher(g: Graph, t: MedicConfig['teacher'], img: number): TeacherTower {
+  const { kind, layerScale, normPre, ...clip } = t;
+  return kind === 'timm' ? new TimmVisionTower(g, { ...clip, img, layerScale, normPre }) : new ClipVisionTower(g, { ...clip, img });
 }
 

@@ -14,7 +14,7 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConf
     img: c.imgSize,
     patch: c.patchSize,
     student: { dim: s.dim, depth: s.depth, heads: s.heads, layerScale: c.layerScale, dropPath: c.dropPath },
-    teacher: { patch: c.patchSize, width: c.teacherDim, layers: c.teacherDepth, heads: c.teacherHeads, mlpRatio: c.teacherMlpRatio },
+    teacher: { patch: c.patchSize, width: c.teacherDim, layers: c.teacherDepth, heads: c.teacherHeads, mlpRatio: c.teacherMlpRatio, ...teacherKind(c) },
     decoder: { dim: c.decoderDim, depth: c.decoderDepth, heads: c.decoderHeads },
     encoding: c.encoding,
     maskRatio: c.maskRatio,
@@ -25,6 +25,13 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConf
     // own program (buildTeacherStep), and its targets come into the step as an input.
     teacherTargets: c.mask === 'evolved' ? 'input' : 'forward',
   };
+}
+
+/** The teacher's layout from its checkpoint's header (CLIP's for the random teacher). */
+function teacherKind(c: PretrainConfig): { kind: 'clip' | 'timm'; layerScale?: boolean; normPre?: boolean } {
+  if (c.teacher === 'random') return { kind: 'clip' };
+  const a = inspectClipCheckpoint(c.teacher, { heads: c.teacherHeads }).arch;
+  return a.layout === 'timm' ? { kind: 'timm', layerScale: a.layerScale, normPre: a.normPre } : { kind: 'clip' };
 }
 
 /**
