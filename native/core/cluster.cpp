@@ -50,36 +50,49 @@ bool normalise(double* v, int64_t n) {
 
 void cluster_em(const float* attn, int64_t N, int64_t K, const float* init, int64_t rounds, double kappa, int32_t* labels) {
   const std::vector<double> x = column_features(attn, N);
-  std::vector<double> mu(static_cast<size_t>(K * N)), z(static_cast<size_t>(N * K)), acc(static_cast<size_t>(N));
+  // Centres transposed, muT[i * K + k], so that both steps run over contiguous, independent lanes
+  // (k in the E step, i in the M step) with every sum in a fixed order.
+  std::vector<double> muT(static_cast<size_t>(N * K)), z(static_cast<size_t>(N * K)), m(static_cast<size_t>(K * N)), norm(static_cast<size_t>(K));
   for (int64_t k = 0; k < K; ++k) {
-    for (int64_t i = 0; i < N; ++i) mu[k * N + i] = init[k * N + i];
-    normalise(&mu[k * N], N);
+    std::vector<double> v(init + k * N, init + (k + 1) * N);
+    normalise(v.data(), N);
+    for (int64_t i = 0; i < N; ++i) muT[i * K + k] = v[i];
   }
   auto e_step = [&]() {
     for (int64_t j = 0; j < N; ++j) {
       double* zj = &z[j * K];
-      double m = -INFINITY;
-      for (int64_t k = 0; k < K; ++k) {
-        double d = 0;
-        for (int64_t i = 0; i < N; ++i) d += x[j * N + i] * mu[k * N + i];
-        zj[k] = kappa * d;
-        m = std::max(m, zj[k]);
+      std::fill(zj, zj + K, 0.0);
+      for (int64_t i = 0; i < N; ++i) {
+        const double xi = x[j * N + i];
+        const double* mi = &muT[i * K];
+        for (int64_t k = 0; k < K; ++k) zj[k] += xi * mi[k];
       }
+      double mx = -INFINITY;
+      for (int64_t k = 0; k < K; ++k) mx = std::max(mx, zj[k] *= kappa);
       double s = 0;
-      for (int64_t k = 0; k < K; ++k) s += (zj[k] = std::exp(zj[k] - m));
+      for (int64_t k = 0; k < K; ++k) s += (zj[k] = std::exp(zj[k] - mx));
       for (int64_t k = 0; k < K; ++k) zj[k] /= s;
     }
   };
   for (int64_t r = 0; r < rounds; ++r) {
     e_step();
-    for (int64_t k = 0; k < K; ++k) {
-      std::fill(acc.begin(), acc.end(), 0.0);
-      for (int64_t j = 0; j < N; ++j) {
+    // m_k = sum_j z_jk x_j, then mu_k = m_k / |m_k| (kept when m_k = 0).
+    std::fill(m.begin(), m.end(), 0.0);
+    for (int64_t j = 0; j < N; ++j)
+      for (int64_t k = 0; k < K; ++k) {
         const double w = z[j * K + k];
-        for (int64_t i = 0; i < N; ++i) acc[i] += w * x[j * N + i];
+        double* mk = &m[k * N];
+        const double* xj = &x[j * N];
+        for (int64_t i = 0; i < N; ++i) mk[i] += w * xj[i];
       }
-      if (normalise(acc.data(), N)) std::copy(acc.begin(), acc.end(), mu.begin() + k * N);
+    for (int64_t k = 0; k < K; ++k) {
+      double ss = 0;
+      for (int64_t i = 0; i < N; ++i) ss += m[k * N + i] * m[k * N + i];
+      norm[k] = ss > 0 ? 1.0 / std::sqrt(ss) : 0.0;
     }
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t k = 0; k < K; ++k)
+        if (norm[k] > 0) muT[i * K + k] = m[k * N + i] * norm[k];
   }
   e_step();
   for (int64_t j = 0; j < N; ++j) {
@@ -92,13 +105,18 @@ void cluster_em(const float* attn, int64_t N, int64_t K, const float* init, int6
 void cluster_hc(const float* attn, int64_t N, int64_t K, int64_t grid_w, double lambda, int32_t* labels) {
   const std::vector<double> x = column_features(attn, N);
   // S[a][b] = c_a . c_b for the cluster sums c; starts as the Gram matrix of the features.
-  std::vector<double> S(static_cast<size_t>(N * N));
+  // S = X X^T as S[a][b] += x[a][i] * xT[i][b], i ascending: independent lanes over b.
+  std::vector<double> S(static_cast<size_t>(N * N), 0.0), xT(static_cast<size_t>(N * N));
   for (int64_t a = 0; a < N; ++a)
-    for (int64_t b = a; b < N; ++b) {
-      double d = 0;
-      for (int64_t i = 0; i < N; ++i) d += x[a * N + i] * x[b * N + i];
-      S[a * N + b] = S[b * N + a] = d;
+    for (int64_t i = 0; i < N; ++i) xT[i * N + a] = x[a * N + i];
+  for (int64_t a = 0; a < N; ++a) {
+    double* sa = &S[a * N];
+    for (int64_t i = 0; i < N; ++i) {
+      const double xa = x[a * N + i];
+      const double* xi = &xT[i * N];
+      for (int64_t b = 0; b < N; ++b) sa[b] += xa * xi[b];
     }
+  }
   std::vector<double> pr(static_cast<size_t>(N)), pc(static_cast<size_t>(N));  // position sums
   std::vector<int64_t> count(static_cast<size_t>(N), 1), stamp(static_cast<size_t>(N), 0);
   std::vector<char> active(static_cast<size_t>(N), 1);

@@ -22,7 +22,7 @@ void cluster_em(const float* attn, int64_t N, int64_t K, const float* init, int6
 // until K clusters remain, where c is the sum of a cluster's features (its centroid's direction) and p
 // the mean grid position of its patches, (row, col) / grid_w, patch j at row j / grid_w, col j % grid_w.
 // Ties: the pair with the lowest (a, b), a < b being the clusters' lowest patch indices.
-// O(N^3 / 2) for the Gram matrix of the features (one matrix product), then O(N^2 log N): cluster
+// O(N^3) for the Gram matrix of the features (one matrix product, vectorised), then O(N^2 log N): cluster
 // sums' dot products are updated in O(1) per pair on a merge, pairs live in a heap with lazy deletion.
 void cluster_hc(const float* attn, int64_t N, int64_t K, int64_t grid_w, double lambda, int32_t* labels);
 
