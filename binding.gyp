@@ -9,6 +9,7 @@
         "native/core/ops_table.cpp",
         "native/core/op_checks.cpp",
         "native/core/program.cpp",
+        "native/core/cluster.cpp",
         "native/cpu/gemm.cpp",
         "native/cpu/elementwise.cpp",
         "native/cpu/layernorm.cpp",

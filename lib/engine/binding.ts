@@ -85,5 +85,19 @@ export interface NativeBinding {
   opNames(): OpName[];
   /** Ops with a CUDA kernel in this binary (empty for the CPU variant). */
   cudaKernels(): OpName[];
+  /**
+   * Evolved masking's parts (native/include/medic/cluster.h): attn [B, N, N], K [B] parts per image,
+   * em's init [B, max(K), N] (null for hc) -> labels [B, N], numbered by first appearance.
+   */
+  clusterParts(
+    method: 'em' | 'hc',
+    attn: Float32Array,
+    B: number,
+    N: number,
+    gridW: number,
+    K: Int32Array,
+    opts: { rounds?: number; kappa?: number; lambda?: number; threads?: number },
+    init: Float32Array | null,
+  ): Int32Array;
   abiVersion: number;
 }

@@ -1,6 +1,6 @@
-// Loading the frozen CLIP teacher from a safetensors checkpoint.
+// Loading the frozen teacher from a safetensors checkpoint.
 //
-// Two layouts are read, found by their marker keys under any prefix P (the usual P is shown):
+// Three layouts are read, found by their marker keys under any prefix P (the usual P is shown):
 //   hf      Hugging Face CLIPVisionModel / CLIPModel: P = 'vision_model.'
 //           embeddings.{patch_embedding.weight, class_embedding, position_embedding.weight},
 //           pre_layrnorm, encoder.layers.{i}.{layer_norm1, self_attn.{q,k,v,out}_proj, layer_norm2,
@@ -9,6 +9,12 @@
 //           conv1.weight, class_embedding, positional_embedding, ln_pre,
 //           transformer.resblocks.{i}.{ln_1, attn.in_proj_weight/in_proj_bias, attn.out_proj, ln_2,
 //           mlp.c_fc, mlp.c_proj}, ln_post, proj
+//   timm    timm's VisionTransformer with a class token (supervised ViT, DeiT, DINO, our student
+//           export, fine-tuned classifiers): P = ''
+//           patch_embed.proj.{weight, bias}, cls_token, pos_embed, [norm_pre], blocks.{i}.{norm1,
+//           attn.qkv, attn.proj, [ls1.gamma], norm2, mlp.fc1, mlp.fc2, [ls2.gamma]}, norm, [fc_norm, head]
+//           (lib/models/timm-teacher.ts); heads from the file's 'timm' metadata (kwargs.num_heads, as
+//           our export writes it) when there is no caller's value, else 64-dim heads.
 // Keys outside P (the text tower, logit_scale, projections) are ignored; keys inside P that we do not
 // build (ln_post / post_layernorm, proj, position_ids) are ignored too; any other key inside P (a
 // LayerScale, an attention pool, ...) is an error, since dropping it would silently change the network.
@@ -29,7 +35,7 @@ import type { GraphState } from '../graph/state.js';
 import { SafetensorsFile, type SafeDType } from './safetensors.js';
 import { type ClipConfig, clipKeyMap, hfKeyMap } from '../models/clip.js';
 
-export type ClipLayout = 'hf' | 'openai';
+export type ClipLayout = 'hf' | 'openai' | 'timm';
 
 export interface ClipCheckpointArch {
   layout: ClipLayout;
@@ -46,6 +52,9 @@ export interface ClipCheckpointArch {
   /** The image size the checkpoint was trained at: grid * patch. */
   img: number;
   mlpHidden: number;
+  /** timm layout: blocks with LayerScale, a norm_pre before the blocks (false for the CLIP layouts). */
+  layerScale: boolean;
+  normPre: boolean;
   /** Storage dtypes of the tensors read. */
   dtypes: SafeDType[];
 }
@@ -65,11 +74,15 @@ const WIDE_CLIP_HEADS: Record<number, number> = { 1280: 16, 1408: 16, 1664: 16 }
 
 const HF_MARKER = 'embeddings.patch_embedding.weight';
 const OPENAI_MARKER = 'conv1.weight';
+const TIMM_MARKER = 'patch_embed.proj.weight';
+const MARKER: Record<ClipLayout, string> = { hf: HF_MARKER, openai: OPENAI_MARKER, timm: TIMM_MARKER };
+const LAYOUT_NAME: Record<ClipLayout, string> = { hf: 'Hugging Face', openai: 'OpenAI/open_clip', timm: 'timm ViT' };
 
 /** Keys inside the vision prefix that the teacher does not build (targets are taken before ln_post). */
 const IGNORED: Record<ClipLayout, RegExp> = {
   hf: /^(?:post_layernorm\.(?:weight|bias)|embeddings\.position_ids)$/,
   openai: /^(?:ln_post\.(?:weight|bias)|proj)$/,
+  timm: /^(?:norm\.(?:weight|bias)|fc_norm\.(?:weight|bias)|head\.(?:weight|bias))$/,
 };
 
 function shapeStr(s: readonly number[]): string {
@@ -90,10 +103,29 @@ interface Source {
 }
 
 /** Every checkpoint key the teacher needs, with the shapes the architecture implies. */
-function expectedKeys(layout: ClipLayout, W: number, L: number, p: number, G: number, Hm: number): { key: string; shape: number[] }[] {
+function expectedKeys(layout: ClipLayout, W: number, L: number, p: number, G: number, Hm: number, timm = { layerScale: false, normPre: false }): { key: string; shape: number[] }[] {
   const out: { key: string; shape: number[] }[] = [];
   const k = (key: string, ...shape: number[]) => out.push({ key, shape });
-  if (layout === 'hf') {
+  if (layout === 'timm') {
+    k('patch_embed.proj.weight', W, 3, p, p);
+    k('patch_embed.proj.bias', W);
+    k('cls_token', 1, 1, W);
+    k('pos_embed', 1, 1 + G * G, W);
+    if (timm.normPre) k('norm_pre.weight', W), k('norm_pre.bias', W);
+    for (let i = 0; i < L; i++) {
+      const b = `blocks.${i}`;
+      for (const n of ['norm1', 'norm2']) k(`${b}.${n}.weight`, W), k(`${b}.${n}.bias`, W);
+      k(`${b}.attn.qkv.weight`, 3 * W, W);
+      k(`${b}.attn.qkv.bias`, 3 * W);
+      k(`${b}.attn.proj.weight`, W, W);
+      k(`${b}.attn.proj.bias`, W);
+      k(`${b}.mlp.fc1.weight`, Hm, W);
+      k(`${b}.mlp.fc1.bias`, Hm);
+      k(`${b}.mlp.fc2.weight`, W, Hm);
+      k(`${b}.mlp.fc2.bias`, W);
+      if (timm.layerScale) k(`${b}.ls1.gamma`, W), k(`${b}.ls2.gamma`, W);
+    }
+  } else if (layout === 'hf') {
     k('embeddings.patch_embedding.weight', W, 3, p, p);
     k('embeddings.class_embedding', W);
     k('embeddings.position_embedding.weight', 1 + G * G, W);
@@ -141,6 +173,12 @@ function expectedKeys(layout: ClipLayout, W: number, L: number, p: number, G: nu
 
 /** A key inside the vision prefix -> our param (and q/k/v part), through the maps of clip.ts. */
 function mapKey(layout: ClipLayout, rel: string): { param: string; part?: 0 | 1 | 2 } | undefined {
+  if (layout === 'timm') {
+    const ls = /^(blocks\.\d+)\.ls([12])\.gamma$/.exec(rel);
+    if (ls) return { param: `${ls[1]}.gamma_${ls[2]}` };
+    const ok = /^(?:patch_embed\.proj\.(?:weight|bias)|cls_token|pos_embed|norm_pre\.(?:weight|bias)|blocks\.\d+\.(?:norm[12]\.(?:weight|bias)|attn\.(?:qkv|proj)\.(?:weight|bias)|mlp\.fc[12]\.(?:weight|bias)))$/.test(rel);
+    return ok ? { param: rel } : undefined;
+  }
   if (layout === 'openai') {
     const n = clipKeyMap(`visual.${rel}`, '');
     return n ? { param: n.slice(1) } : undefined;
@@ -157,6 +195,9 @@ function detectLayout(f: SafetensorsFile): { layout: ClipLayout; prefix: string 
     if (n.endsWith(HF_MARKER)) {
       const prefix = n.slice(0, n.length - HF_MARKER.length);
       if (prefix === '' || prefix.endsWith('.')) found.push({ layout: 'hf', prefix });
+    } else if (n.endsWith(TIMM_MARKER)) {
+      const prefix = n.slice(0, n.length - TIMM_MARKER.length);
+      if ((prefix === '' || prefix.endsWith('.')) && f.tensors.has(`${prefix}cls_token`) && f.tensors.has(`${prefix}blocks.0.attn.qkv.weight`)) found.push({ layout: 'timm', prefix });
     } else if (n.endsWith(OPENAI_MARKER)) {
       const prefix = n.slice(0, n.length - OPENAI_MARKER.length);
       if ((prefix === '' || prefix.endsWith('.')) && f.tensors.has(`${prefix}class_embedding`)) found.push({ layout: 'openai', prefix });
@@ -168,8 +209,8 @@ function detectLayout(f: SafetensorsFile): { layout: ClipLayout; prefix: string 
   const resnet = names.some((n) => /(^|\.)attnpool\./.test(n)) ? ' It looks like a ResNet CLIP (attnpool): only ViT teachers are supported.' : '';
   const timm = names.some((n) => /(^|\.)trunk\.blocks\./.test(n)) ? ' It looks like an open_clip timm tower (visual.trunk.*): not supported.' : '';
   throw new Error(
-    `${f.path}: unknown checkpoint layout: no Hugging Face CLIP vision keys (vision_model.${HF_MARKER}) and no OpenAI/open_clip ` +
-      `keys (visual.${OPENAI_MARKER} with visual.class_embedding).${resnet}${timm} ${names.length} tensors, e.g. ${listKeys(names)}`,
+    `${f.path}: unknown checkpoint layout: no Hugging Face CLIP vision keys (vision_model.${HF_MARKER}), no OpenAI/open_clip ` +
+      `keys (visual.${OPENAI_MARKER} with visual.class_embedding) and no timm ViT keys (${TIMM_MARKER} with cls_token and blocks.0.attn.qkv.weight).${resnet}${timm} ${names.length} tensors, e.g. ${listKeys(names)}`,
   );
 }
 
@@ -211,6 +252,20 @@ function readHeadsConfig(path: string, layout: ClipLayout, notes: string[]): Hea
   return undefined;
 }
 
+/** timm layout: the head count from the file's 'timm' metadata ({kwargs: {num_heads, embed_dim}}), as our export writes it. */
+function readTimmHeads(f: SafetensorsFile, notes: string[]): HeadsConfig | undefined {
+  const raw = f.metadata.timm;
+  if (!raw) return undefined;
+  try {
+    const kw = (JSON.parse(raw) as { kwargs?: Record<string, unknown> }).kwargs ?? {};
+    if (typeof kw.num_heads !== 'number') return undefined;
+    return { heads: kw.num_heads, width: typeof kw.embed_dim === 'number' ? kw.embed_dim : undefined, file: `${f.path} ('timm' metadata)` };
+  } catch (err) {
+    notes.push(`the 'timm' metadata of ${f.path} is not valid JSON (${(err as Error).message}); not used for the head count`);
+    return undefined;
+  }
+}
+
 interface Inspected extends ClipCheckpointInfo {
   sources: Source[];
 }
@@ -223,21 +278,23 @@ function inspect(f: SafetensorsFile, opts: { heads?: number }): Inspected {
   const info = (k: string) => f.tensors.get(rel(k));
 
   // Width and patch from the conv, grid from the position embedding.
-  const conv = info(layout === 'hf' ? HF_MARKER : OPENAI_MARKER)!;
+  const conv = info(MARKER[layout])!;
   const cs = conv.shape;
   if (cs.length !== 4 || cs[1] !== 3 || cs[2] !== cs[3] || cs[2] < 1)
     throw new Error(`${path}: ${conv.name} has shape ${shapeStr(cs)}; a CLIP ViT patch embedding is [width, 3, patch, patch]`);
   const W = cs[0];
   const p = cs[2];
-  const posKey = layout === 'hf' ? 'embeddings.position_embedding.weight' : 'positional_embedding';
+  const posKey = layout === 'hf' ? 'embeddings.position_embedding.weight' : layout === 'timm' ? 'pos_embed' : 'positional_embedding';
   const pos = info(posKey);
   if (!pos) throw new Error(`${path}: a teacher file with missing keys: ${rel(posKey)}`);
-  const G = Math.round(Math.sqrt(pos.shape[0] - 1));
-  if (pos.shape.length !== 2 || pos.shape[1] !== W || G < 1 || 1 + G * G !== pos.shape[0])
-    throw new Error(`${path}: ${pos.name} has shape ${shapeStr(pos.shape)}; with width ${W} (from ${conv.name}) it must be [1 + grid*grid, ${W}]`);
+  // timm keeps a leading batch dim of 1: [1, 1 + G*G, W].
+  const ps = layout === 'timm' && pos.shape.length === 3 && pos.shape[0] === 1 ? pos.shape.slice(1) : pos.shape;
+  const G = Math.round(Math.sqrt(ps[0] - 1));
+  if (ps.length !== 2 || ps[1] !== W || G < 1 || 1 + G * G !== ps[0])
+    throw new Error(`${path}: ${pos.name} has shape ${shapeStr(pos.shape)}; with width ${W} (from ${conv.name}) it must be ${layout === 'timm' ? '[1, ' : '['}1 + grid*grid, ${W}] (a class token and a square grid)`);
 
   // Depth from the block indices; every key inside the prefix must be one we map or ignore.
-  const blockRe = layout === 'hf' ? /^encoder\.layers\.(\d+)\./ : /^transformer\.resblocks\.(\d+)\./;
+  const blockRe = layout === 'hf' ? /^encoder\.layers\.(\d+)\./ : layout === 'timm' ? /^blocks\.(\d+)\./ : /^transformer\.resblocks\.(\d+)\./;
   let L = 0;
   const unknown: string[] = [];
   for (const n of f.names()) {
@@ -248,13 +305,14 @@ function inspect(f: SafetensorsFile, opts: { heads?: number }): Inspected {
     if (!mapKey(layout, r) && !IGNORED[layout].test(r)) unknown.push(n);
   }
   if (unknown.length)
-    throw new Error(`${path}: the ${layout === 'hf' ? 'Hugging Face' : 'OpenAI/open_clip'} vision tower has keys this CLIP teacher does not implement: ${listKeys(unknown)}`);
-  if (L === 0) throw new Error(`${path}: a teacher file with missing keys: no transformer blocks (${rel(layout === 'hf' ? 'encoder.layers.0.*' : 'transformer.resblocks.0.*')})`);
-  const fc1 = info(layout === 'hf' ? 'encoder.layers.0.mlp.fc1.weight' : 'transformer.resblocks.0.mlp.c_fc.weight');
+    throw new Error(`${path}: the ${LAYOUT_NAME[layout]} vision tower has keys this teacher does not implement: ${listKeys(unknown)}`);
+  if (L === 0) throw new Error(`${path}: a teacher file with missing keys: no transformer blocks (${rel(layout === 'hf' ? 'encoder.layers.0.*' : layout === 'timm' ? 'blocks.0.*' : 'transformer.resblocks.0.*')})`);
+  const fc1 = info(layout === 'hf' ? 'encoder.layers.0.mlp.fc1.weight' : layout === 'timm' ? 'blocks.0.mlp.fc1.weight' : 'transformer.resblocks.0.mlp.c_fc.weight');
   const Hm = fc1 && fc1.shape.length === 2 ? fc1.shape[0] : 4 * W;
+  const timm = { layerScale: layout === 'timm' && !!info('blocks.0.ls1.gamma'), normPre: layout === 'timm' && !!info('norm_pre.weight') };
 
   // Every expected key present, with its shape.
-  const want = expectedKeys(layout, W, L, p, G, Hm);
+  const want = expectedKeys(layout, W, L, p, G, Hm, timm);
   const missing = want.filter((w) => !info(w.key)).map((w) => rel(w.key));
   if (missing.length) throw new Error(`${path}: a teacher file with missing keys (${missing.length}): ${listKeys(missing, 8)}`);
   const arch = `width ${W}, ${L} layers, patch ${p}, grid ${G}, mlp ${Hm}`;
@@ -280,11 +338,11 @@ function inspect(f: SafetensorsFile, opts: { heads?: number }): Inspected {
   for (const s of sources) s.shape = s.parts.length === 1 ? s.parts[0].shape : [s.parts.reduce((a, q) => a + q.shape[0], 0), ...s.parts[0].shape.slice(1)];
 
   // Heads: the caller, else a config file, else the rule.
-  const cfg = readHeadsConfig(path, layout, notes);
+  const cfg = layout === 'timm' ? readTimmHeads(f, notes) : readHeadsConfig(path, layout, notes);
   if (cfg?.width !== undefined && cfg.width !== W) throw new Error(`${path}: ${cfg.file} describes width ${cfg.width}, the file holds width ${W}: the config belongs to another model`);
   if (cfg?.act && cfg.act !== 'quick_gelu')
     throw new Error(`${path}: ${cfg.file} says the MLP activation is '${cfg.act}'; this teacher implements CLIP's QuickGELU only`);
-  const rule = WIDE_CLIP_HEADS[W] ?? (W % 64 === 0 ? W / 64 : undefined);
+  const rule = (layout === 'timm' ? undefined : WIDE_CLIP_HEADS[W]) ?? (W % 64 === 0 ? W / 64 : undefined);
   let heads: number;
   let headsFrom: ClipCheckpointArch['headsFrom'];
   if (opts.heads !== undefined) {
@@ -300,11 +358,11 @@ function inspect(f: SafetensorsFile, opts: { heads?: number }): Inspected {
     heads = rule;
     headsFrom = 'rule';
   } else {
-    throw new Error(`${path}: cannot infer the attention heads of width ${W} (CLIP uses 64-dim heads; ${W} is not a multiple of 64) and no config.json is beside the file: pass ${FLAG.heads}`);
+    throw new Error(`${path}: cannot infer the attention heads of width ${W} (the rule is 64-dim heads; ${W} is not a multiple of 64) and no ${layout === 'timm' ? "'timm' metadata in the file" : 'config.json beside the file'}: pass ${FLAG.heads}`);
   }
   if (!Number.isInteger(heads) || heads < 1 || W % heads) throw new Error(`${path}: ${heads} attention heads do not divide the width ${W}: set ${FLAG.heads} to a divisor of ${W}`);
 
-  return { path, arch: { layout, prefix, width: W, layers: L, heads, headsFrom, patch: p, grid: G, img: G * p, mlpHidden: Hm, dtypes }, notes, sources };
+  return { path, arch: { layout, prefix, width: W, layers: L, heads, headsFrom, patch: p, grid: G, img: G * p, mlpHidden: Hm, ...timm, dtypes }, notes, sources };
 }
 
 /**
@@ -341,7 +399,7 @@ export function teacherConfigFromArch(arch: ClipCheckpointArch, img: number): Cl
 export function describeClipCheckpoint(info: ClipCheckpointInfo, img?: number): string {
   const a = info.arch;
   const grid = img !== undefined && img / a.patch !== a.grid ? `, position grid ${a.grid} -> ${img / a.patch} (bicubic)` : '';
-  const lay = a.layout === 'hf' ? 'Hugging Face' : 'OpenAI/open_clip';
+  const lay = LAYOUT_NAME[a.layout] + (a.layout === 'timm' ? `${a.layerScale ? ', LayerScale' : ''}${a.normPre ? ', norm_pre' : ''}` : '');
   return `teacher: ${info.path} (${lay} layout, ${a.dtypes.join('/')}): width ${a.width}, ${a.layers} layers, ${a.heads} heads (${a.headsFrom}), patch ${a.patch}, trained at ${a.img}px${grid}`;
 }
 
@@ -350,7 +408,7 @@ function checkConfig(info: Inspected, cfg: ClipConfig): void {
   const a = info.arch;
   const path = info.path;
   if (cfg.patch !== a.patch)
-    throw new Error(`${path}: the checkpoint's patch size is ${a.patch} (${a.prefix}${a.layout === 'hf' ? HF_MARKER : OPENAI_MARKER}), the teacher is configured with ${cfg.patch}: set ${FLAG.patch} ${a.patch}`);
+    throw new Error(`${path}: the checkpoint's patch size is ${a.patch} (${a.prefix}${MARKER[a.layout]}), the teacher is configured with ${cfg.patch}: set ${FLAG.patch} ${a.patch}`);
   if (cfg.width !== a.width) throw new Error(`${path}: the checkpoint's width is ${a.width}, the teacher is configured with ${cfg.width}: set ${FLAG.width} ${a.width}`);
   if (cfg.layers !== a.layers) throw new Error(`${path}: the checkpoint has ${a.layers} layers, the teacher is configured with ${cfg.layers}: set ${FLAG.layers} ${a.layers}`);
   const hidden = Math.round(cfg.width * (cfg.mlpRatio ?? 4));
@@ -381,7 +439,7 @@ export function readClipTeacher(path: string, cfg: ClipConfig, opts: { name?: st
           off += part.length;
         }
       }
-      if (s.param === 'positional_embedding') v = resizePosEmbed(v, ins.arch.grid, cfg.img / cfg.patch, ins.arch.width);
+      if (s.param === 'positional_embedding' || s.param === 'pos_embed') v = resizePosEmbed(v, ins.arch.grid, cfg.img / cfg.patch, ins.arch.width);
       params.set(`${name}.${s.param}`, v);
     }
     const { sources: _, ...info } = ins;

@@ -6,7 +6,7 @@
 // `teacher.` (visual.conv1.weight -> teacher.conv1.weight); see clipKeyMap for checkpoint names and
 // lib/io/teacher.ts (loadClipTeacher) for reading HF / OpenAI checkpoints into them.
 // Without a checkpoint the init specs give a seeded random teacher of the same architecture.
-import { type Graph, type Value, add, concatRows, linear, patchify } from '../graph/index.js';
+import { type Graph, type Value, add, attentionProbs, concatRows, linear, patchify } from '../graph/index.js';
 import { Block, LayerNorm, normal, uniform } from '../nn/index.js';
 
 export interface ClipConfig {
@@ -23,7 +23,15 @@ export const clipPresets = {
   'ViT-L/14': { patch: 14, width: 1024, layers: 24, heads: 16 },
 } as const;
 
-export class ClipVisionTower {
+/** What the MEDiC graph needs of a teacher (CLIP here, timm's layout in timm-teacher.ts). */
+export interface TeacherTower {
+  readonly cfg: { width: number; heads: number; layers: number; patch: number; img: number };
+  readonly numPatches: number;
+  forward(img: Value): Value;
+  forwardTaps(img: Value, opts?: { layer?: number; probs?: boolean }): { tokens: Value; probs: Value | null };
+}
+
+export class ClipVisionTower implements TeacherTower {
   readonly conv1: Value;
   readonly classEmbedding: Value;
   readonly positionalEmbedding: Value;
@@ -80,7 +88,19 @@ export class ClipVisionTower {
 
   /** img [B, 3, S, S] -> [B, 1+N, Dt]; emitted with gradients off. */
   forward(img: Value): Value {
+    return this.forwardTaps(img).tokens;
+  }
+
+  /**
+   * The output of block `layer` (1-based; default: the last) and, with probs, that block's
+   * head-averaged attention map without the CLS row and column [B, N, N] (op attention_probs, from
+   * the block's own qkv: the forward is not run twice). Blocks after `layer` are not run.
+   */
+  forwardTaps(img: Value, opts: { layer?: number; probs?: boolean } = {}): { tokens: Value; probs: Value | null } {
     const g = this.g;
+    const layer = opts.layer ?? this.blocks.length;
+    if (!Number.isInteger(layer) || layer < 1 || layer > this.blocks.length)
+      throw new Error(`clip: layer ${layer} is not a block of this ${this.blocks.length}-block teacher (1..${this.blocks.length})`);
     return g.noGrad(() => {
       const D = this.cfg.width;
       const x = patchify(g, img, this.cfg.patch, 1, 'teacher.patches');
@@ -89,8 +109,10 @@ export class ClipVisionTower {
       const cls = g.view(this.classEmbedding, [1, 1, D]);
       let t = add(g, concatRows(g, [cls, e], 'teacher.tokens'), this.positionalEmbedding, { inPlace: true, hint: 'teacher.pos_add' });
       t = this.lnPre.forward(t);
-      for (const b of this.blocks) t = b.forward(t);
-      return t;
+      for (const b of this.blocks.slice(0, layer)) t = b.forward(t);
+      const last = this.blocks[layer - 1].attn;
+      const probs = opts.probs ? attentionProbs(g, last.lastQkv!, this.cfg.heads, { hint: 'teacher.attn_probs' }) : null;
+      return { tokens: t, probs };
     });
   }
 }

@@ -7,5 +7,5 @@ export type { ClipConfig } from './clip.js';
 export { PixelDecoder } from './decoder.js';
 export type { DecoderConfig } from './decoder.js';
 export { sincos2d } from './sincos.js';
-export { buildMedic } from './medic.js';
-export type { MedicConfig, MedicGraph } from './medic.js';
+export { buildMedic, buildTeacherStep, teacherTargets } from './medic.js';
+export type { MedicConfig, MedicGraph, TeacherStep } from './medic.js';

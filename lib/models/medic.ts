@@ -1,5 +1,5 @@
 // The whole MEDiC training step as one graph (docs/METHOD.md, Shapes and Losses):
-//   teacher (frozen CLIP) on the full image -> parameter-free LN per token -> targets t_all [B, 1+N, Dt]
+//   teacher (frozen CLIP) on the full image -> parameter-free LN per token (unbiased variance) -> targets t_all [B, 1+N, Dt]
 //   student encoder (sparse or dense) -> distill head Linear(D, Dt) on the scored rows: CLS + tokens
 //      (sparse: every output row, the visible ones, teacher gathered at [0, 1+visible]; dense: the
 //      rows at masked positions by default, or visible / all, student and teacher gathered alike)
@@ -18,7 +18,8 @@
 // Outputs: losses [4] = (total, L_tok, L_cls, L_pix); grad_norm [1] (before clipping).
 import { type Graph, Graph as GraphClass, type LossWeights, type Value, adamw, gatherRows, gradNorm, layerNorm, medicLoss, patchify, pixelNorm, sliceRows } from '../graph/index.js';
 import { Linear } from '../nn/index.js';
-import { ClipVisionTower, type ClipConfig } from './clip.js';
+import { ClipVisionTower, type ClipConfig, type TeacherTower } from './clip.js';
+import { TimmVisionTower } from './timm-teacher.js';
 import { PixelDecoder } from './decoder.js';
 import { VisionTransformer, type VitConfig } from './vit.js';
 
@@ -27,7 +28,8 @@ export interface MedicConfig {
   img: number;
   patch: number;
   student: Omit<VitConfig, 'img' | 'patch'>;
-  teacher: Omit<ClipConfig, 'img'>;
+  /** The teacher: CLIP's layout (default) or timm's VisionTransformer (kind 'timm', from a checkpoint). */
+  teacher: Omit<ClipConfig, 'img'> & { kind?: 'clip' | 'timm'; layerScale?: boolean; normPre?: boolean };
   decoder: { dim: number; depth: number; heads: number; mlpRatio?: number };
   encoding: 'sparse' | 'dense';
   /** Masked patches per image: M = floor(N * maskRatio). */
@@ -35,6 +37,15 @@ export interface MedicConfig {
   /** Which patch tokens the token loss scores; sparse: 'visible' only; dense default 'masked'. */
   scored?: 'visible' | 'masked' | 'all';
   weights: LossWeights;
+  /** The block whose output is the target (1-based; default: the last). */
+  teacherLayer?: number;
+  /**
+   * 'forward' (default): the teacher runs in this graph. 'input': its normalised targets come in as
+   * the input teacher_targets [B, 1+N, Dt] from the teacher program (buildTeacherStep), which evolved
+   * masking runs first for its attention map; the teacher's params are still registered here, so both
+   * graphs share one frozen layout.
+   */
+  teacherTargets?: 'forward' | 'input';
   /** AdamW (clip by global norm maxNorm, docs/METHOD.md, Recipe: 3.0); null: the step stops after the gradients. */
   optimizer: { maxNorm: number; beta1?: number; beta2?: number; eps?: number } | null;
 }
@@ -48,7 +59,7 @@ export interface MedicGraph {
   /** The rows the distillation scores (besides CLS): 'visible' | 'masked' | 'all' | 'none' (w_tok = 0). */
   scored: 'visible' | 'masked' | 'all' | 'none';
   student: VisionTransformer;
-  teacher: ClipVisionTower;
+  teacher: TeacherTower;
   decoder: PixelDecoder | null;
   head: Linear;
   values: Record<string, Value>;
@@ -79,10 +90,12 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
     w.w_pix !== 0
       ? new PixelDecoder(g, { inDim: D, dim: cfg.decoder.dim, depth: cfg.decoder.depth, heads: cfg.decoder.heads, mlpRatio: cfg.decoder.mlpRatio, grid: img / patch, patchPixels: patch * patch * 3 })
       : null;
-  const teacher = new ClipVisionTower(g, { ...cfg.teacher, img });
+  const teacher = makeTeacher(g, cfg.teacher, img);
 
-  // Targets (no gradients).
-  const tAll = g.noGrad(() => layerNorm(g, teacher.forward(images), null, null, { eps: 1e-6, hint: 'teacher.target_norm' }));
+  // Targets (no gradients): each token normalised with the unbiased variance, as the official code
+  // does (torch's default var(); docs/METHOD.md, Teacher), CLS included.
+  const tAll =
+    cfg.teacherTargets === 'input' ? input('teacher_targets', [B, 1 + N, Dt], 'f32') : g.noGrad(() => teacherTargets(g, teacher.forwardTaps(images, { layer: cfg.teacherLayer }).tokens));
   const scoredRowsLen = scored === 'visible' ? 1 + V : scored === 'masked' ? 1 + M : 0;
   const scoredRows = scoredRowsLen ? input('scored_rows', [B, scoredRowsLen], 'i32') : null;
 
@@ -128,3 +141,36 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
   }
   return { graph: g, cfg, N, M, V, scored, student, teacher, decoder, head, values };
 }
+
+/** Each token normalised with the unbiased variance, CLS included (docs/METHOD.md, Teacher). */
+export function teacherTargets(g: Graph, tokens: Value): Value {
+  return layerNorm(g, tokens, null, null, { eps: 1e-6, unbiased: true, hint: 'teacher.target_norm' });
+}
+
+export interface TeacherStep {
+  graph: Graph;
+  teacher: TeacherTower;
+  N: number;
+}
+
+/**
+ * The teacher alone, for evolved masking: images [B, 3, S, S] -> outputs targets [B, 1+N, Dt] (as
+ * buildMedic computes them) and attn [B, N, N], the target block's head-averaged attention map, from
+ * one forward. Its params are the MEDiC graph's frozen group, in the same order and offsets, so its
+ * program binds the training state's frozen tensor (checked by sameFrozenLayout).
+ */
+export function buildTeacherStep(cfg: Pick<MedicConfig, 'batch' | 'img' | 'teacher' | 'teacherLayer'>): TeacherStep {
+  const g = new GraphClass();
+  const images = g.input('images', [cfg.batch, 3, cfg.img, cfg.img], 'f32');
+  const teacher = makeTeacher(g, cfg.teacher, cfg.img);
+  const { tokens, probs } = teacher.forwardTaps(images, { layer: cfg.teacherLayer, probs: true });
+  g.markOutput(g.noGrad(() => teacherTargets(g, tokens)), 'targets');
+  g.markOutput(probs!, 'attn');
+  return { graph: g, teacher, N: teacher.numPatches };
+}
+
+function makeTeacher(g: Graph, t: MedicConfig['teacher'], img: number): TeacherTower {
+  const { kind, layerScale, normPre, ...clip } = t;
+  return kind === 'timm' ? new TimmVisionTower(g, { ...clip, img, layerScale, normPre }) : new ClipVisionTower(g, { ...clip, img });
+}
+

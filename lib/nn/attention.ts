@@ -28,6 +28,8 @@ export class Attention {
   readonly proj: Linear;
   readonly qBias: Value | null = null;
   readonly vBias: Value | null = null;
+  /** The packed qkv of the latest forward() (a tap for the attention map, see attentionProbs). */
+  lastQkv: Value | null = null;
 
   constructor(
     readonly g: Graph,
@@ -56,6 +58,7 @@ export class Attention {
     const g = this.g;
     const bias = this.qBias && this.vBias ? concat1d(g, [this.qBias, this.cfg.dim, this.vBias], `${this.name}.qkv_bias`) : undefined;
     const qkv = this.qkv.forward(x, { bias });
+    this.lastQkv = qkv;
     const o = attention(g, qkv, this.cfg.heads, { hint: `${this.name}.core` });
     return this.proj.forward(o);
   }

@@ -1,9 +1,10 @@
 // From a pretraining config to the MEDiC training graph: the config's flat keys become the
 // MedicConfig that lib/models/medic.ts builds from (buildMedic), and a teacher checkpoint's
 // architecture replaces the random teacher's settings. The evaluation forward is lib/eval/features.ts.
-import { compile, type CompiledGraph } from '../graph/index.js';
+import type { Program } from '../engine/index.js';
+import { compile, type CompiledGraph, type GraphState } from '../graph/index.js';
 import { inspectClipCheckpoint, type ClipCheckpointInfo } from '../io/teacher.js';
-import { buildMedic, studentPresets, type MedicConfig, type MedicGraph, type VitConfig } from '../models/index.js';
+import { buildMedic, buildTeacherStep, studentPresets, type MedicConfig, type MedicGraph, type VitConfig } from '../models/index.js';
 import type { PretrainConfig } from './config.js';
 
 export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConfig {
@@ -13,13 +14,24 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConf
     img: c.imgSize,
     patch: c.patchSize,
     student: { dim: s.dim, depth: s.depth, heads: s.heads, layerScale: c.layerScale, dropPath: c.dropPath },
-    teacher: { patch: c.patchSize, width: c.teacherDim, layers: c.teacherDepth, heads: c.teacherHeads, mlpRatio: c.teacherMlpRatio },
+    teacher: { patch: c.patchSize, width: c.teacherDim, layers: c.teacherDepth, heads: c.teacherHeads, mlpRatio: c.teacherMlpRatio, ...teacherKind(c) },
     decoder: { dim: c.decoderDim, depth: c.decoderDepth, heads: c.decoderHeads },
     encoding: c.encoding,
     maskRatio: c.maskRatio,
     weights: { w_tok: c.wTok, w_cls: c.wCls, w_pix: c.wPix, tau: c.tau },
     optimizer: { maxNorm: c.clipGrad },
+    teacherLayer: c.teacherLayer || undefined,
+    // Evolved masking needs the teacher's attention before the step: the teacher runs first, as its
+    // own program (buildTeacherStep), and its targets come into the step as an input.
+    teacherTargets: c.mask === 'evolved' ? 'input' : 'forward',
   };
+}
+
+/** The teacher's layout from its checkpoint's header (CLIP's for the random teacher). */
+function teacherKind(c: PretrainConfig): { kind: 'clip' | 'timm'; layerScale?: boolean; normPre?: boolean } {
+  if (c.teacher === 'random') return { kind: 'clip' };
+  const a = inspectClipCheckpoint(c.teacher, { heads: c.teacherHeads }).arch;
+  return a.layout === 'timm' ? { kind: 'timm', layerScale: a.layerScale, normPre: a.normPre } : { kind: 'clip' };
 }
 
 /**
@@ -30,6 +42,14 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConf
  * CLIP's rule.
  */
 export function applyTeacherCheckpoint(c: PretrainConfig, opts: { heads?: number } = {}): { config: PretrainConfig; info: ClipCheckpointInfo | null } {
+  const out = teacherOf(c, opts);
+  const depth = out.config.teacherDepth;
+  if (c.teacherLayer > depth)
+    throw new Error(`--teacher-layer: expected a block of the ${depth}-block teacher (1..${depth}, 0 = the last), got ${c.teacherLayer}`);
+  return out;
+}
+
+function teacherOf(c: PretrainConfig, opts: { heads?: number }): { config: PretrainConfig; info: ClipCheckpointInfo | null } {
   if (c.teacher === 'random') return { config: c, info: null };
   const info = inspectClipCheckpoint(c.teacher, { heads: opts.heads });
   const a = info.arch;
@@ -53,4 +73,16 @@ export function buildTrainModel(c: PretrainConfig): TrainModel {
 export function studentVitConfig(c: PretrainConfig): VitConfig {
   const s = studentPresets[c.model];
   return { img: c.imgSize, patch: c.patchSize, dim: s.dim, depth: s.depth, heads: s.heads, layerScale: c.layerScale, dropPath: c.dropPath };
+}
+
+/**
+ * The teacher program of evolved masking: images -> targets and attn (buildTeacherStep), bound to the
+ * training state's frozen tensor (the teacher weights are loaded once, into that tensor).
+ */
+export function teacherProgram(c: PretrainConfig, state: GraphState): Program {
+  const ts = compile(buildTeacherStep(medicConfigOf(c)).graph);
+  const frozen = state.cg.params.filter((p) => p.group === 'frozen').map((p) => `${p.name}@${p.offset}`);
+  const mine = ts.params.map((p) => `${p.name}@${p.offset}`);
+  if (frozen.join() !== mine.join()) throw new Error('pretrain: the teacher program and the training graph disagree on the frozen parameter layout (a bug)');
+  return state.engine.program({ buffers: ts.buffers.map((b) => ({ ...b, tensor: b.state ? state.get(b.state) : undefined })), ops: ts.ops });
 }

@@ -22,11 +22,21 @@ export interface PretrainConfig {
   teacherDepth: number;
   teacherHeads: number;
   teacherMlpRatio: number;
+  /** The teacher block whose output is the target (1-based); 0 = the last. */
+  teacherLayer: number;
   decoderDim: number;
   decoderDepth: number;
   decoderHeads: number;
-  mask: 'block' | 'random';
+  mask: 'block' | 'random' | 'evolved';
   maskRatio: number;
+  /** Evolved masking's clustering: 'hc' (MEDiC's agglomerative) or 'em' (EPM's soft k-means). */
+  maskCluster: 'em' | 'hc';
+  /** hc's relative-position weight lambda (0 = attention similarity only, as the released code). */
+  maskLambda: number;
+  /** Epochs over which evolved masking's parts fall from 40 to 10; 0 = the run's epochs. */
+  evolveEpochs: number;
+  /** Evolved masking's noise mix alpha = ((epoch + 1) / E)^gamma. */
+  evolveGamma: number;
   wTok: number;
   wCls: number;
   wPix: number;
@@ -89,11 +99,16 @@ export const defaultConfig: PretrainConfig = {
   teacherDepth: 4,
   teacherHeads: 4,
   teacherMlpRatio: 4,
+  teacherLayer: 0,
   decoderDim: 64,
   decoderDepth: 2,
   decoderHeads: 4,
   mask: 'block',
   maskRatio: 0.4,
+  maskCluster: 'hc',
+  maskLambda: 0,
+  evolveEpochs: 0,
+  evolveGamma: 0.2,
   wTok: 1,
   wCls: 0.4,
   wPix: 1,
@@ -145,7 +160,7 @@ const numeric: Key[] = [
   'imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'teacherMlpRatio', 'decoderDim', 'decoderDepth', 'decoderHeads', 'maskRatio',
   'wTok', 'wCls', 'wPix', 'tau', 'epochs', 'batchSize', 'lr', 'lrBatchRef', 'warmupEpochs', 'minLr', 'warmupLr', 'weightDecay',
   'weightDecayEnd', 'clipGrad', 'dropPath', 'layerScale', 'threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit',
-  'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery', 'prefetch', 'spikeFactor',
+  'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery', 'prefetch', 'spikeFactor', 'teacherLayer', 'maskLambda', 'evolveEpochs', 'evolveGamma',
 ];
 
 /** The command-line flag of a config key: wTok -> --w-tok. */
@@ -172,7 +187,8 @@ export function validateConfig(c: PretrainConfig): void {
     if ((c[k] as number) < 0) fail(k, 'a non-negative number', c[k]);
   };
   for (const k of ['imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'decoderDim', 'decoderDepth', 'decoderHeads', 'epochs', 'batchSize', 'lrBatchRef', 'prefetch'] as Key[]) posInt(k);
-  for (const k of ['threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit', 'warmupEpochs', 'stopAfter', 'logEvery'] as Key[]) nonNegInt(k);
+  for (const k of ['threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit', 'warmupEpochs', 'stopAfter', 'logEvery', 'teacherLayer', 'evolveEpochs'] as Key[]) nonNegInt(k);
+  for (const k of ['maskLambda', 'evolveGamma'] as Key[]) nonNeg(k);
   for (const k of ['wTok', 'wCls', 'wPix', 'lr', 'minLr', 'warmupLr', 'weightDecay', 'weightDecayEnd', 'clipGrad', 'spikeFactor'] as Key[]) nonNeg(k);
   // The seed travels to the native drop-path RNG as an i32 word: keep it in range rather than wrap.
   if (c.seed >= 2 ** 31) fail('seed', 'an integer below 2^31', c.seed);
@@ -180,7 +196,8 @@ export function validateConfig(c: PretrainConfig): void {
   parseDevice(c.device); // throws naming --device, what was expected and what was found
   if (!(c.model in studentPresets)) fail('model', `one of ${Object.keys(studentPresets).join(', ')}`, c.model);
   if (c.encoding !== 'sparse' && c.encoding !== 'dense') fail('encoding', 'sparse or dense', c.encoding);
-  if (c.mask !== 'block' && c.mask !== 'random') fail('mask', 'block or random', c.mask);
+  if (c.mask !== 'block' && c.mask !== 'random' && c.mask !== 'evolved') fail('mask', 'block, random or evolved', c.mask);
+  if (c.maskCluster !== 'em' && c.maskCluster !== 'hc') fail('maskCluster', 'em or hc', c.maskCluster);
   if (!['imagenet', 'clip', 'mnist'].includes(c.normalize) && !/^[^/]+\/[^/]+$/.test(c.normalize))
     fail('normalize', "imagenet, clip, mnist or 'm1,m2,m3/s1,s2,s3'", c.normalize);
   if (!(c.cropScale > 0 && c.cropScale <= 1)) fail('cropScale', 'a number in (0, 1]', c.cropScale);

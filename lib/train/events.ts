@@ -26,6 +26,9 @@ export interface StepMetrics {
   step_ms: number;
   wait_ms: number;
   img_s: number;
+  /** Evolved masking only: the teacher program and the clustering + masks before the step (not in step_ms). */
+  teacher_ms?: number;
+  mask_ms?: number;
 }
 
 export interface EvalRecord {

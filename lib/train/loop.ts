@@ -12,7 +12,11 @@ import type { Program } from '../engine/index.js';
 import { normalizationOf } from './config.js';
 import type { TrainEvaluator } from './evaluation.js';
 import type { RunStatus, StepMetrics } from './events.js';
-import { stepMasks } from './masking.js';
+import { availableParallelism } from 'node:os';
+
+import { teacherProgram } from './build.js';
+import { evolvedMasks } from './evolved.js';
+import { maskInputs, stepMasks } from './masking.js';
 import { saveRunCheckpoint, takeCheckpoint, writeCheckpoint, type TakenCheckpoint } from './save.js';
 import { SpikeGuard } from './spike-guard.js';
 import { lrAt, weightDecayAt } from './schedule.js';
@@ -34,6 +38,8 @@ interface StepOutcome {
 export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interrupted?: () => boolean): Promise<RunStatus> {
   const { c, progress: p, plan } = run;
   const program = run.state.program();
+  // Evolved masking: the teacher runs first (its attention decides the masks), then the step.
+  const teacher = c.mask === 'evolved' ? teacherProgram(c, run.state) : null;
   const metricsPath = join(c.out, 'metrics.jsonl');
   // A resumed run continues metrics.jsonl from its checkpoint: records past it (logged before a crash,
   // a second Ctrl-C or a divergence) are dropped so that no step appears twice.
@@ -45,12 +51,13 @@ export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interru
   const guard = new SpikeGuard(c.spikeFactor, p.extra.guard);
   const pending: { ck: TakenCheckpoint | null } = { ck: null };
   try {
-    let masks = maskInputsAt(run, p.step);
+    let masks: StepInputs = teacher ? {} : maskInputsAt(run, p.step);
     while (p.step < plan.totalSteps) {
       const epoch = Math.floor(p.step / plan.stepsPerEpoch);
       const batch = await feed.next(epoch);
+      if (teacher) masks = await evolvedStepInputs(run, teacher, batch, epoch);
       const running = runStep(run, program, batch, masks);
-      masks = maskInputsAt(run, p.step + 1); // the next step's masks, made while this step runs natively
+      if (!teacher) masks = maskInputsAt(run, p.step + 1); // the next step's masks, made while this step runs natively
       const out = await running;
       const why = guard.check(out.losses[0], out.gradNorm);
       if (why) {
@@ -78,17 +85,35 @@ export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interru
     closeSync(metricsFd);
     await feed.close();
     program.dispose();
+    teacher?.dispose();
   }
 }
 
 function maskInputsAt(run: TrainRun, step: number): Record<string, Uint8Array | Int32Array> {
   const { c } = run;
   const grid = c.imgSize / c.patchSize;
+  if (c.mask === 'evolved') throw new Error('maskInputsAt: evolved masks come from the teacher program');
   return stepMasks({ kind: c.mask, ratio: c.maskRatio, gridH: grid, gridW: grid }, run.medic, c.batchSize, c.seed, step);
 }
 
+/** Evolved masking: the teacher's targets and attention for this batch, then its masks (evolved.ts). */
+async function evolvedStepInputs(run: TrainRun, teacher: Program, batch: Batch, epoch: number): Promise<StepInputs> {
+  const { c, progress: p } = run;
+  const t0 = performance.now();
+  const t = await teacher.run({ images: batch.images });
+  const t1 = performance.now();
+  const grid = c.imgSize / c.patchSize;
+  const cfg = {
+    cluster: c.maskCluster, ratio: c.maskRatio, gridH: grid, gridW: grid, evolveEpochs: c.evolveEpochs || c.epochs, gamma: c.evolveGamma, lambda: c.maskLambda,
+    threads: c.threads || availableParallelism(),
+  };
+  const { mask } = evolvedMasks(cfg, t.outputs.attn as Float32Array, c.batchSize, c.seed, p.step, epoch);
+  run.evolvedMs = { teacher: t1 - t0, mask: performance.now() - t1 };
+  return { ...maskInputs(mask, c.batchSize, run.medic.N, run.medic.scored), teacher_targets: t.outputs.targets as Float32Array };
+}
+
 /** Starts one native step (the Promise resolves when it is done). */
-async function runStep(run: TrainRun, program: Program, batch: Batch, masks: Record<string, Uint8Array | Int32Array>): Promise<StepOutcome> {
+async function runStep(run: TrainRun, program: Program, batch: Batch, masks: StepInputs): Promise<StepOutcome> {
   const { c, plan, progress: p } = run;
   const t0 = performance.now();
   const hyper = Float32Array.from([lrAt(plan.sched, p.step), weightDecayAt(plan.sched, p.step), p.step + 1]);
@@ -129,8 +154,9 @@ function report(
   const { losses, hyper, stepMs } = out;
   const m: StepMetrics = {
     step, epoch, loss: losses[0], l_tok: losses[1], l_cls: losses[2], l_pix: losses[3], grad_norm: out.gradNorm,
-    lr: hyper[0], wd: hyper[1], step_ms: stepMs, wait_ms: batch.waitMs, img_s: (B * 1000) / (stepMs + batch.waitMs),
+    lr: hyper[0], wd: hyper[1], step_ms: stepMs, wait_ms: batch.waitMs, img_s: (B * 1000) / (stepMs + batch.waitMs + (run.evolvedMs ? run.evolvedMs.teacher + run.evolvedMs.mask : 0)),
   };
+  if (run.evolvedMs) Object.assign(m, { teacher_ms: run.evolvedMs.teacher, mask_ms: run.evolvedMs.mask });
   if (c.logEvery === 0 || step % c.logEvery === 0 || epochDone) {
     writeSync(metricsFd, JSON.stringify(m) + '\n');
     ev.metrics(m);

@@ -48,6 +48,8 @@ export interface TrainRun {
   /** Each unreadable image is reported once per run, whichever loader meets it first. */
   dataReport: Required<Pick<DataReporting, 'onWarning' | 'reported'>>;
   progress: RunProgress;
+  /** Evolved masking: the last step's teacher program and clustering times (ms), for the metrics. */
+  evolvedMs?: { teacher: number; mask: number };
 }
 
 export async function setupRun(config: PretrainConfig, opts: PretrainOptions): Promise<TrainRun> {

@@ -200,6 +200,7 @@ void check_layernorm(const OpCall& c) {
       numel_is(c, in(c, i), true, i, C);
     }
   if (c.has_in(2) && !c.has_in(1)) fail(c, "a bias (input 2) without a weight (input 1) is not supported");
+  if (norm_args(c).unbiased && C < 2) fail(c, "unbiased=1 needs at least 2 features per row, found " + std::to_string(C));
   f32_out(c, 0);
   same_shape(c, x, true, 0, out(c, 0), false, 0);
   for (int i = 1; i < 3; ++i) {
@@ -216,6 +217,7 @@ void check_layernorm_bwd(const OpCall& c) {
   const int64_t C = a.C, R = a.R;
   numel_is(c, in(c, 2), true, 2, R);
   numel_is(c, in(c, 3), true, 3, R);
+  if (norm_args(c).unbiased && C < 2) fail(c, "unbiased=1 needs at least 2 features per row, found " + std::to_string(C));
   if (c.has_in(4)) {
     f32_in(c, 4);
     numel_is(c, in(c, 4), true, 4, C);
@@ -263,6 +265,19 @@ void check_attention_bwd(const OpCall& c) {
   f32_out(c, 0);
   same_shape(c, in(c, 1), true, 1, out(c, 0), false, 0);
   acc_ok(c);
+}
+
+void check_attention_probs(const OpCall& c) {
+  f32_in(c, 0);
+  positive_attr(c, "heads");
+  ndim_is(c, in(c, 0), true, 0, 3);
+  const AttnProbsArgs a = attention_probs_args(c);
+  if (in(c, 0).shape[2] % (3 * a.H) != 0)
+    fail(c, "qkv last dim " + std::to_string(in(c, 0).shape[2]) + " is not 3 * heads * head_dim with heads=" + std::to_string(a.H));
+  if (a.prefix < 0 || a.prefix >= a.T)
+    fail(c, "attr prefix must be in [0, T) with T=" + std::to_string(a.T) + ", got " + std::to_string(a.prefix));
+  f32_out(c, 0);
+  shape_is(c, out(c, 0), false, 0, make_shape({a.B, a.N, a.N}));
 }
 
 static void check_gamma_keep(const OpCall& c, const Tensor& x, int gamma_slot, int keep_slot) {

@@ -192,4 +192,51 @@ void softmax_bwd(const OpCall& c) {
            [&](int64_t r0, int64_t r1) { fn(yp, dyp, dxp, C, scale, acc, r0, r1); });
 }
 
+// attention_probs: items are (b, block of kQB kept query rows). Each item packs K^T of every head of
+// its image ([H][Hd][T], contiguous over keys) so that a row's scores are built as
+// sc[j] += q[e] * kt[e][j], e ascending: a loop over independent keys that vectorises without
+// reordering any sum (the same bits on every thread count and ISA width). Then per head the softmax
+// over all T keys and 1/H of it added into the output row, heads in order.
+void attention_probs(const OpCall& c) {
+  constexpr int64_t kQB = 16;
+  const AttnProbsArgs a = attention_probs_args(c);
+  const float* qkv = c.x(0).f32();
+  float* out = c.y(0).f32();
+  const int64_t ld = 3 * a.H * a.Hd, HHd = a.H * a.Hd, T = a.T;
+  const int64_t blocks = (a.N + kQB - 1) / kQB;
+  const float inv_h = 1.0f / static_cast<float>(a.H);
+  parallel(c, a.B * blocks, 1, [&](int64_t r0, int64_t r1) {
+    std::vector<float> kt(static_cast<size_t>(HHd * T)), sc(static_cast<size_t>(T));
+    int64_t packed = -1;
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / blocks, i0 = a.prefix + (r % blocks) * kQB, i1 = std::min(a.prefix + a.N, i0 + kQB);
+      const float* base = qkv + b * T * ld;
+      if (packed != b) {
+        for (int64_t j = 0; j < T; ++j)
+          for (int64_t e = 0; e < HHd; ++e) kt[e * T + j] = base[j * ld + HHd + e];
+        packed = b;
+      }
+      for (int64_t i = i0; i < i1; ++i) {
+        float* orow = out + (b * a.N + i - a.prefix) * a.N;
+        std::fill(orow, orow + a.N, 0.0f);
+        for (int64_t h = 0; h < a.H; ++h) {
+          const float* q = base + i * ld + h * a.Hd;
+          std::fill(sc.begin(), sc.end(), 0.0f);
+          for (int64_t e = 0; e < a.Hd; ++e) {
+            const float qe = q[e];
+            const float* k = kt.data() + (h * a.Hd + e) * T;
+            for (int64_t j = 0; j < T; ++j) sc[j] += qe * k[j];
+          }
+          float m = -INFINITY;
+          for (int64_t j = 0; j < T; ++j) m = std::max(m, sc[j] *= a.scale);
+          float sum = 0.0f;
+          for (int64_t j = 0; j < T; ++j) sum += (sc[j] = std::exp(sc[j] - m));
+          const float w = inv_h / sum;
+          for (int64_t j = 0; j < a.N; ++j) orow[j] += sc[a.prefix + j] * w;
+        }
+      }
+    }
+  });
+}
+
 }  // namespace medic::cpu

@@ -2,10 +2,10 @@
 //
 // Shape letters: R rows (all leading dims of x flattened), C features per row (P pixels for pixel_norm).
 //
-//   layernorm:  mean = sum(x) / C,  var = sum((x - mean)^2) / C (biased, as torch),
-//               rstd = 1 / sqrt(var + eps),  y = (x - mean) * rstd [* w + b].
+//   layernorm:  mean = sum(x) / C,  var = sum((x - mean)^2) / d, d = C (biased, as F.layer_norm) or
+//               C - 1 (unbiased=1, as torch's var()),  rstd = 1 / sqrt(var + eps),  y = (x - mean) * rstd [* w + b].
 //   backward:   xhat = (x - mean) rstd,  g = dy [* w],
-//               dx = rstd (g - mean(g) - xhat mean(g xhat)),  dw += sum_r dy xhat,  db += sum_r dy.
+//               dx = rstd (g - mean(g) - xhat sum(g xhat) / d),  dw += sum_r dy xhat,  db += sum_r dy.
 //   pixel_norm: y = (x - mean) / sqrt(sum((x - mean)^2) / (C - 1) + eps)  (unbiased, as MAE's target).
 //
 // Statistics are two-pass (mean first, then squared deviations) for accuracy. Row sums use 16 lane
@@ -67,7 +67,7 @@ struct LnFwd {
   const float *x, *w, *b;
   float *y, *mean, *rstd;
   int64_t C;
-  float eps;
+  float eps, var_div;
 };
 
 MEDIC_INLINE void ln_fwd_body(const LnFwd& a, int64_t r0, int64_t r1) {
@@ -76,7 +76,7 @@ MEDIC_INLINE void ln_fwd_body(const LnFwd& a, int64_t r0, int64_t r1) {
     const float* xr = a.x + r * C;
     float* yr = a.y + r * C;
     float m = row_sum(xr, C) / static_cast<float>(C);
-    float var = row_sq_dev(xr, C, m) / static_cast<float>(C);
+    float var = row_sq_dev(xr, C, m) / a.var_div;
     float rs = 1.0f / std::sqrt(var + a.eps);
     a.mean[r] = m;
     a.rstd[r] = rs;
@@ -94,13 +94,14 @@ struct LnBwd {
   const float *dy, *x, *mean, *rstd, *w;
   float* dx;
   int64_t C;
+  float var_div;
   bool acc;
 };
 
 // Rows [r0, r1); dw/db (per-thread partials, may be null) accumulate.
 MEDIC_INLINE void ln_bwd_body(const LnBwd& a, int64_t r0, int64_t r1, float* dw, float* db) {
   const int64_t C = a.C;
-  const float inv_c = 1.0f / static_cast<float>(C);
+  const float inv_c = 1.0f / static_cast<float>(C), inv_d = 1.0f / a.var_div;
   for (int64_t r = r0; r < r1; ++r) {
     const float* xr = a.x + r * C;
     const float* dyr = a.dy + r * C;
@@ -120,7 +121,7 @@ MEDIC_INLINE void ln_bwd_body(const LnBwd& a, int64_t r0, int64_t r1, float* dw,
       s1[l] += g;
       s2[l] += g * ((xr[j] - m) * rs);
     }
-    const float mg = lanes_total(s1) * inv_c, mgx = lanes_total(s2) * inv_c;
+    const float mg = lanes_total(s1) * inv_c, mgx = lanes_total(s2) * inv_d;
     if (a.w) {
       for (int64_t k = 0; k < C; ++k) {
         float xh = (xr[k] - m) * rs;
@@ -186,15 +187,17 @@ void layernorm(const OpCall& c) {
           c.y(1).f32(),
           c.y(2).f32(),
           n.C,
-          n.eps};
+          n.eps,
+          n.var_div};
   auto fn = pick_isa_variant(ln_fwd_base, ln_fwd_avx2, ln_fwd_avx512);
   c.ctx->pool->parallel_for(n.R, row_grain(a.C), [&](int64_t r0, int64_t r1) { fn(a, r0, r1); });
 }
 
 void layernorm_bwd(const OpCall& c) {
+  const Tensor& X = c.x(1);
   const NormArgs n = norm_args(c);
-  LnBwd a{c.x(0).f32(), c.x(1).f32(), c.x(2).f32(), c.x(3).f32(), c.has_in(4) ? c.x(4).f32() : nullptr,
-          c.y(0).f32(), n.C, n.acc};
+  LnBwd a{c.x(0).f32(), X.f32(), c.x(2).f32(), c.x(3).f32(), c.has_in(4) ? c.x(4).f32() : nullptr,
+          c.y(0).f32(), n.C, n.var_div, n.acc};
   float* dw = c.has_out(1) ? c.y(1).f32() : nullptr;
   float* db = c.has_out(2) ? c.y(2).f32() : nullptr;
   const int64_t R = n.R, C = n.C;

@@ -541,6 +541,46 @@ __global__ void softmax_bwd_kernel(const float* y, const float* dy, float* dx, i
 
 unsigned row_blocks(int64_t R) { return static_cast<unsigned>((R + kRowsPerBlock - 1) / kRowsPerBlock); }
 
+// ---- attention_probs: one warp per (b, kept query row) ---------------------------------------------
+// Lane l owns keys l, l + 32, ...; per head, pass 1 merges the lanes' running (max, sum of exp), pass 2
+// recomputes each score and adds exp(s - max) / (sum H) into the output row (heads in order: the same
+// bits every run). fp32 dot products on CUDA cores: the op runs once per step on one block.
+__global__ void attention_probs_kernel(const float* __restrict__ qkv, float* __restrict__ out, int64_t B, int64_t T, int64_t H,
+                                       int64_t Hd, int64_t prefix, float scale) {
+  const int64_t N = T - prefix;
+  const int64_t r = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (r >= B * N) return;
+  const int64_t b = r / N, i = prefix + r % N, ld = 3 * H * Hd;
+  const float* base = qkv + b * T * ld;
+  float* orow = out + r * N;
+  const float inv_h = 1.f / static_cast<float>(H);
+  auto score = [&](const float* q, int64_t j, int64_t h) {
+    const float* k = base + j * ld + H * Hd + h * Hd;
+    float d = 0.f;
+    for (int64_t e = 0; e < Hd; ++e) d += q[e] * k[e];
+    return scale * d;
+  };
+  for (int64_t j = lane; j < N; j += 32) orow[j] = 0.f;
+  for (int64_t h = 0; h < H; ++h) {
+    const float* q = base + i * ld + h * Hd;
+    float m = -INFINITY, s = 0.f;
+    for (int64_t j = lane; j < T; j += 32) {
+      const float v = score(q, j, h);
+      if (v > m) {
+        s = s * __expf(m - v) + 1.f;
+        m = v;
+      } else {
+        s += __expf(v - m);
+      }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+    const float w = inv_h / s;
+    for (int64_t j = prefix + lane; j < T; j += 32) orow[j - prefix] += __expf(score(q, j, h) - m) * w;
+  }
+}
+
 }  // namespace
 
 void attention(const OpCall& c) {
@@ -606,6 +646,14 @@ void softmax_bwd(const OpCall& c) {
   const bool vec = C % 4 == 0 && aligned16(yp) && aligned16(dyp) && aligned16(dxp);
   softmax_bwd_kernel<<<row_blocks(R), 32 * kRowsPerBlock, 0, stream_of(c)>>>(yp, dyp, dxp, R, C, sa.scale, sa.acc, vec);
   check_launch("softmax_bwd");
+}
+
+void attention_probs(const OpCall& c) {
+  const AttnProbsArgs a = attention_probs_args(c);
+  if (a.B == 0 || a.N == 0) return;
+  attention_probs_kernel<<<row_blocks(a.B * a.N), 32 * kRowsPerBlock, 0, stream_of(c)>>>(c.x(0).f32(), c.y(0).f32(), a.B, a.T, a.H,
+                                                                                        a.Hd, a.prefix, a.scale);
+  check_launch("attention_probs");
 }
 
 }  // namespace medic::cuda

@@ -3,10 +3,10 @@
 //
 // Shape letters: R rows (all leading dims of x flattened), C features per row (P pixels for pixel_norm).
 //
-//   layernorm:  mean = sum(x) / C,  var = sum((x - mean)^2) / C (biased, as torch),
-//               rstd = 1 / sqrt(var + eps),  y = (x - mean) * rstd [* w + b].
+//   layernorm:  mean = sum(x) / C,  var = sum((x - mean)^2) / d, d = C (biased, as F.layer_norm) or
+//               C - 1 (unbiased=1, as torch's var()),  rstd = 1 / sqrt(var + eps),  y = (x - mean) * rstd [* w + b].
 //   backward:   xhat = (x - mean) rstd,  g = dy [* w],
-//               dx = rstd (g - mean(g) - xhat mean(g xhat)),  dw += sum_r dy xhat,  db += sum_r dy.
+//               dx = rstd (g - mean(g) - xhat sum(g xhat) / d),  dw += sum_r dy xhat,  db += sum_r dy.
 //   pixel_norm: y = (x - mean) / sqrt(sum((x - mean)^2) / (C - 1) + eps)  (unbiased, as MAE's target).
 //
 // Layout: one warp per row (C is a few hundred to ~1.3k in ViTs), rows grid-strided over warps; a lane
@@ -109,7 +109,7 @@ template <bool VEC>
 __global__ void __launch_bounds__(kBlock) ln_bwd_kernel(const float* __restrict__ dy, const float* __restrict__ x,
                                                         const float* __restrict__ mean, const float* __restrict__ rstd,
                                                         const float* __restrict__ w, float* __restrict__ dx, int64_t R, int C,
-                                                        float inv_c, bool acc) {
+                                                        float inv_c, float inv_d, bool acc) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += warps) {
@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(kBlock) ln_bwd_kernel(const float* __restrict_
         s2 += g * ((xr[j] - m) * rs);
       }
     }
-    const float mg = warp_sum(s1) * inv_c, mgx = warp_sum(s2) * inv_c;
+    const float mg = warp_sum(s1) * inv_c, mgx = warp_sum(s2) * inv_d;
     if (VEC) {
       for (int j = lane * 4; j < C; j += 128) {
         float4 xv, g;
@@ -243,10 +243,10 @@ void norm_fwd(const OpCall& c, const char* what, const float* x, const float* w,
 }  // namespace
 
 void layernorm(const OpCall& c) {
+  const Tensor& X = c.x(0);
   const NormArgs n = norm_args(c);
-  const int64_t C = n.C, R = n.R;
-  norm_fwd(c, "layernorm", c.x(0).f32(), c.has_in(1) ? c.x(1).f32() : nullptr, c.has_in(2) ? c.x(2).f32() : nullptr, c.y(0).f32(),
-           c.y(1).f32(), c.y(2).f32(), R, C, static_cast<float>(C), n.eps);
+  norm_fwd(c, "layernorm", X.f32(), c.has_in(1) ? c.x(1).f32() : nullptr, c.has_in(2) ? c.x(2).f32() : nullptr, c.y(0).f32(),
+           c.y(1).f32(), c.y(2).f32(), n.R, n.C, n.var_div, n.eps);
 }
 
 void pixel_norm(const OpCall& c) {
@@ -266,15 +266,16 @@ void layernorm_bwd(const OpCall& c) {
   float* dx = c.y(0).f32();
   float* dw = c.has_out(1) ? c.y(1).f32() : nullptr;
   float* db = c.has_out(2) ? c.y(2).f32() : nullptr;
+  const NormArgs n = norm_args(c);
   const int64_t C = n.C, R = n.R;
   if (R <= 0 || C <= 0) return;
   const bool acc = n.acc;
-  const float inv_c = 1.0f / static_cast<float>(C);
+  const float inv_c = 1.0f / static_cast<float>(C), inv_d = 1.0f / n.var_div;
   const int grid = grid_for(c, R, kWarps);
   if (vec_ok(C, {dy, x, w, dx}))
-    ln_bwd_kernel<true><<<grid, kBlock, 0, stream_of(c)>>>(dy, x, mean, rstd, w, dx, R, static_cast<int>(C), inv_c, acc);
+    ln_bwd_kernel<true><<<grid, kBlock, 0, stream_of(c)>>>(dy, x, mean, rstd, w, dx, R, static_cast<int>(C), inv_c, inv_d, acc);
   else
-    ln_bwd_kernel<false><<<grid, kBlock, 0, stream_of(c)>>>(dy, x, mean, rstd, w, dx, R, static_cast<int>(C), inv_c, acc);
+    ln_bwd_kernel<false><<<grid, kBlock, 0, stream_of(c)>>>(dy, x, mean, rstd, w, dx, R, static_cast<int>(C), inv_c, inv_d, acc);
   check_launch("layernorm_bwd");
   if (dw || db) column_reduce<2>(c, "layernorm_bwd", LnParamF{dy, x, mean, rstd, C}, R, C, ColOut<2>{{dw, db}, true});
 }

@@ -398,6 +398,14 @@ void build_norm(Builder& b) {
     b.add("layernorm_bwd", s.str() + " affine", {randn(s), x, st[1], st[2], randn(S({C}))}, {poison(s), randn(S({C})), randn(S({C}))});
     b.add("layernorm_bwd", s.str() + " acc", {randn(s), x, st[1], st[2], randn(S({C}))}, {randn(s), randn(S({C})), randn(S({C}))}, A({{"acc", 1}}));
     b.add("layernorm_bwd", s.str() + " no params", {randn(s), x, st[1], st[2]}, {poison(s)});
+    // The teacher targets: parameter-free, unbiased variance (and its backward, for the contract).
+    const Attrs ub = A({{"eps", 1e-6}, {"unbiased", 1}});
+    b.add("layernorm", s.str() + " unbiased", {x}, {poison(s), poison(S({R})), poison(S({R}))}, ub);
+    fwd.attrs = ub;
+    fwd.in = {x};
+    auto su = cpu_outputs(fwd);
+    b.add("layernorm_bwd", s.str() + " unbiased affine", {randn(s), x, su[1], su[2], randn(S({C}))}, {poison(s), randn(S({C})), randn(S({C}))},
+          A({{"unbiased", 1}}));
   }
   for (Shape s : {S({3, 48}), S({2 * 78, 768}), S({2 * 119, 77})})
     b.add("pixel_norm", s.str(), {randn(s, 3)}, {poison(s)}, A({{"eps", 1e-6}}));
@@ -434,7 +442,11 @@ void build_attention(Builder& b) {
     Attrs acc = at;
     acc.set("acc", 1);
     b.add("attention_bwd", label + " acc", {randn(os), qkv, ol[0], ol[1]}, {randn(qs)}, acc);
+    if (d.T > 1) b.add("attention_probs", label, {qkv}, {poison(S({d.B, d.T - 1, d.T - 1}))}, at);
   }
+  // No prefix dropped, and a scale other than 1/sqrt(Hd).
+  b.add("attention_probs", "B2 T9 H3 Hd5 prefix 0 scale 0.7", {randn(S({2, 9, 45}), 2)}, {poison(S({2, 9, 9}))},
+        A({{"heads", 3}, {"prefix", 0}, {"scale", 0.7}}));
 }
 
 void build_tokens(Builder& b) {

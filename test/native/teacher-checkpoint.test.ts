@@ -207,10 +207,11 @@ describe('CLIP teacher checkpoint errors', () => {
   });
 
   it('unknown layout: lists some keys found', () => {
-    const path = join(tmp, 'timm.safetensors');
+    // a ConvNeXt: no ViT layout (timm ViTs are a layout now, tested in timm-teacher.test.ts)
+    const path = join(tmp, 'convnext.safetensors');
     const z = (n: number): WriteTensor => ({ dtype: 'F32', shape: [n], data: new Float32Array(n) });
-    writeSafetensors(path, { 'blocks.0.attn.qkv.weight': z(4), cls_token: z(2), 'patch_embed.proj.weight': z(3) });
-    expect(() => inspectClipCheckpoint(path)).toThrow(/timm\.safetensors: unknown checkpoint layout.*3 tensors, e\.g\. blocks\.0\.attn\.qkv\.weight, cls_token, patch_embed\.proj\.weight/);
+    writeSafetensors(path, { 'stages.0.blocks.0.conv_dw.weight': z(4), 'stem.0.weight': z(2), 'head.fc.weight': z(3) });
+    expect(() => inspectClipCheckpoint(path)).toThrow(/convnext\.safetensors: unknown checkpoint layout.*3 tensors, e\.g\. stages\.0\.blocks\.0\.conv_dw\.weight, stem\.0\.weight, head\.fc\.weight/);
   });
 
   it('missing keys are named', () => {
@@ -234,7 +235,7 @@ describe('CLIP teacher checkpoint errors', () => {
     const path = edited(OPENAI, 'ls.safetensors', (t) => {
       t['visual.transformer.resblocks.0.ls_1.gamma'] = { dtype: 'F32', shape: [64], data: new Float32Array(64) };
     });
-    expect(() => inspectClipCheckpoint(path)).toThrow(/keys this CLIP teacher does not implement: visual\.transformer\.resblocks\.0\.ls_1\.gamma/);
+    expect(() => inspectClipCheckpoint(path)).toThrow(/keys this teacher does not implement: visual\.transformer\.resblocks\.0\.ls_1\.gamma/);
   });
 
   it('configured teacher vs checkpoint: each mismatch names the flag to change', () => {

@@ -33,7 +33,7 @@ describe('pretrain config', () => {
 
   it('names the flag, what was expected and what was found', () => {
     expect(flagOf('maskRatio')).toBe('--mask-ratio');
-    expect(() => resolveConfig({}, { mask: 'grid' })).toThrow(/--mask: expected block or random, got "grid"/);
+    expect(() => resolveConfig({}, { mask: 'grid' })).toThrow(/--mask: expected block, random or evolved, got "grid"/);
     expect(() => resolveConfig({}, { maskRatio: '1.5' })).toThrow(/--mask-ratio: expected a number in \(0, 1\), got 1.5/);
     expect(() => resolveConfig({}, { epochs: 'ten' })).toThrow(/--epochs: expected a number, got "ten"/);
     expect(() => resolveConfig({}, { batchSize: '0' })).toThrow(/--batch-size: expected a positive integer, got 0/);

@@ -20,3 +20,21 @@ export function attention(g: Graph, qkv: Value, heads: number, opts: { scale?: n
   });
   return o;
 }
+
+/**
+ * The head-averaged attention map of a block from its packed qkv: softmax(scale q k^T) over all T
+ * keys, averaged over heads, the first `prefix` rows and columns (the CLS token) dropped afterwards:
+ * [B, T - prefix, T - prefix]. No backward (a masking source, computed under noGrad).
+ */
+export function attentionProbs(g: Graph, qkv: Value, heads: number, opts: { prefix?: number; scale?: number; hint?: string } = {}): Value {
+  if (qkv.shape.length !== 3 || qkv.shape[2] % (3 * heads) !== 0)
+    throw new Error(`attentionProbs: qkv '${qkv.name}' ${shapeStr(qkv.shape)} is not [B, T, 3 * ${heads} * Hd]`);
+  if (qkv.requiresGrad && g.gradEnabled) throw new Error('attentionProbs: has no backward (call it under noGrad)');
+  const [B, T, C3] = qkv.shape;
+  const prefix = opts.prefix ?? 1;
+  const scale = opts.scale ?? 1 / Math.sqrt(C3 / 3 / heads);
+  const N = T - prefix;
+  const p = g.temp(opts.hint ?? 'attn_probs', [B, N, N], 'f32');
+  g.emit('attention_probs', [qkv], [p], { heads, prefix, scale });
+  return p;
+}

@@ -1,11 +1,13 @@
 // LayerNorm (affine or parameter-free) and per-patch pixel normalisation.
 //
 // layernorm: x [..., C] -> y, with mean [R] and rstd [R] kept for the backward (R = rows of x).
+// unbiased: the variance over C - 1 (torch's default var()), as the official code normalises the
+// teacher's targets; the backward gets the same attr.
 // Backward: layernorm_bwd(dy, x, mean, rstd, w) -> dx (acc per sink), dw, db (accumulate into grads).
 import type { Graph } from '../graph.js';
 import { type Value, numel, shapeStr } from '../value.js';
 
-export function layerNorm(g: Graph, x: Value, w: Value | null, b: Value | null, opts: { eps?: number; hint?: string } = {}): Value {
+export function layerNorm(g: Graph, x: Value, w: Value | null, b: Value | null, opts: { eps?: number; unbiased?: boolean; hint?: string } = {}): Value {
   const C = x.shape[x.shape.length - 1];
   const R = numel(x.shape) / C;
   for (const p of [w, b]) if (p && numel(p.shape) !== C) throw new Error(`layerNorm: '${p.name}' ${shapeStr(p.shape)} must have ${C} elements`);
@@ -14,7 +16,8 @@ export function layerNorm(g: Graph, x: Value, w: Value | null, b: Value | null, 
   const y = g.temp(hint, x.shape, 'f32', [x, w, b]);
   const mean = g.temp(`${hint}.mean`, [R]);
   const rstd = g.temp(`${hint}.rstd`, [R]);
-  g.emit('layernorm', [x, w, b], [y, mean, rstd], { eps: opts.eps ?? 1e-6 });
+  const unbiased: Record<string, number> = opts.unbiased ? { unbiased: 1 } : {};
+  g.emit('layernorm', [x, w, b], [y, mean, rstd], { eps: opts.eps ?? 1e-6, ...unbiased });
   g.record([x, w, b], () => {
     const dy = g.gradOf(y);
     if (!dy) return;
@@ -23,7 +26,7 @@ export function layerNorm(g: Graph, x: Value, w: Value | null, b: Value | null, 
     const db = g.accSink(b);
     // dx is a required output slot: a scratch buffer when x needs no gradient.
     const dxOut = dx ? dx.value : g.scratch(`d:${x.name}`, x.shape);
-    g.emit('layernorm_bwd', [dy, x, mean, rstd, w], [dxOut, dw?.value ?? null, db?.value ?? null], { acc: dx ? dx.acc : 0 });
+    g.emit('layernorm_bwd', [dy, x, mean, rstd, w], [dxOut, dw?.value ?? null, db?.value ?? null], { acc: dx ? dx.acc : 0, ...unbiased });
   });
   return y;
 }

@@ -242,4 +242,46 @@ inline MedicLossPlan medic_loss_plan(const OpCall& c) {
   return p;
 }
 
+// layernorm / layernorm_bwd over x [R, C] (x is input 0 of the forward, input 1 of the backward).
+// unbiased=1 divides the variance by C - 1 (torch's default var(), the official MEDiC teacher-target
+// normalisation) instead of C (F.layer_norm). The backward must be called with the forward's attrs:
+// dx = rstd (g - mean(g) - xhat sum(g xhat) / var_div).
+struct NormArgs {
+  int64_t R, C;
+  float eps;
+  bool unbiased, acc;
+  float var_div;  // C, or C - 1 when unbiased
+};
+
+inline NormArgs norm_args(const OpCall& c) {
+  const Tensor& x = c.x(c.def->id == OpId::layernorm_bwd ? 1 : 0);
+  NormArgs a{};
+  a.C = x.shape[-1];
+  a.R = x.shape.leading(1);
+  a.eps = c.af("eps", 1e-6f);
+  a.unbiased = c.ai("unbiased", 0) != 0;
+  a.acc = c.ai("acc", 0) != 0;
+  a.var_div = static_cast<float>(a.unbiased ? a.C - 1 : a.C);
+  return a;
+}
+
+// attention_probs: qkv [B, T, 3*H*Hd] -> p [B, N, N], N = T - prefix.
+struct AttnProbsArgs {
+  int64_t B, T, H, Hd, prefix, N;
+  float scale;
+};
+
+inline AttnProbsArgs attention_probs_args(const OpCall& c) {
+  const Shape& q = c.x(0).shape;
+  AttnProbsArgs a{};
+  a.B = q[0];
+  a.T = q[1];
+  a.H = c.ai("heads", 1);
+  a.Hd = a.H > 0 ? q[2] / (3 * a.H) : 0;
+  a.prefix = c.ai("prefix", 1);
+  a.N = a.T - a.prefix;
+  a.scale = static_cast<float>(c.attrs->get("scale", a.Hd > 0 ? 1.0 / std::sqrt(static_cast<double>(a.Hd)) : 1.0));
+  return a;
+}
+
 }  // namespace medic

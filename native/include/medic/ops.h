@@ -94,13 +94,21 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
 // quick_gelu    in x; out y = x * sigmoid(1.702 x).           quick_gelu_bwd: in x, dy; out dx (acc).
 // softmax       in x [R, C]; out y = softmax(scale * x) along C. attrs scale=1.
 // softmax_bwd   in y, dy; out dx = scale * y * (dy - sum(dy * y)) (acc). attrs scale=1.
-// layernorm     in x [R, C], [w [C]], [b [C]]; out y [R, C], mean [R], rstd [R]. attrs eps=1e-6.
-//               Without w and b it is the parameter-free LayerNorm (teacher target normalisation).
-// layernorm_bwd in dy, x, mean, rstd, [w]; out dx (acc), [dw], [db] (accumulate).
+// layernorm     in x [R, C], [w [C]], [b [C]]; out y [R, C], mean [R], rstd [R] = 1 / sqrt(var + eps),
+//               var = sum((x - mean)^2) / C, or / (C - 1) with unbiased=1 (torch's default var(): the
+//               teacher-target normalisation of the official MEDiC code, parameter-free; needs C >= 2).
+//               attrs eps=1e-6, unbiased=0.
+// layernorm_bwd in dy, x, mean, rstd, [w]; out dx (acc), [dw], [db] (accumulate). attrs unbiased (as the
+//               forward's), acc.
 // attention     in qkv [B, T, 3*H*Hd] (packed as timm: [3, H, Hd] per token); out o [B, T, H*Hd],
 //               lse [B, H, T] (log-sum-exp of each score row, for the backward). Fused, online softmax:
 //               no T x T matrix is kept. attrs heads (required), scale = 1/sqrt(Hd).
 // attention_bwd in do [B, T, H*Hd], qkv, o, lse; out dqkv [B, T, 3*H*Hd] (acc). attrs heads, scale.
+// attention_probs in qkv [B, T, 3*H*Hd] (packed as attention); out p [B, T-k, T-k], k = attr prefix:
+//               p[b, i, j] = (1/H) sum_h softmax(scale q_h[k+i] . k_h[:])[k+j]: the softmax runs over all T
+//               keys, then the first k rows and columns (k = 1: the CLS token) are dropped, not renormalised.
+//               The head-averaged attention map of one block (the evolved-masking source); no backward.
+//               attrs heads (required), scale = 1/sqrt(Hd), prefix=1 (0 <= prefix < T).
 // scale_add     in y [B, ..., C], [gamma [C]], [keep [B]]; out x [B, ..., C] (read and written):
 //               x += keep[b] * gamma * y. LayerScale + DropPath + residual add in one pass.
 // scale_add_bwd in dx (grad of x), y, [gamma], [keep]; out dy (acc), [dgamma] (accumulate).
@@ -173,6 +181,7 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
   X(layernorm_bwd, 4, 5, 1, 3)            \
   X(attention, 1, 1, 2, 2)                \
   X(attention_bwd, 4, 4, 1, 1)            \
+  X(attention_probs, 1, 1, 1, 1)          \
   X(scale_add, 1, 3, 1, 1)                \
   X(scale_add_bwd, 2, 4, 1, 2)            \
   X(drop_path_mask, 1, 1, 1, 1)           \

@@ -1,0 +1,102 @@
+// Evolved masking (EPM-style, as MEDiC ablates it; docs/METHOD.md, Masking): each image's patches are
+// clustered into parts by the attention they receive in the teacher's target block, and the noise
+// that decides what is masked moves from a spatial pattern to whole parts as training goes on.
+//
+// Per image b of step s (stream (seed, mask, s, b), drawn in this order, so masks are a pure function
+// of the seed, the step and the teacher's map: any worker, any resume gives the same masks):
+//   K ~ floor(U[c, c + 2)), c = 40 - 30 * min(epoch, E) / E falling linearly over E = --evolve-epochs,
+//       at most N;
+//   a 2x2 table of uniforms tiled over the grid (spatial noise), one uniform per part (part noise);
+//   em only: its initial centres [K, N], N(0, 2 / K) each (normalised natively).
+// Clustering (native, medic/cluster.h): 'em' soft spherical k-means, 15 rounds, kernel 40; 'hc' greedy
+// agglomerative on the centroid cosine minus lambda times the centroids' grid distance.
+// noise = (1 - a) spatial + a part with a = min(1, ((epoch + 1) / E)^gamma); the M = floor(N * ratio)
+// patches of highest noise are masked (ties: the lower patch index first), so late in training whole
+// parts are masked together, the last one cut to hit M exactly.
+import { loadBinding } from '../engine/loader.js';
+import { Rng, Stream } from '../util/rng.js';
+import { maskedCount } from './masking.js';
+
+export type ClusterMethod = 'em' | 'hc';
+
+export interface EvolvedConfig {
+  cluster: ClusterMethod;
+  ratio: number;
+  gridH: number;
+  gridW: number;
+  /** Epochs over which the part count falls from 40 to 10 and the noise turns semantic. */
+  evolveEpochs: number;
+  /** Exponent of the mixing schedule alpha = ((epoch + 1) / E)^gamma. */
+  gamma: number;
+  /** hc's relative-position weight (0 = the released code's pure attention similarity). */
+  lambda: number;
+  /** Host threads for the clustering (images in parallel). */
+  threads?: number;
+}
+
+export const EM_ROUNDS = 15;
+export const EM_KAPPA = 40;
+
+/** The centre of the part-count range at `epoch` (40 at the start, 10 from E on). */
+export function partCentre(epoch: number, E: number): number {
+  return 40 - (30 * Math.min(epoch, E)) / E;
+}
+
+/** The weight of part noise against spatial noise at `epoch`. */
+export function mixAlpha(epoch: number, E: number, gamma: number): number {
+  return Math.min(1, ((epoch + 1) / E) ** gamma);
+}
+
+export interface EvolvedBatch {
+  /** [B, N], 1 = masked. */
+  mask: Uint8Array;
+  /** [B, N] part of each patch. */
+  parts: Int32Array;
+  /** [B] parts asked for. */
+  K: Int32Array;
+}
+
+/** Masks of one step from the teacher's attention maps attn [B, N, N]. */
+export function evolvedMasks(c: EvolvedConfig, attn: Float32Array, B: number, seed: number, step: number, epoch: number): EvolvedBatch {
+  const { gridH: H, gridW: W } = c;
+  const N = H * W;
+  if (attn.length !== B * N * N) throw new Error(`evolved masking: the attention maps hold ${attn.length} values, expected B * N * N = ${B * N * N}`);
+  const M = maskedCount(N, c.ratio);
+  if (M < 1 || M >= N) throw new Error(`--mask-ratio ${c.ratio} masks ${M} of ${N} patches: at least one patch must be masked and one visible`);
+  const centre = partCentre(epoch, c.evolveEpochs);
+  const K = new Int32Array(B);
+  const tables: Float64Array[] = [];
+  const partNoise: Float64Array[] = [];
+  const rngs: Rng[] = [];
+  for (let b = 0; b < B; b++) {
+    const rng = new Rng(seed, Stream.mask, step, b);
+    K[b] = Math.min(N, Math.floor(rng.range(centre, centre + 2)));
+    tables.push(Float64Array.from({ length: 4 }, () => rng.uniform()));
+    partNoise.push(Float64Array.from({ length: K[b] }, () => rng.uniform()));
+    rngs.push(rng);
+  }
+  let init: Float32Array | null = null;
+  if (c.cluster === 'em') {
+    const kmax = Math.max(...K);
+    init = new Float32Array(B * kmax * N);
+    for (let b = 0; b < B; b++) {
+      const std = Math.sqrt(2 / K[b]);
+      for (let i = 0; i < K[b] * N; i++) init[b * kmax * N + i] = std * rngs[b].normal();
+    }
+  }
+  const parts = loadBinding().binding.clusterParts(c.cluster, attn, B, N, W, K, { rounds: EM_ROUNDS, kappa: EM_KAPPA, lambda: c.lambda, threads: c.threads ?? 1 }, init);
+  const a = mixAlpha(epoch, c.evolveEpochs, c.gamma);
+  const mask = new Uint8Array(B * N);
+  const noise = new Float64Array(N);
+  const order = new Int32Array(N);
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < N; i++) {
+      const spatial = tables[b][(Math.floor(i / W) % 2) * 2 + ((i % W) % 2)];
+      noise[i] = (1 - a) * spatial + a * partNoise[b][parts[b * N + i]];
+      order[i] = i;
+    }
+    order.sort((x, y) => noise[y] - noise[x] || x - y);
+    for (let k = 0; k < M; k++) mask[b * N + order[k]] = 1;
+  }
+  return { mask, parts, K };
+}
