@@ -10,6 +10,7 @@
         "native/core/op_checks.cpp",
         "native/core/program.cpp",
         "native/cpu/gemm.cpp",
+        "native/cpu/gemm_bf16.cpp",
         "native/cpu/elementwise.cpp",
         "native/cpu/layernorm.cpp",
         "native/cpu/attention.cpp",

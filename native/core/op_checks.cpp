@@ -23,6 +23,11 @@ void dtype_is(const OpCall& c, const Tensor& t, bool input, int i, DType dt) {
 }
 void f32_in(const OpCall& c, int i) { dtype_is(c, in(c, i), true, i, DType::F32); }
 void f32_out(const OpCall& c, int i) { dtype_is(c, out(c, i), false, i, DType::F32); }
+// A float tensor: f32 or bf16 (the slots of the mixed-precision ops, ops.h).
+void float_is(const OpCall& c, const Tensor& t, bool input, int i) {
+  if (t.dtype != DType::F32 && t.dtype != DType::BF16)
+    fail(c, slot_name(input, i) + " must be f32 or bf16, got " + t.describe());
+}
 
 void shape_is(const OpCall& c, const Tensor& t, bool input, int i, const Shape& s) {
   if (t.shape != s) fail(c, slot_name(input, i) + " must have shape " + s.str() + ", got " + t.shape.str());
@@ -100,9 +105,9 @@ void check_sum_to(const OpCall& c) {
 
 void check_gemm(const OpCall& c) {
   const Tensor &A = in(c, 0), &B = in(c, 1), &C = out(c, 0);
-  f32_in(c, 0);
-  f32_in(c, 1);
-  f32_out(c, 0);
+  float_is(c, A, true, 0);
+  float_is(c, B, true, 1);
+  float_is(c, C, false, 0);
   ndim_at_least(c, A, true, 0, 2);
   ndim_at_least(c, B, true, 1, 2);
   const GemmDims d = gemm_dims(c);  // what both kernels will read (medic/op_args.h)
@@ -140,7 +145,7 @@ void check_gemm(const OpCall& c) {
   }
   if (act == 1) {
     if (!c.has_out(1)) fail(c, "act=1 (gelu) needs output 1 (preact) for the backward");
-    f32_out(c, 1);
+    dtype_is(c, out(c, 1), false, 1, C.dtype);  // preact is stored as C is
     same_shape(c, C, false, 0, out(c, 1), false, 1);
   }
 }

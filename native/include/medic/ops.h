@@ -19,7 +19,18 @@
 // scale_add (x = y) and mask_fill_bwd (dx_out = dx). check_call rejects any other overlap of an output
 // with an input or with another output.
 // Optional inputs/outputs are passed as empty slots (Tensor with data == nullptr).
-// All float math is fp32 on CPU; bf16 exists for storage and casts.
+// Precision (dtypes per op). Every tensor not named below is f32. Mixed precision (--precision bf16)
+// stores activations and their gradients in bf16 and keeps fp32 where rounding would hurt:
+//   - arithmetic is fp32 everywhere: bf16 inputs are widened, sums accumulate in fp32, and a bf16
+//     output is rounded once (nearest even) when it is stored;
+//   - master weights, gradients of parameters, AdamW moments, biases, LayerNorm/LayerScale
+//     parameters, softmax and norm statistics (lse, mean, rstd) and losses stay f32;
+//   - ops taking bf16 today: cast (f32 <-> bf16); gemm (A, B and C each f32 or bf16, preact as C,
+//     bias f32). A gemm with a bf16 A or B is the "bf16 product": each operand element is rounded
+//     to bf16 (an f32 operand, e.g. an fp32 master weight, is rounded as it is read), products are
+//     exact in fp32 and summed in fp32. With f32 A and B and a bf16 C it is the fp32 product rounded.
+//   The bf16 GEMM tolerance against a float64 product of the same bf16-rounded operands is the fp32
+//   one (rel. 1e-5); against the unrounded f32 operands it is bf16's (about 2^-8 sqrt(2/K) .. 2^-8).
 #pragma once
 
 #include <string>
@@ -83,6 +94,7 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
 // sum_to        in x [L..., S]; out y [S]: y = sum over the leading dims of x (+ y when acc=1).
 //               The backward of add's broadcast and of a bias.
 // gemm          in A, B, [bias [N]]; out C, [preact]. C = act(alpha * op(A) op(B) + bias) (+ C when acc=1).
+//               A, B, C: f32 or bf16 each (see Precision above); bias f32; preact has C's dtype.
 //               op(A) is [M, K] (A stored [K, M] when trans_a=1), op(B) is [K, N] ([N, K] when trans_b=1).
 //               B 2-D: A's leading dims are flattened into rows (a Linear: A [B, T, K], B = W [N, K],
 //               trans_b=1 -> C [B, T, N]). B with >2 dims: batched, leading dims of A, B, C equal.
