@@ -182,8 +182,9 @@ MEDIC_BF16 static void micro(int64_t kp, const uint32_t* a, const uint32_t* b, f
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       const __m512bh ai = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(a[i])));
-      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
-      acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+      // (the broadcast operand last: it can then be folded into the instruction as {1to16})
+      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], b0, ai);
+      acc[i][1] = _mm512_dpbf16_ps(acc[i][1], b1, ai);
     }
     a += MR;
     b += NR;
@@ -229,24 +230,26 @@ MEDIC_BF16 static void epilogue(const float* tile, int m, int n, const Epilogue&
     bs[v] = e.last && e.bias ? _mm512_maskz_loadu_ps(mk[v], e.bias + 16 * v) : _mm512_setzero_ps();
   }
   const __m512 va = _mm512_set1_ps(e.alpha);
-  for (int i = 0; i < m; ++i) {
+  // Two rows at a time: GELU's dependency chain runs on four vectors side by side (gelu4_avx512).
+  for (int i0 = 0; i0 < m; i0 += 2) {
+    const int rows = std::min(2, m - i0);
     __m512 x[4];
-    for (int v = 0; v < 2; ++v) {
-      x[v] = _mm512_mul_ps(_mm512_load_ps(tile + i * NR + 16 * v), va);
-      if (!e.first) x[v] = _mm512_add_ps(x[v], _mm512_maskz_loadu_ps(mk[v], e.part + i * e.ldp + 16 * v));
-      else if (e.acc) x[v] = _mm512_add_ps(x[v], load_out(e.c, e.c16, i * e.ldc + 16 * v, mk[v]));
-      x[v] = _mm512_add_ps(x[v], bs[v]);
-    }
-    if (!e.last) {
-      for (int v = 0; v < 2; ++v) _mm512_mask_storeu_ps(e.part + i * e.ldp + 16 * v, mk[v], x[v]);
-      continue;
-    }
-    if (e.gelu) {
-      for (int v = 0; v < 2; ++v) store_out(e.pre, e.c16, i * e.ldc + 16 * v, mk[v], x[v]);
-      x[2] = x[3] = _mm512_setzero_ps();  // gelu4 takes four vectors
-      gelu4_avx512(x);
-    }
-    for (int v = 0; v < 2; ++v) store_out(e.c, e.c16, i * e.ldc + 16 * v, mk[v], x[v]);
+    for (int r = 0; r < 2; ++r)
+      for (int v = 0; v < 2; ++v) {
+        const int i = i0 + r, q = 2 * r + v;
+        x[q] = _mm512_setzero_ps();
+        if (r >= rows) continue;
+        x[q] = _mm512_mul_ps(_mm512_load_ps(tile + i * NR + 16 * v), va);
+        if (!e.first) x[q] = _mm512_add_ps(x[q], _mm512_maskz_loadu_ps(mk[v], e.part + i * e.ldp + 16 * v));
+        else if (e.acc) x[q] = _mm512_add_ps(x[q], load_out(e.c, e.c16, i * e.ldc + 16 * v, mk[v]));
+        x[q] = _mm512_add_ps(x[q], bs[v]);
+        if (!e.last) _mm512_mask_storeu_ps(e.part + i * e.ldp + 16 * v, mk[v], x[q]);
+        else if (e.gelu) store_out(e.pre, e.c16, i * e.ldc + 16 * v, mk[v], x[q]);
+      }
+    if (!e.last) continue;
+    if (e.gelu) gelu4_avx512(x);
+    for (int r = 0; r < rows; ++r)
+      for (int v = 0; v < 2; ++v) store_out(e.c, e.c16, (i0 + r) * e.ldc + 16 * v, mk[v], x[2 * r + v]);
   }
 }
 
