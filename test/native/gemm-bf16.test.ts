@@ -60,7 +60,7 @@ describe('gemm bf16 parity', () => {
         }
   });
 
-  it('gives bit-identical bf16 results on 1 and 2 threads (K over several slices: a bf16 C's fp32 partial sums; fp32 master B)', () => {
+  it('gives bit-identical bf16 results on 1 and 2 threads (K over several slices: fp32 partial sums of a bf16 C; fp32 master B)', () => {
     const [M, N, K] = [250, 131, 1700];
     const a = f32ToBf16(randomF32(M * K, 3)), b = randomF32(N * K, 4);
     const outs = [1, 2].map((threads) => {
