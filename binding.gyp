@@ -11,6 +11,7 @@
         "native/core/program.cpp",
         "native/cpu/gemm.cpp",
         "native/cpu/gemm_bf16.cpp",
+        "native/cpu/bf16_widen.cpp",
         "native/cpu/elementwise.cpp",
         "native/cpu/layernorm.cpp",
         "native/cpu/attention.cpp",

@@ -1,0 +1,83 @@
+// Storage-only bf16 (ops.h, Precision): an op without a bf16 kernel of its own runs its fp32 kernel
+// on f32 copies of its bf16 tensors, and its bf16 outputs are rounded back (nearest even) once.
+// The result is by construction the fp32 op applied to the bf16 values, rounded at the store: the
+// same numbers a bf16 kernel with fp32 arithmetic would give. What it costs is memory traffic: one
+// widening pass per bf16 input, and a widening plus a rounding pass per bf16 output (outputs are
+// widened first because ops may read them: acc=1, read-and-written slots, in-place forms).
+// The passes are split over the pool and vectorised (AVX-512) where the CPU has it.
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "isa.h"
+#include "medic/ops.h"
+#include "medic/threads.h"
+
+namespace medic::cpu {
+namespace {
+
+MEDIC_INLINE void widen_body(const uint16_t* src, float* dst, int64_t a, int64_t b) {
+  for (int64_t i = a; i < b; ++i) {
+    const uint32_t u = static_cast<uint32_t>(src[i]) << 16;
+    std::memcpy(dst + i, &u, 4);
+  }
+}
+// Round to nearest even, NaN kept quiet: f32_to_bf16 written without branches so it vectorises.
+MEDIC_INLINE void round_body(const float* src, uint16_t* dst, int64_t a, int64_t b) {
+  for (int64_t i = a; i < b; ++i) {
+    uint32_t u;
+    std::memcpy(&u, src + i, 4);
+    const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    dst[i] = static_cast<uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : r);
+  }
+}
+static void widen_base(const uint16_t* s, float* d, int64_t a, int64_t b) { widen_body(s, d, a, b); }
+MEDIC_AVX2 static void widen_avx2(const uint16_t* s, float* d, int64_t a, int64_t b) { widen_body(s, d, a, b); }
+MEDIC_AVX512 static void widen_avx512(const uint16_t* s, float* d, int64_t a, int64_t b) { widen_body(s, d, a, b); }
+static void round_base(const float* s, uint16_t* d, int64_t a, int64_t b) { round_body(s, d, a, b); }
+MEDIC_AVX2 static void round_avx2(const float* s, uint16_t* d, int64_t a, int64_t b) { round_body(s, d, a, b); }
+MEDIC_AVX512 static void round_avx512(const float* s, uint16_t* d, int64_t a, int64_t b) { round_body(s, d, a, b); }
+
+void parallel(ThreadPool* pool, int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  constexpr int64_t kGrain = 1 << 16;
+  if (pool && n > kGrain)
+    pool->parallel_for(n, kGrain, fn);
+  else if (n > 0)
+    fn(0, n);
+}
+
+}  // namespace
+
+void widen_bf16(const uint16_t* src, float* dst, int64_t n, ThreadPool* pool) {
+  const auto fn = pick_isa_variant(widen_base, widen_avx2, widen_avx512);
+  parallel(pool, n, [&](int64_t a, int64_t b) { fn(src, dst, a, b); });
+}
+
+void round_bf16(const float* src, uint16_t* dst, int64_t n, ThreadPool* pool) {
+  const auto fn = pick_isa_variant(round_base, round_avx2, round_avx512);
+  parallel(pool, n, [&](int64_t a, int64_t b) { fn(src, dst, a, b); });
+}
+
+void run_widened(const OpCall& c, KernelFn f32_kernel) {
+  ThreadPool* pool = c.ctx ? c.ctx->pool : nullptr;
+  std::vector<Tensor> in(c.in, c.in + c.n_in), out(c.out, c.out + c.n_out);
+  std::vector<std::vector<float>> bufs;
+  bufs.reserve(in.size() + out.size());
+  auto widen = [&](Tensor& t) {
+    if (!t.data || t.dtype != DType::BF16) return;
+    bufs.emplace_back(static_cast<size_t>(t.numel()));
+    widen_bf16(t.bf16(), bufs.back().data(), t.numel(), pool);
+    t.data = bufs.back().data();
+    t.dtype = DType::F32;
+  };
+  for (Tensor& t : in) widen(t);
+  for (Tensor& t : out) widen(t);
+  OpCall w = c;
+  w.in = in.data();
+  w.out = out.data();
+  f32_kernel(w);
+  for (int i = 0; i < c.n_out; ++i)
+    if (c.out[i].data && c.out[i].dtype == DType::BF16) round_bf16(out[i].f32(), c.out[i].bf16(), c.out[i].numel(), pool);
+}
+
+}  // namespace medic::cpu
