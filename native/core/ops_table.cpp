@@ -148,10 +148,13 @@ void run_op(const OpCall& c, bool checked) {
   const bool cpu = c.ctx->device == Device::CPU;
   KernelFn fn = cpu ? c.def->cpu : c.def->cuda;
   if (!fn) throw Error(std::string(c.def->name) + ": no CUDA kernel in this build");
-  if (!bf16_native(c.def->id) && any_bf16(c)) {
-    // Storage-only bf16: the fp32 kernel on widened copies (ops.h, Precision).
-    if (!cpu) throw Error(std::string(c.def->name) + ": bf16 tensors are not supported by its CUDA kernel yet (use --precision fp32 on CUDA)");
-    return cpu::run_widened(c, fn);
+  const OpId id = c.def->id;
+  if (any_bf16(c)) {
+    // CUDA kernels take bf16 tensors in fill and cast only (its gemm multiplies in bf16 already, from
+    // f32 storage); on the CPU, ops without a bf16 kernel run the fp32 one on widened copies.
+    if (!cpu && id != OpId::fill && id != OpId::cast)
+      throw Error(std::string(c.def->name) + ": bf16 tensors are not supported by its CUDA kernel yet (use --precision fp32 on CUDA)");
+    if (cpu && !bf16_native(id)) return cpu::run_widened(c, fn);
   }
   fn(c);
 }

@@ -1,6 +1,6 @@
 // gemm with bf16 operands or output (ops.h, "gemm"): C = act(alpha * op(A) op(B) + bias) (+ C when
-// acc=1) where A or B is bf16 (the bf16 product: every operand element rounded to bf16, products
-// summed in fp32) or C is bf16 (the fp32 result rounded once, to nearest even, when it is stored).
+// acc=1) where A or B is bf16 or attr bf16=1 (the bf16 product: every operand element rounded to
+// bf16, products summed in fp32) or C is bf16 (the fp32 result rounded once, to nearest even, when it is stored).
 //
 // Two implementations with one result contract:
 //   - gemm_bf16_reference: rounds the operands to bf16, widens them to f32 scratch, runs the fp32
@@ -43,9 +43,12 @@
 
 namespace medic::cpu {
 
-bool gemm_is_bf16(const OpCall& call) {
-  return call.x(0).dtype == DType::BF16 || call.x(1).dtype == DType::BF16 || call.y(0).dtype == DType::BF16;
+// The bf16 product: an operand is bf16, or attr bf16=1 asks for it with f32 operands.
+static bool product16(const OpCall& call) {
+  return call.x(0).dtype == DType::BF16 || call.x(1).dtype == DType::BF16 || call.ai("bf16", 0) != 0;
 }
+
+bool gemm_is_bf16(const OpCall& call) { return product16(call) || call.y(0).dtype == DType::BF16; }
 
 // ---- Reference / fallback -------------------------------------------------------------------------
 namespace {
@@ -78,8 +81,8 @@ Tensor f32_view(const Tensor& like, std::vector<float>& v) {
 }  // namespace
 
 void gemm_bf16_reference(const OpCall& call) {
-  const bool product16 = call.x(0).dtype == DType::BF16 || call.x(1).dtype == DType::BF16;
-  std::vector<float> a = widen(call.x(0), product16), b = widen(call.x(1), product16);
+  const bool p16 = product16(call);
+  std::vector<float> a = widen(call.x(0), p16), b = widen(call.x(1), p16);
   const bool act = call.ai("act", 0) == 1;
   std::vector<float> c = call.ai("acc", 0) ? widen(call.y(0), false) : std::vector<float>(call.y(0).numel());
   std::vector<float> pre(act ? call.y(1).numel() : 0);
@@ -342,8 +345,7 @@ MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0
 
 bool fast_ok(const OpCall& call) {
   const CpuFeatures& f = cpu_features();
-  const bool product16 = call.x(0).dtype == DType::BF16 || call.x(1).dtype == DType::BF16;
-  return f.avx512_bf16 && f.avx512bw && f.fma && product16;
+  return f.avx512_bf16 && f.avx512bw && f.fma && product16(call);
 }
 
 }  // namespace

@@ -79,6 +79,27 @@ describe('gemm bf16 parity', () => {
     expect(Buffer.from(outs[1].buffer).equals(Buffer.from(outs[0].buffer))).toBe(true);
   });
 
+  it('attr bf16=1 with f32 operands gives the bits of the same gemm on bf16 copies (the graph\'s mixed-precision compute)', () => {
+    const e = cpuEngine();
+    const [M, N, K] = [97, 70, 900];
+    const a = randomF32(M * K, 21), b = randomF32(N * K, 22), bias = randomF32(N, 23);
+    const run = (A: Tensor, B: Tensor, attrs: Record<string, number>) => {
+      const bt = e.tensor([N], 'f32', bias), C = e.tensor([M, N], 'f32'), P = e.tensor([M, N], 'f32');
+      try {
+        e.op('gemm', [A, B, bt], [C, P], { trans_b: 1, act: 1, ...attrs });
+        return [C.read() as Float32Array, P.read() as Float32Array];
+      } finally {
+        [A, B, bt, C, P].forEach((t) => t.dispose());
+      }
+    };
+    const viaAttr = run(e.tensor([M, K], 'f32', a), e.tensor([N, K], 'f32', b), { bf16: 1 });
+    const viaDtype = run(e.tensor([M, K], 'bf16', f32ToBf16(a)), e.tensor([N, K], 'bf16', f32ToBf16(b)), {});
+    const plain = run(e.tensor([M, K], 'f32', a), e.tensor([N, K], 'f32', b), {});
+    for (let i = 0; i < 2; i++) expect(Buffer.from(viaAttr[i].buffer).equals(Buffer.from(viaDtype[i].buffer))).toBe(true);
+    // and it is not the fp32 product: bf16 rounding of the operands shows at ~2^-9 relative
+    expect(relErr(viaAttr[1], plain[1])).toBeGreaterThan(1e-4);
+  });
+
   it('fp32 fallback (MEDIC_CPU_ISA=avx512: no bf16 dot products) gives the same fixtures results', () => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'gemm_bf16_cases.ts')], {
       env: { ...process.env, MEDIC_CPU_ISA: 'avx512' },

@@ -26,9 +26,10 @@
 //   - master weights, gradients of parameters, AdamW moments, biases, LayerNorm/LayerScale
 //     parameters, softmax and norm statistics (lse, mean, rstd) and losses stay f32;
 //   - bf16 kernels of their own: cast (f32 <-> bf16); gemm (A, B and C each f32 or bf16, preact as
-//     C, bias f32). A gemm with a bf16 A or B is the "bf16 product": each operand element is rounded
-//     to bf16 (an f32 operand, e.g. an fp32 master weight, is rounded as it is read), products are
-//     exact in fp32 and summed in fp32. With f32 A and B and a bf16 C it is the fp32 product rounded.
+//     C, bias f32). A gemm with a bf16 A or B, or with attr bf16=1, is the "bf16 product": each
+//     operand element is rounded to bf16 (an f32 operand, e.g. an fp32 master weight, is rounded as
+//     it is read), products are exact in fp32 and summed in fp32. With f32 A and B, no bf16 attr
+//     and a bf16 C it is the fp32 product rounded.
 //   - storage-only bf16 (bf16_slot() lists the slots): the fp32 kernel runs on widened copies and
 //     bf16 outputs are rounded once (CPU: cpu::run_widened; CUDA refuses bf16 for these today):
 //       copy, add (a, b, y), sum_to (x), gelu / quick_gelu / softmax and their backwards (all data
@@ -105,6 +106,7 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
 //               The backward of add's broadcast and of a bias.
 // gemm          in A, B, [bias [N]]; out C, [preact]. C = act(alpha * op(A) op(B) + bias) (+ C when acc=1).
 //               A, B, C: f32 or bf16 each (see Precision above); bias f32; preact has C's dtype.
+//               attr bf16=1: the bf16 product even when A and B are f32 (mixed precision's compute).
 //               op(A) is [M, K] (A stored [K, M] when trans_a=1), op(B) is [K, N] ([N, K] when trans_b=1).
 //               B 2-D: A's leading dims are flattened into rows (a Linear: A [B, T, K], B = W [N, K],
 //               trans_b=1 -> C [B, T, N]). B with >2 dims: batched, leading dims of A, B, C equal.
@@ -230,8 +232,9 @@ std::vector<std::string> op_names();
 
 // Precision: may slot `slot` of `op` (an input when `input`) hold bf16? (core/op_checks.cpp)
 bool bf16_slot(OpId op, bool input, int slot);
-// Ops whose kernels read and write bf16 themselves; every other op with a bf16 tensor runs its fp32
-// kernel on widened copies on the CPU (cpu::run_widened) and is refused on CUDA.
+// Ops whose CPU kernels read and write bf16 themselves; every other op with a bf16 tensor runs its
+// fp32 kernel on widened copies on the CPU (cpu::run_widened). On CUDA only fill and cast take bf16
+// tensors today (run_op refuses the rest with a clear error).
 bool bf16_native(OpId op);
 namespace cpu {
 void run_widened(const OpCall& call, KernelFn f32_kernel);
