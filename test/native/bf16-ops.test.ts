@@ -11,6 +11,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { type Engine, type Tensor } from '../../lib/engine/index.js';
+import type { OpName } from '../../lib/engine/ops.js';
 import { SafetensorsFile, bf16ToF32, f32ToBf16 } from '../../lib/io/safetensors.js';
 import { cpuEngine, loadFixture, randomF32, relErr } from '../helpers/parity.js';
 import { bf16Ulps } from './gemm_bf16_cases.js';
@@ -21,7 +22,7 @@ type Spec = { shape: number[]; bf16?: boolean; data?: Float32Array | Int32Array 
 const round = (x: Float32Array) => bf16ToF32(f32ToBf16(x));
 
 /** Runs op twice (bf16 slots as bf16, then as f32 copies of the same values) and returns both outputs as bf16 bits / f32. */
-function twin(e: Engine, op: string, ins: (Spec | null)[], outs: (Spec | null)[], attrs: Record<string, number>) {
+function twin(e: Engine, op: OpName, ins: (Spec | null)[], outs: (Spec | null)[], attrs: Record<string, number>) {
   const runOnce = (asBf16: boolean) => {
     const make = (s: Spec | null, i: number, isOut: boolean) => {
       if (!s) return null;
@@ -50,7 +51,7 @@ describe('bf16 storage: bit-exact with the fp32 op on the bf16 values', () => {
   const e = cpuEngine();
   const [B, T, H, Hd] = [2, 37, 2, 16];
   const D = H * Hd;
-  const cases: [string, (Spec | null)[], (Spec | null)[], Record<string, number>][] = [
+  const cases: [OpName, (Spec | null)[], (Spec | null)[], Record<string, number>][] = [
     ['gelu', [{ shape: [300], bf16: true }], [{ shape: [300], bf16: true }], {}],
     ['gelu_bwd', [{ shape: [300], bf16: true }, { shape: [300], bf16: true }], [{ shape: [300], bf16: true }], { acc: 1 }],
     ['add', [{ shape: [5, 40], bf16: true }, { shape: [40], bf16: true }], [{ shape: [5, 40], bf16: true }], {}],
