@@ -5,8 +5,9 @@ import { compile, type CompiledGraph } from '../graph/index.js';
 import { inspectClipCheckpoint, type ClipCheckpointInfo } from '../io/teacher.js';
 import { buildMedic, studentPresets, type MedicConfig, type MedicGraph, type VitConfig } from '../models/index.js';
 import type { PretrainConfig } from './config.js';
+import type { Precision } from './precision.js';
 
-export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConfig {
+export function medicConfigOf(c: PretrainConfig, batch = c.batchSize, precision: Precision = 'fp32'): MedicConfig {
   const s = studentPresets[c.model];
   return {
     batch,
@@ -19,6 +20,7 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConf
     maskRatio: c.maskRatio,
     weights: { w_tok: c.wTok, w_cls: c.wCls, w_pix: c.wPix, tau: c.tau },
     optimizer: { maxNorm: c.clipGrad },
+    precision,
   };
 }
 
@@ -41,9 +43,9 @@ export interface TrainModel {
   cg: CompiledGraph;
 }
 
-/** buildMedic() for a pretraining config, compiled. */
-export function buildTrainModel(c: PretrainConfig): TrainModel {
-  const medic = buildMedic(medicConfigOf(c));
+/** buildMedic() for a pretraining config at a resolved precision (lib/train/precision.ts), compiled. */
+export function buildTrainModel(c: PretrainConfig, precision: Precision = 'fp32'): TrainModel {
+  const medic = buildMedic(medicConfigOf(c, c.batchSize, precision));
   return { medic, cg: compile(medic.graph) };
 }
 

@@ -13,6 +13,7 @@ import { describeClipCheckpoint, loadClipTeacher, type ClipCheckpointInfo } from
 import type { MedicGraph } from '../models/index.js';
 import { applyTeacherCheckpoint, buildTrainModel } from './build.js';
 import { flagOf, type PretrainConfig } from './config.js';
+import { resolvePrecision } from './precision.js';
 import type { PretrainEvents, PretrainOptions } from './events.js';
 import { peakLr, type ScheduleConfig } from './schedule.js';
 
@@ -64,7 +65,9 @@ export async function setupRun(config: PretrainConfig, opts: PretrainOptions): P
   try {
     // The CUDA reason already names the GPU; the CPU one gains the threads and instruction set.
     ev.info(engine.device.kind === 'cpu' ? `${engine.device.reason}; ${engine.describe()}` : engine.device.reason);
-    const { medic, cg } = buildTrainModel(c);
+    const { precision, reason } = resolvePrecision(c.precision, engine);
+    ev.info(reason);
+    const { medic, cg } = buildTrainModel(c, precision);
     state = new GraphState(engine, cg);
     describeModel(c, ev, medic, cg);
     const table = paramTable(cg);
