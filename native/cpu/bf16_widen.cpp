@@ -5,7 +5,9 @@
 // widening pass per bf16 input, and a widening plus a rounding pass per bf16 output (outputs are
 // widened first because ops may read them: acc=1, read-and-written slots, in-place forms).
 // The passes are split over the pool and vectorised (AVX-512) where the CPU has it.
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <functional>
 #include <vector>
 
@@ -58,17 +60,38 @@ void round_bf16(const float* src, uint16_t* dst, int64_t n, ThreadPool* pool) {
   parallel(pool, n, [&](int64_t a, int64_t b) { fn(src, dst, a, b); });
 }
 
+// The f32 copies live in one buffer per calling thread, kept between calls: a fresh allocation per
+// op would page-fault (and zero) megabytes every time.
+struct Scratch {
+  float* p = nullptr;
+  size_t cap = 0;
+  ~Scratch() { std::free(p); }
+  float* reserve(size_t n) {
+    if (n > cap) {
+      std::free(p);
+      p = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) & ~size_t(63)));
+      cap = p ? n : 0;
+      if (!p) throw Error("bf16 storage: out of memory for f32 copies (" + std::to_string(n * sizeof(float)) + " bytes)");
+    }
+    return p;
+  }
+};
+thread_local Scratch t_scratch;
+
 void run_widened(const OpCall& c, KernelFn f32_kernel) {
   ThreadPool* pool = c.ctx ? c.ctx->pool : nullptr;
   std::vector<Tensor> in(c.in, c.in + c.n_in), out(c.out, c.out + c.n_out);
-  std::vector<std::vector<float>> bufs;
-  bufs.reserve(in.size() + out.size());
+  size_t total = 0;
+  for (const std::vector<Tensor>* ts : {&in, &out})
+    for (const Tensor& t : *ts)
+      if (t.data && t.dtype == DType::BF16) total += (static_cast<size_t>(t.numel()) + 15) & ~size_t(15);
+  float* next = t_scratch.reserve(total);
   auto widen = [&](Tensor& t) {
     if (!t.data || t.dtype != DType::BF16) return;
-    bufs.emplace_back(static_cast<size_t>(t.numel()));
-    widen_bf16(t.bf16(), bufs.back().data(), t.numel(), pool);
-    t.data = bufs.back().data();
+    widen_bf16(t.bf16(), next, t.numel(), pool);
+    t.data = next;
     t.dtype = DType::F32;
+    next += (static_cast<size_t>(t.numel()) + 15) & ~size_t(15);
   };
   for (Tensor& t : in) widen(t);
   for (Tensor& t : out) widen(t);
