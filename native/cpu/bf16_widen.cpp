@@ -3,7 +3,8 @@
 // The result is by construction the fp32 op applied to the bf16 values, rounded at the store: the
 // same numbers a bf16 kernel with fp32 arithmetic would give. What it costs is memory traffic: one
 // widening pass per bf16 input, and a widening plus a rounding pass per bf16 output (outputs are
-// widened first because ops may read them: acc=1, read-and-written slots, in-place forms).
+// widened first where ops may read them or leave elements as they are: acc=1, read-and-written
+// slots, partial writers).
 // The passes are split over the pool and vectorised (AVX-512) where the CPU has it.
 #include <cstdlib>
 #include <cstring>
@@ -60,6 +61,22 @@ void round_bf16(const float* src, uint16_t* dst, int64_t n, ThreadPool* pool) {
   parallel(pool, n, [&](int64_t a, int64_t b) { fn(src, dst, a, b); });
 }
 
+// Whether the op overwrites every element of output `slot` without reading it (ops.h): then its f32
+// copy needs no widening first. Accumulating calls, read-and-written slots and partial writers
+// (copy_rows, gather/scatter_rows, mask_fill, scale_add) are not listed: they are widened.
+bool overwrites(const OpCall& c, int slot) {
+  if (c.ai("acc", 0) != 0) return false;
+  switch (c.def->id) {
+    case OpId::gelu: case OpId::gelu_bwd: case OpId::quick_gelu: case OpId::quick_gelu_bwd: case OpId::softmax:
+    case OpId::softmax_bwd: case OpId::add: case OpId::pixel_norm: case OpId::attention: case OpId::attention_bwd:
+    case OpId::layernorm: case OpId::layernorm_bwd: case OpId::scale_add_bwd: case OpId::mask_fill_bwd:
+      return slot == 0;
+    case OpId::medic_loss: return slot == 1 || slot == 2;
+    case OpId::cross_entropy: return slot == 1;
+    default: return false;
+  }
+}
+
 // The f32 copies live in one buffer per calling thread, kept between calls: a fresh allocation per
 // op would page-fault (and zero) megabytes every time.
 struct Scratch {
@@ -86,15 +103,16 @@ void run_widened(const OpCall& c, KernelFn f32_kernel) {
     for (const Tensor& t : *ts)
       if (t.data && t.dtype == DType::BF16) total += (static_cast<size_t>(t.numel()) + 15) & ~size_t(15);
   float* next = t_scratch.reserve(total);
-  auto widen = [&](Tensor& t) {
+  auto widen = [&](Tensor& t, bool copy) {
     if (!t.data || t.dtype != DType::BF16) return;
-    widen_bf16(t.bf16(), next, t.numel(), pool);
+    if (copy) widen_bf16(t.bf16(), next, t.numel(), pool);
     t.data = next;
     t.dtype = DType::F32;
     next += (static_cast<size_t>(t.numel()) + 15) & ~size_t(15);
   };
-  for (Tensor& t : in) widen(t);
-  for (Tensor& t : out) widen(t);
+  for (Tensor& t : in) widen(t, true);
+  // (an in-place output still gets a copy of its own: the kernel reads the input's copy)
+  for (int i = 0; i < c.n_out; ++i) widen(out[i], !overwrites(c, i));
   OpCall w = c;
   w.in = in.data();
   w.out = out.data();
