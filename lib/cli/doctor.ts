@@ -4,6 +4,7 @@ import { arch, cpus, platform, totalmem } from 'node:os';
 import type { Command } from 'commander';
 
 import { chooseDevice } from '../engine/device.js';
+import { precisionFor } from '../train/precision.js';
 import { candidatePaths, loadBinding, type LoadedBinding } from '../engine/loader.js';
 
 export interface DoctorReport {
@@ -84,5 +85,6 @@ export function registerDoctor(program: Command): void {
       console.log(`cuda         : ${r.cuda.compiledIn ? `${r.cuda.devices} device(s): ${r.cuda.description}` : r.cuda.description}`);
       if (r.cuda.compiledIn) console.log(`cuda kernels : ${r.cuda.kernels} of ${r.cuda.ops} ops`);
       console.log(`--device auto: ${r.auto}`);
+      console.log(`--precision auto on the CPU: ${precisionFor('auto', false, features).reason}`);
     });
 }

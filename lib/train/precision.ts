@@ -10,7 +10,11 @@ export type Precision = 'fp32' | 'bf16';
 /** The precision a run uses and why, for its start line. Throws for bf16 on CUDA. */
 export function resolvePrecision(want: PretrainConfig['precision'], engine: Engine): { precision: Precision; reason: string } {
   const cuda = engine.device.kind !== 'cpu';
-  const features = cuda ? '' : engine.describe();
+  return precisionFor(want, cuda, cuda ? '' : engine.describe());
+}
+
+/** resolvePrecision from the device kind and the CPU feature string (cpu_features_string()). */
+export function precisionFor(want: PretrainConfig['precision'], cuda: boolean, features: string): { precision: Precision; reason: string } {
   const dot = /avx512bf16|amx-bf16/.test(features);
   if (cuda) {
     if (want === 'bf16') throw new Error('--precision bf16: not supported on CUDA yet (its kernels other than gemm do not read bf16 activations); use --precision fp32 or auto');
