@@ -11,6 +11,8 @@
         "native/core/program.cpp",
         "native/core/cluster.cpp",
         "native/cpu/gemm.cpp",
+        "native/cpu/gemm_bf16.cpp",
+        "native/cpu/bf16_widen.cpp",
         "native/cpu/elementwise.cpp",
         "native/cpu/layernorm.cpp",
         "native/cpu/attention.cpp",

@@ -1,7 +1,11 @@
-// Our gemm against OpenBLAS (through numpy's BLAS library) at the shapes of bench/cases/gemm.ts, same
-// shapes and thread count, in the same run:
+// Our gemm against OpenBLAS (through numpy's BLAS library) in fp32, and our bf16 gemm against
+// PyTorch's bf16 matmul (oneDNN), at the shapes of bench/cases/gemm.ts, same shapes and thread count,
+// in the same run:
 //
 //   npx tsx bench/gemm_vs_openblas.ts --threads 2 --preset tiny,base --reps 3 [--only 'qkv|fc1']
+//   ... --precision fp32|bf16|both (default both: an fp32 and a bf16 column pair per shape)
+//   ... --threads 1 --clock cpu     # on a shared machine: process CPU time instead of wall time
+//                                     (both sides; meaningful with 1 thread, where nobody spins)
 //   MEDIC_CPU_ISA=avx2 npx tsx bench/gemm_vs_openblas.ts ...   # our AVX2 path
 //   ... --blas-core Haswell                                      # OpenBLAS pinned to its AVX2 kernels
 //
@@ -12,6 +16,9 @@
 // ratio = OpenBLAS time / our time (> 1: we are faster). OpenBLAS does the plain GEMM (beta=1 for acc
 // cases); our time includes the fused bias / GELU epilogue where the shape has one. Our pool's idle
 // threads sleep at once; OpenBLAS's spin for ~0.1 s, so each of our timings waits 0.3 s after OpenBLAS's.
+// bf16: bench/torch_bf16_gemm.py --serve (torch.set_num_threads(--threads)) times the plain bf16
+// product (matmul into a bf16 C, addmm_ for acc); ours runs the mixed-precision step's form (bf16
+// A, B, C and preact, f32 C for the acc weight gradients, f32 bias) with its epilogue.
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -19,10 +26,30 @@ import { fileURLToPath } from 'node:url';
 
 import { Engine } from '../lib/engine/index.js';
 import { gemmCase, gemmShapes, shapeLabel, type GemmShape } from './cases/gemm.js';
-import { timeCase } from './kernels.js';
+import type { BenchCase } from './cases/types.js';
 import { presets, type Preset } from './presets.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Median time of c's run() over >= minMs and >= minRuns runs, after a warm-up: wall or process CPU ms. */
+function timeCase(engine: Engine, c: BenchCase, minMs: number, minRuns: number, clock: string): number {
+  const now = clock === 'cpu' ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e3; } : () => performance.now();
+  const inst = c.setup(engine);
+  try {
+    inst.run(); // warm-up (page faults, packing buffers)
+    const times: number[] = [];
+    const start = performance.now();
+    while (times.length < minRuns || performance.now() - start < minMs) {
+      const t0 = now();
+      inst.run();
+      times.push(now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    return times[times.length >> 1];
+  } finally {
+    inst.dispose();
+  }
+}
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -30,7 +57,7 @@ function arg(name: string, def: string): string {
 }
 
 /** A bench/openblas_gemm.py --serve child: one JSON line out per case sent. */
-function openBlasServer(threads: number, core: string) {
+function openBlasServer(threads: number, core: string, clock: string) {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'openblas_gemm.py');
   const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(threads) };
   delete env.OPENBLAS_CORETYPE;
@@ -46,7 +73,27 @@ function openBlasServer(threads: number, core: string) {
   return {
     info: next,
     async time(s: GemmShape, minMs: number): Promise<number> {
-      child.stdin.write(JSON.stringify({ name: s.name, M: s.M, N: s.N, K: s.K, ta: s.ta, tb: s.tb, acc: s.acc ?? 0, min_ms: minMs }) + '\n');
+      child.stdin.write(JSON.stringify({ name: s.name, M: s.M, N: s.N, K: s.K, ta: s.ta, tb: s.tb, acc: s.acc ?? 0, min_ms: minMs, clock }) + '\n');
+      return (await next()).ms as number;
+    },
+    close: () => child.stdin.end(),
+  };
+}
+
+/** A bench/torch_bf16_gemm.py --serve child: one JSON line out per case sent. */
+function torchServer(threads: number, clock: string) {
+  const script = join(dirname(fileURLToPath(import.meta.url)), 'torch_bf16_gemm.py');
+  const child = spawn('/usr/bin/python3', [script, '--serve', '--threads', String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async (): Promise<Record<string, unknown>> => {
+    const r = await lines.next();
+    if (r.done) throw new Error('torch_bf16_gemm.py exited early (see its stderr above; it needs Debian\'s python3-torch)');
+    return JSON.parse(r.value) as Record<string, unknown>;
+  };
+  return {
+    info: next,
+    async time(s: GemmShape, minMs: number): Promise<number> {
+      child.stdin.write(JSON.stringify({ name: s.name, M: s.M, N: s.N, K: s.K, ta: s.ta, tb: s.tb, acc: s.acc ?? 0, min_ms: minMs, clock }) + '\n');
       return (await next()).ms as number;
     },
     close: () => child.stdin.end(),
@@ -65,36 +112,58 @@ async function main(): Promise<void> {
     if (!presets[p]) throw new Error(`--preset: unknown preset '${p}' (tiny, base)`);
     for (const s of gemmShapes(presets[p])) if (!only || new RegExp(only).test(s.name)) shapes.push({ preset: p, s });
   }
+  const precision = arg('precision', 'both');
+  if (!['fp32', 'bf16', 'both'].includes(precision)) throw new Error(`--precision: expected fp32, bf16 or both, got '${precision}'`);
+  const doF32 = precision !== 'bf16', doBf16 = precision !== 'fp32';
   const engine = Engine.create({ device: 'cpu', threads });
-  const blas = openBlasServer(threads, core);
+  const clock = arg('clock', 'wall');
+  if (!['wall', 'cpu'].includes(clock)) throw new Error(`--clock: expected wall or cpu, got '${clock}'`);
+  const blas = doF32 ? openBlasServer(threads, core, clock) : null;
+  const torch = doBf16 ? torchServer(threads, clock) : null;
   try {
     console.log(`engine: ${engine.describe()}`);
-    console.log(`blas: ${JSON.stringify((await blas.info()).blas)}`);
-    console.log(`threads ${threads}; per side the best of ${reps} medians, each over >= ${minMs} ms`);
-    console.log(`${'preset'.padEnd(6)} ${'shape'.padEnd(58)} ${'ours ms'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'blas ms'.padStart(9)} ${'GFLOP/s'.padStart(8)} ${'ratio'.padStart(6)}`);
-    let logSum = 0;
-    let worst = Infinity;
+    if (blas) console.log(`blas: ${JSON.stringify((await blas.info()).blas)}`);
+    if (torch) console.log(`torch: ${JSON.stringify((await torch.info()).torch)}`);
+    console.log(`threads ${threads}; per side the best of ${reps} medians, each over >= ${minMs} ms, ${clock} clock; ratio = reference time / ours`);
+    const head = (tag: string, ref: string) =>
+      `${(tag + ' ours ms').padStart(13)} ${'GFLOP/s'.padStart(8)} ${(ref + ' ms').padStart(10)} ${'GFLOP/s'.padStart(8)} ${'ratio'.padStart(6)}`;
+    console.log(`${'preset'.padEnd(6)} ${'shape'.padEnd(58)}${doF32 ? ' ' + head('fp32', 'blas') : ''}${doBf16 ? ' ' + head('bf16', 'torch') : ''}`);
+    const logs = { f32: [] as number[], bf16: [] as number[] };
     for (const { preset, s } of shapes) {
-      let ours = Infinity;
-      let ref = Infinity;
-      for (let rep = 0; rep < reps; rep++) {
-        // OpenBLAS's idle workers spin for a while after each call (THREAD_TIMEOUT, ~0.1 s) and
-        // would steal our cores: let them fall asleep first.
-        await sleep(300);
-        ours = Math.min(ours, timeCase(engine, gemmCase(s), minMs, 3));
-        ref = Math.min(ref, await blas.time(s, minMs));
-      }
       const gf = (ms: number) => (2 * s.M * s.N * s.K) / (ms * 1e6);
-      const ratio = ref / ours;
-      logSum += Math.log(ratio);
-      worst = Math.min(worst, ratio);
-      console.log(
-        `${preset.padEnd(6)} ${shapeLabel(s).padEnd(58)} ${ours.toFixed(3).padStart(9)} ${gf(ours).toFixed(1).padStart(8)} ${ref.toFixed(3).padStart(9)} ${gf(ref).toFixed(1).padStart(8)} ${ratio.toFixed(2).padStart(6)}`,
-      );
+      const col = (ours: number, ref: number) =>
+        `${ours.toFixed(3).padStart(13)} ${gf(ours).toFixed(1).padStart(8)} ${ref.toFixed(3).padStart(10)} ${gf(ref).toFixed(1).padStart(8)} ${(ref / ours).toFixed(2).padStart(6)}`;
+      let line = `${preset.padEnd(6)} ${shapeLabel(s).padEnd(58)}`;
+      if (blas) {
+        let ours = Infinity, ref = Infinity;
+        for (let rep = 0; rep < reps; rep++) {
+          // OpenBLAS's idle workers spin for a while after each call (THREAD_TIMEOUT, ~0.1 s) and
+          // would steal our cores: let them fall asleep first.
+          await sleep(300);
+          ours = Math.min(ours, timeCase(engine, gemmCase(s), minMs, 3, clock));
+          ref = Math.min(ref, await blas.time(s, minMs));
+        }
+        logs.f32.push(Math.log(ref / ours));
+        line += ' ' + col(ours, ref);
+      }
+      if (torch) {
+        let ours = Infinity, ref = Infinity;
+        for (let rep = 0; rep < reps; rep++) {
+          await sleep(300); // oneDNN's OpenMP workers spin after a call too
+          ours = Math.min(ours, timeCase(engine, gemmCase(s, 'bf16'), minMs, 3, clock));
+          ref = Math.min(ref, await torch.time(s, minMs));
+        }
+        logs.bf16.push(Math.log(ref / ours));
+        line += ' ' + col(ours, ref);
+      }
+      console.log(line);
     }
-    console.log(`ratio (blas time / ours): geometric mean ${Math.exp(logSum / shapes.length).toFixed(3)}, worst ${worst.toFixed(2)}`);
+    const summary = (l: number[]) => `geometric mean ${Math.exp(l.reduce((a, b) => a + b, 0) / l.length).toFixed(3)}, worst ${Math.exp(Math.min(...l)).toFixed(2)}`;
+    if (blas) console.log(`fp32 ratio (OpenBLAS time / ours): ${summary(logs.f32)}`);
+    if (torch) console.log(`bf16 ratio (PyTorch bf16 matmul time / ours): ${summary(logs.bf16)}`);
   } finally {
-    blas.close();
+    blas?.close();
+    torch?.close();
     engine.dispose();
   }
 }

@@ -5,6 +5,10 @@
 //
 //   npx tsx bench/gpu_step.ts --device cuda --batch 256 --steps 10 --json step.json
 //   npx tsx bench/gpu_step.ts --device cpu --config small --batch 4 --steps 2       (checks the script)
+//   npx tsx bench/gpu_step.ts --device cpu --threads 2 --batch 8 --steps 3 --precision bf16|fp32
+//     (the CPU step ratio; bench/pytorch_reference.py --threads 2 --batch 8 --precision bf16|fp32 beside it)
+//   ... --clock cpu: process CPU time instead of wall time (a shared machine; meaningful with
+//       --threads 1); --no-profile skips the profiled step.
 //
 // The first run of a program is op by op; the second captures a CUDA graph that later runs replay
 // (MEDIC_CUDA_GRAPH=0 keeps every run op by op). Warm-up covers both, so the median is replay.
@@ -23,13 +27,20 @@ async function main(): Promise<void> {
   const device = deviceSpec(arg('device', 'cuda'));
   const batch = Number(arg('batch', '256'));
   const steps = Number(arg('steps', '10'));
-  const warmup = Math.max(2, Number(arg('warmup', '3')));
+  // CUDA needs two warm-up runs (op by op, then the graph capture); the CPU one.
+  const warmup = Math.max(device.startsWith('cuda') ? 2 : 1, Number(arg('warmup', '3')));
+  const clock = arg('clock', 'wall');
+  if (clock !== 'wall' && clock !== 'cpu') throw new Error(`--clock: expected wall or cpu, got '${clock}'`);
+  const now = clock === 'cpu' ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e3; } : () => performance.now();
   const which = arg('config', 'vitb');
   const jsonPath = arg('json', '');
-  const cfg = which === 'small' ? smallConfig(batch) : vitB16Config(batch);
+  const precision = arg('precision', 'fp32');
+  if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`--precision: expected fp32 or bf16, got '${precision}'`);
+  const threads = Number(arg('threads', '0'));
+  const cfg = { ...(which === 'small' ? smallConfig(batch) : vitB16Config(batch)), precision } as const;
 
   const t0 = performance.now();
-  const engine = Engine.create({ device });
+  const engine = Engine.create({ device, threads });
   const step = buildStep(cfg, 1);
   const tBuild = performance.now();
   let state: GraphState;
@@ -53,9 +64,9 @@ async function main(): Promise<void> {
   let s = 1;
   const one = async () => {
     const feed = step.feed(s++);
-    const a = performance.now();
+    const a = now();
     const out = await prog.run(feed);
-    runs.push({ ms: performance.now() - a, nativeMs: out.ms, losses: Array.from(out.outputs.losses as Float32Array), gradNorm: (out.outputs.grad_norm as Float32Array)[0] });
+    runs.push({ ms: now() - a, nativeMs: out.ms, losses: Array.from(out.outputs.losses as Float32Array), gradNorm: (out.outputs.grad_norm as Float32Array)[0] });
   };
   for (let i = 0; i < warmup; i++) await one();
   const timedFrom = runs.length;
@@ -64,7 +75,7 @@ async function main(): Promise<void> {
   const nativeTimed = runs.slice(timedFrom).map((r) => r.nativeMs).sort((a, b) => a - b);
   const median = timed[timed.length >> 1];
 
-  const prof = await prog.run(step.feed(s++), { profile: true });
+  const prof = process.argv.includes('--no-profile') ? { profile: [] } : await prog.run(step.feed(s++), { profile: true });
   const profile = (prof.profile ?? []).sort((a, b) => b.ms - a.ms);
   const profTotal = profile.reduce((a, p) => a + p.ms, 0);
 
@@ -72,6 +83,8 @@ async function main(): Promise<void> {
   const result = {
     tool: 'gpu_step',
     device: engine.describe(),
+    precision,
+    clock,
     config: which,
     batch,
     cudaGraph: process.env.MEDIC_CUDA_GRAPH === '0' ? 'off (MEDIC_CUDA_GRAPH=0)' : device.startsWith('cuda') ? 'on: run 1 op by op, run 2 captured, later runs replay' : 'n/a',
@@ -94,7 +107,7 @@ async function main(): Promise<void> {
   const text = JSON.stringify(result, null, 2);
   if (jsonPath) writeFileSync(jsonPath, text + '\n');
   console.log(text);
-  console.error(`[gpu_step] ${device} batch ${batch}: ${median.toFixed(1)} ms/step, ${result.imagesPerS.toFixed(1)} images/s; profile top: ${profile
+  console.error(`[gpu_step] ${device} ${precision} batch ${batch}: ${median.toFixed(1)} ms/step, ${result.imagesPerS.toFixed(1)} images/s; profile top: ${profile
     .slice(0, 5)
     .map((p) => `${p.op} ${p.ms.toFixed(1)} ms`)
     .join(', ')}`);

@@ -37,6 +37,15 @@ def attention(q, k, v):
     return s.softmax(-1) @ v
 
 
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm computed in fp32, as CUDA autocast runs layer_norm. CPU autocast in torch 1.13
+    leaves layer_norm out of its lists, so a bf16 input meets the fp32 weight and fails ("expected
+    scalar type BFloat16 but found Float"); outside autocast this is plain nn.LayerNorm."""
+
+    def forward(self, x):
+        return F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps)
+
+
 class DropPath(nn.Module):
     def __init__(self, p):
         super().__init__()
@@ -82,9 +91,9 @@ class Block(nn.Module):
 
     def __init__(self, dim, heads, qv_bias_only=False, layer_scale=None, drop_path=0.0, quick_gelu=False):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-5 if quick_gelu else 1e-6)
+        self.norm1 = LayerNorm(dim, eps=1e-5 if quick_gelu else 1e-6)
         self.attn = Attn(dim, heads, qv_bias_only)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-5 if quick_gelu else 1e-6)
+        self.norm2 = LayerNorm(dim, eps=1e-5 if quick_gelu else 1e-6)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), QuickGELU() if quick_gelu else nn.GELU(), nn.Linear(4 * dim, dim))
         self.ls1 = nn.Parameter(layer_scale * torch.ones(dim)) if layer_scale else None
         self.ls2 = nn.Parameter(layer_scale * torch.ones(dim)) if layer_scale else None
@@ -107,7 +116,7 @@ class Student(nn.Module):
         self.blocks = nn.ModuleList(
             [Block(dim, heads, qv_bias_only=True, layer_scale=0.1, drop_path=drop_path * i / max(1, depth - 1)) for i in range(depth)]
         )
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = LayerNorm(dim, eps=1e-6)
 
     def forward(self, images, visible):
         x = self.patch(images).flatten(2).transpose(1, 2) + self.pos[:, 1:]
@@ -125,7 +134,7 @@ class ClipTeacher(nn.Module):
         n = (img // patch) ** 2
         self.class_embedding = nn.Parameter(torch.randn(width) * width**-0.5)
         self.positional_embedding = nn.Parameter(torch.randn(1 + n, width) * width**-0.5)
-        self.ln_pre = nn.LayerNorm(width)
+        self.ln_pre = LayerNorm(width)
         self.blocks = nn.ModuleList([Block(width, heads, quick_gelu=True) for _ in range(layers)])
 
     def forward(self, images):
@@ -134,7 +143,7 @@ class ClipTeacher(nn.Module):
         x = self.ln_pre(x)
         for b in self.blocks:
             x = b(x)
-        return F.layer_norm(x, x.shape[-1:], eps=1e-6)  # targets: parameter-free LN of the last block
+        return F.layer_norm(x.float(), x.shape[-1:], eps=1e-6)  # targets: parameter-free LN of the last block
 
 
 def sincos_2d(dim, grid):
@@ -156,7 +165,7 @@ class Decoder(nn.Module):
         self.mask_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.register_buffer("pos", sincos_2d(dim, grid)[None])
         self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.norm = LayerNorm(dim, eps=1e-6)
         self.pred = nn.Linear(dim, patch_pixels)
         self.n = grid * grid
 
@@ -227,6 +236,9 @@ def random_masks(B, N, M, device, gen):
     return visible.to(device), masked.to(device)
 
 
+CLOCK = {"now": time.perf_counter}  # --clock cpu: time.process_time (this process's CPU time)
+
+
 def time_steps(step_fn, warmup, steps, device):
     for _ in range(warmup):
         step_fn()
@@ -242,9 +254,9 @@ def time_steps(step_fn, warmup, steps, device):
             e1.synchronize()
             times.append(e0.elapsed_time(e1))
         else:
-            t0 = time.perf_counter()
+            t0 = CLOCK["now"]()
             step_fn()
-            times.append((time.perf_counter() - t0) * 1e3)
+            times.append((CLOCK["now"]() - t0) * 1e3)
     times.sort()
     return times[len(times) // 2], times
 
@@ -350,6 +362,9 @@ def main():
     ap.add_argument("--no-eager", action="store_true")
     ap.add_argument("--no-sdpa", action="store_true")
     ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast or fp32 (default: bf16 on CUDA, fp32 on the CPU)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="CPU steps: wall time, or this process's CPU time (a shared machine; use with --threads 1)")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (torch.set_num_threads; Debian's torch starts with 1); 0 = leave as is")
     a = ap.parse_args()
 
     if a.smoke:
@@ -363,7 +378,11 @@ def main():
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    amp = device.type == "cuda"
+    amp = (a.precision or ("bf16" if device.type == "cuda" else "fp32")) == "bf16"
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    if a.clock == "cpu":
+        CLOCK["now"] = time.process_time
     res = {
         "tool": "pytorch_reference",
         "torch": torch.__version__,
@@ -371,6 +390,9 @@ def main():
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
         "config": cfg,
         "smoke": a.smoke,
+        "precision": "bf16" if amp else "fp32",
+        "threads": torch.get_num_threads(),
+        "clock": a.clock,
         "step": {},
         "skipped": {},
     }

@@ -3,6 +3,7 @@
 // tokens (forward only) and the decoder (width Dd) on 1 + N tokens. Linear weights are [out, in], so
 // forwards are trans_b=1, dX is trans_b=0, dW is trans_a=1 with acc=1. bench/gemm_vs_openblas.ts
 // times the same list against OpenBLAS.
+import { f32ToBf16 } from '../../lib/io/safetensors.js';
 import type { Preset } from '../presets.js';
 import type { BenchCase, CaseList } from './types.js';
 
@@ -61,17 +62,25 @@ function fill(n: number, seed: number): Float32Array {
   return out;
 }
 
-export function gemmCase(s: GemmShape): BenchCase {
+/**
+ * The gemm of one shape. precision 'bf16' is the mixed-precision step's form: bf16 A and B, a bf16
+ * C and preact, except weight gradients (acc) which accumulate into an f32 C; bias stays f32.
+ */
+export function gemmCase(s: GemmShape, precision: 'fp32' | 'bf16' = 'fp32'): BenchCase {
+  const bf = precision === 'bf16';
   return {
-    name: shapeLabel(s),
+    name: shapeLabel(s) + (bf ? ' bf16' : ''),
     family: 'gemm',
     flops: 2 * s.M * s.N * s.K,
     setup(engine) {
-      const a = engine.tensor(s.ta ? [s.K, s.M] : [s.M, s.K], 'f32', fill(s.M * s.K, 1));
-      const b = engine.tensor(s.tb ? [s.N, s.K] : [s.K, s.N], 'f32', fill(s.K * s.N, 2));
+      const operand = (shape: number[], seed: number) =>
+        bf ? engine.tensor(shape, 'bf16', f32ToBf16(fill(shape[0] * shape[1], seed))) : engine.tensor(shape, 'f32', fill(shape[0] * shape[1], seed));
+      const a = operand(s.ta ? [s.K, s.M] : [s.M, s.K], 1);
+      const b = operand(s.tb ? [s.N, s.K] : [s.K, s.N], 2);
       const bias = s.bias ? engine.tensor([s.N], 'f32', fill(s.N, 3)) : null;
-      const c = engine.tensor([s.M, s.N]);
-      const pre = s.act ? engine.tensor([s.M, s.N]) : null;
+      const cType = bf && !s.acc ? 'bf16' : 'f32';
+      const c = engine.tensor([s.M, s.N], cType);
+      const pre = s.act ? engine.tensor([s.M, s.N], cType) : null;
       const attrs = { trans_a: s.ta, trans_b: s.tb, acc: s.acc ?? 0, act: s.act ?? 0 };
       return {
         run: () => engine.op('gemm', [a, b, bias], [c, pre], attrs),
@@ -81,4 +90,4 @@ export function gemmCase(s: GemmShape): BenchCase {
   };
 }
 
-export const cases: CaseList = (p) => gemmShapes(p).map(gemmCase);
+export const cases: CaseList = (p) => gemmShapes(p).map((s) => gemmCase(s));

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 
 import { chooseDevice } from '../engine/device.js';
 import { CUDA_PACKAGE, loadBinding, shortPath, type LoadedBinding, type Origin, type Variant } from '../engine/loader.js';
+import { precisionFor } from '../train/precision.js';
 
 export interface DoctorReport {
   node: string;
@@ -101,6 +102,7 @@ export function registerDoctor(program: Command): void {
       console.log(`cuda         : ${r.cuda.compiledIn ? `${r.cuda.devices} device(s): ${r.cuda.description}` : r.cuda.description}`);
       if (r.cuda.compiledIn) console.log(`cuda kernels : ${r.cuda.kernels} of ${r.cuda.ops} ops`);
       console.log(`--device auto: ${r.auto}`);
+      console.log(`--precision auto on the CPU: ${precisionFor('auto', false, features).reason}`);
       if (r.engineError) console.error(r.engineError);
     });
 }

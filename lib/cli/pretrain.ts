@@ -63,6 +63,7 @@ export const flags: FlagSpec[] = [
   { key: 'normalize', arg: 'kind', help: "input normalisation: auto, imagenet, clip, mnist or 'm1,m2,m3/s1,s2,s3'" },
   { key: 'device', arg: 'dev', help: 'auto, cpu, cuda or cuda:N' },
   { key: 'threads', arg: 'n', help: 'CPU threads for the engine (0 = all cores)' },
+  { key: 'precision', arg: 'p', help: 'fp32, bf16 or auto (bf16 where the CPU has bf16 dot products: AVX512-BF16 or AMX; fp32 on CUDA for now)' },
   { key: 'workers', arg: 'n', help: 'data loader worker threads (decode + augment; 0 = on the main thread)' },
   { key: 'prefetch', arg: 'n', help: 'batches the loader prepares ahead of the trainer' },
   { key: 'seed', arg: 'n', help: 'seed of init, masks, data order and augmentation' },

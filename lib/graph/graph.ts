@@ -66,6 +66,18 @@ export class Graph {
   readonly consts: { value: Value; data: Float32Array; offset: number }[] = [];
   /** When false, ops record no backward rules and produce values that need no gradient. */
   gradEnabled = true;
+  /**
+   * Mixed precision (native/include/medic/ops.h, Precision): 'bf16' makes every linear layer's gemms
+   * (forward and both backward products) multiply in bf16 with fp32 sums, and stores the block
+   * activations that only gemms and attention read in bf16 (activationDtype). Parameters, their
+   * gradients, activation gradients, the residual stream, statistics and losses stay f32.
+   */
+  precision: 'fp32' | 'bf16' = 'fp32';
+
+  /** The dtype of activations that may be stored in bf16 under this graph's precision. */
+  get activationDtype(): DType {
+    return this.precision === 'bf16' ? 'bf16' : 'f32';
+  }
 
   private readonly tape: { rule: () => void; at: number }[] = [];
   private readonly names = new Set<string>();
@@ -138,7 +150,8 @@ export class Graph {
 
   /** A new temp produced by an op; requiresGrad when gradients are on and any source needs one. */
   temp(hint: string, shape: readonly number[], dtype: DType = 'f32', sources: (Value | null | undefined)[] = []): Value {
-    const requiresGrad = this.gradEnabled && dtype === 'f32' && sources.some((s) => s?.requiresGrad);
+    // (bf16 activations get gradients too: their gradient temps are f32)
+    const requiresGrad = this.gradEnabled && (dtype === 'f32' || dtype === 'bf16') && sources.some((s) => s?.requiresGrad);
     const base = this.scoped(hint);
     let name = base;
     while (this.names.has(name)) name = `${base}#${++this.counter}`;

@@ -48,6 +48,8 @@ export interface MedicConfig {
   teacherTargets?: 'forward' | 'input';
   /** AdamW (clip by global norm maxNorm, docs/METHOD.md, Recipe: 3.0); null: the step stops after the gradients. */
   optimizer: { maxNorm: number; beta1?: number; beta2?: number; eps?: number } | null;
+  /** 'bf16': mixed precision (Graph.precision); default 'fp32'. */
+  precision?: 'fp32' | 'bf16';
 }
 
 export interface MedicGraph {
@@ -67,6 +69,7 @@ export interface MedicGraph {
 
 export function buildMedic(cfg: MedicConfig): MedicGraph {
   const g = new GraphClass();
+  g.precision = cfg.precision ?? 'fp32';
   const { batch: B, img, patch } = cfg;
   const N = (img / patch) ** 2;
   const M = Math.floor(N * cfg.maskRatio);

@@ -73,9 +73,13 @@ export class Block {
     const p = this.cfg.dropPath;
     const keep = (k: number): Value | null =>
       p > 0 && opts.seed ? dropPathMask(g, opts.seed, B, p, 2 * (opts.stream ?? 0) + k, `${this.name}.keep${k + 1}`) : null;
-    const a = this.attn.forward(this.norm1.forward(x));
+    // Under mixed precision the norms' outputs, read only by the qkv and fc1 gemms, are stored in
+    // bf16, and so (following their inputs) are qkv, the attention output, fc1 and the two branch
+    // outputs; the residual stream x stays f32.
+    const act = g.activationDtype === 'bf16' ? 'bf16' : 'f32';
+    const a = this.attn.forward(this.norm1.forward(x, act));
     x = residualAdd(g, x, a, this.gamma1, keep(0), `${this.name}.res1`);
-    const m = this.mlp.forward(this.norm2.forward(x));
+    const m = this.mlp.forward(this.norm2.forward(x, act));
     return residualAdd(g, x, m, this.gamma2, keep(1), `${this.name}.res2`);
   }
 }

@@ -19,7 +19,8 @@ export class LayerNorm {
     this.bias = affine ? g.param(`${name}.bias`, [dim], zeros, { group }) : null;
   }
 
-  forward(x: Value): Value {
-    return layerNorm(this.g, x, this.weight, this.bias, { eps: this.cfg.eps ?? 1e-6, hint: this.name });
+  /** dtype: how the output is stored (default f32). */
+  forward(x: Value, dtype: 'f32' | 'bf16' = 'f32'): Value {
+    return layerNorm(this.g, x, this.weight, this.bias, { eps: this.cfg.eps ?? 1e-6, hint: this.name, dtype });
   }
 }

@@ -6,8 +6,9 @@ import { compile, type CompiledGraph, type GraphState } from '../graph/index.js'
 import { inspectClipCheckpoint, type ClipCheckpointInfo } from '../io/teacher.js';
 import { buildMedic, buildTeacherStep, studentPresets, type MedicConfig, type MedicGraph, type VitConfig } from '../models/index.js';
 import type { PretrainConfig } from './config.js';
+import type { Precision } from './precision.js';
 
-export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConfig {
+export function medicConfigOf(c: PretrainConfig, batch = c.batchSize, precision: Precision = 'fp32'): MedicConfig {
   const s = studentPresets[c.model];
   return {
     batch,
@@ -24,6 +25,7 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConf
     // Evolved masking needs the teacher's attention before the step: the teacher runs first, as its
     // own program (buildTeacherStep), and its targets come into the step as an input.
     teacherTargets: c.mask === 'evolved' ? 'input' : 'forward',
+    precision,
   };
 }
 
@@ -63,9 +65,9 @@ export interface TrainModel {
   cg: CompiledGraph;
 }
 
-/** buildMedic() for a pretraining config, compiled. */
-export function buildTrainModel(c: PretrainConfig): TrainModel {
-  const medic = buildMedic(medicConfigOf(c));
+/** buildMedic() for a pretraining config at a resolved precision (lib/train/precision.ts), compiled. */
+export function buildTrainModel(c: PretrainConfig, precision: Precision = 'fp32'): TrainModel {
+  const medic = buildMedic(medicConfigOf(c, c.batchSize, precision));
   return { medic, cg: compile(medic.graph) };
 }
 

@@ -62,6 +62,8 @@ export interface PretrainConfig {
   hflip: number;
   colorJitter: number;
   device: DeviceSpec;
+  /** Mixed precision: 'bf16' (gemms in bf16, block activations stored in bf16), 'fp32', or 'auto' (lib/train/precision.ts). */
+  precision: 'fp32' | 'bf16' | 'auto';
   threads: number;
   workers: number;
   /** Batches the loader prepares ahead of the trainer. */
@@ -130,6 +132,7 @@ export const defaultConfig: PretrainConfig = {
   hflip: -1,
   colorJitter: 0,
   device: 'auto',
+  precision: 'auto',
   threads: 0,
   workers: 1,
   prefetch: 2,
@@ -194,6 +197,7 @@ export function validateConfig(c: PretrainConfig): void {
   if (c.seed >= 2 ** 31) fail('seed', 'an integer below 2^31', c.seed);
   if (typeof c.device !== 'string') fail('device', 'auto, cpu, cuda or cuda:N', c.device);
   parseDevice(c.device); // throws naming --device, what was expected and what was found
+  if (!['fp32', 'bf16', 'auto'].includes(c.precision)) fail('precision', 'fp32, bf16 or auto', c.precision);
   if (!(c.model in studentPresets)) fail('model', `one of ${Object.keys(studentPresets).join(', ')}`, c.model);
   if (c.encoding !== 'sparse' && c.encoding !== 'dense') fail('encoding', 'sparse or dense', c.encoding);
   if (c.mask !== 'block' && c.mask !== 'random' && c.mask !== 'evolved') fail('mask', 'block, random or evolved', c.mask);

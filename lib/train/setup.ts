@@ -14,6 +14,7 @@ import type { MedicGraph } from '../models/index.js';
 import { applyTeacherCheckpoint, buildTrainModel } from './build.js';
 import { absolutePaths, flagOf, type PretrainConfig } from './config.js';
 import { describeRun, removeRunFiles, removeStaleTemporaries, runFolderOf } from '../io/run-folder.js';
+import { resolvePrecision } from './precision.js';
 import type { PretrainEvents, PretrainOptions } from './events.js';
 import { peakLr, type ScheduleConfig } from './schedule.js';
 
@@ -72,7 +73,9 @@ export async function setupRun(config: PretrainConfig, opts: PretrainOptions): P
   try {
     // The CUDA reason already names the GPU; the CPU one gains the threads and instruction set.
     ev.info(engine.device.kind === 'cpu' ? `${engine.device.reason}; ${engine.describe()}` : engine.device.reason);
-    const { medic, cg } = buildTrainModel(c);
+    const { precision, reason } = resolvePrecision(c.precision, engine);
+    ev.info(reason);
+    const { medic, cg } = buildTrainModel(c, precision);
     state = new GraphState(engine, cg);
     describeModel(c, ev, medic, cg);
     const table = paramTable(cg);

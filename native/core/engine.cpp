@@ -109,8 +109,10 @@ const CpuFeatures& cpu_features() {
     c.amx_bf16 = __builtin_cpu_supports("amx-bf16");
 #endif
 #endif
-    // MEDIC_CPU_ISA=avx2 caps dispatch (tests run the AVX2 path on an AVX-512 machine).
+    // MEDIC_CPU_ISA=avx512|avx2|scalar caps dispatch (tests run the narrower paths on a wider machine;
+    // avx512 keeps AVX-512 but drops the bf16 dot products, so bf16 ops take their fp32 fallback).
     const char* cap = std::getenv("MEDIC_CPU_ISA");
+    if (cap && std::string(cap) == "avx512") c.avx512_bf16 = c.amx_bf16 = false;
     if (cap && std::string(cap) == "avx2") c.avx512f = c.avx512bw = c.avx512dq = c.avx512vl = c.avx512_bf16 = c.amx_bf16 = false;
     if (cap && std::string(cap) == "scalar") c = CpuFeatures{};
     return c;

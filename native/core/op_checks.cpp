@@ -8,6 +8,31 @@
 
 namespace medic {
 
+// The activation slots that may be bf16 (ops.h, Precision): bit i of the input / output mask is slot i.
+// Statistics (lse, mean, rstd), losses, parameters and their gradients, masks and indices stay f32.
+bool bf16_slot(OpId op, bool input, int slot) {
+  unsigned ins = 0, outs = 0;
+  switch (op) {
+    case OpId::copy: case OpId::gelu: case OpId::quick_gelu: case OpId::softmax:
+    case OpId::pixel_norm: case OpId::copy_rows: case OpId::gather_rows:
+    case OpId::scatter_rows: case OpId::attention: case OpId::layernorm: ins = 1, outs = 1; break;
+    case OpId::add: case OpId::gelu_bwd: case OpId::quick_gelu_bwd: case OpId::softmax_bwd:
+    case OpId::layernorm_bwd: ins = 3, outs = 1; break;  // layernorm_bwd: dy, x -> dx
+    case OpId::sum_to: ins = 1; break;
+    case OpId::attention_bwd: ins = 7, outs = 1; break;  // do, qkv, o -> dqkv
+    case OpId::scale_add: ins = 1, outs = 1; break;      // y -> x
+    case OpId::scale_add_bwd: ins = 3, outs = 1; break;  // dx, y -> dy
+    case OpId::mask_fill: outs = 1; break;
+    case OpId::mask_fill_bwd: ins = 2, outs = 1; break;
+    case OpId::medic_loss: ins = 15, outs = 6; break;    // s, t, pred, target -> ds, dpred
+    case OpId::cross_entropy: ins = 1, outs = 2; break;  // logits -> dlogits
+    default: break;
+  }
+  return ((input ? ins : outs) >> slot) & 1u;
+}
+
+bool bf16_native(OpId op) { return op == OpId::fill || op == OpId::cast || op == OpId::gemm; }
+
 namespace {
 
 [[noreturn]] void fail(const OpCall& c, const std::string& msg) { throw Error(std::string(c.def->name) + ": " + msg); }
@@ -21,8 +46,20 @@ void dtype_is(const OpCall& c, const Tensor& t, bool input, int i, DType dt) {
   if (t.dtype != dt)
     fail(c, slot_name(input, i) + " must be " + dtype_name(dt) + ", got " + t.describe());
 }
-void f32_in(const OpCall& c, int i) { dtype_is(c, in(c, i), true, i, DType::F32); }
-void f32_out(const OpCall& c, int i) { dtype_is(c, out(c, i), false, i, DType::F32); }
+// An f32 slot, or bf16 where the op's contract lets that slot be stored in bf16 (bf16_slot).
+void f32_in(const OpCall& c, int i) {
+  if (in(c, i).dtype == DType::BF16 && bf16_slot(c.def->id, true, i)) return;
+  dtype_is(c, in(c, i), true, i, DType::F32);
+}
+void f32_out(const OpCall& c, int i) {
+  if (out(c, i).dtype == DType::BF16 && bf16_slot(c.def->id, false, i)) return;
+  dtype_is(c, out(c, i), false, i, DType::F32);
+}
+// A float tensor: f32 or bf16 (the slots of the mixed-precision ops, ops.h).
+void float_is(const OpCall& c, const Tensor& t, bool input, int i) {
+  if (t.dtype != DType::F32 && t.dtype != DType::BF16)
+    fail(c, slot_name(input, i) + " must be f32 or bf16, got " + t.describe());
+}
 
 void shape_is(const OpCall& c, const Tensor& t, bool input, int i, const Shape& s) {
   if (t.shape != s) fail(c, slot_name(input, i) + " must have shape " + s.str() + ", got " + t.shape.str());
@@ -101,9 +138,9 @@ void check_sum_to(const OpCall& c) {
 
 void check_gemm(const OpCall& c) {
   const Tensor &A = in(c, 0), &B = in(c, 1), &C = out(c, 0);
-  f32_in(c, 0);
-  f32_in(c, 1);
-  f32_out(c, 0);
+  float_is(c, A, true, 0);
+  float_is(c, B, true, 1);
+  float_is(c, C, false, 0);
   ndim_at_least(c, A, true, 0, 2);
   ndim_at_least(c, B, true, 1, 2);
   const GemmDims d = gemm_dims(c);  // what both kernels will read (medic/op_args.h)
@@ -141,7 +178,7 @@ void check_gemm(const OpCall& c) {
   }
   if (act == 1) {
     if (!c.has_out(1)) fail(c, "act=1 (gelu) needs output 1 (preact) for the backward");
-    f32_out(c, 1);
+    dtype_is(c, out(c, 1), false, 1, C.dtype);  // preact is stored as C is
     same_shape(c, C, false, 0, out(c, 1), false, 1);
   }
 }

@@ -133,10 +133,29 @@ void check_call(const OpCall& c) {
   check_aliasing(c);
 }
 
+namespace {
+bool any_bf16(const OpCall& c) {
+  for (int i = 0; i < c.n_in; ++i)
+    if (c.in[i].data && c.in[i].dtype == DType::BF16) return true;
+  for (int i = 0; i < c.n_out; ++i)
+    if (c.out[i].data && c.out[i].dtype == DType::BF16) return true;
+  return false;
+}
+}  // namespace
+
 void run_op(const OpCall& c, bool checked) {
   if (checked) check_call(c);
-  KernelFn fn = c.ctx->device == Device::CPU ? c.def->cpu : c.def->cuda;
+  const bool cpu = c.ctx->device == Device::CPU;
+  KernelFn fn = cpu ? c.def->cpu : c.def->cuda;
   if (!fn) throw Error(std::string(c.def->name) + ": no CUDA kernel in this build");
+  const OpId id = c.def->id;
+  if (any_bf16(c)) {
+    // CUDA kernels take bf16 tensors in fill and cast only (its gemm multiplies in bf16 already, from
+    // f32 storage); on the CPU, ops without a bf16 kernel run the fp32 one on widened copies.
+    if (!cpu && id != OpId::fill && id != OpId::cast)
+      throw Error(std::string(c.def->name) + ": bf16 tensors are not supported by its CUDA kernel yet (use --precision fp32 on CUDA)");
+    if (cpu && !bf16_native(id)) return cpu::run_widened(c, fn);
+  }
   fn(c);
 }
 

@@ -7,6 +7,8 @@
 //   dx (acc per sink) = dz W                         gemm(dz, W)
 //   dW += dz^T x                                     gemm(dz, x as [R, K], trans_a=1, acc=1)
 //   db += sum over rows of dz                        sum_to(dz -> [N], acc=1)
+// Under g.precision 'bf16' all three gemms take attr bf16=1 (the bf16 product, fp32 sums), and y
+// (and the preact) are stored in x's dtype: a bf16 input gives a bf16 output.
 import type { Graph } from '../graph.js';
 import { type Value, numel, shapeStr } from '../value.js';
 
@@ -23,10 +25,12 @@ export function linear(g: Graph, x: Value, w: Value, b: Value | null, opts: Line
   if (b && numel(b.shape) !== N) throw new Error(`linear: bias '${b.name}' must have ${N} elements, got ${shapeStr(b.shape)}`);
   const outShape = [...x.shape.slice(0, -1), N];
   const hint = opts.hint ?? 'linear';
-  const y = g.temp(hint, outShape, 'f32', [x, w, b]);
+  const dtype = x.dtype === 'bf16' ? 'bf16' : 'f32';
+  const y = g.temp(hint, outShape, dtype, [x, w, b]);
   const gelu = opts.act === 'gelu';
-  const pre = gelu ? g.temp(`${hint}.preact`, outShape, 'f32') : null;
-  g.emit('gemm', [x, w, b], gelu ? [y, pre] : [y], gelu ? { trans_b: 1, act: 1 } : { trans_b: 1 });
+  const pre = gelu ? g.temp(`${hint}.preact`, outShape, dtype) : null;
+  const p16 = precisionAttrs(g);
+  g.emit('gemm', [x, w, b], gelu ? [y, pre] : [y], gelu ? { trans_b: 1, act: 1, ...p16 } : { trans_b: 1, ...p16 });
   g.record([x, w, b], () => {
     const dy = g.gradOf(y);
     if (!dy) return;
@@ -40,14 +44,20 @@ export function linear(g: Graph, x: Value, w: Value, b: Value | null, opts: Line
   return y;
 }
 
+/** The gemm attrs of the graph's precision: bf16=1 for mixed precision. */
+function precisionAttrs(g: Graph): { bf16?: number } {
+  return g.precision === 'bf16' ? { bf16: 1 } : {};
+}
+
 /** The backward of y = x W^T + b given dz = dL/d(x W^T + b). */
 export function linearBackward(g: Graph, x: Value, w: Value, b: Value | null, dz: Value): void {
   const [, K] = w.shape;
   const R = numel(x.shape) / K;
   const dx = g.gradSink(x);
-  if (dx) g.emit('gemm', [dz, w], [dx.value], { acc: dx.acc });
+  const p16 = precisionAttrs(g);
+  if (dx) g.emit('gemm', [dz, w], [dx.value], { acc: dx.acc, ...p16 });
   const dw = g.gradSink(w);
-  if (dw) g.emit('gemm', [dz, x.shape.length === 2 ? x : g.view(x, [R, K])], [dw.value], { trans_a: 1, acc: dw.acc });
+  if (dw) g.emit('gemm', [dz, x.shape.length === 2 ? x : g.view(x, [R, K])], [dw.value], { trans_a: 1, acc: dw.acc, ...p16 });
   const db = g.gradSink(b);
   if (db) g.emit('sum_to', [dz], [db.value], { acc: db.acc });
 }

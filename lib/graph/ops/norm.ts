@@ -7,13 +7,14 @@
 import type { Graph } from '../graph.js';
 import { type Value, numel, shapeStr } from '../value.js';
 
-export function layerNorm(g: Graph, x: Value, w: Value | null, b: Value | null, opts: { eps?: number; unbiased?: boolean; hint?: string } = {}): Value {
+/** opts.dtype: how y is stored (bf16 for a y that only gemms read, under mixed precision). */
+export function layerNorm(g: Graph, x: Value, w: Value | null, b: Value | null, opts: { eps?: number; unbiased?: boolean; hint?: string; dtype?: 'f32' | 'bf16' } = {}): Value {
   const C = x.shape[x.shape.length - 1];
   const R = numel(x.shape) / C;
   for (const p of [w, b]) if (p && numel(p.shape) !== C) throw new Error(`layerNorm: '${p.name}' ${shapeStr(p.shape)} must have ${C} elements`);
   if (b && !w) throw new Error('layerNorm: a bias needs a weight');
   const hint = opts.hint ?? 'ln';
-  const y = g.temp(hint, x.shape, 'f32', [x, w, b]);
+  const y = g.temp(hint, x.shape, opts.dtype ?? 'f32', [x, w, b]);
   const mean = g.temp(`${hint}.mean`, [R]);
   const rstd = g.temp(`${hint}.rstd`, [R]);
   const unbiased: Record<string, number> = opts.unbiased ? { unbiased: 1 } : {};

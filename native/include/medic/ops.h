@@ -21,7 +21,29 @@
 // scale_add (x = y) and mask_fill_bwd (dx_out = dx). check_call rejects any other overlap of an output
 // with an input or with another output.
 // Optional inputs/outputs are passed as empty slots (Tensor with data == nullptr).
-// All float math is fp32 on CPU; bf16 exists for storage and casts.
+// Precision (dtypes per op). Every tensor not named below is f32. Mixed precision (--precision bf16)
+// stores activations and their gradients in bf16 and keeps fp32 where rounding would hurt:
+//   - arithmetic is fp32 everywhere: bf16 inputs are widened, sums accumulate in fp32, and a bf16
+//     output is rounded once (nearest even) when it is stored;
+//   - master weights, gradients of parameters, AdamW moments, biases, LayerNorm/LayerScale
+//     parameters, softmax and norm statistics (lse, mean, rstd) and losses stay f32;
+//   - bf16 kernels of their own: cast (f32 <-> bf16); gemm (A, B and C each f32 or bf16, preact as
+//     C, bias f32). A gemm with a bf16 A or B, or with attr bf16=1, is the "bf16 product": each
+//     operand element is rounded to bf16 (an f32 operand, e.g. an fp32 master weight, is rounded as
+//     it is read), products are exact in fp32 and summed in fp32. With f32 A and B, no bf16 attr
+//     and a bf16 C it is the fp32 product rounded.
+//   - storage-only bf16 (bf16_slot() lists the slots): the fp32 kernel runs on widened copies and
+//     bf16 outputs are rounded once (CPU: cpu::run_widened; CUDA refuses bf16 for these today):
+//       copy, add (a, b, y), sum_to (x), gelu / quick_gelu / softmax and their backwards (all data
+//       slots), layernorm (x -> y; w, b, mean, rstd f32), layernorm_bwd (dy, x -> dx),
+//       attention (qkv -> o; lse f32), attention_bwd (do, qkv, o -> dqkv; lse f32),
+//       scale_add (y, x), scale_add_bwd (dx, y -> dy; gamma, keep, dgamma f32), copy_rows,
+//       gather_rows, scatter_rows (x, y), mask_fill (x), mask_fill_bwd (dx -> dx_out; dtoken f32),
+//       pixel_norm, medic_loss (s, t, pred, target -> ds, dpred; losses f32),
+//       cross_entropy (logits -> dlogits; loss f32).
+//     Every other slot (parameters, their gradients, AdamW state, statistics, losses) is f32.
+//   The bf16 GEMM tolerance against a float64 product of the same bf16-rounded operands is the fp32
+//   one (rel. 1e-5); against the unrounded f32 operands it is bf16's (about 2^-8 sqrt(2/K) .. 2^-8).
 #pragma once
 
 #include <string>
@@ -85,6 +107,8 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
 // sum_to        in x [L..., S]; out y [S]: y = sum over the leading dims of x (+ y when acc=1).
 //               The backward of add's broadcast and of a bias.
 // gemm          in A, B, [bias [N]]; out C, [preact]. C = act(alpha * op(A) op(B) + bias) (+ C when acc=1).
+//               A, B, C: f32 or bf16 each (see Precision above); bias f32; preact has C's dtype.
+//               attr bf16=1: the bf16 product even when A and B are f32 (mixed precision's compute).
 //               op(A) is [M, K] (A stored [K, M] when trans_a=1), op(B) is [K, N] ([N, K] when trans_b=1).
 //               B 2-D: A's leading dims are flattened into rows (a Linear: A [B, T, K], B = W [N, K],
 //               trans_b=1 -> C [B, T, N]). B with >2 dims: batched, leading dims of A, B, C equal.
@@ -235,6 +259,16 @@ bool cuda_compiled();
 const OpDef* find_op(const std::string& name);  // nullptr when unknown
 const OpDef& op_def(OpId id);
 std::vector<std::string> op_names();
+
+// Precision: may slot `slot` of `op` (an input when `input`) hold bf16? (core/op_checks.cpp)
+bool bf16_slot(OpId op, bool input, int slot);
+// Ops whose CPU kernels read and write bf16 themselves; every other op with a bf16 tensor runs its
+// fp32 kernel on widened copies on the CPU (cpu::run_widened). On CUDA only fill and cast take bf16
+// tensors today (run_op refuses the rest with a clear error).
+bool bf16_native(OpId op);
+namespace cpu {
+void run_widened(const OpCall& call, KernelFn f32_kernel);
+}
 
 // Validate a call (slot counts, then the op's shape/dtype contract). Throws medic::Error.
 void check_call(const OpCall& call);

@@ -1,0 +1,445 @@
+// gemm with bf16 operands or output (ops.h, "gemm"): C = act(alpha * op(A) op(B) + bias) (+ C when
+// acc=1) where A or B is bf16 or attr bf16=1 (the bf16 product: every operand element rounded to
+// bf16, products summed in fp32) or C is bf16 (the fp32 result rounded once, to nearest even, when it is stored).
+//
+// Two implementations with one result contract:
+//   - gemm_bf16_reference: rounds the operands to bf16, widens them to f32 scratch, runs the fp32
+//     gemm (gemm.cpp) and rounds the result to C's dtype. Readable, and the fallback on CPUs
+//     without AVX512-BF16 (and under MEDIC_CPU_ISA=avx512|avx2|scalar).
+//   - the AVX512-BF16 kernel below: `vdpbf16ps` multiplies pairs of bf16 and adds both products
+//     into an fp32 lane, so operands are packed as k-pairs: a 32-bit word holds op(X)[.., k] in its
+//     low half and op(X)[.., k+1] in its high half. f32 operands are rounded while they are packed
+//     (VCVTNEPS2BF16: nearest even, denormals flushed to zero), so a weight kept in fp32 (the master
+//     copy) needs no separate cast.
+// The two differ only in the fp32 summation order (ulps of fp32, far below bf16's 2^-8).
+//
+// Structure as gemm.cpp (BLIS / Goto): NC column blocks, KC slices of K, MC row blocks, an MR x NR
+// register tile; threads own rectangles of C. The micro-kernel leaves its fp32 tile in a small
+// buffer and one epilogue applies alpha, the partial sums of earlier K slices, acc, bias and GELU,
+// then stores f32 or rounds to bf16. With a bf16 C and K over one slice, the partial sums live in
+// an fp32 scratch (rounding them to bf16 between slices would lose precision); the bf16 KC is
+// twice the fp32 one (same bytes), so most ViT shapes (K = 768) take one slice.
+//
+// AMX (tile registers, TDPBF16PS) is not used: the CPUs this was written on (Zen 4/5) have none.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "gemm_bf16.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gelu_simd.h"
+#include "medic/engine.h"
+#include "medic/op_args.h"
+#include "medic/threads.h"
+
+#define MEDIC_BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,fma")))
+
+namespace medic::cpu {
+
+// The bf16 product: an operand is bf16, or attr bf16=1 asks for it with f32 operands.
+static bool product16(const OpCall& call) {
+  return call.x(0).dtype == DType::BF16 || call.x(1).dtype == DType::BF16 || call.ai("bf16", 0) != 0;
+}
+
+bool gemm_is_bf16(const OpCall& call) { return product16(call) || call.y(0).dtype == DType::BF16; }
+
+// ---- Reference / fallback -------------------------------------------------------------------------
+namespace {
+
+// x as f32; rounded through bf16 first when `round` (an f32 operand of a bf16 product).
+std::vector<float> widen(const Tensor& t, bool round) {
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  if (t.dtype == DType::BF16) {
+    for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_f32(t.bf16()[i]);
+  } else {
+    for (size_t i = 0; i < out.size(); ++i) out[i] = round ? bf16_to_f32(f32_to_bf16(t.f32()[i])) : t.f32()[i];
+  }
+  return out;
+}
+
+void store(const Tensor& t, const std::vector<float>& v) {
+  if (t.dtype == DType::BF16)
+    for (size_t i = 0; i < v.size(); ++i) t.bf16()[i] = f32_to_bf16(v[i]);
+  else
+    std::memcpy(t.data, v.data(), v.size() * sizeof(float));
+}
+
+Tensor f32_view(const Tensor& like, std::vector<float>& v) {
+  Tensor t = like;
+  t.dtype = DType::F32;
+  t.data = v.data();
+  return t;
+}
+
+}  // namespace
+
+void gemm_bf16_reference(const OpCall& call) {
+  const bool p16 = product16(call);
+  std::vector<float> a = widen(call.x(0), p16), b = widen(call.x(1), p16);
+  const bool act = call.ai("act", 0) == 1;
+  std::vector<float> c = call.ai("acc", 0) ? widen(call.y(0), false) : std::vector<float>(call.y(0).numel());
+  std::vector<float> pre(act ? call.y(1).numel() : 0);
+  Tensor in[3] = {f32_view(call.x(0), a), f32_view(call.x(1), b), call.has_in(2) ? call.x(2) : Tensor{}};
+  Tensor out[2] = {f32_view(call.y(0), c), act ? f32_view(call.y(1), pre) : Tensor{}};
+  OpCall f = call;
+  f.in = in;
+  f.out = out;
+  gemm(f);
+  store(call.y(0), c);
+  if (act) store(call.y(1), pre);
+}
+
+// ---- AVX512-BF16 kernel ---------------------------------------------------------------------------
+namespace {
+
+constexpr int MR = 12, NR = 32;         // 24 zmm accumulators, as the fp32 AVX-512 tile
+constexpr int64_t KC = 768, MC = 240, NC = 3072;  // KC in k (even): the KC x NR B panel is 48 KiB
+
+// A read-only operand as the packers see it: element (s, k) of a panel source is p[s * ld + k]
+// ("stream" form: k contiguous) or p[k * ld + s] ("rows" form: s contiguous).
+struct Src {
+  const void* p;
+  bool bf16;
+  int64_t ld;
+  bool stream;
+  const void* at(int64_t s, int64_t k) const {
+    const int64_t off = stream ? s * ld + k : k * ld + s;
+    return bf16 ? static_cast<const void*>(static_cast<const uint16_t*>(p) + off)
+                : static_cast<const void*>(static_cast<const float*>(p) + off);
+  }
+  uint16_t elem(int64_t s, int64_t k) const {
+    return bf16 ? *static_cast<const uint16_t*>(at(s, k)) : f32_to_bf16(*static_cast<const float*>(at(s, k)));
+  }
+};
+
+MEDIC_BF16 static inline __m128i cvt8(const float* p) {  // 8 f32 -> 8 bf16 (nearest even)
+  return reinterpret_cast<__m128i>(_mm256_cvtneps_pbh(_mm256_loadu_ps(p)));
+}
+MEDIC_BF16 static inline __m128i load8(const Src& s, int64_t i, int64_t k) {  // 8 bf16 from (i, k) on
+  const void* p = s.at(i, k);
+  return s.bf16 ? _mm_loadu_si128(static_cast<const __m128i*>(p)) : cvt8(static_cast<const float*>(p));
+}
+
+// Panel of w lanes (ns of them real, the rest zero) over kc values of k from (s0, k0):
+// dst[p * w + s] = pair (elem(s, k0 + 2p), elem(s, k0 + 2p + 1)), the second zero past kc.
+MEDIC_BF16 static void pack_pairs(const Src& src, int64_t s0, int64_t k0, int ns, int w, int64_t kc, uint32_t* dst) {
+  const int64_t kp = (kc + 1) / 2;
+  auto pair = [&](int64_t s, int64_t k) -> uint32_t {
+    const uint32_t lo = src.elem(s0 + s, k0 + k);
+    const uint32_t hi = k + 1 < kc ? src.elem(s0 + s, k0 + k + 1) : 0;
+    return lo | hi << 16;
+  };
+  int s = 0;
+  if (src.stream) {
+    // Four lanes at a time: 8 k of each (4 pairs, 16 bytes) and a 4 x 4 transpose of 32-bit pairs.
+    for (; s + 4 <= ns; s += 4) {
+      int64_t p = 0;
+      for (; 2 * p + 8 <= kc; p += 4) {
+        __m128 r0 = _mm_castsi128_ps(load8(src, s0 + s, k0 + 2 * p)), r1 = _mm_castsi128_ps(load8(src, s0 + s + 1, k0 + 2 * p));
+        __m128 r2 = _mm_castsi128_ps(load8(src, s0 + s + 2, k0 + 2 * p)), r3 = _mm_castsi128_ps(load8(src, s0 + s + 3, k0 + 2 * p));
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        uint32_t* o = dst + p * w + s;
+        _mm_storeu_ps(reinterpret_cast<float*>(o), r0);
+        _mm_storeu_ps(reinterpret_cast<float*>(o + w), r1);
+        _mm_storeu_ps(reinterpret_cast<float*>(o + 2 * w), r2);
+        _mm_storeu_ps(reinterpret_cast<float*>(o + 3 * w), r3);
+      }
+      for (; p < kp; ++p)
+        for (int q = 0; q < 4; ++q) dst[p * w + s + q] = pair(s + q, 2 * p);
+    }
+    for (; s < ns; ++s)
+      for (int64_t p = 0; p < kp; ++p) dst[p * w + s] = pair(s, 2 * p);
+  } else {
+    // Rows k and k+1, eight lanes at a time, interleaved 16-bit-wise into pairs.
+    for (int64_t p = 0; p < kp; ++p) {
+      const bool has1 = 2 * p + 1 < kc;
+      uint32_t* o = dst + p * w;
+      for (s = 0; s + 8 <= ns; s += 8) {
+        const __m128i x0 = load8(src, s0 + s, k0 + 2 * p), x1 = has1 ? load8(src, s0 + s, k0 + 2 * p + 1) : _mm_setzero_si128();
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + s), _mm_unpacklo_epi16(x0, x1));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + s + 4), _mm_unpackhi_epi16(x0, x1));
+      }
+      for (; s < ns; ++s) o[s] = pair(s, 2 * p);
+    }
+    s = ns;
+  }
+  for (int64_t p = 0; p < kp; ++p)
+    for (int z = s; z < w; ++z) dst[p * w + z] = 0;
+}
+
+// tile[i * NR + j] = sum over kp pairs of a[p * MR + i] . b[p * NR + j] (two bf16 products each).
+MEDIC_BF16 static void micro(int64_t kp, const uint32_t* a, const uint32_t* b, float* tile) {
+  __m512 acc[MR][2];
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+  for (int64_t p = 0; p < kp; ++p) {
+    const __m512bh b0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b)), b1 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + 16));
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh ai = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(a[i])));
+      // (the broadcast operand last: it can then be folded into the instruction as {1to16})
+      acc[i][0] = _mm512_dpbf16_ps(acc[i][0], b0, ai);
+      acc[i][1] = _mm512_dpbf16_ps(acc[i][1], b1, ai);
+    }
+    a += MR;
+    b += NR;
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) {
+    _mm512_store_ps(tile + i * NR, acc[i][0]);
+    _mm512_store_ps(tile + i * NR + 16, acc[i][1]);
+  }
+}
+
+// Where one finished tile goes (pointers at the tile's top-left element).
+struct Epilogue {
+  float alpha;
+  bool first, last;      // first / last K slice
+  bool acc;              // add C's incoming value (first slice only)
+  const float* bias;     // last slice only; nullptr for none
+  bool gelu;             // last slice only: preact = value, C = GELU(value)
+  void* c;               // C (f32 or bf16), row stride ldc
+  void* pre;             // preact, same dtype and stride as C
+  bool c16;              // C and preact are bf16
+  int64_t ldc;
+  float* part;           // fp32 partial sums between K slices (C itself when C is f32), row stride ldp
+  int64_t ldp;
+};
+
+MEDIC_BF16 static inline __m512 load_out(const void* base, bool b16, int64_t off, __mmask16 mk) {
+  if (!b16) return _mm512_maskz_loadu_ps(mk, static_cast<const float*>(base) + off);
+  const __m256i h = _mm256_maskz_loadu_epi16(mk, static_cast<const uint16_t*>(base) + off);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+MEDIC_BF16 static inline void store_out(void* base, bool b16, int64_t off, __mmask16 mk, __m512 x) {
+  if (!b16) return _mm512_mask_storeu_ps(static_cast<float*>(base) + off, mk, x);
+  _mm256_mask_storeu_epi16(static_cast<uint16_t*>(base) + off, mk, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x)));
+}
+
+MEDIC_BF16 static void epilogue(const float* tile, int m, int n, const Epilogue& e) {
+  __mmask16 mk[2];
+  __m512 bs[2];
+  for (int v = 0; v < 2; ++v) {
+    const int r = n - 16 * v;
+    mk[v] = r >= 16 ? static_cast<__mmask16>(0xFFFF) : r > 0 ? static_cast<__mmask16>((1u << r) - 1) : 0;
+    bs[v] = e.last && e.bias ? _mm512_maskz_loadu_ps(mk[v], e.bias + 16 * v) : _mm512_setzero_ps();
+  }
+  const __m512 va = _mm512_set1_ps(e.alpha);
+  // Two rows at a time: GELU's dependency chain runs on four vectors side by side (gelu4_avx512).
+  for (int i0 = 0; i0 < m; i0 += 2) {
+    const int rows = std::min(2, m - i0);
+    __m512 x[4];
+    for (int r = 0; r < 2; ++r)
+      for (int v = 0; v < 2; ++v) {
+        const int i = i0 + r, q = 2 * r + v;
+        x[q] = _mm512_setzero_ps();
+        if (r >= rows) continue;
+        x[q] = _mm512_mul_ps(_mm512_load_ps(tile + i * NR + 16 * v), va);
+        if (!e.first) x[q] = _mm512_add_ps(x[q], _mm512_maskz_loadu_ps(mk[v], e.part + i * e.ldp + 16 * v));
+        else if (e.acc) x[q] = _mm512_add_ps(x[q], load_out(e.c, e.c16, i * e.ldc + 16 * v, mk[v]));
+        x[q] = _mm512_add_ps(x[q], bs[v]);
+        if (!e.last) _mm512_mask_storeu_ps(e.part + i * e.ldp + 16 * v, mk[v], x[q]);
+        else if (e.gelu) store_out(e.pre, e.c16, i * e.ldc + 16 * v, mk[v], x[q]);
+      }
+    if (!e.last) continue;
+    if (e.gelu) gelu4_avx512(x);
+    for (int r = 0; r < rows; ++r)
+      for (int v = 0; v < 2; ++v) store_out(e.c, e.c16, (i0 + r) * e.ldc + 16 * v, mk[v], x[2 * r + v]);
+  }
+}
+
+struct Problem {
+  Src a, b;             // op(A) as (row i, k), op(B) as (column j, k)
+  const float* bias;
+  void *C, *P;
+  bool c16, acc, gelu;
+  float alpha;
+  int64_t M, N, K;
+};
+
+// 64-byte aligned scratch, grown on demand, one per pool thread and role (as gemm.cpp's PackBuf).
+struct Buf {
+  void* p = nullptr;
+  size_t cap = 0;
+  Buf() = default;
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  void reserve(size_t bytes) {
+    if (bytes <= cap) return;
+    std::free(p);
+    const size_t b = (bytes + 63) & ~size_t(63);
+    p = std::aligned_alloc(64, b);
+    cap = p ? b : 0;
+    if (!p) throw Error("gemm (bf16): out of memory for packing buffers (" + std::to_string(b) + " bytes)");
+  }
+  ~Buf() { std::free(p); }
+};
+struct Workspace {
+  std::vector<std::unique_ptr<Buf>> a, b, part;  // [tid]
+};
+thread_local Workspace t_ws;
+
+static int64_t even_block(int64_t total, int64_t limit, int64_t unit) {
+  const int64_t nblk = (total + limit - 1) / limit;
+  const int64_t b = (total + nblk - 1) / nblk;
+  return std::min(limit, (b + unit - 1) / unit * unit);
+}
+
+// C[m0..m1, n0..n1] of one batch on one thread; `g` points at the batch.
+MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, uint32_t* apack,
+                            uint32_t* bpack, float* scratch) {
+  if (m0 >= m1 || n0 >= n1) return;
+  alignas(64) float tile[MR * NR];
+  const size_t esz = g.c16 ? 2 : 4;
+  const int64_t kcb = even_block(g.K, KC, 2), mcb = even_block(m1 - m0, MC, MR), ncb = even_block(n1 - n0, NC, NR);
+  for (int64_t jc = n0; jc < n1; jc += ncb) {
+    const int64_t nc = std::min(ncb, n1 - jc);
+    for (int64_t pc = 0; pc < g.K; pc += kcb) {
+      const int64_t kc = std::min(kcb, g.K - pc), kp = (kc + 1) / 2;
+      const bool first = pc == 0, last = pc + kc >= g.K;
+      for (int64_t jr = 0; jr < nc; jr += NR)
+        pack_pairs(g.b, jc + jr, pc, static_cast<int>(std::min<int64_t>(NR, nc - jr)), NR, kc, bpack + jr * kp);
+      for (int64_t ic = m0; ic < m1; ic += mcb) {
+        const int64_t mc = std::min(mcb, m1 - ic);
+        for (int64_t ir = 0; ir < mc; ir += MR)
+          pack_pairs(g.a, ic + ir, pc, static_cast<int>(std::min<int64_t>(MR, mc - ir)), MR, kc, apack + ir * kp);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int n = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int m = static_cast<int>(std::min<int64_t>(MR, mc - ir));
+            micro(kp, apack + ir * kp, bpack + jr * kp, tile);
+            const int64_t row = ic + ir, col = jc + jr, off = row * g.N + col;
+            Epilogue e{};
+            e.alpha = g.alpha;
+            e.first = first;
+            e.last = last;
+            e.acc = g.acc;
+            e.bias = g.bias ? g.bias + col : nullptr;
+            e.gelu = g.gelu;
+            e.c = static_cast<char*>(g.C) + off * esz;
+            e.pre = g.P ? static_cast<char*>(g.P) + off * esz : nullptr;
+            e.c16 = g.c16;
+            e.ldc = g.N;
+            if (g.c16) {
+              e.part = scratch + (row - m0) * ncb + (col - jc);
+              e.ldp = ncb;
+            } else {
+              e.part = static_cast<float*>(e.c);
+              e.ldp = g.N;
+            }
+            epilogue(tile, m, n, e);
+          }
+        }
+      }
+    }
+  }
+}
+
+bool fast_ok(const OpCall& call) {
+  const CpuFeatures& f = cpu_features();
+  return f.avx512_bf16 && f.avx512bw && f.fma && product16(call);
+}
+
+}  // namespace
+
+const char* gemm_bf16_kernel_name() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx512_bf16 && f.avx512bw && f.fma ? "avx512bf16" : "fp32-fallback";
+}
+
+void gemm_bf16(const OpCall& call) {
+  const GemmDims d = gemm_dims(call);
+  if (d.M == 0 || d.N == 0 || d.nb == 0) return;
+  if (d.K == 0 || !fast_ok(call)) return gemm_bf16_reference(call);
+  const Tensor &A = call.x(0), &B = call.x(1), &C = call.y(0);
+  Problem g{};
+  g.a = {A.data, A.dtype == DType::BF16, d.lda, !d.ta};
+  g.b = {B.data, B.dtype == DType::BF16, d.ldb, d.tb};
+  g.bias = call.has_in(2) ? call.x(2).f32() : nullptr;
+  g.C = C.data;
+  g.P = d.act == 1 ? call.y(1).data : nullptr;
+  g.c16 = C.dtype == DType::BF16;
+  g.acc = d.acc;
+  g.gelu = d.act == 1;
+  g.alpha = d.alpha;
+  g.M = d.M;
+  g.N = d.N;
+  g.K = d.K;
+  const int64_t nb = d.nb;
+
+  ThreadPool* pool = call.ctx ? call.ctx->pool : nullptr;
+  const double work = static_cast<double>(nb) * g.M * g.N * g.K;
+  int T = pool ? pool->size() : 1;
+  if (work < 96.0 * 96 * 96) T = 1;
+
+  // Thread split (as gemm.cpp): whole batches per thread for many small products, else a tm x tn
+  // grid of rectangles in whole micro-tiles minimising the largest rectangle's padded area.
+  const int64_t mt = (g.M + MR - 1) / MR, ntl = (g.N + NR - 1) / NR;
+  const bool by_batch = T > 1 && nb >= 2 * T && static_cast<double>(g.M) * g.N * g.K < 256.0 * 256 * 256;
+  int tm = 1;
+  if (T > 1 && !by_batch) {
+    double best = 1e300;
+    for (int cand = 1; cand <= T; ++cand) {
+      if (T % cand) continue;
+      const int cn = T / cand;
+      const double rows = static_cast<double>((mt + cand - 1) / cand * MR);
+      const double cols = static_cast<double>((ntl + cn - 1) / cn * NR);
+      const double cost = rows * cols + 12.0 * (rows * std::ceil(cols / NC) + cols);
+      if (cost < best) best = cost, tm = cand;
+    }
+  }
+  const int tn = T / tm;
+
+  Workspace& ws = t_ws;
+  while (static_cast<int>(ws.a.size()) < T) {
+    ws.a.push_back(std::make_unique<Buf>());
+    ws.b.push_back(std::make_unique<Buf>());
+    ws.part.push_back(std::make_unique<Buf>());
+  }
+  const int64_t kp_max = (std::min(KC, g.K) + 1) / 2;
+  const int64_t nc_max = std::min<int64_t>(NC, ntl * NR);
+  const int64_t rows_max = by_batch || T == 1 ? mt * MR : (mt + tm - 1) / tm * MR;
+  const bool need_part = g.c16 && g.K > KC;
+  for (int t = 0; t < T; ++t) {
+    ws.a[t]->reserve(static_cast<size_t>(kp_max * MC) * 4);
+    ws.b[t]->reserve(static_cast<size_t>(kp_max * nc_max) * 4);
+    if (need_part) ws.part[t]->reserve(static_cast<size_t>(rows_max * nc_max) * 4);
+  }
+  const size_t ea = g.a.bf16 ? 2 : 4, eb = g.b.bf16 ? 2 : 4, ec = g.c16 ? 2 : 4;
+  const int64_t sa = g.M * g.K, sb = g.K * g.N, sc = g.M * g.N;
+  auto batch_rect = [&](int tid, int64_t bi, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+    Problem p = g;
+    p.a.p = static_cast<const char*>(g.a.p) + bi * sa * ea;
+    p.b.p = static_cast<const char*>(g.b.p) + bi * sb * eb;
+    p.C = static_cast<char*>(g.C) + bi * sc * ec;
+    p.P = g.P ? static_cast<char*>(g.P) + bi * sc * ec : nullptr;
+    rect(p, m0, m1, n0, n1, static_cast<uint32_t*>(ws.a[tid]->p), static_cast<uint32_t*>(ws.b[tid]->p),
+         static_cast<float*>(ws.part[tid]->p));
+  };
+  if (T == 1) {
+    for (int64_t bi = 0; bi < nb; ++bi) batch_rect(0, bi, 0, g.M, 0, g.N);
+    return;
+  }
+  if (by_batch) {
+    pool->run([&](int tid, int nt) {
+      for (int64_t bi = tid; bi < nb; bi += nt) batch_rect(tid, bi, 0, g.M, 0, g.N);
+    });
+    return;
+  }
+  pool->run([&](int tid, int) {
+    const int im = tid / tn, in = tid % tn;
+    const int64_t m0 = std::min(g.M, mt * im / tm * MR), m1 = std::min(g.M, mt * (im + 1) / tm * MR);
+    const int64_t n0 = std::min(g.N, ntl * in / tn * NR), n1 = std::min(g.N, ntl * (in + 1) / tn * NR);
+    for (int64_t bi = 0; bi < nb; ++bi) batch_rect(tid, bi, m0, m1, n0, n1);
+  });
+}
+
+}  // namespace medic::cpu

@@ -1,0 +1,133 @@
+// gemm with bf16 operands / output (ops.h, Precision): against PyTorch bf16 fixtures and float64
+// products of the bf16-rounded operands, on the AVX512-BF16 kernel (when this CPU has it) and on the
+// fp32 fallback (child process with MEDIC_CPU_ISA=avx512).
+//
+// Tolerances. Against the float64 contract reference (operands rounded to bf16, exact math): an f32
+// C carries only fp32 summation error, relErr < 1e-5 as for the fp32 gemm; a bf16 C is additionally
+// rounded once, so every element must be one of the two bf16 neighbours of the exact value (<= 1 ulp;
+// measured <= 0.503) and relErr < 4e-3 (2^-9 relative at most per element, ~1.6e-3 measured).
+// Against PyTorch's bf16 computation, which rounds to bf16 after the product and again after each
+// epilogue step: relErr < 1e-2 (measured <= 3.3e-3).
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { describe, expect, it } from 'vitest';
+
+import { Engine, type Tensor } from '../../lib/engine/index.js';
+import { bf16ToF32, f32ToBf16 } from '../../lib/io/safetensors.js';
+import { cpuEngine, randomF32, relErr } from '../helpers/parity.js';
+import { bf16FixtureResults, type Bf16CaseResult } from './gemm_bf16_cases.js';
+import { refGemm } from './gemm_cases.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const round = (x: Float32Array) => bf16ToF32(f32ToBf16(x));
+
+function expectAllClose(results: Bf16CaseResult[]) {
+  expect(results.length).toBeGreaterThanOrEqual(16);
+  for (const r of results) {
+    expect(r.errC, `${r.name}: C`).toBeLessThan(r.c16 ? 4e-3 : 1e-5);
+    expect(r.ulpC, `${r.name}: C ulps`).toBeLessThanOrEqual(1);
+    expect(r.torchC, `${r.name}: C vs torch`).toBeLessThan(1e-2);
+    if (r.errPre !== undefined) {
+      expect(r.errPre, `${r.name}: preact`).toBeLessThan(r.c16 ? 4e-3 : 1e-5);
+      expect(r.ulpPre, `${r.name}: preact ulps`).toBeLessThanOrEqual(1);
+      expect(r.torchPre, `${r.name}: preact vs torch`).toBeLessThan(1e-2);
+    }
+  }
+}
+
+describe('gemm bf16 parity', () => {
+  it('matches the PyTorch bf16 fixtures: transposes, odd K, fp32 master weight, bf16 C over several K slices, GELU, acc, batched', () => {
+    expectAllClose(bf16FixtureResults(cpuEngine()));
+  });
+
+  it('threaded, odd shapes, every transpose: bf16 A and B, f32 C, equals the float64 product of the rounded operands', () => {
+    const e = cpuEngine();
+    let seed = 40;
+    for (const [M, N, K] of [[197, 119, 1001], [250, 131, 700]] as const)
+      for (const ta of [false, true])
+        for (const tb of [false, true]) {
+          const a = round(randomF32(M * K, seed++)), b = round(randomF32(K * N, seed++));
+          const A = e.tensor(ta ? [K, M] : [M, K], 'bf16', f32ToBf16(a)), B = e.tensor(tb ? [N, K] : [K, N], 'bf16', f32ToBf16(b));
+          const C = e.tensor([M, N], 'f32', new Float32Array(M * N).fill(NaN));
+          try {
+            e.op('gemm', [A, B], [C], { trans_a: +ta, trans_b: +tb });
+            expect(relErr(C.read(), refGemm(a, b, M, N, K, ta, tb)), `${M}x${N}x${K} ta=${+ta} tb=${+tb}`).toBeLessThan(1e-5);
+          } finally {
+            [A, B, C].forEach((t) => t.dispose());
+          }
+        }
+  });
+
+  it('gives bit-identical bf16 results on 1 and 2 threads (K over several slices: fp32 partial sums of a bf16 C; fp32 master B)', () => {
+    const [M, N, K] = [250, 131, 1700];
+    const a = f32ToBf16(randomF32(M * K, 3)), b = randomF32(N * K, 4);
+    const outs = [1, 2].map((threads) => {
+      const e = Engine.create({ device: 'cpu', threads });
+      const ts: Tensor[] = [e.tensor([M, K], 'bf16', a), e.tensor([N, K], 'f32', b), e.tensor([M, N], 'bf16')];
+      try {
+        e.op('gemm', [ts[0], ts[1]], [ts[2]], { trans_b: 1 });
+        return ts[2].read() as Uint16Array;
+      } finally {
+        ts.forEach((t) => t.dispose());
+        e.dispose();
+      }
+    });
+    const ref = refGemm(bf16ToF32(a), round(b), M, N, K, false, true);
+    expect(relErr(bf16ToF32(outs[0]), ref)).toBeLessThan(4e-3);
+    expect(Buffer.from(outs[1].buffer).equals(Buffer.from(outs[0].buffer))).toBe(true);
+  });
+
+  it('attr bf16=1 with f32 operands gives the bits of the same gemm on bf16 copies (the graph\'s mixed-precision compute)', () => {
+    const e = cpuEngine();
+    const [M, N, K] = [97, 70, 900];
+    const a = randomF32(M * K, 21), b = randomF32(N * K, 22), bias = randomF32(N, 23);
+    const run = (A: Tensor, B: Tensor, attrs: Record<string, number>) => {
+      const bt = e.tensor([N], 'f32', bias), C = e.tensor([M, N], 'f32'), P = e.tensor([M, N], 'f32');
+      try {
+        e.op('gemm', [A, B, bt], [C, P], { trans_b: 1, act: 1, ...attrs });
+        return [C.read() as Float32Array, P.read() as Float32Array];
+      } finally {
+        [A, B, bt, C, P].forEach((t) => t.dispose());
+      }
+    };
+    const viaAttr = run(e.tensor([M, K], 'f32', a), e.tensor([N, K], 'f32', b), { bf16: 1 });
+    const viaDtype = run(e.tensor([M, K], 'bf16', f32ToBf16(a)), e.tensor([N, K], 'bf16', f32ToBf16(b)), {});
+    const plain = run(e.tensor([M, K], 'f32', a), e.tensor([N, K], 'f32', b), {});
+    for (let i = 0; i < 2; i++) expect(Buffer.from(viaAttr[i].buffer).equals(Buffer.from(viaDtype[i].buffer))).toBe(true);
+    // and it is not the fp32 product: bf16 rounding of the operands shows at ~2^-9 relative
+    expect(relErr(viaAttr[1], plain[1])).toBeGreaterThan(1e-4);
+  });
+
+  it('fp32 fallback (MEDIC_CPU_ISA=avx512: no bf16 dot products) gives the same fixtures results', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'gemm_bf16_cases.ts')], {
+      env: { ...process.env, MEDIC_CPU_ISA: 'avx512' },
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { describe: string; fixtures: Bf16CaseResult[] };
+    expect(out.describe).toContain('avx512f');
+    expect(out.describe).not.toContain('avx512bf16');
+    expectAllClose(out.fixtures);
+  });
+});
+
+describe('gemm bf16 bad calls', () => {
+  it('names the slot and the dtypes it takes', () => {
+    const e = cpuEngine();
+    const A = e.tensor([4, 5], 'i32'), B = e.tensor([5, 3], 'bf16'), C = e.tensor([4, 3], 'bf16'), P = e.tensor([4, 3], 'f32');
+    try {
+      expect(() => e.op('gemm', [A, B], [C])).toThrow(/gemm: input 0 must be f32 or bf16, got i32\[4, 5\]/);
+      expect(() => e.op('gemm', [B, B], [C])).toThrow(/inner dims differ/);
+      const A2 = e.tensor([4, 5], 'bf16');
+      try {
+        expect(() => e.op('gemm', [A2, B], [C, P], { act: 1 })).toThrow(/gemm: output 1 must be bf16, got f32\[4, 3\]/);
+      } finally {
+        A2.dispose();
+      }
+    } finally {
+      [A, B, C, P].forEach((t) => t.dispose());
+    }
+  });
+});
