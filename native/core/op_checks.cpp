@@ -1,7 +1,7 @@
 // The shape and dtype contract of every op (see ops.h), checked before any backend runs.
 // Messages name the op, the slot, what was expected and what was found.
-#include <cmath>
 #include <string>
+#include <utility>
 
 #include "medic/op_args.h"
 #include "medic/ops.h"
@@ -45,12 +45,13 @@ void numel_is(const OpCall& c, const Tensor& t, bool input, int i, int64_t n) {
     fail(c, slot_name(input, i) + " must have " + std::to_string(n) + " elements, got " + t.shape.str());
 }
 void acc_ok(const OpCall& c) {
-  int64_t a = c.ai("acc", 0);
+  const int64_t a = acc_value(c);
   if (a != 0 && a != 1) fail(c, "attr acc must be 0 or 1, got " + std::to_string(a));
 }
-void positive_attr(const OpCall& c, const char* name) {
+// A required positive integer attr: `value` is what op_args.h decoded for it.
+void positive_attr(const OpCall& c, const char* name, int64_t value) {
   if (!c.attrs->has(name)) fail(c, std::string("attr ") + name + " is required");
-  if (c.ai(name, 0) <= 0) fail(c, std::string("attr ") + name + " must be positive, got " + std::to_string(c.ai(name, 0)));
+  if (value <= 0) fail(c, std::string("attr ") + name + " must be positive, got " + std::to_string(value));
 }
 // Rows x last-dim view of a tensor: every tensor with >= 1 dims.
 int64_t last_dim(const Tensor& t) { return t.shape.nd ? t.shape[-1] : 1; }
@@ -107,7 +108,7 @@ void check_gemm(const OpCall& c) {
   ndim_at_least(c, B, true, 1, 2);
   const GemmDims d = gemm_dims(c);  // what both kernels will read (medic/op_args.h)
   const bool ta = d.ta, tb = d.tb;
-  const int64_t act = c.ai("act", 0);
+  const int64_t act = d.act;
   if (act != 0 && act != 1) fail(c, "attr act must be 0 (none) or 1 (gelu), got " + std::to_string(act));
   acc_ok(c);
   if (act == 1 && d.acc) fail(c, "act=1 (gelu) cannot accumulate (acc=1)");
@@ -172,7 +173,8 @@ void check_layernorm(const OpCall& c) {
   const Tensor& x = in(c, 0);
   f32_in(c, 0);
   ndim_at_least(c, x, true, 0, 1);
-  int64_t C = last_dim(x), R = x.shape.leading(1);
+  const NormArgs a = norm_args(c);
+  const int64_t C = a.C, R = a.R;
   for (int i = 1; i < 3; ++i)
     if (c.has_in(i)) {
       f32_in(c, i);
@@ -191,7 +193,8 @@ void check_layernorm_bwd(const OpCall& c) {
   const Tensor& x = in(c, 1);
   for (int i = 0; i < 4; ++i) f32_in(c, i);
   same_shape(c, x, true, 1, in(c, 0), true, 0);
-  int64_t C = last_dim(x), R = x.shape.leading(1);
+  const NormArgs a = norm_args(c);
+  const int64_t C = a.C, R = a.R;
   numel_is(c, in(c, 2), true, 2, R);
   numel_is(c, in(c, 3), true, 3, R);
   if (c.has_in(4)) {
@@ -209,21 +212,22 @@ void check_layernorm_bwd(const OpCall& c) {
   acc_ok(c);
 }
 
-static void attention_dims(const OpCall& c, const Tensor& qkv, int64_t& B, int64_t& T, int64_t& H, int64_t& Hd) {
-  positive_attr(c, "heads");
-  ndim_is(c, qkv, true, c.def->id == OpId::attention ? 0 : 1, 3);
-  B = qkv.shape[0];
-  T = qkv.shape[1];
-  H = c.ai("heads", 1);
+// heads, then qkv's rank and width, then the dims both kernels will read (medic/op_args.h).
+static AttentionDims checked_attention_dims(const OpCall& c) {
+  const int slot = attention_qkv_slot(c);
+  const Tensor& qkv = in(c, slot);
+  const int64_t H = attention_heads(c);
+  positive_attr(c, "heads", H);
+  ndim_is(c, qkv, true, slot, 3);
   if (qkv.shape[2] % (3 * H) != 0)
     fail(c, "qkv last dim " + std::to_string(qkv.shape[2]) + " is not 3 * heads * head_dim with heads=" + std::to_string(H));
-  Hd = qkv.shape[2] / (3 * H);
+  return attention_dims(c);
 }
 
 void check_attention(const OpCall& c) {
-  int64_t B, T, H, Hd;
   f32_in(c, 0);
-  attention_dims(c, in(c, 0), B, T, H, Hd);
+  const AttentionDims d = checked_attention_dims(c);
+  const int64_t B = d.B, T = d.T, H = d.H, Hd = d.Hd;
   f32_out(c, 0);
   f32_out(c, 1);
   shape_is(c, out(c, 0), false, 0, make_shape({B, T, H * Hd}));
@@ -231,9 +235,9 @@ void check_attention(const OpCall& c) {
 }
 
 void check_attention_bwd(const OpCall& c) {
-  int64_t B, T, H, Hd;
   for (int i = 0; i < 4; ++i) f32_in(c, i);
-  attention_dims(c, in(c, 1), B, T, H, Hd);
+  const AttentionDims d = checked_attention_dims(c);
+  const int64_t B = d.B, T = d.T, H = d.H, Hd = d.Hd;
   shape_is(c, in(c, 0), true, 0, make_shape({B, T, H * Hd}));
   shape_is(c, in(c, 2), true, 2, make_shape({B, T, H * Hd}));
   shape_is(c, in(c, 3), true, 3, make_shape({B, H, T}));
@@ -282,7 +286,7 @@ void check_drop_path_mask(const OpCall& c) {
   numel_is(c, in(c, 0), true, 0, 2);
   f32_out(c, 0);
   ndim_is(c, out(c, 0), false, 0, 1);
-  float p = c.af("p", 0);
+  const float p = drop_path_args(c).p;
   if (!(p >= 0 && p < 1)) fail(c, "attr p must be in [0, 1), got " + std::to_string(p));
 }
 
@@ -294,12 +298,13 @@ void check_copy_rows(const OpCall& c) {
   ndim_is(c, y, false, 0, 3);
   acc_ok(c);
   if (x.shape[2] != y.shape[2]) fail(c, "row widths differ: input " + x.shape.str() + ", output " + y.shape.str());
-  int64_t src = c.ai("src", 0), dst = c.ai("dst", 0), n = c.ai("count", -1);
+  const CopyRowsArgs a = copy_rows_args(c);
+  const int64_t src = a.src, dst = a.dst, n = a.count;
   if (n < 0 || src < 0 || dst < 0 || src + n > x.shape[1] || dst + n > y.shape[1])
     fail(c, "rows out of range: src=" + std::to_string(src) + " dst=" + std::to_string(dst) + " count=" + std::to_string(n) +
                 " for input " + x.shape.str() + " and output " + y.shape.str());
   int64_t bx = x.shape[0], by = y.shape[0];
-  bool ok = bx == by || bx == 1 || (by == 1 && c.ai("acc", 0) == 1);
+  bool ok = bx == by || bx == 1 || (by == 1 && a.acc);
   if (!ok) fail(c, "batch sizes " + std::to_string(bx) + " -> " + std::to_string(by) + ": expected equal, input batch 1 (broadcast), or output batch 1 with acc=1 (sum)");
 }
 
@@ -358,14 +363,14 @@ void check_mask_fill_bwd(const OpCall& c) {
 }
 
 static void check_patch_pair(const OpCall& c, const Tensor& img, bool img_in, const Tensor& x, bool x_in) {
-  positive_attr(c, "patch");
-  int64_t p = c.ai("patch", 1), order = c.ai("order", 0);
-  if (order != 0 && order != 1) fail(c, "attr order must be 0 (py, px, ch) or 1 (ch, py, px), got " + std::to_string(order));
   ndim_is(c, img, img_in, 0, 4);
-  int64_t B = img.shape[0], Ch = img.shape[1], Hi = img.shape[2], Wi = img.shape[3];
-  if (Hi % p || Wi % p)
-    fail(c, "image " + std::to_string(Hi) + "x" + std::to_string(Wi) + " is not divisible by patch " + std::to_string(p));
-  Shape s = make_shape({B, (Hi / p) * (Wi / p), p * p * Ch});
+  const PatchGeom g = patch_geom(c);  // what both kernels will read (medic/op_args.h)
+  const int64_t p = g.patch;
+  positive_attr(c, "patch", p);
+  if (g.order != 0 && g.order != 1) fail(c, "attr order must be 0 (py, px, ch) or 1 (ch, py, px), got " + std::to_string(g.order));
+  if (g.Hi % p || g.Wi % p)
+    fail(c, "image " + std::to_string(g.Hi) + "x" + std::to_string(g.Wi) + " is not divisible by patch " + std::to_string(p));
+  Shape s = make_shape({g.B, g.N, g.P});
   shape_is(c, x, x_in, 0, s);
   dtype_is(c, img, img_in, 0, DType::F32);
   dtype_is(c, x, x_in, 0, DType::F32);
@@ -375,7 +380,7 @@ void check_unpatchify(const OpCall& c) { check_patch_pair(c, out(c, 0), false, i
 
 void check_pixel_norm(const OpCall& c) {
   check_unary(c);
-  if (last_dim(in(c, 0)) < 2) fail(c, "needs at least 2 values per row for an unbiased variance, got " + in(c, 0).shape.str());
+  if (norm_args(c).C < 2) fail(c, "needs at least 2 values per row for an unbiased variance, got " + in(c, 0).shape.str());
 }
 
 void check_medic_loss(const OpCall& c) {
@@ -389,8 +394,10 @@ void check_medic_loss(const OpCall& c) {
   numel_is(c, out(c, 0), false, 0, 4);
   f32_out(c, 1);
   same_shape(c, s, true, 0, out(c, 1), false, 1);
-  float w_pix = c.af("w_pix", 1.0f);
-  if (c.has_in(2) || c.has_in(3) || w_pix != 0) {
+  // The weights and scales both kernels will read (medic/op_args.h); M and P are meaningful once
+  // pred's rank has been checked below, and are not used before.
+  const MedicLossPlan plan = medic_loss_plan(c);
+  if (c.has_in(2) || c.has_in(3) || plan.w_pix != 0) {
     if (!c.has_in(2) || !c.has_in(3)) fail(c, "w_pix != 0 needs pred (input 2) and target (input 3)");
     f32_in(c, 2);
     f32_in(c, 3);
@@ -401,7 +408,6 @@ void check_medic_loss(const OpCall& c) {
     f32_out(c, 2);
     same_shape(c, in(c, 2), true, 2, out(c, 2), false, 2);
   }
-  const MedicLossPlan plan = medic_loss_plan(c);  // the shapes are valid now; the defaults are the kernels'
   if (!(plan.tau > 0)) fail(c, "attr tau must be positive");
   if (!(plan.beta > 0)) fail(c, "attr beta must be positive");
 }
@@ -420,7 +426,7 @@ void check_cross_entropy(const OpCall& c) {
     f32_out(c, 2);
     numel_is(c, out(c, 2), false, 2, 1);
   }
-  float ls = c.af("smoothing", 0);
+  const double ls = ce_smoothing(c);
   if (!(ls >= 0 && ls < 1)) fail(c, "attr smoothing must be in [0, 1), got " + std::to_string(ls));
 }
 
@@ -440,7 +446,7 @@ void check_adamw(const OpCall& c) {
   if (c.has_in(3)) {
     f32_in(c, 3);
     numel_is(c, in(c, 3), true, 3, 1);
-  } else if (c.af("max_norm", 0) > 0) {
+  } else if (adamw_args(c).max_norm > 0) {
     fail(c, "attr max_norm > 0 needs the global gradient norm as input 3");
   }
   for (int i = 0; i < 3; ++i) {
@@ -449,24 +455,25 @@ void check_adamw(const OpCall& c) {
   }
 }
 
-static void check_init(const OpCall& c) {
+// Both inits: the decoded attrs (medic/op_args.h), validated here once for both kernels.
+static InitArgs check_init(const OpCall& c) {
   f32_out(c, 0);
   if (!c.attrs->has("seed")) fail(c, "attr seed is required (init is always seeded)");
+  const InitArgs a = init_args(c);
   // seed and stream are counters: integers a double holds exactly.
-  for (const char* key : {"seed", "stream"}) {
-    double v = c.attrs->get(key, 0.0);
-    if (!(v >= 0 && v < 9007199254740992.0) || v != std::floor(v))
-      fail(c, std::string("attr ") + key + " must be an integer in [0, 2^53), got " + std::to_string(v));
-  }
+  const std::pair<const char*, double> counters[] = {{"seed", a.seed}, {"stream", a.stream}};
+  for (const auto& [key, v] : counters)
+    if (!counter_ok(v)) fail(c, std::string("attr ") + key + " must be an integer in [0, 2^53), got " + std::to_string(v));
+  return a;
 }
 void check_init_normal(const OpCall& c) {
-  check_init(c);
-  if (!(c.af("std", 1) > 0)) fail(c, "attr std must be positive");
-  if (!(c.af("lo", -2) < c.af("hi", 2))) fail(c, "attr lo must be below hi");
+  const InitArgs a = check_init(c);
+  if (!(a.std > 0)) fail(c, "attr std must be positive");
+  if (!(a.lo < a.hi)) fail(c, "attr lo must be below hi");
 }
 void check_init_uniform(const OpCall& c) {
-  check_init(c);
-  if (!(c.af("lo", 0) < c.af("hi", 1))) fail(c, "attr lo must be below hi");
+  const InitArgs a = check_init(c);
+  if (!(a.lo < a.hi)) fail(c, "attr lo must be below hi");
 }
 
 }  // namespace medic

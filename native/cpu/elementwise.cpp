@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "medic/engine.h"
+#include "medic/op_args.h"
 #include "medic/ops.h"
 #include "medic/rng.h"
 #include "medic/threads.h"
@@ -38,8 +39,6 @@ int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kGrain / std::max<
 
 ThreadPool& pool(const OpCall& c) { return *c.ctx->pool; }
 
-bool acc_of(const OpCall& c) { return c.ai("acc", 0) != 0; }
-
 // Split [0, n) over the pool; fn(i0, i1) on contiguous ranges.
 template <class F>
 void par(const OpCall& c, int64_t n, int64_t grain, F&& fn) {
@@ -57,7 +56,7 @@ constexpr float kQuickGelu = 1.702f;
 void fill(const OpCall& c) {
   const Tensor& x = c.y(0);
   int64_t n = x.numel();
-  double v = c.attrs->get("value", 0.0);
+  double v = fill_value(c);
   switch (x.dtype) {
     case DType::F32: {
       float f = static_cast<float>(v);
@@ -89,8 +88,9 @@ void fill(const OpCall& c) {
 void copy(const OpCall& c) {
   const float* x = c.x(0).f32();
   float* y = c.y(0).f32();
-  float alpha = c.af("alpha", 1.0f);
-  bool acc = acc_of(c);
+  const CopyArgs args = copy_args(c);
+  const float alpha = args.alpha;
+  const bool acc = args.acc;
   par(c, c.x(0).numel(), kGrain, [&](int64_t a, int64_t b) {
     if (acc) {
       for (int64_t i = a; i < b; ++i) y[i] = alpha * x[i] + y[i];
@@ -147,7 +147,7 @@ void sum_to(const OpCall& c) {
   const float* x = c.x(0).f32();
   float* y = c.y(0).f32();
   int64_t S = c.y(0).numel(), R = S ? c.x(0).numel() / S : 0;
-  bool acc = acc_of(c);
+  bool acc = accumulates(c);
   int nt = pool(c).size();
   if (S >= 2 * kColGrain || nt == 1 || R * S < 4 * kGrain) {
     par(c, S, S >= 2 * kColGrain ? kColGrain : S, [&](int64_t c0, int64_t c1) {
@@ -288,7 +288,7 @@ void run_bwd(const OpCall& c, BwdFn fn) {
   const float* x = c.x(0).f32();
   const float* dy = c.x(1).f32();
   float* dx = c.y(0).f32();
-  bool acc = acc_of(c);
+  bool acc = accumulates(c);
   pool(c).parallel_for(c.x(0).numel(), kGrain, [&](int64_t a, int64_t b) { fn(x, dy, dx, acc, a, b); });
 }
 
@@ -337,7 +337,7 @@ void scale_add_bwd(const OpCall& c) {
   const float* keep = c.has_in(3) ? c.x(3).f32() : nullptr;
   float* dy = c.y(0).f32();
   float* dgamma = c.has_out(1) ? c.y(1).f32() : nullptr;
-  bool acc = acc_of(c);
+  bool acc = accumulates(c);
   int64_t C = DX.shape[-1], R = DX.shape.leading(1), B = DX.shape[0];
   int64_t L = B ? R / B : 0;
   // Columns [c0, c1) over all rows, in strips of kStrip columns (running dgamma sums stay in L1).
@@ -394,10 +394,11 @@ void drop_path_mask(const OpCall& c) {
   const int32_t* seed = c.x(0).i32();
   float* keep = c.y(0).f32();
   int64_t B = c.y(0).numel();
-  float p = c.af("p", 0.0f);
+  const DropPathArgs a = drop_path_args(c);
+  const float p = a.p;
   uint64_t seed64 = static_cast<uint64_t>(static_cast<uint32_t>(seed[0])) |
                     (static_cast<uint64_t>(static_cast<uint32_t>(seed[1])) << 32);
-  uint64_t stream = static_cast<uint64_t>(c.ai("stream", 0));
+  const uint64_t stream = a.stream;
   float kept = 1.0f / (1.0f - p);
   for (int64_t b = 0; b < B; ++b) keep[b] = rng_uniform(seed64, stream, static_cast<uint64_t>(b)) < p ? 0.0f : kept;
 }

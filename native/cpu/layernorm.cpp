@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "medic/engine.h"
+#include "medic/op_args.h"
 #include "medic/ops.h"
 #include "medic/threads.h"
 
@@ -176,25 +177,26 @@ int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 8192 / std::max<int64
 
 void layernorm(const OpCall& c) {
   const Tensor& X = c.x(0);
+  const NormArgs n = norm_args(c);
   LnFwd a{X.f32(),
           c.has_in(1) ? c.x(1).f32() : nullptr,
           c.has_in(2) ? c.x(2).f32() : nullptr,
           c.y(0).f32(),
           c.y(1).f32(),
           c.y(2).f32(),
-          X.shape[-1],
-          c.af("eps", 1e-6f)};
+          n.C,
+          n.eps};
   auto fn = pick_isa_variant(ln_fwd_base, ln_fwd_avx2, ln_fwd_avx512);
-  c.ctx->pool->parallel_for(X.shape.leading(1), row_grain(a.C), [&](int64_t r0, int64_t r1) { fn(a, r0, r1); });
+  c.ctx->pool->parallel_for(n.R, row_grain(a.C), [&](int64_t r0, int64_t r1) { fn(a, r0, r1); });
 }
 
 void layernorm_bwd(const OpCall& c) {
-  const Tensor& X = c.x(1);
-  LnBwd a{c.x(0).f32(), X.f32(), c.x(2).f32(), c.x(3).f32(), c.has_in(4) ? c.x(4).f32() : nullptr,
-          c.y(0).f32(), X.shape[-1], c.ai("acc", 0) != 0};
+  const NormArgs n = norm_args(c);
+  LnBwd a{c.x(0).f32(), c.x(1).f32(), c.x(2).f32(), c.x(3).f32(), c.has_in(4) ? c.x(4).f32() : nullptr,
+          c.y(0).f32(), n.C, n.acc};
   float* dw = c.has_out(1) ? c.y(1).f32() : nullptr;
   float* db = c.has_out(2) ? c.y(2).f32() : nullptr;
-  const int64_t R = X.shape.leading(1), C = a.C;
+  const int64_t R = n.R, C = n.C;
   auto fn = pick_isa_variant(ln_bwd_base, ln_bwd_avx2, ln_bwd_avx512);
   ThreadPool& pool = *c.ctx->pool;
   if (!dw && !db) {
@@ -225,10 +227,10 @@ void layernorm_bwd(const OpCall& c) {
 }
 
 void pixel_norm(const OpCall& c) {
-  const Tensor& X = c.x(0);
-  PixNorm a{X.f32(), c.y(0).f32(), X.shape[-1], c.af("eps", 1e-6f)};
+  const NormArgs n = norm_args(c);
+  PixNorm a{c.x(0).f32(), c.y(0).f32(), n.C, n.eps};
   auto fn = pick_isa_variant(pix_base, pix_avx2, pix_avx512);
-  c.ctx->pool->parallel_for(X.shape.leading(1), row_grain(a.C), [&](int64_t r0, int64_t r1) { fn(a, r0, r1); });
+  c.ctx->pool->parallel_for(n.R, row_grain(a.C), [&](int64_t r0, int64_t r1) { fn(a, r0, r1); });
 }
 
 }  // namespace medic::cpu

@@ -168,7 +168,7 @@ void cross_entropy(const OpCall& c) {
   const float* z = Z.f32();
   const int32_t* y = c.x(1).i32();
   float* dz = c.y(1).f32();
-  const double eps = c.attrs->get("smoothing", 0.0);
+  const double eps = ce_smoothing(c);
   for (int64_t r = 0; r < R; ++r)
     if (y[r] < 0 || y[r] >= C)
       throw Error("cross_entropy: label " + std::to_string(y[r]) + " at row " + std::to_string(r) +

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "medic/op_args.h"
 #include "medic/ops.h"
 #include "medic/threads.h"
 
@@ -91,8 +92,8 @@ void adamw(const OpCall& c) {
   const double lr = hyper[0], wd = hyper[1], step = hyper[2];
   if (!(step >= 1) || step != std::floor(step))
     throw Error("adamw: hyper[2] (the step count) must be an integer >= 1, got " + std::to_string(step));
-  const double beta1 = c.attrs->get("beta1", 0.9), beta2 = c.attrs->get("beta2", 0.999);
-  const double eps = c.attrs->get("eps", 1e-8), max_norm = c.attrs->get("max_norm", 0.0);
+  const AdamwArgs at = adamw_args(c);
+  const double beta1 = at.beta1, beta2 = at.beta2, eps = at.eps, max_norm = at.max_norm;
 
   double gscale = 1.0;
   if (max_norm > 0) {

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "medic/op_args.h"
 #include "medic/ops.h"
 #include "medic/threads.h"
 
@@ -58,8 +59,9 @@ void check_indices(const char* op, const int32_t* idx, int64_t B, int64_t K, int
 void copy_rows(const OpCall& c) {
   const Tensor &X = c.x(0), &Y = c.y(0);
   const int64_t Bx = X.shape[0], Tx = X.shape[1], By = Y.shape[0], Ty = Y.shape[1], C = X.shape[2];
-  const int64_t src = c.ai("src", 0), dst = c.ai("dst", 0), n = c.ai("count", 0);
-  const bool acc = c.ai("acc", 0) != 0;
+  const CopyRowsArgs a = copy_rows_args(c);
+  const int64_t src = a.src, dst = a.dst, n = a.count;
+  const bool acc = a.acc;
   const float* x = X.f32();
   float* y = Y.f32();
   if (By == 1 && Bx > 1) {
@@ -87,7 +89,7 @@ void gather_rows(const OpCall& c) {
   const int64_t B = X.shape[0], T = X.shape[1], C = X.shape[2], K = I.shape[1];
   const int32_t* idx = I.i32();
   check_indices("gather_rows", idx, B, K, T, false);
-  const bool acc = c.ai("acc", 0) != 0;
+  const bool acc = accumulates(c);
   const float* x = X.f32();
   float* y = c.y(0).f32();
   c.ctx->pool->parallel_for(B * K, row_grain(C), [&](int64_t r0, int64_t r1) {
@@ -102,7 +104,7 @@ void scatter_rows(const OpCall& c) {
   const int64_t B = Yt.shape[0], K = Yt.shape[1], C = Yt.shape[2], T = X.shape[1];
   const int32_t* idx = I.i32();
   check_indices("scatter_rows", idx, B, K, T, true);
-  const bool acc = c.ai("acc", 0) != 0;
+  const bool acc = accumulates(c);
   const float* y = Yt.f32();
   float* x = X.f32();
   c.ctx->pool->parallel_for(B * K, row_grain(C), [&](int64_t r0, int64_t r1) {
@@ -161,34 +163,17 @@ void mask_fill_bwd(const OpCall& c) {
 
 namespace {
 
-struct PatchGeom {
-  int64_t B, Ch, Hi, Wi, p, Gw, N, P;
-  bool order1;
-};
-
-PatchGeom patch_geom(const OpCall& c, const Tensor& img) {
-  PatchGeom g;
-  g.B = img.shape[0];
-  g.Ch = img.shape[1];
-  g.Hi = img.shape[2];
-  g.Wi = img.shape[3];
-  g.p = c.ai("patch", 1);
-  g.Gw = g.Wi / g.p;
-  g.N = (g.Hi / g.p) * g.Gw;
-  g.P = g.p * g.p * g.Ch;
-  g.order1 = c.ai("order", 0) == 1;
-  return g;
-}
+// PatchGeom (medic/op_args.h): patch, order, B, Ch, Hi, Wi, Gw, N, P.
 
 // One patch (b, n): to_patch copies img -> row, otherwise row -> img.
 template <bool to_patch>
 void patch_move(const PatchGeom& g, float* img, float* x, int64_t b, int64_t n) {
-  const int64_t gy = n / g.Gw, gx = n % g.Gw, p = g.p;
+  const int64_t gy = n / g.Gw, gx = n % g.Gw, p = g.patch;
   float* row = x + (b * g.N + n) * g.P;
   for (int64_t ch = 0; ch < g.Ch; ++ch) {
     for (int64_t py = 0; py < p; ++py) {
       float* line = img + ((b * g.Ch + ch) * g.Hi + gy * p + py) * g.Wi + gx * p;
-      if (g.order1) {
+      if (g.order == 1) {
         float* r = row + (ch * p + py) * p;
         if (to_patch)
           std::memcpy(r, line, static_cast<size_t>(p) * 4);
@@ -210,7 +195,7 @@ void patch_move(const PatchGeom& g, float* img, float* x, int64_t b, int64_t n) 
 }  // namespace
 
 void patchify(const OpCall& c) {
-  PatchGeom g = patch_geom(c, c.x(0));
+  const PatchGeom g = patch_geom(c);
   float* img = c.x(0).f32();
   float* x = c.y(0).f32();
   c.ctx->pool->parallel_for(g.B * g.N, row_grain(g.P), [&](int64_t r0, int64_t r1) {
@@ -219,7 +204,7 @@ void patchify(const OpCall& c) {
 }
 
 void unpatchify(const OpCall& c) {
-  PatchGeom g = patch_geom(c, c.y(0));
+  const PatchGeom g = patch_geom(c);
   float* img = c.y(0).f32();
   float* x = c.x(0).f32();
   c.ctx->pool->parallel_for(g.B * g.N, row_grain(g.P), [&](int64_t r0, int64_t r1) {

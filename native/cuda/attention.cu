@@ -36,6 +36,7 @@
 #include <cstdint>
 
 #include "common.cuh"
+#include "medic/op_args.h"
 #include "mma.cuh"
 
 namespace medic::cuda {
@@ -431,11 +432,13 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 
 
 AttnArgs attn_args(const OpCall& c, const Tensor& qkv) {
   AttnArgs a{};
-  a.B = static_cast<int>(qkv.shape[0]);
-  a.T = static_cast<int>(qkv.shape[1]);
-  a.H = static_cast<int>(c.ai("heads", 1));
-  a.Hd = static_cast<int>(qkv.shape[2] / (3 * a.H));
-  a.scale = static_cast<float>(c.attrs->get("scale", 1.0 / std::sqrt(static_cast<double>(a.Hd))));
+  const AttentionDims d = attention_dims(c);  // medic/op_args.h, as the checker and the CPU kernel
+  a.B = static_cast<int>(d.B);
+  a.T = static_cast<int>(d.T);
+  a.H = static_cast<int>(d.H);
+  a.Hd = static_cast<int>(d.Hd);
+  a.scale = d.scale;
+  a.acc = d.acc;
   a.qkv = qkv.f32();
   if (qkv.shape[0] > 65535 || qkv.shape[1] > 0x7fffffffLL - 64)
     throw Error("attention: batch above 65535 or T above 2^31 is not supported by the CUDA kernel");
@@ -564,7 +567,6 @@ void attention_bwd(const OpCall& c) {
   const float* o = c.x(2).f32();
   a.lse = const_cast<float*>(c.x(3).f32());  // read only in the backward
   a.dqkv = c.y(0).f32();
-  a.acc = c.ai("acc", 0) != 0;
   if (a.B == 0 || a.T == 0 || a.Hd == 0) return;
   a.vec = a.Hd % 4 == 0 && aligned16(a.qkv) && aligned16(a.dout) && aligned16(a.dqkv);
   cudaStream_t st = stream_of(c);
@@ -585,25 +587,24 @@ void attention_bwd(const OpCall& c) {
 }
 
 void softmax(const OpCall& c) {
-  const Tensor& x = c.x(0);
-  const int64_t C = x.shape[-1], R = x.shape.leading(1);
+  const SoftmaxArgs sa = softmax_args(c);
+  const int64_t C = sa.C, R = sa.R;
   if (R == 0 || C == 0) return;
-  const float* xp = x.f32();
+  const float* xp = c.x(0).f32();
   float* yp = c.y(0).f32();
   const bool vec = C % 4 == 0 && aligned16(xp) && aligned16(yp);
-  softmax_kernel<<<row_blocks(R), 32 * kRowsPerBlock, 0, stream_of(c)>>>(xp, yp, R, C, c.af("scale", 1.f), vec);
+  softmax_kernel<<<row_blocks(R), 32 * kRowsPerBlock, 0, stream_of(c)>>>(xp, yp, R, C, sa.scale, vec);
   check_launch("softmax");
 }
 
 void softmax_bwd(const OpCall& c) {
-  const Tensor& y = c.x(0);
-  const int64_t C = y.shape.nd ? y.shape[-1] : 1, R = C ? y.numel() / C : 0;
+  const SoftmaxArgs sa = softmax_args(c);
+  const int64_t C = sa.C, R = sa.R;
   if (R == 0 || C == 0) return;
-  const float *yp = y.f32(), *dyp = c.x(1).f32();
+  const float *yp = c.x(0).f32(), *dyp = c.x(1).f32();
   float* dxp = c.y(0).f32();
   const bool vec = C % 4 == 0 && aligned16(yp) && aligned16(dyp) && aligned16(dxp);
-  softmax_bwd_kernel<<<row_blocks(R), 32 * kRowsPerBlock, 0, stream_of(c)>>>(yp, dyp, dxp, R, C, c.af("scale", 1.f),
-                                                                             c.ai("acc", 0) != 0, vec);
+  softmax_bwd_kernel<<<row_blocks(R), 32 * kRowsPerBlock, 0, stream_of(c)>>>(yp, dyp, dxp, R, C, sa.scale, sa.acc, vec);
   check_launch("softmax_bwd");
 }
 

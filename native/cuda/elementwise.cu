@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "common.cuh"
+#include "medic/op_args.h"
 #include "medic/rng.h"
 #include "ops_util.cuh"
 
@@ -24,8 +25,6 @@ namespace medic::cuda {
 using namespace memops;
 
 namespace {
-
-bool acc_of(const OpCall& c) { return c.ai("acc", 0) != 0; }
 
 // ---------------------------------------------------------------------------------------------
 // fill: every element = v. The aligned bulk is written as 16-byte words holding 16 / sizeof(T) copies.
@@ -305,7 +304,7 @@ void fill(const OpCall& c) {
   const Tensor& x = c.y(0);
   const int64_t n = x.numel();
   if (n <= 0) return;
-  const double v = c.attrs->get("value", 0.0);
+  const double v = fill_value(c);
   switch (x.dtype) {
     case DType::F32: launch_fill<float>(c, x.f32(), n, static_cast<float>(v)); break;
     case DType::BF16: launch_fill<uint16_t>(c, x.bf16(), n, f32_to_bf16(static_cast<float>(v))); break;
@@ -320,9 +319,10 @@ void copy(const OpCall& c) {
   const float* x = c.x(0).f32();
   float* y = c.y(0).f32();
   const int64_t n = c.x(0).numel();
-  const float alpha = c.af("alpha", 1.0f);
+  const CopyArgs a = copy_args(c);
+  const float alpha = a.alpha;
   if (n <= 0) return;
-  if (acc_of(c)) {
+  if (a.acc) {
     launch_map(c, "copy", x, nullptr, y, n, ScaleAccF{alpha});
   } else if (alpha == 1.0f) {
     if (y != x) check(cudaMemcpyAsync(y, x, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToDevice, stream_of(c)), "copy");
@@ -360,14 +360,14 @@ void add(const OpCall& c) {
 
 void sum_to(const OpCall& c) {
   const int64_t S = c.y(0).numel(), R = S ? c.x(0).numel() / S : 0;
-  ColOut<1> o{{c.y(0).f32()}, acc_of(c)};
+  ColOut<1> o{{c.y(0).f32()}, accumulates(c)};
   column_reduce<1>(c, "sum_to", SumRowsF{c.x(0).f32(), S}, R, S, o);
 }
 
 void gelu(const OpCall& c) { launch_map(c, "gelu", c.x(0).f32(), nullptr, c.y(0).f32(), c.x(0).numel(), GeluF{}); }
 
 void gelu_bwd(const OpCall& c) {
-  if (acc_of(c))
+  if (accumulates(c))
     launch_map(c, "gelu_bwd", c.x(0).f32(), c.x(1).f32(), c.y(0).f32(), c.x(0).numel(), GeluBwdF<true>{});
   else
     launch_map(c, "gelu_bwd", c.x(0).f32(), c.x(1).f32(), c.y(0).f32(), c.x(0).numel(), GeluBwdF<false>{});
@@ -376,7 +376,7 @@ void gelu_bwd(const OpCall& c) {
 void quick_gelu(const OpCall& c) { launch_map(c, "quick_gelu", c.x(0).f32(), nullptr, c.y(0).f32(), c.x(0).numel(), QuickF{}); }
 
 void quick_gelu_bwd(const OpCall& c) {
-  if (acc_of(c))
+  if (accumulates(c))
     launch_map(c, "quick_gelu_bwd", c.x(0).f32(), c.x(1).f32(), c.y(0).f32(), c.x(0).numel(), QuickBwdF<true>{});
   else
     launch_map(c, "quick_gelu_bwd", c.x(0).f32(), c.x(1).f32(), c.y(0).f32(), c.x(0).numel(), QuickBwdF<false>{});
@@ -404,7 +404,7 @@ void scale_add_bwd(const OpCall& c) {
   const float* keep = c.has_in(3) ? c.x(3).f32() : nullptr;
   float* dy = c.y(0).f32();
   float* dgamma = c.has_out(1) ? c.y(1).f32() : nullptr;
-  const bool acc = acc_of(c);
+  const bool acc = accumulates(c);
   const int64_t n = DX.numel(), C = DX.shape[-1], R = DX.shape.leading(1), B = DX.shape[0];
   if (n <= 0 || C <= 0) return;
   const int64_t L = R / B;
@@ -421,9 +421,10 @@ void scale_add_bwd(const OpCall& c) {
 void drop_path_mask(const OpCall& c) {
   const int64_t B = c.y(0).numel();
   if (B <= 0) return;
-  const float p = c.af("p", 0.0f);
+  const DropPathArgs a = drop_path_args(c);
+  const float p = a.p;
   const float kept = 1.0f / (1.0f - p);  // on the host, so the value is the CPU's exactly
-  const uint64_t stream = static_cast<uint64_t>(c.ai("stream", 0));
+  const uint64_t stream = a.stream;
   drop_path_kernel<<<grid_for(c, B), kBlock, 0, stream_of(c)>>>(c.x(0).i32(), c.y(0).f32(), B, p, kept, stream);
   check_launch("drop_path_mask");
 }

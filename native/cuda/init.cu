@@ -14,6 +14,7 @@
 
 #include "common.cuh"
 #include "medic/init_math.h"
+#include "medic/op_args.h"
 #include "medic/rng.h"
 #include "ops_util.cuh"
 
@@ -22,9 +23,6 @@ namespace medic::cuda {
 using namespace memops;
 
 namespace {
-
-// The seed and stream attrs: integers below 2^53 (check_init validated them, as for the CPU).
-uint64_t counter_attr(const OpCall& c, const char* key, double def) { return static_cast<uint64_t>(c.attrs->get(key, def)); }
 
 __global__ void init_normal_kernel(float* x, int64_t n, TruncNormal t, uint64_t seed, uint64_t stream) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
@@ -41,9 +39,9 @@ __global__ void init_uniform_kernel(float* x, int64_t n, double lo, double hi, f
 }  // namespace
 
 void init_normal(const OpCall& c) {
-  const TruncNormal t = trunc_normal_params(c.attrs->get("mean", 0.0), c.attrs->get("std", 1.0), c.attrs->get("lo", -2.0),
-                                            c.attrs->get("hi", 2.0));
-  const uint64_t seed = counter_attr(c, "seed", 0.0), stream = counter_attr(c, "stream", 0.0);
+  const InitArgs a = init_args(c);  // medic/op_args.h, as the checker and the CPU kernel
+  const TruncNormal t = trunc_normal_params(a.mean, a.std, a.lo, a.hi);
+  const uint64_t seed = a.seed_u, stream = a.stream_u;
   const int64_t n = c.y(0).numel();
   if (n <= 0) return;
   init_normal_kernel<<<grid_for(c, n), kBlock, 0, stream_of(c)>>>(c.y(0).f32(), n, t, seed, stream);
@@ -51,8 +49,9 @@ void init_normal(const OpCall& c) {
 }
 
 void init_uniform(const OpCall& c) {
-  const double lo = c.attrs->get("lo", 0.0), hi = c.attrs->get("hi", 1.0);
-  const uint64_t seed = counter_attr(c, "seed", 0.0), stream = counter_attr(c, "stream", 0.0);
+  const InitArgs a = init_args(c);
+  const double lo = a.lo, hi = a.hi;
+  const uint64_t seed = a.seed_u, stream = a.stream_u;
   const float hi_f = static_cast<float>(hi), below_hi = std::nextafter(hi_f, -INFINITY);
   const int64_t n = c.y(0).numel();
   if (n <= 0) return;

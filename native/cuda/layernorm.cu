@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "common.cuh"
+#include "medic/op_args.h"
 #include "ops_util.cuh"
 
 namespace medic::cuda {
@@ -190,32 +191,32 @@ void norm_fwd(const OpCall& c, const char* what, const float* x, const float* w,
 }  // namespace
 
 void layernorm(const OpCall& c) {
-  const Tensor& X = c.x(0);
-  const int64_t C = X.shape[-1], R = X.shape.leading(1);
-  norm_fwd(c, "layernorm", X.f32(), c.has_in(1) ? c.x(1).f32() : nullptr, c.has_in(2) ? c.x(2).f32() : nullptr, c.y(0).f32(),
-           c.y(1).f32(), c.y(2).f32(), R, C, static_cast<float>(C), c.af("eps", 1e-6f));
+  const NormArgs n = norm_args(c);
+  const int64_t C = n.C, R = n.R;
+  norm_fwd(c, "layernorm", c.x(0).f32(), c.has_in(1) ? c.x(1).f32() : nullptr, c.has_in(2) ? c.x(2).f32() : nullptr, c.y(0).f32(),
+           c.y(1).f32(), c.y(2).f32(), R, C, static_cast<float>(C), n.eps);
 }
 
 void pixel_norm(const OpCall& c) {
-  const Tensor& X = c.x(0);
-  const int64_t C = X.shape[-1], R = X.shape.leading(1);
-  norm_fwd(c, "pixel_norm", X.f32(), nullptr, nullptr, c.y(0).f32(), nullptr, nullptr, R, C, static_cast<float>(C - 1),
-           c.af("eps", 1e-6f));
+  const NormArgs n = norm_args(c);
+  const int64_t C = n.C, R = n.R;
+  norm_fwd(c, "pixel_norm", c.x(0).f32(), nullptr, nullptr, c.y(0).f32(), nullptr, nullptr, R, C, static_cast<float>(C - 1),
+           n.eps);
 }
 
 void layernorm_bwd(const OpCall& c) {
-  const Tensor& X = c.x(1);
+  const NormArgs n = norm_args(c);
   const float* dy = c.x(0).f32();
-  const float* x = X.f32();
+  const float* x = c.x(1).f32();
   const float* mean = c.x(2).f32();
   const float* rstd = c.x(3).f32();
   const float* w = c.has_in(4) ? c.x(4).f32() : nullptr;
   float* dx = c.y(0).f32();
   float* dw = c.has_out(1) ? c.y(1).f32() : nullptr;
   float* db = c.has_out(2) ? c.y(2).f32() : nullptr;
-  const int64_t C = X.shape[-1], R = X.shape.leading(1);
+  const int64_t C = n.C, R = n.R;
   if (R <= 0 || C <= 0) return;
-  const bool acc = c.ai("acc", 0) != 0;
+  const bool acc = n.acc;
   const float inv_c = 1.0f / static_cast<float>(C);
   const int grid = grid_for(c, R, kWarps);
   if (vec_ok(C, {dy, x, w, dx}))

@@ -246,7 +246,7 @@ void medic_loss(const OpCall& c) {
 void cross_entropy(const OpCall& c) {
   const Tensor& Z = c.x(0);
   const int64_t R = Z.shape[0], C = Z.shape[1];
-  const double eps = c.attrs->get("smoothing", 0.0);
+  const double eps = ce_smoothing(c);
   const float inv_r = R > 0 ? static_cast<float>(1.0 / static_cast<double>(R)) : 0.0f;
   const float on = static_cast<float>(1.0 - eps + eps / C), off = static_cast<float>(eps / C);
   double* part = static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(R > 0 ? 2 * R : 1) * sizeof(double)));

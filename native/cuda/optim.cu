@@ -20,6 +20,7 @@
 #include <cstdint>
 
 #include "common.cuh"
+#include "medic/op_args.h"
 #include "ops_util.cuh"
 
 namespace medic::cuda {
@@ -65,9 +66,7 @@ __global__ void __launch_bounds__(kFinal) sumsq_final(const double* __restrict__
   if (threadIdx.x == 0) norm[0] = static_cast<float>(sqrt(s));
 }
 
-struct AdamAttrs {
-  double beta1, beta2, eps, max_norm;
-};
+using AdamAttrs = AdamwArgs;  // beta1, beta2, eps, max_norm (medic/op_args.h), passed by value
 
 struct AdamStep {
   float gscale, decay, beta1, one_m_beta1, beta2, one_m_beta2, step_size, bc2_sqrt, eps;
@@ -160,7 +159,7 @@ void grad_norm(const OpCall& c) {
 
 void adamw(const OpCall& c) {
   const int64_t n = c.x(0).numel();
-  AdamAttrs at{c.attrs->get("beta1", 0.9), c.attrs->get("beta2", 0.999), c.attrs->get("eps", 1e-8), c.attrs->get("max_norm", 0.0)};
+  const AdamAttrs at = adamw_args(c);
   if (n <= 0) return;
   const float* g = c.x(0).f32();
   const uint8_t* mask = c.x(1).u8();

@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "common.cuh"
+#include "medic/op_args.h"
 #include "ops_util.cuh"
 
 namespace medic::cuda {
@@ -134,14 +135,15 @@ struct MaskFillBwdF {
 // patchify / unpatchify: one block per patch row (b, n) (grid-strided), threads over its P values.
 // order 0: P index q = (py p + px) Ch + ch; order 1: q = (ch p + py) p + px. Each direction writes its
 // output exactly once (the map is a bijection), so no ordering concerns.
-struct PatchGeom {
+// The kernel's copy of medic/op_args.h's PatchGeom: p and P as int for cheap per-element division.
+struct PatchKernelGeom {
   int64_t B, Ch, Hi, Wi, Gw, N;
   int p, P;
   bool order1;
 };
 
 template <bool TO_PATCH>
-__global__ void patch_kernel(float* img, float* x, PatchGeom g) {
+__global__ void patch_kernel(float* img, float* x, PatchKernelGeom g) {
   const int64_t rows = g.B * g.N;
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const int64_t b = row / g.N, n = row % g.N;
@@ -169,22 +171,22 @@ __global__ void patch_kernel(float* img, float* x, PatchGeom g) {
   }
 }
 
-PatchGeom patch_geom(const OpCall& c, const Tensor& img) {
-  PatchGeom g;
-  g.B = img.shape[0];
-  g.Ch = img.shape[1];
-  g.Hi = img.shape[2];
-  g.Wi = img.shape[3];
-  g.p = static_cast<int>(c.ai("patch", 1));
-  g.Gw = g.Wi / g.p;
-  g.N = (g.Hi / g.p) * g.Gw;
-  g.P = static_cast<int>(g.p * g.p * g.Ch);
-  g.order1 = c.ai("order", 0) == 1;
+PatchKernelGeom kernel_geom(const PatchGeom& d) {
+  PatchKernelGeom g;
+  g.B = d.B;
+  g.Ch = d.Ch;
+  g.Hi = d.Hi;
+  g.Wi = d.Wi;
+  g.p = static_cast<int>(d.patch);
+  g.Gw = d.Gw;
+  g.N = d.N;
+  g.P = static_cast<int>(d.P);
+  g.order1 = d.order == 1;
   return g;
 }
 
 template <bool TO_PATCH>
-void run_patch(const OpCall& c, const char* what, float* img, float* x, const PatchGeom& g) {
+void run_patch(const OpCall& c, const char* what, float* img, float* x, const PatchKernelGeom& g) {
   const int64_t rows = g.B * g.N;
   if (rows <= 0 || g.P <= 0) return;
   const int threads = g.P >= 256 ? 256 : ((g.P + 31) / 32) * 32;
@@ -202,8 +204,9 @@ bool rows_vec(int64_t C, const void* a, const void* b) { return C % 4 == 0 && al
 void copy_rows(const OpCall& c) {
   const Tensor &X = c.x(0), &Y = c.y(0);
   const int64_t Bx = X.shape[0], Tx = X.shape[1], By = Y.shape[0], Ty = Y.shape[1], C = X.shape[2];
-  const int64_t src = c.ai("src", 0), dst = c.ai("dst", 0), n = c.ai("count", 0);
-  const bool acc = c.ai("acc", 0) != 0;
+  const CopyRowsArgs a = copy_rows_args(c);
+  const int64_t src = a.src, dst = a.dst, n = a.count;
+  const bool acc = a.acc;
   const float* x = X.f32();
   float* y = Y.f32();
   if (n <= 0 || C <= 0 || By <= 0) return;
@@ -231,7 +234,7 @@ void gather_rows(const OpCall& c) {
   const float* x = X.f32();
   float* y = c.y(0).f32();
   if (B * K <= 0 || C <= 0) return;
-  const bool acc = c.ai("acc", 0) != 0;
+  const bool acc = accumulates(c);
   const int grid = grid_for(c, B * K, kWarps);
   if (rows_vec(C, x, y))
     index_rows_kernel<true, false><<<grid, kBlock, 0, stream_of(c)>>>(x, y, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
@@ -246,7 +249,7 @@ void scatter_rows(const OpCall& c) {
   const float* y = Yt.f32();
   float* x = X.f32();
   if (B * K <= 0 || C <= 0) return;
-  const bool acc = c.ai("acc", 0) != 0;
+  const bool acc = accumulates(c);
   const int grid = grid_for(c, B * K, kWarps);
   if (rows_vec(C, x, y))
     index_rows_kernel<true, true><<<grid, kBlock, 0, stream_of(c)>>>(y, x, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
@@ -276,13 +279,11 @@ void mask_fill_bwd(const OpCall& c) {
 }
 
 void patchify(const OpCall& c) {
-  PatchGeom g = patch_geom(c, c.x(0));
-  run_patch<true>(c, "patchify", c.x(0).f32(), c.y(0).f32(), g);
+  run_patch<true>(c, "patchify", c.x(0).f32(), c.y(0).f32(), kernel_geom(patch_geom(c)));
 }
 
 void unpatchify(const OpCall& c) {
-  PatchGeom g = patch_geom(c, c.y(0));
-  run_patch<false>(c, "unpatchify", c.y(0).f32(), c.x(0).f32(), g);
+  run_patch<false>(c, "unpatchify", c.y(0).f32(), c.x(0).f32(), kernel_geom(patch_geom(c)));
 }
 
 }  // namespace medic::cuda

@@ -1,14 +1,171 @@
 // Op calls decoded once: the attributes with their defaults and the sizes derived from the shapes,
 // shared by the checker (core/op_checks.cpp) and both backends (cpu/, cuda/), so that the CPU and
 // CUDA kernels of one op cannot drift apart in how they read its contract (ops.h).
-// Call them after the op's tensor-count and rank checks (run_op does those first).
+// Every attribute of every op is read here and nowhere else: a default named in ops.h is written once.
+// Call them after the op's tensor-count and rank checks (run_op does those first); the checker
+// validates the decoded values, the kernels may then assume them valid.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "medic/ops.h"
 
 namespace medic {
+
+// ---- Attributes several families share ------------------------------------------------------
+// acc: 0 overwrite, 1 add into the output (ops.h, gradient convention). The raw value is for the
+// checker (anything but 0 or 1 is rejected); kernels read accumulates().
+inline int64_t acc_value(const OpCall& c) { return c.ai("acc", 0); }
+inline bool accumulates(const OpCall& c) { return acc_value(c) != 0; }
+
+// eps of layernorm and pixel_norm: 1e-6, the student's LayerNorm eps and the pixel target's
+// (docs/METHOD.md, Defaults). The CLIP teacher passes its own 1e-5 explicitly.
+constexpr float kNormEpsDefault = 1e-6f;
+
+// ---- fill, copy -----------------------------------------------------------------------------
+inline double fill_value(const OpCall& c) { return c.attrs->get("value", 0.0); }
+
+struct CopyArgs {
+  float alpha;
+  bool acc;
+};
+inline CopyArgs copy_args(const OpCall& c) { return {c.af("alpha", 1.0f), accumulates(c)}; }
+
+// ---- softmax, softmax_bwd: rows of C values (input 0: x, or y for the backward) ------------------
+struct SoftmaxArgs {
+  int64_t R, C;
+  float scale;
+  bool acc;  // backward only
+};
+inline SoftmaxArgs softmax_args(const OpCall& c) {
+  const Shape& s = c.x(0).shape;
+  SoftmaxArgs a{};
+  a.C = s.nd ? s[-1] : 1;
+  a.R = a.C ? c.x(0).numel() / a.C : 0;
+  a.scale = c.af("scale", 1.0f);
+  a.acc = accumulates(c);
+  return a;
+}
+
+// ---- layernorm, layernorm_bwd, pixel_norm: rows of C values (x is input 1 of layernorm_bwd) -----
+struct NormArgs {
+  int64_t R, C;
+  float eps;  // layernorm, pixel_norm
+  bool acc;   // layernorm_bwd
+};
+inline NormArgs norm_args(const OpCall& c) {
+  const Shape& s = c.x(c.def->id == OpId::layernorm_bwd ? 1 : 0).shape;
+  NormArgs a{};
+  a.C = s.nd ? s[-1] : 1;
+  a.R = s.leading(1);
+  a.eps = c.af("eps", kNormEpsDefault);
+  a.acc = accumulates(c);
+  return a;
+}
+
+// ---- attention, attention_bwd: qkv is input 0 of the forward, input 1 of the backward -----------
+// heads is required (the checker says so); scale defaults to 1/sqrt(Hd), computed in double.
+struct AttentionDims {
+  int64_t B, T, H, Hd;
+  float scale;
+  bool acc;  // backward only
+};
+inline int attention_qkv_slot(const OpCall& c) { return c.def->id == OpId::attention ? 0 : 1; }
+inline int64_t attention_heads(const OpCall& c) { return c.ai("heads", 0); }
+// Valid once the checker has seen heads > 0 and a qkv width divisible by 3 * heads.
+inline AttentionDims attention_dims(const OpCall& c) {
+  const Shape& s = c.x(attention_qkv_slot(c)).shape;
+  AttentionDims d{};
+  d.B = s[0];
+  d.T = s[1];
+  d.H = attention_heads(c);
+  d.Hd = d.H > 0 ? s[2] / (3 * d.H) : 0;
+  d.scale = static_cast<float>(c.attrs->get("scale", 1.0 / std::sqrt(static_cast<double>(d.Hd))));
+  d.acc = accumulates(c);
+  return d;
+}
+
+// ---- drop_path_mask ---------------------------------------------------------------------------
+struct DropPathArgs {
+  float p;          // drop probability, in [0, 1)
+  uint64_t stream;  // distinguishes the blocks drawing from one step's seed
+};
+inline DropPathArgs drop_path_args(const OpCall& c) {
+  return {c.af("p", 0.0f), static_cast<uint64_t>(c.ai("stream", 0))};
+}
+
+// ---- copy_rows --------------------------------------------------------------------------------
+// count has no usable default: a missing count reads -1, which the checker rejects as out of range.
+struct CopyRowsArgs {
+  int64_t src, dst, count;
+  bool acc;
+};
+inline CopyRowsArgs copy_rows_args(const OpCall& c) {
+  return {c.ai("src", 0), c.ai("dst", 0), c.ai("count", -1), accumulates(c)};
+}
+
+// ---- patchify, unpatchify: the image is input 0 of patchify and output 0 of unpatchify ----------
+// order 0: P ordered (py, px, ch) as MAE's targets; order 1: (ch, py, px) as a conv weight.
+struct PatchGeom {
+  int64_t patch, order;  // as given (the checker validates them)
+  int64_t B, Ch, Hi, Wi;
+  int64_t Gw, N, P;  // grid width, patches per image, values per patch
+};
+inline PatchGeom patch_geom(const OpCall& c) {
+  const Shape& img = (c.def->id == OpId::patchify ? c.x(0) : c.y(0)).shape;
+  PatchGeom g{};
+  g.patch = c.ai("patch", 0);
+  g.order = c.ai("order", 0);
+  g.B = img[0];
+  g.Ch = img[1];
+  g.Hi = img[2];
+  g.Wi = img[3];
+  if (g.patch > 0) {
+    g.Gw = g.Wi / g.patch;
+    g.N = (g.Hi / g.patch) * g.Gw;
+    g.P = g.patch * g.patch * g.Ch;
+  }
+  return g;
+}
+
+// ---- cross_entropy ----------------------------------------------------------------------------
+inline double ce_smoothing(const OpCall& c) { return c.attrs->get("smoothing", 0.0); }
+
+// ---- adamw ------------------------------------------------------------------------------------
+// Plain data: the CUDA kernel takes it by value.
+struct AdamwArgs {
+  double beta1, beta2, eps, max_norm;  // max_norm 0: no clipping
+};
+inline AdamwArgs adamw_args(const OpCall& c) {
+  return {c.attrs->get("beta1", 0.9), c.attrs->get("beta2", 0.999), c.attrs->get("eps", 1e-8),
+          c.attrs->get("max_norm", 0.0)};
+}
+
+// ---- init_normal, init_uniform ----------------------------------------------------------------
+// seed and stream are counters held exactly by a double (the checker requires integers below 2^53).
+struct InitArgs {
+  double seed, stream;  // as given, for the checker
+  double mean, std;     // init_normal
+  double lo, hi;        // init_normal: absolute truncation bounds; init_uniform: the range [lo, hi)
+  uint64_t seed_u, stream_u;
+};
+constexpr double kCounterLimit = 9007199254740992.0;  // 2^53
+inline bool counter_ok(double v) { return v >= 0 && v < kCounterLimit && v == std::floor(v); }
+inline uint64_t counter_value(double v) { return counter_ok(v) ? static_cast<uint64_t>(v) : 0; }
+inline InitArgs init_args(const OpCall& c) {
+  const bool normal = c.def->id == OpId::init_normal;
+  InitArgs a{};
+  a.seed = c.attrs->get("seed", 0.0);
+  a.stream = c.attrs->get("stream", 0.0);
+  a.mean = c.attrs->get("mean", 0.0);
+  a.std = c.attrs->get("std", 1.0);
+  a.lo = c.attrs->get("lo", normal ? -2.0 : 0.0);
+  a.hi = c.attrs->get("hi", normal ? 2.0 : 1.0);
+  a.seed_u = counter_value(a.seed);
+  a.stream_u = counter_value(a.stream);
+  return a;
+}
 
 // gemm: C = act(alpha * op(A) op(B) + bias) (+ C when acc). With a 2-D B, A's leading dims are the
 // rows (or, with trans_a, they are K); with a batched B, nb = the product of the batch dims.
