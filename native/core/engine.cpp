@@ -102,6 +102,8 @@ const CpuFeatures& cpu_features() {
     c.fma = __builtin_cpu_supports("fma");
     c.avx512f = __builtin_cpu_supports("avx512f");
     c.avx512bw = __builtin_cpu_supports("avx512bw");
+    c.avx512dq = __builtin_cpu_supports("avx512dq");
+    c.avx512vl = __builtin_cpu_supports("avx512vl");
 #if defined(__GNUC__) && __GNUC__ >= 12
     c.avx512_bf16 = __builtin_cpu_supports("avx512bf16");
     c.amx_bf16 = __builtin_cpu_supports("amx-bf16");
@@ -109,7 +111,7 @@ const CpuFeatures& cpu_features() {
 #endif
     // MEDIC_CPU_ISA=avx2 caps dispatch (tests run the AVX2 path on an AVX-512 machine).
     const char* cap = std::getenv("MEDIC_CPU_ISA");
-    if (cap && std::string(cap) == "avx2") c.avx512f = c.avx512bw = c.avx512_bf16 = c.amx_bf16 = false;
+    if (cap && std::string(cap) == "avx2") c.avx512f = c.avx512bw = c.avx512dq = c.avx512vl = c.avx512_bf16 = c.amx_bf16 = false;
     if (cap && std::string(cap) == "scalar") c = CpuFeatures{};
     return c;
   }();
@@ -126,6 +128,8 @@ std::string cpu_features_string() {
   add(f.fma, "fma");
   add(f.avx512f, "avx512f");
   add(f.avx512bw, "avx512bw");
+  add(f.avx512dq, "avx512dq");
+  add(f.avx512vl, "avx512vl");
   add(f.avx512_bf16, "avx512bf16");
   add(f.amx_bf16, "amx-bf16");
   return s.empty() ? "scalar" : s;

@@ -19,21 +19,22 @@
 // blocks are split in G groups and their dQ partials are summed afterwards.
 //
 // The tile products and the exp-heavy softmax passes live in attention_isa.inc, compiled three times
-// (AVX-512, AVX2 + FMA, scalar) and chosen at run time from cpu_features().
+// (AVX-512, AVX2 + FMA, scalar; the target attributes of isa.h) and chosen at run time by cpu_isa().
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <functional>
 #include <vector>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define MEDIC_ATTN_X86 1
-#endif
-
 #include "medic/engine.h"
+#include "medic/op_args.h"
 #include "medic/ops.h"
 #include "medic/threads.h"
+
+#include "isa.h"
+#if MEDIC_X86
+#include <immintrin.h>
+#endif
 
 namespace medic::cpu {
 
@@ -42,20 +43,7 @@ namespace {
 constexpr int kBQ = 64;  // queries per tile
 constexpr int kBK = 64;  // keys per tile: a 64 x 64 score tile is 16 KiB, comfortably in L1/L2
 
-struct AttnDims {
-  int64_t B, T, H, Hd;
-  float scale;
-};
-
-AttnDims attn_dims(const OpCall& c, const Tensor& qkv) {
-  AttnDims d;
-  d.B = qkv.shape[0];
-  d.T = qkv.shape[1];
-  d.H = c.ai("heads", 1);
-  d.Hd = qkv.shape[2] / (3 * d.H);
-  d.scale = static_cast<float>(c.attrs->get("scale", 1.0 / std::sqrt(static_cast<double>(d.Hd))));
-  return d;
-}
+using AttnDims = AttentionDims;  // B, T, H, Hd, scale, acc: decoded in medic/op_args.h
 
 // dst[c * ldd + j] = scale * src[j * ld + c] for j < n rows, c < Hd, and 0 for n <= j < npad: rows of
 // a head (Q or dO) as columns, so that a score tile is (row of K or V) x (contiguous row of dst).
@@ -82,7 +70,7 @@ inline void store_row(float* dst, const float* src, int n, bool acc) {
     for (int i = 0; i < n; ++i) dst[i] = src[i];
 }
 
-#if MEDIC_ATTN_X86
+#if MEDIC_X86
 // GCC 12 reports its own _mm512_undefined_ps() (used inside the reduce/roundscale intrinsics) as
 // maybe-uninitialized; the warning is about the header, not this code.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -118,12 +106,12 @@ struct Kernels {
 
 const Kernels& kernels() {
   static const Kernels k = [] {
-#if MEDIC_ATTN_X86
-    const CpuFeatures& f = cpu_features();
-    if (f.avx512f && f.avx2 && f.fma)
+#if MEDIC_X86
+    const Isa isa = cpu_isa();
+    if (isa == Isa::avx512)
       return Kernels{isa_avx512::fwd_range, isa_avx512::bwd_range, isa_avx512::softmax_rows,
                      isa_avx512::softmax_bwd_rows};
-    if (f.avx2 && f.fma)
+    if (isa == Isa::avx2)
       return Kernels{isa_avx2::fwd_range, isa_avx2::bwd_range, isa_avx2::softmax_rows, isa_avx2::softmax_bwd_rows};
 #endif
     return Kernels{isa_scalar::fwd_range, isa_scalar::bwd_range, isa_scalar::softmax_rows,
@@ -144,7 +132,7 @@ int threads(const OpCall& c) { return c.ctx && c.ctx->pool ? c.ctx->pool->size()
 }  // namespace
 
 void attention(const OpCall& c) {
-  const AttnDims d = attn_dims(c, c.x(0));
+  const AttnDims d = attention_dims(c);
   const float* qkv = c.x(0).f32();
   float *o = c.y(0).f32(), *lse = c.y(1).f32();
   const int64_t nqb = (d.T + kBQ - 1) / kBQ;
@@ -153,8 +141,8 @@ void attention(const OpCall& c) {
 }
 
 void attention_bwd(const OpCall& c) {
-  const AttnDims d = attn_dims(c, c.x(1));
-  const bool acc = c.ai("acc", 0) != 0;
+  const AttnDims d = attention_dims(c);
+  const bool acc = d.acc;
   const float *dout = c.x(0).f32(), *qkv = c.x(1).f32(), *o = c.x(2).f32(), *lse = c.x(3).f32();
   float* dqkv = c.y(0).f32();
   const int64_t BH = d.B * d.H, nkb = (d.T + kBK - 1) / kBK;
@@ -182,10 +170,10 @@ void attention_bwd(const OpCall& c) {
 }
 
 void softmax(const OpCall& c) {
-  const Tensor& x = c.x(0);
-  const int64_t C = x.shape[-1], R = x.shape.leading(1);
-  const float scale = c.af("scale", 1.0f);
-  const float* xp = x.f32();
+  const SoftmaxArgs a = softmax_args(c);
+  const int64_t C = a.C, R = a.R;
+  const float scale = a.scale;
+  const float* xp = c.x(0).f32();
   float* yp = c.y(0).f32();
   const auto fn = kernels().softmax;
   parallel(c, R, std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1)),
@@ -193,11 +181,11 @@ void softmax(const OpCall& c) {
 }
 
 void softmax_bwd(const OpCall& c) {
-  const Tensor& y = c.x(0);
-  const int64_t C = y.shape.nd ? y.shape[-1] : 1, R = y.numel() / std::max<int64_t>(C, 1);
-  const float scale = c.af("scale", 1.0f);
-  const bool acc = c.ai("acc", 0) != 0;
-  const float *yp = y.f32(), *dyp = c.x(1).f32();
+  const SoftmaxArgs a = softmax_args(c);
+  const int64_t C = a.C, R = a.R;
+  const float scale = a.scale;
+  const bool acc = a.acc;
+  const float *yp = c.x(0).f32(), *dyp = c.x(1).f32();
   float* dxp = c.y(0).f32();
   const auto fn = kernels().softmax_bwd;
   parallel(c, R, std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1)),

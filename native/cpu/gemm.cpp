@@ -13,7 +13,7 @@
 // alpha*AB (+ C when acc=1); later slices add to it; the last slice adds the bias, and with act=1
 // the finished tile (still in L1) is copied to preact and replaced by its GELU.
 //
-// Instruction sets are chosen at run time from cpu_features() (MEDIC_CPU_ISA=avx2|scalar caps it):
+// Instruction sets are chosen at run time by cpu_isa() (isa.h; MEDIC_CPU_ISA=avx2|scalar caps it):
 // AVX-512 12x32 (24 zmm accumulators), AVX2+FMA 6x16 (12 ymm accumulators), and a portable
 // scalar 4x8 kernel. Code paths are compiled with target attributes, never -march=native.
 //
@@ -44,8 +44,7 @@
 #include "medic/ops.h"
 #include "medic/threads.h"
 
-#define MEDIC_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
-#define MEDIC_AVX2 __attribute__((target("avx2,fma")))
+#include "isa.h"
 
 namespace medic::cpu {
 namespace {
@@ -57,7 +56,8 @@ using MicroFn = void (*)(int64_t kc, const float* a, const float* b, float* c, i
 // GELU of one finished m x n tile (row stride ld for both): pre = c; c = gelu(c).
 using GeluFn = void (*)(float* c, float* pre, int64_t ld, int m, int n);
 
-struct Isa {
+// One instruction set's micro-kernel and block sizes (cpu_isa() in isa.h picks the set).
+struct GemmKernels {
   const char* name;
   int mr, nr;
   int64_t kc, mc, nc;  // block limits (kc in K, mc rows, nc columns)
@@ -337,16 +337,11 @@ static void micro_scalar(int64_t kc, const float* a, const float* b, float* c, i
 // Block sizes: the KC x NR B panel (40 KiB at KC=320) fills most of a 48 KiB L1 but the A panel streams;
 // MC x KC of A (300 KiB) sits in L2. Measured on Zen 5: 12x32, 14x32, 8x48 and 6x64 tiles all run
 // at the same speed, and the C prefetch matters more than KC between 256 and 512.
-const Isa kAvx512{"avx512", 12, 32, 320, 240, 3072, micro_avx512_t<12, 2>, gelu_tile_avx512};
-const Isa kAvx2{"avx2", 6, 16, 256, 144, 3072, micro_avx2, gelu_tile_avx2};
-const Isa kScalar{"scalar", 4, 8, 256, 128, 2048, micro_scalar, gelu_tile_scalar};
+const GemmKernels kAvx512{"avx512", 12, 32, 320, 240, 3072, micro_avx512_t<12, 2>, gelu_tile_avx512};
+const GemmKernels kAvx2{"avx2", 6, 16, 256, 144, 3072, micro_avx2, gelu_tile_avx2};
+const GemmKernels kScalar{"scalar", 4, 8, 256, 128, 2048, micro_scalar, gelu_tile_scalar};
 
-const Isa& pick_isa() {
-  const CpuFeatures& f = cpu_features();
-  if (f.avx512f && f.avx512bw && f.fma) return kAvx512;
-  if (f.avx2 && f.fma) return kAvx2;
-  return kScalar;
-}
+const GemmKernels& pick_kernels() { return *pick_isa_variant(&kScalar, &kAvx2, &kAvx512); }
 
 // ---- Problem, packing, blocked loops ----------------------------------------------------------
 struct Gemm {
@@ -456,7 +451,7 @@ static int64_t even_block(int64_t total, int64_t limit, int64_t unit) {
 
 // C[m0..m1, n0..n1] of one batch, single-threaded. A, B, C, P point at the batch.
 // apack holds isa.kc x isa.mc floats, bpack isa.kc x (N rounded up to NR, at most isa.nc).
-static void gemm_rect(const Gemm& g, const Isa& isa, const float* A, const float* B, float* C, float* P, int64_t m0,
+static void gemm_rect(const Gemm& g, const GemmKernels& isa, const float* A, const float* B, float* C, float* P, int64_t m0,
                       int64_t m1, int64_t n0, int64_t n1, float* apack, float* bpack) {
   if (m0 >= m1 || n0 >= n1) return;
   const int mr = isa.mr, nr = isa.nr;
@@ -526,7 +521,7 @@ void gemm(const OpCall& call) {
   if (g.M == 0 || g.N == 0 || nb == 0) return;
   if (g.K == 0) return gemm_k0(g, nb * g.M);
 
-  const Isa& isa = pick_isa();
+  const GemmKernels& isa = pick_kernels();
   // Threads: none for small products (the pool's wake-up costs more than the work).
   ThreadPool* pool = call.ctx ? call.ctx->pool : nullptr;
   const double work = static_cast<double>(nb) * g.M * g.N * g.K;

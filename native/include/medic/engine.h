@@ -71,7 +71,8 @@ class Engine {
 
 // CPU instruction sets found at run time; kernels pick their code path from these.
 struct CpuFeatures {
-  bool avx2 = false, fma = false, avx512f = false, avx512bw = false, avx512_bf16 = false, amx_bf16 = false;
+  bool avx2 = false, fma = false, avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false;
+  bool avx512_bf16 = false, amx_bf16 = false;
 };
 const CpuFeatures& cpu_features();
 std::string cpu_features_string();  // "avx2 fma avx512f ..."
