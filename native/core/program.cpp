@@ -258,7 +258,6 @@ void Program::run_cuda_graph() {
       throw;
     }
     graph_ = cuda_graph_end(ctx);
-    graph_captures_ += 1;
   }
   cuda_graph_launch(graph_, ctx);
 }

@@ -58,7 +58,6 @@ using GeluFn = void (*)(float* c, float* pre, int64_t ld, int m, int n);
 
 // One instruction set's micro-kernel and block sizes (cpu_isa() in isa.h picks the set).
 struct GemmKernels {
-  const char* name;
   int mr, nr;
   int64_t kc, mc, nc;  // block limits (kc in K, mc rows, nc columns)
   MicroFn micro;
@@ -337,9 +336,9 @@ static void micro_scalar(int64_t kc, const float* a, const float* b, float* c, i
 // Block sizes: the KC x NR B panel (40 KiB at KC=320) fills most of a 48 KiB L1 but the A panel streams;
 // MC x KC of A (300 KiB) sits in L2. Measured on Zen 5: 12x32, 14x32, 8x48 and 6x64 tiles all run
 // at the same speed, and the C prefetch matters more than KC between 256 and 512.
-const GemmKernels kAvx512{"avx512", 12, 32, 320, 240, 3072, micro_avx512_t<12, 2>, gelu_tile_avx512};
-const GemmKernels kAvx2{"avx2", 6, 16, 256, 144, 3072, micro_avx2, gelu_tile_avx2};
-const GemmKernels kScalar{"scalar", 4, 8, 256, 128, 2048, micro_scalar, gelu_tile_scalar};
+const GemmKernels kAvx512{12, 32, 320, 240, 3072, micro_avx512_t<12, 2>, gelu_tile_avx512};
+const GemmKernels kAvx2{6, 16, 256, 144, 3072, micro_avx2, gelu_tile_avx2};
+const GemmKernels kScalar{4, 8, 256, 128, 2048, micro_scalar, gelu_tile_scalar};
 
 const GemmKernels& pick_kernels() { return *pick_isa_variant(&kScalar, &kAvx2, &kAvx512); }
 

@@ -34,8 +34,6 @@ inline Isa cpu_isa() {
   return Isa::scalar;
 }
 
-inline const char* isa_name(Isa isa) { return isa == Isa::avx512 ? "avx512" : isa == Isa::avx2 ? "avx2" : "scalar"; }
-
 // One of three compilations of the same body, by cpu_isa().
 template <class F>
 F pick_isa_variant(F base, F avx2, F avx512) {

@@ -69,8 +69,6 @@ class Program {
   size_t naive_bytes() const { return naive_bytes_; }  // what the arena would be without sharing
   int op_count() const { return static_cast<int>(ops_.size()); }
   const std::vector<OpProfile>& profile() const { return profile_; }
-  bool graph_captured() const { return graph_ != nullptr; }  // CUDA: later runs replay a graph
-  int graph_captures() const { return graph_captures_; }      // how many times the step was captured
 
  private:
   struct CompiledOp {
@@ -93,7 +91,6 @@ class Program {
   std::vector<OpProfile> profile_;
   CudaGraph* graph_ = nullptr;  // CUDA only: the captured step, replayed by run()
   bool warmed_ = false;         // CUDA only: one uncaptured run happened (it sized the workspace)
-  int graph_captures_ = 0;
 };
 
 }  // namespace medic
