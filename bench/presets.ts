@@ -1,5 +1,5 @@
 // The shapes the kernel benchmark measures: one MEDiC step of ViT-Tiny and ViT-Base at 224/16
-// (SPEC.md letters). Batch sizes are small enough for a 2-core CPU to finish in seconds.
+// (letters: docs/METHOD.md, Shapes). Batch sizes are small enough for a 2-core CPU to finish in seconds.
 export interface Preset {
   name: 'tiny' | 'base';
   B: number; // images per batch

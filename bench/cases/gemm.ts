@@ -1,4 +1,4 @@
-// gemm at the shapes of one MEDiC step (SPEC.md letters): the student encoder on the 1 + V visible
+// gemm at the shapes of one MEDiC step (letters: docs/METHOD.md, Shapes): the student encoder on the 1 + V visible
 // tokens (forward and the backward forms dX = dY W, dW += dY^T X), the frozen teacher on 1 + N
 // tokens (forward only) and the decoder (width Dd) on 1 + N tokens. Linear weights are [out, in], so
 // forwards are trans_b=1, dX is trans_b=0, dW is trans_a=1 with acc=1. bench/gemm_vs_openblas.ts

@@ -1,6 +1,6 @@
 // Ceilings measured in the same run as the kernel timings (so the percentages compare like with like):
 // device copy bandwidth, bf16 tensor-core rate of mma.sync from registers, host-to-device copies.
-// The bf16 GEMM ceiling of the device (about 790 TFLOP/s, cuBLAS through PyTorch, GPU.md) uses wgmma;
+// The bf16 GEMM ceiling of the device (about 790 TFLOP/s, cuBLAS through PyTorch, docs/GPU.md) uses wgmma;
 // mma.sync reaches a fraction of it on Hopper, so both figures are reported.
 #include <algorithm>
 #include <cstring>

@@ -955,7 +955,7 @@ int main(int argc, char** argv) {
     trow = run_timing(batch, reps, only);
   }
 
-  const double kGemmRef = 790.0;  // TFLOP/s, bf16 GEMM through PyTorch (cuBLAS) on this H200 kind (GPU.md)
+  const double kGemmRef = 790.0;  // TFLOP/s, bf16 GEMM through PyTorch (cuBLAS) on this H200 kind (docs/GPU.md)
   const double copy_ref = std::max(copy.kernel_gbs, copy.memcpy_gbs);
   if (!json_path.empty()) {
     std::ostringstream j;
@@ -990,6 +990,6 @@ int main(int argc, char** argv) {
     std::fclose(f);
   }
   std::printf("\nparity: %d pass, %d fail, %d missing (%.1f s)\n", pass, fail, missing, parity_s);
-  if (timing) std::printf("ceilings: copy %.0f GB/s, mma.sync bf16 %.0f TFLOP/s, reference bf16 GEMM %.0f TFLOP/s (GPU.md)\n", copy_ref, mma.tflops, kGemmRef);
+  if (timing) std::printf("ceilings: copy %.0f GB/s, mma.sync bf16 %.0f TFLOP/s, reference bf16 GEMM %.0f TFLOP/s (docs/GPU.md)\n", copy_ref, mma.tflops, kGemmRef);
   return fail || missing ? 1 : 0;
 }

@@ -5,9 +5,11 @@
 // Shapes and dtypes are validated once by the op's check (native/core/op_checks.cpp) before any backend
 // runs, so kernels may assume a valid call.
 //
-// Shape letters (as in SPEC.md): B batch, T tokens in a sequence, N patches, M masked patches,
+// Shape letters (docs/METHOD.md, Shapes): B batch, T tokens in a sequence, N patches, M masked patches,
 // C channels / features, R rows (all leading dims flattened), H heads, Hd head dim, P patch pixels,
 // Dt teacher width, n a flat element count.
+// Attribute defaults below are decoded once, in medic/op_args.h; where the method's defaults come
+// from (paper, official code, or our choice): docs/METHOD.md, Defaults.
 //
 // Gradient convention, stated once for all backward ops:
 //   - gradients of parameters ACCUMULATE (+=): the program zeroes the flat grad buffer once per step;
