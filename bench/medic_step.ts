@@ -3,7 +3,8 @@
 // model on CUDA and on the CPU from the same parameters).
 import type { Engine } from '../lib/engine/index.js';
 import { GraphState, compile, type CompiledGraph } from '../lib/graph/index.js';
-import { buildMedic, maskInputs, type MedicConfig, type MedicGraph } from '../lib/models/index.js';
+import { buildMedic, type MedicConfig, type MedicGraph } from '../lib/models/index.js';
+import { maskInputs } from '../lib/train/masking.js';
 
 /** ViT-B/16 student (sparse, mask 0.4 -> 1 + 118 tokens), CLIP ViT-B/16 teacher, 8 x 512 decoder. */
 export function vitB16Config(batch: number): MedicConfig {

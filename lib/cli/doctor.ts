@@ -4,7 +4,7 @@ import { arch, cpus, platform, totalmem } from 'node:os';
 import type { Command } from 'commander';
 
 import { chooseDevice } from '../engine/device.js';
-import { candidatePaths, loadBinding, type LoadedBinding } from '../native.js';
+import { candidatePaths, loadBinding, type LoadedBinding } from '../engine/loader.js';
 
 export interface DoctorReport {
   node: string;

@@ -4,9 +4,9 @@ import type { Command } from 'commander';
 import { openData } from '../data/index.js';
 import { Engine } from '../engine/index.js';
 import { loadCheckpoint } from '../io/checkpoint.js';
-import { resolveConfig, type PretrainConfig } from '../medic/config.js';
-import { knnEvaluate } from '../medic/knn-eval.js';
-import { FeatureExtractor } from '../medic/model.js';
+import { FeatureExtractor } from '../eval/features.js';
+import { knnEvaluate } from '../eval/knn.js';
+import { resolveConfig, type PretrainConfig } from '../train/config.js';
 
 export interface EvalKnnOptions {
   data?: string;

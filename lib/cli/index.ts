@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { Command, CommanderError } from 'commander';
 
-import { packageRoot } from '../native.js';
+import { packageRoot } from '../engine/loader.js';
 import { registerDoctor } from './doctor.js';
 import { registerEval } from './eval.js';
 import { registerPretrain } from './pretrain.js';

@@ -3,9 +3,10 @@
 import { Option, type Command } from 'commander';
 
 import { readCheckpointState } from '../io/checkpoint.js';
-import { defaultConfig, flagOf, formatConfig, readConfigFile, resolveConfig, type PretrainConfig } from '../medic/config.js';
-import { applyTeacherCheckpoint } from '../medic/model.js';
-import { pretrain, type PretrainEvents } from '../medic/pretrain.js';
+import { studentPresets } from '../models/vit.js';
+import { applyTeacherCheckpoint } from '../train/build.js';
+import { defaultConfig, flagOf, formatConfig, readConfigFile, resolveConfig, type PretrainConfig } from '../train/config.js';
+import { pretrain, type PretrainEvents } from '../train/run.js';
 import { Progress } from './progress.js';
 
 interface FlagSpec {
@@ -19,7 +20,7 @@ interface FlagSpec {
 export const flags: FlagSpec[] = [
   { key: 'data', arg: 'spec', help: "training data: an image folder (root/<class>/<image>, optional train/ and val/), idx:<dir>, mnist (bundled digits) or synthetic[:n]" },
   { key: 'teacher', arg: 'path', help: "CLIP image encoder checkpoint (safetensors, Hugging Face or OpenAI names), or 'random' for a seeded random CLIP-architecture teacher" },
-  { key: 'model', arg: 'name', help: 'student size', choices: ['micro', 'mini', 'tiny', 'small', 'base'] },
+  { key: 'model', arg: 'name', help: 'student size', choices: Object.keys(studentPresets) },
   { key: 'imgSize', arg: 'px', help: 'image side (0 = auto: 28 for digits, 224 otherwise)' },
   { key: 'patchSize', arg: 'px', help: 'patch side (0 = auto: 7 for digits, 16 otherwise)' },
   { key: 'encoding', arg: 'kind', help: 'sparse: visible tokens only (MEDiC); dense: mask token (MaskDistill)', choices: ['sparse', 'dense'] },

@@ -9,34 +9,13 @@
 // decides the geometry (a crop box, or resize + center crop) from the size, then render produces RGB
 // uint8 HWC at exactly the output size. Files render through sharp/libvips, memory sources through
 // resample.ts.
-import { FolderSource, type FolderHandle } from './folder.js';
-import { PixelSource, type PixelHandle } from './pixels.js';
+import { FolderSource } from './folder.js';
+import { PixelSource } from './pixels.js';
 import { Rng, Stream } from '../util/rng.js';
-import { SyntheticSource, type SyntheticHandle } from './synthetic.js';
+import type { ImageSource, SourceHandle, SourceImage } from './source.js';
+import { SyntheticSource } from './synthetic.js';
 
-/** Geometry from a source image to the output: integer crop box then resize, or resize then crop. */
-export type Plan =
-  | { kind: 'crop'; x: number; y: number; w: number; h: number }
-  | { kind: 'resizeCrop'; rw: number; rh: number; left: number; top: number };
-
-export interface SourceImage {
-  readonly width: number;
-  readonly height: number;
-  /** RGB uint8, HWC, outW x outH. Throws SampleReadError when the pixels cannot be decoded. */
-  render(plan: Plan, outW: number, outH: number): Promise<Uint8Array>;
-}
-
-export interface ImageSource {
-  readonly count: number;
-  labelOf(j: number): number;
-  /** Where item j comes from, for messages: a file path, or `<file>#<j>`. */
-  whereOf(j: number): string;
-  /** Throws SampleReadError when the item cannot be read. */
-  open(j: number): Promise<SourceImage>;
-  handle(): SourceHandle;
-}
-
-export type SourceHandle = FolderHandle | PixelHandle | SyntheticHandle;
+export type { ImageSource, Plan, SourceHandle, SourceImage } from './source.js';
 
 export type Split = 'train' | 'val' | 'all';
 

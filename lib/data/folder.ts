@@ -16,23 +16,14 @@ import { readFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 
-import type { ImageSource, Plan, SourceImage } from './dataset.js';
+import type { ImageSource, Plan, SourceImage, FolderHandle } from './source.js';
 import { DataError, SampleReadError, errorMessage } from './errors.js';
 import { toRGB } from './resample.js';
 import { DATA_SPEC_HELP } from './spec.js';
 
-export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp'] as const;
+export type { FolderHandle };
 
-export interface FolderHandle {
-  kind: 'folder';
-  root: string;
-  /** UTF-8 relative paths, concatenated, over a SharedArrayBuffer. */
-  bytes: Uint8Array;
-  /** count + 1 byte offsets into bytes. */
-  offsets: Float64Array;
-  labels: Int32Array;
-  count: number;
-}
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp'] as const;
 
 export interface FolderScan {
   root: string;

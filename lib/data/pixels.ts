@@ -1,19 +1,8 @@
 // In-memory uint8 images of one size (IDX files, the bundled MNIST digits), shared with the workers.
-import type { ImageSource, Plan, SourceImage } from './dataset.js';
+import type { ImageSource, Plan, SourceImage, PixelHandle } from './source.js';
 import { resampleBox } from './resample.js';
 
-export interface PixelHandle {
-  kind: 'pixels';
-  /** N x H x W x C uint8 over a SharedArrayBuffer. */
-  pixels: Uint8Array;
-  labels: Int32Array;
-  count: number;
-  height: number;
-  width: number;
-  channels: 1 | 3;
-  /** Used in messages: `<name>#<j>`. */
-  name: string;
-}
+export type { PixelHandle };
 
 export function renderPixels(src: Uint8Array, width: number, height: number, channels: number, plan: Plan, outW: number, outH: number): Uint8Array {
   if (plan.kind === 'crop') {

@@ -5,18 +5,11 @@
 // own stream (seed, j) draws the position, size, a hue wobble, a dark background colour and pixel
 // noise. So a model can learn the classes from colour and shape, and no two images are the same.
 // Generated on demand in whichever thread asks: nothing is stored.
-import type { ImageSource, SourceImage } from './dataset.js';
+import type { ImageSource, SourceImage, SyntheticHandle } from './source.js';
 import { renderPixels } from './pixels.js';
 import { Rng, Stream } from '../util/rng.js';
 
-export interface SyntheticHandle {
-  kind: 'synthetic';
-  count: number;
-  classes: number;
-  /** Side of the generated square image before transforms. */
-  size: number;
-  seed: number;
-}
+export type { SyntheticHandle };
 
 const SHAPES = 6;
 

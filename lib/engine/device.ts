@@ -2,7 +2,7 @@
 //
 // 'auto' picks CUDA when a CUDA binary is present and sees a GPU, otherwise the CPU, and says why in
 // one line. An explicit 'cuda' never falls back silently: it fails with what was missing.
-import { loadBinding, type LoadedBinding } from '../native.js';
+import { loadBinding, type LoadedBinding } from './loader.js';
 
 export interface DeviceChoice {
   kind: 'cpu' | 'cuda';

@@ -2,7 +2,7 @@
 //
 // Native memory is released by dispose() (or `using`), never left to the garbage collector.
 // Every handle throws a clear error when used after dispose().
-import type { LoadedBinding } from '../native.js';
+import type { LoadedBinding } from './loader.js';
 import type {
   AnyTypedArray,
   Attrs,

@@ -1,6 +1,11 @@
 // kNN evaluation, DINO protocol: features are L2-normalised; every test feature votes among its
 // top-k most cosine-similar train features, each vote weighted exp(sim / T) with T = 0.07.
 // Reports accuracy for several k at once (10 and 20 by default; 20 is the headline).
+// knnEvaluate embeds the train split (the bank) and the val split with the evaluation forward
+// (lib/eval/features.ts) and votes.
+import type { ImageDataset } from '../data/index.js';
+import type { PretrainConfig } from '../train/config.js';
+import { embed, type DataReporting, type FeatureExtractor } from './features.js';
 
 export interface KnnResult {
   /** k -> top-1 accuracy in [0, 1]. */
@@ -76,4 +81,19 @@ export function knnClassify(
   const accuracy: Record<number, number> = {};
   for (const k of ks) accuracy[k] = nTest ? correct[k] / nTest : 0;
   return { accuracy, nTrain, nTest };
+}
+
+export async function knnEvaluate(
+  fx: FeatureExtractor,
+  train: ImageDataset,
+  val: ImageDataset,
+  c: PretrainConfig,
+  numClasses: number,
+  report: DataReporting = {},
+): Promise<KnnResult> {
+  // --knn-limit caps the bank; the queries are capped at a fifth of it. Both are stride samples, so
+  // class-sorted datasets keep their class balance.
+  const bank = await embed(fx, train.subsample(c.knnLimit), c, report);
+  const query = await embed(fx, val.subsample(c.knnLimit ? Math.max(1, Math.floor(c.knnLimit / 5)) : 0), c, report);
+  return knnClassify(bank.features, bank.labels, query.features, query.labels, fx.dim, numClasses, c.knnK);
 }

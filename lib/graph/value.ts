@@ -85,7 +85,7 @@ export function isFullView(v: Value): boolean {
   return offset === 0 && numel(v.shape) === numel(root.shape);
 }
 
-/** SPEC: no weight decay on 1-D params, biases, position embeddings, cls/mask tokens. */
+/** docs/METHOD.md, Recipe: no weight decay on 1-D params, biases, position embeddings, cls/mask tokens. */
 export function defaultDecay(name: string, shape: readonly number[]): boolean {
   if (shape.length < 2) return false;
   return !/(bias|pos_embed|positional_embedding|cls_token|class_embedding|mask_token)$/.test(name);

@@ -8,12 +8,18 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
+import type { CompiledGraph } from '../graph/compile.js';
 import { SafetensorsFile, writeSafetensors } from './safetensors.js';
 
 export interface ParamEntry {
   name: string;
   shape: number[];
   offset: number;
+}
+
+/** The parameter table of a compiled graph's group (the trainable one by default), as checkpoints store it. */
+export function paramTable(cg: CompiledGraph, group: 'train' | 'frozen' = 'train'): ParamEntry[] {
+  return cg.params.filter((p) => p.group === group).map((p) => ({ name: p.name, shape: [...p.shape], offset: p.offset }));
 }
 
 export interface TrainState {

@@ -4,7 +4,7 @@
 // Output: the last block's tokens [B, 1+N, Dt], BEFORE ln_post and proj (which are not built).
 // Params live in the 'frozen' group (no gradients, no optimizer) under OpenAI names prefixed by
 // `teacher.` (visual.conv1.weight -> teacher.conv1.weight); see clipKeyMap for checkpoint names and
-// lib/models/clip-checkpoint.ts (loadClipTeacher) for reading HF / OpenAI checkpoints into them.
+// lib/io/teacher.ts (loadClipTeacher) for reading HF / OpenAI checkpoints into them.
 // Without a checkpoint the init specs give a seeded random teacher of the same architecture.
 import { type Graph, type Value, add, concatRows, linear, patchify } from '../graph/index.js';
 import { Block, LayerNorm, normal, uniform } from '../nn/index.js';

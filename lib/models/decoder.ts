@@ -1,4 +1,4 @@
-// MAE-style pixel decoder (SPEC "Heads and decoder"):
+// MAE-style pixel decoder (docs/METHOD.md, Heads and decoder):
 //   Linear(D, Dd) on the encoder's 1+V outputs -> CLS row + visible rows scattered back to their grid
 //   slots, masked slots = a learnable decoder mask token -> + fixed 2-D sin-cos pos (CLS row zeros)
 //   -> blocks (qkv bias, no LayerScale, no DropPath) -> LN -> rows of the masked patches -> Linear(Dd, P).
@@ -9,7 +9,7 @@ import { sincos2d } from './sincos.js';
 export interface DecoderConfig {
   /** Encoder width D. */
   inDim: number;
-  /** Decoder width Dd (SPEC 512), depth (8), heads (16). */
+  /** Decoder width Dd (docs/METHOD.md, Heads and decoder: 512), depth (8), heads (16). */
   dim: number;
   depth: number;
   heads: number;

@@ -1,4 +1,4 @@
-// The whole MEDiC training step as one graph (SPEC):
+// The whole MEDiC training step as one graph (docs/METHOD.md, Shapes and Losses):
 //   teacher (frozen CLIP) on the full image -> parameter-free LN per token -> targets t_all [B, 1+N, Dt]
 //   student encoder (sparse or dense) -> distill head Linear(D, Dt) on the scored rows: CLS + tokens
 //      (sparse: every output row, the visible ones, teacher gathered at [0, 1+visible]; dense: the
@@ -9,7 +9,7 @@
 // A zero loss weight removes its branch's ops: w_pix = 0 builds no decoder; w_tok = 0 scores the CLS
 // row only. The loss weights are explicit config (no defaults hidden here).
 //
-// Program inputs (all derived from the mask by maskInputs()):
+// Program inputs (all derived from the mask by maskInputs(), lib/train/masking.ts):
 //   images [B, 3, S, S] f32; hyper [3] f32 = (lr, weight decay, step >= 1); seed [2] i32 (DropPath);
 //   mask [B, N] u8 (dense encoder, decoder); visible [B, V] i32 (sparse encoder, decoder);
 //   masked [B, M] i32 (pixel targets); masked_rows [B, M] i32 = 1 + masked (decoder rows);
@@ -35,7 +35,7 @@ export interface MedicConfig {
   /** Which patch tokens the token loss scores; sparse: 'visible' only; dense default 'masked'. */
   scored?: 'visible' | 'masked' | 'all';
   weights: LossWeights;
-  /** AdamW (clip by global norm maxNorm, SPEC 3.0); null: the step stops after the gradients. */
+  /** AdamW (clip by global norm maxNorm, docs/METHOD.md, Recipe: 3.0); null: the step stops after the gradients. */
   optimizer: { maxNorm: number; beta1?: number; beta2?: number; eps?: number } | null;
 }
 
@@ -127,44 +127,4 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
     adamw(g, input('hyper', [3], 'f32'), norm, { maxNorm: cfg.optimizer.maxNorm, beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps });
   }
   return { graph: g, cfg, N, M, V, scored, student, teacher, decoder, head, values };
-}
-
-/**
- * Every index input of the step from a mask [B, N] u8 (1 = masked, exactly M per row). Visible and
- * masked indices are in spatial (ascending) order.
- */
-export function maskInputs(mask: Uint8Array, B: number, N: number, scored: MedicGraph['scored']): Record<string, Uint8Array | Int32Array> {
-  const M = mask.subarray(0, N).reduce((a, b) => a + (b ? 1 : 0), 0);
-  const V = N - M;
-  const visible = new Int32Array(B * V);
-  const masked = new Int32Array(B * M);
-  for (let b = 0; b < B; b++) {
-    let iv = 0;
-    let im = 0;
-    for (let n = 0; n < N; n++) {
-      if (mask[b * N + n]) {
-        if (im === M) throw new Error(`maskInputs: sample ${b} masks more than ${M} patches`);
-        masked[b * M + im++] = n;
-      } else {
-        if (iv === V) throw new Error(`maskInputs: sample ${b} masks fewer than ${M} patches`);
-        visible[b * V + iv++] = n;
-      }
-    }
-  }
-  const rows = (idx: Int32Array, K: number, withCls: boolean): Int32Array => {
-    const w = K + (withCls ? 1 : 0);
-    const out = new Int32Array(B * w);
-    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) out[b * w + k + (withCls ? 1 : 0)] = idx[b * K + k] + 1;
-    return out;
-  };
-  const out: Record<string, Uint8Array | Int32Array> = {
-    mask,
-    visible,
-    masked,
-    masked_rows: rows(masked, M, false),
-    visible_rows: rows(visible, V, true),
-  };
-  if (scored === 'visible') out.scored_rows = out.visible_rows;
-  if (scored === 'masked') out.scored_rows = rows(masked, M, true);
-  return out;
 }

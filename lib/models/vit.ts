@@ -17,17 +17,28 @@ export interface VitConfig {
   depth: number;
   heads: number;
   mlpRatio?: number;
-  /** LayerScale init (SPEC 0.1); null disables LayerScale. */
+  /** LayerScale init (docs/METHOD.md, Student: 0.1); null disables LayerScale. */
   layerScale?: number | null;
-  /** The last block's DropPath rate (rates rise linearly from 0; SPEC 0.1). */
+  /** The last block's DropPath rate (rates rise linearly from 0; docs/METHOD.md, Student: 0.1). */
   dropPath?: number;
 }
 
-export const vitPresets = {
+/** The student sizes: timm's ViT-Ti/S/B, and two small ones for tests and the digits default. */
+export type ModelPreset = 'tiny' | 'small' | 'base' | 'mini' | 'micro';
+
+export interface ModelShape {
+  dim: number;
+  depth: number;
+  heads: number;
+}
+
+export const studentPresets: Record<ModelPreset, ModelShape> = {
+  micro: { dim: 32, depth: 2, heads: 2 }, // tests
+  mini: { dim: 96, depth: 6, heads: 3 }, // the embedded default on 28x28 digits
   tiny: { dim: 192, depth: 12, heads: 3 },
   small: { dim: 384, depth: 12, heads: 6 },
   base: { dim: 768, depth: 12, heads: 12 },
-} as const;
+};
 
 export class VisionTransformer {
   readonly patchWeight: Value;

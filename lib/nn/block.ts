@@ -13,7 +13,7 @@ export interface BlockConfig {
   heads: number;
   mlpRatio?: number;
   qkvBias: 'qv' | 'full' | 'none';
-  /** LayerScale init value (SPEC student: 0.1), or null for none. */
+  /** LayerScale init value (docs/METHOD.md, Student: 0.1), or null for none. */
   layerScale: number | null;
   /** DropPath rate of this block (0 = none). */
   dropPath: number;

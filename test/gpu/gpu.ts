@@ -1,7 +1,7 @@
 // Shared by test/gpu/*: is there a CUDA build of the engine and a GPU to run it on?
 // Without one the GPU tests skip and say which was missing (CI has neither).
 import { Engine } from '../../lib/engine/index.js';
-import { loadBinding } from '../../lib/native.js';
+import { loadBinding } from '../../lib/engine/loader.js';
 
 export type GpuStatus = { ok: true; describe: string; kernels: Set<string>; opNames: string[] } | { ok: false; reason: string };
 

@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { Engine, type ProgramSpec } from '../../lib/engine/index.js';
-import { loadBinding } from '../../lib/native.js';
+import { loadBinding } from '../../lib/engine/loader.js';
 
 const engine = Engine.create({ device: 'cpu', threads: 2 });
 afterAll(() => engine.dispose());

@@ -19,7 +19,6 @@ import {
 } from '../../lib/io/export.js';
 import { SafetensorsFile, type WriteTensor, writeSafetensors } from '../../lib/io/safetensors.js';
 import { VisionTransformer, type VitConfig } from '../../lib/models/index.js';
-import { withKernels } from '../helpers/kernels.js';
 import { cpuEngine, randomF32 } from '../helpers/parity.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'export-'));
@@ -141,23 +140,21 @@ describe('student export in timm ViT names', () => {
     }
   });
 
-  it('NUMERIC: the reloaded student computes the same features', async (ctx) => {
+  it('NUMERIC: the reloaded student computes the same features', async () => {
     const src = student(cfg, { seed: 6 });
     const dst = student(cfg, { withMaskToken: false, seed: 99 });
     try {
-      await withKernels(ctx, async () => {
-        const path = join(tmp, 'fwd.safetensors');
-        exportStudentTimm(path, stateParamSource(src.state), cfg);
-        loadStudentExport(dst.state, path);
-        const images = randomF32(2 * 3 * 12 * 12, 8);
-        using p1 = src.state.program();
-        using p2 = dst.state.program();
-        const a = (await p1.run({ images })).outputs.out as Float32Array;
-        const b = (await p2.run({ images })).outputs.out as Float32Array;
-        expect(a.length).toBe(2 * 10 * 24);
-        expect(a.every(Number.isFinite)).toBe(true);
-        expect(b).toEqual(a);
-      });
+      const path = join(tmp, 'fwd.safetensors');
+      exportStudentTimm(path, stateParamSource(src.state), cfg);
+      loadStudentExport(dst.state, path);
+      const images = randomF32(2 * 3 * 12 * 12, 8);
+      using p1 = src.state.program();
+      using p2 = dst.state.program();
+      const a = (await p1.run({ images })).outputs.out as Float32Array;
+      const b = (await p2.run({ images })).outputs.out as Float32Array;
+      expect(a.length).toBe(2 * 10 * 24);
+      expect(a.every(Number.isFinite)).toBe(true);
+      expect(b).toEqual(a);
     } finally {
       src.state.dispose();
       dst.state.dispose();

@@ -1,13 +1,12 @@
 // The whole MEDiC step against the PyTorch float64 reference (test/fixtures/gen/medic_step.py):
 // same initial parameters (written from the fixture into the flat buffers), same images and masks;
 // compares the losses, every parameter gradient, and the losses/grad norms of 20 AdamW steps (the reference loss curve).
-// The first test (names and shapes of the params) needs no kernels; the others are NUMERIC and skip,
-// naming the op, while a kernel is still a scaffold.
+// The first test (names and shapes of the params) needs no kernels; the others are NUMERIC.
 import { describe, expect, it } from 'vitest';
 
 import { GraphState, compile } from '../../lib/graph/index.js';
-import { buildMedic, maskInputs, type MedicConfig } from '../../lib/models/index.js';
-import { withKernels } from '../helpers/kernels.js';
+import { buildMedic, type MedicConfig } from '../../lib/models/index.js';
+import { maskInputs } from '../../lib/train/masking.js';
 import { cpuEngine, loadFixture, relErr } from '../helpers/parity.js';
 
 const fx = loadFixture('medic_step');
@@ -61,34 +60,32 @@ for (const encoding of ['sparse', 'dense'] as const) {
       }
     });
 
-    it('NUMERIC: losses, every parameter gradient, and 20 AdamW steps', async (ctx) => {
+    it('NUMERIC: losses, every parameter gradient, and 20 AdamW steps', async () => {
       const { cg, state, feed, c } = setup(encoding);
       try {
-        await withKernels(ctx, async () => {
-          using prog = state.program();
-          const out = await prog.run(feed(1));
-          const losses = out.outputs.losses as Float32Array;
-          expect(relErr(losses, fx.f64(`${encoding}.losses`))).toBeLessThan(1e-6); // f32 through ~200 ops vs f64 (measured ~3e-8)
-          // gradients of step 1 (the grads buffer is not touched by adamw)
-          const all: number[] = [];
-          const ref: number[] = [];
-          for (const p of cg.params.filter((p) => p.group === 'train')) {
-            const gOurs = state.readGrad(p.name);
-            const gRef = fx.f64(`${encoding}.grad.${p.name}`);
-            expect(relErr(gOurs, gRef), p.name).toBeLessThan(1e-5); // worst measured ~6e-7
-            all.push(...gOurs);
-            ref.push(...gRef);
-          }
-          expect(relErr(all, ref)).toBeLessThan(1e-6);
-          const stepLosses = fx.f64(`${encoding}.steps.losses`);
-          const stepNorms = fx.f64(`${encoding}.steps.grad_norm`);
-          expect(relErr(out.outputs.grad_norm as Float32Array, stepNorms.subarray(0, 1))).toBeLessThan(1e-6);
-          for (let s = 2; s <= c.steps; s++) {
-            const o = await prog.run(feed(s));
-            expect(relErr(o.outputs.losses as Float32Array, stepLosses.subarray((s - 1) * 4, s * 4)), `step ${s}`).toBeLessThan(1e-5);
-            expect(relErr(o.outputs.grad_norm as Float32Array, stepNorms.subarray(s - 1, s)), `step ${s}`).toBeLessThan(1e-5);
-          }
-        });
+        using prog = state.program();
+        const out = await prog.run(feed(1));
+        const losses = out.outputs.losses as Float32Array;
+        expect(relErr(losses, fx.f64(`${encoding}.losses`))).toBeLessThan(1e-6); // f32 through ~200 ops vs f64 (measured ~3e-8)
+        // gradients of step 1 (the grads buffer is not touched by adamw)
+        const all: number[] = [];
+        const ref: number[] = [];
+        for (const p of cg.params.filter((p) => p.group === 'train')) {
+          const gOurs = state.readGrad(p.name);
+          const gRef = fx.f64(`${encoding}.grad.${p.name}`);
+          expect(relErr(gOurs, gRef), p.name).toBeLessThan(1e-5); // worst measured ~6e-7
+          all.push(...gOurs);
+          ref.push(...gRef);
+        }
+        expect(relErr(all, ref)).toBeLessThan(1e-6);
+        const stepLosses = fx.f64(`${encoding}.steps.losses`);
+        const stepNorms = fx.f64(`${encoding}.steps.grad_norm`);
+        expect(relErr(out.outputs.grad_norm as Float32Array, stepNorms.subarray(0, 1))).toBeLessThan(1e-6);
+        for (let s = 2; s <= c.steps; s++) {
+          const o = await prog.run(feed(s));
+          expect(relErr(o.outputs.losses as Float32Array, stepLosses.subarray((s - 1) * 4, s * 4)), `step ${s}`).toBeLessThan(1e-5);
+          expect(relErr(o.outputs.grad_norm as Float32Array, stepNorms.subarray(s - 1, s)), `step ${s}`).toBeLessThan(1e-5);
+        }
       } finally {
         state.dispose();
       }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { packageRoot } from '../../lib/native.js';
+import { packageRoot } from '../../lib/engine/loader.js';
 
 function cmakeList(text: string, name: string): string[] {
   const m = new RegExp(`set\\(${name}\\s+([^)]*)\\)`).exec(text);

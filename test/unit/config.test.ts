@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { defaultConfig, flagOf, formatConfig, readConfigFile, resolveConfig } from '../../lib/medic/config.js';
+import { defaultConfig, flagOf, formatConfig, readConfigFile, resolveConfig } from '../../lib/train/config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'medic-cfg-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

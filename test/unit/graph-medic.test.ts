@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 
 import { compile, hostInit, initProgramSpec } from '../../lib/graph/index.js';
-import { buildMedic, maskInputs, sincos2d } from '../../lib/models/index.js';
+import { buildMedic, sincos2d } from '../../lib/models/index.js';
+import { maskInputs } from '../../lib/train/masking.js';
 import { tinyMedic } from '../helpers/models.js';
 
 const tiny = tinyMedic;
@@ -38,7 +39,7 @@ describe('param table', () => {
       expect(mask.subarray(p.offset, p.offset + p.numel).every((v) => v === (p.decay ? 1 : 0))).toBe(true);
   });
 
-  it('uses the SPEC init: LayerScale 0.1, rescaled proj/fc2 std, zero biases', () => {
+  it('uses the init of docs/METHOD.md (Student): LayerScale 0.1, rescaled proj/fc2 std, zero biases', () => {
     const find = (n: string) => cg.params.find((p) => p.name === n)!;
     expect(find('encoder.blocks.1.gamma_2').init).toEqual({ kind: 'const', value: 0.1 });
     expect(find('encoder.blocks.0.attn.qkv.weight').init).toMatchObject({ kind: 'trunc_normal', std: 0.02 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { blockMask, makeMasks, maskedCount, randomMask, validateMaskConfig } from '../../lib/medic/masking.js';
+import { blockMask, makeMasks, maskedCount, randomMask, validateMaskConfig } from '../../lib/train/masking.js';
 import { Rng } from '../../lib/util/rng.js';
 
 // Mean number of masked 4-neighbours of a masked patch: block masks are spatially clustered.

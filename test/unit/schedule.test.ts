@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { lrAt, peakLr, weightDecayAt, type ScheduleConfig } from '../../lib/optim/schedule.js';
+import { lrAt, peakLr, weightDecayAt, type ScheduleConfig } from '../../lib/train/schedule.js';
 
 const c: ScheduleConfig = {
   baseLr: 1.5e-3, lrBatchRef: 2048, batchSize: 1024, warmupSteps: 100, totalSteps: 1100,

@@ -7,7 +7,7 @@ export interface AdamWOptions {
   beta1?: number;
   beta2?: number;
   eps?: number;
-  /** Clip the global gradient norm to this (0: no clipping). SPEC: 3.0. */
+  /** Clip the global gradient norm to this (0: no clipping). docs/METHOD.md, Recipe: 3.0. */
   maxNorm?: number;
 }
 

@@ -3,6 +3,9 @@
 // block  (default): BEiT's block-wise generator, then random flips to hit M exactly.
 // random (MAE):     uniform noise, argsort, keep the lowest N - M.
 // Every mask is a pure function of (seed, step, sample), so resumed runs reproduce masks exactly.
+// maskInputs() turns a mask into the index inputs the MEDiC step reads (lib/models/medic.ts), and
+// stepMasks() does both for one training step: the only place masks are made.
+import type { MedicGraph } from '../models/medic.js';
 import { permutation, Rng, Stream } from '../util/rng.js';
 
 export type MaskKind = 'block' | 'random';
@@ -114,4 +117,49 @@ export function makeMasks(c: MaskConfig, B: number, seed: number, step: number):
     }
   }
   return out;
+}
+
+/**
+ * Every index input of the step from a mask [B, N] u8 (1 = masked, exactly M per row). Visible and
+ * masked indices are in spatial (ascending) order.
+ */
+export function maskInputs(mask: Uint8Array, B: number, N: number, scored: MedicGraph['scored']): Record<string, Uint8Array | Int32Array> {
+  const M = mask.subarray(0, N).reduce((a, b) => a + (b ? 1 : 0), 0);
+  const V = N - M;
+  const visible = new Int32Array(B * V);
+  const masked = new Int32Array(B * M);
+  for (let b = 0; b < B; b++) {
+    let iv = 0;
+    let im = 0;
+    for (let n = 0; n < N; n++) {
+      if (mask[b * N + n]) {
+        if (im === M) throw new Error(`maskInputs: sample ${b} masks more than ${M} patches`);
+        masked[b * M + im++] = n;
+      } else {
+        if (iv === V) throw new Error(`maskInputs: sample ${b} masks fewer than ${M} patches`);
+        visible[b * V + iv++] = n;
+      }
+    }
+  }
+  const rows = (idx: Int32Array, K: number, withCls: boolean): Int32Array => {
+    const w = K + (withCls ? 1 : 0);
+    const out = new Int32Array(B * w);
+    for (let b = 0; b < B; b++) for (let k = 0; k < K; k++) out[b * w + k + (withCls ? 1 : 0)] = idx[b * K + k] + 1;
+    return out;
+  };
+  const out: Record<string, Uint8Array | Int32Array> = {
+    mask,
+    visible,
+    masked,
+    masked_rows: rows(masked, M, false),
+    visible_rows: rows(visible, V, true),
+  };
+  if (scored === 'visible') out.scored_rows = out.visible_rows;
+  if (scored === 'masked') out.scored_rows = rows(masked, M, true);
+  return out;
+}
+
+/** The mask inputs of training step `step`: makeMasks, then maskInputs for the graph's scored rows. */
+export function stepMasks(c: MaskConfig, medic: Pick<MedicGraph, 'N' | 'scored'>, B: number, seed: number, step: number): Record<string, Uint8Array | Int32Array> {
+  return maskInputs(makeMasks(c, B, seed, step).mask, B, medic.N, medic.scored);
 }

@@ -3,23 +3,9 @@
 // at the start of a run (the effective config) and saved in the run folder.
 import { existsSync, readFileSync } from 'node:fs';
 
+import { studentPresets, type ModelPreset } from '../models/vit.js';
+
 export type Encoding = 'sparse' | 'dense';
-export type ModelPreset = 'tiny' | 'small' | 'base' | 'mini' | 'micro';
-
-export interface ModelShape {
-  dim: number;
-  depth: number;
-  heads: number;
-}
-
-export const studentPresets: Record<ModelPreset, ModelShape> = {
-  micro: { dim: 32, depth: 2, heads: 2 }, // tests
-  mini: { dim: 96, depth: 6, heads: 3 }, // the embedded default on 28x28 digits
-  tiny: { dim: 192, depth: 12, heads: 3 },
-  small: { dim: 384, depth: 12, heads: 6 },
-  base: { dim: 768, depth: 12, heads: 12 },
-};
-
 export interface PretrainConfig {
   data: string;
   /** Image side; 0 = auto: 28 for digit data (mnist, idx:), 224 otherwise. */
@@ -58,7 +44,7 @@ export interface PretrainConfig {
   layerScale: number;
   /** 'auto' = mnist statistics for digit data, imagenet otherwise; or 'm1,m2,m3/s1,s2,s3'. */
   normalize: string;
-  /** RandomResizedCrop smallest area fraction (SPEC 0.2). */
+  /** RandomResizedCrop smallest area fraction (docs/METHOD.md, Recipe: 0.2). */
   cropScale: number;
   /** Horizontal flip probability; -1 = auto: 0 for digit data (a flipped digit is another glyph), 0.5 otherwise. */
   hflip: number;

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { NativeBinding } from './engine/binding.js';
+import type { NativeBinding } from './binding.js';
 
 export type Variant = 'cpu' | 'cuda';
 

@@ -14,18 +14,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 import { Graph, GraphState, compile, copy } from '../../lib/graph/index.js';
 import { SafetensorsFile, type WriteTensor, writeSafetensors } from '../../lib/io/safetensors.js';
-import {
-  ClipVisionTower,
-  type ClipConfig,
-  buildMedic,
-  describeClipCheckpoint,
-  inspectClipCheckpoint,
-  loadClipTeacher,
-  readClipTeacher,
-  resizePosEmbed,
-  teacherConfigFromArch,
-} from '../../lib/models/index.js';
-import { withKernels } from '../helpers/kernels.js';
+import { describeClipCheckpoint, inspectClipCheckpoint, loadClipTeacher, readClipTeacher, resizePosEmbed, teacherConfigFromArch } from '../../lib/io/teacher.js';
+import { ClipVisionTower, type ClipConfig, buildMedic } from '../../lib/models/index.js';
 import { cpuEngine, loadFixture, maxAbsErr, relErr } from '../helpers/parity.js';
 
 const fixtures = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
@@ -189,11 +179,9 @@ describe('position embedding resize (bicubic, align_corners=False, CLS kept) vs 
 
 describe('CLIP teacher forward from a checkpoint vs PyTorch float64', () => {
   for (const c of ['hf', 'openai', 'hf_down', 'openai_up']) {
-    it(`NUMERIC ${c}: the last block's tokens before ln_post (img ${fx.cases[c].img})`, async (ctx) => {
-      await withKernels(ctx, async () => {
-        const out = await runTeacher(c.startsWith('hf') ? HF : OPENAI, c);
-        expect(relErr(out, fx.f64(`${c}.out`))).toBeLessThan(1e-5); // f32 through 2 blocks vs f64: measured 2-4e-7
-      });
+    it(`NUMERIC ${c}: the last block's tokens before ln_post (img ${fx.cases[c].img})`, async () => {
+      const out = await runTeacher(c.startsWith('hf') ? HF : OPENAI, c);
+      expect(relErr(out, fx.f64(`${c}.out`))).toBeLessThan(1e-5); // f32 through 2 blocks vs f64: measured 2-4e-7
     });
   }
 });

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import type { PretrainConfig } from './config.js';
+import type { PretrainConfig } from '../train/config.js';
 
 interface Series {
   name: string;

@@ -26,8 +26,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 import type { GraphState } from '../graph/state.js';
-import { SafetensorsFile, type SafeDType } from '../io/safetensors.js';
-import { type ClipConfig, clipKeyMap, hfKeyMap } from './clip.js';
+import { SafetensorsFile, type SafeDType } from './safetensors.js';
+import { type ClipConfig, clipKeyMap, hfKeyMap } from '../models/clip.js';
 
 export type ClipLayout = 'hf' | 'openai';
 

@@ -1,4 +1,4 @@
-// Learning-rate and weight-decay schedules of the MEDiC recipe (SPEC.md, "Training recipe"):
+// Learning-rate and weight-decay schedules of the MEDiC recipe (docs/METHOD.md, Recipe):
 // linear warmup from warmupLr to the peak, then per-step cosine to minLr; weight decay cosine from
 // its start value to its end value over the whole run. Peak lr = baseLr * batch / lrBatchRef
 // (1.5e-3 per 2048 images).

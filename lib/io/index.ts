@@ -1,0 +1,10 @@
+// Files: safetensors (our own reader and writer), run checkpoints, the student's timm export, and
+// the CLIP teacher's checkpoints (Hugging Face and OpenAI layouts).
+export { SafetensorsFile, writeSafetensors } from './safetensors.js';
+export type { SafeDType, WriteTensor } from './safetensors.js';
+export { checkParamTable, loadCheckpoint, paramTable, readCheckpointState, resolveCheckpoint, saveCheckpoint } from './checkpoint.js';
+export type { Checkpoint, ParamEntry, TrainState } from './checkpoint.js';
+export { exportStudentTimm, loadStudentExport, readStudentExport, studentToTimm, TIMM_VIT_FORMAT } from './export.js';
+export type { StudentExport, VitExportArch } from './export.js';
+export { describeClipCheckpoint, inspectClipCheckpoint, loadClipTeacher, readClipTeacher, resizePosEmbed, teacherConfigFromArch } from './teacher.js';
+export type { ClipCheckpointArch, ClipCheckpointInfo, ClipLayout } from './teacher.js';

@@ -1,0 +1,54 @@
+// What a pretraining run reports and returns: the events the CLI renders (text or JSON lines), one
+// record per logged step and per evaluation, and the result.
+
+/** What the loop tells the outside world; the CLI renders it (text or JSON lines). */
+export interface PretrainEvents {
+  info(line: string): void;
+  warn(line: string): void;
+  progress(p: { epoch: number; epochs: number; step: number; steps: number; loss: number; imagesPerSec: number; etaSec: number }): void;
+  metrics(m: StepMetrics): void;
+  eval(e: EvalRecord): void;
+}
+
+export interface StepMetrics {
+  step: number;
+  epoch: number;
+  loss: number;
+  l_tok: number;
+  l_cls: number;
+  l_pix: number;
+  grad_norm: number;
+  lr: number;
+  wd: number;
+  step_ms: number;
+  wait_ms: number;
+  img_s: number;
+}
+
+export interface EvalRecord {
+  step: number;
+  epoch: number;
+  which: 'random-init' | 'pretrained';
+  knn: Record<number, number>;
+  n_train: number;
+  n_val: number;
+  seconds: number;
+}
+
+export type RunStatus = 'done' | 'stopped' | 'interrupted' | 'diverged';
+
+export interface PretrainResult {
+  status: RunStatus;
+  steps: number;
+  knn?: Record<number, number>;
+  knnRandom?: Record<number, number>;
+  outDir: string;
+}
+
+export interface PretrainOptions {
+  events: PretrainEvents;
+  /** Resume from a checkpoint file or run folder. */
+  resume?: string;
+  /** Set by the CLI on SIGINT: the loop finishes the step, checkpoints, and returns 'interrupted'. */
+  interrupted?: () => boolean;
+}

@@ -1,0 +1,36 @@
+// The end of a run: a completed run gets its final kNN evaluation, the final checkpoint and the
+// student exported with timm names; every run (also a stopped, interrupted or diverged one) gets its
+// report.
+import { join } from 'node:path';
+
+import { exportStudentTimm, flatParamSource } from '../io/export.js';
+import { writeReport } from '../report/html.js';
+import { studentVitConfig } from './build.js';
+import type { TrainEvaluator } from './evaluation.js';
+import type { PretrainResult, RunStatus } from './events.js';
+import { saveRunCheckpoint } from './save.js';
+import type { TrainRun } from './setup.js';
+
+export async function finishRun(run: TrainRun, evaluator: TrainEvaluator, status: RunStatus): Promise<PretrainResult> {
+  const { c, progress: p } = run;
+  const knnRandom = p.extra.knnRandom as Record<number, number> | undefined;
+  let knn: Record<number, number> | undefined;
+  if (status === 'done') {
+    knn = await evaluator.evaluate('pretrained', c.epochs);
+    p.extra.knn = knn;
+    saveRunCheckpoint(run, 'final');
+    exportStudent(run);
+  }
+  writeReport(c.out, c, { knn, knnRandom });
+  return { status, steps: p.step, knn, knnRandom, outDir: c.out };
+}
+
+function exportStudent(run: TrainRun): void {
+  const { c, table } = run;
+  const exportPath = join(c.out, 'student-timm.safetensors');
+  exportStudentTimm(exportPath, flatParamSource(run.state.get('params').read() as Float32Array, table), studentVitConfig(c), {
+    names: table.map((p) => p.name),
+    metadata: { source: 'medic-native pretrain', step: String(run.progress.step) },
+  });
+  run.ev.info(`student exported with timm ViT names: ${exportPath}`);
+}

@@ -1,0 +1,219 @@
+// The step loop: for each step, the next batch, its masks and schedule values go into one
+// Program.run (teacher, student, decoder, fused losses, backward, grad norm, AdamW all native); the
+// losses come back as metrics and progress; epoch ends bring evaluations and checkpoints.
+//
+// Everything random is keyed by (seed, step) or (seed, epoch, sample), so a resumed run reproduces
+// the uninterrupted one.
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { DataLoader, type Batch, type Position } from '../data/index.js';
+import type { Program } from '../engine/index.js';
+import { normalizationOf } from './config.js';
+import type { TrainEvaluator } from './evaluation.js';
+import type { RunStatus, StepMetrics } from './events.js';
+import { stepMasks } from './masking.js';
+import { saveRunCheckpoint } from './save.js';
+import { lrAt, weightDecayAt } from './schedule.js';
+import type { TrainRun } from './setup.js';
+
+const SEED_STREAM_DROP_PATH = 0x64726f70; // 'drop'
+
+type StepInputs = Record<string, Uint8Array | Int32Array | Float32Array>;
+
+/** What one native step returned. */
+interface StepOutcome {
+  losses: Float32Array;
+  gradNorm: number;
+  hyper: Float32Array;
+  stepMs: number;
+}
+
+/** Runs steps until the end of training, a stop, an interrupt or a divergence. */
+export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interrupted?: () => boolean): Promise<RunStatus> {
+  const { c, progress: p, plan } = run;
+  const program = run.state.program();
+  const metricsPath = join(c.out, 'metrics.jsonl');
+  // A resumed run continues metrics.jsonl from its checkpoint: records past it (logged before a crash,
+  // a second Ctrl-C or a divergence) are dropped so that no step appears twice.
+  keepMetricsUpTo(metricsPath, run.resumed ? p.step : 0);
+  const metricsFd = openSync(metricsPath, 'a');
+  const feed = new BatchFeed(run);
+  const clock = { stepsThisRun: 0, start: performance.now() };
+  try {
+    let masks = maskInputsAt(run, p.step);
+    while (p.step < plan.totalSteps) {
+      const epoch = Math.floor(p.step / plan.stepsPerEpoch);
+      const batch = await feed.next(epoch);
+      const running = runStep(run, program, batch, masks);
+      masks = maskInputsAt(run, p.step + 1); // the next step's masks, made while this step runs natively
+      const out = await running;
+      if (diverged(run, out)) return 'diverged';
+      p.step += 1;
+      clock.stepsThisRun += 1;
+      p.position = batch.next;
+      const epochDone = p.step - epoch * plan.stepsPerEpoch === plan.stepsPerEpoch;
+      report(run, metricsFd, clock, epoch, epochDone, batch, out);
+      const status = stopRequest(run, clock.stepsThisRun, interrupted);
+      if (epochDone) await endEpoch(run, evaluator, epoch + 1, status);
+      if (status !== 'done') {
+        saveRunCheckpoint(run, status === 'interrupted' ? 'interrupted' : `stop after ${c.stopAfter} steps`);
+        return status;
+      }
+    }
+    return 'done';
+  } finally {
+    closeSync(metricsFd);
+    await feed.close();
+    program.dispose();
+  }
+}
+
+function maskInputsAt(run: TrainRun, step: number): Record<string, Uint8Array | Int32Array> {
+  const { c } = run;
+  const grid = c.imgSize / c.patchSize;
+  return stepMasks({ kind: c.mask, ratio: c.maskRatio, gridH: grid, gridW: grid }, run.medic, c.batchSize, c.seed, step);
+}
+
+/** Starts one native step (the Promise resolves when it is done). */
+async function runStep(run: TrainRun, program: Program, batch: Batch, masks: Record<string, Uint8Array | Int32Array>): Promise<StepOutcome> {
+  const { c, plan, progress: p } = run;
+  const t0 = performance.now();
+  const hyper = Float32Array.from([lrAt(plan.sched, p.step), weightDecayAt(plan.sched, p.step), p.step + 1]);
+  const seed = Int32Array.from([c.seed ^ SEED_STREAM_DROP_PATH, p.step]);
+  const inputNames = run.cg.inputs.map((i) => i.name);
+  const r = await program.run(pick({ images: batch.images, ...masks, hyper, seed }, inputNames));
+  const gradNorm = (r.outputs.grad_norm as Float32Array)[0];
+  return { losses: r.outputs.losses as Float32Array, gradNorm, hyper, stepMs: performance.now() - t0 };
+}
+
+/** A non-finite loss or gradient norm ends the run; the last good checkpoint is kept. */
+function diverged(run: TrainRun, out: StepOutcome): boolean {
+  if (Number.isFinite(out.losses[0]) && Number.isFinite(out.gradNorm)) return false;
+  const last = run.progress.lastCheckpoint;
+  run.ev.warn(
+    `step ${run.progress.step + 1}: the loss is ${out.losses[0]} (grad norm ${out.gradNorm}): training diverged. ` +
+      (last ? `The last good checkpoint is kept: ${last}; ` : 'No checkpoint was written before it; ') +
+      `lower --lr or raise --warmup-epochs${last ? ', then --resume' : ''}.`,
+  );
+  return true;
+}
+
+/** Metrics (every --log-every steps and at epoch ends) and progress (every step). */
+function report(
+  run: TrainRun,
+  metricsFd: number,
+  clock: { stepsThisRun: number; start: number },
+  epoch: number,
+  epochDone: boolean,
+  batch: Batch,
+  out: StepOutcome,
+): void {
+  const { c, plan, ev } = run;
+  const step = run.progress.step;
+  const B = c.batchSize;
+  const { losses, hyper, stepMs } = out;
+  const m: StepMetrics = {
+    step, epoch, loss: losses[0], l_tok: losses[1], l_cls: losses[2], l_pix: losses[3], grad_norm: out.gradNorm,
+    lr: hyper[0], wd: hyper[1], step_ms: stepMs, wait_ms: batch.waitMs, img_s: (B * 1000) / (stepMs + batch.waitMs),
+  };
+  if (c.logEvery === 0 || step % c.logEvery === 0 || epochDone) {
+    writeSync(metricsFd, JSON.stringify(m) + '\n');
+    ev.metrics(m);
+  }
+  const rate = (clock.stepsThisRun * B) / Math.max((performance.now() - clock.start) / 1000, 1e-9);
+  const epochSteps = step - epoch * plan.stepsPerEpoch;
+  ev.progress({ epoch, epochs: c.epochs, step: epochSteps, steps: plan.stepsPerEpoch, loss: losses[0], imagesPerSec: rate, etaSec: ((plan.totalSteps - step) * B) / rate });
+}
+
+/** 'interrupted' after Ctrl-C, 'stopped' after --stop-after steps (unless the run just ended), else 'done'. */
+function stopRequest(run: TrainRun, stepsThisRun: number, interrupted?: () => boolean): RunStatus {
+  if (interrupted?.()) return 'interrupted';
+  const { c } = run;
+  if (c.stopAfter > 0 && stepsThisRun >= c.stopAfter && run.progress.step < run.plan.totalSteps) return 'stopped';
+  return 'done';
+}
+
+/**
+ * The end of epoch `done` (counted from 1): the data position moves to the next epoch, then the
+ * epoch's evaluation and checkpoint. A --stop-after run still does its epoch's evaluation, so that
+ * stopping and resuming yields the records of an uninterrupted run; Ctrl-C skips it. The final epoch
+ * is handled by finishRun.
+ */
+async function endEpoch(run: TrainRun, evaluator: TrainEvaluator, done: number, status: RunStatus): Promise<void> {
+  const { c, progress: p } = run;
+  p.position = { epoch: done, index: 0 };
+  if (p.step >= run.plan.totalSteps || status === 'interrupted') return;
+  if (c.evalEvery > 0 && done % c.evalEvery === 0) await evaluator.evaluate('pretrained', done);
+  if (status === 'done' && c.checkpointEvery > 0 && done % c.checkpointEvery === 0) saveRunCheckpoint(run, `epoch ${done}`);
+}
+
+/**
+ * The training batches. One loader serves consecutive epochs; it is reopened only where the next
+ * batch it holds is not the one the run needs: at the start, and after an epoch capped by
+ * --steps-per-epoch.
+ */
+class BatchFeed {
+  private loader: DataLoader | null = null;
+
+  constructor(private readonly run: TrainRun) {}
+
+  async next(epoch: number): Promise<Batch> {
+    const p = this.run.progress;
+    if (p.position.epoch !== epoch) p.position = { epoch, index: 0 }; // a capped epoch ended mid-data
+    if (!this.loader || !samePosition(this.loader.position, p.position)) {
+      await this.loader?.close();
+      this.loader = this.open(p.position);
+    }
+    const next = await this.loader.next();
+    if (next.done) throw new Error(`pretrain: the data loader ended at step ${p.step} of ${this.run.plan.totalSteps}`);
+    return next.value;
+  }
+
+  async close(): Promise<void> {
+    await this.loader?.close();
+  }
+
+  private open(start: Position): DataLoader {
+    const { c } = this.run;
+    return new DataLoader(this.run.data.train, {
+      batchSize: c.batchSize,
+      imageSize: c.imgSize,
+      train: true,
+      seed: c.seed,
+      workers: c.workers,
+      prefetch: c.prefetch,
+      start,
+      epochs: c.epochs,
+      transform: { scale: [c.cropScale, 1], hflip: c.hflip, colorJitter: c.colorJitter, normalize: normalizationOf(c) },
+      ...this.run.dataReport,
+    });
+  }
+}
+
+function pick(o: StepInputs, keys: string[]): StepInputs {
+  const out: StepInputs = {};
+  for (const k of keys) {
+    if (!(k in o)) throw new Error(`pretrain: the step needs input '${k}', which the loop does not produce`);
+    out[k] = o[k];
+  }
+  return out;
+}
+
+function samePosition(a: Position, b: Position): boolean {
+  return a.epoch === b.epoch && a.index === b.index;
+}
+
+/** Truncates metrics.jsonl to the records of steps <= `step` (0: empties it). */
+function keepMetricsUpTo(path: string, step: number): void {
+  if (!existsSync(path)) return;
+  const stepOf = (line: string): number => {
+    try {
+      return (JSON.parse(line) as StepMetrics).step;
+    } catch {
+      return Infinity; // a line cut short by a kill
+    }
+  };
+  const kept = step === 0 ? [] : readFileSync(path, 'utf8').split('\n').filter((l) => l && stepOf(l) <= step);
+  writeFileSync(path, kept.map((l) => l + '\n').join(''));
+}
