@@ -18,6 +18,7 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize): MedicConf
     encoding: c.encoding,
     maskRatio: c.maskRatio,
     weights: { w_tok: c.wTok, w_cls: c.wCls, w_pix: c.wPix, tau: c.tau },
+    balance: c.lossBalance,
     optimizer: { maxNorm: c.clipGrad },
   };
 }

@@ -23,6 +23,8 @@ export interface StepMetrics {
   step_ms: number;
   wait_ms: number;
   img_s: number;
+  /** The balancing scales of the three terms in this step (ema, uncertainty). */
+  loss_scale?: number[];
 }
 
 export interface EvalRecord {

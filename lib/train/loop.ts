@@ -25,6 +25,8 @@ type StepInputs = Record<string, Uint8Array | Int32Array | Float32Array>;
 interface StepOutcome {
   losses: Float32Array;
   gradNorm: number;
+  /** The balancing scales this step used (ema: fed in; uncertainty: read back), else undefined. */
+  lossScale?: Float32Array;
   hyper: Float32Array;
   stepMs: number;
 }
@@ -49,6 +51,7 @@ export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interru
       masks = maskInputsAt(run, p.step + 1); // the next step's masks, made while this step runs natively
       const out = await running;
       if (diverged(run, out)) return 'diverged';
+      run.balancer.observe(out.losses);
       p.step += 1;
       clock.stepsThisRun += 1;
       p.position = batch.next;
@@ -82,9 +85,11 @@ async function runStep(run: TrainRun, program: Program, batch: Batch, masks: Rec
   const hyper = Float32Array.from([lrAt(plan.sched, p.step), weightDecayAt(plan.sched, p.step), p.step + 1]);
   const seed = Int32Array.from([c.seed ^ SEED_STREAM_DROP_PATH, p.step]);
   const inputNames = run.cg.inputs.map((i) => i.name);
-  const r = await program.run(pick({ images: batch.images, ...masks, hyper, seed }, inputNames));
+  const balance = run.balancer.inputs();
+  const r = await program.run(pick({ images: batch.images, ...masks, hyper, seed, ...balance }, inputNames));
   const gradNorm = (r.outputs.grad_norm as Float32Array)[0];
-  return { losses: r.outputs.losses as Float32Array, gradNorm, hyper, stepMs: performance.now() - t0 };
+  const lossScale = balance.loss_scale ?? (r.outputs.loss_scale as Float32Array | undefined);
+  return { losses: r.outputs.losses as Float32Array, gradNorm, lossScale, hyper, stepMs: performance.now() - t0 };
 }
 
 /** A non-finite loss or gradient norm ends the run; the last good checkpoint is kept. */
@@ -117,6 +122,7 @@ function report(
     step, epoch, loss: losses[0], l_tok: losses[1], l_cls: losses[2], l_pix: losses[3], grad_norm: out.gradNorm,
     lr: hyper[0], wd: hyper[1], step_ms: stepMs, wait_ms: batch.waitMs, img_s: (B * 1000) / (stepMs + batch.waitMs),
   };
+  if (out.lossScale) m.loss_scale = Array.from(out.lossScale);
   if (c.logEvery === 0 || step % c.logEvery === 0 || epochDone) {
     writeSync(metricsFd, JSON.stringify(m) + '\n');
     ev.metrics(m);

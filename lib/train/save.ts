@@ -5,7 +5,7 @@ import type { TrainRun } from './setup.js';
 
 export function saveRunCheckpoint(run: TrainRun, reason: string): void {
   const { c, state, progress: p } = run;
-  const st: TrainState = { step: p.step, epoch: p.position.epoch, dataPosition: p.position, seed: c.seed, config: { ...c }, paramTable: run.table, extra: p.extra };
+  const st: TrainState = { step: p.step, epoch: p.position.epoch, dataPosition: p.position, seed: c.seed, config: { ...c }, paramTable: run.table, extra: { ...p.extra, balance: run.balancer.state() } };
   p.lastCheckpoint = saveCheckpoint(run.ckptDir, {
     state: st,
     params: state.get('params').read() as Float32Array,

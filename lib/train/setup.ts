@@ -8,6 +8,7 @@ import { openData, type OpenedData, type Position } from '../data/index.js';
 import { Engine } from '../engine/index.js';
 import type { DataReporting } from '../eval/features.js';
 import { GraphState, type CompiledGraph } from '../graph/index.js';
+import { LossBalancer } from './balance.js';
 import { checkParamTable, loadCheckpoint, paramTable, type Checkpoint, type ParamEntry } from '../io/checkpoint.js';
 import { describeClipCheckpoint, loadClipTeacher, type ClipCheckpointInfo } from '../io/teacher.js';
 import type { MedicGraph } from '../models/index.js';
@@ -47,6 +48,8 @@ export interface TrainRun {
   /** Each unreadable image is reported once per run, whichever loader meets it first. */
   dataReport: Required<DataReporting>;
   progress: RunProgress;
+  /** Loss balancing state (lib/train/balance.ts). */
+  balancer: LossBalancer;
 }
 
 export async function setupRun(config: PretrainConfig, opts: PretrainOptions): Promise<TrainRun> {
@@ -71,7 +74,9 @@ export async function setupRun(config: PretrainConfig, opts: PretrainOptions): P
     const progress = await initParams(c, ev, state, medic, teacherInfo, resumed, table);
     const plan = planRun(c, ev, data, resumed);
     const dataReport = { onWarning: (m: string) => ev.warn(m), reported: new Set<string>() };
-    return { c, ev, ckptDir, resumed, data, engine, medic, cg, state, table, plan, dataReport, progress };
+    const balancer = new LossBalancer(c.lossBalance, c.balanceMomentum);
+    if (resumed) balancer.restore(resumed.state.extra?.balance, resumed.path);
+    return { c, ev, ckptDir, resumed, data, engine, medic, cg, state, table, plan, dataReport, progress, balancer };
   } catch (err) {
     state?.dispose();
     engine.dispose();
