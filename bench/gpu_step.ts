@@ -10,7 +10,7 @@
 // (MEDIC_CUDA_GRAPH=0 keeps every run op by op). Warm-up covers both, so the median is replay.
 import { writeFileSync } from 'node:fs';
 
-import { Engine } from '../lib/engine/index.js';
+import { deviceSpec, Engine } from '../lib/engine/index.js';
 import type { GraphState } from '../lib/graph/index.js';
 import { buildStep, makeState, smallConfig, vitB16Config } from './medic_step.js';
 
@@ -20,7 +20,7 @@ function arg(name: string, def: string): string {
 }
 
 async function main(): Promise<void> {
-  const device = arg('device', 'cuda');
+  const device = deviceSpec(arg('device', 'cuda'));
   const batch = Number(arg('batch', '256'));
   const steps = Number(arg('steps', '10'));
   const warmup = Math.max(2, Number(arg('warmup', '3')));

@@ -3,7 +3,7 @@
 // row copies, gather/scatter of the visible tokens, mask-token fill (fwd, bwd), patchify/unpatchify,
 // pixel_norm and the seeded init ops.
 // `bytes` counts each tensor read or written once (f32), so the runner's GB/s is effective bandwidth.
-import type { Engine, Tensor } from '../../lib/engine/index.js';
+import type { Engine, OpName, Tensor } from '../../lib/engine/index.js';
 import type { Preset } from '../presets.js';
 import type { BenchCase, CaseList } from './types.js';
 
@@ -21,7 +21,7 @@ function noise(n: number, seed = 1): Float32Array {
 }
 
 /** A case that runs one op on tensors made once in setup. `bytes` = f32 elements touched * 4. */
-function opCase(family: string, name: string, op: string, ins: Slot[], outs: Slot[], attrs: Attrs, floats: number): BenchCase {
+function opCase(family: string, name: string, op: OpName, ins: Slot[], outs: Slot[], attrs: Attrs, floats: number): BenchCase {
   return {
     name,
     family,

@@ -6,7 +6,7 @@ import { Engine } from '../engine/index.js';
 import { loadCheckpoint } from '../io/checkpoint.js';
 import { FeatureExtractor } from '../eval/features.js';
 import { knnEvaluate } from '../eval/knn.js';
-import { resolveConfig, type PretrainConfig } from '../train/config.js';
+import { checkConfigKeys, resolveConfig, type PretrainConfig } from '../train/config.js';
 
 export interface EvalKnnOptions {
   data?: string;
@@ -21,6 +21,7 @@ export interface EvalKnnOptions {
 
 export async function runEvalKnn(checkpoint: string, o: EvalKnnOptions): Promise<Record<number, number>> {
   const ck = loadCheckpoint(checkpoint);
+  checkConfigKeys(ck.state.config, `checkpoint ${ck.path}`);
   const saved = ck.state.config as Partial<PretrainConfig>;
   const c = resolveConfig(saved, { data: o.data, device: o.device, threads: o.threads, workers: o.workers, knnK: o.knnK, knnLimit: o.knnLimit });
   const data = await openData(c.data);

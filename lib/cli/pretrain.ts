@@ -5,7 +5,7 @@ import { Option, type Command } from 'commander';
 import { readCheckpointState } from '../io/checkpoint.js';
 import { studentPresets } from '../models/vit.js';
 import { applyTeacherCheckpoint } from '../train/build.js';
-import { defaultConfig, flagOf, formatConfig, readConfigFile, resolveConfig, type PretrainConfig } from '../train/config.js';
+import { checkConfigKeys, defaultConfig, flagOf, formatConfig, readConfigFile, resolveConfig, type ConfigFlags, type PretrainConfig } from '../train/config.js';
 import { pretrain, type PretrainEvents } from '../train/run.js';
 import { Progress } from './progress.js';
 
@@ -107,12 +107,20 @@ function textEvents(json: boolean): { events: PretrainEvents; progress: Progress
   return { events, progress };
 }
 
+/** The config a checkpoint was trained with, less --stop-after (it counts the steps of one invocation). */
+function checkpointConfig(resume: string): Partial<PretrainConfig> {
+  const { path, state } = readCheckpointState(resume);
+  checkConfigKeys(state.config, `checkpoint ${path}`);
+  return { ...(state.config as Partial<PretrainConfig>), stopAfter: 0 };
+}
+
 export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
   // Resuming: the checkpoint's config is the base (a --config file and flags still override it), except
   // --stop-after, which counts the steps of one invocation.
-  const saved = opts.resume ? { ...(readCheckpointState(opts.resume).state.config as Partial<PretrainConfig>), stopAfter: 0 } : {};
+  const saved = opts.resume ? checkpointConfig(opts.resume) : {};
   const file = { ...saved, ...(opts.config ? readConfigFile(opts.config) : {}) };
-  const c = applyTeacherCheckpoint(resolveConfig(file, opts)).config;
+  const { config: _config, resume: _resume, json: _json, ...flags } = opts;
+  const c = applyTeacherCheckpoint(resolveConfig(file, flags as ConfigFlags)).config;
   const json = !!opts.json;
   const { events, progress } = textEvents(json);
   if (json) process.stdout.write(JSON.stringify({ event: 'config', config: c }) + '\n');

@@ -16,6 +16,8 @@ import { readFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 
+import type SharpModule from 'sharp';
+
 import type { ImageSource, Plan, SourceImage, FolderHandle } from './source.js';
 import { DataError, SampleReadError, errorMessage } from './errors.js';
 import { toRGB } from './resample.js';
@@ -127,7 +129,7 @@ export function scanFolder(root: string, classNames?: readonly string[]): Folder
 }
 
 // sharp is loaded on first use, so that importing the data module costs nothing for in-memory data.
-type Sharp = typeof import('sharp');
+type Sharp = typeof SharpModule;
 let sharpPromise: Promise<Sharp> | undefined;
 function loadSharp(): Promise<Sharp> {
   sharpPromise ??= import('sharp').then((m) => {

@@ -7,7 +7,7 @@
 // crops in its intact rows (libvips reads only the rows a crop needs) and fails for the others, so
 // skipping a file some thread saw fail before would make the bytes depend on the worker count. A bad
 // file costs one failed decode each time it is picked; the loader reports it once.
-import { ImageDataset } from './dataset.js';
+import type { ImageDataset } from './dataset.js';
 import { SampleReadError, errorMessage } from './errors.js';
 import { Rng, Stream } from '../util/rng.js';
 import { sampleParams, writeImage, type TransformSpec } from './transforms.js';

@@ -4,7 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 
 import { ImageDataset, type DatasetHandle } from './dataset.js';
-import { runChunk, type ChunkContext, type ChunkTask } from './sample.js';
+import { runChunk, type ChunkContext, type ChunkResult, type ChunkTask } from './sample.js';
 import type { TransformSpec } from './transforms.js';
 
 export interface WorkerInit {
@@ -15,7 +15,7 @@ export interface WorkerInit {
 }
 
 export type WorkerReply =
-  | { type: 'done'; result: import('./sample.js').ChunkResult }
+  | { type: 'done'; result: ChunkResult }
   | { type: 'fatal'; id: number; message: string; stack?: string };
 
 if (parentPort) {

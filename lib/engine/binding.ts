@@ -1,5 +1,7 @@
 // The raw shape of the native module (native/napi). Only lib/engine talks to these directly;
 // everything else uses the typed wrappers in this folder.
+import type { OpName } from './ops.js';
+
 export type DType = 'f32' | 'bf16' | 'i32' | 'u8';
 export type TypedArrayOf<D extends DType> = D extends 'f32'
   ? Float32Array
@@ -25,7 +27,7 @@ export interface NativeEngine {
   memory(): MemoryStats;
   threads(): number;
   device(): string;
-  runOp(op: string, inputs: (NativeTensor | null)[], outputs: (NativeTensor | null)[], attrs?: Attrs): void;
+  runOp(op: OpName, inputs: (NativeTensor | null)[], outputs: (NativeTensor | null)[], attrs?: Attrs): void;
   synchronize(): void;
   dispose(): void;
 }
@@ -50,7 +52,7 @@ export interface NativeBufferSpec {
 }
 
 export interface NativeOpSpec {
-  op: string;
+  op: OpName;
   in: string[];
   out: string[];
   attrs?: Attrs;
@@ -59,7 +61,7 @@ export interface NativeOpSpec {
 export interface NativeStepResult {
   outputs: Record<string, AnyTypedArray>;
   ms: number;
-  profile?: { op: string; calls: number; ms: number }[];
+  profile?: { op: OpName; calls: number; ms: number }[];
 }
 
 export interface NativeProgram {
@@ -79,8 +81,9 @@ export interface NativeBinding {
   cudaDeviceCount(): number;
   cudaDescribe(index: number): string;
   defaultThreads(): number;
-  opNames(): string[];
+  /** MEDIC_OP_LIST's names, in its order (test/unit/op-names.test.ts checks they are OP_NAMES). */
+  opNames(): OpName[];
   /** Ops with a CUDA kernel in this binary (empty for the CPU variant). */
-  cudaKernels(): string[];
+  cudaKernels(): OpName[];
   abiVersion: number;
 }

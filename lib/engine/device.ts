@@ -4,6 +4,9 @@
 // one line. An explicit 'cuda' never falls back silently: it fails with what was missing.
 import { loadBinding, type LoadedBinding } from './loader.js';
 
+/** A device as users write it: the type catches a misspelt device at compile time; parseDevice checks strings at run time. */
+export type DeviceSpec = 'auto' | 'cpu' | 'cuda' | `cuda:${number}`;
+
 export interface DeviceChoice {
   kind: 'cpu' | 'cuda';
   index: number;
@@ -20,7 +23,13 @@ export function parseDevice(spec: string): { kind: 'auto' | 'cpu' | 'cuda'; inde
   return { kind: m[1] as 'auto' | 'cpu' | 'cuda', index: m[2] ? Number(m[2]) : 0 };
 }
 
-export function chooseDevice(spec = 'auto'): DeviceChoice {
+/** A device string from the command line or a file, checked: throws naming --device otherwise. */
+export function deviceSpec(spec: string): DeviceSpec {
+  parseDevice(spec);
+  return spec.trim() as DeviceSpec;
+}
+
+export function chooseDevice(spec: DeviceSpec = 'auto'): DeviceChoice {
   const { kind, index } = parseDevice(spec);
   if (kind === 'cpu') {
     const loaded = loadBinding('cpu');
@@ -32,7 +41,7 @@ export function chooseDevice(spec = 'auto'): DeviceChoice {
     cuda = loadBinding('cuda');
   } catch (err) {
     why = 'no CUDA build of the engine is installed';
-    if (kind === 'cuda') throw new Error(`--device ${spec}: ${why}.\n${(err as Error).message}`);
+    if (kind === 'cuda') throw new Error(`--device ${spec}: ${why}.\n${(err as Error).message}`, { cause: err });
   }
   if (cuda) {
     const n = cuda.binding.cudaDeviceCount();

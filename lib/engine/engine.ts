@@ -16,13 +16,14 @@ import type {
   NativeTensor,
   TypedArrayOf,
 } from './binding.js';
-import { chooseDevice, type DeviceChoice } from './device.js';
+import { chooseDevice, type DeviceChoice, type DeviceSpec } from './device.js';
+import type { OpName } from './ops.js';
 
 export type { AnyTypedArray, Attrs, DType, MemoryStats };
 
 export interface EngineOptions {
   /** 'auto' | 'cpu' | 'cuda' | 'cuda:N' (default 'cpu'). */
-  device?: string;
+  device?: DeviceSpec;
   /** CPU worker threads (default: the cores this process may use). */
   threads?: number;
 }
@@ -71,7 +72,7 @@ export class Engine {
   }
 
   /** Run one op now (eager mode): for tests, debugging and small tools. */
-  op(name: string, inputs: (Tensor | null)[], outputs: (Tensor | null)[], attrs: Attrs = {}): void {
+  op(name: OpName, inputs: (Tensor | null)[], outputs: (Tensor | null)[], attrs: Attrs = {}): void {
     this.handle.runOp(name, inputs.map((t) => (t ? t.handle : null)), outputs.map((t) => (t ? t.handle : null)), attrs);
   }
 

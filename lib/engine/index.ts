@@ -1,6 +1,7 @@
 export { Engine, Program, Tensor } from './engine.js';
 export type { BufferDecl, EngineOptions, ProgramSpec, StepResult, AnyTypedArray, Attrs, DType, MemoryStats } from './engine.js';
-export { chooseDevice, parseDevice } from './device.js';
-export type { DeviceChoice } from './device.js';
+export { chooseDevice, deviceSpec, parseDevice } from './device.js';
+export { OP_NAMES, type OpName } from './ops.js';
+export type { DeviceChoice, DeviceSpec } from './device.js';
 export { loadBinding, candidatePaths, packageRoot } from './loader.js';
 export type { LoadedBinding, Variant } from './loader.js';

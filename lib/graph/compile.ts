@@ -8,6 +8,7 @@
 //   view           -> view of its `of` value
 //   input/temp/output as they are (arena buffers, planned natively by liveness).
 // Only buffers that some op touches (and the buffers their views hang from) are declared.
+import type { OpName } from '../engine/ops.js';
 import type { Graph, OpAttrs } from './graph.js';
 import { type DType, type ParamInfo, type Value, numel, rootOf, shapeStr } from './value.js';
 
@@ -25,7 +26,7 @@ export interface CompiledBuffer {
 }
 
 export interface CompiledOp {
-  op: string;
+  op: OpName;
   in: string[];
   out: string[];
   attrs: OpAttrs;

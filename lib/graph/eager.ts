@@ -47,7 +47,7 @@ export class EagerExecutor {
       try {
         await this.runOp(op);
       } catch (err) {
-        throw new Error(`eager: op ${k} (${op.op} ${op.in.join(',')} -> ${op.out.join(',')}): ${(err as Error).message}`);
+        throw new Error(`eager: op ${k} (${op.op} ${op.in.join(',')} -> ${op.out.join(',')}): ${(err as Error).message}`, { cause: err });
       }
       after?.(k, op);
     }

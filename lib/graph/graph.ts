@@ -11,6 +11,7 @@
 //   - outputs that ops.h defines as accumulate-only (dw/db, dgamma, dtoken) and row scatters go
 //     through accSink(): a fresh activation gradient is zero-filled first (params need no fill).
 // Buffer lifetimes are planned natively: temps are just declared.
+import type { OpName } from '../engine/ops.js';
 import {
   type DType,
   type InitSpec,
@@ -31,7 +32,7 @@ export type OpAttrs = Record<string, AttrValue>;
 
 /** One op of the static list; null marks an empty optional slot. */
 export interface OpRecord {
-  op: string;
+  op: OpName;
   in: (Value | null)[];
   out: (Value | null)[];
   attrs: OpAttrs;
@@ -187,7 +188,7 @@ export class Graph {
 
   // ------------------------------------------------------------------ ops and tape
 
-  emit(op: string, ins: (Value | null | undefined)[], outs: (Value | null | undefined)[], attrs: OpAttrs = {}): OpRecord {
+  emit(op: OpName, ins: (Value | null | undefined)[], outs: (Value | null | undefined)[], attrs: OpAttrs = {}): OpRecord {
     const rec: OpRecord = { op, in: ins.map((v) => v ?? null), out: outs.map((v) => v ?? null), attrs, phase: this.phase };
     this.ops.push(rec);
     return rec;

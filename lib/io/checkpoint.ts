@@ -88,7 +88,7 @@ export function resolveCheckpoint(pathOrDir: string): string {
       try {
         file = (JSON.parse(readFileSync(latest, 'utf8')) as { file: string }).file;
       } catch (err) {
-        throw new Error(`checkpoint ${latest}: not valid JSON (${(err as Error).message})`);
+        throw new Error(`checkpoint ${latest}: not valid JSON (${(err as Error).message})`, { cause: err });
       }
       const p = join(dir, file);
       if (!existsSync(p)) throw new Error(`checkpoint ${latest} points at ${file}, which does not exist`);
@@ -122,7 +122,7 @@ export function loadCheckpoint(pathOrDir: string): Checkpoint {
     try {
       state = JSON.parse(f.metadata.medic) as TrainState;
     } catch (err) {
-      throw new Error(`checkpoint ${path}: training state is not valid JSON (${(err as Error).message})`);
+      throw new Error(`checkpoint ${path}: training state is not valid JSON (${(err as Error).message})`, { cause: err });
     }
     const params = f.readF32('params');
     const m = f.readF32('adam.m');

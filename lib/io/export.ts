@@ -195,7 +195,7 @@ export function readStudentExport(path: string, opts: { prefix?: string } = {}):
     try {
       arch = JSON.parse(f.metadata.arch) as VitExportArch;
     } catch (err) {
-      throw new Error(`${path}: the 'arch' metadata is not valid JSON (${(err as Error).message})`);
+      throw new Error(`${path}: the 'arch' metadata is not valid JSON (${(err as Error).message})`, { cause: err });
     }
     for (const k of ['img', 'patch', 'chans', 'dim', 'depth', 'heads', 'mlpRatio'] as const)
       if (typeof arch[k] !== 'number' || !(arch[k] > 0)) throw new Error(`${path}: the 'arch' metadata has no valid ${k} (${JSON.stringify(arch[k])})`);

@@ -101,8 +101,14 @@ function expectedKeys(layout: ClipLayout, W: number, L: number, p: number, G: nu
     k('pre_layrnorm.bias', W);
     for (let i = 0; i < L; i++) {
       const b = `encoder.layers.${i}`;
-      for (const n of ['layer_norm1', 'layer_norm2']) k(`${b}.${n}.weight`, W), k(`${b}.${n}.bias`, W);
-      for (const n of ['q', 'k', 'v', 'out']) k(`${b}.self_attn.${n}_proj.weight`, W, W), k(`${b}.self_attn.${n}_proj.bias`, W);
+      for (const n of ['layer_norm1', 'layer_norm2']) {
+        k(`${b}.${n}.weight`, W);
+        k(`${b}.${n}.bias`, W);
+      }
+      for (const n of ['q', 'k', 'v', 'out']) {
+        k(`${b}.self_attn.${n}_proj.weight`, W, W);
+        k(`${b}.self_attn.${n}_proj.bias`, W);
+      }
       k(`${b}.mlp.fc1.weight`, Hm, W);
       k(`${b}.mlp.fc1.bias`, Hm);
       k(`${b}.mlp.fc2.weight`, W, Hm);
@@ -116,7 +122,10 @@ function expectedKeys(layout: ClipLayout, W: number, L: number, p: number, G: nu
     k('ln_pre.bias', W);
     for (let i = 0; i < L; i++) {
       const b = `transformer.resblocks.${i}`;
-      for (const n of ['ln_1', 'ln_2']) k(`${b}.${n}.weight`, W), k(`${b}.${n}.bias`, W);
+      for (const n of ['ln_1', 'ln_2']) {
+        k(`${b}.${n}.weight`, W);
+        k(`${b}.${n}.bias`, W);
+      }
       k(`${b}.attn.in_proj_weight`, 3 * W, W);
       k(`${b}.attn.in_proj_bias`, 3 * W);
       k(`${b}.attn.out_proj.weight`, W, W);
@@ -319,7 +328,7 @@ function openTeacherFile(path: string): SafetensorsFile {
   } catch (err) {
     const msg = (err as Error).message;
     const hint = /\.(bin|pt|pth|ckpt)$/.test(path) ? ' (a PyTorch pickle: convert it to safetensors first, see docs/TEACHER.md)' : '';
-    throw new Error(`teacher checkpoint ${msg}${hint}`);
+    throw new Error(`teacher checkpoint ${msg}${hint}`, { cause: err });
   }
 }
 

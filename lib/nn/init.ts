@@ -1,5 +1,5 @@
-// Init specs per docs/METHOD.md, Student (timm/BEiT conventions): Linear weights truncated normal std 0.02 (absolute
-// bounds +-2 as torch's trunc_normal_), biases 0, LayerNorm weight 1 / bias 0, tokens and position
+// Init specs (docs/METHOD.md, Student; timm/BEiT conventions): Linear weights truncated normal
+// std 0.02 (absolute bounds +-2 as torch's trunc_normal_), biases 0, LayerNorm weight 1 / bias 0, tokens and position
 // embeddings truncated normal std 0.02. BEiT's fix_init_weight divides each block's attn.proj and
 // mlp.fc2 weights by sqrt(2 * layer_id) (1-based): the same distribution as std 0.02 / s with bounds / s.
 import type { InitSpec } from '../graph/index.js';

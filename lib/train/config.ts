@@ -1,8 +1,9 @@
-// The pretraining configuration: defaults, presets, validation, and the merge of
-// defaults < --config file < command-line flags. Every value of the recipe is here and is printed
-// at the start of a run (the effective config) and saved in the run folder.
+// The pretraining configuration: defaults, validation, and the merge of defaults < --config file <
+// command-line flags (student sizes: studentPresets in lib/models/vit.ts). Every value of the recipe
+// is here and is printed at the start of a run (the effective config) and saved in the run folder.
 import { existsSync, readFileSync } from 'node:fs';
 
+import { parseDevice, type DeviceSpec } from '../engine/device.js';
 import { studentPresets, type ModelPreset } from '../models/vit.js';
 
 export type Encoding = 'sparse' | 'dense';
@@ -53,7 +54,7 @@ export interface PretrainConfig {
   /** Horizontal flip probability; -1 = auto: 0 for digit data (a flipped digit is another glyph), 0.5 otherwise. */
   hflip: number;
   colorJitter: number;
-  device: string;
+  device: DeviceSpec;
   threads: number;
   workers: number;
   /** Batches the loader prepares ahead of the trainer. */
@@ -162,6 +163,8 @@ export function validateConfig(c: PretrainConfig): void {
   for (const k of ['wTok', 'wCls', 'wPix', 'lr', 'minLr', 'warmupLr', 'weightDecay', 'weightDecayEnd', 'clipGrad'] as Key[]) nonNeg(k);
   // The seed travels to the native drop-path RNG as an i32 word: keep it in range rather than wrap.
   if (c.seed >= 2 ** 31) fail('seed', 'an integer below 2^31', c.seed);
+  if (typeof c.device !== 'string') fail('device', 'auto, cpu, cuda or cuda:N', c.device);
+  parseDevice(c.device); // throws naming --device, what was expected and what was found
   if (!(c.model in studentPresets)) fail('model', `one of ${Object.keys(studentPresets).join(', ')}`, c.model);
   if (c.encoding !== 'sparse' && c.encoding !== 'dense') fail('encoding', 'sparse or dense', c.encoding);
   if (c.mask !== 'block' && c.mask !== 'random') fail('mask', 'block or random', c.mask);
@@ -195,20 +198,33 @@ export function readConfigFile(path: string): Partial<PretrainConfig> {
   try {
     obj = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw new Error(`--config ${path}: not valid JSON (${(err as Error).message})`);
+    throw new Error(`--config ${path}: not valid JSON (${(err as Error).message})`, { cause: err });
   }
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new Error(`--config ${path}: expected a JSON object of settings`);
-  for (const k of Object.keys(obj)) {
-    if (!(k in defaultConfig)) throw new Error(`--config ${path}: unknown setting '${k}' (known: ${Object.keys(defaultConfig).join(', ')})`);
-  }
+  checkConfigKeys(obj, `--config ${path}`);
   return obj as Partial<PretrainConfig>;
 }
 
-/** defaults < file < flags; flags given as strings are converted by the type of the default. */
-export function resolveConfig(file: Partial<PretrainConfig>, flags: Record<string, unknown>): PretrainConfig {
+/** Throws on the first key that is not a config key, naming it and where it came from. */
+export function checkConfigKeys(obj: object, where: string): void {
+  for (const k of Object.keys(obj)) {
+    if (!(k in defaultConfig)) throw new Error(`${where}: unknown setting '${k}' (known: ${Object.keys(defaultConfig).join(', ')})`);
+  }
+}
+
+/** Settings as flags carry them: each a config key, its value typed or as the command line's string. */
+export type ConfigFlags = { [K in keyof PretrainConfig]?: PretrainConfig[K] | string };
+
+/**
+ * defaults < file < flags; flags given as strings are converted by the type of the default. An
+ * unknown key is a type error, and (from JavaScript or parsed JSON) an error naming it at run time.
+ */
+export function resolveConfig(file: Partial<PretrainConfig> = {}, flags: ConfigFlags = {}): PretrainConfig {
+  checkConfigKeys(file, 'config');
+  checkConfigKeys(flags, 'flags');
   const c: Record<string, unknown> = { ...defaultConfig, ...file };
   for (const [k, v] of Object.entries(flags)) {
-    if (v === undefined || !(k in defaultConfig)) continue;
+    if (v === undefined) continue;
     const def = (defaultConfig as unknown as Record<string, unknown>)[k];
     if (typeof def === 'number') {
       const n = typeof v === 'number' ? v : Number(v);

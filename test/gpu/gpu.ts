@@ -1,9 +1,9 @@
 // Shared by test/gpu/*: is there a CUDA build of the engine and a GPU to run it on?
 // Without one the GPU tests skip and say which was missing (CI has neither).
-import { Engine } from '../../lib/engine/index.js';
+import { Engine, type OpName } from '../../lib/engine/index.js';
 import { loadBinding } from '../../lib/engine/loader.js';
 
-export type GpuStatus = { ok: true; describe: string; kernels: Set<string>; opNames: string[] } | { ok: false; reason: string };
+export type GpuStatus = { ok: true; describe: string; kernels: Set<OpName>; opNames: OpName[] } | { ok: false; reason: string };
 
 // MEDIC_GPU_TESTS_ON_CPU=1 runs these files with the CPU engine standing in for CUDA: a self-test of
 // the cases and tolerances on a machine without a GPU (it proves nothing about the CUDA kernels).

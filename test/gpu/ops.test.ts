@@ -7,7 +7,7 @@
 // more shapes; this file proves the same through the N-API layer and engine tensors.
 import { afterAll, describe, expect, it } from 'vitest';
 
-import type { AnyTypedArray, Attrs, DType, Engine, Tensor } from '../../lib/engine/index.js';
+import type { AnyTypedArray, Attrs, DType, Engine, OpName, Tensor } from '../../lib/engine/index.js';
 import { randomF32, relErr } from '../helpers/parity.js';
 import { engines, gpu, selfTest, skipReason } from './gpu.js';
 
@@ -76,7 +76,7 @@ function place(engine: Engine, s: Spec, onGpu: boolean): Tensor | null {
   return engine.tensor(s.shape, s.dtype, view as never);
 }
 
-function runOn(engine: Engine, op: string, c: OpCase, onGpu: boolean): (AnyTypedArray | null)[] {
+function runOn(engine: Engine, op: OpName, c: OpCase, onGpu: boolean): (AnyTypedArray | null)[] {
   const ins = c.in.map((s) => place(engine, s, onGpu));
   const outs = c.out.map((s) => place(engine, s, onGpu));
   try {
@@ -88,14 +88,14 @@ function runOn(engine: Engine, op: string, c: OpCase, onGpu: boolean): (AnyTyped
 }
 
 /** Outputs of a CPU run, as data specs (consistent inputs for a backward: o/lse, mean/rstd, softmax y). */
-function cpuOut(cpu: Engine, op: string, c: OpCase): Spec[] {
+function cpuOut(cpu: Engine, op: OpName, c: OpCase): Spec[] {
   const r = runOn(cpu, op, c, false);
   return c.out.map((s, i) => (s ? { kind: 'data' as const, shape: s.shape, dtype: s.dtype, data: r[i]! } : null));
 }
 
 function buildCases(cpu: Engine): Record<string, OpCase[]> {
   const c: Record<string, OpCase[]> = {};
-  const add = (op: string, label: string, ins: Spec[], outs: Spec[], attrs?: Attrs) => (c[op] ??= []).push({ label, in: ins, out: outs, attrs });
+  const add = (op: OpName, label: string, ins: Spec[], outs: Spec[], attrs?: Attrs) => (c[op] ??= []).push({ label, in: ins, out: outs, attrs });
   add('fill', 'f32', [], [poison([7, 5])], { value: 0.5 });
   add('fill', 'i32', [], [poison([119], 'i32')], { value: 7 });
   for (const s of [[7], [2, 119, 77]]) {
@@ -107,7 +107,7 @@ function buildCases(cpu: Engine): Record<string, OpCase[]> {
   add('add', '[2,197,77]+[77]', [randn([2, 197, 77]), randn([77])], [poison([2, 197, 77])]);
   add('sum_to', '[2,119,77]->[77]', [randn([2, 119, 77])], [poison([77])]);
   add('sum_to', 'acc', [randn([2, 119, 77])], [randn([77])], { acc: 1 });
-  for (const op of ['gelu', 'quick_gelu']) {
+  for (const op of ['gelu', 'quick_gelu'] as const) {
     const s = [2, 119, 77];
     add(op, `${s}`, [randn(s, 2)], [poison(s)]);
     add(`${op}_bwd`, `${s}`, [randn(s, 2), randn(s)], [poison(s)]);

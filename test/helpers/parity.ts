@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 
 import { afterAll, expect } from 'vitest';
 
-import { Engine, type AnyTypedArray, type Attrs, type DType, type Tensor } from '../../lib/engine/index.js';
+import { Engine, type AnyTypedArray, type Attrs, type DType, type OpName, type Tensor } from '../../lib/engine/index.js';
 import { SafetensorsFile } from '../../lib/io/safetensors.js';
 
 const fixturesDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
@@ -176,7 +176,7 @@ export const u8 = (shape: number[], data: ArrayLike<number>): OpSpec => ({ shape
  * Runs one op on fresh tensors and returns the outputs. Outputs given without data are poisoned
  * (NaN for f32 and bf16), so an element the kernel does not write shows up.
  */
-export function runOp(op: string, ins: (OpSpec | null)[], outs: (OpSpec | null)[], attrs: Attrs = {}, engine: Engine = cpuEngine()): AnyTypedArray[] {
+export function runOp(op: OpName, ins: (OpSpec | null)[], outs: (OpSpec | null)[], attrs: Attrs = {}, engine: Engine = cpuEngine()): AnyTypedArray[] {
   const made: Tensor[] = [];
   const mk = (s: OpSpec | null, out: boolean): Tensor | null => {
     if (!s) return null;

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
 
-import { Engine } from '../../lib/engine/index.js';
+import type { Engine } from '../../lib/engine/index.js';
 import { cpuEngine, dot, f32, finiteDiff, loadFixture, maxAbsErr, randomF32, relErr, runOp, type OpSpec as Spec, useEngines } from '../helpers/parity.js';
 
 const fx = loadFixture('elementwise');
@@ -49,7 +49,7 @@ describe('gelu and quick_gelu', () => {
     }
   }
 
-  for (const op of ['gelu', 'quick_gelu']) {
+  for (const op of ['gelu', 'quick_gelu'] as const) {
     it(`${op}_bwd agrees with finite differences of ${op}`, () => {
       const shape = [3, 5];
       const x = randomF32(15, 11, 2);

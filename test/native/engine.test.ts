@@ -62,6 +62,7 @@ describe('eager ops', () => {
     engine.op('add', [a, b], [y]);
     expect(Array.from(y.read())).toEqual([11, 22, 33, 14, 25, 36]);
     expect(() => engine.op('add', [b, a], [y])).toThrow(/add: input 1 \[2, 3\] has more dims than input 0 \[3\]/);
+    // @ts-expect-error an unknown op name fails tsc; from untyped JS the engine rejects it by name
     expect(() => engine.op('nope', [], [])).toThrow(/unknown op 'nope'/);
     expect(() => engine.op('add', [a], [y])).toThrow(/add: expected 2 inputs, got 1/);
     expect(() => engine.op('add', [a, { handle: {} } as never], [y])).toThrow(/add: input 1: expected a Tensor/);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { defaultConfig, flagOf, formatConfig, readConfigFile, resolveConfig } from '../../lib/train/config.js';
+import { checkConfigKeys, defaultConfig, flagOf, formatConfig, readConfigFile, resolveConfig } from '../../lib/train/config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'medic-cfg-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -56,6 +56,21 @@ describe('pretrain config', () => {
     const unk = join(dir, 'unk.json');
     writeFileSync(unk, JSON.stringify({ epochz: 3 }));
     expect(() => readConfigFile(unk)).toThrow(/unknown setting 'epochz'/);
+  });
+});
+
+describe('config keys at run time (JavaScript callers, parsed JSON, checkpoints)', () => {
+  it('rejects an unknown key, naming it and where it came from', () => {
+    expect(() => resolveConfig({}, { bogus: 1 } as never)).toThrow(/^flags: unknown setting 'bogus' \(known: data, /);
+    expect(() => resolveConfig({ bogus: 1 } as never)).toThrow(/^config: unknown setting 'bogus'/);
+    expect(() => checkConfigKeys({ epochs: 3, epochz: 3 }, 'checkpoint runs/x.safetensors')).toThrow(/^checkpoint runs\/x.safetensors: unknown setting 'epochz'/);
+    expect(() => checkConfigKeys({ ...defaultConfig }, 'checkpoint')).not.toThrow();
+  });
+
+  it('checks the device string', () => {
+    expect(resolveConfig({}, { device: 'cuda:1' }).device).toBe('cuda:1');
+    expect(() => resolveConfig({}, { device: 'tpu' })).toThrow(/--device: expected auto, cpu, cuda or cuda:N, got 'tpu'/);
+    expect(() => resolveConfig({ device: 3 } as never)).toThrow(/--device: expected auto, cpu, cuda or cuda:N, got 3/);
   });
 });
 
