@@ -8,6 +8,7 @@ import { packageRoot } from '../engine/loader.js';
 import { registerDoctor } from './doctor.js';
 import { registerEval } from './eval.js';
 import { registerPretrain } from './pretrain.js';
+import { registerSweep } from './sweep.js';
 
 export function packageVersion(): string {
   return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
@@ -24,6 +25,7 @@ export function buildCli(): Command {
     .exitOverride();
   registerPretrain(program);
   registerEval(program);
+  registerSweep(program);
   registerDoctor(program);
   return program;
 }

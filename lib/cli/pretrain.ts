@@ -36,6 +36,8 @@ export const flags: FlagSpec[] = [
   { key: 'wTok', arg: 'w', help: 'weight of the patch-token distillation loss' },
   { key: 'wCls', arg: 'w', help: 'weight of the CLS alignment loss' },
   { key: 'wPix', arg: 'w', help: 'weight of the pixel reconstruction loss (0 removes the decoder)' },
+  { key: 'lossBalance', arg: 'mode', help: 'loss balancing: static weights; ema divides each term by its running mean; uncertainty learns a log-variance per term', choices: ['static', 'ema', 'uncertainty'] },
+  { key: 'balanceMomentum', arg: 'm', help: 'momentum of the ema balancing' },
   { key: 'epochs', arg: 'n', help: 'epochs' },
   { key: 'batchSize', arg: 'n', help: 'images per step' },
   { key: 'lr', arg: 'lr', help: 'base learning rate per --lr-batch-ref images (peak lr = lr * batch / ref)' },

@@ -16,7 +16,7 @@
 //   visible_rows [B, 1+V] i32 = [0, 1+visible] (dense decoder input); scored_rows [B, 1+T] i32 (the
 //   distilled rows in the 1+N sequence: [0, 1+visible] or [0, 1+masked]).
 // Outputs: losses [4] = (total, L_tok, L_cls, L_pix); grad_norm [1] (before clipping).
-import { type Graph, Graph as GraphClass, type LossWeights, type Value, adamw, gatherRows, gradNorm, layerNorm, medicLoss, patchify, pixelNorm, sliceRows } from '../graph/index.js';
+import { type Graph, Graph as GraphClass, type LossBalance, type LossWeights, type Value, adamw, gatherRows, gradNorm, layerNorm, lossWeights, medicLoss, patchify, pixelNorm, sliceRows } from '../graph/index.js';
 import { Linear } from '../nn/index.js';
 import { ClipVisionTower, type ClipConfig, type TeacherTower } from './clip.js';
 import { TimmVisionTower } from './timm-teacher.js';
@@ -46,6 +46,12 @@ export interface MedicConfig {
    * graphs share one frozen layout.
    */
   teacherTargets?: 'forward' | 'input';
+  /**
+   * Loss balancing (docs/METHOD.md, Losses): 'static' uses the weights as given; 'ema' reads a
+   * per-step input loss_scale [3] (1 / running mean of each term, kept by the host); 'uncertainty'
+   * learns loss.logvar [3] and scales each term by exp(-logvar). Default 'static'.
+   */
+  balance?: 'static' | 'ema' | 'uncertainty';
   /** AdamW (clip by global norm maxNorm, docs/METHOD.md, Recipe: 3.0); null: the step stops after the gradients. */
   optimizer: { maxNorm: number; beta1?: number; beta2?: number; eps?: number } | null;
   /** 'bf16': mixed precision (Graph.precision); default 'fp32'. */
@@ -93,6 +99,8 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
     w.w_pix !== 0
       ? new PixelDecoder(g, { inDim: D, dim: cfg.decoder.dim, depth: cfg.decoder.depth, heads: cfg.decoder.heads, mlpRatio: cfg.decoder.mlpRatio, grid: img / patch, patchPixels: patch * patch * 3 })
       : null;
+  // The uncertainty weighting's log-variances: trained, never decayed, 0 at init (scales of 1).
+  const logvar = cfg.balance === 'uncertainty' ? g.param('loss.logvar', [3], { kind: 'zeros' }, { decay: false }) : null;
   const teacher = makeTeacher(g, cfg.teacher, img);
 
   // Targets (no gradients): each token normalised with the unbiased variance, as the official code
@@ -135,7 +143,7 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
     values.target = target;
   }
 
-  const loss = medicLoss(g, s, t, pred, target, w);
+  const loss = medicLoss(g, s, t, pred, target, w, balanceOf(g, cfg, logvar, input));
   g.markOutput(loss.losses, 'losses');
   g.backward(pred ? [{ value: s, grad: loss.ds }, { value: pred, grad: loss.dpred! }] : [{ value: s, grad: loss.ds }]);
   if (cfg.optimizer) {
@@ -175,5 +183,16 @@ export function buildTeacherStep(cfg: Pick<MedicConfig, 'batch' | 'img' | 'teach
 function makeTeacher(g: Graph, t: MedicConfig['teacher'], img: number): TeacherTower {
   const { kind, layerScale, normPre, ...clip } = t;
   return kind === 'timm' ? new TimmVisionTower(g, { ...clip, img, layerScale, normPre }) : new ClipVisionTower(g, { ...clip, img });
+}
+
+/** The loss balancing inputs; the scale in use is a program output (loss_scale) for the metrics. */
+function balanceOf(g: Graph, cfg: MedicConfig, logvar: Value | null, input: (name: string, shape: number[], dtype: 'f32') => Value): LossBalance | undefined {
+  if (logvar) {
+    const scale = lossWeights(g, logvar);
+    g.markOutput(scale, 'loss_scale');
+    return { scale, logvar };
+  }
+  if (cfg.balance === 'ema') return { scale: input('loss_scale', [3], 'f32') };
+  return undefined;
 }
 

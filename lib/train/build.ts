@@ -20,6 +20,7 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize, precision:
     encoding: c.encoding,
     maskRatio: c.maskRatio,
     weights: { w_tok: c.wTok, w_cls: c.wCls, w_pix: c.wPix, tau: c.tau },
+    balance: c.lossBalance,
     optimizer: { maxNorm: c.clipGrad },
     teacherLayer: c.teacherLayer || undefined,
     // Evolved masking needs the teacher's attention before the step: the teacher runs first, as its

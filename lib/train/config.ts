@@ -41,6 +41,10 @@ export interface PretrainConfig {
   wCls: number;
   wPix: number;
   tau: number;
+  /** Loss balancing (docs/METHOD.md, Losses): static weights, ema of each term's magnitude, or learned uncertainty. */
+  lossBalance: 'static' | 'ema' | 'uncertainty';
+  /** Momentum of the ema balancing's running means. */
+  balanceMomentum: number;
   epochs: number;
   batchSize: number;
   /** Base lr per lrBatchRef images (peak lr = lr * batch / lrBatchRef). */
@@ -115,6 +119,8 @@ export const defaultConfig: PretrainConfig = {
   wCls: 0.4,
   wPix: 1,
   tau: 0.1,
+  lossBalance: 'static',
+  balanceMomentum: 0.99,
   epochs: 40,
   batchSize: 128,
   lr: 1.5e-3,
@@ -161,7 +167,7 @@ export function extraEvaluations(c: PretrainConfig): ('linear' | 'finetune')[] {
 type Key = keyof PretrainConfig;
 const numeric: Key[] = [
   'imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'teacherMlpRatio', 'decoderDim', 'decoderDepth', 'decoderHeads', 'maskRatio',
-  'wTok', 'wCls', 'wPix', 'tau', 'epochs', 'batchSize', 'lr', 'lrBatchRef', 'warmupEpochs', 'minLr', 'warmupLr', 'weightDecay',
+  'wTok', 'wCls', 'wPix', 'tau', 'balanceMomentum', 'epochs', 'batchSize', 'lr', 'lrBatchRef', 'warmupEpochs', 'minLr', 'warmupLr', 'weightDecay',
   'weightDecayEnd', 'clipGrad', 'dropPath', 'layerScale', 'threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit',
   'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery', 'prefetch', 'spikeFactor', 'teacherLayer', 'maskLambda', 'evolveEpochs', 'evolveGamma',
 ];
@@ -202,6 +208,8 @@ export function validateConfig(c: PretrainConfig): void {
   if (c.encoding !== 'sparse' && c.encoding !== 'dense') fail('encoding', 'sparse or dense', c.encoding);
   if (c.mask !== 'block' && c.mask !== 'random' && c.mask !== 'evolved') fail('mask', 'block, random or evolved', c.mask);
   if (c.maskCluster !== 'em' && c.maskCluster !== 'hc') fail('maskCluster', 'em or hc', c.maskCluster);
+  if (!['static', 'ema', 'uncertainty'].includes(c.lossBalance)) fail('lossBalance', 'static, ema or uncertainty', c.lossBalance);
+  if (!(c.balanceMomentum >= 0 && c.balanceMomentum < 1)) fail('balanceMomentum', 'a number in [0, 1)', c.balanceMomentum);
   if (!['imagenet', 'clip', 'mnist'].includes(c.normalize) && !/^[^/]+\/[^/]+$/.test(c.normalize))
     fail('normalize', "imagenet, clip, mnist or 'm1,m2,m3/s1,s2,s3'", c.normalize);
   if (!(c.cropScale > 0 && c.cropScale <= 1)) fail('cropScale', 'a number in (0, 1]', c.cropScale);

@@ -29,6 +29,8 @@ export interface StepMetrics {
   /** Evolved masking only: the teacher program and the clustering + masks before the step (not in step_ms). */
   teacher_ms?: number;
   mask_ms?: number;
+  /** The balancing scales of the three terms in this step (ema, uncertainty). */
+  loss_scale?: number[];
 }
 
 export interface EvalRecord {

@@ -30,6 +30,8 @@ type StepInputs = Record<string, Uint8Array | Int32Array | Float32Array>;
 interface StepOutcome {
   losses: Float32Array;
   gradNorm: number;
+  /** The balancing scales this step used (ema: fed in; uncertainty: read back), else undefined. */
+  lossScale?: Float32Array;
   hyper: Float32Array;
   stepMs: number;
 }
@@ -68,6 +70,7 @@ export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interru
       if (pending.ck) writeCheckpoint(run, pending.ck);
       pending.ck = null;
       p.extra.guard = guard.state();
+      run.balancer.observe(out.losses);
       p.step += 1;
       clock.stepsThisRun += 1;
       p.position = batch.next;
@@ -119,9 +122,11 @@ async function runStep(run: TrainRun, program: Program, batch: Batch, masks: Ste
   const hyper = Float32Array.from([lrAt(plan.sched, p.step), weightDecayAt(plan.sched, p.step), p.step + 1]);
   const seed = Int32Array.from([c.seed ^ SEED_STREAM_DROP_PATH, p.step]);
   const inputNames = run.cg.inputs.map((i) => i.name);
-  const r = await program.run(pick({ images: batch.images, ...masks, hyper, seed }, inputNames));
+  const balance = run.balancer.inputs();
+  const r = await program.run(pick({ images: batch.images, ...masks, hyper, seed, ...balance }, inputNames));
   const gradNorm = (r.outputs.grad_norm as Float32Array)[0];
-  return { losses: r.outputs.losses as Float32Array, gradNorm, hyper, stepMs: performance.now() - t0 };
+  const lossScale = balance.loss_scale ?? (r.outputs.loss_scale as Float32Array | undefined);
+  return { losses: r.outputs.losses as Float32Array, gradNorm, lossScale, hyper, stepMs: performance.now() - t0 };
 }
 
 /**
@@ -157,6 +162,7 @@ function report(
     lr: hyper[0], wd: hyper[1], step_ms: stepMs, wait_ms: batch.waitMs, img_s: (B * 1000) / (stepMs + batch.waitMs + (run.evolvedMs ? run.evolvedMs.teacher + run.evolvedMs.mask : 0)),
   };
   if (run.evolvedMs) Object.assign(m, { teacher_ms: run.evolvedMs.teacher, mask_ms: run.evolvedMs.mask });
+  if (out.lossScale) m.loss_scale = Array.from(out.lossScale);
   if (c.logEvery === 0 || step % c.logEvery === 0 || epochDone) {
     writeSync(metricsFd, JSON.stringify(m) + '\n');
     ev.metrics(m);

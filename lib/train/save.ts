@@ -18,7 +18,7 @@ export interface TakenCheckpoint {
 /** A copy of the run's state now (step, data position, bookkeeping, parameters, AdamW moments). */
 export function takeCheckpoint(run: TrainRun, reason: string): TakenCheckpoint {
   const { c, state, progress: p } = run;
-  const extra = JSON.parse(JSON.stringify(p.extra)) as Record<string, unknown>;
+  const extra = JSON.parse(JSON.stringify({ ...p.extra, balance: run.balancer.state() })) as Record<string, unknown>;
   const st: TrainState = { step: p.step, epoch: p.position.epoch, dataPosition: { ...p.position }, seed: c.seed, config: { ...c }, paramTable: run.table, extra };
   return {
     reason,

@@ -8,6 +8,7 @@ import { openData, type OpenedData, type Position } from '../data/index.js';
 import { Engine } from '../engine/index.js';
 import type { DataReporting } from '../eval/features.js';
 import { GraphState, type CompiledGraph } from '../graph/index.js';
+import { LossBalancer } from './balance.js';
 import { checkParamTable, loadCheckpoint, paramTable, type Checkpoint, type ParamEntry } from '../io/checkpoint.js';
 import { describeClipCheckpoint, loadClipTeacher, type ClipCheckpointInfo } from '../io/teacher.js';
 import type { MedicGraph } from '../models/index.js';
@@ -51,6 +52,8 @@ export interface TrainRun {
   progress: RunProgress;
   /** Evolved masking: the last step's teacher program and clustering times (ms), for the metrics. */
   evolvedMs?: { teacher: number; mask: number };
+  /** Loss balancing state (lib/train/balance.ts). */
+  balancer: LossBalancer;
 }
 
 export async function setupRun(config: PretrainConfig, opts: PretrainOptions): Promise<TrainRun> {
@@ -83,7 +86,9 @@ export async function setupRun(config: PretrainConfig, opts: PretrainOptions): P
     const plan = planRun(c, ev, data, resumed);
     prepareRunFolder(c, ev, !!opts.overwrite);
     const dataReport = { onWarning: (m: string) => ev.warn(m), reported: new Set<string>() };
-    return { c, ev, ckptDir, resumed, data, engine, medic, cg, state, table, plan, dataReport, progress };
+    const balancer = new LossBalancer(c.lossBalance, c.balanceMomentum);
+    if (resumed) balancer.restore(resumed.state.extra?.balance, resumed.path);
+    return { c, ev, ckptDir, resumed, data, engine, medic, cg, state, table, plan, dataReport, progress, balancer };
   } catch (err) {
     state?.dispose();
     engine.dispose();

@@ -481,6 +481,26 @@ void check_medic_loss(const OpCall& c) {
   }
   if (!(plan.tau > 0)) fail(c, "attr tau must be positive");
   if (!(plan.beta > 0)) fail(c, "attr beta must be positive");
+  if (plan.has_scale) {
+    f32_in(c, 4);
+    numel_is(c, in(c, 4), true, 4, 3);
+  }
+}
+
+void check_loss_weights(const OpCall& c) {
+  f32_in(c, 0);
+  numel_is(c, in(c, 0), true, 0, 3);
+  f32_out(c, 0);
+  numel_is(c, out(c, 0), false, 0, 3);
+}
+
+void check_loss_weights_bwd(const OpCall& c) {
+  f32_in(c, 0);
+  numel_is(c, in(c, 0), true, 0, 3);
+  f32_in(c, 1);
+  numel_is(c, in(c, 1), true, 1, 4);
+  f32_out(c, 0);
+  numel_is(c, out(c, 0), false, 0, 3);
 }
 
 void check_cross_entropy(const OpCall& c) {

@@ -109,8 +109,11 @@ void medic_loss(const OpCall& c) {
   const int64_t B = plan.B, R = plan.R, Dt = plan.Dt, T = plan.T, M = plan.M, P = plan.P;
   const float w_tok = plan.w_tok, w_cls = plan.w_cls, w_pix = plan.w_pix, tau = plan.tau, beta = plan.beta;
   const bool has_pix = plan.has_pix, do_tok = plan.do_tok, do_cls = plan.do_cls, do_pix = plan.do_pix;
-  const float tok_scale = plan.tok_scale, pix_scale = plan.pix_scale;
-  const double cls_coef = plan.cls_coef;
+  // Loss balancing: the per-term scales multiply the weights (and so every gradient of the term).
+  const float* sc = plan.has_scale ? c.x(4).f32() : nullptr;
+  const float sc_tok = sc ? sc[0] : 1.0f, sc_cls = sc ? sc[1] : 1.0f, sc_pix = sc ? sc[2] : 1.0f;
+  const float tok_scale = plan.tok_scale * sc_tok, pix_scale = plan.pix_scale * sc_pix;
+  const double cls_coef = plan.cls_coef * sc_cls;
 
   const float* s = S.f32();
   const float* t = Tt.f32();
@@ -151,11 +154,31 @@ void medic_loss(const OpCall& c) {
   double L_cls = do_cls ? cls / (static_cast<double>(B) * tau) : 0.0;
   double L_pix = do_pix ? pix / (static_cast<double>(B) * M * P) : 0.0;
   float* losses = c.y(0).f32();
-  losses[0] = static_cast<float>(static_cast<double>(w_tok) * L_tok + static_cast<double>(w_cls) * L_cls +
-                                 static_cast<double>(w_pix) * L_pix);
+  losses[0] = static_cast<float>(static_cast<double>(w_tok) * sc_tok * L_tok + static_cast<double>(w_cls) * sc_cls * L_cls +
+                                 static_cast<double>(w_pix) * sc_pix * L_pix);
   losses[1] = static_cast<float>(L_tok);
   losses[2] = static_cast<float>(L_cls);
   losses[3] = static_cast<float>(L_pix);
+}
+
+// loss_weights: scale = exp(-logvar), the uncertainty weighting's factor on each term (ops.h).
+void loss_weights(const OpCall& c) {
+  const float* lv = c.x(0).f32();
+  float* scale = c.y(0).f32();
+  for (int k = 0; k < 3; ++k) scale[k] = static_cast<float>(std::exp(-static_cast<double>(lv[k])));
+}
+
+// loss_weights_bwd: d/dlogvar_k of w_k (exp(-logvar_k) L_k + logvar_k), accumulated.
+void loss_weights_bwd(const OpCall& c) {
+  const LossWeightArgs w = loss_weight_args(c);
+  const float* lv = c.x(0).f32();
+  const float* losses = c.x(1).f32();
+  float* dlv = c.y(0).f32();
+  for (int k = 0; k < 3; ++k) {
+    if (w.w[k] == 0) continue;
+    const double e = std::exp(-static_cast<double>(lv[k]));
+    dlv[k] += static_cast<float>(static_cast<double>(w.w[k]) * (1.0 - e * losses[1 + k]));
+  }
 }
 
 // cross_entropy: in logits [R, C], labels [R] i32 or targets [R, C] f32; out loss [1], dlogits [R, C], [correct [1]].

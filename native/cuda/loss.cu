@@ -32,11 +32,16 @@ struct LossArgs {
   bool do_tok, do_cls, do_pix;
   float beta, inv_beta, tok_scale, pix_scale;
   double cls_coef;
-  double* part;  // [n_head + n_pix]
+  const float* wscale;  // [3] per-term weight scales (loss balancing) or nullptr
+  double* part;         // [n_head + n_pix]
 };
 
 __global__ void __launch_bounds__(kBlock) medic_loss_rows(LossArgs a) {
   const int lane = threadIdx.x & 31;
+  // The balancing scales multiply each term's gradient factor, in the same precision as on the CPU.
+  const float tok_scale = a.wscale ? a.tok_scale * a.wscale[0] : a.tok_scale;
+  const double cls_coef = a.wscale ? a.cls_coef * a.wscale[1] : a.cls_coef;
+  const float pix_scale = a.wscale ? a.pix_scale * a.wscale[2] : a.pix_scale;
   const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t w = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); w < a.n_head + a.n_pix; w += n_warps) {
     double partial = 0.0;
@@ -65,7 +70,7 @@ __global__ void __launch_bounds__(kBlock) medic_loss_rows(LossArgs a) {
             for (int i = lane; i < n; i += 32) ds[i] = 0.0f;
           } else {
             const double ka = 1.0 / (ns * nt), kb = sqrt(ss) > eps ? c / (ns * ns) : 0.0;
-            for (int i = lane; i < n; i += 32) ds[i] = static_cast<float>(-a.cls_coef * (ka * t[i] - kb * s[i]));
+            for (int i = lane; i < n; i += 32) ds[i] = static_cast<float>(-cls_coef * (ka * t[i] - kb * s[i]));
           }
           partial = 1.0 - cc;
         } else {
@@ -78,7 +83,7 @@ __global__ void __launch_bounds__(kBlock) medic_loss_rows(LossArgs a) {
           for (int i = lane; i < n; i += 32) {
             const float d = s[i] - t[i], ad = fabsf(d), q = fminf(ad, a.beta);
             acc += static_cast<double>(q * (ad - 0.5f * q) * a.inv_beta);
-            ds[i] = a.tok_scale * fmaxf(-1.0f, fminf(1.0f, d * a.inv_beta));
+            ds[i] = tok_scale * fmaxf(-1.0f, fminf(1.0f, d * a.inv_beta));
           }
           partial = warp_sum(acc);
         } else {
@@ -95,7 +100,7 @@ __global__ void __launch_bounds__(kBlock) medic_loss_rows(LossArgs a) {
         double acc = 0.0;
         for (int i = lane; i < n; i += 32) {
           const float d = p[i] - q[i];
-          dp[i] = a.pix_scale * d;
+          dp[i] = pix_scale * d;
           acc += static_cast<double>(d) * d;
         }
         partial = warp_sum(acc);
@@ -112,7 +117,7 @@ constexpr int kFinal = 256;
 // Sums the head partials into (tok, cls) and the pixel partials, then writes losses [4].
 __global__ void __launch_bounds__(kFinal) medic_loss_final(const double* part, int64_t n_head, int64_t n_pix, int64_t R, double tok_div,
                                                            double cls_div, double pix_div, double w_tok, double w_cls, double w_pix,
-                                                           bool do_tok, bool do_cls, bool do_pix, float* losses) {
+                                                           bool do_tok, bool do_cls, bool do_pix, const float* wscale, float* losses) {
   __shared__ double sm[kFinal / 32];
   const int64_t n = n_head + n_pix;
   const int64_t per = (n + kFinal - 1) / kFinal;
@@ -131,7 +136,8 @@ __global__ void __launch_bounds__(kFinal) medic_loss_final(const double* part, i
     const double L_tok = do_tok ? tok / tok_div : 0.0;
     const double L_cls = do_cls ? cls / cls_div : 0.0;
     const double L_pix = do_pix ? pix / pix_div : 0.0;
-    losses[0] = static_cast<float>(w_tok * L_tok + w_cls * L_cls + w_pix * L_pix);
+    const double sc_tok = wscale ? wscale[0] : 1.0, sc_cls = wscale ? wscale[1] : 1.0, sc_pix = wscale ? wscale[2] : 1.0;
+    losses[0] = static_cast<float>(w_tok * sc_tok * L_tok + w_cls * sc_cls * L_cls + w_pix * sc_pix * L_pix);
     losses[1] = static_cast<float>(L_tok);
     losses[2] = static_cast<float>(L_cls);
     losses[3] = static_cast<float>(L_pix);
@@ -280,6 +286,7 @@ void medic_loss(const OpCall& c) {
   a.pix_scale = plan.pix_scale;
   a.n_head = plan.n_head;
   a.n_pix = plan.n_pix;
+  a.wscale = plan.has_scale ? c.x(4).f32() : nullptr;
   const int64_t rows = a.n_head + a.n_pix;
   a.part = static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(rows > 0 ? rows : 1) * sizeof(double)));
   if (rows > 0) {
@@ -288,8 +295,36 @@ void medic_loss(const OpCall& c) {
   }
   medic_loss_final<<<1, kFinal, 0, stream_of(c)>>>(a.part, a.n_head, a.n_pix, R, static_cast<double>(B) * T * Dt,
                                                    static_cast<double>(B) * plan.tau, static_cast<double>(B) * M * P, plan.w_tok, plan.w_cls, plan.w_pix,
-                                                   a.do_tok, a.do_cls, a.do_pix, c.y(0).f32());
+                                                   a.do_tok, a.do_cls, a.do_pix, a.wscale, c.y(0).f32());
   check_launch("medic_loss");
+}
+
+namespace {
+
+__global__ void loss_weights_k(const float* lv, float* scale) {
+  const int k = threadIdx.x;
+  if (k < 3) scale[k] = static_cast<float>(exp(-static_cast<double>(lv[k])));
+}
+
+__global__ void loss_weights_bwd_k(LossWeightArgs w, const float* lv, const float* losses, float* dlv) {
+  const int k = threadIdx.x;
+  if (k < 3 && w.w[k] != 0) {
+    const double e = exp(-static_cast<double>(lv[k]));
+    dlv[k] += static_cast<float>(static_cast<double>(w.w[k]) * (1.0 - e * losses[1 + k]));
+  }
+}
+
+}  // namespace
+
+// Three numbers each: one warp of one block (the CPU loop, element for element).
+void loss_weights(const OpCall& c) {
+  loss_weights_k<<<1, 32, 0, stream_of(c)>>>(c.x(0).f32(), c.y(0).f32());
+  check_launch("loss_weights");
+}
+
+void loss_weights_bwd(const OpCall& c) {
+  loss_weights_bwd_k<<<1, 32, 0, stream_of(c)>>>(loss_weight_args(c), c.x(0).f32(), c.x(1).f32(), c.y(0).f32());
+  check_launch("loss_weights_bwd");
 }
 
 void cross_entropy(const OpCall& c) {

@@ -492,7 +492,12 @@ void build_loss(Builder& b) {
           A({{"w_tok", 1}, {"w_cls", 0.4}, {"w_pix", 1}, {"tau", 0.1}, {"beta", 1}}));
     b.add("medic_loss", tag + " w_pix 0", {randn(s), randn(s), none(), none()}, {poison(S({4})), poison(s), none()},
           A({{"w_tok", 1}, {"w_cls", 0.4}, {"w_pix", 0}}));
+    b.add("medic_loss", tag + " balanced", {randn(s), randn(s), randn(p), randn(p), from_f32(S({3}), {0.7f, 2.5f, 0.3f})},
+          {poison(S({4})), poison(s), poison(p)}, A({{"w_tok", 1}, {"w_cls", 0.4}, {"w_pix", 1}}));
   }
+  b.add("loss_weights", "[3]", {randn(S({3}))}, {poison(S({3}))});
+  b.add("loss_weights_bwd", "[3]", {randn(S({3})), from_f32(S({4}), {3.0f, 0.8f, 1.7f, 0.4f})}, {randn(S({3}))},
+        A({{"w_tok", 1}, {"w_cls", 0.4}, {"w_pix", 0}}));
   for (auto rc : {std::pair<int64_t, int64_t>{3, 5}, {119, 77}, {256, 1000}}) {
     std::vector<int32_t> labels(static_cast<size_t>(rc.first));
     for (auto& l : labels) l = static_cast<int32_t>(rng().below(rc.second));

@@ -203,6 +203,15 @@ inline GemmDims gemm_dims(const OpCall& c) {
   return g;
 }
 
+// The static weights of MEDiC's three terms (tok, cls, pix): medic_loss and loss_weights_bwd.
+struct LossWeightArgs {
+  float w[3];
+};
+
+inline LossWeightArgs loss_weight_args(const OpCall& c) {
+  return {{c.af("w_tok", 1.0f), c.af("w_cls", 0.4f), c.af("w_pix", 1.0f)}};
+}
+
 // medic_loss: in s, t [B, 1+T, Dt], [pred, target [B, M, P]]. Which of the three terms run (a term
 // whose weight is 0, or that has nothing to average, is skipped and reads 0) and the gradient scale
 // of each: d total / d element = weight over the element count of its mean (the 2 of d^2 folded in).
@@ -211,6 +220,7 @@ struct MedicLossPlan {
   int64_t M, P;         // pixel rows per image and their width (0 without pred/target)
   float w_tok, w_cls, w_pix, tau, beta;
   bool has_pix, do_tok, do_cls, do_pix;
+  bool has_scale;         // input 4: per-term weight scales on the device (loss balancing)
   float tok_scale, pix_scale;
   double cls_coef;       // w_cls / (B tau): the CLS term's gradient factor
   int64_t n_head, n_pix;  // work rows: B * R head rows, then B * M pixel rows
@@ -223,12 +233,14 @@ inline MedicLossPlan medic_loss_plan(const OpCall& c) {
   p.R = s[1];
   p.Dt = s[2];
   p.T = p.R - 1;
-  p.w_tok = c.af("w_tok", 1.0f);
-  p.w_cls = c.af("w_cls", 0.4f);
-  p.w_pix = c.af("w_pix", 1.0f);
+  const LossWeightArgs w = loss_weight_args(c);
+  p.w_tok = w.w[0];
+  p.w_cls = w.w[1];
+  p.w_pix = w.w[2];
   p.tau = c.af("tau", 0.1f);
   p.beta = c.af("beta", 1.0f);
   p.has_pix = c.has_in(2);
+  p.has_scale = c.has_in(4);
   p.M = p.has_pix ? c.x(2).shape[1] : 0;
   p.P = p.has_pix ? c.x(2).shape[2] : 0;
   p.do_tok = p.w_tok != 0 && p.T > 0;

@@ -166,6 +166,13 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
 //               L_pix = MSE mean over B*M*P. total = w_tok L_tok + w_cls L_cls + w_pix L_pix; ds and dpred
 //               are d total (overwrite). A zero weight skips its branch (its gradient rows are zero).
 //               attrs w_tok=1, w_cls=0.4, w_pix=1, tau=0.1, beta=1.
+//               Optional input 4, scale [3] f32 (loss balancing, read on the device so it may change
+//               every step): term k's weight becomes w_k * scale[k], in total and in ds / dpred.
+// loss_weights  in logvar [3]; out scale [3] = exp(-logvar). Uncertainty weighting (Kendall, Gal and
+//               Cipolla 2018): the balanced objective is sum_k w_k (exp(-logvar_k) L_k + logvar_k).
+// loss_weights_bwd in logvar [3], losses [4] (medic_loss's, components at 1..3); out dlogvar [3]
+//               (accumulate): w_k (1 - exp(-logvar_k) L_k), 0 where w_k = 0. attrs w_tok, w_cls, w_pix
+//               (as medic_loss).
 // cross_entropy in logits [R, C], labels [R] i32 or targets [R, C] f32; out loss [1] (mean), dlogits [R, C]
 //               (d loss, overwrite), [correct [1]] (count of argmax == label; with targets, argmax == the
 //               targets' argmax). Labels: label smoothing e gives the target (1-e) one_hot + e/C. Targets
@@ -218,7 +225,9 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
   X(unpatchify, 1, 1, 1, 1)               \
   X(pixel_norm, 1, 1, 1, 1)               \
   X(batchnorm, 1, 1, 3, 3)                \
-  X(medic_loss, 2, 4, 2, 3)               \
+  X(medic_loss, 2, 5, 2, 3)               \
+  X(loss_weights, 1, 1, 1, 1)             \
+  X(loss_weights_bwd, 2, 2, 1, 1)         \
   X(cross_entropy, 2, 2, 2, 3)            \
   X(grad_norm, 1, 1, 1, 1)                \
   X(adamw, 3, 5, 3, 3)                    \
