@@ -14,7 +14,7 @@
 #   Each app then runs `npx medic-native doctor --json` (must report the prebuilt cpu variant) and a
 #   two-step `pretrain` on the bundled digits. The scripts app also checks the no-binary message
 #   (prebuilds removed: it must name `npm rebuild medic-native`) and the missing-toolchain message
-#   (`npm rebuild medic-native --build-from-source`).
+#   (`npm_config_build_from_source=true npm rebuild medic-native`; npm 12 rejects `--build-from-source`).
 # - --cuda-tarball FILE (the @medic-native/linux-x64-cuda package from `npm run prebuild`): a third
 #   app installs both tarballs; doctor must report the prebuilt cuda binary (and pick it when a GPU
 #   is visible).
@@ -155,11 +155,11 @@ rm -rf "$app/node_modules/medic-native/prebuilds"
 if in_app "$app" npx medic-native pretrain --stop-after 1 >"$WORK/nobinary.log" 2>&1; then die "pretrain ran without any engine binary"; fi
 grep -q 'npm rebuild medic-native' "$WORK/nobinary.log" || { cat "$WORK/nobinary.log"; die "the no-binary error does not name 'npm rebuild medic-native'"; }
 # A forced source build without a toolchain: one message naming what is missing (no traps on PATH here).
-if (cd "$app" && env PATH="$WORK/node:$WORK/bin" npm rebuild medic-native --build-from-source --foreground-scripts "${ALLOW_SCRIPTS[@]}" >"$WORK/rebuild.log" 2>&1); then
-  die "npm rebuild --build-from-source succeeded without a compiler"
+if (cd "$app" && env PATH="$WORK/node:$WORK/bin" npm_config_build_from_source=true npm rebuild medic-native --foreground-scripts "${ALLOW_SCRIPTS[@]}" >"$WORK/rebuild.log" 2>&1); then
+  die "npm rebuild with npm_config_build_from_source=true succeeded without a compiler"
 fi
 grep -q 'cannot build the native engine from source: missing cmake' "$WORK/rebuild.log" || { cat "$WORK/rebuild.log"; die "no clear missing-toolchain message"; }
-say "no-binary error names 'npm rebuild medic-native'; --build-from-source without a toolchain says what is missing"
+say "no-binary error names 'npm rebuild medic-native'; a forced source build without a toolchain says what is missing"
 
 if [ -n "$CUDA_TARBALL" ]; then
   app="$WORK/app-cuda"
