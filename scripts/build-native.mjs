@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Builds the native addon from source with cmake-js into build/Release (`npm run build:native`, and
-// scripts/install.mjs when no prebuilt binary loads or --build-from-source asks for it).
+// scripts/install.mjs when no prebuilt binary loads or npm_config_build_from_source asks for it).
 //
 // - MEDIC_CUDA=AUTO|ON|OFF selects the CUDA backend (AUTO: built when nvcc is found).
 // - Never downloads anything: package.json's "binary.napi_versions" makes cmake-js take the Node-API

@@ -14,7 +14,7 @@
 #   Each app then runs `npx medic-native doctor --json` (must report the prebuilt cpu variant) and a
 #   two-step `pretrain` on the bundled digits. The scripts app also checks the no-binary message
 #   (prebuilds removed: it must name `npm rebuild medic-native`) and the missing-toolchain message
-#   (`npm rebuild medic-native --build-from-source`).
+#   (`npm_config_build_from_source=true npm rebuild medic-native`; npm 12 rejects `--build-from-source`).
 # - --cuda-tarball FILE (the @medic-native/linux-x64-cuda package from `npm run prebuild`): a third
 #   app installs both tarballs; doctor must report the prebuilt cuda binary (and pick it when a GPU
 #   is visible).
@@ -107,6 +107,10 @@ for n in cmake make ninja nvcc cc c++ gcc g++ clang clang++; do
   chmod +x "$WORK/trap/$n"
 done
 APP_PATH="$WORK/node:$WORK/trap:$WORK/bin"
+# npm >= 12 runs no dependency's install script unless the app approved it (allowScripts), so a plain
+# install there is the --ignore-scripts case; to test our install step it must be allowed.
+ALLOW_SCRIPTS=()
+[ "$(PATH="$APP_PATH" npm --version | cut -d. -f1)" -ge 12 ] && ALLOW_SCRIPTS=(--dangerously-allow-all-scripts)
 in_app() { (cd "$1" && shift && env -u npm_config_build_from_source PATH="$APP_PATH" npm_config_update_notifier=false "$@"); }
 say "apps run $(PATH="$APP_PATH" node --version) with npm $(PATH="$APP_PATH" npm --version); PATH holds no cmake, make, ninja, nvcc or C/C++ compiler"
 
@@ -115,7 +119,7 @@ check_app() { # mode
   local mode="$1" app="$WORK/app-$1" pkg flags=(--no-audit --no-fund --prefer-offline)
   mkdir -p "$app"
   echo '{"name":"app","version":"1.0.0","private":true,"type":"module"}' >"$app/package.json"
-  if [ "$mode" = ignore-scripts ]; then flags+=(--ignore-scripts); else flags+=(--foreground-scripts); fi
+  if [ "$mode" = ignore-scripts ]; then flags+=(--ignore-scripts); else flags+=(--foreground-scripts "${ALLOW_SCRIPTS[@]}"); fi
   local t0; t0=$(now)
   in_app "$app" npm install "${flags[@]}" "$TARBALL" >"$WORK/install-$mode.log" 2>&1 || { cat "$WORK/install-$mode.log"; die "npm install ($mode) failed"; }
   INSTALL_S[$mode]=$(elapsed "$t0")
@@ -151,11 +155,11 @@ rm -rf "$app/node_modules/medic-native/prebuilds"
 if in_app "$app" npx medic-native pretrain --stop-after 1 >"$WORK/nobinary.log" 2>&1; then die "pretrain ran without any engine binary"; fi
 grep -q 'npm rebuild medic-native' "$WORK/nobinary.log" || { cat "$WORK/nobinary.log"; die "the no-binary error does not name 'npm rebuild medic-native'"; }
 # A forced source build without a toolchain: one message naming what is missing (no traps on PATH here).
-if (cd "$app" && env PATH="$WORK/node:$WORK/bin" npm rebuild medic-native --build-from-source --foreground-scripts >"$WORK/rebuild.log" 2>&1); then
-  die "npm rebuild --build-from-source succeeded without a compiler"
+if (cd "$app" && env PATH="$WORK/node:$WORK/bin" npm_config_build_from_source=true npm rebuild medic-native --foreground-scripts "${ALLOW_SCRIPTS[@]}" >"$WORK/rebuild.log" 2>&1); then
+  die "npm rebuild with npm_config_build_from_source=true succeeded without a compiler"
 fi
 grep -q 'cannot build the native engine from source: missing cmake' "$WORK/rebuild.log" || { cat "$WORK/rebuild.log"; die "no clear missing-toolchain message"; }
-say "no-binary error names 'npm rebuild medic-native'; --build-from-source without a toolchain says what is missing"
+say "no-binary error names 'npm rebuild medic-native'; a forced source build without a toolchain says what is missing"
 
 if [ -n "$CUDA_TARBALL" ]; then
   app="$WORK/app-cuda"

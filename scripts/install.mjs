@@ -5,8 +5,9 @@
 //    (build/Release/medic_cpu.node), then the prebuilt CPU engine that node-gyp-build picks from
 //    prebuilds/<platform>-<arch>/. Each is loaded in a fresh Node; the first that loads ends the
 //    install: nothing is compiled.
-// 2. Otherwise, or when a source build is asked for (`--build-from-source`, i.e. the environment
-//    variable npm_config_build_from_source, the node-pre-gyp / sharp convention), it builds from the
+// 2. Otherwise, or when a source build is asked for (the environment variable
+//    npm_config_build_from_source=true, the node-pre-gyp / sharp convention; npm <= 11 also sets it
+//    from `--build-from-source`, npm 12 rejects that flag), it builds from the
 //    shipped sources (scripts/build-native.mjs: cmake-js, MEDIC_CUDA=AUTO|ON|OFF), after checking the
 //    toolchain: when something is missing, one message says what, what was tried, and what to run.
 // A clone of the repository has no prebuilds/, so `npm ci` there builds from source as before.
@@ -68,7 +69,7 @@ function missingToolchain() {
 
 const tried = [];
 if (forced()) {
-  say('building from source (npm_config_build_from_source / --build-from-source)');
+  say('building from source (npm_config_build_from_source is set)');
 } else {
   for (const c of candidates(tried)) {
     const err = loadError(c.file);

@@ -129,9 +129,11 @@ function notFound(prefer: Variant, tried: string[]): Error {
   const advice =
     prefer === 'cuda'
       ? `The CUDA build comes with the optional package ${CUDA_PACKAGE} (linux-x64, glibc) or from a source build on a\n` +
-        'machine with nvcc: `npm rebuild medic-native --build-from-source` (needs cmake >= 3.18, a C++17 compiler and nvcc).'
+        'machine with nvcc: `npm_config_build_from_source=true npm rebuild medic-native` (needs cmake >= 3.18, a C++17 compiler\n' +
+        'and nvcc).'
       : 'In an app that depends on medic-native, run `npm rebuild medic-native`: it uses the prebuilt engine when it loads\n' +
-        'and otherwise builds one from source (needs cmake >= 3.18 and a C++17 compiler). In a clone of medic-native: `npm run build:native`.';
+        'and otherwise builds one from source (needs cmake >= 3.18 and a C++17 compiler; npm >= 12 runs it only for an approved\n' +
+        'package: `npm approve-scripts medic-native` first). In a clone of medic-native: `npm run build:native`.';
   return new Error(`medic-native: could not load the native engine (${prefer} variant; ${where}). Tried:\n  ${tried.join('\n  ')}\n${advice}`);
 }
 

@@ -84,7 +84,7 @@ describe('engine loader', () => {
     let r = load('cuda');
     expect(r.ok).toBe(false);
     expect(r.out).toContain('@medic-native/linux-x64-cuda is version 1.0.0, medic-native is 9.8.7; reinstall so they match');
-    expect(r.out).toContain('npm rebuild medic-native --build-from-source');
+    expect(r.out).toContain('npm_config_build_from_source=true npm rebuild medic-native');
     writeFileSync(join(cudaPkg, 'index.js'), index('9.8.7'));
     r = load('cuda');
     expect(r.out).toContain(`${join(cudaPkg, 'medic_cuda.node')}: loads, but is the CPU-only build`);
