@@ -17,6 +17,9 @@ export { buildTrainModel } from './train/build.js';
 export { lrAt, weightDecayAt, peakLr, type ScheduleConfig } from './train/schedule.js';
 export { FeatureExtractor, buildFeatureModel } from './eval/features.js';
 export { knnClassify, knnEvaluate, type KnnResult } from './eval/knn.js';
+export { runLinearProbe, type LinearRunOptions, type LinearResult } from './eval/linear.js';
+export { runFinetune, type FinetuneRunOptions, type FinetuneResult } from './eval/finetune.js';
+export { linearDefaults, finetuneDefaults, type LinearConfig, type FinetuneConfig, type EvalEvents, type EpochResult, type TopK } from './eval/protocols.js';
 
 export { loadCheckpoint, saveCheckpoint, readCheckpointState, type Checkpoint, type TrainState } from './io/checkpoint.js';
 export { SafetensorsFile, writeSafetensors, type WriteTensor } from './io/safetensors.js';
