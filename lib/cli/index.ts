@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { packageRoot } from '../engine/loader.js';
 import { registerDoctor } from './doctor.js';
 import { registerEval } from './eval.js';
+import { registerMasks } from './masks.js';
 import { registerPretrain } from './pretrain.js';
 
 export function packageVersion(): string {
@@ -23,6 +24,7 @@ export function buildCli(): Command {
     .exitOverride();
   registerPretrain(program);
   registerEval(program);
+  registerMasks(program);
   registerDoctor(program);
   return program;
 }
