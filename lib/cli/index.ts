@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { packageRoot } from '../engine/loader.js';
 import { registerDoctor } from './doctor.js';
 import { registerEval } from './eval.js';
+import { registerMasks } from './masks.js';
 import { registerPretrain } from './pretrain.js';
 import { registerSweep } from './sweep.js';
 
@@ -26,6 +27,7 @@ export function buildCli(): Command {
   registerPretrain(program);
   registerEval(program);
   registerSweep(program);
+  registerMasks(program);
   registerDoctor(program);
   return program;
 }
