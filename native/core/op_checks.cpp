@@ -306,7 +306,7 @@ void check_attention_bwd(const OpCall& c) {
 
 void check_attention_probs(const OpCall& c) {
   f32_in(c, 0);
-  positive_attr(c, "heads");
+  positive_attr(c, "heads", attention_heads(c));
   ndim_is(c, in(c, 0), true, 0, 3);
   const AttnProbsArgs a = attention_probs_args(c);
   if (in(c, 0).shape[2] % (3 * a.H) != 0)

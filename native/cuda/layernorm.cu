@@ -266,7 +266,6 @@ void layernorm_bwd(const OpCall& c) {
   float* dx = c.y(0).f32();
   float* dw = c.has_out(1) ? c.y(1).f32() : nullptr;
   float* db = c.has_out(2) ? c.y(2).f32() : nullptr;
-  const NormArgs n = norm_args(c);
   const int64_t C = n.C, R = n.R;
   if (R <= 0 || C <= 0) return;
   const bool acc = n.acc;

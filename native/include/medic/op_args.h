@@ -49,10 +49,15 @@ inline SoftmaxArgs softmax_args(const OpCall& c) {
 }
 
 // ---- layernorm, layernorm_bwd, pixel_norm: rows of C values (x is input 1 of layernorm_bwd) -----
+// unbiased=1 (layernorm) divides the variance by C - 1 (torch's default var(), the official MEDiC
+// teacher-target normalisation) instead of C (F.layer_norm). The backward must be called with the
+// forward's attrs: dx = rstd (g - mean(g) - xhat sum(g xhat) / var_div).
 struct NormArgs {
   int64_t R, C;
-  float eps;  // layernorm, pixel_norm
-  bool acc;   // layernorm_bwd
+  float eps;      // layernorm, pixel_norm
+  bool unbiased;  // layernorm, layernorm_bwd
+  bool acc;       // layernorm_bwd
+  float var_div;  // C, or C - 1 when unbiased
 };
 inline NormArgs norm_args(const OpCall& c) {
   const Shape& s = c.x(c.def->id == OpId::layernorm_bwd ? 1 : 0).shape;
@@ -60,7 +65,9 @@ inline NormArgs norm_args(const OpCall& c) {
   a.C = s.nd ? s[-1] : 1;
   a.R = s.leading(1);
   a.eps = c.af("eps", kNormEpsDefault);
+  a.unbiased = c.ai("unbiased", 0) != 0;
   a.acc = accumulates(c);
+  a.var_div = static_cast<float>(a.unbiased ? a.C - 1 : a.C);
   return a;
 }
 
@@ -252,29 +259,6 @@ inline MedicLossPlan medic_loss_plan(const OpCall& c) {
   p.n_head = p.B * p.R;
   p.n_pix = p.has_pix ? p.B * p.M : 0;
   return p;
-}
-
-// layernorm / layernorm_bwd over x [R, C] (x is input 0 of the forward, input 1 of the backward).
-// unbiased=1 divides the variance by C - 1 (torch's default var(), the official MEDiC teacher-target
-// normalisation) instead of C (F.layer_norm). The backward must be called with the forward's attrs:
-// dx = rstd (g - mean(g) - xhat sum(g xhat) / var_div).
-struct NormArgs {
-  int64_t R, C;
-  float eps;
-  bool unbiased, acc;
-  float var_div;  // C, or C - 1 when unbiased
-};
-
-inline NormArgs norm_args(const OpCall& c) {
-  const Tensor& x = c.x(c.def->id == OpId::layernorm_bwd ? 1 : 0);
-  NormArgs a{};
-  a.C = x.shape[-1];
-  a.R = x.shape.leading(1);
-  a.eps = c.af("eps", 1e-6f);
-  a.unbiased = c.ai("unbiased", 0) != 0;
-  a.acc = c.ai("acc", 0) != 0;
-  a.var_div = static_cast<float>(a.unbiased ? a.C - 1 : a.C);
-  return a;
 }
 
 // attention_probs: qkv [B, T, 3*H*Hd] -> p [B, N, N], N = T - prefix.
