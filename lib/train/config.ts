@@ -138,7 +138,7 @@ export const defaultConfig: PretrainConfig = {
   hflip: -1,
   colorJitter: 0,
   device: 'auto',
-  precision: 'auto',
+  precision: 'fp32',
   threads: 0,
   workers: 1,
   prefetch: 2,
