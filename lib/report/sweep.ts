@@ -74,7 +74,7 @@ function barChart(s: SweepSummary): string {
   const parts: string[] = [`<text x="${width / 2}" y="18" text-anchor="middle" ${FONT} font-weight="bold">kNN top-1 by cell (k = ${s.k})</text>`];
   s.cells.forEach((c, i) => {
     const y = top + i * rowH;
-    parts.push(`<text x="${left - 6}" y="${y + 17}" text-anchor="end" ${FONT}>${esc(c.cell)}</text>`);
+    parts.push(`<text x="${left - 6}" y="${y + 17}" text-anchor="end" ${FONT} data-axis="ytick">${esc(c.cell)}</text>`);
     if (c.knnMean !== null) {
       const m = 100 * c.knnMean;
       parts.push(`<rect x="${x(ax.lo)}" y="${y + 5}" width="${Math.max(0, x(m) - x(ax.lo))}" height="${rowH - 10}" fill="#1f77b4"/>`);
@@ -84,10 +84,10 @@ function barChart(s: SweepSummary): string {
   });
   const axisY = top + rowH * s.cells.length + 4;
   parts.push(`<line x1="${x(ax.lo)}" x2="${x(ax.hi)}" y1="${axisY}" y2="${axisY}" stroke="#333"/>`);
-  for (const t of ax.ticks) parts.push(`<text x="${x(t)}" y="${axisY + 14}" text-anchor="middle" ${FONT}>${t}</text>`);
-  parts.push(`<text x="${x((ax.lo + ax.hi) / 2)}" y="${axisY + 32}" text-anchor="middle" ${FONT} class="axis-title">kNN top-1 (%): bar = mean, whisker = ±1 std, red tick = random init</text>`);
-  parts.push(`<text transform="translate(12 ${top + (rowH * s.cells.length) / 2}) rotate(-90)" text-anchor="middle" ${FONT} class="axis-title">cell</text>`);
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width + 20}" height="${height}" class="chart">${parts.join('')}</svg>`;
+  for (const t of ax.ticks) parts.push(`<text x="${x(t)}" y="${axisY + 14}" text-anchor="middle" ${FONT} data-axis="xtick">${t}</text>`);
+  parts.push(`<text x="${x((ax.lo + ax.hi) / 2)}" y="${axisY + 32}" text-anchor="middle" ${FONT} data-axis="x">kNN top-1 (%): bar = mean, whisker = ±1 std, red tick = random init</text>`);
+  parts.push(`<text transform="translate(12 ${top + (rowH * s.cells.length) / 2}) rotate(-90)" text-anchor="middle" ${FONT} data-axis="y">cell</text>`);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width + 20}" height="${height}" class="chart" role="img" aria-label="kNN top-1 by cell">${parts.join('')}</svg>`;
 }
 
 /** kNN against one varied setting, the other plotted settings at their centre values. */
@@ -105,15 +105,15 @@ function curveChart(s: SweepSummary, key: string, center: Record<string, unknown
   const y = (v: number) => T + (1 - (v - ax.lo) / (ax.hi - ax.lo)) * (H - T - B);
   const parts = [`<text x="${W / 2}" y="18" text-anchor="middle" ${FONT} font-weight="bold">kNN top-1 against ${esc(key)} (k = ${s.k})</text>`];
   parts.push(`<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#333"/><line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="#333"/>`);
-  for (const t of ax.ticks) parts.push(`<text x="${L - 6}" y="${y(t) + 4}" text-anchor="end" ${FONT}>${t}</text>`);
-  for (const p of pts) parts.push(`<text x="${x(p.w)}" y="${H - B + 16}" text-anchor="middle" ${FONT}>${p.w}</text>`);
+  for (const t of ax.ticks) parts.push(`<text x="${L - 6}" y="${y(t) + 4}" text-anchor="end" ${FONT} data-axis="ytick">${t}</text>`);
+  for (const p of pts) parts.push(`<text x="${x(p.w)}" y="${H - B + 16}" text-anchor="middle" ${FONT} data-axis="xtick">${p.w}</text>`);
   if (pts.length) parts.push(`<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="${pts.map((p) => `${x(p.w)},${y(p.m)}`).join(' ')}"/>`);
   for (const p of pts) {
     parts.push(`<circle cx="${x(p.w)}" cy="${y(p.m)}" r="3" fill="#1f77b4"/>`);
     if (p.sd > 0) parts.push(`<line x1="${x(p.w)}" x2="${x(p.w)}" y1="${y(p.m - p.sd)}" y2="${y(p.m + p.sd)}" stroke="#1f77b4"/>`);
     if (p.r !== null) parts.push(`<line x1="${x(p.w) - 6}" x2="${x(p.w) + 6}" y1="${y(100 * p.r)}" y2="${y(100 * p.r)}" stroke="#d62728" stroke-width="2"/>`);
   }
-  parts.push(`<text x="${(L + W - R) / 2}" y="${H - 14}" text-anchor="middle" ${FONT} class="axis-title">${esc(key)} (log scale); red = random init</text>`);
-  parts.push(`<text transform="translate(16 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle" ${FONT} class="axis-title">kNN top-1 (%)</text>`);
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" class="chart">${parts.join('')}</svg>`;
+  parts.push(`<text x="${(L + W - R) / 2}" y="${H - 14}" text-anchor="middle" ${FONT} data-axis="x">${esc(key)} (log scale); red = random init</text>`);
+  parts.push(`<text transform="translate(16 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle" ${FONT} data-axis="y">kNN top-1 (%)</text>`);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" class="chart" role="img" aria-label="kNN top-1 against ${esc(key)}">${parts.join('')}</svg>`;
 }
