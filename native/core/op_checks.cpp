@@ -217,10 +217,11 @@ void check_batchnorm(const OpCall& c) {
     f32_out(c, i);
     numel_is(c, out(c, i), false, i, C);
   }
-  const int64_t train = c.ai("train", 1);
+  const BatchNormArgs bn = batchnorm_args(c);
+  const int64_t train = bn.train;
   if (train != 0 && train != 1) fail(c, "attr train must be 0 or 1, got " + std::to_string(train));
   if (train == 1 && R < 2) fail(c, "training needs at least 2 rows per batch (the unbiased variance), got " + x.shape.str());
-  const float eps = c.af("eps", 1e-5f), momentum = c.af("momentum", 0.1f);
+  const double eps = bn.eps, momentum = bn.momentum;
   if (!(eps > 0)) fail(c, "attr eps must be > 0, got " + std::to_string(eps));
   if (!(momentum >= 0 && momentum <= 1)) fail(c, "attr momentum must be in [0, 1], got " + std::to_string(momentum));
 }
@@ -565,7 +566,8 @@ void check_sgd(const OpCall& c) {
     f32_out(c, i);
     numel_is(c, out(c, i), false, i, n);
   }
-  const float trust = c.af("trust", 0), momentum = c.af("momentum", 0.9f);
+  const SgdArgs a = sgd_args(c);
+  const double trust = a.trust, momentum = a.momentum;
   if (!(trust >= 0)) fail(c, "attr trust must be >= 0, got " + std::to_string(trust));
   if (!(momentum >= 0 && momentum < 1)) fail(c, "attr momentum must be in [0, 1), got " + std::to_string(momentum));
   if (c.has_out(2)) {

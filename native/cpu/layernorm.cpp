@@ -246,8 +246,9 @@ void batchnorm(const OpCall& c) {
   const int64_t R = X.shape[0], C = X.shape[1];
   const float* x = X.f32();
   float *y = c.y(0).f32(), *rm = c.y(1).f32(), *rv = c.y(2).f32();
-  const bool train = c.ai("train", 1) != 0;
-  const double eps = c.attrs->get("eps", 1e-5), mom = c.attrs->get("momentum", 0.1);
+  const BatchNormArgs bn = batchnorm_args(c);
+  const bool train = bn.train != 0;
+  const double eps = bn.eps, mom = bn.momentum;
   constexpr int64_t kCols = 64;
   c.ctx->pool->parallel_for((C + kCols - 1) / kCols, 1, [&](int64_t b0, int64_t b1) {
     double mean[kCols], var[kCols];

@@ -172,8 +172,9 @@ void sgd(const OpCall& c) {
   const int64_t n = c.x(0).numel();
   const float* hyper = c.x(1).f32();
   const float lr = hyper[0], wd = hyper[1];
-  const float momentum = c.af("momentum", 0.9f);
-  const double trust = c.attrs->get("trust", 0.0);
+  const SgdArgs a = sgd_args(c);
+  const float momentum = a.momentum;
+  const double trust = a.trust;
   const float* g = c.x(0).f32();
   float *p = c.y(0).f32(), *mu = c.y(1).f32();
   float q = 1.0f;

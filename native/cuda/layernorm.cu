@@ -284,8 +284,8 @@ void batchnorm(const OpCall& c) {
   const int64_t R = X.shape[0], C = X.shape[1];
   if (R <= 0 || C <= 0) return;
   batchnorm_kernel<<<grid_for(c, C, 32), kBlock, 0, stream_of(c)>>>(X.f32(), c.y(0).f32(), c.y(1).f32(), c.y(2).f32(), R, C,
-                                                                   c.ai("train", 1) != 0, c.attrs->get("eps", 1e-5),
-                                                                   c.attrs->get("momentum", 0.1));
+                                                                   batchnorm_args(c).train != 0, batchnorm_args(c).eps,
+                                                                   batchnorm_args(c).momentum);
   check_launch("batchnorm");
 }
 

@@ -276,7 +276,7 @@ void sgd(const OpCall& c) {
     check_launch("sgd");
   }
   if (n <= 0) return;
-  sgd_kernel<<<grid_for(c, n), kBlock, 0, stream_of(c)>>>(g, hyper, norms, p, mu, n, c.af("momentum", 0.9f), c.attrs->get("trust", 0.0));
+  sgd_kernel<<<grid_for(c, n), kBlock, 0, stream_of(c)>>>(g, hyper, norms, p, mu, n, sgd_args(c).momentum, sgd_args(c).trust);
   check_launch("sgd");
 }
 

@@ -261,6 +261,22 @@ inline MedicLossPlan medic_loss_plan(const OpCall& c) {
   return p;
 }
 
+// batchnorm: train (batch statistics, running stats updated) or eval (running stats), eps, momentum.
+struct BatchNormArgs {
+  int64_t train;  // 0 or 1 (the checker refuses anything else)
+  double eps, momentum;
+};
+inline BatchNormArgs batchnorm_args(const OpCall& c) {
+  return {c.ai("train", 1), c.attrs->get("eps", 1e-5), c.attrs->get("momentum", 0.1)};
+}
+
+// sgd: momentum, and the LARS trust ratio (0 = plain SGD with momentum).
+struct SgdArgs {
+  float momentum;
+  double trust;
+};
+inline SgdArgs sgd_args(const OpCall& c) { return {c.af("momentum", 0.9f), c.attrs->get("trust", 0.0)}; }
+
 // attention_probs: qkv [B, T, 3*H*Hd] -> p [B, N, N], N = T - prefix.
 struct AttnProbsArgs {
   int64_t B, T, H, Hd, prefix, N;
