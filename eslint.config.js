@@ -23,6 +23,12 @@ export default defineConfig(
     languageOptions: { globals: nodeGlobals },
   },
   {
+    // The CUDA package's entry is CommonJS (its package.json has no "type": "module").
+    files: ['packages/*/index.js'],
+    languageOptions: { sourceType: 'commonjs', globals: { ...nodeGlobals, require: 'readonly', module: 'writable', __dirname: 'readonly' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
     rules: {
       // `_`-prefixed names and the siblings of a rest pattern are unused on purpose.
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true }],

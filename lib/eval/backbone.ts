@@ -7,7 +7,7 @@ import { basename, dirname, join } from 'node:path';
 import { openData, type OpenedData } from '../data/index.js';
 import { loadCheckpoint } from '../io/checkpoint.js';
 import { resolveConfig, type PretrainConfig } from '../train/config.js';
-import { FeatureExtractor } from './features.js';
+import type { FeatureExtractor } from './features.js';
 
 export interface Backbone {
   /** The checkpoint file read. */

@@ -111,10 +111,16 @@ function expectedKeys(layout: ClipLayout, W: number, L: number, p: number, G: nu
     k('patch_embed.proj.bias', W);
     k('cls_token', 1, 1, W);
     k('pos_embed', 1, 1 + G * G, W);
-    if (timm.normPre) k('norm_pre.weight', W), k('norm_pre.bias', W);
+    if (timm.normPre) {
+      k('norm_pre.weight', W);
+      k('norm_pre.bias', W);
+    }
     for (let i = 0; i < L; i++) {
       const b = `blocks.${i}`;
-      for (const n of ['norm1', 'norm2']) k(`${b}.${n}.weight`, W), k(`${b}.${n}.bias`, W);
+      for (const n of ['norm1', 'norm2']) {
+        k(`${b}.${n}.weight`, W);
+        k(`${b}.${n}.bias`, W);
+      }
       k(`${b}.attn.qkv.weight`, 3 * W, W);
       k(`${b}.attn.qkv.bias`, 3 * W);
       k(`${b}.attn.proj.weight`, W, W);
@@ -123,7 +129,10 @@ function expectedKeys(layout: ClipLayout, W: number, L: number, p: number, G: nu
       k(`${b}.mlp.fc1.bias`, Hm);
       k(`${b}.mlp.fc2.weight`, W, Hm);
       k(`${b}.mlp.fc2.bias`, W);
-      if (timm.layerScale) k(`${b}.ls1.gamma`, W), k(`${b}.ls2.gamma`, W);
+      if (timm.layerScale) {
+        k(`${b}.ls1.gamma`, W);
+        k(`${b}.ls2.gamma`, W);
+      }
     }
   } else if (layout === 'hf') {
     k('embeddings.patch_embedding.weight', W, 3, p, p);

@@ -34,7 +34,7 @@ export function readGridFile(path: string): SweepSpec {
   try {
     obj = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw new Error(`sweep ${path}: not valid JSON (${(err as Error).message})`);
+    throw new Error(`sweep ${path}: not valid JSON (${(err as Error).message})`, { cause: err });
   }
   return parseGrid(obj, path);
 }

@@ -59,7 +59,7 @@ export function planSweep(spec: SweepSpec, opts: Pick<SweepOptions, 'out' | 'fix
       try {
         config = resolveConfig({ ...spec.base, ...cell.overrides, ...opts.fixed, seed, out: folder }, {});
       } catch (err) {
-        throw new Error(`sweep ${spec.source}, cell '${cell.name}': ${(err as Error).message}`);
+        throw new Error(`sweep ${spec.source}, cell '${cell.name}': ${(err as Error).message}`, { cause: err });
       }
       reps.push({ cell, seed, config, folder });
     }

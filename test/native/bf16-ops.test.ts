@@ -10,7 +10,7 @@
 // and bf16's 8-bit mantissa is too coarse for differences.
 import { describe, expect, it } from 'vitest';
 
-import { type Engine, type Tensor } from '../../lib/engine/index.js';
+import type { Engine, Tensor } from '../../lib/engine/index.js';
 import type { OpName } from '../../lib/engine/ops.js';
 import { SafetensorsFile, bf16ToF32, f32ToBf16 } from '../../lib/io/safetensors.js';
 import { cpuEngine, loadFixture, randomF32, relErr } from '../helpers/parity.js';

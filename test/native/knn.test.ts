@@ -32,8 +32,8 @@ describe('kNN tiles', () => {
     expect(Array.from(ti)).toEqual([1, 3, 5]);
     const ts2 = new Float32Array(3);
     const ti2 = new Int32Array(3);
-    let m = mergeTopK(sims.subarray(0, 4), 4, 0, 3, ts2, ti2, 0);
-    m = mergeTopK(sims.subarray(4), 3, 4, 3, ts2, ti2, m);
+    const m = mergeTopK(sims.subarray(0, 4), 4, 0, 3, ts2, ti2, 0);
+    expect(mergeTopK(sims.subarray(4), 3, 4, 3, ts2, ti2, m)).toBe(3);
     expect(Array.from(ti2)).toEqual([1, 3, 5]);
     expect(Array.from(ts2)).toEqual(Array.from(ts));
   });
