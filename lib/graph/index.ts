@@ -9,7 +9,7 @@ export { EagerExecutor } from './eager.js';
 export { hostInit, initProgramSpec, fillInit, paramStream } from './init.js';
 export { linear, linearBackward } from './ops/gemm.js';
 export { add, copy, gelu, quickGelu, concat1d, passGrad } from './ops/elementwise.js';
-export { layerNorm, pixelNorm } from './ops/norm.js';
+export { layerNorm, NORM_EPS, pixelNorm } from './ops/norm.js';
 export { attention, attentionProbs } from './ops/attention.js';
 export { residualAdd, dropPathMask } from './ops/residual.js';
 export { concatRows, sliceRows, gatherRows, maskFill, scatterToGrid, patchify } from './ops/tokens.js';

@@ -2,7 +2,7 @@
 //   Linear(D, Dd) on the encoder's 1+V outputs -> CLS row + visible rows scattered back to their grid
 //   slots, masked slots = a learnable decoder mask token -> + fixed 2-D sin-cos pos (CLS row zeros)
 //   -> blocks (qkv bias, no LayerScale, no DropPath) -> LN -> rows of the masked patches -> Linear(Dd, P).
-import { type Graph, type Value, add, concatRows, gatherRows, scatterToGrid, sliceRows } from '../graph/index.js';
+import { type Graph, type Value, add, concatRows, gatherRows, scatterToGrid, sliceRows, NORM_EPS } from '../graph/index.js';
 import { Block, LayerNorm, Linear, truncNormal } from '../nn/index.js';
 import { sincos2d } from './sincos.js';
 
@@ -40,7 +40,7 @@ export class PixelDecoder {
       { length: cfg.depth },
       (_, i) => new Block(g, `${name}.blocks.${i}`, { dim, heads: cfg.heads, mlpRatio: cfg.mlpRatio, qkvBias: 'full', layerScale: null, dropPath: 0, layerId: null }),
     );
-    this.norm = new LayerNorm(g, `${name}.norm`, dim, { eps: 1e-6 });
+    this.norm = new LayerNorm(g, `${name}.norm`, dim, { eps: NORM_EPS });
     this.pred = new Linear(g, `${name}.pred`, dim, cfg.patchPixels);
   }
 

@@ -16,7 +16,7 @@
 //   visible_rows [B, 1+V] i32 = [0, 1+visible] (dense decoder input); scored_rows [B, 1+T] i32 (the
 //   distilled rows in the 1+N sequence: [0, 1+visible] or [0, 1+masked]).
 // Outputs: losses [4] = (total, L_tok, L_cls, L_pix); grad_norm [1] (before clipping).
-import { type Graph, Graph as GraphClass, type LossBalance, type LossWeights, type Value, adamw, gatherRows, gradNorm, layerNorm, lossWeights, medicLoss, patchify, pixelNorm, sliceRows } from '../graph/index.js';
+import { type Graph, Graph as GraphClass, type LossBalance, type LossWeights, type Value, adamw, gatherRows, gradNorm, layerNorm, lossWeights, medicLoss, patchify, pixelNorm, sliceRows, NORM_EPS } from '../graph/index.js';
 import { Linear } from '../nn/index.js';
 import { ClipVisionTower, type ClipConfig, type TeacherTower } from './clip.js';
 import { TimmVisionTower } from './timm-teacher.js';
@@ -155,7 +155,7 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
 
 /** Each token normalised with the unbiased variance, CLS included (docs/METHOD.md, Teacher). */
 export function teacherTargets(g: Graph, tokens: Value): Value {
-  return layerNorm(g, tokens, null, null, { eps: 1e-6, unbiased: true, hint: 'teacher.target_norm' });
+  return layerNorm(g, tokens, null, null, { eps: NORM_EPS, unbiased: true, hint: 'teacher.target_norm' });
 }
 
 export interface TeacherStep {

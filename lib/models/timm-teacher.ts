@@ -6,7 +6,7 @@
 // Output: block `layer`'s tokens [B, 1+N, Dt], before the final norm (which is not built, nor the head).
 // Params: `teacher.<timm name>`, except LayerScale's ls1.gamma / ls2.gamma, which our Block names
 // gamma_1 / gamma_2 (the checkpoint reader maps them, lib/io/teacher.ts).
-import { type Graph, type Value, add, attentionProbs, concatRows, linear, patchify } from '../graph/index.js';
+import { type Graph, type Value, add, attentionProbs, concatRows, linear, patchify, NORM_EPS } from '../graph/index.js';
 import { Block, LayerNorm, normal } from '../nn/index.js';
 import type { TeacherTower } from './clip.js';
 
@@ -48,7 +48,7 @@ export class TimmVisionTower implements TeacherTower {
     this.patchBias = g.param(`${name}.patch_embed.proj.bias`, [width], init, { group });
     this.clsToken = g.param(`${name}.cls_token`, [1, 1, width], init, { group });
     this.posEmbed = g.param(`${name}.pos_embed`, [1, 1 + this.numPatches, width], init, { group });
-    this.normPre = cfg.normPre ? new LayerNorm(g, `${name}.norm_pre`, width, { eps: 1e-6, group }) : null;
+    this.normPre = cfg.normPre ? new LayerNorm(g, `${name}.norm_pre`, width, { eps: NORM_EPS, group }) : null;
     this.blocks = Array.from(
       { length: cfg.layers },
       (_, i) =>
@@ -61,7 +61,7 @@ export class TimmVisionTower implements TeacherTower {
           dropPath: 0,
           layerId: null,
           act: 'gelu',
-          eps: 1e-6,
+          eps: NORM_EPS,
           group,
           naming: 'timm',
         }),

@@ -2,7 +2,7 @@
 //   x = x + keep1 * gamma1 * Attn(LN1(x));  x = x + keep2 * gamma2 * MLP(LN2(x))
 // gamma: LayerScale (init value, or none); keep: DropPath's per-sample factor from drop_path_mask
 // (absent when the rate is 0 or no seed is given). Each residual is one scale_add (lib/graph/ops/residual).
-import { type Graph, type InitSpec, type Value, dropPathMask, residualAdd } from '../graph/index.js';
+import { type Graph, type InitSpec, type Value, dropPathMask, residualAdd, NORM_EPS } from '../graph/index.js';
 import { Attention } from './attention.js';
 import { constant, rescaleDivisor } from './init.js';
 import { LayerNorm } from './layernorm.js';
@@ -44,7 +44,7 @@ export class Block {
     const { dim, group } = cfg;
     const openai = cfg.naming === 'openai';
     const div = cfg.layerId ? rescaleDivisor(cfg.layerId) : 1;
-    const eps = cfg.eps ?? 1e-6;
+    const eps = cfg.eps ?? NORM_EPS;
     this.norm1 = new LayerNorm(g, `${name}.${openai ? 'ln_1' : 'norm1'}`, dim, { eps, group });
     this.attn = new Attention(g, `${name}.attn`, { dim, heads: cfg.heads, qkvBias: cfg.qkvBias, projInitDivisor: div, group, naming: cfg.naming, init: { qkv: cfg.init?.qkv, proj: cfg.init?.proj } });
     this.norm2 = new LayerNorm(g, `${name}.${openai ? 'ln_2' : 'norm2'}`, dim, { eps, group });

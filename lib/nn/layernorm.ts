@@ -1,5 +1,5 @@
 // LayerNorm over the last dim: affine (weight 1, bias 0) or parameter-free (teacher targets).
-import { type Graph, type Value, layerNorm } from '../graph/index.js';
+import { type Graph, type Value, layerNorm, NORM_EPS } from '../graph/index.js';
 import { ones, zeros } from './init.js';
 
 export class LayerNorm {
@@ -21,6 +21,6 @@ export class LayerNorm {
 
   /** dtype: how the output is stored (default f32). */
   forward(x: Value, dtype: 'f32' | 'bf16' = 'f32'): Value {
-    return layerNorm(this.g, x, this.weight, this.bias, { eps: this.cfg.eps ?? 1e-6, hint: this.name, dtype });
+    return layerNorm(this.g, x, this.weight, this.bias, { eps: this.cfg.eps ?? NORM_EPS, hint: this.name, dtype });
   }
 }

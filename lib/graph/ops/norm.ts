@@ -7,6 +7,9 @@
 import type { Graph } from '../graph.js';
 import { type Value, numel, shapeStr } from '../value.js';
 
+/** LayerNorm and pixel_norm eps of the student, decoder and targets (docs/METHOD.md, Defaults); CLIP's is 1e-5. */
+export const NORM_EPS = 1e-6;
+
 /** opts.dtype: how y is stored (bf16 for a y that only gemms read, under mixed precision). */
 export function layerNorm(g: Graph, x: Value, w: Value | null, b: Value | null, opts: { eps?: number; unbiased?: boolean; hint?: string; dtype?: 'f32' | 'bf16' } = {}): Value {
   const C = x.shape[x.shape.length - 1];
@@ -18,7 +21,7 @@ export function layerNorm(g: Graph, x: Value, w: Value | null, b: Value | null, 
   const mean = g.temp(`${hint}.mean`, [R]);
   const rstd = g.temp(`${hint}.rstd`, [R]);
   const unbiased: Record<string, number> = opts.unbiased ? { unbiased: 1 } : {};
-  g.emit('layernorm', [x, w, b], [y, mean, rstd], { eps: opts.eps ?? 1e-6, ...unbiased });
+  g.emit('layernorm', [x, w, b], [y, mean, rstd], { eps: opts.eps ?? NORM_EPS, ...unbiased });
   g.record([x, w, b], () => {
     const dy = g.gradOf(y);
     if (!dy) return;
@@ -36,6 +39,6 @@ export function layerNorm(g: Graph, x: Value, w: Value | null, b: Value | null, 
 export function pixelNorm(g: Graph, x: Value, opts: { eps?: number; hint?: string } = {}): Value {
   if (x.requiresGrad && g.gradEnabled) throw new Error('pixelNorm: has no backward (targets only)');
   const y = g.temp(opts.hint ?? 'pixel_norm', x.shape, 'f32');
-  g.emit('pixel_norm', [x], [y], { eps: opts.eps ?? 1e-6 });
+  g.emit('pixel_norm', [x], [y], { eps: opts.eps ?? NORM_EPS });
   return y;
 }
