@@ -7,7 +7,7 @@
 set -euo pipefail
 TARBALL="$(realpath "$1")"
 REPS="${2:-3}"
-SHARP="sharp@$(node -p "require('$(dirname "$0")/../package-lock.json').packages['node_modules/sharp'].version")"
+SHARP="sharp@$(node -p "require('$(cd "$(dirname "$0")/.." && pwd)/package-lock.json').packages['node_modules/sharp'].version")"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 one() { # spec -> seconds
