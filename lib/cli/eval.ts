@@ -34,7 +34,7 @@ export async function runEvalKnn(checkpoint: string, o: EvalKnnOptions): Promise
   if (data.classNames.length < 2)
     throw new Error(`eval knn: kNN needs at least two classes; the data '${c.data}' has ${data.classNames.length}: kNN accuracy is not applicable`);
   const engine = Engine.create({ device: c.device, threads: c.threads });
-  const batch = o.batchSize ? Number(o.batchSize) : knnBatch(c.imgSize);
+  const batch = o.batchSize ? Number(o.batchSize) : knnBatch(c.imgSize, c.knnLimit || data.train.length);
   if (!Number.isInteger(batch) || batch < 1) throw new Error(`--batch-size: expected a positive integer, got ${o.batchSize}`);
   const fx = new FeatureExtractor(engine, c, batch);
   try {
@@ -42,7 +42,7 @@ export async function runEvalKnn(checkpoint: string, o: EvalKnnOptions): Promise
     const t0 = performance.now();
     const r = await knnEvaluate(fx, data.train, data.val, c, data.classNames.length);
     const secs = (performance.now() - t0) / 1000;
-    if (o.json) console.log(JSON.stringify({ event: 'eval', checkpoint: ck.path, step: ck.state.step, knn: r.accuracy, n_train: r.nTrain, n_val: r.nTest, seconds: secs }));
+    if (o.json) console.log(JSON.stringify({ event: 'eval', checkpoint: ck.path, step: ck.state.step, knn: r.accuracy, n_train: r.nTrain, n_val: r.nTest, seconds: secs, phases: r.seconds }));
     else {
       console.log(`${engine.device.reason}`);
       console.log(`checkpoint ${ck.path} (step ${ck.state.step}, student ${c.model}), data ${c.data}: ${r.nTrain} bank images, ${r.nTest} queries`);

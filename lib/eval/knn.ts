@@ -35,9 +35,12 @@ export function l2normalize(x: Float32Array, dim: number): Float32Array {
 /** Images per forward when a kNN evaluation extracts features at small image sizes (forward only). */
 export const KNN_BATCH = 512;
 
-/** The feature batch of a kNN evaluation: 512 images up to 64 px, 128 above (a ViT-B at 224 px needs ~1 GB per 128). */
-export function knnBatch(imgSize: number): number {
-  return imgSize <= 64 ? KNN_BATCH : 128;
+/**
+ * The feature batch of a kNN evaluation: 512 images up to 64 px, 128 above (a ViT-B at 224 px needs
+ * ~1 GB per 128), and no more than the images there are (a padded batch costs a full forward).
+ */
+export function knnBatch(imgSize: number, images = Infinity): number {
+  return Math.max(1, Math.min(imgSize <= 64 ? KNN_BATCH : 128, images));
 }
 
 /** Elements of one tile of similarities (8 MB of f32: cache-sized on a CPU, and read back per tile). */

@@ -56,7 +56,7 @@ export function resolveLinear(c: Partial<LinearConfig>, nTrain: number, imgSize 
   const small = nTrain < SMALL_DATA;
   const optimizer = r.optimizer === 'auto' ? (small ? 'sgd' : 'lars') : r.optimizer;
   const batchSize = r.batchSize > 0 ? r.batchSize : small ? 256 : 16384;
-  const featureBatch = r.featureBatch > 0 ? r.featureBatch : knnBatch(imgSize);
+  const featureBatch = r.featureBatch > 0 ? r.featureBatch : knnBatch(imgSize, nTrain);
   for (const [k, v] of [['epochs', r.epochs], ['batchSize', batchSize], ['featureBatch', featureBatch]] as const)
     if (!Number.isInteger(v) || v < 1) throw new Error(`--${k.replace(/[A-Z]/g, (m) => '-' + m.toLowerCase())}: expected a positive integer, got ${v}`);
   if (!(r.lr > 0)) throw new Error(`--lr: expected a positive number, got ${r.lr}`);

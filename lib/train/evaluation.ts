@@ -31,7 +31,7 @@ export class TrainEvaluator {
   async evaluate(which: EvalRecord['which'], epoch: number): Promise<Record<number, number> | undefined> {
     if (!this.canEval) return undefined;
     const { c, data, state } = this.run;
-    const fx = (this.fx ??= new FeatureExtractor(this.run.engine, c, knnBatch(c.imgSize)));
+    const fx = (this.fx ??= new FeatureExtractor(this.run.engine, c, knnBatch(c.imgSize, c.knnLimit || data.train.length)));
     fx.load(state.get('params').read() as Float32Array, this.run.table);
     const t0 = performance.now();
     const onEmbedded = (done: number, total: number) => this.run.ev.activity?.({ what: `kNN ${which}: embedding ${total} images`, done, total });
