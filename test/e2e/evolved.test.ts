@@ -26,7 +26,7 @@ const steps = (stdout: string) => jsonLines(stdout).filter((e) => e.event === 's
 const losses = (stdout: string) => steps(stdout).map((e) => [e.step, e.loss, e.l_tok, e.l_cls, e.l_pix, e.grad_norm]);
 
 describe('medic-native pretrain --mask evolved', () => {
-  it('trains, and a resumed run with other loader workers continues with the same losses', async () => {
+  it('trains, and a resumed run with other loader workers continues with the same losses', { timeout: 240_000 }, async () => {
     const a = await runCli(['pretrain', ...tiny, '--workers', '1', '--out', join(dir, 'a'), '--json']);
     expect(a.stderr).toBe('');
     expect(a.code).toBe(0);
