@@ -143,6 +143,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("defaultThreads", Napi::Function::New(env, DefaultThreads));
   exports.Set("opNames", Napi::Function::New(env, OpNames));
   exports.Set("cudaKernels", Napi::Function::New(env, CudaKernels));
+  add_comm_functions(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }
