@@ -2,6 +2,7 @@
 // on a terminal (plain lines otherwise), metrics as JSON lines, checkpoints, kNN at the end.
 import { Option, type Command } from 'commander';
 
+import { World, detectLaunch, type Launch } from '../engine/index.js';
 import { readCheckpointState } from '../io/checkpoint.js';
 import { studentPresets } from '../models/vit.js';
 import { applyTeacherCheckpoint } from '../train/build.js';
@@ -30,8 +31,8 @@ export const flags: FlagSpec[] = [
   { key: 'wCls', arg: 'w', help: 'weight of the CLS alignment loss' },
   { key: 'wPix', arg: 'w', help: 'weight of the pixel reconstruction loss (0 removes the decoder)' },
   { key: 'epochs', arg: 'n', help: 'epochs' },
-  { key: 'batchSize', arg: 'n', help: 'images per step' },
-  { key: 'lr', arg: 'lr', help: 'base learning rate per --lr-batch-ref images (peak lr = lr * batch / ref)' },
+  { key: 'batchSize', arg: 'n', help: 'images per step in each process (global batch = processes x this)' },
+  { key: 'lr', arg: 'lr', help: 'base learning rate per --lr-batch-ref images (peak lr = lr * global batch / ref)' },
   { key: 'lrBatchRef', arg: 'n', help: 'batch size the base lr refers to' },
   { key: 'warmupEpochs', arg: 'n', help: 'linear warmup epochs' },
   { key: 'warmupLr', arg: 'lr', help: 'learning rate at the start of the warmup' },
@@ -66,12 +67,29 @@ export const flags: FlagSpec[] = [
   { key: 'stepsPerEpoch', arg: 'n', help: 'cap on steps per epoch (0 = the whole training set)' },
   { key: 'stopAfter', arg: 'n', help: 'stop with a checkpoint after N steps of this invocation (resume later)' },
   { key: 'logEvery', arg: 'n', help: 'metrics every N steps (0 = every step)' },
+  { key: 'distributed', arg: 'mode', help: 'data parallel over processes: auto (on under mpirun / srun) or off', choices: ['auto', 'off'] },
+  { key: 'commTimeout', arg: 's', help: 'seconds a collective may make no progress before the run stops (a lost or stalled rank)' },
+  { key: 'bucketMb', arg: 'mb', help: 'gradient all-reduce bucket size in MB (overlapped with the backward pass)' },
 ];
 
 export interface PretrainCliOptions extends Record<string, unknown> {
   config?: string;
   resume?: string;
   json?: boolean;
+}
+
+/**
+ * Data parallel: ranks other than 0 print only their warnings, prefixed with the rank (rank 0 prints
+ * the run: config, progress, metrics, evaluations, summary).
+ */
+function rankEvents(launch: Launch): PretrainEvents {
+  return {
+    info: () => {},
+    warn: (line) => console.warn(`warning (rank ${launch.rank} of ${launch.size}): ${line}`),
+    progress: () => {},
+    metrics: () => {},
+    eval: () => {},
+  };
 }
 
 function textEvents(json: boolean): { events: PretrainEvents; progress: Progress } {
@@ -120,8 +138,13 @@ export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
   const { config: _config, resume: _resume, json: _json, ...flags } = opts;
   const c = applyTeacherCheckpoint(resolveConfig(file, flags as ConfigFlags)).config;
   const json = !!opts.json;
-  const { events, progress } = textEvents(json);
-  if (json) process.stdout.write(JSON.stringify({ event: 'config', config: c }) + '\n');
+  const launch = c.distributed === 'auto' ? detectLaunch() : null;
+  const quiet = !!launch && launch.size > 1 && launch.rank !== 0;
+  const { events: rootEvents, progress } = textEvents(json);
+  const events = quiet ? rankEvents(launch) : rootEvents;
+  if (quiet) {
+    // nothing: rank 0 prints the config
+  } else if (json) process.stdout.write(JSON.stringify({ event: 'config', config: c }) + '\n');
   else console.log(`medic-native pretrain: effective config\n${formatConfig(c)}`);
 
   let stopRequested = false;
@@ -131,9 +154,18 @@ export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
     events.warn('interrupt: finishing this step, then writing a checkpoint (Ctrl-C again to quit at once)');
   };
   process.on('SIGINT', onSigint);
+  const onSigterm = () => stoppedByLauncher(launch);
+  if (launch && launch.size > 1) process.on('SIGTERM', onSigterm);
   try {
-    const r = await pretrain(c, { events, resume: opts.resume, interrupted: () => stopRequested });
+    let r: Awaited<ReturnType<typeof pretrain>>;
+    try {
+      r = await pretrain(c, { events, resume: opts.resume, interrupted: () => stopRequested });
+    } catch (err) {
+      abortWorld(err as Error);
+      throw err;
+    }
     progress.clear();
+    if (quiet) return r.status === 'interrupted' ? 130 : r.status === 'diverged' ? 3 : 0;
     const k = Math.max(...c.knnK);
     if (json) process.stdout.write(JSON.stringify({ event: 'summary', ...r }) + '\n');
     else {
@@ -148,7 +180,29 @@ export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
     return 0;
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
   }
+}
+
+/**
+ * A rank that fails stops the whole job (MPI_Abort: the launcher ends every rank at once) rather than
+ * leaving the others waiting for it in the next all-reduce until --comm-timeout.
+ */
+function abortWorld(err: Error): void {
+  const w = World.active();
+  if (!w) return;
+  console.error(`medic-native pretrain: rank ${w.rank} of ${w.size}: ${err.message}\nmedic-native pretrain: rank ${w.rank} stops the job (MPI_Abort)`);
+  w.abort(1);
+}
+
+/** The launcher ends the job (another rank exited or failed): say so instead of vanishing. */
+function stoppedByLauncher(launch: Launch | null): void {
+  const who = launch ? `rank ${launch.rank} of ${launch.size}` : 'this process';
+  console.error(
+    `medic-native pretrain: ${who} was stopped by the launcher (SIGTERM), which ends every rank when one exits or fails: ` +
+      "its message above names the lost rank. Checkpoints are written atomically: the last one is complete (resume with --resume).",
+  );
+  process.exit(143);
 }
 
 export function registerPretrain(program: Command): void {

@@ -68,6 +68,7 @@ export function detectLaunch(env: Env = process.env): Launch | null {
 /** The MPI world of this process (rank 0 alone when not distributed). */
 export class World {
   private finalized = false;
+  private static current: World | null = null;
 
   private constructor(
     private readonly binding: CommBinding | null,
@@ -85,7 +86,13 @@ export class World {
   /** MPI_Init through `binding` (the engine's), bounded collectives after `timeoutSec` without progress. */
   static init(binding: CommBinding, timeoutSec: number): World {
     const w = binding.mpiInit(timeoutSec);
-    return new World(binding, w.rank, w.size, w.localRank, w.localSize);
+    World.current = new World(binding, w.rank, w.size, w.localRank, w.localSize);
+    return World.current;
+  }
+
+  /** The MPI world of this process, once initialised and until finalised (the CLI aborts it on errors). */
+  static active(): World | null {
+    return World.current && !World.current.finalized ? World.current : null;
   }
 
   get distributed(): boolean {
@@ -94,6 +101,14 @@ export class World {
 
   get isRoot(): boolean {
     return this.rank === 0;
+  }
+
+  /** [start, end) of this rank's contiguous share of n items (the first n % size ranks take one more). */
+  share(n: number): [number, number] {
+    const base = Math.floor(n / this.size);
+    const extra = n % this.size;
+    const start = this.rank * base + Math.min(this.rank, extra);
+    return [start, start + base + (this.rank < extra ? 1 : 0)];
   }
 
   /** Every rank's values, concatenated in rank order. */

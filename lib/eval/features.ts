@@ -2,7 +2,7 @@
 // final LN, no masking, no drop path) compiled as its own program, loaded with the training weights by
 // parameter name, and run over a dataset in order (embed).
 import { DataLoader, type ImageDataset } from '../data/index.js';
-import type { Engine, Program } from '../engine/index.js';
+import type { Engine, Program, World } from '../engine/index.js';
 import { Graph, GraphState, compile, sliceRows, type CompiledGraph } from '../graph/index.js';
 import { VisionTransformer, studentPresets } from '../models/index.js';
 import { normalizationOf, type PretrainConfig } from '../train/config.js';
@@ -91,8 +91,22 @@ export interface DataReporting {
   reported?: Set<string>;
 }
 
-/** Features of a dataset, in dataset order. */
-export async function embed(fx: FeatureExtractor, dataset: ImageDataset, c: PretrainConfig, report: DataReporting = {}): Promise<Embedded> {
+/**
+ * Features of a dataset, in dataset order. With a data-parallel world every rank embeds its
+ * contiguous share of the dataset and the shares are gathered, so every rank ends with all of them.
+ */
+export async function embed(fx: FeatureExtractor, dataset: ImageDataset, c: PretrainConfig, report: DataReporting = {}, world?: World): Promise<Embedded> {
+  if (!world?.distributed) return embedAll(fx, dataset, c, report);
+  const [start, end] = world.share(dataset.length);
+  const mine = Array.from({ length: end - start }, (_, k) => start + k);
+  const part = mine.length ? await embedAll(fx, dataset.subset(mine, dataset.split), c, report) : { features: new Float32Array(0), labels: new Int32Array(0) };
+  const features = world.allgather(part.features);
+  const labels = world.allgather(part.labels);
+  if (labels.length !== dataset.length) throw new Error(`kNN: gathered ${labels.length} of ${dataset.length} features from ${world.size} ranks`);
+  return { features, labels };
+}
+
+async function embedAll(fx: FeatureExtractor, dataset: ImageDataset, c: PretrainConfig, report: DataReporting): Promise<Embedded> {
   const loader = new DataLoader(dataset, {
     batchSize: fx.batch,
     imageSize: c.imgSize,

@@ -4,6 +4,7 @@
 // knnEvaluate embeds the train split (the bank) and the val split with the evaluation forward
 // (lib/eval/features.ts) and votes.
 import type { ImageDataset } from '../data/index.js';
+import type { World } from '../engine/index.js';
 import type { PretrainConfig } from '../train/config.js';
 import { embed, type DataReporting, type FeatureExtractor } from './features.js';
 
@@ -90,10 +91,11 @@ export async function knnEvaluate(
   c: PretrainConfig,
   numClasses: number,
   report: DataReporting = {},
+  world?: World,
 ): Promise<KnnResult> {
   // --knn-limit caps the bank; the queries are capped at a fifth of it. Both are stride samples, so
-  // class-sorted datasets keep their class balance.
-  const bank = await embed(fx, train.subsample(c.knnLimit), c, report);
-  const query = await embed(fx, val.subsample(c.knnLimit ? Math.max(1, Math.floor(c.knnLimit / 5)) : 0), c, report);
+  // class-sorted datasets keep their class balance. Data parallel: the ranks share the embedding.
+  const bank = await embed(fx, train.subsample(c.knnLimit), c, report, world);
+  const query = await embed(fx, val.subsample(c.knnLimit ? Math.max(1, Math.floor(c.knnLimit / 5)) : 0), c, report, world);
   return knnClassify(bank.features, bank.labels, query.features, query.labels, fx.dim, numClasses, c.knnK);
 }

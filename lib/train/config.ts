@@ -31,8 +31,9 @@ export interface PretrainConfig {
   wPix: number;
   tau: number;
   epochs: number;
+  /** Images per step in each process; the global batch is processes x batchSize. */
   batchSize: number;
-  /** Base lr per lrBatchRef images (peak lr = lr * batch / lrBatchRef). */
+  /** Base lr per lrBatchRef images (peak lr = lr * global batch / lrBatchRef). */
   lr: number;
   lrBatchRef: number;
   warmupEpochs: number;
@@ -68,6 +69,12 @@ export interface PretrainConfig {
   stopAfter: number;
   /** Metrics every this many steps (metrics.jsonl); 0 = every step. */
   logEvery: number;
+  /** Data parallel over processes: 'auto' = on when a launcher (mpirun, srun) started this process; 'off' = alone. */
+  distributed: 'auto' | 'off';
+  /** Seconds a collective may make no progress before the run stops, naming the stall (a lost or stalled rank). */
+  commTimeout: number;
+  /** Gradient all-reduce bucket, in MB of f32 values (buckets finished early overlap the rest of the backward pass). */
+  bucketMb: number;
 }
 
 export const defaultConfig: PretrainConfig = {
@@ -119,6 +126,9 @@ export const defaultConfig: PretrainConfig = {
   knnLimit: 0,
   stopAfter: 0,
   logEvery: 0,
+  distributed: 'auto',
+  commTimeout: 300,
+  bucketMb: 25,
 };
 
 type Key = keyof PretrainConfig;
@@ -126,7 +136,7 @@ const numeric: Key[] = [
   'imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'teacherMlpRatio', 'decoderDim', 'decoderDepth', 'decoderHeads', 'maskRatio',
   'wTok', 'wCls', 'wPix', 'tau', 'epochs', 'batchSize', 'lr', 'lrBatchRef', 'warmupEpochs', 'minLr', 'warmupLr', 'weightDecay',
   'weightDecayEnd', 'clipGrad', 'dropPath', 'layerScale', 'threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit',
-  'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery', 'prefetch',
+  'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery', 'prefetch', 'commTimeout', 'bucketMb',
 ];
 
 /** The command-line flag of a config key: wTok -> --w-tok. */
@@ -162,6 +172,9 @@ export function validateConfig(c: PretrainConfig): void {
   if (!(c.model in studentPresets)) fail('model', `one of ${Object.keys(studentPresets).join(', ')}`, c.model);
   if (c.encoding !== 'sparse' && c.encoding !== 'dense') fail('encoding', 'sparse or dense', c.encoding);
   if (c.mask !== 'block' && c.mask !== 'random') fail('mask', 'block or random', c.mask);
+  if (c.distributed !== 'auto' && c.distributed !== 'off') fail('distributed', 'auto or off', c.distributed);
+  if (!(c.commTimeout > 0)) fail('commTimeout', 'a positive number of seconds', c.commTimeout);
+  if (!(c.bucketMb > 0)) fail('bucketMb', 'a positive number of MB', c.bucketMb);
   if (!['imagenet', 'clip', 'mnist'].includes(c.normalize) && !/^[^/]+\/[^/]+$/.test(c.normalize))
     fail('normalize', "imagenet, clip, mnist or 'm1,m2,m3/s1,s2,s3'", c.normalize);
   if (!(c.cropScale > 0 && c.cropScale <= 1)) fail('cropScale', 'a number in (0, 1]', c.cropScale);

@@ -104,11 +104,3 @@ export function distributedGraph(cg: CompiledGraph, o: DistributedGraphOptions):
   });
   return { ...cg, buffers, ops };
 }
-
-/** [start, end) of rank's contiguous share of n items (the first n % size ranks take one more). */
-export function shareOf(n: number, rank: number, size: number): [number, number] {
-  const base = Math.floor(n / size);
-  const extra = n % size;
-  const start = rank * base + Math.min(rank, extra);
-  return [start, start + base + (rank < extra ? 1 : 0)];
-}

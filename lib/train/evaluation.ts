@@ -31,7 +31,7 @@ export class TrainEvaluator {
     const fx = (this.fx ??= new FeatureExtractor(this.run.engine, c, Math.min(c.batchSize, 256)));
     fx.load(state.get('params').read() as Float32Array, this.run.table);
     const t0 = performance.now();
-    const r = await knnEvaluate(fx, data.train, data.val!, c, data.classNames.length, this.run.dataReport);
+    const r = await knnEvaluate(fx, data.train, data.val!, c, data.classNames.length, this.run.dataReport, this.run.world);
     const seconds = (performance.now() - t0) / 1000;
     this.run.ev.eval({ step: this.run.progress.step, epoch, which, knn: r.accuracy, n_train: r.nTrain, n_val: r.nTest, seconds });
     return r.accuracy;

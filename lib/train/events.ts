@@ -22,7 +22,10 @@ export interface StepMetrics {
   wd: number;
   step_ms: number;
   wait_ms: number;
+  /** Images per second over all ranks (the global batch). */
   img_s: number;
+  /** Data parallel: ms of the step spent in gradient all-reduce calls, starting buckets and waiting for them. */
+  comm_ms?: number;
 }
 
 export interface EvalRecord {

@@ -19,9 +19,9 @@ export async function finishRun(run: TrainRun, evaluator: TrainEvaluator, status
     knn = await evaluator.evaluate('pretrained', c.epochs);
     p.extra.knn = knn;
     saveRunCheckpoint(run, 'final');
-    exportStudent(run);
+    if (run.world.isRoot) exportStudent(run);
   }
-  writeReport(c.out, c, { knn, knnRandom });
+  if (run.world.isRoot) writeReport(c.out, c, { knn, knnRandom });
   return { status, steps: p.step, knn, knnRandom, outDir: c.out };
 }
 

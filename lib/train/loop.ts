@@ -3,7 +3,9 @@
 // losses come back as metrics and progress; epoch ends bring evaluations and checkpoints.
 //
 // Everything random is keyed by (seed, step) or (seed, epoch, sample), so a resumed run reproduces
-// the uninterrupted one.
+// the uninterrupted one. Data parallel: each rank decodes its share of the global batch, masks and
+// drop path are drawn by the sample's place in the global batch, the step averages gradients and
+// losses over ranks (lib/train/distributed.ts), and rank 0 alone writes metrics and checkpoints.
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -27,6 +29,8 @@ interface StepOutcome {
   gradNorm: number;
   hyper: Float32Array;
   stepMs: number;
+  /** Data parallel: time this step spent in its all-reduce calls (starting buckets, waiting for them). */
+  commMs?: number;
 }
 
 /** Runs steps until the end of training, a stop, an interrupt or a divergence. */
@@ -36,9 +40,10 @@ export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interru
   const metricsPath = join(c.out, 'metrics.jsonl');
   // A resumed run continues metrics.jsonl from its checkpoint: records past it (logged before a crash,
   // a second Ctrl-C or a divergence) are dropped so that no step appears twice.
-  keepMetricsUpTo(metricsPath, run.resumed ? p.step : 0);
-  const metricsFd = openSync(metricsPath, 'a');
+  if (run.world.isRoot) keepMetricsUpTo(metricsPath, run.resumed ? p.step : 0);
+  const metricsFd = run.world.isRoot ? openSync(metricsPath, 'a') : -1;
   const feed = new BatchFeed(run);
+  const fault = faultInjection(run);
   const clock = { stepsThisRun: 0, start: performance.now() };
   try {
     let masks = maskInputsAt(run, p.step);
@@ -48,6 +53,7 @@ export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interru
       const running = runStep(run, program, batch, masks);
       masks = maskInputsAt(run, p.step + 1); // the next step's masks, made while this step runs natively
       const out = await running;
+      fault?.(p.step + 1);
       if (diverged(run, out)) return 'diverged';
       p.step += 1;
       clock.stepsThisRun += 1;
@@ -63,7 +69,7 @@ export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interru
     }
     return 'done';
   } finally {
-    closeSync(metricsFd);
+    if (metricsFd >= 0) closeSync(metricsFd);
     await feed.close();
     program.dispose();
   }
@@ -72,7 +78,8 @@ export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interru
 function maskInputsAt(run: TrainRun, step: number): Record<string, Uint8Array | Int32Array> {
   const { c } = run;
   const grid = c.imgSize / c.patchSize;
-  return stepMasks({ kind: c.mask, ratio: c.maskRatio, gridH: grid, gridW: grid }, run.medic, c.batchSize, c.seed, step);
+  const row0 = run.world.rank * c.batchSize;
+  return stepMasks({ kind: c.mask, ratio: c.maskRatio, gridH: grid, gridW: grid }, run.medic, c.batchSize, c.seed, step, row0);
 }
 
 /** Starts one native step (the Promise resolves when it is done). */
@@ -82,9 +89,12 @@ async function runStep(run: TrainRun, program: Program, batch: Batch, masks: Rec
   const hyper = Float32Array.from([lrAt(plan.sched, p.step), weightDecayAt(plan.sched, p.step), p.step + 1]);
   const seed = Int32Array.from([c.seed ^ SEED_STREAM_DROP_PATH, p.step]);
   const inputNames = run.cg.inputs.map((i) => i.name);
+  const before = run.engine.commStats();
   const r = await program.run(pick({ images: batch.images, ...masks, hyper, seed }, inputNames));
   const gradNorm = (r.outputs.grad_norm as Float32Array)[0];
-  return { losses: r.outputs.losses as Float32Array, gradNorm, hyper, stepMs: performance.now() - t0 };
+  const after = run.engine.commStats();
+  const commMs = before && after ? after.startMs + after.waitMs - before.startMs - before.waitMs : undefined;
+  return { losses: r.outputs.losses as Float32Array, gradNorm, hyper, stepMs: performance.now() - t0, commMs };
 }
 
 /** A non-finite loss or gradient norm ends the run; the last good checkpoint is kept. */
@@ -111,14 +121,15 @@ function report(
 ): void {
   const { c, plan, ev } = run;
   const step = run.progress.step;
-  const B = c.batchSize;
+  const B = plan.globalBatch;
   const { losses, hyper, stepMs } = out;
   const m: StepMetrics = {
     step, epoch, loss: losses[0], l_tok: losses[1], l_cls: losses[2], l_pix: losses[3], grad_norm: out.gradNorm,
     lr: hyper[0], wd: hyper[1], step_ms: stepMs, wait_ms: batch.waitMs, img_s: (B * 1000) / (stepMs + batch.waitMs),
   };
+  if (out.commMs !== undefined) m.comm_ms = out.commMs;
   if (c.logEvery === 0 || step % c.logEvery === 0 || epochDone) {
-    writeSync(metricsFd, JSON.stringify(m) + '\n');
+    if (metricsFd >= 0) writeSync(metricsFd, JSON.stringify(m) + '\n');
     ev.metrics(m);
   }
   const rate = (clock.stepsThisRun * B) / Math.max((performance.now() - clock.start) / 1000, 1e-9);
@@ -126,9 +137,13 @@ function report(
   ev.progress({ epoch, epochs: c.epochs, step: epochSteps, steps: plan.stepsPerEpoch, loss: losses[0], imagesPerSec: rate, etaSec: ((plan.totalSteps - step) * B) / rate });
 }
 
-/** 'interrupted' after Ctrl-C, 'stopped' after --stop-after steps (unless the run just ended), else 'done'. */
+/**
+ * 'interrupted' after Ctrl-C, 'stopped' after --stop-after steps (unless the run just ended), else
+ * 'done'. Data parallel: a Ctrl-C seen by any rank stops every rank after the same step.
+ */
 function stopRequest(run: TrainRun, stepsThisRun: number, interrupted?: () => boolean): RunStatus {
-  if (interrupted?.()) return 'interrupted';
+  const stop = !!interrupted?.();
+  if (run.world.distributed ? run.world.any(stop) : stop) return 'interrupted';
   const { c } = run;
   if (c.stopAfter > 0 && stepsThisRun >= c.stopAfter && run.progress.step < run.plan.totalSteps) return 'stopped';
   return 'done';
@@ -176,8 +191,10 @@ class BatchFeed {
 
   private open(start: Position): DataLoader {
     const { c } = this.run;
+    const { world, plan } = this.run;
     return new DataLoader(this.run.data.train, {
-      batchSize: c.batchSize,
+      batchSize: plan.globalBatch,
+      shard: { rank: world.rank, size: world.size },
       imageSize: c.imgSize,
       train: true,
       seed: c.seed,
@@ -189,6 +206,19 @@ class BatchFeed {
       ...this.run.dataReport,
     });
   }
+}
+
+/**
+ * A test hook for fault handling (docs/DISTRIBUTED.md): MEDIC_FAULT=kill:<rank>:<step> makes that rank
+ * kill itself (SIGKILL) right after that step, as a crashed or preempted process would.
+ */
+function faultInjection(run: TrainRun): ((step: number) => void) | null {
+  const m = /^kill:(\d+):(\d+)$/.exec(process.env.MEDIC_FAULT ?? '');
+  if (!m || Number(m[1]) !== run.world.rank) return null;
+  const at = Number(m[2]);
+  return (step) => {
+    if (step === at) process.kill(process.pid, 'SIGKILL');
+  };
 }
 
 function pick(o: StepInputs, keys: string[]): StepInputs {
