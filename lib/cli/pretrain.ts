@@ -191,7 +191,9 @@ export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
 function abortWorld(err: Error): void {
   const w = World.active();
   if (!w) return;
-  console.error(`medic-native pretrain: rank ${w.rank} of ${w.size}: ${err.message}\nmedic-native pretrain: rank ${w.rank} stops the job (MPI_Abort)`);
+  const who = `rank ${w.rank} of ${w.size}`;
+  const msg = err.message.startsWith(who) ? err.message : `${who}: ${err.message}`; // collective timeouts name the rank already
+  console.error(`medic-native pretrain: ${msg}\nmedic-native pretrain: rank ${w.rank} stops the job (MPI_Abort)`);
   w.abort(1);
 }
 

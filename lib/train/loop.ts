@@ -210,14 +210,15 @@ class BatchFeed {
 
 /**
  * A test hook for fault handling (docs/DISTRIBUTED.md): MEDIC_FAULT=kill:<rank>:<step> makes that rank
- * kill itself (SIGKILL) right after that step, as a crashed or preempted process would.
+ * kill itself (SIGKILL) right after that step, as a crashed or preempted process would;
+ * MEDIC_FAULT=stall:<rank>:<step> stops it (SIGSTOP), as a hung process would.
  */
 function faultInjection(run: TrainRun): ((step: number) => void) | null {
-  const m = /^kill:(\d+):(\d+)$/.exec(process.env.MEDIC_FAULT ?? '');
-  if (!m || Number(m[1]) !== run.world.rank) return null;
-  const at = Number(m[2]);
+  const m = /^(kill|stall):(\d+):(\d+)$/.exec(process.env.MEDIC_FAULT ?? '');
+  if (!m || Number(m[2]) !== run.world.rank) return null;
+  const at = Number(m[3]);
   return (step) => {
-    if (step === at) process.kill(process.pid, 'SIGKILL');
+    if (step === at) process.kill(process.pid, m[1] === 'kill' ? 'SIGKILL' : 'SIGSTOP');
   };
 }
 

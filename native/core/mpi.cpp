@@ -44,6 +44,8 @@ struct Api {
   int (*Iallgatherv)(const void*, int, Handle, void*, const int*, const int*, Handle, Handle, Handle*);
   int (*Ibcast)(void*, int, Handle, int, Handle, Handle*);
   int (*Ibarrier)(Handle, Handle*);
+  int (*Isend)(const void*, int, Handle, int, int, Handle, Handle*);
+  int (*Irecv)(void*, int, Handle, int, int, Handle, Handle*);
   int (*Test)(Handle*, int*, void*);
   int (*Get_library_version)(char*, int*);
   int (*Error_string)(int, char*, int*);
@@ -91,7 +93,8 @@ Api& api() {
               sym(a.lib, "MPI_Comm_free", a.Comm_free) && sym(a.lib, "MPI_Comm_set_errhandler", a.Comm_set_errhandler) &&
               sym(a.lib, "MPI_Iallreduce", a.Iallreduce) && sym(a.lib, "MPI_Iallgather", a.Iallgather) &&
               sym(a.lib, "MPI_Iallgatherv", a.Iallgatherv) && sym(a.lib, "MPI_Ibcast", a.Ibcast) &&
-              sym(a.lib, "MPI_Ibarrier", a.Ibarrier) && sym(a.lib, "MPI_Test", a.Test) &&
+              sym(a.lib, "MPI_Ibarrier", a.Ibarrier) && sym(a.lib, "MPI_Isend", a.Isend) &&
+              sym(a.lib, "MPI_Irecv", a.Irecv) && sym(a.lib, "MPI_Test", a.Test) &&
               sym(a.lib, "MPI_Get_library_version", a.Get_library_version) && sym(a.lib, "MPI_Error_string", a.Error_string);
     if (!ok) {
       a.reason = a.path + " lacks an MPI-3 function (" + std::string(dlerror()) + ")";
@@ -151,6 +154,41 @@ std::string who() {
   return "rank " + std::to_string(w.rank) + " of " + std::to_string(w.size);
 }
 
+// Which ranks are gone, asked when a collective timed out. Every rank that timed out sends a token to
+// every other rank and listens for theirs for a grace period: the live ranks, stuck in the same
+// collective, time out at about the same moment and answer; a rank that died or hangs elsewhere does
+// not. Point-to-point messages on their own tag, only on this failure path.
+std::string silent_ranks(Api& a, double grace_s) {
+  const World& w = state().world;
+  constexpr int kTag = 0x6d6564;  // "med"
+  int token = w.rank, sink = 0;
+  std::vector<Handle> sends(w.size, nullptr), recvs(w.size, nullptr);
+  std::vector<int> got(w.size, 0), inbox(w.size, 0);
+  for (int r = 0; r < w.size; ++r) {
+    if (r == w.rank) continue;
+    // Errors (a peer whose connection is gone) leave that rank silent, which is the answer.
+    if (a.Isend(&token, 1, a.dt_int, r, kTag, a.comm_world, &sends[r]) != kSuccess) sends[r] = nullptr;
+    if (a.Irecv(&inbox[r], 1, a.dt_int, r, kTag, a.comm_world, &recvs[r]) != kSuccess) recvs[r] = nullptr;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < grace_s) {
+    int pending = 0;
+    for (int r = 0; r < w.size; ++r) {
+      if (r == w.rank || got[r] || !recvs[r]) continue;
+      int done = 0;
+      if (a.Test(&recvs[r], &done, nullptr) == kSuccess && done) got[r] = 1;
+      else pending += 1;
+      if (sends[r]) a.Test(&sends[r], &sink, nullptr);
+    }
+    if (!pending) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::string list;
+  for (int r = 0; r < w.size; ++r)
+    if (r != w.rank && !got[r]) list += (list.empty() ? "" : ", ") + std::to_string(r);
+  return list;
+}
+
 // Polls one request until it completes or the deadline passes. Spins briefly, then sleeps in short
 // steps so that a waiting rank leaves the cores to the ranks still computing.
 void wait(Api& a, Handle* req, const char* what, double timeout_s) {
@@ -161,9 +199,14 @@ void wait(Api& a, Handle* req, const char* what, double timeout_s) {
     if (done) return;
     if (spins < 1000) continue;
     double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (waited > timeout_s)
-      throw Error(who() + ": " + what + " made no progress for " + std::to_string(static_cast<int>(timeout_s)) +
-                  " s: another rank was lost or is stalled (the launcher's log names a rank that exited); stopping");
+    if (waited > timeout_s) {
+      std::string lost = silent_ranks(a, std::min(10.0, std::max(2.0, timeout_s / 2)));
+      std::string secs = std::to_string(static_cast<int>(timeout_s));
+      throw Error(who() + ": " + what + " made no progress for " + secs + " s; " +
+                  (lost.empty() ? std::string("every rank still answers, so one is stalled inside the collective")
+                                : "lost or stalled: rank" + std::string(lost.find(',') == std::string::npos ? " " : "s ") + lost) +
+                  "; stopping");
+    }
     std::this_thread::sleep_for(std::chrono::microseconds(spins < 5000 ? 20 : 200));
   }
 }
@@ -281,7 +324,7 @@ void allreduce_f64(double* data, int n, int op) {
   Api& a = active_api("allreduce");
   Handle req = nullptr;
   check(a, a.Iallreduce(kInPlace, data, n, a.dt_double, op == 1 ? a.op_max : a.op_sum, a.comm_world, &req), "MPI_Iallreduce");
-  wait(a, &req, "a host all-reduce", state().timeout_s);
+  wait(a, &req, "the all-reduce between steps (stop agreement)", state().timeout_s);
 }
 
 void allreduce_start(CommState& s, float* data, int64_t n) {
