@@ -3,7 +3,7 @@
 // state. Throughput is the median img/s of the logged steps after the first few; the communication
 // share is the time the steps spent in all-reduce calls over their total time.
 //
-//   npx tsx bench/distributed.ts [--rounds 3] [--steps 30] [--batch 128] [--model mini]
+//   npx tsx bench/distributed.ts [--rounds 3] [--steps 30] [--batch 128] [--model mini] [--bind core|none]
 //
 // Needs mpirun (Open MPI). Figures: bench/README.md.
 import { spawnSync } from 'node:child_process';
@@ -22,6 +22,9 @@ const rounds = Number(arg('rounds', '3'));
 const steps = Number(arg('steps', '30'));
 const batch = Number(arg('batch', '128'));
 const model = arg('model', 'mini');
+// Open MPI binds each of 2 ranks to a core by default; on a machine shared with other work a bound
+// rank cannot move off a busy core, so `--bind none` is worth comparing there.
+const bind = arg('bind', 'core');
 const skip = 5; // first steps: allocation, page faults, caches
 
 const dir = mkdtempSync(join(tmpdir(), 'medic-bench-dist-'));
@@ -39,7 +42,7 @@ function run(kind: 'ranks' | 'threads', i: number): Sample {
   const r =
     kind === 'threads'
       ? spawnSync(cli[0], [...cli.slice(1), '--threads', '2', '--batch-size', String(batch)], { cwd: root, env: { ...process.env, CI: '1' } })
-      : spawnSync('mpirun', ['--allow-run-as-root', '-np', '2', ...cli, '--threads', '1', '--batch-size', String(batch / 2)], { cwd: root, env: { ...process.env, CI: '1' } });
+      : spawnSync('mpirun', ['--allow-run-as-root', '--bind-to', bind, '-np', '2', ...cli, '--threads', '1', '--batch-size', String(batch / 2)], { cwd: root, env: { ...process.env, CI: '1' } });
   if (r.status !== 0) throw new Error(`${kind} run failed:\n${r.stdout}\n${r.stderr}`);
   const m = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>).slice(skip);
   const median = (v: number[]) => v.sort((a, b) => a - b)[Math.floor(v.length / 2)];
@@ -64,7 +67,7 @@ const med = (v: number[]) => v.slice().sort((a, b) => a - b)[Math.floor(v.length
 const t = med(results.threads.map((s) => s.imgS));
 const r = med(results.ranks.map((s) => s.imgS));
 console.log(
-  `\nmodel ${model}, global batch ${batch}, ${steps} steps (first ${skip} skipped), ${rounds} rounds, medians:\n` +
+  `\nmodel ${model}, global batch ${batch}, ${steps} steps (first ${skip} skipped), ${rounds} rounds, ranks bound to ${bind}, medians:\n` +
     `  1 rank x 2 threads : ${t.toFixed(0)} img/s\n` +
     `  2 ranks x 1 thread : ${r.toFixed(0)} img/s (comm ${(100 * med(results.ranks.map((s) => s.commShare))).toFixed(1)} % of step time)\n` +
     `  ratio ranks / threads: ${(r / t).toFixed(2)}`,
