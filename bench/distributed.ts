@@ -28,7 +28,20 @@ const bind = arg('bind', 'core');
 const skip = 5; // first steps: allocation, page faults, caches
 
 const dir = mkdtempSync(join(tmpdir(), 'medic-bench-dist-'));
-const common = ['pretrain', '--model', model, '--epochs', '1', '--steps-per-epoch', String(steps), '--workers', '0', '--knn-limit', '20', '--json'];
+const common = [
+  'pretrain',
+  '--model',
+  model,
+  '--epochs',
+  '1',
+  '--steps-per-epoch',
+  String(steps),
+  '--workers',
+  '0',
+  '--knn-limit',
+  '20',
+  '--json',
+];
 
 interface Sample {
   imgS: number;
@@ -41,10 +54,32 @@ function run(kind: 'ranks' | 'threads', i: number): Sample {
   const cli = [process.execPath, '--import', 'tsx', entry, ...common, '--out', out];
   const r =
     kind === 'threads'
-      ? spawnSync(cli[0], [...cli.slice(1), '--threads', '2', '--batch-size', String(batch)], { cwd: root, env: { ...process.env, CI: '1' } })
-      : spawnSync('mpirun', ['--allow-run-as-root', '--bind-to', bind, '-np', '2', ...cli, '--threads', '1', '--batch-size', String(batch / 2)], { cwd: root, env: { ...process.env, CI: '1' } });
+      ? spawnSync(cli[0], [...cli.slice(1), '--threads', '2', '--batch-size', String(batch)], {
+          cwd: root,
+          env: { ...process.env, CI: '1' },
+        })
+      : spawnSync(
+          'mpirun',
+          [
+            '--allow-run-as-root',
+            '--bind-to',
+            bind,
+            '-np',
+            '2',
+            ...cli,
+            '--threads',
+            '1',
+            '--batch-size',
+            String(batch / 2),
+          ],
+          { cwd: root, env: { ...process.env, CI: '1' } },
+        );
   if (r.status !== 0) throw new Error(`${kind} run failed:\n${r.stdout}\n${r.stderr}`);
-  const m = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>).slice(skip);
+  const m = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>)
+    .slice(skip);
   const median = (v: number[]) => v.sort((a, b) => a - b)[Math.floor(v.length / 2)];
   const total = m.reduce((a, x) => a + x.step_ms, 0);
   const comm = m.reduce((a, x) => a + (x.comm_ms ?? 0), 0);
@@ -57,7 +92,9 @@ try {
     for (const kind of ['threads', 'ranks'] as const) {
       const s = run(kind, i);
       results[kind].push(s);
-      console.log(`${kind.padEnd(7)} round ${i + 1}: ${s.imgS.toFixed(0)} img/s, step ${s.stepMs.toFixed(1)} ms, comm ${(100 * s.commShare).toFixed(1)} %`);
+      console.log(
+        `${kind.padEnd(7)} round ${i + 1}: ${s.imgS.toFixed(0)} img/s, step ${s.stepMs.toFixed(1)} ms, comm ${(100 * s.commShare).toFixed(1)} %`,
+      );
     }
   }
 } finally {

@@ -47,30 +47,40 @@ function spans(buffers: CompiledBuffer[]): Map<string, Span> {
 }
 
 /** The gradient buckets of a graph: [start, end) ranges of `grads` and the op after which each is final. */
-export function gradientBuckets(cg: CompiledGraph, bucketValues: number): { start: number; end: number; lastWrite: number }[] {
+export function gradientBuckets(
+  cg: CompiledGraph,
+  bucketValues: number,
+): { start: number; end: number; lastWrite: number }[] {
   const total = cg.sizes.train;
   if (total === 0) return [];
-  if (!(Number.isSafeInteger(bucketValues) && bucketValues > 0)) throw new Error(`gradient buckets: expected a positive integer size, got ${bucketValues}`);
+  if (!(Number.isSafeInteger(bucketValues) && bucketValues > 0))
+    throw new Error(`gradient buckets: expected a positive integer size, got ${bucketValues}`);
   const sp = spans(cg.buffers);
   const buckets: { start: number; end: number; lastWrite: number }[] = [];
-  for (let s = 0; s < total; s += bucketValues) buckets.push({ start: s, end: Math.min(total, s + bucketValues), lastWrite: -1 });
+  for (let s = 0; s < total; s += bucketValues)
+    buckets.push({ start: s, end: Math.min(total, s + bucketValues), lastWrite: -1 });
   cg.ops.forEach((op, k) => {
     for (const name of op.out) {
       const s = name ? sp.get(name) : undefined;
       if (!s || s.root !== 'grads') continue;
       const first = Math.floor(s.offset / bucketValues);
       const last = Math.floor((s.offset + Math.max(s.numel, 1) - 1) / bucketValues);
-      for (let b = first; b <= last && b < buckets.length; b++) buckets[b].lastWrite = Math.max(buckets[b].lastWrite, k);
+      for (let b = first; b <= last && b < buckets.length; b++)
+        buckets[b].lastWrite = Math.max(buckets[b].lastWrite, k);
     }
   });
   const unwritten = buckets.find((b) => b.lastWrite < 0);
-  if (unwritten) throw new Error(`gradient buckets: no op writes grads [${unwritten.start}, ${unwritten.end}): the graph has no backward pass there`);
+  if (unwritten)
+    throw new Error(
+      `gradient buckets: no op writes grads [${unwritten.start}, ${unwritten.end}): the graph has no backward pass there`,
+    );
   return buckets;
 }
 
 /** The graph of one rank of a data-parallel run (see the file comment). */
 export function distributedGraph(cg: CompiledGraph, o: DistributedGraphOptions): CompiledGraph {
-  if (!(Number.isSafeInteger(o.rowOffset) && o.rowOffset >= 0)) throw new Error(`distributed graph: rowOffset must be a non-negative integer, got ${o.rowOffset}`);
+  if (!(Number.isSafeInteger(o.rowOffset) && o.rowOffset >= 0))
+    throw new Error(`distributed graph: rowOffset must be a non-negative integer, got ${o.rowOffset}`);
   const buckets = gradientBuckets(cg, o.bucketValues);
   const buffers: CompiledBuffer[] = [...cg.buffers];
   if (buckets.length > 0 && !buffers.some((b) => b.name === 'grads'))
@@ -92,11 +102,15 @@ export function distributedGraph(cg: CompiledGraph, o: DistributedGraphOptions):
     const k = cg.ops.findIndex((op) => op.out.includes(out));
     if (k < 0) throw new Error(`distributed graph: no op writes output '${out}'`);
     const later = cg.ops.findIndex((op, j) => j > k && op.out.includes(out));
-    if (later >= 0) throw new Error(`distributed graph: output '${out}' is written by ops ${k} and ${later}; it can be averaged after one writer only`);
+    if (later >= 0)
+      throw new Error(
+        `distributed graph: output '${out}' is written by ops ${k} and ${later}; it can be averaged after one writer only`,
+      );
     insert(k, { op: 'allreduce', in: [], out: [out], attrs: {} });
     lastStart = Math.max(lastStart, k);
   }
-  if (lastStart >= 0) insert(lastStart, { op: 'allreduce_wait', in: [], out: buckets.length ? ['grads'] : [], attrs: {} });
+  if (lastStart >= 0)
+    insert(lastStart, { op: 'allreduce_wait', in: [], out: buckets.length ? ['grads'] : [], attrs: {} });
   const ops: CompiledOp[] = [];
   cg.ops.forEach((op, k) => {
     ops.push(op.op === 'drop_path_mask' ? { ...op, attrs: { ...op.attrs, row0: o.rowOffset } } : op);

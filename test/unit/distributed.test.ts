@@ -1,7 +1,7 @@
 // Data parallel pieces that need no second process: the launcher's environment, the rewritten step
 // graph (buckets, wait, averaged losses, drop-path offsets), and the split of data, masks and drop
 // path, each checked against what one process computes for the same global batch. Runs under mpirun
-// are in test/dist/mpirun.test.ts.
+// are in test/mpi/mpirun.test.ts.
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { openData } from '../../lib/data/index.js';
@@ -19,18 +19,41 @@ afterAll(() => engine.dispose());
 const config = resolveConfig(
   {},
   {
-    data: 'synthetic:64:2', imgSize: 16, patchSize: 4, model: 'micro', teacherDim: 32, teacherDepth: 1, teacherHeads: 2,
-    decoderDim: 16, decoderDepth: 1, decoderHeads: 2, batchSize: 4, dropPath: 0.5,
+    data: 'synthetic:64:2',
+    imgSize: 16,
+    patchSize: 4,
+    model: 'micro',
+    teacherDim: 32,
+    teacherDepth: 1,
+    teacherHeads: 2,
+    decoderDim: 16,
+    decoderDepth: 1,
+    decoderHeads: 2,
+    batchSize: 4,
+    dropPath: 0.5,
   },
 );
 
 describe('detectLaunch', () => {
   it('reads mpirun, PMI and srun environments, and nothing else', () => {
-    expect(detectLaunch({ OMPI_COMM_WORLD_SIZE: '4', OMPI_COMM_WORLD_RANK: '3', OMPI_COMM_WORLD_LOCAL_RANK: '1' })).toEqual({
-      source: 'OMPI_COMM_WORLD_SIZE=4', rank: 3, size: 4, localRank: 1,
+    expect(
+      detectLaunch({ OMPI_COMM_WORLD_SIZE: '4', OMPI_COMM_WORLD_RANK: '3', OMPI_COMM_WORLD_LOCAL_RANK: '1' }),
+    ).toEqual({
+      source: 'OMPI_COMM_WORLD_SIZE=4',
+      rank: 3,
+      size: 4,
+      localRank: 1,
     });
-    expect(detectLaunch({ PMI_SIZE: '2', PMI_RANK: '1', MPI_LOCALRANKID: '0' })).toMatchObject({ rank: 1, size: 2, localRank: 0 });
-    expect(detectLaunch({ SLURM_STEP_NUM_TASKS: '8', SLURM_PROCID: '5', SLURM_LOCALID: '1' })).toMatchObject({ rank: 5, size: 8, localRank: 1 });
+    expect(detectLaunch({ PMI_SIZE: '2', PMI_RANK: '1', MPI_LOCALRANKID: '0' })).toMatchObject({
+      rank: 1,
+      size: 2,
+      localRank: 0,
+    });
+    expect(detectLaunch({ SLURM_STEP_NUM_TASKS: '8', SLURM_PROCID: '5', SLURM_LOCALID: '1' })).toMatchObject({
+      rank: 5,
+      size: 8,
+      localRank: 1,
+    });
     // a batch script (no job step) and a plain shell are not launches
     expect(detectLaunch({ SLURM_PROCID: '0', SLURM_NTASKS: '8' })).toBeNull();
     expect(detectLaunch({})).toBeNull();
@@ -63,15 +86,25 @@ describe('distributedGraph', () => {
       const at = dg.ops.findIndex((o) => o.op === 'allreduce' && o.out[0] === `grads.bucket${i}`);
       expect(at, `bucket ${i}`).toBeGreaterThan(0);
       expect(at).toBeLessThan(wait);
-      expect(dg.buffers.find((b) => b.name === `grads.bucket${i}`)).toMatchObject({ kind: 'view', of: 'grads', offset: lo, shape: [hi - lo] });
+      expect(dg.buffers.find((b) => b.name === `grads.bucket${i}`)).toMatchObject({
+        kind: 'view',
+        of: 'grads',
+        offset: lo,
+        shape: [hi - lo],
+      });
       // the op just before (skipping other inserted reductions) writes into the bucket; none after it does
       let k = at - 1;
       while (dg.ops[k].op === 'allreduce') k--;
       expect(writes(dg.ops[k], lo, hi), `bucket ${i}: op before its reduction`).toBe(true);
-      expect(dg.ops.slice(at + 1).some((o) => writes(o, lo, hi)), `bucket ${i}: written after its reduction`).toBe(false);
+      expect(
+        dg.ops.slice(at + 1).some((o) => writes(o, lo, hi)),
+        `bucket ${i}: written after its reduction`,
+      ).toBe(false);
     }
     // buckets of the decoder and head (the end of the flat buffer) are finished first in the backward pass
-    const order = dg.ops.filter((o) => o.op === 'allreduce' && o.out[0].startsWith('grads.')).map((o) => Number(o.out[0].slice('grads.bucket'.length)));
+    const order = dg.ops
+      .filter((o) => o.op === 'allreduce' && o.out[0].startsWith('grads.'))
+      .map((o) => Number(o.out[0].slice('grads.bucket'.length)));
     expect(order[0]).toBeGreaterThan(order[order.length - 1]);
     // the losses are averaged too, and every drop path draws for the rank's rows of the global batch
     expect(dg.ops.some((o) => o.op === 'allreduce' && o.out[0] === 'losses')).toBe(true);
@@ -88,22 +121,38 @@ describe('distributedGraph', () => {
       using program = state.program();
       const B = config.batchSize;
       const images = Float32Array.from({ length: B * 3 * 16 * 16 }, (_, i) => Math.sin(i * 0.37));
-      const masks = stepMasks({ kind: 'block', ratio: config.maskRatio, gridH: 4, gridW: 4 }, buildTrainModel(config).medic, B, 1, 0);
+      const masks = stepMasks(
+        { kind: 'block', ratio: config.maskRatio, gridH: 4, gridW: 4 },
+        buildTrainModel(config).medic,
+        B,
+        1,
+        0,
+      );
       const names = new Set(g.inputs.map((i) => i.name));
-      const inputs: Record<string, Float32Array | Int32Array | Uint8Array> = { images, hyper: Float32Array.of(1e-3, 0.05, 1), seed: Int32Array.of(11, 0) };
+      const inputs: Record<string, Float32Array | Int32Array | Uint8Array> = {
+        images,
+        hyper: Float32Array.of(1e-3, 0.05, 1),
+        seed: Int32Array.of(11, 0),
+      };
       for (const [k, v] of Object.entries(masks)) if (names.has(k)) inputs[k] = v;
       const r = await program.run(inputs);
       return { losses: r.outputs.losses, norm: r.outputs.grad_norm, params: state.get('params').read() };
     };
     const plain = await run(cg);
-    const alone = await run({ ...dg, ops: dg.ops.map((o) => (o.op === 'drop_path_mask' ? { ...o, attrs: { ...o.attrs, row0: 0 } } : o)) });
+    const alone = await run({
+      ...dg,
+      ops: dg.ops.map((o) => (o.op === 'drop_path_mask' ? { ...o, attrs: { ...o.attrs, row0: 0 } } : o)),
+    });
     expect(alone).toEqual(plain);
   });
 
   it('is refused natively when an allreduce has no allreduce_wait after it', () => {
     using g = engine.tensor([8]);
     expect(() =>
-      engine.program({ buffers: [{ name: 'g', shape: [8], kind: 'bound', tensor: g }], ops: [{ op: 'allreduce', in: [], out: ['g'] }] }),
+      engine.program({
+        buffers: [{ name: 'g', shape: [8], kind: 'bound', tensor: g }],
+        ops: [{ op: 'allreduce', in: [], out: ['g'] }],
+      }),
     ).toThrow(/op 0 \(allreduce\) has no allreduce_wait after it/);
   });
 });
@@ -149,6 +198,8 @@ describe('the global batch split over ranks', () => {
       expect([...r0[i].images, ...r1[i].images]).toEqual([...one[i].images]);
       expect(r0[i].next).toEqual(one[i].next);
     }
-    expect(() => new DataLoader(data.train, { ...opts, shard: { rank: 0, size: 3 } })).toThrow(/batch of 8 images does not split evenly over 3 ranks/);
+    expect(() => new DataLoader(data.train, { ...opts, shard: { rank: 0, size: 3 } })).toThrow(
+      /batch of 8 images does not split evenly over 3 ranks/,
+    );
   });
 });
