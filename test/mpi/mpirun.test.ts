@@ -170,12 +170,36 @@ describe.runIf(hasMpirun)('pretrain under mpirun -np 2', () => {
     expect(relDiff(loadCheckpoint(singleOut).params, loadCheckpoint(b).params)).toBeLessThan(1e-5);
   });
 
-  // Checkpoints at steps 2 and 4 (an epoch is 2 steps); rank 1 goes away after step 5.
+  // The integration branch's step inputs under data parallel: evolved masks (the teacher program's
+  // attention, clustered per sample, keyed by the global sample index) and uncertainty balancing (its
+  // log-variances are parameters, so their gradient is all-reduced like the others'; the spike guard
+  // reads the rank-averaged losses).
+  it('evolved masks and uncertainty loss balancing match one process at the same global batch', async () => {
+    const extra = ['--mask', 'evolved', '--loss-balance', 'uncertainty', '--epochs', '1', '--steps-per-epoch', '6'];
+    const a = await runCli(['pretrain', ...tiny, ...one, ...extra, '--out', join(dir, 'evolved-one')]);
+    ok(a);
+    const b = await mpirun(['pretrain', ...tiny, ...two, ...extra, '--out', join(dir, 'evolved-two')]);
+    ok(b);
+    const want = steps(a.stdout);
+    expect(want).toHaveLength(6);
+    expectSameSteps(steps(b.stdout), want);
+    const scales = (s: string) =>
+      jsonLines(s)
+        .filter((e) => e.event === 'step')
+        .flatMap((e) => e.loss_scale as number[]);
+    expect(scales(a.stdout)).toHaveLength(18);
+    expect(relDiff(scales(a.stdout), scales(b.stdout))).toBeLessThan(1e-5);
+    expect(relDiff(loadCheckpoint(join(dir, 'evolved-one')).params, loadCheckpoint(join(dir, 'evolved-two')).params)).toBeLessThan(1e-5);
+  });
+
+  // Checkpoints at steps 2 and 4 (an epoch is 2 steps); rank 1 goes away after step 6. The spike guard
+  // writes an epoch's checkpoint once the next step's loss passed it: step 4's is written after step 5,
+  // before rank 0 can finish step 6 (whose all-reduce needs rank 1), so the fault cannot race it.
   const faulty = [...tiny, ...two, '--steps-per-epoch', '2', '--epochs', '10'];
 
   it('a killed rank stops the job, the launcher names it, the last checkpoint is intact', async () => {
     const out = join(dir, 'killed');
-    const r = await mpirun(['pretrain', ...faulty, '--out', out], { MEDIC_FAULT: 'kill:1:5' });
+    const r = await mpirun(['pretrain', ...faulty, '--out', out], { MEDIC_FAULT: 'kill:1:6' });
     expect(r.code).not.toBe(0);
     expect(r.stdout + r.stderr).toMatch(/process rank 1 .* exited on signal 9/);
     expect(readCheckpointState(out).state.step).toBe(4);
@@ -184,7 +208,7 @@ describe.runIf(hasMpirun)('pretrain under mpirun -np 2', () => {
 
   it('a hung rank makes the others stop after --comm-timeout, naming it', async () => {
     const out = join(dir, 'hung');
-    const r = await mpirun(['pretrain', ...faulty, '--comm-timeout', '3', '--out', out], { MEDIC_FAULT: 'stall:1:5' });
+    const r = await mpirun(['pretrain', ...faulty, '--comm-timeout', '3', '--out', out], { MEDIC_FAULT: 'stall:1:6' });
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/rank 0 of 2: .* made no progress for 3 s; lost or stalled: rank 1; stopping/);
     expect(r.stderr).toMatch(/rank 0 stops the job \(MPI_Abort\)/);
