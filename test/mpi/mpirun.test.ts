@@ -173,9 +173,9 @@ describe.runIf(hasMpirun)('pretrain under mpirun -np 2', () => {
   // The integration branch's step inputs under data parallel: evolved masks (the teacher program's
   // attention, clustered per sample, keyed by the global sample index) and uncertainty balancing (its
   // log-variances are parameters, so their gradient is all-reduced like the others'; the spike guard
-  // reads the rank-averaged losses).
-  it('evolved masks and uncertainty loss balancing match one process at the same global batch', async () => {
-    const extra = ['--mask', 'evolved', '--loss-balance', 'uncertainty', '--epochs', '1', '--steps-per-epoch', '6'];
+  // reads the rank-averaged losses) and bf16 storage (gradients stay f32, so the reduction is unchanged).
+  it('evolved masks, uncertainty loss balancing and bf16 match one process at the same global batch', async () => {
+    const extra = ['--mask', 'evolved', '--loss-balance', 'uncertainty', '--precision', 'bf16', '--epochs', '1', '--steps-per-epoch', '6'];
     const a = await runCli(['pretrain', ...tiny, ...one, ...extra, '--out', join(dir, 'evolved-one')]);
     ok(a);
     const b = await mpirun(['pretrain', ...tiny, ...two, ...extra, '--out', join(dir, 'evolved-two')]);
