@@ -3,6 +3,7 @@ import { arch, cpus, platform, totalmem } from 'node:os';
 
 import type { Command } from 'commander';
 
+import { detectLaunch, type CommProbe } from '../engine/comm.js';
 import { chooseDevice } from '../engine/device.js';
 import { CUDA_PACKAGE, loadBinding, shortPath, type LoadedBinding, type Origin, type Variant } from '../engine/loader.js';
 import { precisionFor } from '../train/precision.js';
@@ -21,6 +22,11 @@ export interface DoctorReport {
   cuda: { compiledIn: boolean; devices: number; description: string; kernels: number; ops: number };
   auto: string;
   threads: number;
+  /** Data parallel: MPI (every engine binary) and NCCL (the CUDA binary), each found or not and why. */
+  mpi: CommProbe;
+  nccl: CommProbe;
+  /** The launcher that started this process (mpirun, srun), or null. */
+  launch: string | null;
 }
 
 /** `error`: the paths tried, one per line of the loader's message, joined; `message`: all of it. */
@@ -73,7 +79,20 @@ export function doctorReport(): DoctorReport {
     },
     auto,
     threads: (cpu.loaded ?? cuda.loaded)?.binding.defaultThreads() ?? 0,
+    ...commReport(cpu.loaded ?? cuda.loaded, cuda.loaded),
   };
+}
+
+function commReport(any: LoadedBinding | undefined, cuda: LoadedBinding | undefined): Pick<DoctorReport, 'mpi' | 'nccl' | 'launch'> {
+  const none = (reason: string): CommProbe => ({ found: false, library: '', version: '', reason });
+  const mpi = any ? any.binding.mpiProbe() : none('no engine binary could be loaded');
+  const nccl = cuda ? cuda.binding.ncclProbe() : none('NCCL serves the CUDA build of the engine, which is not installed');
+  const l = detectLaunch();
+  return { mpi, nccl, launch: l ? `${l.source}: rank ${l.rank} of ${l.size}, local rank ${l.localRank}` : null };
+}
+
+function commLine(p: CommProbe, use: string): string {
+  return p.found ? `${p.version || 'found'} (${p.library}): ${use}` : `not found: ${p.reason}`;
 }
 
 export function registerDoctor(program: Command): void {
@@ -103,6 +122,9 @@ export function registerDoctor(program: Command): void {
       if (r.cuda.compiledIn) console.log(`cuda kernels : ${r.cuda.kernels} of ${r.cuda.ops} ops`);
       console.log(`--device auto: ${r.auto}`);
       console.log(`--precision auto on the CPU: ${precisionFor('auto', false, features).reason}`);
+      console.log(`mpi          : ${commLine(r.mpi, 'data parallel across processes (mpirun, srun), CPU collectives')}`);
+      console.log(`nccl         : ${commLine(r.nccl, 'GPU collectives of data-parallel CUDA runs')}`);
+      console.log(`launcher     : ${r.launch ?? 'none (pretrain runs as one process; under mpirun or srun --distributed auto spreads it)'}`);
       if (r.engineError) console.error(r.engineError);
     });
 }

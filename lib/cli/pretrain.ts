@@ -4,6 +4,7 @@ import { join } from 'node:path';
 
 import { Option, type Command } from 'commander';
 
+import { World, detectLaunch, type Launch } from '../engine/index.js';
 import { studentPresets } from '../models/vit.js';
 import { applyTeacherCheckpoint } from '../train/build.js';
 import { absolutePaths, defaultConfig, flagOf, formatConfigChanges, readConfigFile, resolveConfig, type ConfigFlags, type PretrainConfig } from '../train/config.js';
@@ -39,8 +40,8 @@ export const flags: FlagSpec[] = [
   { key: 'lossBalance', arg: 'mode', help: 'loss balancing: static weights; ema divides each term by its running mean; uncertainty learns a log-variance per term', choices: ['static', 'ema', 'uncertainty'] },
   { key: 'balanceMomentum', arg: 'm', help: 'momentum of the ema balancing' },
   { key: 'epochs', arg: 'n', help: 'epochs' },
-  { key: 'batchSize', arg: 'n', help: 'images per step' },
-  { key: 'lr', arg: 'lr', help: 'base learning rate per --lr-batch-ref images (peak lr = lr * batch / ref)' },
+  { key: 'batchSize', arg: 'n', help: 'images per step in each process (global batch = processes x this)' },
+  { key: 'lr', arg: 'lr', help: 'base learning rate per --lr-batch-ref images (peak lr = lr * global batch / ref)' },
   { key: 'lrBatchRef', arg: 'n', help: 'batch size the base lr refers to' },
   { key: 'warmupEpochs', arg: 'n', help: 'linear warmup epochs' },
   { key: 'warmupLr', arg: 'lr', help: 'learning rate at the start of the warmup' },
@@ -79,6 +80,9 @@ export const flags: FlagSpec[] = [
   { key: 'stopAfter', arg: 'n', help: 'stop with a checkpoint after N steps of this invocation (resume later)' },
   { key: 'logEvery', arg: 'n', help: 'metrics every N steps (0 = every step)' },
   { key: 'spikeFactor', arg: 'x', help: 'stop when the loss or grad norm exceeds x times its median over the last 50 steps (0 = on NaN/inf only)' },
+  { key: 'distributed', arg: 'mode', help: 'data parallel over processes: auto (on under mpirun / srun) or off', choices: ['auto', 'off'] },
+  { key: 'commTimeout', arg: 's', help: 'seconds a collective may make no progress before the run stops (a lost or stalled rank)' },
+  { key: 'bucketMb', arg: 'mb', help: 'gradient all-reduce bucket size in MB (overlapped with the backward pass)' },
 ];
 
 export interface PretrainCliOptions extends Record<string, unknown> {
@@ -86,6 +90,20 @@ export interface PretrainCliOptions extends Record<string, unknown> {
   resume?: string;
   overwrite?: boolean;
   json?: boolean;
+}
+
+/**
+ * Data parallel: ranks other than 0 print only their warnings, prefixed with the rank (rank 0 prints
+ * the run: config, progress, metrics, evaluations, summary).
+ */
+function rankEvents(launch: Launch): PretrainEvents {
+  return {
+    info: () => {},
+    warn: (line) => console.warn(`warning (rank ${launch.rank} of ${launch.size}): ${line}`),
+    progress: () => {},
+    metrics: () => {},
+    eval: () => {},
+  };
 }
 
 function textEvents(json: boolean): { events: PretrainEvents; progress: Progress } {
@@ -158,8 +176,13 @@ function describeConfig(c: PretrainConfig): string {
 export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
   const c = pretrainConfig(opts);
   const json = !!opts.json;
-  const { events, progress } = textEvents(json);
-  if (json) process.stdout.write(JSON.stringify({ event: 'config', config: c }) + '\n');
+  const launch = c.distributed === 'auto' ? detectLaunch() : null;
+  const quiet = !!launch && launch.size > 1 && launch.rank !== 0;
+  const { events: rootEvents, progress } = textEvents(json);
+  const events = quiet ? rankEvents(launch) : rootEvents;
+  if (quiet) {
+    // nothing: rank 0 prints the config
+  } else if (json) process.stdout.write(JSON.stringify({ event: 'config', config: c }) + '\n');
   else console.log(describeConfig(c));
 
   let stopRequested = false;
@@ -169,15 +192,24 @@ export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
     events.warn('interrupt: finishing this step, then writing a checkpoint (Ctrl-C again to quit at once)');
   };
   process.on('SIGINT', onSigint);
+  const onSigterm = () => stoppedByLauncher(launch);
+  if (launch && launch.size > 1) process.on('SIGTERM', onSigterm);
   try {
-    const r = await pretrain(c, {
-      events,
-      resume: opts.resume,
-      overwrite: !!opts.overwrite,
-      teacherHeads: c.teacher === 'random' ? undefined : c.teacherHeads,
-      interrupted: () => stopRequested,
-    });
+    let r: Awaited<ReturnType<typeof pretrain>>;
+    try {
+      r = await pretrain(c, {
+        events,
+        resume: opts.resume,
+        overwrite: !!opts.overwrite,
+        teacherHeads: c.teacher === 'random' ? undefined : c.teacherHeads,
+        interrupted: () => stopRequested,
+      });
+    } catch (err) {
+      abortWorld(err as Error);
+      throw err;
+    }
     progress.clear();
+    if (quiet) return r.status === 'interrupted' ? 130 : r.status === 'diverged' ? 3 : 0;
     const k = Math.max(...c.knnK);
     if (json) process.stdout.write(JSON.stringify({ event: 'summary', ...r }) + '\n');
     else {
@@ -192,7 +224,31 @@ export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
     return 0;
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
   }
+}
+
+/**
+ * A rank that fails stops the whole job (MPI_Abort: the launcher ends every rank at once) rather than
+ * leaving the others waiting for it in the next all-reduce until --comm-timeout.
+ */
+function abortWorld(err: Error): void {
+  const w = World.active();
+  if (!w) return;
+  const who = `rank ${w.rank} of ${w.size}`;
+  const msg = err.message.startsWith(who) ? err.message : `${who}: ${err.message}`; // collective timeouts name the rank already
+  console.error(`medic-native pretrain: ${msg}\nmedic-native pretrain: rank ${w.rank} stops the job (MPI_Abort)`);
+  w.abort(1);
+}
+
+/** The launcher ends the job (another rank exited or failed): say so instead of vanishing. */
+function stoppedByLauncher(launch: Launch | null): void {
+  const who = launch ? `rank ${launch.rank} of ${launch.size}` : 'this process';
+  console.error(
+    `medic-native pretrain: ${who} was stopped by the launcher (SIGTERM), which ends every rank when one exits or fails: ` +
+      "its message above names the lost rank. Checkpoints are written atomically: the last one is complete (resume with --resume).",
+  );
+  process.exit(143);
 }
 
 export function registerPretrain(program: Command): void {

@@ -90,6 +90,12 @@ export interface LoaderOptions {
    * so that each bad file is reported once per run, not once per loader.
    */
   reported?: Set<string>;
+  /**
+   * Data parallel (training only): batchSize and positions count the global batch of all ranks; this
+   * loader decodes only the rank's contiguous share of each batch (batchSize / size images, the
+   * rank-th), so the ranks together see exactly the batches one process would have seen.
+   */
+  shard?: { rank: number; size: number };
 }
 
 export interface LoaderStats {
@@ -248,6 +254,9 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
   private readonly perImage: number;
   private readonly sharedMemory: boolean;
   private readonly padLast: boolean;
+  private readonly shard: { rank: number; size: number };
+  /** Images this loader decodes per batch: batchSize, or this rank's share of it. */
+  private readonly localBatch: number;
   private readonly onWarning: (message: string) => void;
   private readonly orders = new Map<number, Int32Array>();
   private readonly pool: SharedArrayBuffer[] = [];
@@ -294,6 +303,13 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
     this.perImage = 3 * this.spec.size * this.spec.size;
     this.sharedMemory = o.sharedMemory ?? true;
     this.padLast = o.padLast ?? false;
+    this.shard = o.shard ?? { rank: 0, size: 1 };
+    const { rank, size: ranks } = this.shard;
+    if (!Number.isSafeInteger(ranks) || ranks < 1 || !Number.isSafeInteger(rank) || rank < 0 || rank >= ranks)
+      throw new RangeError(`shard must be {size >= 1, 0 <= rank < size} (integers), found ${JSON.stringify(o.shard)}`);
+    if (ranks > 1 && (!this.dropLast || this.padLast)) throw new RangeError('shard: only training loaders (full batches, no padding) can be sharded');
+    if (this.batchSize % ranks !== 0) throw new RangeError(`shard: the batch of ${this.batchSize} images does not split evenly over ${ranks} ranks`);
+    this.localBatch = this.batchSize / ranks;
     this.onWarning = o.onWarning ?? ((m) => console.warn(m));
     this.reported = o.reported ?? new Set<string>();
     this.counters = { batches: 0, images: 0, waitMs: 0, maxWaitMs: 0, replaced: 0, badFiles: 0, workers: this.workers };
@@ -344,14 +360,17 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
   private schedule(): void {
     const position = this.cursor;
     const n = this.dataset.length;
-    const size = Math.min(this.batchSize, n - position.index);
-    const indices = this.order(position.epoch).slice(position.index, position.index + size);
-    const next = this.normalize({ epoch: position.epoch, index: position.index + size });
+    const global = Math.min(this.batchSize, n - position.index);
+    const next = this.normalize({ epoch: position.epoch, index: position.index + global });
+    // A sharded loader takes its rank's share of the global batch (full batches only, see the constructor).
+    const size = global === this.batchSize ? this.localBatch : global;
+    const from = position.index + this.shard.rank * (global === this.batchSize ? this.localBatch : 0);
+    const indices = this.order(position.epoch).slice(from, from + size);
     this.cursor = next;
     const bytes = (this.padLast ? this.batchSize : size) * this.perImage * 4;
     let staging: SharedArrayBuffer;
     if (this.sharedMemory) staging = new SharedArrayBuffer(bytes);
-    else staging = this.pool.pop() ?? new SharedArrayBuffer(this.batchSize * this.perImage * 4);
+    else staging = this.pool.pop() ?? new SharedArrayBuffer(this.localBatch * this.perImage * 4);
     // Chunks small enough that every worker gets a share of each batch, big enough to amortise messages.
     const chunk = Math.max(1, Math.min(16, Math.ceil(size / (2 * Math.max(1, this.workers)))));
     const parts: Promise<ChunkResult>[] = [];

@@ -1,5 +1,6 @@
 // The raw shape of the native module (native/napi). Only lib/engine talks to these directly;
 // everything else uses the typed wrappers in this folder.
+import type { CommBinding } from './comm.js';
 import type { OpName } from './ops.js';
 
 export type DType = 'f32' | 'bf16' | 'i32' | 'u8';
@@ -29,7 +30,22 @@ export interface NativeEngine {
   device(): string;
   runOp(op: OpName, inputs: (NativeTensor | null)[], outputs: (NativeTensor | null)[], attrs?: Attrs): void;
   synchronize(): void;
+  /** Data parallel: the communicator of the allreduce ops (comm_wrap.cpp). */
+  attachComm(backend: 'mpi' | 'nccl', timeoutSec: number): void;
+  commStats(): CommStats | null;
   dispose(): void;
+}
+
+/** Host-side counters of an engine's communicator since it was attached. */
+export interface CommStats {
+  backend: 'mpi' | 'nccl';
+  rank: number;
+  size: number;
+  buckets: number;
+  values: number;
+  /** Time inside the calls that start buckets, and waiting for them to complete. */
+  startMs: number;
+  waitMs: number;
 }
 
 export interface NativeTensor {
@@ -72,7 +88,7 @@ export interface NativeProgram {
   dispose(): void;
 }
 
-export interface NativeBinding {
+export interface NativeBinding extends CommBinding {
   Engine: new (device: 'cpu' | 'cuda', index: number, threads: number) => NativeEngine;
   Tensor: new (engine: NativeEngine, shape: number[], dtype: DType, data?: AnyTypedArray) => NativeTensor;
   Program: new (engine: NativeEngine, spec: { buffers: NativeBufferSpec[]; ops: NativeOpSpec[] }) => NativeProgram;

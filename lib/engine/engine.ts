@@ -6,6 +6,7 @@ import type { LoadedBinding } from './loader.js';
 import type {
   AnyTypedArray,
   Attrs,
+  CommStats,
   DType,
   MemoryStats,
   NativeBinding,
@@ -19,7 +20,7 @@ import type {
 import { chooseDevice, type DeviceChoice, type DeviceSpec } from './device.js';
 import type { OpName } from './ops.js';
 
-export type { AnyTypedArray, Attrs, DType, MemoryStats };
+export type { AnyTypedArray, Attrs, CommStats, DType, MemoryStats };
 
 export interface EngineOptions {
   /** 'auto' | 'cpu' | 'cuda' | 'cuda:N' (default 'cpu'). */
@@ -88,6 +89,20 @@ export class Engine {
       tensor: b.tensor?.handle,
     }));
     return new Program(new this.binding.Program(this.handle, { buffers, ops: spec.ops }));
+  }
+
+  /**
+   * Data parallel: the allreduce ops of this engine's programs average over the ranks of the MPI world
+   * (initialised through this engine's binding: World.init(engine.binding, ...)). 'mpi' for CPU
+   * engines, 'nccl' for CUDA engines (one rank alone needs no MPI).
+   */
+  attachComm(backend: 'mpi' | 'nccl', timeoutSec = 300): void {
+    this.handle.attachComm(backend, timeoutSec);
+  }
+
+  /** The communicator's counters since attachComm, or null without one. */
+  commStats(): CommStats | null {
+    return this.handle.commStats();
   }
 
   /** Releases all native memory of this engine, its tensors and programs included. */

@@ -6,7 +6,7 @@ export const OP_NAMES = [
   'softmax', 'softmax_bwd', 'layernorm', 'layernorm_bwd', 'attention', 'attention_bwd', 'attention_probs', 'scale_add',
   'scale_add_bwd', 'drop_path_mask', 'copy_rows', 'gather_rows', 'scatter_rows', 'mask_fill',
   'mask_fill_bwd', 'patchify', 'unpatchify', 'pixel_norm', 'batchnorm', 'medic_loss', 'loss_weights', 'loss_weights_bwd', 'cross_entropy', 'grad_norm',
-  'adamw', 'sgd', 'init_normal', 'init_uniform',
+  'adamw', 'sgd', 'allreduce', 'allreduce_wait', 'init_normal', 'init_uniform',
 ] as const;
 
 export type OpName = (typeof OP_NAMES)[number];

@@ -7,7 +7,7 @@
 // encoder's final LayerNorm, then the CLS token, the mean of the patch tokens, or both concatenated
 // (CLS first). kNN reads the CLS of the last block (the DINO protocol).
 import { DataLoader, type ImageDataset } from '../data/index.js';
-import type { Engine, Program } from '../engine/index.js';
+import type { Engine, Program, World } from '../engine/index.js';
 import { Graph, GraphState, compile, layerNorm, type CompiledGraph, type Value } from '../graph/index.js';
 import { meanTokens } from '../graph/ops/classify.js';
 import { VisionTransformer, studentPresets } from '../models/index.js';
@@ -153,13 +153,28 @@ export function evalTransform(c: PretrainConfig): { normalize: string; cropPct: 
   return { normalize: normalizationOf(c), cropPct: c.imgSize <= 32 ? 1 : 0.875 };
 }
 
-/** Features of a dataset, in dataset order. */
+/**
+ * Features of a dataset, in dataset order. With a data-parallel world every rank embeds its
+ * contiguous share of the dataset and the shares are gathered, so every rank ends with all of them.
+ */
 export async function embed(
   fx: FeatureExtractor,
   dataset: ImageDataset,
   c: PretrainConfig,
   report: DataReporting = {},
+  world?: World,
 ): Promise<Embedded> {
+  if (!world?.distributed) return embedAll(fx, dataset, c, report);
+  const [start, end] = world.share(dataset.length);
+  const mine = Array.from({ length: end - start }, (_, k) => start + k);
+  const part = mine.length ? await embedAll(fx, dataset.subset(mine, dataset.split), c, report) : { features: new Float32Array(0), labels: new Int32Array(0) };
+  const features = world.allgather(part.features);
+  const labels = world.allgather(part.labels);
+  if (labels.length !== dataset.length) throw new Error(`embed: gathered ${labels.length} of ${dataset.length} features from ${world.size} ranks`);
+  return { features, labels };
+}
+
+async function embedAll(fx: FeatureExtractor, dataset: ImageDataset, c: PretrainConfig, report: DataReporting): Promise<Embedded> {
   const loader = new DataLoader(dataset, {
     batchSize: fx.batch,
     imageSize: c.imgSize,

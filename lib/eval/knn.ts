@@ -8,7 +8,7 @@
 // rejected by one compare with its smallest). Tiles are 8 MB, so the three passes over them (GEMM
 // write, copy, scan) stay in cache.
 import type { ImageDataset } from '../data/index.js';
-import { Engine } from '../engine/index.js';
+import { Engine, type World } from '../engine/index.js';
 import type { PretrainConfig } from '../train/config.js';
 import { embed, type DataReporting, type FeatureExtractor } from './features.js';
 
@@ -170,17 +170,18 @@ export async function knnEvaluate(
   c: PretrainConfig,
   numClasses: number,
   report: DataReporting = {},
+  world?: World,
 ): Promise<KnnResult> {
   // --knn-limit caps the bank; the queries are capped at a fifth of it. Both are stride samples, so
-  // class-sorted datasets keep their class balance.
+  // class-sorted datasets keep their class balance. Data parallel: the ranks share the embedding.
   const bankSet = train.subsample(c.knnLimit);
   const querySet = val.subsample(c.knnLimit ? Math.max(1, Math.floor(c.knnLimit / 5)) : 0);
   const total = bankSet.length + querySet.length;
   const progress = (offset: number): DataReporting => ({ ...report, onEmbedded: report.onEmbedded && ((n) => report.onEmbedded!(offset + n, total)) });
   const t0 = performance.now();
-  const bank = await embed(fx, bankSet, c, progress(0));
+  const bank = await embed(fx, bankSet, c, progress(0), world);
   const t1 = performance.now();
-  const query = await embed(fx, querySet, c, progress(bankSet.length));
+  const query = await embed(fx, querySet, c, progress(bankSet.length), world);
   const t2 = performance.now();
   const r = knnClassify(bank.features, bank.labels, query.features, query.labels, fx.dim, numClasses, c.knnK, 0.07, { engine: fx.state.engine });
   const t3 = performance.now();

@@ -46,8 +46,9 @@ export interface PretrainConfig {
   /** Momentum of the ema balancing's running means. */
   balanceMomentum: number;
   epochs: number;
+  /** Images per step in each process; the global batch is processes x batchSize. */
   batchSize: number;
-  /** Base lr per lrBatchRef images (peak lr = lr * batch / lrBatchRef). */
+  /** Base lr per lrBatchRef images (peak lr = lr * global batch / lrBatchRef). */
   lr: number;
   lrBatchRef: number;
   warmupEpochs: number;
@@ -92,6 +93,12 @@ export interface PretrainConfig {
    * healthy steps stops the run (lib/train/spike-guard.ts); 0 = stop on NaN/inf only.
    */
   spikeFactor: number;
+  /** Data parallel over processes: 'auto' = on when a launcher (mpirun, srun) started this process; 'off' = alone. */
+  distributed: 'auto' | 'off';
+  /** Seconds a collective may make no progress before the run stops, naming the stall (a lost or stalled rank). */
+  commTimeout: number;
+  /** Gradient all-reduce bucket, in MB of f32 values (buckets finished early overlap the rest of the backward pass). */
+  bucketMb: number;
 }
 
 export const defaultConfig: PretrainConfig = {
@@ -153,6 +160,9 @@ export const defaultConfig: PretrainConfig = {
   stopAfter: 0,
   logEvery: 0,
   spikeFactor: 100,
+  distributed: 'auto',
+  commTimeout: 300,
+  bucketMb: 25,
 };
 
 /** The evaluations `pretrain --eval` can run at the end (kNN always runs: it also tracks the run). */
@@ -169,7 +179,7 @@ const numeric: Key[] = [
   'imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'teacherMlpRatio', 'decoderDim', 'decoderDepth', 'decoderHeads', 'maskRatio',
   'wTok', 'wCls', 'wPix', 'tau', 'balanceMomentum', 'epochs', 'batchSize', 'lr', 'lrBatchRef', 'warmupEpochs', 'minLr', 'warmupLr', 'weightDecay',
   'weightDecayEnd', 'clipGrad', 'dropPath', 'layerScale', 'threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit',
-  'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery', 'prefetch', 'spikeFactor', 'teacherLayer', 'maskLambda', 'evolveEpochs', 'evolveGamma',
+  'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery', 'prefetch', 'spikeFactor', 'teacherLayer', 'maskLambda', 'evolveEpochs', 'evolveGamma', 'commTimeout', 'bucketMb',
 ];
 
 /** The command-line flag of a config key: wTok -> --w-tok. */
@@ -210,6 +220,9 @@ export function validateConfig(c: PretrainConfig): void {
   if (c.maskCluster !== 'em' && c.maskCluster !== 'hc') fail('maskCluster', 'em or hc', c.maskCluster);
   if (!['static', 'ema', 'uncertainty'].includes(c.lossBalance)) fail('lossBalance', 'static, ema or uncertainty', c.lossBalance);
   if (!(c.balanceMomentum >= 0 && c.balanceMomentum < 1)) fail('balanceMomentum', 'a number in [0, 1)', c.balanceMomentum);
+  if (c.distributed !== 'auto' && c.distributed !== 'off') fail('distributed', 'auto or off', c.distributed);
+  if (!(c.commTimeout > 0)) fail('commTimeout', 'a positive number of seconds', c.commTimeout);
+  if (!(c.bucketMb > 0)) fail('bucketMb', 'a positive number of MB', c.bucketMb);
   if (!['imagenet', 'clip', 'mnist'].includes(c.normalize) && !/^[^/]+\/[^/]+$/.test(c.normalize))
     fail('normalize', "imagenet, clip, mnist or 'm1,m2,m3/s1,s2,s3'", c.normalize);
   if (!(c.cropScale > 0 && c.cropScale <= 1)) fail('cropScale', 'a number in (0, 1]', c.cropScale);

@@ -35,7 +35,7 @@ export class TrainEvaluator {
     fx.load(state.get('params').read() as Float32Array, this.run.table);
     const t0 = performance.now();
     const onEmbedded = (done: number, total: number) => this.run.ev.activity?.({ what: `kNN ${which}: embedding ${total} images`, done, total });
-    const r = await knnEvaluate(fx, data.train, data.val!, c, data.classNames.length, { ...this.run.dataReport, onEmbedded });
+    const r = await knnEvaluate(fx, data.train, data.val!, c, data.classNames.length, { ...this.run.dataReport, onEmbedded }, this.run.world);
     const seconds = (performance.now() - t0) / 1000;
     this.run.ev.eval({ step: this.run.progress.step, epoch, which, knn: r.accuracy, n_train: r.nTrain, n_val: r.nTest, seconds });
     return r.accuracy;

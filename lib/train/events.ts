@@ -25,12 +25,15 @@ export interface StepMetrics {
   wd: number;
   step_ms: number;
   wait_ms: number;
+  /** Images per second over all ranks (the global batch). */
   img_s: number;
   /** Evolved masking only: the teacher program and the clustering + masks before the step (not in step_ms). */
   teacher_ms?: number;
   mask_ms?: number;
   /** The balancing scales of the three terms in this step (ema, uncertainty). */
   loss_scale?: number[];
+  /** Data parallel: ms of the step spent in gradient all-reduce calls, starting buckets and waiting for them. */
+  comm_ms?: number;
 }
 
 export interface EvalRecord {

@@ -56,8 +56,11 @@ export interface EvolvedBatch {
   K: Int32Array;
 }
 
-/** Masks of one step from the teacher's attention maps attn [B, N, N]. */
-export function evolvedMasks(c: EvolvedConfig, attn: Float32Array, B: number, seed: number, step: number, epoch: number): EvolvedBatch {
+/**
+ * Masks of one step from the teacher's attention maps attn [B, N, N]. Row b draws as sample row0 + b
+ * (data parallel: its index in the global batch), so the split over processes does not change a mask.
+ */
+export function evolvedMasks(c: EvolvedConfig, attn: Float32Array, B: number, seed: number, step: number, epoch: number, row0 = 0): EvolvedBatch {
   const { gridH: H, gridW: W } = c;
   const N = H * W;
   if (attn.length !== B * N * N) throw new Error(`evolved masking: the attention maps hold ${attn.length} values, expected B * N * N = ${B * N * N}`);
@@ -69,7 +72,7 @@ export function evolvedMasks(c: EvolvedConfig, attn: Float32Array, B: number, se
   const partNoise: Float64Array[] = [];
   const rngs: Rng[] = [];
   for (let b = 0; b < B; b++) {
-    const rng = new Rng(seed, Stream.mask, step, b);
+    const rng = new Rng(seed, Stream.mask, step, row0 + b); // keyed by the global sample index (data parallel)
     K[b] = Math.min(N, Math.floor(rng.range(centre, centre + 2)));
     tables.push(Float64Array.from({ length: 4 }, () => rng.uniform()));
     partNoise.push(Float64Array.from({ length: K[b] }, () => rng.uniform()));

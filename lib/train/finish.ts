@@ -22,10 +22,12 @@ export async function finishRun(run: TrainRun, evaluator: TrainEvaluator, status
     knn = await evaluator.evaluate('pretrained', c.epochs);
     p.extra.knn = knn;
     saveRunCheckpoint(run, 'final');
-    exportStudent(run);
-    evals = await runFinalEvaluations(run);
+    if (run.world.isRoot) exportStudent(run);
+    // The linear probe and fine-tune read the final checkpoint from the run folder, which rank 0 alone
+    // writes: rank 0 runs them, as one process (they do not use the other ranks).
+    if (run.world.isRoot) evals = await runFinalEvaluations(run);
   }
-  writeReport(c.out, c, { knn, knnRandom, evals });
+  if (run.world.isRoot) writeReport(c.out, c, { knn, knnRandom, evals });
   return { status, steps: p.step, knn, knnRandom, evals, outDir: c.out };
 }
 

@@ -3,7 +3,9 @@
 // losses come back as metrics and progress; epoch ends bring evaluations and checkpoints.
 //
 // Everything random is keyed by (seed, step) or (seed, epoch, sample), so a resumed run reproduces
-// the uninterrupted one.
+// the uninterrupted one. Data parallel: each rank decodes its share of the global batch, masks and
+// drop path are drawn by the sample's place in the global batch, the step averages gradients and
+// losses over ranks (lib/train/distributed.ts), and rank 0 alone writes metrics and checkpoints.
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -34,6 +36,8 @@ interface StepOutcome {
   lossScale?: Float32Array;
   hyper: Float32Array;
   stepMs: number;
+  /** Data parallel: time this step spent in its all-reduce calls (starting buckets, waiting for them). */
+  commMs?: number;
 }
 
 /** Runs steps until the end of training, a stop, an interrupt or a divergence. */
@@ -45,9 +49,10 @@ export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interru
   const metricsPath = join(c.out, 'metrics.jsonl');
   // A resumed run continues metrics.jsonl from its checkpoint: records past it (logged before a crash,
   // a second Ctrl-C or a divergence) are dropped so that no step appears twice.
-  keepMetricsUpTo(metricsPath, run.resumed ? p.step : 0);
-  const metricsFd = openSync(metricsPath, 'a');
+  if (run.world.isRoot) keepMetricsUpTo(metricsPath, run.resumed ? p.step : 0);
+  const metricsFd = run.world.isRoot ? openSync(metricsPath, 'a') : -1;
   const feed = new BatchFeed(run);
+  const fault = faultInjection(run);
   const clock = { stepsThisRun: 0, start: performance.now() };
   // The guard's window travels in checkpoints, so a resumed run judges its steps as the uninterrupted one.
   const guard = new SpikeGuard(c.spikeFactor, p.extra.guard);
@@ -61,6 +66,9 @@ export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interru
       const running = runStep(run, program, batch, masks);
       if (!teacher) masks = maskInputsAt(run, p.step + 1); // the next step's masks, made while this step runs natively
       const out = await running;
+      fault?.(p.step + 1);
+      // Data parallel: every rank decides alike (the losses are averaged over the ranks and the grad norm
+      // is that of the all-reduced gradient), so no rank stops alone.
       const why = guard.check(out.losses[0], out.gradNorm);
       if (why) {
         reportDivergence(run, out, why, pending.ck);
@@ -85,7 +93,7 @@ export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interru
     }
     return 'done';
   } finally {
-    closeSync(metricsFd);
+    if (metricsFd >= 0) closeSync(metricsFd);
     await feed.close();
     program.dispose();
     teacher?.dispose();
@@ -96,7 +104,9 @@ function maskInputsAt(run: TrainRun, step: number): Record<string, Uint8Array | 
   const { c } = run;
   const grid = c.imgSize / c.patchSize;
   if (c.mask === 'evolved') throw new Error('maskInputsAt: evolved masks come from the teacher program');
-  return stepMasks({ kind: c.mask, ratio: c.maskRatio, gridH: grid, gridW: grid }, run.medic, c.batchSize, c.seed, step);
+  // Data parallel: rows are drawn by their index in the global batch, as in one process.
+  const row0 = run.world.rank * c.batchSize;
+  return stepMasks({ kind: c.mask, ratio: c.maskRatio, gridH: grid, gridW: grid }, run.medic, c.batchSize, c.seed, step, row0);
 }
 
 /** Evolved masking: the teacher's targets and attention for this batch, then its masks (evolved.ts). */
@@ -110,7 +120,7 @@ async function evolvedStepInputs(run: TrainRun, teacher: Program, batch: Batch, 
     cluster: c.maskCluster, ratio: c.maskRatio, gridH: grid, gridW: grid, evolveEpochs: c.evolveEpochs || c.epochs, gamma: c.evolveGamma, lambda: c.maskLambda,
     threads: c.threads || availableParallelism(),
   };
-  const { mask } = evolvedMasks(cfg, t.outputs.attn as Float32Array, c.batchSize, c.seed, p.step, epoch);
+  const { mask } = evolvedMasks(cfg, t.outputs.attn as Float32Array, c.batchSize, c.seed, p.step, epoch, run.world.rank * c.batchSize);
   run.evolvedMs = { teacher: t1 - t0, mask: performance.now() - t1 };
   return { ...maskInputs(mask, c.batchSize, run.medic.N, run.medic.scored), teacher_targets: t.outputs.targets as Float32Array };
 }
@@ -123,10 +133,13 @@ async function runStep(run: TrainRun, program: Program, batch: Batch, masks: Ste
   const seed = Int32Array.from([c.seed ^ SEED_STREAM_DROP_PATH, p.step]);
   const inputNames = run.cg.inputs.map((i) => i.name);
   const balance = run.balancer.inputs();
+  const before = run.engine.commStats();
   const r = await program.run(pick({ images: batch.images, ...masks, hyper, seed, ...balance }, inputNames));
   const gradNorm = (r.outputs.grad_norm as Float32Array)[0];
+  const after = run.engine.commStats();
+  const commMs = before && after ? after.startMs + after.waitMs - before.startMs - before.waitMs : undefined;
   const lossScale = balance.loss_scale ?? (r.outputs.loss_scale as Float32Array | undefined);
-  return { losses: r.outputs.losses as Float32Array, gradNorm, lossScale, hyper, stepMs: performance.now() - t0 };
+  return { losses: r.outputs.losses as Float32Array, gradNorm, lossScale, hyper, stepMs: performance.now() - t0, commMs };
 }
 
 /**
@@ -155,7 +168,7 @@ function report(
 ): void {
   const { c, plan, ev } = run;
   const step = run.progress.step;
-  const B = c.batchSize;
+  const B = plan.globalBatch;
   const { losses, hyper, stepMs } = out;
   const m: StepMetrics = {
     step, epoch, loss: losses[0], l_tok: losses[1], l_cls: losses[2], l_pix: losses[3], grad_norm: out.gradNorm,
@@ -163,8 +176,9 @@ function report(
   };
   if (run.evolvedMs) Object.assign(m, { teacher_ms: run.evolvedMs.teacher, mask_ms: run.evolvedMs.mask });
   if (out.lossScale) m.loss_scale = Array.from(out.lossScale);
+  if (out.commMs !== undefined) m.comm_ms = out.commMs;
   if (c.logEvery === 0 || step % c.logEvery === 0 || epochDone) {
-    writeSync(metricsFd, JSON.stringify(m) + '\n');
+    if (metricsFd >= 0) writeSync(metricsFd, JSON.stringify(m) + '\n');
     ev.metrics(m);
   }
   const rate = (clock.stepsThisRun * B) / Math.max((performance.now() - clock.start) / 1000, 1e-9);
@@ -172,9 +186,13 @@ function report(
   ev.progress({ epoch, epochs: c.epochs, step: epochSteps, steps: plan.stepsPerEpoch, loss: losses[0], imagesPerSec: rate, etaSec: ((plan.totalSteps - step) * B) / rate });
 }
 
-/** 'interrupted' after Ctrl-C, 'stopped' after --stop-after steps (unless the run just ended), else 'done'. */
+/**
+ * 'interrupted' after Ctrl-C, 'stopped' after --stop-after steps (unless the run just ended), else
+ * 'done'. Data parallel: a Ctrl-C seen by any rank stops every rank after the same step.
+ */
 function stopRequest(run: TrainRun, stepsThisRun: number, interrupted?: () => boolean): RunStatus {
-  if (interrupted?.()) return 'interrupted';
+  const stop = !!interrupted?.();
+  if (run.world.distributed ? run.world.any(stop) : stop) return 'interrupted';
   const { c } = run;
   if (c.stopAfter > 0 && stepsThisRun >= c.stopAfter && run.progress.step < run.plan.totalSteps) return 'stopped';
   return 'done';
@@ -224,8 +242,10 @@ class BatchFeed {
 
   private open(start: Position): DataLoader {
     const { c } = this.run;
+    const { world, plan } = this.run;
     return new DataLoader(this.run.data.train, {
-      batchSize: c.batchSize,
+      batchSize: plan.globalBatch,
+      shard: { rank: world.rank, size: world.size },
       imageSize: c.imgSize,
       train: true,
       seed: c.seed,
@@ -237,6 +257,20 @@ class BatchFeed {
       ...this.run.dataReport,
     });
   }
+}
+
+/**
+ * A test hook for fault handling (docs/DISTRIBUTED.md): MEDIC_FAULT=kill:<rank>:<step> makes that rank
+ * kill itself (SIGKILL) right after that step, as a crashed or preempted process would;
+ * MEDIC_FAULT=stall:<rank>:<step> stops it (SIGSTOP), as a hung process would.
+ */
+function faultInjection(run: TrainRun): ((step: number) => void) | null {
+  const m = /^(kill|stall):(\d+):(\d+)$/.exec(process.env.MEDIC_FAULT ?? '');
+  if (!m || Number(m[2]) !== run.world.rank) return null;
+  const at = Number(m[3]);
+  return (step) => {
+    if (step === at) process.kill(process.pid, m[1] === 'kill' ? 'SIGKILL' : 'SIGSTOP');
+  };
 }
 
 function pick(o: StepInputs, keys: string[]): StepInputs {

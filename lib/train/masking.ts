@@ -98,15 +98,15 @@ export function randomMask(rng: Rng, N: number, target: number): Uint8Array {
   return mask;
 }
 
-/** Masks for one batch: sample b of step `step` uses the stream (seed, step, b). */
-export function makeMasks(c: MaskConfig, B: number, seed: number, step: number): MaskBatch {
+/** Masks for one batch: sample b of step `step` uses the stream (seed, step, row0 + b), row0 the batch's offset in the global batch. */
+export function makeMasks(c: MaskConfig, B: number, seed: number, step: number, row0 = 0): MaskBatch {
   validateMaskConfig(c);
   const N = c.gridH * c.gridW;
   const M = maskedCount(N, c.ratio);
   const V = N - M;
   const out: MaskBatch = { B, N, M, V, mask: new Uint8Array(B * N), visible: new Int32Array(B * V), masked: new Int32Array(B * M) };
   for (let b = 0; b < B; b++) {
-    const rng = new Rng(seed, Stream.mask, step, b);
+    const rng = new Rng(seed, Stream.mask, step, row0 + b);
     const m = c.kind === 'block' ? blockMask(rng, c.gridH, c.gridW, M, c.minBlock ?? 16, c.minAspect ?? 0.3) : randomMask(rng, N, M);
     out.mask.set(m, b * N);
     let v = 0;
@@ -159,7 +159,17 @@ export function maskInputs(mask: Uint8Array, B: number, N: number, scored: Medic
   return out;
 }
 
-/** The mask inputs of training step `step`: makeMasks, then maskInputs for the graph's scored rows. */
-export function stepMasks(c: MaskConfig, medic: Pick<MedicGraph, 'N' | 'scored'>, B: number, seed: number, step: number): Record<string, Uint8Array | Int32Array> {
-  return maskInputs(makeMasks(c, B, seed, step).mask, B, medic.N, medic.scored);
+/**
+ * The mask inputs of training step `step`: makeMasks, then maskInputs for the graph's scored rows.
+ * row0: the first sample's index in the global batch (a data-parallel rank's offset).
+ */
+export function stepMasks(
+  c: MaskConfig,
+  medic: Pick<MedicGraph, 'N' | 'scored'>,
+  B: number,
+  seed: number,
+  step: number,
+  row0 = 0,
+): Record<string, Uint8Array | Int32Array> {
+  return maskInputs(makeMasks(c, B, seed, step, row0).mask, B, medic.N, medic.scored);
 }

@@ -15,12 +15,16 @@ export type { EvalRecord, PretrainEvents, PretrainOptions, PretrainResult, RunSt
 export async function pretrain(config: PretrainConfig, opts: PretrainOptions): Promise<PretrainResult> {
   const run = await setupRun(config, opts);
   const evaluator = new TrainEvaluator(run);
+  let result: PretrainResult;
   try {
     await evaluator.baseline();
     const status = await runSteps(run, evaluator, opts.interrupted);
-    return await finishRun(run, evaluator, status);
+    result = await finishRun(run, evaluator, status);
   } finally {
     evaluator.dispose();
     disposeRun(run);
   }
+  // Data parallel: every rank got here (a failed rank throws above, and the CLI aborts the job).
+  run.world.finalize();
+  return result;
 }

@@ -1,5 +1,6 @@
 // A run's checkpoint: parameters, AdamW moments, the step and the data position (atomic, see
-// lib/io/checkpoint.ts), so that a resumed run reproduces the uninterrupted one.
+// lib/io/checkpoint.ts), so that a resumed run reproduces the uninterrupted one. Written by rank 0 of
+// a data-parallel run; any world size with the same global batch resumes from it.
 //
 // A checkpoint is taken (copied off the engine) and written separately: the loop writes an epoch's
 // checkpoint only after the next step's loss, computed from those very weights, passed the spike
@@ -15,9 +16,15 @@ export interface TakenCheckpoint {
   v: Float32Array;
 }
 
-/** A copy of the run's state now (step, data position, bookkeeping, parameters, AdamW moments). */
-export function takeCheckpoint(run: TrainRun, reason: string): TakenCheckpoint {
+/**
+ * A copy of the run's state now (step, data position, bookkeeping with the spike guard's window and the
+ * balancer's state, parameters, AdamW moments); null on the ranks other than 0, which write no checkpoint
+ * (every rank holds the same parameters, moments, guard and balancer: they all see the averaged losses).
+ */
+export function takeCheckpoint(run: TrainRun, reason: string): TakenCheckpoint | null {
   const { c, state, progress: p } = run;
+  p.extra.globalBatch = run.plan.globalBatch;
+  if (!run.world.isRoot) return null;
   const extra = JSON.parse(JSON.stringify({ ...p.extra, balance: run.balancer.state() })) as Record<string, unknown>;
   const st: TrainState = { step: p.step, epoch: p.position.epoch, dataPosition: { ...p.position }, seed: c.seed, config: { ...c }, paramTable: run.table, extra };
   return {
@@ -36,5 +43,6 @@ export function writeCheckpoint(run: TrainRun, ck: TakenCheckpoint): void {
 }
 
 export function saveRunCheckpoint(run: TrainRun, reason: string): void {
-  writeCheckpoint(run, takeCheckpoint(run, reason));
+  const ck = takeCheckpoint(run, reason);
+  if (ck) writeCheckpoint(run, ck);
 }

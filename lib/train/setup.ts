@@ -2,10 +2,11 @@
 // the MEDiC graph and its state (seeded init, teacher weights, or the checkpoint's), and the plan of
 // steps and schedules. Everything the later phases (loop, evaluation, finish) share is in TrainRun.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import { openData, type OpenedData, type Position } from '../data/index.js';
-import { Engine } from '../engine/index.js';
+import { Engine, World, chooseDevice, detectLaunch, deviceSpec, parseDevice, type DeviceSpec, type Launch } from '../engine/index.js';
 import type { DataReporting } from '../eval/features.js';
 import { GraphState, type CompiledGraph } from '../graph/index.js';
 import { LossBalancer } from './balance.js';
@@ -15,12 +16,15 @@ import type { MedicGraph } from '../models/index.js';
 import { applyTeacherCheckpoint, buildTrainModel } from './build.js';
 import { absolutePaths, flagOf, type PretrainConfig } from './config.js';
 import { describeRun, removeRunFiles, removeStaleTemporaries, runFolderOf } from '../io/run-folder.js';
+import { distributedGraph } from './distributed.js';
 import { resolvePrecision } from './precision.js';
 import type { PretrainEvents, PretrainOptions } from './events.js';
 import { peakLr, type ScheduleConfig } from './schedule.js';
 
 /** Steps and schedules of a run, from the config and the size of the training set. */
 export interface RunPlan {
+  /** Images per step over all ranks (world size x per-rank batch); the schedule and the data order use it. */
+  globalBatch: number;
   stepsPerEpoch: number;
   totalSteps: number;
   sched: ScheduleConfig;
@@ -47,6 +51,8 @@ export interface TrainRun {
   state: GraphState;
   table: ParamEntry[];
   plan: RunPlan;
+  /** The processes of the run (rank 0 alone when not distributed); rank 0 writes the run folder. */
+  world: World;
   /** Each unreadable image is reported once per run, whichever loader meets it first. */
   dataReport: Required<Pick<DataReporting, 'onWarning' | 'reported'>>;
   progress: RunProgress;
@@ -61,39 +67,92 @@ export async function setupRun(config: PretrainConfig, opts: PretrainOptions): P
   const c = absolutePaths(applied.config);
   const teacherInfo = applied.info;
   const ev = opts.events;
+  const launch = c.distributed === 'auto' ? detectLaunch() : null;
+  const device = launch && launch.size > 1 ? deviceOfRank(deviceSpec(c.device), launch.localRank) : deviceSpec(c.device);
+  const world = openWorld(c, launch, device);
   // Nothing is written to the run folder until the run is known to start (prepareRunFolder, below).
-  checkRunFolder(c.out, opts);
+  // Rank 0 alone judges the folder (it alone writes it; a failure there aborts every rank).
+  if (world.isRoot) checkRunFolder(c.out, opts);
   const ckptDir = join(c.out, 'checkpoints');
   // Resume: the caller's config should start from the checkpoint's (the CLI merges checkpoint < --config <
-  // flags); a parameter table that does not fit the model is refused in initParams.
+  // flags); a parameter table that does not fit the model is refused in initParams. Every rank reads it.
   const resumed = opts.resume ? loadCheckpoint(opts.resume) : null;
   if (resumed) ev.info(`resuming from ${resumed.path} (step ${resumed.state.step}, epoch ${resumed.state.epoch + 1})`);
   for (const n of resumed?.notes ?? []) ev.info(n);
   const data = await openTrainData(c, ev);
 
-  const engine = Engine.create({ device: c.device, threads: c.threads });
+  const engine = Engine.create({ device, threads: threadsOf(c, world) });
   let state: GraphState | null = null;
   try {
     // The CUDA reason already names the GPU; the CPU one gains the threads and instruction set.
     ev.info(engine.device.kind === 'cpu' ? `${engine.device.reason}; ${engine.describe()}` : engine.device.reason);
     const { precision, reason } = resolvePrecision(c.precision, engine);
     ev.info(reason);
-    const { medic, cg } = buildTrainModel(c, precision);
+    const built = buildTrainModel(c, precision);
+    const { medic } = built;
+    let { cg } = built;
+    if (world.distributed) {
+      engine.attachComm(engine.device.kind === 'cuda' ? 'nccl' : 'mpi', c.commTimeout);
+      const bucketValues = Math.max(1, Math.floor((c.bucketMb * 1e6) / 4));
+      cg = distributedGraph(cg, { rowOffset: world.rank * c.batchSize, bucketValues, averageOutputs: ['losses'] });
+      const buckets = cg.ops.filter((o) => o.op === 'allreduce').length - 1;
+      ev.info(
+        `distributed: rank ${world.rank} of ${world.size} (${launch!.source}; ${world.localSize} on this node), ` +
+          `${engine.device.kind === 'cuda' ? 'NCCL' : 'MPI'} all-reduce of ${cg.sizes.train} gradient values in ${buckets} bucket(s) of <= ${c.bucketMb} MB`,
+      );
+    }
     state = new GraphState(engine, cg);
     describeModel(c, ev, medic, cg);
     const table = paramTable(cg);
     const progress = await initParams(c, ev, state, medic, teacherInfo, resumed, table);
-    const plan = planRun(c, ev, data, resumed);
-    prepareRunFolder(c, ev, !!opts.overwrite);
+    const plan = planRun(c, ev, data, resumed, world);
+    prepareRunFolder(c, ev, !!opts.overwrite, world);
     const dataReport = { onWarning: (m: string) => ev.warn(m), reported: new Set<string>() };
     const balancer = new LossBalancer(c.lossBalance, c.balanceMomentum);
     if (resumed) balancer.restore(resumed.state.extra?.balance, resumed.path);
-    return { c, ev, ckptDir, resumed, data, engine, medic, cg, state, table, plan, dataReport, progress, balancer };
+    return { c, ev, ckptDir, resumed, data, engine, medic, cg, state, table, plan, world, dataReport, progress, balancer };
   } catch (err) {
     state?.dispose();
     engine.dispose();
     throw err;
   }
+}
+
+/**
+ * The MPI world of a launched process, through the binary the engine will use (MPI belongs to the
+ * binary that loaded it). One process alone (no launcher, --distributed off, or a world of one) has
+ * no MPI at all.
+ */
+function openWorld(c: PretrainConfig, launch: Launch | null, device: DeviceSpec): World {
+  if (!launch || launch.size < 2) return World.single();
+  const binding = chooseDevice(device).loaded.binding;
+  const probe = binding.mpiProbe();
+  if (!probe.found)
+    throw new Error(
+      `--distributed auto: this process was started by a launcher (${launch.source}) but MPI cannot be used: ${probe.reason}. ` +
+        'Install Open MPI, or pass --distributed off to run every process alone.',
+    );
+  const world = World.init(binding, c.commTimeout);
+  if (world.size !== launch.size || world.rank !== launch.rank)
+    throw new Error(`--distributed: the launcher says rank ${launch.rank} of ${launch.size} (${launch.source}), MPI says rank ${world.rank} of ${world.size}`);
+  return world;
+}
+
+/** --device auto / cuda on a launched process: the GPU of its local rank (one GPU per rank). */
+function deviceOfRank(spec: DeviceSpec, localRank: number): DeviceSpec {
+  const { kind } = parseDevice(spec);
+  if (kind === 'cpu' || /:\d+$/.test(spec.trim())) return spec;
+  const choice = chooseDevice(spec);
+  if (choice.kind !== 'cuda') return spec;
+  const n = choice.loaded.binding.cudaDeviceCount();
+  return `cuda:${localRank % n}`;
+}
+
+/** --threads 0 with several ranks on a node that does not bind them: the node's cores shared out. */
+function threadsOf(c: PretrainConfig, world: World): number {
+  if (c.threads > 0 || world.localSize < 2) return c.threads;
+  const visible = availableParallelism();
+  return visible < cpus().length ? 0 : Math.max(1, Math.floor(visible / world.localSize)); // bound by the launcher: keep its share
 }
 
 export function disposeRun(run: TrainRun): void {
@@ -120,8 +179,10 @@ function checkRunFolder(out: string, opts: PretrainOptions): void {
 /**
  * The run is known to start: with --overwrite the earlier run's files go (only those this program
  * writes), temporaries of a save killed midway go, then the folder, checkpoints/ and config.json.
+ * Rank 0 only: the other ranks of a data-parallel run write nothing there.
  */
-function prepareRunFolder(c: PretrainConfig, ev: PretrainEvents, overwrite: boolean): void {
+function prepareRunFolder(c: PretrainConfig, ev: PretrainEvents, overwrite: boolean, world: World): void {
+  if (!world.isRoot) return;
   if (overwrite) {
     const removed = removeRunFiles(c.out);
     if (removed.length) ev.info(`--overwrite: removed ${removed.length} file(s) of the earlier run in ${c.out}`);
@@ -175,23 +236,29 @@ async function initParams(
   return { step: s.step, position: s.dataPosition, extra: s.extra ?? {}, lastCheckpoint: resumed.path };
 }
 
-function planRun(c: PretrainConfig, ev: PretrainEvents, data: OpenedData, resumed: Checkpoint | null): RunPlan {
-  const B = c.batchSize;
+function planRun(c: PretrainConfig, ev: PretrainEvents, data: OpenedData, resumed: Checkpoint | null, world: World): RunPlan {
+  const B = c.batchSize * world.size;
   const available = Math.floor(data.train.length / B);
-  if (available < 1) throw new Error(`--batch-size ${B}: larger than the training set (${data.train.length} images)`);
+  const what = world.size > 1 ? `the global batch ${B} (${world.size} processes x --batch-size ${c.batchSize})` : `--batch-size ${B}`;
+  if (available < 1) throw new Error(`${what}: larger than the training set (${data.train.length} images)`);
   const stepsPerEpoch = c.stepsPerEpoch > 0 ? Math.min(c.stepsPerEpoch, available) : available;
   const totalSteps = stepsPerEpoch * c.epochs;
   if (resumed) {
     // Steps map to epochs and data positions through these two settings: changing them on resume
-    // continues the run, but no longer as the uninterrupted run would have.
+    // continues the run, but no longer as the uninterrupted run would have. Another world size at
+    // the same global batch continues the same run.
     const was = resumed.state.config as Partial<PretrainConfig>;
-    for (const k of ['batchSize', 'stepsPerEpoch'] as const)
-      if (was[k] !== undefined && was[k] !== c[k]) ev.warn(`${flagOf(k)} ${c[k]} differs from the checkpoint's ${was[k]}: the resumed run will not reproduce an uninterrupted one`);
+    const wasGlobal = (resumed.state.extra?.globalBatch as number | undefined) ?? was.batchSize;
+    if (wasGlobal !== undefined && wasGlobal !== B)
+      ev.warn(`${what} differs from the checkpoint's ${wasGlobal}: the resumed run will not reproduce an uninterrupted one`);
+    if (was.stepsPerEpoch !== undefined && was.stepsPerEpoch !== c.stepsPerEpoch)
+      ev.warn(`${flagOf('stepsPerEpoch')} ${c.stepsPerEpoch} differs from the checkpoint's ${was.stepsPerEpoch}: the resumed run will not reproduce an uninterrupted one`);
   }
   const sched: ScheduleConfig = {
     baseLr: c.lr, lrBatchRef: c.lrBatchRef, batchSize: B, warmupSteps: Math.min(c.warmupEpochs * stepsPerEpoch, totalSteps),
     totalSteps, warmupLr: c.warmupLr, minLr: c.minLr, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd,
   };
-  ev.info(`schedule: ${c.epochs} epochs x ${stepsPerEpoch} steps of ${B} images; peak lr ${peakLr(sched).toExponential(3)} after ${sched.warmupSteps} warmup steps`);
-  return { stepsPerEpoch, totalSteps, sched };
+  const split = world.size > 1 ? ` (${world.size} processes x ${c.batchSize})` : '';
+  ev.info(`schedule: ${c.epochs} epochs x ${stepsPerEpoch} steps of ${B} images${split}; peak lr ${peakLr(sched).toExponential(3)} after ${sched.warmupSteps} warmup steps`);
+  return { globalBatch: B, stepsPerEpoch, totalSteps, sched };
 }

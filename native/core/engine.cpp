@@ -1,5 +1,7 @@
 #include "medic/engine.h"
 
+#include "medic/comm.h"
+
 #include <cstdlib>
 #include <cstring>
 
@@ -50,7 +52,20 @@ Engine::Engine(Device device, int device_index, int threads)
 }
 
 Engine::~Engine() {
+  attach_comm(nullptr);
   if (device_ == Device::CUDA) cuda_release_context(ctx_);
+}
+
+void Engine::attach_comm(std::unique_ptr<CommState> comm) {
+  if (comm_ && comm_->device_release) {
+    try {
+      synchronize();  // no collective may still be queued on the streams being released
+    } catch (...) {
+    }
+    comm_->device_release(*comm_);
+  }
+  comm_ = std::move(comm);
+  ctx_.comm = comm_.get();
 }
 
 void* Engine::alloc(size_t bytes) {

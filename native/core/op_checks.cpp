@@ -360,6 +360,7 @@ void check_drop_path_mask(const OpCall& c) {
   ndim_is(c, out(c, 0), false, 0, 1);
   const float p = drop_path_args(c).p;
   if (!(p >= 0 && p < 1)) fail(c, "attr p must be in [0, 1), got " + std::to_string(p));
+  if (c.ai("row0", 0) < 0) fail(c, "attr row0 must be >= 0, got " + std::to_string(c.ai("row0", 0)));
 }
 
 void check_copy_rows(const OpCall& c) {
@@ -532,6 +533,12 @@ void check_grad_norm(const OpCall& c) {
   f32_in(c, 0);
   f32_out(c, 0);
   numel_is(c, out(c, 0), false, 0, 1);
+}
+
+void check_allreduce(const OpCall& c) { f32_out(c, 0); }
+
+void check_allreduce_wait(const OpCall& c) {
+  if (c.has_out(0)) f32_out(c, 0);
 }
 
 void check_adamw(const OpCall& c) {

@@ -200,6 +200,14 @@ void Program::plan() {
     if (engine_.device() == Device::CUDA && !op.def->cuda)
       throw Error("program: op " + std::to_string(k) + " (" + op.def->name + ") has no CUDA kernel in this build");
   }
+  // A started all-reduce must be completed within the step (ops.h): never left in flight past run().
+  int open_allreduce = -1;
+  for (int k = 0; k < nops; ++k) {
+    if (ops_[k].def->id == OpId::allreduce && open_allreduce < 0) open_allreduce = k;
+    if (ops_[k].def->id == OpId::allreduce_wait) open_allreduce = -1;
+  }
+  if (open_allreduce >= 0)
+    throw Error("program: op " + std::to_string(open_allreduce) + " (allreduce) has no allreduce_wait after it");
 }
 
 void Program::run(bool profile) {

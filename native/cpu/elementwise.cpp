@@ -389,7 +389,7 @@ void scale_add_bwd(const OpCall& c) {
 }
 
 // drop_path_mask: keep[b] = 0 with probability p, else 1 / (1 - p), from the counter-based RNG:
-// u = rng_uniform(seed64, stream, b), seed64 = seed[0] | seed[1] << 32 (as uint32 words).
+// u = rng_uniform(seed64, stream, row0 + b), seed64 = seed[0] | seed[1] << 32 (as uint32 words).
 void drop_path_mask(const OpCall& c) {
   const int32_t* seed = c.x(0).i32();
   float* keep = c.y(0).f32();
@@ -400,7 +400,8 @@ void drop_path_mask(const OpCall& c) {
                     (static_cast<uint64_t>(static_cast<uint32_t>(seed[1])) << 32);
   const uint64_t stream = a.stream;
   float kept = 1.0f / (1.0f - p);
-  for (int64_t b = 0; b < B; ++b) keep[b] = rng_uniform(seed64, stream, static_cast<uint64_t>(b)) < p ? 0.0f : kept;
+  const uint64_t row0 = a.row0;
+  for (int64_t b = 0; b < B; ++b) keep[b] = rng_uniform(seed64, stream, row0 + static_cast<uint64_t>(b)) < p ? 0.0f : kept;
 }
 
 }  // namespace medic::cpu

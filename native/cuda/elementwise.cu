@@ -290,11 +290,11 @@ struct ScaleAddBwdF {
 };
 
 // drop_path_mask: keep[b] = 0 with probability p, else 1 / (1 - p) (computed on the host, as the CPU).
-__global__ void drop_path_kernel(const int32_t* seed, float* keep, int64_t B, float p, float kept, uint64_t stream) {
+__global__ void drop_path_kernel(const int32_t* seed, float* keep, int64_t B, float p, float kept, uint64_t stream, uint64_t row0) {
   const uint64_t seed64 = static_cast<uint64_t>(static_cast<uint32_t>(seed[0])) |
                           (static_cast<uint64_t>(static_cast<uint32_t>(seed[1])) << 32);
   for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < B; b += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    keep[b] = rng_uniform(seed64, stream, static_cast<uint64_t>(b)) < p ? 0.0f : kept;
+    keep[b] = rng_uniform(seed64, stream, row0 + static_cast<uint64_t>(b)) < p ? 0.0f : kept;
 }
 
 }  // namespace
@@ -425,7 +425,7 @@ void drop_path_mask(const OpCall& c) {
   const float p = a.p;
   const float kept = 1.0f / (1.0f - p);  // on the host, so the value is the CPU's exactly
   const uint64_t stream = a.stream;
-  drop_path_kernel<<<grid_for(c, B), kBlock, 0, stream_of(c)>>>(c.x(0).i32(), c.y(0).f32(), B, p, kept, stream);
+  drop_path_kernel<<<grid_for(c, B), kBlock, 0, stream_of(c)>>>(c.x(0).i32(), c.y(0).f32(), B, p, kept, stream, a.row0);
   check_launch("drop_path_mask");
 }
 

@@ -207,6 +207,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("opNames", Napi::Function::New(env, OpNames));
   exports.Set("cudaKernels", Napi::Function::New(env, CudaKernels));
   exports.Set("clusterParts", Napi::Function::New(env, ClusterParts));
+  add_comm_functions(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 1));
   return exports;
 }

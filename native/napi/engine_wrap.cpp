@@ -19,6 +19,7 @@ Napi::Function EngineWrap::Init(Napi::Env env) {
                      {InstanceMethod("describe", &EngineWrap::Describe), InstanceMethod("memory", &EngineWrap::Memory),
                       InstanceMethod("threads", &EngineWrap::Threads), InstanceMethod("device", &EngineWrap::Device),
                       InstanceMethod("runOp", &EngineWrap::RunOp), InstanceMethod("synchronize", &EngineWrap::Synchronize),
+                      InstanceMethod("attachComm", &EngineWrap::AttachComm), InstanceMethod("commStats", &EngineWrap::CommStats),
                       InstanceMethod("dispose", &EngineWrap::Dispose)});
 }
 

@@ -84,7 +84,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value RunOp(const Napi::CallbackInfo& info);
   Napi::Value Synchronize(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value AttachComm(const Napi::CallbackInfo& info);  // comm_wrap.cpp
+  Napi::Value CommStats(const Napi::CallbackInfo& info);   // comm_wrap.cpp
 };
+
+// The process-wide MPI / NCCL functions of the module (comm_wrap.cpp).
+void add_comm_functions(Napi::Env env, Napi::Object exports);
 
 class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
  public:

@@ -278,7 +278,7 @@ std::vector<Slot> cpu_outputs(const Case& c) {
 const std::set<std::string>& exact_ops() {
   static const std::set<std::string> s = {"fill",        "copy",         "cast",       "copy_rows", "gather_rows", "scatter_rows",
                                           "mask_fill",   "mask_fill_bwd", "patchify",  "unpatchify", "drop_path_mask",
-                                          "init_normal", "init_uniform"};
+                                          "init_normal", "init_uniform", "allreduce",  "allreduce_wait"};
   return s;
 }
 double default_tol(const std::string& op) {
@@ -354,6 +354,8 @@ void build_elementwise(Builder& b) {
   }
   for (int64_t B : {1, 7, 256}) {
     b.add("drop_path_mask", "B=" + std::to_string(B), {i32(S({2}), {12345, -678})}, {poison(S({B}))}, A({{"p", 0.1}, {"stream", 3}}));
+    b.add("drop_path_mask", "B=" + std::to_string(B) + " row0", {i32(S({2}), {12345, -678})}, {poison(S({B}))},
+          A({{"p", 0.1}, {"stream", 3}, {"row0", 4099}}));
   }
 }
 
@@ -528,6 +530,9 @@ void build_optim(Builder& b) {
           A({{"mean", 0}, {"std", 0.02}, {"lo", -0.04}, {"hi", 0.04}, {"seed", 42}, {"stream", 7}}));
     b.add("init_uniform", "n=" + std::to_string(n), {}, {poison(S({n}))}, A({{"lo", -0.1}, {"hi", 0.1}, {"seed", 42}, {"stream", 3}}));
   }
+  // Without a communicator (one process) both leave the gradient as it is, on either backend.
+  b.add("allreduce", "alone", {}, {randn(S({1000003}), 0.01f)});
+  b.add("allreduce_wait", "alone", {}, {randn(S({7}))});
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ const bf16 = (shape: number[]): Spec => {
   return { kind: 'data', shape, dtype: 'bf16', data: Uint16Array.from(u, (x) => x >>> 16) };
 };
 
-const EXACT = new Set(['fill', 'copy', 'cast', 'copy_rows', 'gather_rows', 'scatter_rows', 'mask_fill', 'mask_fill_bwd', 'patchify', 'unpatchify', 'drop_path_mask', 'init_normal', 'init_uniform']);
+const EXACT = new Set(['fill', 'copy', 'cast', 'copy_rows', 'gather_rows', 'scatter_rows', 'mask_fill', 'mask_fill_bwd', 'patchify', 'unpatchify', 'drop_path_mask', 'init_normal', 'init_uniform', 'allreduce', 'allreduce_wait']);
 const BF16_OPS = new Set(['gemm', 'attention', 'attention_bwd']);
 // Outputs of exact ops that are float sums in another order on the GPU (chunked column reduction),
 // so they match to rounding (relErr 1e-5), not bit for bit: mask_fill_bwd's dtoken.
@@ -153,6 +153,7 @@ function buildCases(cpu: Engine): Record<string, OpCase[]> {
     add('scale_add_bwd', `${s}`, [randn(s), randn(s), randn([C], 0.1), keep], [poison(s), randn([C])]);
   }
   add('drop_path_mask', 'B=256', [i32([2], [12345, -678])], [poison([256])], { p: 0.1, stream: 3 });
+  add('drop_path_mask', 'B=256 row0', [i32([2], [12345, -678])], [poison([256])], { p: 0.1, stream: 3, row0: 4099 });
   {
     const [B, T, C, K] = [2, 197, 77, 119];
     const x = [B, T, C];
@@ -190,6 +191,9 @@ function buildCases(cpu: Engine): Record<string, OpCase[]> {
     add('init_normal', `n=${n}`, [], [poison([n])], { mean: 0, std: 0.02, lo: -0.04, hi: 0.04, seed: 42, stream: 7 });
     add('init_uniform', `n=${n}`, [], [poison([n])], { lo: -0.1, hi: 0.1, seed: 42, stream: 3 });
   }
+  // Without a communicator (one process) both leave the gradient as it is.
+  add('allreduce', 'alone', [], [randn([1000003], 0.01)]);
+  add('allreduce_wait', 'alone', [], [randn([7])]);
   return c;
 }
 

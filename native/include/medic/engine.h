@@ -15,6 +15,8 @@
 
 namespace medic {
 
+struct CommState;
+
 struct MemoryStats {
   int64_t live_tensors = 0;   // eager tensors not yet disposed
   int64_t live_programs = 0;  // programs not yet disposed
@@ -59,12 +61,17 @@ class Engine {
 
   std::string describe() const;  // e.g. "cpu: 2 threads, avx512"
 
+  // Data parallel: the communicator the allreduce ops use (comm.h); replaces an earlier one.
+  void attach_comm(std::unique_ptr<CommState> comm);
+  CommState* comm() { return comm_.get(); }
+
  private:
   Device device_;
   int device_index_;
   std::unique_ptr<ThreadPool> pool_;
   Context ctx_;
   DeviceApi api_;
+  std::unique_ptr<CommState> comm_;
   std::atomic<int64_t> host_bytes_{0}, device_bytes_{0}, peak_host_{0}, peak_device_{0};
   std::atomic<int64_t> live_tensors_{0}, live_programs_{0};
 };

@@ -97,9 +97,10 @@ inline AttentionDims attention_dims(const OpCall& c) {
 struct DropPathArgs {
   float p;          // drop probability, in [0, 1)
   uint64_t stream;  // distinguishes the blocks drawing from one step's seed
+  uint64_t row0;    // global index of row 0 (data parallel: a rank draws its own samples' rows)
 };
 inline DropPathArgs drop_path_args(const OpCall& c) {
-  return {c.af("p", 0.0f), static_cast<uint64_t>(c.ai("stream", 0))};
+  return {c.af("p", 0.0f), static_cast<uint64_t>(c.ai("stream", 0)), static_cast<uint64_t>(c.ai("row0", 0))};
 }
 
 // ---- copy_rows --------------------------------------------------------------------------------

@@ -68,10 +68,12 @@ struct Attrs {
 };
 
 // Where an op runs. CPU kernels use `pool`; CUDA kernels use `cuda` (stream + library handles).
+struct CommState;
 struct Context {
   Device device = Device::CPU;
   ThreadPool* pool = nullptr;
   void* cuda = nullptr;
+  CommState* comm = nullptr;  // data parallel: the collectives of allreduce ops (comm.h); null alone
 };
 
 struct OpDef;
@@ -137,7 +139,9 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
 //               x += keep[b] * gamma * y. LayerScale + DropPath + residual add in one pass.
 // scale_add_bwd in dx (grad of x), y, [gamma], [keep]; out dy (acc), [dgamma] (accumulate).
 // drop_path_mask in seed [2] i32 (per-step seed words); out keep [B]: keep[b] = 0 with probability p,
-//               else 1/(1-p). attrs p, stream (distinguishes blocks).
+//               else 1/(1-p), drawn for sample row0 + b. attrs p, stream (distinguishes blocks), row0=0
+//               (the batch's first sample in the global batch, so a data-parallel rank draws what one
+//               process would have drawn for the same samples).
 // copy_rows     in x [Bx, Tx, C]; out y [By, Ty, C]: y[b, dst+i] = x[b, src+i] for i < count (+ y when
 //               acc=1). Bx == By, or Bx == 1 (broadcast a token), or By == 1 with acc=1 (sum over batch).
 //               attrs src, dst, count. Concatenation, slicing and the CLS token's forward and backward.
@@ -192,6 +196,14 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
 //               probe): d is first scaled by trust |p| / |d| when both norms are > 0; norms receives
 //               (|p|, |d|) and is then required. Call it once per parameter tensor (LARS norms are per
 //               tensor). attrs momentum=0.9, trust=0.
+// allreduce     out g f32 (read and written): starts g = mean over the ranks of the engine's
+//               communicator (comm.h) of g, asynchronously: g must not be touched until the next
+//               allreduce_wait, which completes it. One op per gradient bucket; a bucket started as soon
+//               as the backward pass has finished writing it overlaps the rest of the backward pass.
+//               Without a communicator (one process) it does nothing, which is that mean.
+// allreduce_wait out [g]: completes every allreduce started since the previous allreduce_wait (g, when
+//               given, names the buffer they write, for readers). A program with an allreduce must run
+//               an allreduce_wait after its last one (checked when the program is compiled).
 // init_normal   out x: normal(mean, std) truncated to [lo, hi] (absolute bounds, as torch trunc_normal_),
 //               from the counter-based RNG. attrs mean=0, std=1, lo=-2, hi=2, seed, stream.
 // init_uniform  out x: uniform[lo, hi). attrs lo, hi, seed, stream. (Xavier: lo = -hi = -sqrt(6/(fi+fo)).)
@@ -232,6 +244,8 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
   X(grad_norm, 1, 1, 1, 1)                \
   X(adamw, 3, 5, 3, 3)                    \
   X(sgd, 2, 2, 2, 3)                      \
+  X(allreduce, 0, 0, 1, 1)                \
+  X(allreduce_wait, 0, 0, 0, 1)           \
   X(init_normal, 0, 0, 1, 1)              \
   X(init_uniform, 0, 0, 1, 1)
 
