@@ -7,14 +7,33 @@ import tseslint from 'typescript-eslint';
 
 // The Node globals the plain JavaScript files use (TypeScript files are checked by tsc instead).
 const nodeGlobals = Object.fromEntries(
-  ['process', 'console', 'Buffer', 'URL', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance', 'globalThis'].map(
-    (name) => [name, 'readonly'],
-  ),
+  [
+    'process',
+    'console',
+    'Buffer',
+    'URL',
+    'setTimeout',
+    'clearTimeout',
+    'setInterval',
+    'clearInterval',
+    'performance',
+    'globalThis',
+  ].map((name) => [name, 'readonly']),
 );
 
 export default defineConfig(
   {
-    ignores: ['dist/', 'build/', 'build-*/', 'prebuilds/', 'runs/', 'node_modules/', '.devnode/', '.whl/', 'bench/results/'],
+    ignores: [
+      'dist/',
+      'build/',
+      'build-*/',
+      'prebuilds/',
+      'runs/',
+      'node_modules/',
+      '.devnode/',
+      '.whl/',
+      'bench/results/',
+    ],
   },
   js.configs.recommended,
   tseslint.configs.recommended,
@@ -25,18 +44,27 @@ export default defineConfig(
   {
     // The CUDA package's entry is CommonJS (its package.json has no "type": "module").
     files: ['packages/*/index.js'],
-    languageOptions: { sourceType: 'commonjs', globals: { ...nodeGlobals, require: 'readonly', module: 'writable', __dirname: 'readonly' } },
+    languageOptions: {
+      sourceType: 'commonjs',
+      globals: { ...nodeGlobals, require: 'readonly', module: 'writable', __dirname: 'readonly' },
+    },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
     rules: {
       // `_`-prefixed names and the siblings of a rest pattern are unused on purpose.
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none', ignoreRestSiblings: true },
+      ],
       eqeqeq: ['error', 'always', { null: 'ignore' }],
       'prefer-const': ['error', { destructuring: 'all' }],
       'no-var': 'error',
       'object-shorthand': ['error', 'properties'],
-      '@typescript-eslint/consistent-type-imports': ['error', { prefer: 'type-imports', fixStyle: 'inline-type-imports' }],
+      '@typescript-eslint/consistent-type-imports': [
+        'error',
+        { prefer: 'type-imports', fixStyle: 'inline-type-imports' },
+      ],
       '@typescript-eslint/no-import-type-side-effects': 'error',
     },
   },

@@ -32,11 +32,15 @@ const files = sources(join(root, 'native'));
 const args = fix ? ['-i', ...files] : ['--dry-run', '--Werror', ...files];
 const r = spawnSync(process.env.CLANG_FORMAT ?? 'clang-format', args, { cwd: root, stdio: 'inherit' });
 if (r.error) {
-  console.error(`clang-format: could not run it (${r.error.message}); install it (Debian: apt-get install clang-format) or set CLANG_FORMAT`);
+  console.error(
+    `clang-format: could not run it (${r.error.message}); install it (Debian: apt-get install clang-format) or set CLANG_FORMAT`,
+  );
   process.exit(2);
 }
 if (r.status !== 0) {
-  console.error(`clang-format: ${fix ? 'failed' : 'native/ sources differ from .clang-format (npm run format fixes them)'}`);
+  console.error(
+    `clang-format: ${fix ? 'failed' : 'native/ sources differ from .clang-format (npm run format fixes them)'}`,
+  );
   process.exit(r.status ?? 1);
 }
 console.log(`clang-format: ${files.length} native/ files ${fix ? 'formatted' : 'conform'}`);

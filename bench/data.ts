@@ -36,12 +36,18 @@ async function makeJpegs(dir: string, n: number, classes: number): Promise<numbe
       for (let x = 0; x < w; x++) {
         const o = (y * w + x) * 3;
         for (let c = 0; c < 3; c++) {
-          const v = 128 + 90 * Math.sin(f[c] * x + ph[c]) * Math.cos(f[(c + 1) % 3] * y) + (((x * 7 + y * 13 + k) * 2654435761) % 17) - 8;
+          const v =
+            128 +
+            90 * Math.sin(f[c] * x + ph[c]) * Math.cos(f[(c + 1) % 3] * y) +
+            (((x * 7 + y * 13 + k) * 2654435761) % 17) -
+            8;
           px[o + c] = v < 0 ? 0 : v > 255 ? 255 : v;
         }
       }
     }
-    const jpg = await sharp(px, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+    const jpg = await sharp(px, { raw: { width: w, height: h, channels: 3 } })
+      .jpeg({ quality: 90 })
+      .toBuffer();
     writeFileSync(join(dir, `c${k % classes}`, `img${k}.jpg`), jpg);
     bytes += jpg.length;
   };
@@ -73,8 +79,12 @@ async function main(): Promise<void> {
   try {
     const t0 = performance.now();
     const bytes = await makeJpegs(dir, n, 4);
-    console.log(`generated ${n} JPEGs (256..500 px, ${(bytes / n / 1024).toFixed(0)} KiB avg) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    console.log(`cpu: ${cpus()[0]?.model ?? '?'}, ${availableParallelism()} cores; UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE}`);
+    console.log(
+      `generated ${n} JPEGs (256..500 px, ${(bytes / n / 1024).toFixed(0)} KiB avg) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
+    console.log(
+      `cpu: ${cpus()[0]?.model ?? '?'}, ${availableParallelism()} cores; UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE}`,
+    );
     const { train } = await openData(dir, { valFraction: 0 });
     const rows: Row[] = [];
     for (const workers of workerCounts) {
@@ -93,7 +103,8 @@ async function main(): Promise<void> {
       let batches = 0;
       let start = 0;
       for await (const b of loader) {
-        if (batches === 0) start = performance.now(); // rate excludes start-up and the first batch
+        if (batches === 0)
+          start = performance.now(); // rate excludes start-up and the first batch
         else {
           images += b.size;
           waits += b.waitMs;
@@ -102,9 +113,18 @@ async function main(): Promise<void> {
       }
       const seconds = (performance.now() - start) / 1000;
       const rate = images / seconds;
-      rows.push({ workers, images, seconds, imagesPerSec: rate, perWorker: rate / Math.max(workers, 1), meanWaitMs: waits / Math.max(batches - 1, 1) });
+      rows.push({
+        workers,
+        images,
+        seconds,
+        imagesPerSec: rate,
+        perWorker: rate / Math.max(workers, 1),
+        meanWaitMs: waits / Math.max(batches - 1, 1),
+      });
     }
-    console.log(`\ndecode + RandomResizedCrop(${size}) + flip${jitter ? ` + jitter ${jitter}` : ''} + normalise, batch ${batch}, float32 CHW output`);
+    console.log(
+      `\ndecode + RandomResizedCrop(${size}) + flip${jitter ? ` + jitter ${jitter}` : ''} + normalise, batch ${batch}, float32 CHW output`,
+    );
     console.log('workers  images  seconds  images/s  per worker  wait/batch ms');
     for (const r of rows) {
       console.log(
@@ -112,7 +132,10 @@ async function main(): Promise<void> {
       );
     }
     if (json) {
-      writeFileSync(json, JSON.stringify({ n, size, batch, epochs, jitter, cores: availableParallelism(), rows }, null, 2));
+      writeFileSync(
+        json,
+        JSON.stringify({ n, size, batch, epochs, jitter, cores: availableParallelism(), rows }, null, 2),
+      );
       console.log(`wrote ${json}`);
     }
   } finally {

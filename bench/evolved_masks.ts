@@ -39,12 +39,20 @@ const randn = (n: number, seed: number) => {
 const engine = Engine.create({ device: 'cpu', threads });
 console.log(`# evolved masking cost: ${engine.describe()}, best of ${reps}`);
 console.log('\n## attention_probs beside the fused attention forward (teacher block)');
-for (const [Bt, T, H, Hd] of [[8, 197, 12, 64], [32, 50, 4, 32], [32, 17, 4, 32]]) {
+for (const [Bt, T, H, Hd] of [
+  [8, 197, 12, 64],
+  [32, 50, 4, 32],
+  [32, 17, 4, 32],
+]) {
   const qkv = engine.tensor([Bt, T, 3 * H * Hd], 'f32', randn(Bt * T * 3 * H * Hd, 1));
-  const o = engine.tensor([Bt, T, H * Hd], 'f32'), lse = engine.tensor([Bt, H, T], 'f32'), p = engine.tensor([Bt, T - 1, T - 1], 'f32');
+  const o = engine.tensor([Bt, T, H * Hd], 'f32'),
+    lse = engine.tensor([Bt, H, T], 'f32'),
+    p = engine.tensor([Bt, T - 1, T - 1], 'f32');
   const ta = best(() => engine.op('attention', [qkv], [o, lse], { heads: H }));
   const tp = best(() => engine.op('attention_probs', [qkv], [p], { heads: H }));
-  console.log(`B=${Bt} T=${T} H=${H} Hd=${Hd}: attention ${ta.toFixed(2)} ms, attention_probs ${tp.toFixed(2)} ms (${(tp / ta).toFixed(2)}x)`);
+  console.log(
+    `B=${Bt} T=${T} H=${H} Hd=${Hd}: attention ${ta.toFixed(2)} ms, attention_probs ${tp.toFixed(2)} ms (${(tp / ta).toFixed(2)}x)`,
+  );
   for (const t of [qkv, o, lse, p]) t.dispose();
 }
 engine.dispose();
@@ -55,7 +63,8 @@ for (const g of [4, 7, 14]) {
   // softmax rows of random scores: attention-like maps
   const attn = randn(B * N * N, 7);
   for (let r = 0; r < B * N; r++) {
-    let m = -Infinity, s = 0;
+    let m = -Infinity,
+      s = 0;
     for (let j = 0; j < N; j++) m = Math.max(m, attn[r * N + j]);
     for (let j = 0; j < N; j++) s += attn[r * N + j] = Math.exp(attn[r * N + j] - m);
     for (let j = 0; j < N; j++) attn[r * N + j] /= s;

@@ -33,7 +33,13 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Median time of c's run() over >= minMs and >= minRuns runs, after a warm-up: wall or process CPU ms. */
 function timeCase(engine: Engine, c: BenchCase, minMs: number, minRuns: number, clock: string): number {
-  const now = clock === 'cpu' ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e3; } : () => performance.now();
+  const now =
+    clock === 'cpu'
+      ? () => {
+          const u = process.cpuUsage();
+          return (u.user + u.system) / 1e3;
+        }
+      : () => performance.now();
   const inst = c.setup(engine);
   try {
     inst.run(); // warm-up (page faults, packing buffers)
@@ -73,7 +79,19 @@ function openBlasServer(threads: number, core: string, clock: string) {
   return {
     info: next,
     async time(s: GemmShape, minMs: number): Promise<number> {
-      child.stdin.write(JSON.stringify({ name: s.name, M: s.M, N: s.N, K: s.K, ta: s.ta, tb: s.tb, acc: s.acc ?? 0, min_ms: minMs, clock }) + '\n');
+      child.stdin.write(
+        JSON.stringify({
+          name: s.name,
+          M: s.M,
+          N: s.N,
+          K: s.K,
+          ta: s.ta,
+          tb: s.tb,
+          acc: s.acc ?? 0,
+          min_ms: minMs,
+          clock,
+        }) + '\n',
+      );
       return (await next()).ms as number;
     },
     close: () => child.stdin.end(),
@@ -83,17 +101,32 @@ function openBlasServer(threads: number, core: string, clock: string) {
 /** A bench/torch_bf16_gemm.py --serve child: one JSON line out per case sent. */
 function torchServer(threads: number, clock: string) {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'torch_bf16_gemm.py');
-  const child = spawn('/usr/bin/python3', [script, '--serve', '--threads', String(threads)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn('/usr/bin/python3', [script, '--serve', '--threads', String(threads)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   const next = async (): Promise<Record<string, unknown>> => {
     const r = await lines.next();
-    if (r.done) throw new Error('torch_bf16_gemm.py exited early (see its stderr above; it needs Debian\'s python3-torch)');
+    if (r.done)
+      throw new Error("torch_bf16_gemm.py exited early (see its stderr above; it needs Debian's python3-torch)");
     return JSON.parse(r.value) as Record<string, unknown>;
   };
   return {
     info: next,
     async time(s: GemmShape, minMs: number): Promise<number> {
-      child.stdin.write(JSON.stringify({ name: s.name, M: s.M, N: s.N, K: s.K, ta: s.ta, tb: s.tb, acc: s.acc ?? 0, min_ms: minMs, clock }) + '\n');
+      child.stdin.write(
+        JSON.stringify({
+          name: s.name,
+          M: s.M,
+          N: s.N,
+          K: s.K,
+          ta: s.ta,
+          tb: s.tb,
+          acc: s.acc ?? 0,
+          min_ms: minMs,
+          clock,
+        }) + '\n',
+      );
       return (await next()).ms as number;
     },
     close: () => child.stdin.end(),
@@ -113,8 +146,10 @@ async function main(): Promise<void> {
     for (const s of gemmShapes(presets[p])) if (!only || new RegExp(only).test(s.name)) shapes.push({ preset: p, s });
   }
   const precision = arg('precision', 'both');
-  if (!['fp32', 'bf16', 'both'].includes(precision)) throw new Error(`--precision: expected fp32, bf16 or both, got '${precision}'`);
-  const doF32 = precision !== 'bf16', doBf16 = precision !== 'fp32';
+  if (!['fp32', 'bf16', 'both'].includes(precision))
+    throw new Error(`--precision: expected fp32, bf16 or both, got '${precision}'`);
+  const doF32 = precision !== 'bf16',
+    doBf16 = precision !== 'fp32';
   const engine = Engine.create({ device: 'cpu', threads });
   const clock = arg('clock', 'wall');
   if (!['wall', 'cpu'].includes(clock)) throw new Error(`--clock: expected wall or cpu, got '${clock}'`);
@@ -124,10 +159,14 @@ async function main(): Promise<void> {
     console.log(`engine: ${engine.describe()}`);
     if (blas) console.log(`blas: ${JSON.stringify((await blas.info()).blas)}`);
     if (torch) console.log(`torch: ${JSON.stringify((await torch.info()).torch)}`);
-    console.log(`threads ${threads}; per side the best of ${reps} medians, each over >= ${minMs} ms, ${clock} clock; ratio = reference time / ours`);
+    console.log(
+      `threads ${threads}; per side the best of ${reps} medians, each over >= ${minMs} ms, ${clock} clock; ratio = reference time / ours`,
+    );
     const head = (tag: string, ref: string) =>
       `${(tag + ' ours ms').padStart(13)} ${'GFLOP/s'.padStart(8)} ${(ref + ' ms').padStart(10)} ${'GFLOP/s'.padStart(8)} ${'ratio'.padStart(6)}`;
-    console.log(`${'preset'.padEnd(6)} ${'shape'.padEnd(58)}${doF32 ? ' ' + head('fp32', 'blas') : ''}${doBf16 ? ' ' + head('bf16', 'torch') : ''}`);
+    console.log(
+      `${'preset'.padEnd(6)} ${'shape'.padEnd(58)}${doF32 ? ' ' + head('fp32', 'blas') : ''}${doBf16 ? ' ' + head('bf16', 'torch') : ''}`,
+    );
     const logs = { f32: [] as number[], bf16: [] as number[] };
     for (const { preset, s } of shapes) {
       const gf = (ms: number) => (2 * s.M * s.N * s.K) / (ms * 1e6);
@@ -135,7 +174,8 @@ async function main(): Promise<void> {
         `${ours.toFixed(3).padStart(13)} ${gf(ours).toFixed(1).padStart(8)} ${ref.toFixed(3).padStart(10)} ${gf(ref).toFixed(1).padStart(8)} ${(ref / ours).toFixed(2).padStart(6)}`;
       let line = `${preset.padEnd(6)} ${shapeLabel(s).padEnd(58)}`;
       if (blas) {
-        let ours = Infinity, ref = Infinity;
+        let ours = Infinity,
+          ref = Infinity;
         for (let rep = 0; rep < reps; rep++) {
           // OpenBLAS's idle workers spin for a while after each call (THREAD_TIMEOUT, ~0.1 s) and
           // would steal our cores: let them fall asleep first.
@@ -147,7 +187,8 @@ async function main(): Promise<void> {
         line += ' ' + col(ours, ref);
       }
       if (torch) {
-        let ours = Infinity, ref = Infinity;
+        let ours = Infinity,
+          ref = Infinity;
         for (let rep = 0; rep < reps; rep++) {
           await sleep(300); // oneDNN's OpenMP workers spin after a call too
           ours = Math.min(ours, timeCase(engine, gemmCase(s, 'bf16'), minMs, 3, clock));
@@ -158,7 +199,8 @@ async function main(): Promise<void> {
       }
       console.log(line);
     }
-    const summary = (l: number[]) => `geometric mean ${Math.exp(l.reduce((a, b) => a + b, 0) / l.length).toFixed(3)}, worst ${Math.exp(Math.min(...l)).toFixed(2)}`;
+    const summary = (l: number[]) =>
+      `geometric mean ${Math.exp(l.reduce((a, b) => a + b, 0) / l.length).toFixed(3)}, worst ${Math.exp(Math.min(...l)).toFixed(2)}`;
     if (blas) console.log(`fp32 ratio (OpenBLAS time / ours): ${summary(logs.f32)}`);
     if (torch) console.log(`bf16 ratio (PyTorch bf16 matmul time / ours): ${summary(logs.bf16)}`);
   } finally {

@@ -31,11 +31,18 @@ async function main(): Promise<void> {
   const warmup = Math.max(device.startsWith('cuda') ? 2 : 1, Number(arg('warmup', '3')));
   const clock = arg('clock', 'wall');
   if (clock !== 'wall' && clock !== 'cpu') throw new Error(`--clock: expected wall or cpu, got '${clock}'`);
-  const now = clock === 'cpu' ? () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e3; } : () => performance.now();
+  const now =
+    clock === 'cpu'
+      ? () => {
+          const u = process.cpuUsage();
+          return (u.user + u.system) / 1e3;
+        }
+      : () => performance.now();
   const which = arg('config', 'vitb');
   const jsonPath = arg('json', '');
   const precision = arg('precision', 'fp32');
-  if (precision !== 'fp32' && precision !== 'bf16') throw new Error(`--precision: expected fp32 or bf16, got '${precision}'`);
+  if (precision !== 'fp32' && precision !== 'bf16')
+    throw new Error(`--precision: expected fp32 or bf16, got '${precision}'`);
   const threads = Number(arg('threads', '0'));
   const cfg = { ...(which === 'small' ? smallConfig(batch) : vitB16Config(batch)), precision } as const;
 
@@ -66,16 +73,29 @@ async function main(): Promise<void> {
     const feed = step.feed(s++);
     const a = now();
     const out = await prog.run(feed);
-    runs.push({ ms: now() - a, nativeMs: out.ms, losses: Array.from(out.outputs.losses as Float32Array), gradNorm: (out.outputs.grad_norm as Float32Array)[0] });
+    runs.push({
+      ms: now() - a,
+      nativeMs: out.ms,
+      losses: Array.from(out.outputs.losses as Float32Array),
+      gradNorm: (out.outputs.grad_norm as Float32Array)[0],
+    });
   };
   for (let i = 0; i < warmup; i++) await one();
   const timedFrom = runs.length;
   for (let i = 0; i < steps; i++) await one();
-  const timed = runs.slice(timedFrom).map((r) => r.ms).sort((a, b) => a - b);
-  const nativeTimed = runs.slice(timedFrom).map((r) => r.nativeMs).sort((a, b) => a - b);
+  const timed = runs
+    .slice(timedFrom)
+    .map((r) => r.ms)
+    .sort((a, b) => a - b);
+  const nativeTimed = runs
+    .slice(timedFrom)
+    .map((r) => r.nativeMs)
+    .sort((a, b) => a - b);
   const median = timed[timed.length >> 1];
 
-  const prof = process.argv.includes('--no-profile') ? { profile: [] } : await prog.run(step.feed(s++), { profile: true });
+  const prof = process.argv.includes('--no-profile')
+    ? { profile: [] }
+    : await prog.run(step.feed(s++), { profile: true });
   const profile = (prof.profile ?? []).sort((a, b) => b.ms - a.ms);
   const profTotal = profile.reduce((a, p) => a + p.ms, 0);
 
@@ -87,7 +107,12 @@ async function main(): Promise<void> {
     clock,
     config: which,
     batch,
-    cudaGraph: process.env.MEDIC_CUDA_GRAPH === '0' ? 'off (MEDIC_CUDA_GRAPH=0)' : device.startsWith('cuda') ? 'on: run 1 op by op, run 2 captured, later runs replay' : 'n/a',
+    cudaGraph:
+      process.env.MEDIC_CUDA_GRAPH === '0'
+        ? 'off (MEDIC_CUDA_GRAPH=0)'
+        : device.startsWith('cuda')
+          ? 'on: run 1 op by op, run 2 captured, later runs replay'
+          : 'n/a',
     init,
     tokens: { student: 1 + step.m.V, teacher: 1 + step.m.N, masked: step.m.M },
     params: { trainable: step.cg.sizes.train, frozen: step.cg.sizes.frozen },
@@ -107,10 +132,12 @@ async function main(): Promise<void> {
   const text = JSON.stringify(result, null, 2);
   if (jsonPath) writeFileSync(jsonPath, text + '\n');
   console.log(text);
-  console.error(`[gpu_step] ${device} ${precision} batch ${batch}: ${median.toFixed(1)} ms/step, ${result.imagesPerS.toFixed(1)} images/s; profile top: ${profile
-    .slice(0, 5)
-    .map((p) => `${p.op} ${p.ms.toFixed(1)} ms`)
-    .join(', ')}`);
+  console.error(
+    `[gpu_step] ${device} ${precision} batch ${batch}: ${median.toFixed(1)} ms/step, ${result.imagesPerS.toFixed(1)} images/s; profile top: ${profile
+      .slice(0, 5)
+      .map((p) => `${p.op} ${p.ms.toFixed(1)} ms`)
+      .join(', ')}`,
+  );
   prog.dispose();
   state.dispose();
   engine.dispose();

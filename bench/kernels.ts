@@ -72,8 +72,15 @@ async function main(): Promise<void> {
           if (c.flops) row.gflops = c.flops / (ms * 1e6);
           if (c.bytes) row.gbs = c.bytes / (ms * 1e6);
           rows.push(row);
-          const rate = row.gflops !== undefined ? `${row.gflops.toFixed(1)} GFLOP/s` : row.gbs !== undefined ? `${row.gbs.toFixed(2)} GB/s` : '';
-          console.log(`${p.padEnd(5)} ${fam.padEnd(12)} ${c.name.padEnd(58)} ${ms.toFixed(3).padStart(10)} ms  ${rate}`);
+          const rate =
+            row.gflops !== undefined
+              ? `${row.gflops.toFixed(1)} GFLOP/s`
+              : row.gbs !== undefined
+                ? `${row.gbs.toFixed(2)} GB/s`
+                : '';
+          console.log(
+            `${p.padEnd(5)} ${fam.padEnd(12)} ${c.name.padEnd(58)} ${ms.toFixed(3).padStart(10)} ms  ${rate}`,
+          );
         }
       }
     }

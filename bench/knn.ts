@@ -47,7 +47,15 @@ function writeIdx(dir: string, prefix: string, count: number): void {
 }
 
 /** The classifier before issue 11: per query, a scalar dot product with every bank row, insertion top-k. */
-function knnScalar(train: Float32Array, trainLabels: Int32Array, test: Float32Array, testLabels: Int32Array, dim: number, numClasses: number, ks: number[]): Record<number, number> {
+function knnScalar(
+  train: Float32Array,
+  trainLabels: Int32Array,
+  test: Float32Array,
+  testLabels: Int32Array,
+  dim: number,
+  numClasses: number,
+  ks: number[],
+): Record<number, number> {
   const nTrain = trainLabels.length;
   const a = l2normalize(train, dim);
   const b = l2normalize(test, dim);
@@ -98,8 +106,26 @@ try {
   const c = resolveConfig({}, { data: `idx:${dir}`, threads: String(threads) } as never);
   const data = await openData(c.data);
   const engine = Engine.create({ device: 'cpu', threads });
-  const results: Record<string, unknown> = { n_train: nTrain, n_test: nTest, threads, model: c.model, img: c.imgSize, patch: c.patchSize, workers: c.workers };
-  const run = async (name: string, batch: number, classify: (bank: Float32Array, bl: Int32Array, q: Float32Array, ql: Int32Array, dim: number) => Record<number, number>) => {
+  const results: Record<string, unknown> = {
+    n_train: nTrain,
+    n_test: nTest,
+    threads,
+    model: c.model,
+    img: c.imgSize,
+    patch: c.patchSize,
+    workers: c.workers,
+  };
+  const run = async (
+    name: string,
+    batch: number,
+    classify: (
+      bank: Float32Array,
+      bl: Int32Array,
+      q: Float32Array,
+      ql: Int32Array,
+      dim: number,
+    ) => Record<number, number>,
+  ) => {
     const fx = new FeatureExtractor(engine, c, batch);
     try {
       await fx.initRandom(c.seed);
@@ -110,15 +136,34 @@ try {
       const t2 = performance.now();
       const acc = classify(bank.features, bank.labels, q.features, q.labels, fx.dim);
       const t3 = performance.now();
-      const s = { bank: (t1 - t0) / 1000, queries: (t2 - t1) / 1000, classify: (t3 - t2) / 1000, total: (t3 - t0) / 1000 };
-      results[name] = { feature_batch: batch, seconds: s, share: Object.fromEntries(Object.entries(s).filter(([k]) => k !== 'total').map(([k, v]) => [k, v / s.total])), accuracy: acc };
+      const s = {
+        bank: (t1 - t0) / 1000,
+        queries: (t2 - t1) / 1000,
+        classify: (t3 - t2) / 1000,
+        total: (t3 - t0) / 1000,
+      };
+      results[name] = {
+        feature_batch: batch,
+        seconds: s,
+        share: Object.fromEntries(
+          Object.entries(s)
+            .filter(([k]) => k !== 'total')
+            .map(([k, v]) => [k, v / s.total]),
+        ),
+        accuracy: acc,
+      };
       console.log(name, JSON.stringify(results[name]));
     } finally {
       fx.dispose();
     }
   };
   if (only !== 'new') await run('before', 128, (b, bl, q, ql, d) => knnScalar(b, bl, q, ql, d, 10, [10, 20]));
-  if (only !== 'before') await run('after', KNN_BATCH, (b, bl, q, ql, d) => knnClassify(b, bl, q, ql, d, 10, [10, 20], 0.07, { engine }).accuracy);
+  if (only !== 'before')
+    await run(
+      'after',
+      KNN_BATCH,
+      (b, bl, q, ql, d) => knnClassify(b, bl, q, ql, d, 10, [10, 20], 0.07, { engine }).accuracy,
+    );
   const bt = (results.before as { seconds: { total: number } } | undefined)?.seconds.total;
   const at = (results.after as { seconds: { total: number } } | undefined)?.seconds.total;
   if (bt && at) results.speedup = bt / at;

@@ -72,14 +72,22 @@ export function buildStep(cfg: MedicConfig, seed = 1): MedicStep {
   }
   const fixed = { images, ...maskInputs(mask, B, N, m.scored) };
   const feed = (step: number) => {
-    const all: Record<string, Float32Array | Int32Array | Uint8Array> = { ...fixed, seed: Int32Array.from([step, 7]), hyper: Float32Array.from([1.5e-4, 0.05, step]) };
+    const all: Record<string, Float32Array | Int32Array | Uint8Array> = {
+      ...fixed,
+      seed: Int32Array.from([step, 7]),
+      hyper: Float32Array.from([1.5e-4, 0.05, step]),
+    };
     return Object.fromEntries(cg.inputs.map((i) => [i.name, all[i.name]]));
   };
   return { m, cg, feed };
 }
 
 /** State on `engine`, initialised by the native init ops (seeded), or copied from `from`. */
-export async function makeState(engine: Engine, cg: CompiledGraph, init: { seed: number } | { from: GraphState }): Promise<GraphState> {
+export async function makeState(
+  engine: Engine,
+  cg: CompiledGraph,
+  init: { seed: number } | { from: GraphState },
+): Promise<GraphState> {
   const state = new GraphState(engine, cg);
   if ('seed' in init) {
     await state.initNative(init.seed);

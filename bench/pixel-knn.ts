@@ -25,7 +25,14 @@ async function pixels(ds: ImageDataset): Promise<{ x: Float32Array; y: Int32Arra
   const dim = (gray ? 1 : 3) * S * S;
   const x = new Float32Array(ds.length * dim);
   const y = new Int32Array(ds.length);
-  const loader = new DataLoader(ds, { batchSize: 256, imageSize: S, train: false, workers: c.workers, padLast: true, transform: evalTransform(c) });
+  const loader = new DataLoader(ds, {
+    batchSize: 256,
+    imageSize: S,
+    train: false,
+    workers: c.workers,
+    padLast: true,
+    transform: evalTransform(c),
+  });
   let n = 0;
   for await (const b of loader) {
     const per = 3 * S * S;
@@ -41,7 +48,15 @@ const t0 = performance.now();
 const tr = await pixels(data.train);
 const va = await pixels(data.val!);
 const r = knnClassify(tr.x, tr.y, va.x, va.y, tr.dim, data.classNames.length, c.knnK);
-const out = { data: c.data, img: c.imgSize, dim: tr.dim, n_train: r.nTrain, n_val: r.nTest, knn: r.accuracy, seconds: (performance.now() - t0) / 1000 };
+const out = {
+  data: c.data,
+  img: c.imgSize,
+  dim: tr.dim,
+  n_train: r.nTrain,
+  n_val: r.nTest,
+  knn: r.accuracy,
+  seconds: (performance.now() - t0) / 1000,
+};
 console.log(JSON.stringify(out));
 const json = arg('json', '');
 if (json) writeFileSync(json, JSON.stringify(out, null, 2) + '\n');

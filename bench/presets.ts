@@ -18,6 +18,36 @@ export interface Preset {
 }
 
 export const presets: Record<Preset['name'], Preset> = {
-  tiny: { name: 'tiny', B: 8, N: 196, V: 118, M: 78, D: 192, H: 3, Dt: 768, Ht: 12, Dd: 512, Hdd: 16, P: 768, img: 224, patch: 16 },
-  base: { name: 'base', B: 8, N: 196, V: 118, M: 78, D: 768, H: 12, Dt: 768, Ht: 12, Dd: 512, Hdd: 16, P: 768, img: 224, patch: 16 },
+  tiny: {
+    name: 'tiny',
+    B: 8,
+    N: 196,
+    V: 118,
+    M: 78,
+    D: 192,
+    H: 3,
+    Dt: 768,
+    Ht: 12,
+    Dd: 512,
+    Hdd: 16,
+    P: 768,
+    img: 224,
+    patch: 16,
+  },
+  base: {
+    name: 'base',
+    B: 8,
+    N: 196,
+    V: 118,
+    M: 78,
+    D: 768,
+    H: 12,
+    Dt: 768,
+    Ht: 12,
+    Dd: 512,
+    Hdd: 16,
+    P: 768,
+    img: 224,
+    patch: 16,
+  },
 };

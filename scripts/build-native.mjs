@@ -25,10 +25,23 @@ if (!['AUTO', 'ON', 'OFF'].includes(cuda)) {
 }
 const env = { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: String(availableParallelism()) };
 const args = emu
-  ? [cmakeJs, 'compile', '--directory', root, '--CDMEDIC_CUDA=OFF', '--CDMEDIC_CUDA_EMU=ON', '--out', join(root, 'build', 'emu')]
+  ? [
+      cmakeJs,
+      'compile',
+      '--directory',
+      root,
+      '--CDMEDIC_CUDA=OFF',
+      '--CDMEDIC_CUDA_EMU=ON',
+      '--out',
+      join(root, 'build', 'emu'),
+    ]
   : [cmakeJs, 'compile', '--directory', root, `--CDMEDIC_CUDA=${cuda}`];
 if (!emu && process.env.MEDIC_BUILD_DIR) args.push('--out', process.env.MEDIC_BUILD_DIR);
-console.log(emu ? 'medic-native: building the CUDA sources for the CPU emulator (build/emu) ...' : `medic-native: building the native engine (MEDIC_CUDA=${cuda}) ...`);
+console.log(
+  emu
+    ? 'medic-native: building the CUDA sources for the CPU emulator (build/emu) ...'
+    : `medic-native: building the native engine (MEDIC_CUDA=${cuda}) ...`,
+);
 const r = spawnSync(process.execPath, args, { stdio: 'inherit', env, cwd: root });
 if (r.status !== 0) {
   console.error('medic-native: the native build failed (see above). It needs cmake >= 3.18 and a C++17 compiler;');

@@ -32,7 +32,11 @@ function loadError(file) {
   const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
   if (r.status === 0) return null;
   const lines = `${r.stderr}`.split('\n').map((l) => l.trim());
-  return lines.find((l) => /^(Error|error)|not found|undefined symbol|version/.test(l)) ?? lines.find(Boolean) ?? `exit ${r.status ?? r.signal}`;
+  return (
+    lines.find((l) => /^(Error|error)|not found|undefined symbol|version/.test(l)) ??
+    lines.find(Boolean) ??
+    `exit ${r.status ?? r.signal}`
+  );
 }
 
 function candidates(tried) {
@@ -59,8 +63,13 @@ function missingToolchain() {
   const cmake = spawnSync('cmake', ['--version'], { encoding: 'utf8' });
   const version = /cmake version (\d+)\.(\d+)/.exec(cmake.stdout ?? '');
   if (cmake.error || !version) missing.push('cmake >= 3.18 (not found on PATH)');
-  else if (Number(version[1]) * 100 + Number(version[2]) < 318) missing.push(`cmake >= 3.18 (found ${version[1]}.${version[2]})`);
-  if (!(process.env.CXX && onPath([process.env.CXX])) && !(process.env.CXX && existsSync(process.env.CXX)) && !onPath(['c++', 'g++', 'clang++'])) {
+  else if (Number(version[1]) * 100 + Number(version[2]) < 318)
+    missing.push(`cmake >= 3.18 (found ${version[1]}.${version[2]})`);
+  if (
+    !(process.env.CXX && onPath([process.env.CXX])) &&
+    !(process.env.CXX && existsSync(process.env.CXX)) &&
+    !onPath(['c++', 'g++', 'clang++'])
+  ) {
     missing.push('a C++17 compiler (c++, g++ or clang++ on PATH, or CXX)');
   }
   if (!onPath(['make', 'ninja'])) missing.push('make or ninja');
@@ -79,7 +88,9 @@ if (forced()) {
     }
     tried.push(`${relative(root, c.file)} (${c.what}): ${err}`);
   }
-  say(`no engine binary loads here (${process.platform}-${process.arch}, Node ${process.version}); building from source.`);
+  say(
+    `no engine binary loads here (${process.platform}-${process.arch}, Node ${process.version}); building from source.`,
+  );
   for (const t of tried) console.log(`  tried ${t}`);
 }
 

@@ -57,7 +57,9 @@ function checkVersions() {
   const cuda = JSON.parse(readFileSync(join(cudaPkg, 'package.json'), 'utf8'));
   const pinned = main.optionalDependencies?.[cuda.name];
   if (cuda.version !== main.version || pinned !== main.version) {
-    fail(`versions differ: medic-native ${main.version}, ${cuda.name} ${cuda.version}, pinned as optional dependency '${pinned}'; all three must be equal`);
+    fail(
+      `versions differ: medic-native ${main.version}, ${cuda.name} ${cuda.version}, pinned as optional dependency '${pinned}'; all three must be equal`,
+    );
   }
 }
 
@@ -66,15 +68,44 @@ function buildCpu() {
   const work = join(root, 'build', 'prebuild', 'cpu');
   mkdirSync(work, { recursive: true });
   const prebuildify = require.resolve('prebuildify/bin.js');
-  run(process.execPath, [prebuildify, '--napi', '--strip', '--tag-libc', '--name', 'medic-native', '--cwd', work, '--out', root, '--node-gyp', join(root, 'scripts', 'prebuild-cmake.mjs')]);
+  run(process.execPath, [
+    prebuildify,
+    '--napi',
+    '--strip',
+    '--tag-libc',
+    '--name',
+    'medic-native',
+    '--cwd',
+    work,
+    '--out',
+    root,
+    '--node-gyp',
+    join(root, 'scripts', 'prebuild-cmake.mjs'),
+  ]);
 }
 
 function buildCuda() {
   const work = join(root, 'build', 'prebuild', 'cuda');
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-  run(process.execPath, [cmakeJs, 'compile', '--directory', root, '--out', work, '--target', 'medic_cuda', '--CDMEDIC_CUDA=ON', '--CDMEDIC_PORTABLE=ON', `--CDCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS}`], {
-    env: { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: String(availableParallelism()) },
-  });
+  run(
+    process.execPath,
+    [
+      cmakeJs,
+      'compile',
+      '--directory',
+      root,
+      '--out',
+      work,
+      '--target',
+      'medic_cuda',
+      '--CDMEDIC_CUDA=ON',
+      '--CDMEDIC_PORTABLE=ON',
+      `--CDCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS}`,
+    ],
+    {
+      env: { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: String(availableParallelism()) },
+    },
+  );
   copyFileSync(join(work, 'Release', 'medic_cuda.node'), cudaFile);
   run('strip', ['--strip-all', cudaFile]);
 }
@@ -89,19 +120,29 @@ function probe(file) {
 
 function checkBinary(file, variant) {
   const req = glibcRequirements(file);
-  console.log(`prebuild: ${file} (${mb(file)}): needs glibc >= ${req.glibc}, libstdc++ GLIBCXX >= ${req.glibcxx ?? 'none'}; links ${neededLibraries(file).join(', ')}`);
+  console.log(
+    `prebuild: ${file} (${mb(file)}): needs glibc >= ${req.glibc}, libstdc++ GLIBCXX >= ${req.glibcxx ?? 'none'}; links ${neededLibraries(file).join(', ')}`,
+  );
   if (!atMost(req.glibc, GLIBC_MAX[variant])) {
-    fail(`${file} needs GLIBC_${req.glibc} (${req.symbols[`GLIBC_${req.glibc}`].join(', ')}); the ${variant} floor is ${GLIBC_MAX[variant]} (see native/core/glibc_floor.h)`);
+    fail(
+      `${file} needs GLIBC_${req.glibc} (${req.symbols[`GLIBC_${req.glibc}`].join(', ')}); the ${variant} floor is ${GLIBC_MAX[variant]} (see native/core/glibc_floor.h)`,
+    );
   }
-  if (!atMost(req.glibcxx, GLIBCXX_MAX)) fail(`${file} needs GLIBCXX_${req.glibcxx} (${req.symbols[`GLIBCXX_${req.glibcxx}`].join(', ')}); the floor is ${GLIBCXX_MAX}`);
+  if (!atMost(req.glibcxx, GLIBCXX_MAX))
+    fail(
+      `${file} needs GLIBCXX_${req.glibcxx} (${req.symbols[`GLIBCXX_${req.glibcxx}`].join(', ')}); the floor is ${GLIBCXX_MAX}`,
+    );
   const p = probe(file);
-  if (p.cuda !== (variant === 'cuda')) fail(`${file} reports cudaCompiled() = ${p.cuda}, expected the ${variant} variant`);
+  if (p.cuda !== (variant === 'cuda'))
+    fail(`${file} reports cudaCompiled() = ${p.cuda}, expected the ${variant} variant`);
   console.log(`prebuild: ${file} loads: ${p.ops} ops, ${p.kernels} CUDA kernels, CPU features ${p.cpu}`);
   if (variant !== 'cuda') return;
-  if (neededLibraries(file).some((l) => l.startsWith('libcudart'))) fail(`${file} links libcudart dynamically; expected the static cudart`);
+  if (neededLibraries(file).some((l) => l.startsWith('libcudart')))
+    fail(`${file} links libcudart dynamically; expected the static cudart`);
   const code = fatbinEntries(file).map((e) => `${e.kind === 'sass' ? 'sm' : 'compute'}_${e.arch}`);
   console.log(`prebuild: GPU code in ${file}: ${code.join(', ')}`);
-  for (const want of ['sm_80', 'sm_90', 'compute_90']) if (!code.includes(want)) fail(`${file} has no ${want} code (found: ${code.join(', ') || 'none'})`);
+  for (const want of ['sm_80', 'sm_90', 'compute_90'])
+    if (!code.includes(want)) fail(`${file} has no ${want} code (found: ${code.join(', ') || 'none'})`);
 }
 
 function packAll() {
@@ -113,7 +154,8 @@ function packAll() {
   if (!skipCuda) run('npm', ['pack', '--pack-destination', releaseDir], { cwd: cudaPkg });
 }
 
-if (process.platform !== 'linux' || process.arch !== 'x64') fail(`release binaries are built on linux-x64, this is ${tuple}`);
+if (process.platform !== 'linux' || process.arch !== 'x64')
+  fail(`release binaries are built on linux-x64, this is ${tuple}`);
 checkVersions();
 buildCpu();
 checkBinary(cpuFile, 'cpu');
@@ -122,4 +164,6 @@ if (!skipCuda) {
   checkBinary(cudaFile, 'cuda');
 }
 if (pack) packAll();
-console.log(`prebuild: done${skipCuda ? ' (CPU only: --skip-cuda is not a release)' : ''}${pack ? `; packages in ${releaseDir}` : ''}`);
+console.log(
+  `prebuild: done${skipCuda ? ' (CPU only: --skip-cuda is not a release)' : ''}${pack ? `; packages in ${releaseDir}` : ''}`,
+);

@@ -77,10 +77,27 @@ function naive(s: Shape, mode: Mode): BenchCase {
       const BH = B * H;
       const scale = 1 / Math.sqrt(Hd);
       const mk = (shape: number[], seed?: number): Tensor =>
-        engine.tensor(shape, 'f32', seed === undefined ? undefined : randomData(shape.reduce((a, b) => a * b, 1), seed));
-      const q = mk([BH, T, Hd], 1), k = mk([BH, T, Hd], 2), v = mk([BH, T, Hd], 3), dO = mk([BH, T, Hd], 4);
-      const S = mk([BH, T, T]), P = mk([BH, T, T]), dP = mk([BH, T, T]);
-      const O = mk([BH, T, Hd]), dQ = mk([BH, T, Hd]), dK = mk([BH, T, Hd]), dV = mk([BH, T, Hd]);
+        engine.tensor(
+          shape,
+          'f32',
+          seed === undefined
+            ? undefined
+            : randomData(
+                shape.reduce((a, b) => a * b, 1),
+                seed,
+              ),
+        );
+      const q = mk([BH, T, Hd], 1),
+        k = mk([BH, T, Hd], 2),
+        v = mk([BH, T, Hd], 3),
+        dO = mk([BH, T, Hd], 4);
+      const S = mk([BH, T, T]),
+        P = mk([BH, T, T]),
+        dP = mk([BH, T, T]);
+      const O = mk([BH, T, Hd]),
+        dQ = mk([BH, T, Hd]),
+        dK = mk([BH, T, Hd]),
+        dV = mk([BH, T, Hd]);
       const forward = () => {
         engine.op('gemm', [q, k], [S], { trans_b: 1, alpha: scale });
         engine.op('softmax', [S], [P]);

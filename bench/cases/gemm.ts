@@ -22,7 +22,9 @@ export interface GemmShape {
 export function gemmShapes(p: Preset): GemmShape[] {
   const Rs = p.B * (1 + p.V); // student rows (visible tokens + CLS)
   const Rt = p.B * (1 + p.N); // teacher / decoder rows (all tokens + CLS)
-  const D = p.D, Dt = p.Dt, Dd = p.Dd;
+  const D = p.D,
+    Dt = p.Dt,
+    Dd = p.Dd;
   return [
     { name: 'student qkv', M: Rs, N: 3 * D, K: D, ta: 0, tb: 1, bias: true },
     { name: 'student proj', M: Rs, N: D, K: D, ta: 0, tb: 1, bias: true },
@@ -74,7 +76,9 @@ export function gemmCase(s: GemmShape, precision: 'fp32' | 'bf16' = 'fp32'): Ben
     flops: 2 * s.M * s.N * s.K,
     setup(engine) {
       const operand = (shape: number[], seed: number) =>
-        bf ? engine.tensor(shape, 'bf16', f32ToBf16(fill(shape[0] * shape[1], seed))) : engine.tensor(shape, 'f32', fill(shape[0] * shape[1], seed));
+        bf
+          ? engine.tensor(shape, 'bf16', f32ToBf16(fill(shape[0] * shape[1], seed)))
+          : engine.tensor(shape, 'f32', fill(shape[0] * shape[1], seed));
       const a = operand(s.ta ? [s.K, s.M] : [s.M, s.K], 1);
       const b = operand(s.tb ? [s.N, s.K] : [s.K, s.N], 2);
       const bias = s.bias ? engine.tensor([s.N], 'f32', fill(s.N, 3)) : null;

@@ -79,7 +79,11 @@ export const cases: CaseList = (p: Preset): BenchCase[] => {
       setup(e) {
         const rows = 256 * B;
         const z = filled(e, rows * 1000, [rows, 1000], 8);
-        const y = e.tensor([rows], 'i32', Int32Array.from({ length: rows }, (_, i) => (i * 7919) % 1000));
+        const y = e.tensor(
+          [rows],
+          'i32',
+          Int32Array.from({ length: rows }, (_, i) => (i * 7919) % 1000),
+        );
         const loss = e.tensor([1]);
         const dz = e.tensor([rows, 1000]);
         const correct = e.tensor([1]);

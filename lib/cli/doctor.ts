@@ -5,7 +5,14 @@ import type { Command } from 'commander';
 
 import { detectLaunch, type CommProbe } from '../engine/comm.js';
 import { chooseDevice } from '../engine/device.js';
-import { CUDA_PACKAGE, loadBinding, shortPath, type LoadedBinding, type Origin, type Variant } from '../engine/loader.js';
+import {
+  CUDA_PACKAGE,
+  loadBinding,
+  shortPath,
+  type LoadedBinding,
+  type Origin,
+  type Variant,
+} from '../engine/loader.js';
 import { precisionFor } from '../train/precision.js';
 
 export interface DoctorReport {
@@ -18,7 +25,14 @@ export interface DoctorReport {
   engine: { variant: Variant; origin: Origin; path: string } | null;
   /** When no binary loads: the loader's message (what was tried, what to run). */
   engineError?: string;
-  binaries: { variant: string; path: string | null; origin?: Origin; error?: string; cpuFeatures?: string; cudaCompiled?: boolean }[];
+  binaries: {
+    variant: string;
+    path: string | null;
+    origin?: Origin;
+    error?: string;
+    cpuFeatures?: string;
+    cudaCompiled?: boolean;
+  }[];
   cuda: { compiledIn: boolean; devices: number; description: string; kernels: number; ops: number };
   auto: string;
   threads: number;
@@ -35,7 +49,10 @@ function tryLoad(variant: Variant): { loaded?: LoadedBinding; error?: string; me
     return { loaded: loadBinding(variant) };
   } catch (err) {
     const message = (err as Error).message;
-    const tried = message.split('\n').filter((l) => l.startsWith('  ')).map((l) => l.trim());
+    const tried = message
+      .split('\n')
+      .filter((l) => l.startsWith('  '))
+      .map((l) => l.trim());
     return { error: tried.join('; '), message };
   }
 }
@@ -73,7 +90,9 @@ export function doctorReport(): DoctorReport {
     cuda: {
       compiledIn: !!cb,
       devices: cb ? cb.cudaDeviceCount() : 0,
-      description: cb ? cb.cudaDescribe(0) : `no CUDA build of the engine installed (the optional package ${CUDA_PACKAGE}, or a source build with nvcc)`,
+      description: cb
+        ? cb.cudaDescribe(0)
+        : `no CUDA build of the engine installed (the optional package ${CUDA_PACKAGE}, or a source build with nvcc)`,
       kernels: cb ? cb.cudaKernels().length : 0,
       ops: (cpu.loaded ?? cuda.loaded)?.binding.opNames().length ?? 0,
     },
@@ -83,10 +102,15 @@ export function doctorReport(): DoctorReport {
   };
 }
 
-function commReport(any: LoadedBinding | undefined, cuda: LoadedBinding | undefined): Pick<DoctorReport, 'mpi' | 'nccl' | 'launch'> {
+function commReport(
+  any: LoadedBinding | undefined,
+  cuda: LoadedBinding | undefined,
+): Pick<DoctorReport, 'mpi' | 'nccl' | 'launch'> {
   const none = (reason: string): CommProbe => ({ found: false, library: '', version: '', reason });
   const mpi = any ? any.binding.mpiProbe() : none('no engine binary could be loaded');
-  const nccl = cuda ? cuda.binding.ncclProbe() : none('NCCL serves the CUDA build of the engine, which is not installed');
+  const nccl = cuda
+    ? cuda.binding.ncclProbe()
+    : none('NCCL serves the CUDA build of the engine, which is not installed');
   const l = detectLaunch();
   return { mpi, nccl, launch: l ? `${l.source}: rank ${l.rank} of ${l.size}, local rank ${l.localRank}` : null };
 }
@@ -110,21 +134,31 @@ export function registerDoctor(program: Command): void {
         return;
       }
       console.log(`node ${r.node} on ${r.platform}, ${r.cpu} (${r.cores} cores, ${r.memoryGiB} GiB)`);
-      if (r.engine) console.log(`engine       : ${r.engine.variant} variant, ${r.engine.origin} (${shortPath(r.engine.path)})`);
+      if (r.engine)
+        console.log(`engine       : ${r.engine.variant} variant, ${r.engine.origin} (${shortPath(r.engine.path)})`);
       else console.log('engine       : none loads (see below)');
       for (const b of r.binaries) {
-        if (b.path) console.log(`binary ${b.variant.padEnd(4)}  : ${b.origin}, ${shortPath(b.path)}${b.cudaCompiled ? ' (CPU + CUDA backends)' : ' (CPU backend)'}`);
+        if (b.path)
+          console.log(
+            `binary ${b.variant.padEnd(4)}  : ${b.origin}, ${shortPath(b.path)}${b.cudaCompiled ? ' (CPU + CUDA backends)' : ' (CPU backend)'}`,
+          );
         else console.log(`binary ${b.variant.padEnd(4)}  : not available (${b.error})`);
       }
       const features = r.binaries.find((b) => b.cpuFeatures)?.cpuFeatures ?? 'unknown';
       console.log(`cpu kernels  : ${features}; ${r.threads} threads by default`);
-      console.log(`cuda         : ${r.cuda.compiledIn ? `${r.cuda.devices} device(s): ${r.cuda.description}` : r.cuda.description}`);
+      console.log(
+        `cuda         : ${r.cuda.compiledIn ? `${r.cuda.devices} device(s): ${r.cuda.description}` : r.cuda.description}`,
+      );
       if (r.cuda.compiledIn) console.log(`cuda kernels : ${r.cuda.kernels} of ${r.cuda.ops} ops`);
       console.log(`--device auto: ${r.auto}`);
       console.log(`--precision auto on the CPU: ${precisionFor('auto', false, features).reason}`);
-      console.log(`mpi          : ${commLine(r.mpi, 'data parallel across processes (mpirun, srun), CPU collectives')}`);
+      console.log(
+        `mpi          : ${commLine(r.mpi, 'data parallel across processes (mpirun, srun), CPU collectives')}`,
+      );
       console.log(`nccl         : ${commLine(r.nccl, 'GPU collectives of data-parallel CUDA runs')}`);
-      console.log(`launcher     : ${r.launch ?? 'none (pretrain runs as one process; under mpirun or srun --distributed auto spreads it)'}`);
+      console.log(
+        `launcher     : ${r.launch ?? 'none (pretrain runs as one process; under mpirun or srun --distributed auto spreads it)'}`,
+      );
       if (r.engineError) console.error(r.engineError);
     });
 }

@@ -51,10 +51,21 @@ export async function withInterrupt<T>(events: EvalEvents, fn: (interrupted: () 
 }
 
 /** A number flag, or undefined when absent; a clear error naming the flag otherwise. */
-export function num(flag: string, v: string | undefined, opts: { integer?: boolean; min?: number } = {}): number | undefined {
+export function num(
+  flag: string,
+  v: string | undefined,
+  opts: { integer?: boolean; min?: number } = {},
+): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || (opts.integer && !Number.isInteger(n)) || (opts.min !== undefined && n < opts.min))
-    throw new Error(`${flag}: expected ${opts.integer ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got '${v}'`);
+  if (
+    v.trim() === '' ||
+    !Number.isFinite(n) ||
+    (opts.integer && !Number.isInteger(n)) ||
+    (opts.min !== undefined && n < opts.min)
+  )
+    throw new Error(
+      `${flag}: expected ${opts.integer ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got '${v}'`,
+    );
   return n;
 }

@@ -33,7 +33,8 @@ export interface EvalFinetuneOptions {
 }
 
 export function finetuneFlags(o: EvalFinetuneOptions): Partial<FinetuneConfig> {
-  if (o.pool !== undefined && o.pool !== 'avg' && o.pool !== 'cls') throw new Error(`--pool: expected avg or cls, got '${o.pool}'`);
+  if (o.pool !== undefined && o.pool !== 'avg' && o.pool !== 'cls')
+    throw new Error(`--pool: expected avg or cls, got '${o.pool}'`);
   return {
     pool: o.pool as FinetuneConfig['pool'] | undefined,
     epochs: num('--epochs', o.epochs, { integer: true, min: 1 }),
@@ -51,18 +52,44 @@ export function finetuneFlags(o: EvalFinetuneOptions): Partial<FinetuneConfig> {
   };
 }
 
-export async function runEvalFinetune(checkpoint: string, o: EvalFinetuneOptions): Promise<{ code: number; result: FinetuneResult }> {
+export async function runEvalFinetune(
+  checkpoint: string,
+  o: EvalFinetuneOptions,
+): Promise<{ code: number; result: FinetuneResult }> {
   const { events, progress } = cliEvents(!!o.json);
   const result = await withInterrupt(events, (interrupted) =>
     runFinetune({
-      checkpoint, data: o.data, device: o.device, threads: o.threads, workers: o.workers, out: o.out, resume: o.resume, fromScratch: o.fromScratch,
-      seed: num('--seed', o.seed, { integer: true, min: 0 }), stopAfter: num('--stop-after', o.stopAfter, { integer: true, min: 1 }),
-      config: finetuneFlags(o), events, interrupted,
+      checkpoint,
+      data: o.data,
+      device: o.device,
+      threads: o.threads,
+      workers: o.workers,
+      out: o.out,
+      resume: o.resume,
+      fromScratch: o.fromScratch,
+      seed: num('--seed', o.seed, { integer: true, min: 0 }),
+      stopAfter: num('--stop-after', o.stopAfter, { integer: true, min: 1 }),
+      config: finetuneFlags(o),
+      events,
+      interrupted,
     }),
   );
   progress.clear();
-  if (o.json) process.stdout.write(JSON.stringify({ event: 'summary', protocol: 'finetune', status: result.status, out: result.out, val: result.val, timm: result.timm }) + '\n');
-  else if (result.val) console.log(`fine-tune: top-1 ${(100 * result.val.top1).toFixed(2)}%; classifier: ${result.timm}; report: ${result.out}/report.html`);
+  if (o.json)
+    process.stdout.write(
+      JSON.stringify({
+        event: 'summary',
+        protocol: 'finetune',
+        status: result.status,
+        out: result.out,
+        val: result.val,
+        timm: result.timm,
+      }) + '\n',
+    );
+  else if (result.val)
+    console.log(
+      `fine-tune: top-1 ${(100 * result.val.top1).toFixed(2)}%; classifier: ${result.timm}; report: ${result.out}/report.html`,
+    );
   return { code: result.status === 'interrupted' ? 130 : 0, result };
 }
 
@@ -70,7 +97,9 @@ export function registerEvalFinetune(evalCmd: Command): void {
   const d = finetuneDefaults;
   evalCmd
     .command('finetune <checkpoint>')
-    .description('fine-tune the whole student with labels (BEiT/MAE recipe: AdamW, layer-wise lr decay, drop path, label smoothing, mixup/CutMix); writes a classifier and its timm export')
+    .description(
+      'fine-tune the whole student with labels (BEiT/MAE recipe: AdamW, layer-wise lr decay, drop path, label smoothing, mixup/CutMix); writes a classifier and its timm export',
+    )
     .option('--data <spec>', 'data to fine-tune on (default: the data the checkpoint was trained on)')
     .option('--device <dev>', 'auto, cpu, cuda or cuda:N')
     .option('--threads <n>', 'CPU threads (0 = all cores)')
@@ -91,10 +120,16 @@ export function registerEvalFinetune(evalCmd: Command): void {
     .option('--warmup-epochs <n>', `linear warmup epochs (default ${d.warmupEpochs})`)
     .option('--crop-scale <s>', 'RandomResizedCrop smallest area (default 0.08, or 0.5 at <= 32 px)')
     .option('--clip-grad <norm>', 'clip the global gradient norm (default 0 = off)')
-    .option('--seed <n>', "seed of the head init, data order, augmentation, mixup and drop path (default: the checkpoint run's)")
+    .option(
+      '--seed <n>',
+      "seed of the head init, data order, augmentation, mixup and drop path (default: the checkpoint run's)",
+    )
     .option('--stop-after <n>', 'stop with a checkpoint after N steps (resume later)')
     .option('--json', 'print JSON lines instead of text')
-    .addHelpText('after', '\nExamples:\n  $ medic-native eval finetune runs/latest\n  $ medic-native eval finetune runs/latest --from-scratch\n  $ medic-native eval finetune runs/latest --epochs 100 --batch-size 1024 --lr 5e-4 --layer-decay 0.65')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ medic-native eval finetune runs/latest\n  $ medic-native eval finetune runs/latest --from-scratch\n  $ medic-native eval finetune runs/latest --epochs 100 --batch-size 1024 --lr 5e-4 --layer-decay 0.65',
+    )
     .action(async (checkpoint: string, o: EvalFinetuneOptions) => {
       const { code } = await runEvalFinetune(checkpoint, o);
       if (code) process.exitCode = code;

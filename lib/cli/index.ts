@@ -19,7 +19,9 @@ export function buildCli(): Command {
   const program = new Command();
   program
     .name('medic-native')
-    .description('MEDiC pretraining of Vision Transformers (masked image modeling distilled from CLIP) on a native C++/CUDA engine')
+    .description(
+      'MEDiC pretraining of Vision Transformers (masked image modeling distilled from CLIP) on a native C++/CUDA engine',
+    )
     .version(packageVersion())
     // an error is followed by one line pointing at --help, not by the whole help (each command says its own)
     .showHelpAfterError('(medic-native --help lists the commands)')

@@ -29,8 +29,13 @@ type Strategy = (typeof STRATEGIES)[number];
 
 /** The strategies of a --mask list ('block,random,evolved' or one of them). */
 export function parseStrategies(s: string): Strategy[] {
-  const out = s.split(',').map((x) => x.trim()).filter(Boolean);
-  for (const x of out) if (!(STRATEGIES as readonly string[]).includes(x)) throw new Error(`--mask: expected a comma list of block, random, evolved, got '${x}'`);
+  const out = s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+  for (const x of out)
+    if (!(STRATEGIES as readonly string[]).includes(x))
+      throw new Error(`--mask: expected a comma list of block, random, evolved, got '${x}'`);
   if (!out.length) throw new Error('--mask: expected at least one of block, random, evolved');
   return out as Strategy[];
 }
@@ -57,11 +62,26 @@ async function teacherAttention(c: PretrainConfig, images: Float32Array, n: numb
 }
 
 /** RGB pixels of image b (de-normalised), scaled by an integer factor, masked patches greyed. */
-function drawCell(rgb: Uint8Array, W: number, x0: number, y0: number, img: Float32Array, b: number, S: number, k: number, mean: number[], std: number[], mask: Uint8Array | null, patch: number, N: number): void {
+function drawCell(
+  rgb: Uint8Array,
+  W: number,
+  x0: number,
+  y0: number,
+  img: Float32Array,
+  b: number,
+  S: number,
+  k: number,
+  mean: number[],
+  std: number[],
+  mask: Uint8Array | null,
+  patch: number,
+  N: number,
+): void {
   const g = S / patch;
   for (let y = 0; y < S * k; y++)
     for (let x = 0; x < S * k; x++) {
-      const sy = Math.floor(y / k), sx = Math.floor(x / k);
+      const sy = Math.floor(y / k),
+        sx = Math.floor(x / k);
       const masked = mask ? mask[b * N + Math.floor(sy / patch) * g + Math.floor(sx / patch)] : 0;
       for (let ch = 0; ch < 3; ch++) {
         let v = (img[((b * 3 + ch) * S + sy) * S + sx] * std[ch] + mean[ch]) * 255;
@@ -74,9 +94,11 @@ function drawCell(rgb: Uint8Array, W: number, x0: number, y0: number, img: Float
 export async function runMasks(o: MasksOptions): Promise<{ path: string; rows: string[]; images: number }> {
   const strategies = parseStrategies(o.mask);
   const n = Number(o.images);
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error(`--images: expected an integer in 1..64, got ${o.images}`);
+  if (!Number.isInteger(n) || n < 1 || n > 64)
+    throw new Error(`--images: expected an integer in 1..64, got ${o.images}`);
   const epoch = Number(o.epoch);
-  if (!Number.isInteger(epoch) || epoch < 0) throw new Error(`--epoch: expected a non-negative integer, got ${o.epoch}`);
+  if (!Number.isInteger(epoch) || epoch < 0)
+    throw new Error(`--epoch: expected a non-negative integer, got ${o.epoch}`);
   const k = Number(o.scale);
   if (!Number.isInteger(k) || k < 1 || k > 16) throw new Error(`--scale: expected an integer in 1..16, got ${o.scale}`);
   const { out, mask: _m, images: _i, epoch: _e, scale: _s, ...rest } = o;
@@ -84,44 +106,76 @@ export async function runMasks(o: MasksOptions): Promise<{ path: string; rows: s
   const data = await openData(c.data);
   const set = data.val && data.val.length >= n ? data.val : data.train;
   if (set.length < n) throw new Error(`--images ${n}: the data '${c.data}' holds only ${set.length} images`);
-  const loader = new DataLoader(set, { batchSize: n, imageSize: c.imgSize, train: false, workers: 0, transform: { normalize: normalizationOf(c) } });
+  const loader = new DataLoader(set, {
+    batchSize: n,
+    imageSize: c.imgSize,
+    train: false,
+    workers: 0,
+    transform: { normalize: normalizationOf(c) },
+  });
   const first = await loader.next();
   await loader.close();
   if (first.done) throw new Error(`the data '${c.data}' gave no batch`);
   const images = first.value.images;
-  const S = c.imgSize, g = S / c.patchSize, N = g * g;
+  const S = c.imgSize,
+    g = S / c.patchSize,
+    N = g * g;
   const masks: { name: string; mask: Uint8Array }[] = [];
   for (const s of strategies) {
     if (s === 'evolved') {
       const attn = await teacherAttention(c, images, n);
-      const cfg = { cluster: c.maskCluster, ratio: c.maskRatio, gridH: g, gridW: g, evolveEpochs: c.evolveEpochs || c.epochs, gamma: c.evolveGamma, lambda: c.maskLambda, threads: 1 };
-      masks.push({ name: `evolved (${c.maskCluster}, epoch ${epoch})`, mask: evolvedMasks(cfg, attn, n, c.seed, 0, epoch).mask });
+      const cfg = {
+        cluster: c.maskCluster,
+        ratio: c.maskRatio,
+        gridH: g,
+        gridW: g,
+        evolveEpochs: c.evolveEpochs || c.epochs,
+        gamma: c.evolveGamma,
+        lambda: c.maskLambda,
+        threads: 1,
+      };
+      masks.push({
+        name: `evolved (${c.maskCluster}, epoch ${epoch})`,
+        mask: evolvedMasks(cfg, attn, n, c.seed, 0, epoch).mask,
+      });
     } else {
       masks.push({ name: s, mask: makeMasks({ kind: s, ratio: c.maskRatio, gridH: g, gridW: g }, n, c.seed, 0).mask });
     }
   }
   const { mean, std } = resolveNormalization(normalizationOf(c));
-  const cell = S * k, gap = 2;
-  const W = n * (cell + gap) + gap, H = (1 + masks.length) * (cell + gap) + gap;
+  const cell = S * k,
+    gap = 2;
+  const W = n * (cell + gap) + gap,
+    H = (1 + masks.length) * (cell + gap) + gap;
   const rgb = new Uint8Array(W * H * 3).fill(255);
   for (let b = 0; b < n; b++) {
     const x0 = gap + b * (cell + gap);
     drawCell(rgb, W, x0, gap, images, b, S, k, mean, std, null, c.patchSize, N);
-    masks.forEach((m, r) => drawCell(rgb, W, x0, gap + (r + 1) * (cell + gap), images, b, S, k, mean, std, m.mask, c.patchSize, N));
+    masks.forEach((m, r) =>
+      drawCell(rgb, W, x0, gap + (r + 1) * (cell + gap), images, b, S, k, mean, std, m.mask, c.patchSize, N),
+    );
   }
-  await sharp(Buffer.from(rgb), { raw: { width: W, height: H, channels: 3 } }).png().toFile(out);
+  await sharp(Buffer.from(rgb), { raw: { width: W, height: H, channels: 3 } })
+    .png()
+    .toFile(out);
   return { path: out, rows: ['image', ...masks.map((m) => m.name)], images: n };
 }
 
 export function registerMasks(program: Command): void {
   program
     .command('masks')
-    .description('write a PNG grid of a few images and their masks (block, random, evolved), to see what each strategy does')
+    .description(
+      'write a PNG grid of a few images and their masks (block, random, evolved), to see what each strategy does',
+    )
     .requiredOption('--out <file.png>', 'the PNG to write')
     .option('--data <spec>', 'images to show (as pretrain --data)', 'mnist')
-    .option('--mask <list>', 'strategies, one row each: block, random, evolved (comma separated)', 'block,random,evolved')
+    .option(
+      '--mask <list>',
+      'strategies, one row each: block, random, evolved (comma separated)',
+      'block,random,evolved',
+    )
     .option('--images <n>', 'images (columns)', '8')
-    .option('--epoch <n>', "evolved masking: the epoch whose schedule to show (parts and noise mix)", '0')
+    .option('--epoch <n>', 'evolved masking: the epoch whose schedule to show (parts and noise mix)', '0')
     .option('--scale <k>', 'pixels per image pixel', '4')
     .option('--mask-ratio <r>', 'fraction of patches masked')
     .option('--img-size <px>', 'image side (0 = auto)')

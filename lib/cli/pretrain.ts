@@ -7,7 +7,16 @@ import { Option, type Command } from 'commander';
 import { World, detectLaunch, type Launch } from '../engine/index.js';
 import { studentPresets } from '../models/vit.js';
 import { applyTeacherCheckpoint } from '../train/build.js';
-import { absolutePaths, defaultConfig, flagOf, formatConfigChanges, readConfigFile, resolveConfig, type ConfigFlags, type PretrainConfig } from '../train/config.js';
+import {
+  absolutePaths,
+  defaultConfig,
+  flagOf,
+  formatConfigChanges,
+  readConfigFile,
+  resolveConfig,
+  type ConfigFlags,
+  type PretrainConfig,
+} from '../train/config.js';
 import { checkSavedTeacher, readResume } from '../train/resume.js';
 import { pretrain, type PretrainEvents } from '../train/run.js';
 import { givenOptions } from './options.js';
@@ -22,22 +31,58 @@ interface FlagSpec {
 
 // The flags, in --help order: one per config key (a test checks). Every key can also be set in --config file.json.
 export const flags: FlagSpec[] = [
-  { key: 'data', arg: 'spec', help: "training data: an image folder (root/<class>/<image>, optional train/ and val/), idx:<dir>, mnist (bundled digits) or synthetic[:n[:classes]] (n generated images)" },
-  { key: 'teacher', arg: 'path', help: "CLIP image encoder checkpoint (safetensors, Hugging Face or OpenAI names), or 'random' for a seeded random CLIP-architecture teacher" },
+  {
+    key: 'data',
+    arg: 'spec',
+    help: 'training data: an image folder (root/<class>/<image>, optional train/ and val/), idx:<dir>, mnist (bundled digits) or synthetic[:n[:classes]] (n generated images)',
+  },
+  {
+    key: 'teacher',
+    arg: 'path',
+    help: "CLIP image encoder checkpoint (safetensors, Hugging Face or OpenAI names), or 'random' for a seeded random CLIP-architecture teacher",
+  },
   { key: 'model', arg: 'name', help: 'student size', choices: Object.keys(studentPresets) },
   { key: 'imgSize', arg: 'px', help: 'image side (0 = auto: 28 for digits, 224 otherwise)' },
   { key: 'patchSize', arg: 'px', help: 'patch side (0 = auto: 7 for digits, 16 otherwise)' },
-  { key: 'encoding', arg: 'kind', help: 'sparse: visible tokens only (MEDiC); dense: mask token (MaskDistill)', choices: ['sparse', 'dense'] },
-  { key: 'mask', arg: 'kind', help: "masking: block (BEiT), random (MAE) or evolved (parts from the teacher's attention; docs/TEACHER.md)", choices: ['block', 'random', 'evolved'] },
+  {
+    key: 'encoding',
+    arg: 'kind',
+    help: 'sparse: visible tokens only (MEDiC); dense: mask token (MaskDistill)',
+    choices: ['sparse', 'dense'],
+  },
+  {
+    key: 'mask',
+    arg: 'kind',
+    help: "masking: block (BEiT), random (MAE) or evolved (parts from the teacher's attention; docs/TEACHER.md)",
+    choices: ['block', 'random', 'evolved'],
+  },
   { key: 'maskRatio', arg: 'r', help: 'fraction of patches masked' },
-  { key: 'maskCluster', arg: 'kind', help: "evolved masking's clustering: hc (MEDiC's agglomerative) or em (EPM's soft k-means)", choices: ['hc', 'em'] },
-  { key: 'maskLambda', arg: 'l', help: 'hc: weight of the parts\' grid distance against their attention similarity (0 = similarity only)' },
-  { key: 'evolveEpochs', arg: 'n', help: 'evolved masking: epochs over which parts fall from 40 to 10 and the noise turns to whole parts (0 = all epochs)' },
+  {
+    key: 'maskCluster',
+    arg: 'kind',
+    help: "evolved masking's clustering: hc (MEDiC's agglomerative) or em (EPM's soft k-means)",
+    choices: ['hc', 'em'],
+  },
+  {
+    key: 'maskLambda',
+    arg: 'l',
+    help: "hc: weight of the parts' grid distance against their attention similarity (0 = similarity only)",
+  },
+  {
+    key: 'evolveEpochs',
+    arg: 'n',
+    help: 'evolved masking: epochs over which parts fall from 40 to 10 and the noise turns to whole parts (0 = all epochs)',
+  },
   { key: 'evolveGamma', arg: 'g', help: 'evolved masking: part-noise weight ((epoch + 1) / E)^g' },
   { key: 'wTok', arg: 'w', help: 'weight of the patch-token distillation loss' },
   { key: 'wCls', arg: 'w', help: 'weight of the CLS alignment loss' },
   { key: 'wPix', arg: 'w', help: 'weight of the pixel reconstruction loss (0 removes the decoder)' },
-  { key: 'lossBalance', arg: 'mode', help: 'loss balancing: static weights; ema divides each term by its running mean; uncertainty learns a log-variance per term', choices: ['static', 'ema', 'uncertainty'] },
+  {
+    key: 'lossBalance',
+    arg: 'mode',
+    help: 'loss balancing: static weights; ema divides each term by its running mean; uncertainty learns a log-variance per term',
+    choices: ['static', 'ema', 'uncertainty'],
+  },
   { key: 'balanceMomentum', arg: 'm', help: 'momentum of the ema balancing' },
   { key: 'epochs', arg: 'n', help: 'epochs' },
   { key: 'batchSize', arg: 'n', help: 'images per step in each process (global batch = processes x this)' },
@@ -54,9 +99,17 @@ export const flags: FlagSpec[] = [
   { key: 'tau', arg: 't', help: 'temperature of the CLS alignment loss (1 - cos) / tau' },
   { key: 'teacherDim', arg: 'n', help: 'random teacher width (a checkpoint brings its own)' },
   { key: 'teacherDepth', arg: 'n', help: 'random teacher depth (a checkpoint brings its own)' },
-  { key: 'teacherHeads', arg: 'n', help: 'random teacher heads (a checkpoint: config.json beside it, else 64-dim heads)' },
+  {
+    key: 'teacherHeads',
+    arg: 'n',
+    help: 'random teacher heads (a checkpoint: config.json beside it, else 64-dim heads)',
+  },
   { key: 'teacherMlpRatio', arg: 'r', help: 'random teacher MLP width / width (a checkpoint brings its own)' },
-  { key: 'teacherLayer', arg: 'n', help: "the teacher block whose output is the target, 1-based (0 = the last, before the final norm)" },
+  {
+    key: 'teacherLayer',
+    arg: 'n',
+    help: 'the teacher block whose output is the target, 1-based (0 = the last, before the final norm)',
+  },
   { key: 'decoderDim', arg: 'n', help: 'pixel decoder width' },
   { key: 'decoderDepth', arg: 'n', help: 'pixel decoder depth' },
   { key: 'decoderHeads', arg: 'n', help: 'pixel decoder heads' },
@@ -66,7 +119,11 @@ export const flags: FlagSpec[] = [
   { key: 'normalize', arg: 'kind', help: "input normalisation: auto, imagenet, clip, mnist or 'm1,m2,m3/s1,s2,s3'" },
   { key: 'device', arg: 'dev', help: 'auto, cpu, cuda or cuda:N' },
   { key: 'threads', arg: 'n', help: 'CPU threads for the engine (0 = all cores)' },
-  { key: 'precision', arg: 'p', help: 'fp32, bf16 or auto (bf16 where the CPU has bf16 dot products: AVX512-BF16 or AMX; fp32 on CUDA for now)' },
+  {
+    key: 'precision',
+    arg: 'p',
+    help: 'fp32, bf16 or auto (bf16 where the CPU has bf16 dot products: AVX512-BF16 or AMX; fp32 on CUDA for now)',
+  },
   { key: 'workers', arg: 'n', help: 'data loader worker threads (decode + augment; 0 = on the main thread)' },
   { key: 'prefetch', arg: 'n', help: 'batches the loader prepares ahead of the trainer' },
   { key: 'seed', arg: 'n', help: 'seed of init, masks, data order and augmentation' },
@@ -74,14 +131,31 @@ export const flags: FlagSpec[] = [
   { key: 'evalEvery', arg: 'epochs', help: 'kNN every N epochs besides the end (0 = only at the end)' },
   { key: 'checkpointEvery', arg: 'epochs', help: 'checkpoint every N epochs (and always at the end)' },
   { key: 'knnK', arg: 'list', help: 'kNN k values, comma separated' },
-  { key: 'eval', arg: 'list', help: 'evaluations at the end, comma separated: knn, linear, finetune (each also on the random-init twin; results in <out>/eval/)' },
+  {
+    key: 'eval',
+    arg: 'list',
+    help: 'evaluations at the end, comma separated: knn, linear, finetune (each also on the random-init twin; results in <out>/eval/)',
+  },
   { key: 'knnLimit', arg: 'n', help: 'embed at most N train images for kNN (0 = all)' },
   { key: 'stepsPerEpoch', arg: 'n', help: 'cap on steps per epoch (0 = the whole training set)' },
   { key: 'stopAfter', arg: 'n', help: 'stop with a checkpoint after N steps of this invocation (resume later)' },
   { key: 'logEvery', arg: 'n', help: 'metrics every N steps (0 = every step)' },
-  { key: 'spikeFactor', arg: 'x', help: 'stop when the loss or grad norm exceeds x times its median over the last 50 steps (0 = on NaN/inf only)' },
-  { key: 'distributed', arg: 'mode', help: 'data parallel over processes: auto (on under mpirun / srun) or off', choices: ['auto', 'off'] },
-  { key: 'commTimeout', arg: 's', help: 'seconds a collective may make no progress before the run stops (a lost or stalled rank)' },
+  {
+    key: 'spikeFactor',
+    arg: 'x',
+    help: 'stop when the loss or grad norm exceeds x times its median over the last 50 steps (0 = on NaN/inf only)',
+  },
+  {
+    key: 'distributed',
+    arg: 'mode',
+    help: 'data parallel over processes: auto (on under mpirun / srun) or off',
+    choices: ['auto', 'off'],
+  },
+  {
+    key: 'commTimeout',
+    arg: 's',
+    help: 'seconds a collective may make no progress before the run stops (a lost or stalled rank)',
+  },
   { key: 'bucketMb', arg: 'mb', help: 'gradient all-reduce bucket size in MB (overlapped with the backward pass)' },
 ];
 
@@ -131,8 +205,12 @@ function textEvents(json: boolean): { events: PretrainEvents; progress: Progress
         metrics: () => {},
         eval: (e) => {
           progress.clear();
-          const ks = Object.entries(e.knn).map(([k, v]) => `k=${k} ${(100 * v).toFixed(2)}%`).join(', ');
-          console.log(`kNN ${e.which} (epoch ${e.epoch}): ${ks} (${e.n_train} bank, ${e.n_val} queries, ${e.seconds.toFixed(1)}s)`);
+          const ks = Object.entries(e.knn)
+            .map(([k, v]) => `k=${k} ${(100 * v).toFixed(2)}%`)
+            .join(', ');
+          console.log(
+            `kNN ${e.which} (epoch ${e.epoch}): ${ks} (${e.n_train} bank, ${e.n_val} queries, ${e.seconds.toFixed(1)}s)`,
+          );
         },
       };
   return { events, progress };
@@ -150,7 +228,9 @@ export function pretrainConfig(opts: PretrainCliOptions): PretrainConfig {
   if (resume) {
     checkSavedTeacher(resume, opts.teacher ?? fromFile.teacher);
     if (opts.out === undefined && fromFile.out === undefined && !resume.runFolder)
-      throw new Error(`--resume ${opts.resume}: a checkpoint file outside a run folder's checkpoints/: pass --out <folder> for the resumed run`);
+      throw new Error(
+        `--resume ${opts.resume}: a checkpoint file outside a run folder's checkpoints/: pass --out <folder> for the resumed run`,
+      );
     saved = { ...resume.settings, out: resume.runFolder ?? resume.settings.out };
   }
   const file = { ...saved, ...fromFile };
@@ -216,7 +296,9 @@ export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
       console.log(`run folder: ${r.outDir} (report.html, metrics.jsonl, checkpoints/)`);
       if (r.knn) {
         const a = (v?: Record<number, number>) => (v ? `${(100 * v[k]).toFixed(2)}%` : 'n/a');
-        console.log(`kNN accuracy (k=${k}): ${a(r.knn)} after pretraining, ${a(r.knnRandom)} for the same network at random initialisation`);
+        console.log(
+          `kNN accuracy (k=${k}): ${a(r.knn)} after pretraining, ${a(r.knnRandom)} for the same network at random initialisation`,
+        );
       }
     }
     if (r.status === 'interrupted') return 130;
@@ -246,7 +328,7 @@ function stoppedByLauncher(launch: Launch | null): void {
   const who = launch ? `rank ${launch.rank} of ${launch.size}` : 'this process';
   console.error(
     `medic-native pretrain: ${who} was stopped by the launcher (SIGTERM), which ends every rank when one exits or fails: ` +
-      "its message above names the lost rank. Checkpoints are written atomically: the last one is complete (resume with --resume).",
+      'its message above names the lost rank. Checkpoints are written atomically: the last one is complete (resume with --resume).',
   );
   process.exit(143);
 }
@@ -254,16 +336,24 @@ function stoppedByLauncher(launch: Launch | null): void {
 export function registerPretrain(program: Command): void {
   const cmd = program
     .command('pretrain')
-    .description('pretrain a ViT student with MEDiC (token distillation + CLS alignment from a CLIP teacher + pixel reconstruction)')
+    .description(
+      'pretrain a ViT student with MEDiC (token distillation + CLS alignment from a CLIP teacher + pixel reconstruction)',
+    )
     .option('--config <file>', 'JSON file of settings (the keys of config.json); flags override it')
     .option('--resume <path>', 'continue a run: its folder (the resumed run writes there) or a checkpoint file')
-    .option('--overwrite', "start a new run in an --out folder that holds one: its files (config, metrics, checkpoints, report, export) are removed first, no other file")
+    .option(
+      '--overwrite',
+      'start a new run in an --out folder that holds one: its files (config, metrics, checkpoints, report, export) are removed first, no other file',
+    )
     .option('--json', 'print JSON lines (config, steps, evals, summary) instead of text');
   for (const f of flags) {
     const def = defaultConfig[f.key];
     // Shown as commander's "(default: x)"; a value that comes from the default is dropped before the
     // merge (givenOptions), so that a --config file or a resumed checkpoint is not overridden by it.
-    const o = new Option(`${flagOf(f.key)} <${f.arg ?? 'value'}>`, f.help).default(def, Array.isArray(def) ? def.join(',') : String(def));
+    const o = new Option(`${flagOf(f.key)} <${f.arg ?? 'value'}>`, f.help).default(
+      def,
+      Array.isArray(def) ? def.join(',') : String(def),
+    );
     if (f.choices) o.choices(f.choices);
     cmd.addOption(o);
   }

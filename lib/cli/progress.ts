@@ -39,13 +39,20 @@ export class Progress {
   update(p: ProgressState, force = false): void {
     const now = Date.now();
     // The bar is always drawn full at an epoch's end; plain lines keep their interval.
-    const due = this.tty ? p.step === p.steps || now - this.last >= this.barEveryMs : now - this.last >= this.plainEveryMs;
+    const due = this.tty
+      ? p.step === p.steps || now - this.last >= this.barEveryMs
+      : now - this.last >= this.plainEveryMs;
     if (!force && !due) return;
     this.last = now;
     // Evaluations (p.phase) count images or epochs of their own and may have no loss.
-    const where = p.phase === 'features' ? [`features`, `${p.step}/${p.steps} images`] : [`${p.phase ? `${p.phase} ` : ''}epoch ${p.epoch + 1}/${p.epochs}`, `step ${p.step}/${p.steps}`];
+    const where =
+      p.phase === 'features'
+        ? [`features`, `${p.step}/${p.steps} images`]
+        : [`${p.phase ? `${p.phase} ` : ''}epoch ${p.epoch + 1}/${p.epochs}`, `step ${p.step}/${p.steps}`];
     const loss = Number.isFinite(p.loss) ? `loss ${p.loss.toFixed(4)}` : '';
-    const parts = [...where, loss, `${p.imagesPerSec.toFixed(1)} img/s`, `ETA ${formatDuration(p.etaSec)}`].filter(Boolean);
+    const parts = [...where, loss, `${p.imagesPerSec.toFixed(1)} img/s`, `ETA ${formatDuration(p.etaSec)}`].filter(
+      Boolean,
+    );
     const priority = loss ? [2, 1, 4, 0, 3] : [1, 3, 0, 2];
     if (this.tty) this.draw(parts, p.step / Math.max(1, p.steps), priority);
     else this.stream.write(parts.join(' ') + '\n');

@@ -3,7 +3,15 @@
 // command resumes: finished runs are skipped, an interrupted one continues from its checkpoint.
 import { type Command, Option } from 'commander';
 
-import { presetNames, presetSpec, readGridFile, sweep, type Overrides, type SweepEvents, type SweepSpec } from '../sweep/index.js';
+import {
+  presetNames,
+  presetSpec,
+  readGridFile,
+  sweep,
+  type Overrides,
+  type SweepEvents,
+  type SweepSpec,
+} from '../sweep/index.js';
 import { defaultConfig } from '../train/config.js';
 import { Progress } from './progress.js';
 
@@ -27,7 +35,8 @@ export function parseSets(sets: string[]): Overrides {
     if (key === 'out') throw new Error(`--set ${s}: the sweep places each run under --out`);
     const def = (defaultConfig as unknown as Record<string, unknown>)[key];
     out[key] = typeof def === 'number' ? Number(raw) : Array.isArray(def) ? raw.split(',').map(Number) : raw;
-    if (typeof def === 'number' && !Number.isFinite(out[key])) throw new Error(`--set ${s}: '${key}' expects a number, got '${raw}'`);
+    if (typeof def === 'number' && !Number.isFinite(out[key]))
+      throw new Error(`--set ${s}: '${key}' expects a number, got '${raw}'`);
   }
   return out as Overrides;
 }
@@ -36,7 +45,8 @@ function specOf(grid: string | undefined, o: SweepCliOptions): SweepSpec {
   if (grid && o.preset) throw new Error('sweep: give a grid file or --preset, not both');
   if (!grid && !o.preset) throw new Error(`sweep: give a grid file or --preset (${presetNames.join(', ')})`);
   const seeds = o.seeds === undefined ? undefined : Number(o.seeds);
-  if (seeds !== undefined && (!Number.isInteger(seeds) || seeds < 1)) throw new Error(`--seeds: expected a positive integer, got '${o.seeds}'`);
+  if (seeds !== undefined && (!Number.isInteger(seeds) || seeds < 1))
+    throw new Error(`--seeds: expected a positive integer, got '${o.seeds}'`);
   const spec = grid ? readGridFile(grid) : presetSpec(o.preset!, 3);
   return seeds === undefined ? spec : { ...spec, seeds };
 }
@@ -49,11 +59,17 @@ function sweepEvents(json: boolean): SweepEvents {
     console.log(line);
   };
   return {
-    start: (i, n, cell, seed, how) => (json ? out({ event: 'run', index: i + 1, of: n, cell, seed, how }) : say(`[${i + 1}/${n}] ${cell} seed ${seed}: ${how}`)),
+    start: (i, n, cell, seed, how) =>
+      json
+        ? out({ event: 'run', index: i + 1, of: n, cell, seed, how })
+        : say(`[${i + 1}/${n}] ${cell} seed ${seed}: ${how}`),
     done: (r) => {
       const k = r.knn ? Math.max(...Object.keys(r.knn).map(Number)) : 0;
       if (json) out({ event: 'result', ...r });
-      else say(`  ${r.status}${r.knn ? `: kNN k=${k} ${(100 * r.knn[k]).toFixed(2)}% (random init ${r.knnRandom ? (100 * r.knnRandom[k]).toFixed(2) : 'n/a'}%)` : ''} in ${r.seconds.toFixed(0)} s`);
+      else
+        say(
+          `  ${r.status}${r.knn ? `: kNN k=${k} ${(100 * r.knn[k]).toFixed(2)}% (random init ${r.knnRandom ? (100 * r.knnRandom[k]).toFixed(2) : 'n/a'}%)` : ''} in ${r.seconds.toFixed(0)} s`,
+        );
     },
     run: {
       info: () => {},
@@ -74,9 +90,18 @@ export async function runSweepCli(grid: string | undefined, o: SweepCliOptions):
   };
   process.on('SIGINT', onSigint);
   try {
-    const r = await sweep(spec, { out: o.out, fixed: parseSets(o.set), events: sweepEvents(!!o.json), interrupted: () => stop });
-    if (o.json) process.stdout.write(JSON.stringify({ event: 'summary', complete: r.complete, summary: r.summary }) + '\n');
-    else console.log(`\n${r.summary.cells.length} cells x ${spec.seeds} seed(s)${r.complete ? '' : ' (stopped early: run the same command to resume)'}: ${o.out}/sweep.md, sweep.html, sweep.json`);
+    const r = await sweep(spec, {
+      out: o.out,
+      fixed: parseSets(o.set),
+      events: sweepEvents(!!o.json),
+      interrupted: () => stop,
+    });
+    if (o.json)
+      process.stdout.write(JSON.stringify({ event: 'summary', complete: r.complete, summary: r.summary }) + '\n');
+    else
+      console.log(
+        `\n${r.summary.cells.length} cells x ${spec.seeds} seed(s)${r.complete ? '' : ' (stopped early: run the same command to resume)'}: ${o.out}/sweep.md, sweep.html, sweep.json`,
+      );
     return r.complete ? 0 : 130;
   } finally {
     process.off('SIGINT', onSigint);
@@ -86,11 +111,25 @@ export async function runSweepCli(grid: string | undefined, o: SweepCliOptions):
 export function registerSweep(program: Command): void {
   program
     .command('sweep [grid]')
-    .description('run a grid of pretraining configs (or a preset of the paper\'s comparisons) over seeds, with kNN, as a table with mean +- std')
+    .description(
+      "run a grid of pretraining configs (or a preset of the paper's comparisons) over seeds, with kNN, as a table with mean +- std",
+    )
     .addOption(new Option('--preset <name>', 'a built-in sweep instead of a grid file').choices([...presetNames]))
-    .option('--seeds <n>', 'repetitions of each cell with seeds seed, seed+1, ... (default: the grid file\'s, 3 for presets)')
-    .option('--out <dir>', 'sweep folder: one run folder per cell and seed, sweep.json, sweep.md, sweep.html', 'runs/sweep')
-    .option('--set <key=value>', 'a setting of every run, as in config.json (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option(
+      '--seeds <n>',
+      "repetitions of each cell with seeds seed, seed+1, ... (default: the grid file's, 3 for presets)",
+    )
+    .option(
+      '--out <dir>',
+      'sweep folder: one run folder per cell and seed, sweep.json, sweep.md, sweep.html',
+      'runs/sweep',
+    )
+    .option(
+      '--set <key=value>',
+      'a setting of every run, as in config.json (repeatable)',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
     .option('--json', 'print JSON lines (run, result, summary) instead of text')
     .addHelpText(
       'after',

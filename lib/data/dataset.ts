@@ -81,7 +81,13 @@ export class ImageDataset {
     if (n <= 0 || n >= this.length) return this;
     const picked = new Int32Array(n);
     for (let k = 0; k < n; k++) picked[k] = this.item(Math.floor((k * this.length) / n));
-    return new ImageDataset(this.source, picked, this.classNames, this.split, `${this.description}, every ${(this.length / n).toFixed(1)}th sample`);
+    return new ImageDataset(
+      this.source,
+      picked,
+      this.classNames,
+      this.split,
+      `${this.description}, every ${(this.length / n).toFixed(1)}th sample`,
+    );
   }
 
   get numClasses(): number {
@@ -90,7 +96,8 @@ export class ImageDataset {
 
   /** Index into the source. */
   item(i: number): number {
-    if (!Number.isInteger(i) || i < 0 || i >= this.length) throw new RangeError(`dataset index ${i} out of range [0, ${this.length})`);
+    if (!Number.isInteger(i) || i < 0 || i >= this.length)
+      throw new RangeError(`dataset index ${i} out of range [0, ${this.length})`);
     return this.indices ? this.indices[i] : i;
   }
 
@@ -143,7 +150,12 @@ export class ImageDataset {
  * Seeded split stratified per class: each class keeps round(count * valFraction) items for val (at
  * least one item stays in train). Both lists are sorted, so they depend only on (labels, fraction, seed).
  */
-export function stratifiedSplit(labels: ArrayLike<number>, numClasses: number, valFraction: number, seed: number): { train: Int32Array; val: Int32Array } {
+export function stratifiedSplit(
+  labels: ArrayLike<number>,
+  numClasses: number,
+  valFraction: number,
+  seed: number,
+): { train: Int32Array; val: Int32Array } {
   if (!(valFraction >= 0 && valFraction < 1)) throw new RangeError(`valFraction must be in [0, 1), got ${valFraction}`);
   const byClass: number[][] = Array.from({ length: numClasses }, () => []);
   for (let i = 0; i < labels.length; i++) byClass[labels[i]].push(i);

@@ -108,7 +108,10 @@ export function scanFolder(root: string, classNames?: readonly string[]): Folder
   for (const cls of dirs) {
     const label = classIndex.get(cls);
     if (label === undefined) {
-      throw new DataError(`class folder '${join(root, cls)}' has no matching class among the ${names.length} train classes`, join(root, cls));
+      throw new DataError(
+        `class folder '${join(root, cls)}' has no matching class among the ${names.length} train classes`,
+        join(root, cls),
+      );
     }
     const files: string[] = [];
     const before = counts.ignored;
@@ -150,7 +153,11 @@ const GENERIC_VIPS_LINE = /^(Unknown error|Warning treated as error due to failO
  * then has only its generic 'Unknown error').
  */
 export function decoderMessage(e: unknown): string {
-  const lines = new Set(errorMessage(e).split('\n').map((l) => l.trim()));
+  const lines = new Set(
+    errorMessage(e)
+      .split('\n')
+      .map((l) => l.trim()),
+  );
   const useful = [...lines].filter((l) => l !== '' && !GENERIC_VIPS_LINE.test(l));
   return useful.length > 0 ? useful.join('; ') : 'corrupt or truncated image data (the decoder gave no details)';
 }
@@ -220,12 +227,17 @@ export class FolderSource implements ImageSource {
         try {
           let p = sharp(buf, { failOn: 'truncated' });
           if (plan.kind === 'crop') {
-            p = p.extract({ left: plan.x, top: plan.y, width: plan.w, height: plan.h }).resize(outW, outH, { fit: 'fill', kernel: 'linear' });
+            p = p
+              .extract({ left: plan.x, top: plan.y, width: plan.w, height: plan.h })
+              .resize(outW, outH, { fit: 'fill', kernel: 'linear' });
           } else {
-            p = p.resize(plan.rw, plan.rh, { fit: 'fill', kernel: 'linear' }).extract({ left: plan.left, top: plan.top, width: outW, height: outH });
+            p = p
+              .resize(plan.rw, plan.rh, { fit: 'fill', kernel: 'linear' })
+              .extract({ left: plan.left, top: plan.top, width: outW, height: outH });
           }
           const { data, info } = await p.raw().toBuffer({ resolveWithObject: true });
-          if (info.width !== outW || info.height !== outH) throw new Error(`decoded ${info.width}x${info.height}, expected ${outW}x${outH}`);
+          if (info.width !== outW || info.height !== outH)
+            throw new Error(`decoded ${info.width}x${info.height}, expected ${outW}x${outH}`);
           return toRGB(new Uint8Array(data.buffer, data.byteOffset, data.length), info.channels, outW * outH);
         } catch (e) {
           throw new SampleReadError(`${path}: ${decoderMessage(e)}`, path);

@@ -40,19 +40,33 @@ export function parseIdx(input: Uint8Array, path: string): IdxArray {
       throw new DataError(`IDX file '${path}' starts like gzip but does not decompress: ${errorMessage(e)}`, path);
     }
   }
-  if (buf.length < 4) throw new DataError(`IDX file '${path}' is too short for a header: expected at least 4 bytes, found ${buf.length}`, path);
+  if (buf.length < 4)
+    throw new DataError(
+      `IDX file '${path}' is too short for a header: expected at least 4 bytes, found ${buf.length}`,
+      path,
+    );
   if (buf[0] !== 0 || buf[1] !== 0) {
-    throw new DataError(`IDX file '${path}' has a bad magic number: expected 00 00 <dtype> <ndims>, found ${hex(buf.subarray(0, 4))}`, path);
+    throw new DataError(
+      `IDX file '${path}' has a bad magic number: expected 00 00 <dtype> <ndims>, found ${hex(buf.subarray(0, 4))}`,
+      path,
+    );
   }
   const dtype = buf[2];
   if (dtype !== 0x08) {
     const name = DTYPE_NAMES[dtype] ?? 'unknown';
-    throw new DataError(`IDX file '${path}' has dtype 0x${dtype.toString(16).padStart(2, '0')} (${name}): expected 0x08 (unsigned byte)`, path);
+    throw new DataError(
+      `IDX file '${path}' has dtype 0x${dtype.toString(16).padStart(2, '0')} (${name}): expected 0x08 (unsigned byte)`,
+      path,
+    );
   }
   const ndims = buf[3];
   if (ndims === 0) throw new DataError(`IDX file '${path}' has 0 dimensions: expected at least 1`, path);
   const header = 4 + 4 * ndims;
-  if (buf.length < header) throw new DataError(`IDX file '${path}' is truncated in its header: ${ndims} dims need ${header} bytes, found ${buf.length}`, path);
+  if (buf.length < header)
+    throw new DataError(
+      `IDX file '${path}' is truncated in its header: ${ndims} dims need ${header} bytes, found ${buf.length}`,
+      path,
+    );
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const dims: number[] = [];
   for (let d = 0; d < ndims; d++) dims.push(view.getUint32(4 + 4 * d, false));
@@ -97,13 +111,17 @@ export function loadIdxPair(imagesPath: string, labelsPath: string): IdxSet {
       imagesPath,
     );
   }
-  if (d[1] === 0 || d[2] === 0) throw new DataError(`IDX images file '${imagesPath}' has empty images: dims [${d.join(', ')}]`, imagesPath);
+  if (d[1] === 0 || d[2] === 0)
+    throw new DataError(`IDX images file '${imagesPath}' has empty images: dims [${d.join(', ')}]`, imagesPath);
   const ld = labels.dims;
   if (!(ld.length === 1 || (ld.length === 2 && ld[1] === 1))) {
     throw new DataError(`IDX labels file '${labelsPath}' has dims [${ld.join(', ')}]: expected [count]`, labelsPath);
   }
   if (ld[0] !== d[0]) {
-    throw new DataError(`IDX image/label count mismatch: '${imagesPath}' has ${d[0]} images but '${labelsPath}' has ${ld[0]} labels`, imagesPath);
+    throw new DataError(
+      `IDX image/label count mismatch: '${imagesPath}' has ${d[0]} images but '${labelsPath}' has ${ld[0]} labels`,
+      imagesPath,
+    );
   }
   if (d[0] === 0) throw new DataError(`IDX images file '${imagesPath}' has no images`, imagesPath);
   let maxLabel = 0;
@@ -119,7 +137,13 @@ export interface IdxFiles {
   valLabels?: string;
 }
 
-function pick(dir: string, names: string[], set: string, kind: 'images' | 'labels', required: boolean): string | undefined {
+function pick(
+  dir: string,
+  names: string[],
+  set: string,
+  kind: 'images' | 'labels',
+  required: boolean,
+): string | undefined {
   const rank = kind === 'images' ? '[34]' : '1';
   const re = new RegExp(`^(?:.*[-_.])?${set}-${kind}[-.]idx${rank}-ubyte(\\.gz)?$`, 'i');
   const hits = names.filter((n) => re.test(n));

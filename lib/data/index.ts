@@ -1,7 +1,15 @@
 // The data pipeline: spec string -> datasets -> seeded transforms -> batches from worker threads.
 export { parseDataSpec, DATA_SPEC_HELP, type DataSpec } from './spec.js';
 export { openData, type OpenDataOptions, type OpenedData } from './open.js';
-export { ImageDataset, stratifiedSplit, type DatasetHandle, type ImageSource, type Plan, type SourceImage, type Split } from './dataset.js';
+export {
+  ImageDataset,
+  stratifiedSplit,
+  type DatasetHandle,
+  type ImageSource,
+  type Plan,
+  type SourceImage,
+  type Split,
+} from './dataset.js';
 export { scanFolder, IMAGE_EXTENSIONS, type FolderScan } from './folder.js';
 export { parseIdx, readIdx, findIdxFiles, loadIdxPair, type IdxArray, type IdxFiles } from './idx.js';
 export { loadBundledMnist } from './mnist.js';

@@ -137,7 +137,9 @@ function startWorker(init: WorkerInit): Worker {
     try {
       api = req.resolve('tsx/cjs/api');
     } catch {
-      throw new Error("data loader: running from .ts sources needs the 'tsx' package to start worker threads (or use the compiled dist/)");
+      throw new Error(
+        "data loader: running from .ts sources needs the 'tsx' package to start worker threads (or use the compiled dist/)",
+      );
     }
     const entry = fileURLToPath(new URL('./worker.ts', here));
     const boot = `require(${JSON.stringify(api)}).register(); require(${JSON.stringify(entry)});`;
@@ -190,7 +192,8 @@ class ThreadExecutor implements Executor {
   private pump(): void {
     while (this.queue.length > 0) {
       let best: Slot | null = null;
-      for (const s of this.slots) if (s.jobs.size < ThreadExecutor.DEPTH && (!best || s.jobs.size < best.jobs.size)) best = s;
+      for (const s of this.slots)
+        if (s.jobs.size < ThreadExecutor.DEPTH && (!best || s.jobs.size < best.jobs.size)) best = s;
       if (!best) return;
       const job = this.queue.shift()!;
       if (best.jobs.size === 0) best.worker.ref();
@@ -277,26 +280,41 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
     const o = options;
     const n = dataset.length;
     this.batchSize = o.batchSize;
-    if (!Number.isSafeInteger(o.batchSize) || o.batchSize < 1) throw new RangeError(`batchSize must be a positive integer, found ${o.batchSize}`);
+    if (!Number.isSafeInteger(o.batchSize) || o.batchSize < 1)
+      throw new RangeError(`batchSize must be a positive integer, found ${o.batchSize}`);
     this.spec = resolveTransform({ ...o.transform, size: o.imageSize, train: o.train });
     this.seed = o.seed ?? 0;
-    if (!Number.isSafeInteger(this.seed) || this.seed < 0) throw new RangeError(`seed must be a non-negative integer, found ${this.seed}`);
+    if (!Number.isSafeInteger(this.seed) || this.seed < 0)
+      throw new RangeError(`seed must be a non-negative integer, found ${this.seed}`);
     this.shuffle = o.shuffle ?? o.train;
     this.dropLast = o.dropLast ?? o.train;
     this.workers = o.workers ?? availableParallelism();
-    if (!Number.isSafeInteger(this.workers) || this.workers < 0) throw new RangeError(`workers must be an integer >= 0, found ${this.workers}`);
+    if (!Number.isSafeInteger(this.workers) || this.workers < 0)
+      throw new RangeError(`workers must be an integer >= 0, found ${this.workers}`);
     this.prefetch = o.prefetch ?? 2;
-    if (!Number.isSafeInteger(this.prefetch) || this.prefetch < 0) throw new RangeError(`prefetch must be an integer >= 0, found ${this.prefetch}`);
+    if (!Number.isSafeInteger(this.prefetch) || this.prefetch < 0)
+      throw new RangeError(`prefetch must be an integer >= 0, found ${this.prefetch}`);
     const concurrency = o.concurrency ?? 2;
-    if (!Number.isSafeInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be a positive integer, found ${concurrency}`);
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1)
+      throw new RangeError(`concurrency must be a positive integer, found ${concurrency}`);
     if (n === 0) throw new DataError(`${dataset.description} has no images`);
     this.batchesPerEpoch = this.dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
     if (this.batchesPerEpoch === 0) {
-      throw new DataError(`${dataset.description} has ${n} images, fewer than the batch size ${this.batchSize}: no full batch (the last partial batch is dropped in training)`);
+      throw new DataError(
+        `${dataset.description} has ${n} images, fewer than the batch size ${this.batchSize}: no full batch (the last partial batch is dropped in training)`,
+      );
     }
     const start = o.start ?? { epoch: 0, index: 0 };
-    if (!Number.isSafeInteger(start.epoch) || start.epoch < 0 || !Number.isSafeInteger(start.index) || start.index < 0 || start.index > n) {
-      throw new RangeError(`start position must be {epoch >= 0, 0 <= index <= ${n}} (integers), found ${JSON.stringify(start)}`);
+    if (
+      !Number.isSafeInteger(start.epoch) ||
+      start.epoch < 0 ||
+      !Number.isSafeInteger(start.index) ||
+      start.index < 0 ||
+      start.index > n
+    ) {
+      throw new RangeError(
+        `start position must be {epoch >= 0, 0 <= index <= ${n}} (integers), found ${JSON.stringify(start)}`,
+      );
     }
     this.epochs = o.epochs ?? (o.train ? Infinity : start.epoch + 1);
     this.cursor = this.normalize(start);
@@ -307,8 +325,10 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
     const { rank, size: ranks } = this.shard;
     if (!Number.isSafeInteger(ranks) || ranks < 1 || !Number.isSafeInteger(rank) || rank < 0 || rank >= ranks)
       throw new RangeError(`shard must be {size >= 1, 0 <= rank < size} (integers), found ${JSON.stringify(o.shard)}`);
-    if (ranks > 1 && (!this.dropLast || this.padLast)) throw new RangeError('shard: only training loaders (full batches, no padding) can be sharded');
-    if (this.batchSize % ranks !== 0) throw new RangeError(`shard: the batch of ${this.batchSize} images does not split evenly over ${ranks} ranks`);
+    if (ranks > 1 && (!this.dropLast || this.padLast))
+      throw new RangeError('shard: only training loaders (full batches, no padding) can be sharded');
+    if (this.batchSize % ranks !== 0)
+      throw new RangeError(`shard: the batch of ${this.batchSize} images does not split evenly over ${ranks} ranks`);
     this.localBatch = this.batchSize / ranks;
     this.onWarning = o.onWarning ?? ((m) => console.warn(m));
     this.reported = o.reported ?? new Set<string>();
@@ -376,7 +396,13 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
     const parts: Promise<ChunkResult>[] = [];
     for (let s = 0; s < size; s += chunk) {
       parts.push(
-        this.executor.run({ id: this.nextTaskId++, epoch: position.epoch, indices: indices.subarray(s, Math.min(size, s + chunk)), images: staging, slot: s }),
+        this.executor.run({
+          id: this.nextTaskId++,
+          epoch: position.epoch,
+          indices: indices.subarray(s, Math.min(size, s + chunk)),
+          images: staging,
+          slot: s,
+        }),
       );
     }
     const done = Promise.all(parts).then((results) => {
@@ -401,7 +427,9 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
     this.counters.badFiles = this.seenBad.size;
     if (this.reported.has(where)) return;
     this.reported.add(where);
-    this.onWarning(`data: unreadable image skipped (replaced by another sample; ${this.reported.size} bad file(s) so far): ${message}`);
+    this.onWarning(
+      `data: unreadable image skipped (replaced by another sample; ${this.reported.size} bad file(s) so far): ${message}`,
+    );
   }
 
   async next(): Promise<IteratorResult<Batch, undefined>> {
@@ -447,7 +475,16 @@ export class DataLoader implements AsyncIterableIterator<Batch> {
     c.maxWaitMs = Math.max(c.maxWaitMs, waitMs);
     return {
       done: false,
-      value: { images, labels: meta.labels, indices: meta.indices, size: pb.size, epoch: pb.position.epoch, position: pb.position, next: pb.next, waitMs },
+      value: {
+        images,
+        labels: meta.labels,
+        indices: meta.indices,
+        size: pb.size,
+        epoch: pb.position.epoch,
+        position: pb.position,
+        next: pb.next,
+        waitMs,
+      },
     };
   }
 

@@ -21,7 +21,10 @@ export function loadBundledMnist(): PixelSource {
   const labels = readIdx(join(BUNDLED_MNIST_DIR, 'train-labels-idx1-ubyte.gz'));
   const d = images.dims;
   if (d.length !== 3 || d[1] !== MNIST_SIZE || d[2] !== MNIST_SIZE || labels.dims[0] !== d[0]) {
-    throw new DataError(`bundled digits '${imagesPath}' have dims [${d.join(', ')}] and ${labels.dims[0]} labels: expected [n, 28, 28] and n labels (a damaged install? reinstall medic-native)`, imagesPath);
+    throw new DataError(
+      `bundled digits '${imagesPath}' have dims [${d.join(', ')}] and ${labels.dims[0]} labels: expected [n, 28, 28] and n labels (a damaged install? reinstall medic-native)`,
+      imagesPath,
+    );
   }
   cached = PixelSource.create(images.data, labels.data, MNIST_SIZE, MNIST_SIZE, 1, 'mnist');
   return cached;

@@ -35,7 +35,13 @@ function digitNames(n: number): string[] {
   return Array.from({ length: n }, (_, i) => String(i));
 }
 
-function splitSource(source: ImageSource, classNames: string[], description: string, o: Required<OpenDataOptions>, notes: string[]): { train: ImageDataset; val: ImageDataset | null } {
+function splitSource(
+  source: ImageSource,
+  classNames: string[],
+  description: string,
+  o: Required<OpenDataOptions>,
+  notes: string[],
+): { train: ImageDataset; val: ImageDataset | null } {
   const all = new ImageDataset(source, null, classNames, 'all', description);
   if (o.valFraction === 0) {
     notes.push(`${description}: no val split (valFraction 0), ${all.length} train images`);
@@ -43,7 +49,9 @@ function splitSource(source: ImageSource, classNames: string[], description: str
   }
   const labels = all.labels();
   const { train, val } = stratifiedSplit(labels, classNames.length, o.valFraction, o.splitSeed);
-  notes.push(`${description}: seeded split ${train.length} train / ${val.length} val (valFraction ${o.valFraction}, splitSeed ${o.splitSeed})`);
+  notes.push(
+    `${description}: seeded split ${train.length} train / ${val.length} val (valFraction ${o.valFraction}, splitSeed ${o.splitSeed})`,
+  );
   return {
     train: all.subset(train, 'train', `${description} [train]`),
     val: val.length > 0 ? all.subset(val, 'val', `${description} [val]`) : null,
@@ -58,8 +66,10 @@ export async function openData(specOrString: string | DataSpec, options: OpenDat
     syntheticSize: options.syntheticSize ?? 64,
     syntheticSeed: options.syntheticSeed ?? 0,
   };
-  if (!(o.valFraction >= 0 && o.valFraction < 1)) throw new DataError(`valFraction must be in [0, 1), found ${o.valFraction}`);
-  if (!Number.isSafeInteger(o.splitSeed) || o.splitSeed < 0) throw new DataError(`splitSeed must be a non-negative integer, found ${o.splitSeed}`);
+  if (!(o.valFraction >= 0 && o.valFraction < 1))
+    throw new DataError(`valFraction must be in [0, 1), found ${o.valFraction}`);
+  if (!Number.isSafeInteger(o.splitSeed) || o.splitSeed < 0)
+    throw new DataError(`splitSeed must be a non-negative integer, found ${o.splitSeed}`);
   const notes: string[] = [];
   switch (spec.kind) {
     case 'folder': {
@@ -112,10 +122,17 @@ export async function openData(specOrString: string | DataSpec, options: OpenDat
       return { spec, ...s, classNames, notes };
     }
     case 'synthetic': {
-      if (!Number.isSafeInteger(o.syntheticSize) || o.syntheticSize < 4) throw new DataError(`syntheticSize must be an integer >= 4, found ${o.syntheticSize}`);
+      if (!Number.isSafeInteger(o.syntheticSize) || o.syntheticSize < 4)
+        throw new DataError(`syntheticSize must be an integer >= 4, found ${o.syntheticSize}`);
       const classNames = Array.from({ length: spec.classes }, (_, c) => `class${c}`);
       const src = SyntheticSource.create(spec.count, spec.classes, o.syntheticSize, o.syntheticSeed);
-      const s = splitSource(src, classNames, `synthetic: ${spec.count} images of ${o.syntheticSize}x${o.syntheticSize} px, ${spec.classes} classes`, o, notes);
+      const s = splitSource(
+        src,
+        classNames,
+        `synthetic: ${spec.count} images of ${o.syntheticSize}x${o.syntheticSize} px, ${spec.classes} classes`,
+        o,
+        notes,
+      );
       return { spec, ...s, classNames, notes };
     }
   }

@@ -4,7 +4,15 @@ import { resampleBox } from './resample.js';
 
 export type { PixelHandle };
 
-export function renderPixels(src: Uint8Array, width: number, height: number, channels: number, plan: Plan, outW: number, outH: number): Uint8Array {
+export function renderPixels(
+  src: Uint8Array,
+  width: number,
+  height: number,
+  channels: number,
+  plan: Plan,
+  outW: number,
+  outH: number,
+): Uint8Array {
   if (plan.kind === 'crop') {
     // torchvision crops, then resizes the crop: the filter must not reach past the crop's edges.
     const box = [plan.x, plan.y, plan.x + plan.w, plan.y + plan.h] as const;
@@ -13,23 +21,52 @@ export function renderPixels(src: Uint8Array, width: number, height: number, cha
   // Resize the whole image to rw x rh, then crop: the same as resampling the matching box of the source.
   const sx = width / plan.rw;
   const sy = height / plan.rh;
-  return resampleBox(src, width, height, channels, plan.left * sx, plan.top * sy, (plan.left + outW) * sx, (plan.top + outH) * sy, outW, outH);
+  return resampleBox(
+    src,
+    width,
+    height,
+    channels,
+    plan.left * sx,
+    plan.top * sy,
+    (plan.left + outW) * sx,
+    (plan.top + outH) * sy,
+    outW,
+    outH,
+  );
 }
 
 export class PixelSource implements ImageSource {
   private constructor(private readonly h: PixelHandle) {}
 
   /** Copies pixels and labels into shared memory. */
-  static create(pixels: Uint8Array, labels: ArrayLike<number>, height: number, width: number, channels: 1 | 3, name: string): PixelSource {
+  static create(
+    pixels: Uint8Array,
+    labels: ArrayLike<number>,
+    height: number,
+    width: number,
+    channels: 1 | 3,
+    name: string,
+  ): PixelSource {
     const count = labels.length;
     if (pixels.length !== count * height * width * channels) {
-      throw new RangeError(`PixelSource ${name}: ${pixels.length} bytes for ${count} images of ${height}x${width}x${channels}`);
+      throw new RangeError(
+        `PixelSource ${name}: ${pixels.length} bytes for ${count} images of ${height}x${width}x${channels}`,
+      );
     }
     const shared = new Uint8Array(new SharedArrayBuffer(Math.max(pixels.length, 1)), 0, pixels.length);
     shared.set(pixels);
     const sharedLabels = new Int32Array(new SharedArrayBuffer(Math.max(count, 1) * 4), 0, count);
     sharedLabels.set(labels);
-    return new PixelSource({ kind: 'pixels', pixels: shared, labels: sharedLabels, count, height, width, channels, name });
+    return new PixelSource({
+      kind: 'pixels',
+      pixels: shared,
+      labels: sharedLabels,
+      count,
+      height,
+      width,
+      channels,
+      name,
+    });
   }
 
   static fromHandle(h: PixelHandle): PixelSource {

@@ -103,7 +103,15 @@ export async function runChunk(task: ChunkTask, ctx: ChunkContext): Promise<Chun
   const lane = async (): Promise<void> => {
     while (next < n) {
       const k = next++;
-      const r = await produceSample(ctx.dataset, task.indices[k], spec, ctx.seed, task.epoch, out, (task.slot + k) * per);
+      const r = await produceSample(
+        ctx.dataset,
+        task.indices[k],
+        spec,
+        ctx.seed,
+        task.epoch,
+        out,
+        (task.slot + k) * per,
+      );
       labels[k] = r.label;
       indices[k] = r.index;
       if (r.index !== task.indices[k]) replaced++;

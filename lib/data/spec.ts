@@ -12,13 +12,14 @@ export type DataSpec =
   | { kind: 'mnist' }
   | { kind: 'synthetic'; count: number; classes: number };
 
-export const DATA_SPEC_HELP =
-  "expected a folder path, 'idx:<dir>', 'mnist' or 'synthetic[:<count>[:<classes>]]'";
+export const DATA_SPEC_HELP = "expected a folder path, 'idx:<dir>', 'mnist' or 'synthetic[:<count>[:<classes>]]'";
 
 function positiveInt(text: string, what: string, spec: string, min: number): number {
-  if (!/^\d+$/.test(text)) throw new DataError(`data spec '${spec}': ${what} must be an integer >= ${min}, found '${text}'`);
+  if (!/^\d+$/.test(text))
+    throw new DataError(`data spec '${spec}': ${what} must be an integer >= ${min}, found '${text}'`);
   const v = Number(text);
-  if (!Number.isSafeInteger(v) || v < min) throw new DataError(`data spec '${spec}': ${what} must be an integer >= ${min}, found ${text}`);
+  if (!Number.isSafeInteger(v) || v < min)
+    throw new DataError(`data spec '${spec}': ${what} must be an integer >= ${min}, found ${text}`);
   return v;
 }
 
@@ -31,7 +32,10 @@ export function parseDataSpec(spec: string): DataSpec {
     if (parts.length > 2) throw new DataError(`data spec '${spec}': expected 'synthetic[:<count>[:<classes>]]'`);
     const count = parts[0] !== undefined ? positiveInt(parts[0], 'count', spec, 1) : 2000;
     const classes = parts[1] !== undefined ? positiveInt(parts[1], 'classes', spec, 2) : 10;
-    if (classes > count) throw new DataError(`data spec '${spec}': ${classes} classes need at least ${classes} images, found count ${count}`);
+    if (classes > count)
+      throw new DataError(
+        `data spec '${spec}': ${classes} classes need at least ${classes} images, found count ${count}`,
+      );
     return { kind: 'synthetic', count, classes };
   }
   if (s.startsWith('idx:')) {

@@ -118,6 +118,10 @@ export class SyntheticSource implements ImageSource {
   async open(j: number): Promise<SourceImage> {
     const { size } = this.h;
     const px = syntheticImage(this.h, j);
-    return { width: size, height: size, render: async (plan, outW, outH) => renderPixels(px, size, size, 3, plan, outW, outH) };
+    return {
+      width: size,
+      height: size,
+      render: async (plan, outW, outH) => renderPixels(px, size, size, 3, plan, outW, outH),
+    };
   }
 }

@@ -51,8 +51,10 @@ export function resolveNormalization(n: NormalizationName | Normalization | stri
 }
 
 function check3(v: readonly number[], what: string): void {
-  if (v.length !== 3 || !v.every(Number.isFinite)) throw new RangeError(`${what}: expected 3 finite numbers, found [${v.join(', ')}]`);
-  if (what.startsWith('std') && !v.every((x) => x > 0)) throw new RangeError(`${what}: expected 3 positive numbers, found [${v.join(', ')}]`);
+  if (v.length !== 3 || !v.every(Number.isFinite))
+    throw new RangeError(`${what}: expected 3 finite numbers, found [${v.join(', ')}]`);
+  if (what.startsWith('std') && !v.every((x) => x > 0))
+    throw new RangeError(`${what}: expected 3 positive numbers, found [${v.join(', ')}]`);
 }
 
 export interface TransformOptions {
@@ -89,20 +91,34 @@ export interface TransformSpec {
 
 export function resolveTransform(o: TransformOptions): TransformSpec {
   const size = o.size;
-  if (!Number.isSafeInteger(size) || size < 1) throw new RangeError(`transform size must be a positive integer, found ${size}`);
+  if (!Number.isSafeInteger(size) || size < 1)
+    throw new RangeError(`transform size must be a positive integer, found ${size}`);
   const scale = o.scale ?? [0.2, 1];
-  if (!(scale[0] > 0 && scale[0] <= scale[1] && scale[1] <= 1)) throw new RangeError(`crop scale must satisfy 0 < min <= max <= 1, found [${scale.join(', ')}]`);
+  if (!(scale[0] > 0 && scale[0] <= scale[1] && scale[1] <= 1))
+    throw new RangeError(`crop scale must satisfy 0 < min <= max <= 1, found [${scale.join(', ')}]`);
   const ratio = o.ratio ?? [3 / 4, 4 / 3];
-  if (!(ratio[0] > 0 && ratio[0] <= ratio[1] && Number.isFinite(ratio[1]))) throw new RangeError(`crop ratio must satisfy 0 < min <= max, found [${ratio.join(', ')}]`);
+  if (!(ratio[0] > 0 && ratio[0] <= ratio[1] && Number.isFinite(ratio[1])))
+    throw new RangeError(`crop ratio must satisfy 0 < min <= max, found [${ratio.join(', ')}]`);
   const hflip = o.hflip ?? 0.5;
   if (!(hflip >= 0 && hflip <= 1)) throw new RangeError(`hflip probability must be in [0, 1], found ${hflip}`);
   const j = o.colorJitter ?? 0;
   const jitter: Triple = typeof j === 'number' ? [j, j, j] : [...j];
-  if (!jitter.every((x) => x >= 0 && x < 1)) throw new RangeError(`color jitter must be in [0, 1), found [${jitter.join(', ')}]`);
+  if (!jitter.every((x) => x >= 0 && x < 1))
+    throw new RangeError(`color jitter must be in [0, 1), found [${jitter.join(', ')}]`);
   const cropPct = o.cropPct ?? 0.875;
   if (!(cropPct > 0 && cropPct <= 1)) throw new RangeError(`cropPct must be in (0, 1], found ${cropPct}`);
   const { mean, std } = resolveNormalization(o.normalize ?? 'imagenet');
-  return { size, train: o.train, scale: [scale[0], scale[1]], ratio: [ratio[0], ratio[1]], hflip, jitter, cropPct, mean, std };
+  return {
+    size,
+    train: o.train,
+    scale: [scale[0], scale[1]],
+    ratio: [ratio[0], ratio[1]],
+    hflip,
+    jitter,
+    cropPct,
+    mean,
+    std,
+  };
 }
 
 /** Python's round(): half to even (torchvision computes crop sizes with it). */
@@ -122,7 +138,13 @@ export interface Box {
 }
 
 /** torchvision.transforms.RandomResizedCrop.get_params. */
-export function randomResizedCropBox(rng: Rng, width: number, height: number, scale: readonly [number, number], ratio: readonly [number, number]): Box {
+export function randomResizedCropBox(
+  rng: Rng,
+  width: number,
+  height: number,
+  scale: readonly [number, number],
+  ratio: readonly [number, number],
+): Box {
   const area = width * height;
   const logLo = Math.log(ratio[0]);
   const logHi = Math.log(ratio[1]);
@@ -182,7 +204,14 @@ export interface SampleParams {
 }
 
 /** Everything random about one sample, from its own streams: the same whoever computes it. */
-export function sampleParams(spec: TransformSpec, width: number, height: number, seed: number, epoch: number, index: number): SampleParams {
+export function sampleParams(
+  spec: TransformSpec,
+  width: number,
+  height: number,
+  seed: number,
+  epoch: number,
+  index: number,
+): SampleParams {
   if (!spec.train) return { plan: evalPlan(width, height, spec.size, spec.cropPct), flip: false, jitter: null };
   const box = randomResizedCropBox(new Rng(seed, Stream.crop, epoch, index), width, height, spec.scale, spec.ratio);
   const flip = spec.hflip > 0 && new Rng(seed, Stream.flip, epoch, index).uniform() < spec.hflip;
@@ -246,9 +275,18 @@ export function applyJitter(px: Float32Array, jitter: JitterParams): void {
  * RGB uint8 HWC (size x size) -> normalised float CHW at out[offset ...], mirrored when flip, with the
  * jitter applied before normalisation.
  */
-export function writeImage(rgb: Uint8Array, size: number, flip: boolean, jitter: JitterParams | null, spec: Pick<TransformSpec, 'mean' | 'std'>, out: Float32Array, offset: number): void {
+export function writeImage(
+  rgb: Uint8Array,
+  size: number,
+  flip: boolean,
+  jitter: JitterParams | null,
+  spec: Pick<TransformSpec, 'mean' | 'std'>,
+  out: Float32Array,
+  offset: number,
+): void {
   const hw = size * size;
-  if (rgb.length !== hw * 3) throw new RangeError(`writeImage: expected ${hw * 3} bytes for ${size}x${size} RGB, got ${rgb.length}`);
+  if (rgb.length !== hw * 3)
+    throw new RangeError(`writeImage: expected ${hw * 3} bytes for ${size}x${size} RGB, got ${rgb.length}`);
   if (jitter === null) {
     const lut = normLut(spec.mean, spec.std);
     for (let y = 0; y < size; y++) {
@@ -284,7 +322,8 @@ export function writeImage(rgb: Uint8Array, size: number, flip: boolean, jitter:
 export function renormalize(images: Float32Array, size: number, from: Normalization, to: Normalization): void {
   const hw = size * size;
   const per = 3 * hw;
-  if (images.length % per !== 0) throw new RangeError(`renormalize: ${images.length} values is not a whole number of 3x${size}x${size} images`);
+  if (images.length % per !== 0)
+    throw new RangeError(`renormalize: ${images.length} values is not a whole number of 3x${size}x${size} images`);
   for (let c = 0; c < 3; c++) {
     // x_to = (x_from * s_from + m_from - m_to) / s_to = a * x_from + b
     const a = from.std[c] / to.std[c];

@@ -15,8 +15,7 @@ export interface WorkerInit {
 }
 
 export type WorkerReply =
-  | { type: 'done'; result: ChunkResult }
-  | { type: 'fatal'; id: number; message: string; stack?: string };
+  { type: 'done'; result: ChunkResult } | { type: 'fatal'; id: number; message: string; stack?: string };
 
 if (parentPort) {
   const port = parentPort;

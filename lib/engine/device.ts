@@ -47,7 +47,12 @@ export function chooseDevice(spec: DeviceSpec = 'auto'): DeviceChoice {
     const n = cuda.binding.cudaDeviceCount();
     if (n > index) {
       const what = cuda.binding.cudaDescribe(index);
-      return { kind: 'cuda', index, reason: `device cuda:${index} (${what})${kind === 'auto' ? ': a GPU is visible' : ''}`, loaded: cuda };
+      return {
+        kind: 'cuda',
+        index,
+        reason: `device cuda:${index} (${what})${kind === 'auto' ? ': a GPU is visible' : ''}`,
+        loaded: cuda,
+      };
     }
     why = n === 0 ? cuda.binding.cudaDescribe(0) : `only ${n} CUDA device(s) visible`;
     if (kind === 'cuda') throw new Error(`--device ${spec}: ${why}`);

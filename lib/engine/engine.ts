@@ -42,7 +42,8 @@ export class Engine {
 
   static create(options: EngineOptions = {}): Engine {
     const threads = options.threads ?? 0;
-    if (!Number.isInteger(threads) || threads < 0) throw new Error(`threads: expected a non-negative integer, got ${threads}`);
+    if (!Number.isInteger(threads) || threads < 0)
+      throw new Error(`threads: expected a non-negative integer, got ${threads}`);
     return new Engine(chooseDevice(options.device ?? 'cpu'), threads);
   }
 
@@ -74,7 +75,12 @@ export class Engine {
 
   /** Run one op now (eager mode): for tests, debugging and small tools. */
   op(name: OpName, inputs: (Tensor | null)[], outputs: (Tensor | null)[], attrs: Attrs = {}): void {
-    this.handle.runOp(name, inputs.map((t) => (t ? t.handle : null)), outputs.map((t) => (t ? t.handle : null)), attrs);
+    this.handle.runOp(
+      name,
+      inputs.map((t) => (t ? t.handle : null)),
+      outputs.map((t) => (t ? t.handle : null)),
+      attrs,
+    );
   }
 
   /** Compile a static op list once; run it per step with program.run(). */

@@ -1,5 +1,15 @@
 export { Engine, Program, Tensor } from './engine.js';
-export type { BufferDecl, EngineOptions, ProgramSpec, StepResult, AnyTypedArray, Attrs, CommStats, DType, MemoryStats } from './engine.js';
+export type {
+  BufferDecl,
+  EngineOptions,
+  ProgramSpec,
+  StepResult,
+  AnyTypedArray,
+  Attrs,
+  CommStats,
+  DType,
+  MemoryStats,
+} from './engine.js';
 export { World, detectLaunch } from './comm.js';
 export type { CommBinding, CommProbe, Launch } from './comm.js';
 export { chooseDevice, deviceSpec, parseDevice } from './device.js';

@@ -69,10 +69,15 @@ function prebuiltCudaPath(): { path?: string; why?: string } {
   try {
     pkg = require(CUDA_PACKAGE) as { path: string; version: string };
   } catch {
-    return { why: `${CUDA_PACKAGE}: not installed (the optional dependency that carries the CUDA build, for linux-x64 with glibc)` };
+    return {
+      why: `${CUDA_PACKAGE}: not installed (the optional dependency that carries the CUDA build, for linux-x64 with glibc)`,
+    };
   }
   const ours = packageVersion();
-  if (pkg.version !== ours) return { why: `${pkg.path}: ${CUDA_PACKAGE} is version ${pkg.version}, medic-native is ${ours}; reinstall so they match` };
+  if (pkg.version !== ours)
+    return {
+      why: `${pkg.path}: ${CUDA_PACKAGE} is version ${pkg.version}, medic-native is ${ours}; reinstall so they match`,
+    };
   return { path: pkg.path };
 }
 
@@ -134,7 +139,9 @@ function notFound(prefer: Variant, tried: string[]): Error {
       : 'In an app that depends on medic-native, run `npm rebuild medic-native`: it uses the prebuilt engine when it loads\n' +
         'and otherwise builds one from source (needs cmake >= 3.18 and a C++17 compiler; npm >= 12 runs it only for an approved\n' +
         'package: `npm approve-scripts medic-native` first). In a clone of medic-native: `npm run build:native`.';
-  return new Error(`medic-native: could not load the native engine (${prefer} variant; ${where}). Tried:\n  ${tried.join('\n  ')}\n${advice}`);
+  return new Error(
+    `medic-native: could not load the native engine (${prefer} variant; ${where}). Tried:\n  ${tried.join('\n  ')}\n${advice}`,
+  );
 }
 
 const cache = new Map<string, LoadedBinding>();
@@ -151,7 +158,11 @@ export function loadBinding(prefer: Variant = 'cpu'): LoadedBinding {
   const s = new Search();
   const steps: (() => LoadedBinding | undefined)[] = [];
   if (explicit) steps.push(() => s.attempt(explicit, 'MEDIC_NATIVE_BINARY', prefer === 'cuda' ? 'cuda' : undefined));
-  if (prefer === 'cpu') steps.push(() => s.attempt(localBuildPath('cpu'), 'local build'), () => s.prebuiltCpu());
+  if (prefer === 'cpu')
+    steps.push(
+      () => s.attempt(localBuildPath('cpu'), 'local build'),
+      () => s.prebuiltCpu(),
+    );
   steps.push(
     () => s.attempt(localBuildPath('cuda'), 'local build', 'cuda'),
     () => s.prebuiltCuda(),

@@ -32,10 +32,24 @@ export interface BackboneOverrides {
 export function openBackbone(path: string, o: BackboneOverrides, fromScratch: boolean): Backbone {
   const ck = loadCheckpoint(path);
   const saved = ck.state.config as Partial<PretrainConfig>;
-  const config = resolveConfig(saved, { data: o.data, device: o.device, threads: o.threads, workers: o.workers } as never);
+  const config = resolveConfig(saved, {
+    data: o.data,
+    device: o.device,
+    threads: o.threads,
+    workers: o.workers,
+  } as never);
   const dir = dirname(ck.path);
-  const runDir = existsSync(path) && statSync(path).isDirectory() ? path : basename(dir) === 'checkpoints' ? dirname(dir) : dir;
-  return { checkpoint: ck.path, runDir, step: ck.state.step, config, params: fromScratch ? null : ck.params, table: ck.state.paramTable, fromScratch };
+  const runDir =
+    existsSync(path) && statSync(path).isDirectory() ? path : basename(dir) === 'checkpoints' ? dirname(dir) : dir;
+  return {
+    checkpoint: ck.path,
+    runDir,
+    step: ck.state.step,
+    config,
+    params: fromScratch ? null : ck.params,
+    table: ck.state.paramTable,
+    fromScratch,
+  };
 }
 
 /** Loads the backbone's weights into a feature extractor (or its seeded random init). */
@@ -44,9 +58,13 @@ export async function loadInto(fx: FeatureExtractor, b: Backbone): Promise<void>
   else await fx.initRandom(b.config.seed);
 }
 
-export async function openEvalData(b: Backbone, what: string): Promise<OpenedData & { val: NonNullable<OpenedData['val']> }> {
+export async function openEvalData(
+  b: Backbone,
+  what: string,
+): Promise<OpenedData & { val: NonNullable<OpenedData['val']> }> {
   const data = await openData(b.config.data);
-  if (!data.val || data.val.length === 0) throw new Error(`${what}: the data '${b.config.data}' has no val split to evaluate on`);
+  if (!data.val || data.val.length === 0)
+    throw new Error(`${what}: the data '${b.config.data}' has no val split to evaluate on`);
   return data as OpenedData & { val: NonNullable<OpenedData['val']> };
 }
 

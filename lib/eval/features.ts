@@ -32,7 +32,8 @@ export function featureRows(spec: FeatureSpec): number {
 export function probedLayers(spec: FeatureSpec, depth: number): number[] {
   const layers = spec.layers.length ? spec.layers : [depth];
   for (const l of layers)
-    if (!Number.isInteger(l) || l < 1 || l > depth) throw new Error(`--layers: block ${l} does not exist (the student has blocks 1..${depth})`);
+    if (!Number.isInteger(l) || l < 1 || l > depth)
+      throw new Error(`--layers: block ${l} does not exist (the student has blocks 1..${depth})`);
   return layers;
 }
 
@@ -45,7 +46,15 @@ export function buildFeatureModel(c: PretrainConfig, batch: number, spec: Featur
   const s = studentPresets[c.model];
   const vit = new VisionTransformer(
     g,
-    { img: c.imgSize, patch: c.patchSize, dim: s.dim, depth: s.depth, heads: s.heads, layerScale: c.layerScale, dropPath: 0 },
+    {
+      img: c.imgSize,
+      patch: c.patchSize,
+      dim: s.dim,
+      depth: s.depth,
+      heads: s.heads,
+      layerScale: c.layerScale,
+      dropPath: 0,
+    },
     { withMaskToken: c.encoding === 'dense' },
   );
   const layers = probedLayers(spec, s.depth);
@@ -61,7 +70,8 @@ export function buildFeatureModel(c: PretrainConfig, batch: number, spec: Featur
       const n = layerNorm(g, x, norm.weight, norm.bias, { eps: 1e-6, hint: `eval.norm${i + 1}` });
       let dst = k * per;
       if (spec.pool !== 'mean') g.emit('copy_rows', [n], [out], { src: 0, dst: dst++, count: 1 });
-      if (spec.pool !== 'cls') g.emit('copy_rows', [meanTokens(g, n, 1, `eval.mean${i + 1}`)], [out], { src: 0, dst, count: 1 });
+      if (spec.pool !== 'cls')
+        g.emit('copy_rows', [meanTokens(g, n, 1, `eval.mean${i + 1}`)], [out], { src: 0, dst, count: 1 });
     };
     vit.encode(images, { onBlock: tap });
     g.markOutput(out, 'features');
@@ -84,7 +94,9 @@ export function copyParamsByName(
     const src = byName.get(p.name);
     if (!src) throw new Error(`parameters: '${p.name}' is missing from the source`);
     if (JSON.stringify(src.shape) !== JSON.stringify(p.shape))
-      throw new Error(`parameters: '${p.name}' has shape ${JSON.stringify(src.shape)} in the source, ${JSON.stringify(p.shape)} here`);
+      throw new Error(
+        `parameters: '${p.name}' has shape ${JSON.stringify(src.shape)} in the source, ${JSON.stringify(p.shape)} here`,
+      );
     values[p.name] = fromFlat.subarray(src.offset, src.offset + p.numel);
   }
   to.writeParams(values);
@@ -167,14 +179,22 @@ export async function embed(
   if (!world?.distributed) return embedAll(fx, dataset, c, report);
   const [start, end] = world.share(dataset.length);
   const mine = Array.from({ length: end - start }, (_, k) => start + k);
-  const part = mine.length ? await embedAll(fx, dataset.subset(mine, dataset.split), c, report) : { features: new Float32Array(0), labels: new Int32Array(0) };
+  const part = mine.length
+    ? await embedAll(fx, dataset.subset(mine, dataset.split), c, report)
+    : { features: new Float32Array(0), labels: new Int32Array(0) };
   const features = world.allgather(part.features);
   const labels = world.allgather(part.labels);
-  if (labels.length !== dataset.length) throw new Error(`embed: gathered ${labels.length} of ${dataset.length} features from ${world.size} ranks`);
+  if (labels.length !== dataset.length)
+    throw new Error(`embed: gathered ${labels.length} of ${dataset.length} features from ${world.size} ranks`);
   return { features, labels };
 }
 
-async function embedAll(fx: FeatureExtractor, dataset: ImageDataset, c: PretrainConfig, report: DataReporting): Promise<Embedded> {
+async function embedAll(
+  fx: FeatureExtractor,
+  dataset: ImageDataset,
+  c: PretrainConfig,
+  report: DataReporting,
+): Promise<Embedded> {
   const loader = new DataLoader(dataset, {
     batchSize: fx.batch,
     imageSize: c.imgSize,

@@ -6,7 +6,16 @@
 //   pool 'cls': final norm -> CLS -> head (timm's global_pool='token').
 // The head and fc_norm are named encoder.head / encoder.fc_norm, so the timm export strips one prefix.
 import type { Engine, Program } from '../engine/index.js';
-import { Graph, GraphState, adamw, compile, gradNorm, sliceRows, type CompiledGraph, type Value } from '../graph/index.js';
+import {
+  Graph,
+  GraphState,
+  adamw,
+  compile,
+  gradNorm,
+  sliceRows,
+  type CompiledGraph,
+  type Value,
+} from '../graph/index.js';
 import { crossEntropy, meanTokens } from '../graph/ops/classify.js';
 import { VisionTransformer, type VitConfig } from '../models/index.js';
 import { LayerNorm, Linear } from '../nn/index.js';
@@ -33,7 +42,9 @@ export class Classifier {
     this.vit = new VisionTransformer(g, spec.vit, { finalNorm: spec.pool === 'cls' });
     this.fcNorm = spec.pool === 'avg' ? new LayerNorm(g, 'encoder.fc_norm', D, { eps: 1e-6 }) : null;
     // trunc_normal_(std) with torch's absolute bounds +-2 (never reached at this std)
-    this.head = new Linear(g, 'encoder.head', D, spec.classes, { weightInit: { kind: 'trunc_normal', std: spec.headInit, lo: -2, hi: 2 } });
+    this.head = new Linear(g, 'encoder.head', D, spec.classes, {
+      weightInit: { kind: 'trunc_normal', std: spec.headInit, lo: -2, hi: 2 },
+    });
   }
 
   /** images [B, Ch, S, S] -> logits: the root [B, 1, K] and its [B, K] view. */
@@ -41,14 +52,20 @@ export class Classifier {
     const g = this.g;
     const B = images.shape[0];
     const x = this.vit.encode(images, { seed });
-    const f = this.fcNorm ? this.fcNorm.forward(meanTokens(g, x, 1, 'head.pool')) : this.vit.norm!.forward(sliceRows(g, x, 0, 1, 'head.cls'));
+    const f = this.fcNorm
+      ? this.fcNorm.forward(meanTokens(g, x, 1, 'head.pool'))
+      : this.vit.norm!.forward(sliceRows(g, x, 0, 1, 'head.cls'));
     const root = this.head.forward(f);
     return { root, logits: g.view(root, [B, this.spec.classes], 0, 'logits2d') };
   }
 }
 
 /** Inputs images, targets [B, K] (soft), seed [2] i32 (drop path), hyper [3]; outputs loss, correct, grad_norm. */
-export function buildFinetuneStep(s: ClassifierSpec, batch: number, o: { layerDecay: number; clipGrad: number }): CompiledGraph {
+export function buildFinetuneStep(
+  s: ClassifierSpec,
+  batch: number,
+  o: { layerDecay: number; clipGrad: number },
+): CompiledGraph {
   const g = new Graph();
   const net = new Classifier(g, s);
   const S = s.vit.img;
@@ -60,7 +77,11 @@ export function buildFinetuneStep(s: ClassifierSpec, batch: number, o: { layerDe
   const ce = crossEntropy(g, logits, targets, { hint: 'ce' });
   g.markOutput(ce.loss, 'loss');
   g.markOutput(ce.correct, 'correct');
-  const lrScale = g.constant('lr_scale', [g.params.filter((p) => p.group === 'train').reduce((a, p) => a + p.numel, 0)], lrScaleVector(g.params, s.vit.depth, o.layerDecay));
+  const lrScale = g.constant(
+    'lr_scale',
+    [g.params.filter((p) => p.group === 'train').reduce((a, p) => a + p.numel, 0)],
+    lrScaleVector(g.params, s.vit.depth, o.layerDecay),
+  );
   g.backward([{ value: logits, grad: ce.dlogits }]);
   const norm = gradNorm(g);
   adamw(g, hyper, norm, { maxNorm: o.clipGrad, lrScale });

@@ -18,7 +18,15 @@ import { defaultOut, keepMetricsUpTo, openBackbone, openEvalData, type BackboneO
 import { copyParamsByName, evalTransform } from './features.js';
 import { bind, buildClassifierEval, buildFinetuneStep, disposeAll, type ClassifierSpec } from './finetune-model.js';
 import { applyMix, drawMix, mixTargets } from './mixup.js';
-import { SMALL_DATA, finetuneDefaults, topK, type EpochResult, type EvalEvents, type FinetuneConfig, type TopK } from './protocols.js';
+import {
+  SMALL_DATA,
+  finetuneDefaults,
+  topK,
+  type EpochResult,
+  type EvalEvents,
+  type FinetuneConfig,
+  type TopK,
+} from './protocols.js';
 
 export interface FinetuneRunOptions extends BackboneOverrides {
   checkpoint: string;
@@ -45,7 +53,10 @@ export interface FinetuneResult {
 const SEED_DROP_PATH = 0x64726f70; // 'drop', as pretraining
 
 export function resolveFinetune(c: Partial<FinetuneConfig>, nTrain: number, imgSize: number): FinetuneConfig {
-  const r = { ...finetuneDefaults, ...Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)) } as FinetuneConfig;
+  const r = {
+    ...finetuneDefaults,
+    ...Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)),
+  } as FinetuneConfig;
   const small = nTrain < SMALL_DATA;
   const out: FinetuneConfig = {
     ...r,
@@ -53,10 +64,14 @@ export function resolveFinetune(c: Partial<FinetuneConfig>, nTrain: number, imgS
     batchSize: Math.min(r.batchSize > 0 ? r.batchSize : small ? 128 : 1024, nTrain),
     cropScale: r.cropScale > 0 ? r.cropScale : imgSize <= 32 ? 0.5 : 0.08,
   };
-  for (const [k, v] of [['epochs', out.epochs], ['batch-size', out.batchSize]] as const)
+  for (const [k, v] of [
+    ['epochs', out.epochs],
+    ['batch-size', out.batchSize],
+  ] as const)
     if (!Number.isInteger(v) || v < 1) throw new Error(`--${k}: expected a positive integer, got ${v}`);
   if (!(out.lr > 0)) throw new Error(`--lr: expected a positive number, got ${out.lr}`);
-  if (!(out.layerDecay > 0 && out.layerDecay <= 1)) throw new Error(`--layer-decay: expected a number in (0, 1], got ${out.layerDecay}`);
+  if (!(out.layerDecay > 0 && out.layerDecay <= 1))
+    throw new Error(`--layer-decay: expected a number in (0, 1], got ${out.layerDecay}`);
   if (out.pool !== 'avg' && out.pool !== 'cls') throw new Error(`--pool: expected avg or cls, got ${out.pool}`);
   return out;
 }
@@ -78,14 +93,28 @@ export async function runFinetune(o: FinetuneRunOptions): Promise<FinetuneResult
   const K = data.classNames.length;
   const B = cfg.batchSize;
   const S = c.imgSize;
-  const spec: ClassifierSpec = { vit: { ...studentVitConfig(c), dropPath: cfg.dropPath }, classes: K, pool: cfg.pool, headInit: cfg.headInit };
+  const spec: ClassifierSpec = {
+    vit: { ...studentVitConfig(c), dropPath: cfg.dropPath },
+    classes: K,
+    pool: cfg.pool,
+    headInit: cfg.headInit,
+  };
   const stepsPerEpoch = Math.floor(data.train.length / B);
   const totalSteps = stepsPerEpoch * cfg.epochs;
   const sched: ScheduleConfig = {
-    baseLr: cfg.lr, lrBatchRef: 256, batchSize: B, warmupSteps: Math.min(cfg.warmupEpochs * stepsPerEpoch, totalSteps), totalSteps,
-    warmupLr: 0, minLr: cfg.minLr, weightDecay: cfg.weightDecay, weightDecayEnd: cfg.weightDecay,
+    baseLr: cfg.lr,
+    lrBatchRef: 256,
+    batchSize: B,
+    warmupSteps: Math.min(cfg.warmupEpochs * stepsPerEpoch, totalSteps),
+    totalSteps,
+    warmupLr: 0,
+    minLr: cfg.minLr,
+    weightDecay: cfg.weightDecay,
+    weightDecayEnd: cfg.weightDecay,
   };
-  ev.info(`fine-tuning ${b.fromScratch ? 'the random-init twin of ' : ''}${b.checkpoint} (step ${b.step}, student ${c.model}) on ${c.data}: ${data.train.length} train, ${data.val.length} val images, ${K} classes`);
+  ev.info(
+    `fine-tuning ${b.fromScratch ? 'the random-init twin of ' : ''}${b.checkpoint} (step ${b.step}, student ${c.model}) on ${c.data}: ${data.train.length} train, ${data.val.length} val images, ${K} classes`,
+  );
   ev.info(
     `recipe: ${cfg.pool === 'avg' ? 'mean-pool + fc_norm' : 'CLS'} head, AdamW, layer decay ${cfg.layerDecay}, wd ${cfg.weightDecay}, drop path ${cfg.dropPath}, ` +
       `smoothing ${cfg.smoothing}, mixup ${cfg.mixup} / cutmix ${cfg.cutmix} (switch ${cfg.switchProb}), crop scale ${cfg.cropScale}; ` +
@@ -96,14 +125,18 @@ export async function runFinetune(o: FinetuneRunOptions): Promise<FinetuneResult
   const evalBatch = Math.min(256, data.val.length);
   const train = bind(engine, buildFinetuneStep(spec, B, { layerDecay: cfg.layerDecay, clipGrad: cfg.clipGrad }));
   const evalP = bind(engine, buildClassifierEval(spec, evalBatch));
-  const table = train.cg.params.filter((p) => p.group === 'train').map((p) => ({ name: p.name, shape: p.shape, offset: p.offset }));
+  const table = train.cg.params
+    .filter((p) => p.group === 'train')
+    .map((p) => ({ name: p.name, shape: p.shape, offset: p.offset }));
   const metricsPath = join(out, 'metrics.jsonl');
   let loader: DataLoader | null = null;
   try {
     await train.state.initNative(seed, ['train']);
     if (b.params) {
       // The backbone from the checkpoint; the head (and fc_norm) start from their init.
-      copyParamsByName(b.params, b.table, train.state, 'train', { skip: (n) => n.startsWith('encoder.head.') || n.startsWith('encoder.fc_norm.') });
+      copyParamsByName(b.params, b.table, train.state, 'train', {
+        skip: (n) => n.startsWith('encoder.head.') || n.startsWith('encoder.fc_norm.'),
+      });
     }
     let step = 0;
     let position: Position = { epoch: 0, index: 0 };
@@ -121,9 +154,18 @@ export async function runFinetune(o: FinetuneRunOptions): Promise<FinetuneResult
     keepMetricsUpTo(metricsPath, step);
     const save = (reason: string): void => {
       const st: TrainState = {
-        step, epoch: position.epoch, dataPosition: position, seed,
-        config: { finetune: cfg, backbone: { checkpoint: b.checkpoint, step: b.step, fromScratch: b.fromScratch }, pretrain: c, classNames: data.classNames },
-        paramTable: table, extra: { epochs },
+        step,
+        epoch: position.epoch,
+        dataPosition: position,
+        seed,
+        config: {
+          finetune: cfg,
+          backbone: { checkpoint: b.checkpoint, step: b.step, fromScratch: b.fromScratch },
+          pretrain: c,
+          classNames: data.classNames,
+        },
+        paramTable: table,
+        extra: { epochs },
       };
       const path = saveCheckpoint(ckptDir, {
         state: st,
@@ -135,7 +177,15 @@ export async function runFinetune(o: FinetuneRunOptions): Promise<FinetuneResult
     };
     const evaluate = async (epoch: number, trainLoss: number, t0: number): Promise<EpochResult> => {
       evalP.state.get('params').write(train.state.get('params').read() as Float32Array);
-      const vl = new DataLoader(data.val, { batchSize: evalBatch, imageSize: S, train: false, workers: c.workers, padLast: true, transform: evalTransform(c), onWarning: (m) => ev.warn(m) });
+      const vl = new DataLoader(data.val, {
+        batchSize: evalBatch,
+        imageSize: S,
+        train: false,
+        workers: c.workers,
+        padLast: true,
+        transform: evalTransform(c),
+        onWarning: (m) => ev.warn(m),
+      });
       const logits = new Float32Array(data.val.length * K);
       const labels = new Int32Array(data.val.length);
       let n = 0;
@@ -149,10 +199,23 @@ export async function runFinetune(o: FinetuneRunOptions): Promise<FinetuneResult
       } finally {
         await vl.close();
       }
-      return { protocol: 'finetune', epoch, step, val: { head: topK(logits, labels, K) }, train_loss: trainLoss, seconds: (performance.now() - t0) / 1000 };
+      return {
+        protocol: 'finetune',
+        epoch,
+        step,
+        val: { head: topK(logits, labels, K) },
+        train_loss: trainLoss,
+        seconds: (performance.now() - t0) / 1000,
+      };
     };
     const inputNames = new Set(train.cg.inputs.map((i) => i.name));
-    const mix = { mixup: cfg.mixup, cutmix: cfg.cutmix, prob: cfg.mixupProb, switchProb: cfg.switchProb, smoothing: cfg.smoothing };
+    const mix = {
+      mixup: cfg.mixup,
+      cutmix: cfg.cutmix,
+      prob: cfg.mixupProb,
+      switchProb: cfg.switchProb,
+      smoothing: cfg.smoothing,
+    };
     let status: FinetuneResult['status'] = 'done';
     const t0 = performance.now();
     let stepsThisRun = 0;
@@ -163,7 +226,14 @@ export async function runFinetune(o: FinetuneRunOptions): Promise<FinetuneResult
       if (!loader || loader.position.epoch !== position.epoch || loader.position.index !== position.index) {
         await loader?.close();
         loader = new DataLoader(data.train, {
-          batchSize: B, imageSize: S, train: true, seed, workers: c.workers, prefetch: c.prefetch, start: position, epochs: cfg.epochs,
+          batchSize: B,
+          imageSize: S,
+          train: true,
+          seed,
+          workers: c.workers,
+          prefetch: c.prefetch,
+          start: position,
+          epochs: cfg.epochs,
           transform: { scale: [cfg.cropScale, 1], hflip: c.hflip, colorJitter: 0, normalize: normalizationOf(c) },
           onWarning: (m) => ev.warn(m),
         });
@@ -184,7 +254,8 @@ export async function runFinetune(o: FinetuneRunOptions): Promise<FinetuneResult
       const r = await train.program.run(inputs);
       const loss = (r.outputs.loss as Float32Array)[0];
       const gn = (r.outputs.grad_norm as Float32Array)[0];
-      if (!Number.isFinite(loss) || !Number.isFinite(gn)) throw new Error(`fine-tune: the loss is ${loss} (grad norm ${gn}) at step ${step + 1}: lower --lr`);
+      if (!Number.isFinite(loss) || !Number.isFinite(gn))
+        throw new Error(`fine-tune: the loss is ${loss} (grad norm ${gn}) at step ${step + 1}: lower --lr`);
       step++;
       stepsThisRun++;
       position = batch.next;
@@ -195,7 +266,16 @@ export async function runFinetune(o: FinetuneRunOptions): Promise<FinetuneResult
       ev.metrics(m);
       const rate = (stepsThisRun * B) / Math.max((performance.now() - t0) / 1000, 1e-9);
       const inEpoch = step - epoch * stepsPerEpoch;
-      ev.progress({ phase: 'finetune', epoch, epochs: cfg.epochs, step: inEpoch, steps: stepsPerEpoch, loss, imagesPerSec: rate, etaSec: ((totalSteps - step) * B) / rate });
+      ev.progress({
+        phase: 'finetune',
+        epoch,
+        epochs: cfg.epochs,
+        step: inEpoch,
+        steps: stepsPerEpoch,
+        loss,
+        imagesPerSec: rate,
+        etaSec: ((totalSteps - step) * B) / rate,
+      });
       if (inEpoch === stepsPerEpoch) {
         position = { epoch: epoch + 1, index: 0 };
         const er = await evaluate(epoch + 1, lossSum / Math.max(1, lossN), t0);
@@ -218,11 +298,24 @@ export async function runFinetune(o: FinetuneRunOptions): Promise<FinetuneResult
       exportStudentTimm(timm, flatParamSource(train.state.get('params').read() as Float32Array, table), spec.vit, {
         names: table.map((p) => p.name),
         head: { classes: K, pool: cfg.pool },
-        metadata: { source: 'medic-native eval finetune', step: String(step), classes: JSON.stringify(data.classNames) },
+        metadata: {
+          source: 'medic-native eval finetune',
+          step: String(step),
+          classes: JSON.stringify(data.classNames),
+        },
       });
-      ev.info(`classifier exported with timm ViT names (num_classes ${K}, global_pool '${cfg.pool === 'avg' ? 'avg' : 'token'}'): ${timm}`);
+      ev.info(
+        `classifier exported with timm ViT names (num_classes ${K}, global_pool '${cfg.pool === 'avg' ? 'avg' : 'token'}'): ${timm}`,
+      );
       result.timm = timm;
-      writeEvalReport(out, { protocol: 'finetune', backbone: b, config: cfg, epochs, metricsPath, files: { checkpoint: join(ckptDir, 'latest.json'), timm } });
+      writeEvalReport(out, {
+        protocol: 'finetune',
+        backbone: b,
+        config: cfg,
+        epochs,
+        metricsPath,
+        files: { checkpoint: join(ckptDir, 'latest.json'), timm },
+      });
     }
     return result;
   } finally {

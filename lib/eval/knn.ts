@@ -51,7 +51,15 @@ const TILE_ELEMS = 1 << 21;
  * descending, m entries so far; ties keep the lower bank index, as one pass in bank order would).
  * Returns the new count.
  */
-export function mergeTopK(sims: Float32Array, n: number, base: number, kMax: number, topSim: Float32Array, topIdx: Int32Array, m: number): number {
+export function mergeTopK(
+  sims: Float32Array,
+  n: number,
+  base: number,
+  kMax: number,
+  topSim: Float32Array,
+  topIdx: Int32Array,
+  m: number,
+): number {
   for (let i = 0; i < n; i++) {
     const s = sims[i];
     if (m === kMax && s <= topSim[m - 1]) continue;
@@ -68,7 +76,13 @@ export function mergeTopK(sims: Float32Array, n: number, base: number, kMax: num
 }
 
 /** The top-kMax of one full row (a single merge from an empty list). */
-export function partialTopK(sims: Float32Array, n: number, kMax: number, topSim: Float32Array, topIdx: Int32Array): number {
+export function partialTopK(
+  sims: Float32Array,
+  n: number,
+  kMax: number,
+  topSim: Float32Array,
+  topIdx: Int32Array,
+): number {
   return mergeTopK(sims, n, 0, kMax, topSim, topIdx, 0);
 }
 
@@ -85,7 +99,8 @@ export function knnClassify(
 ): KnnResult {
   const nTrain = trainLabels.length;
   const nTest = testLabels.length;
-  if (train.length !== nTrain * dim || test.length !== nTest * dim) throw new Error('knn: feature and label counts differ');
+  if (train.length !== nTrain * dim || test.length !== nTest * dim)
+    throw new Error('knn: feature and label counts differ');
   const accuracy: Record<number, number> = {};
   if (!nTest || !nTrain) {
     for (const k of ks) accuracy[k] = 0;
@@ -132,7 +147,15 @@ export function knnClassify(
         engine.op('gemm', [queries, bk.t], [sims], { trans_b: 1 });
         sims.read(host);
         for (let r = 0; r < nq; r++)
-          count[r] = mergeTopK(host.subarray(r * bk.n, (r + 1) * bk.n), bk.n, bk.base, kMax, topSim.subarray(r * kMax, (r + 1) * kMax), topIdx.subarray(r * kMax, (r + 1) * kMax), count[r]);
+          count[r] = mergeTopK(
+            host.subarray(r * bk.n, (r + 1) * bk.n),
+            bk.n,
+            bk.base,
+            kMax,
+            topSim.subarray(r * kMax, (r + 1) * kMax),
+            topIdx.subarray(r * kMax, (r + 1) * kMax),
+            count[r],
+          );
       }
       for (let r = 0; r < nq; r++) {
         const ts = topSim.subarray(r * kMax, (r + 1) * kMax);
@@ -177,13 +200,18 @@ export async function knnEvaluate(
   const bankSet = train.subsample(c.knnLimit);
   const querySet = val.subsample(c.knnLimit ? Math.max(1, Math.floor(c.knnLimit / 5)) : 0);
   const total = bankSet.length + querySet.length;
-  const progress = (offset: number): DataReporting => ({ ...report, onEmbedded: report.onEmbedded && ((n) => report.onEmbedded!(offset + n, total)) });
+  const progress = (offset: number): DataReporting => ({
+    ...report,
+    onEmbedded: report.onEmbedded && ((n) => report.onEmbedded!(offset + n, total)),
+  });
   const t0 = performance.now();
   const bank = await embed(fx, bankSet, c, progress(0), world);
   const t1 = performance.now();
   const query = await embed(fx, querySet, c, progress(bankSet.length), world);
   const t2 = performance.now();
-  const r = knnClassify(bank.features, bank.labels, query.features, query.labels, fx.dim, numClasses, c.knnK, 0.07, { engine: fx.state.engine });
+  const r = knnClassify(bank.features, bank.labels, query.features, query.labels, fx.dim, numClasses, c.knnK, 0.07, {
+    engine: fx.state.engine,
+  });
   const t3 = performance.now();
   return { ...r, seconds: { bank: (t1 - t0) / 1000, queries: (t2 - t1) / 1000, classify: (t3 - t2) / 1000 } };
 }

@@ -24,7 +24,12 @@ export function layerScale(name: string, depth: number, decay: number, prefix = 
  * The lr scale of every element of the flat trainable buffer: params in registration order, laid out
  * one after another (the graph's layout), each filled with its layer's scale.
  */
-export function lrScaleVector(params: readonly ParamInfo[], depth: number, decay: number, prefix = 'encoder'): Float32Array {
+export function lrScaleVector(
+  params: readonly ParamInfo[],
+  depth: number,
+  decay: number,
+  prefix = 'encoder',
+): Float32Array {
   const train = params.filter((p) => p.group === 'train');
   const out = new Float32Array(train.reduce((a, p) => a + p.numel, 0));
   let off = 0;

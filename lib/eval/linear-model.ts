@@ -105,7 +105,12 @@ export class LinearProbeModel {
   }
 
   /** One step on x [L * B * F] (layer-major) and labels [B]: per-layer losses and hits. */
-  async step(x: Float32Array, labels: Int32Array, lr: number, weightDecay: number): Promise<{ loss: number[]; correct: number[] }> {
+  async step(
+    x: Float32Array,
+    labels: Int32Array,
+    lr: number,
+    weightDecay: number,
+  ): Promise<{ loss: number[]; correct: number[] }> {
     const r = await this.train.program.run({ x, labels, hyper: Float32Array.from([lr, weightDecay]) });
     const L = this.shape.layers;
     return {
@@ -116,7 +121,8 @@ export class LinearProbeModel {
 
   /** Copies the trained weights and running statistics into the eval program's state. */
   syncEval(): void {
-    for (const flat of ['params', 'frozen'] as const) this.eval.state.get(flat).write(this.train.state.get(flat).read() as Float32Array);
+    for (const flat of ['params', 'frozen'] as const)
+      this.eval.state.get(flat).write(this.train.state.get(flat).read() as Float32Array);
   }
 
   /** Logits [L][evalBatch * K] of x [L * evalBatch * F]. */
@@ -128,7 +134,11 @@ export class LinearProbeModel {
   /** Params, momentum and running statistics, for checkpoints. */
   snapshot(): { params: Float32Array; mu: Float32Array; frozen: Float32Array } {
     const st = this.train.state;
-    return { params: st.get('params').read() as Float32Array, mu: st.get('adam_m').read() as Float32Array, frozen: st.get('frozen').read() as Float32Array };
+    return {
+      params: st.get('params').read() as Float32Array,
+      mu: st.get('adam_m').read() as Float32Array,
+      frozen: st.get('frozen').read() as Float32Array,
+    };
   }
 
   restore(s: { params: Float32Array; mu: Float32Array; frozen: Float32Array }): void {

@@ -10,12 +10,28 @@ import { SafetensorsFile, writeSafetensors } from '../io/safetensors.js';
 import { loadCheckpoint, saveCheckpoint, type TrainState } from '../io/checkpoint.js';
 import { lrAt, peakLr, type ScheduleConfig } from '../train/schedule.js';
 import { Rng, permutation } from '../util/rng.js';
-import { defaultOut, keepMetricsUpTo, loadInto, openBackbone, openEvalData, type Backbone, type BackboneOverrides } from './backbone.js';
+import {
+  defaultOut,
+  keepMetricsUpTo,
+  loadInto,
+  openBackbone,
+  openEvalData,
+  type Backbone,
+  type BackboneOverrides,
+} from './backbone.js';
 import { FeatureExtractor, embed, probedLayers, type Embedded, type FeatureSpec } from './features.js';
 import { studentPresets } from '../models/index.js';
 import { knnBatch } from './knn.js';
 import { LinearProbeModel } from './linear-model.js';
-import { SMALL_DATA, linearDefaults, topK, type EpochResult, type EvalEvents, type LinearConfig, type TopK } from './protocols.js';
+import {
+  SMALL_DATA,
+  linearDefaults,
+  topK,
+  type EpochResult,
+  type EvalEvents,
+  type LinearConfig,
+  type TopK,
+} from './protocols.js';
 import { writeEvalReport } from '../report/eval.js';
 
 export interface LinearRunOptions extends BackboneOverrides {
@@ -51,28 +67,58 @@ interface Cached {
 }
 
 /** Resolved config: 'auto' values made concrete for this training set size. */
-export function resolveLinear(c: Partial<LinearConfig>, nTrain: number, imgSize = 224): LinearConfig & { optimizer: 'lars' | 'sgd' } {
-  const r = { ...linearDefaults, ...Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)) } as LinearConfig;
+export function resolveLinear(
+  c: Partial<LinearConfig>,
+  nTrain: number,
+  imgSize = 224,
+): LinearConfig & { optimizer: 'lars' | 'sgd' } {
+  const r = {
+    ...linearDefaults,
+    ...Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)),
+  } as LinearConfig;
   const small = nTrain < SMALL_DATA;
   const optimizer = r.optimizer === 'auto' ? (small ? 'sgd' : 'lars') : r.optimizer;
   const batchSize = r.batchSize > 0 ? r.batchSize : small ? 256 : 16384;
   const featureBatch = r.featureBatch > 0 ? r.featureBatch : knnBatch(imgSize, nTrain);
-  for (const [k, v] of [['epochs', r.epochs], ['batchSize', batchSize], ['featureBatch', featureBatch]] as const)
-    if (!Number.isInteger(v) || v < 1) throw new Error(`--${k.replace(/[A-Z]/g, (m) => '-' + m.toLowerCase())}: expected a positive integer, got ${v}`);
+  for (const [k, v] of [
+    ['epochs', r.epochs],
+    ['batchSize', batchSize],
+    ['featureBatch', featureBatch],
+  ] as const)
+    if (!Number.isInteger(v) || v < 1)
+      throw new Error(`--${k.replace(/[A-Z]/g, (m) => '-' + m.toLowerCase())}: expected a positive integer, got ${v}`);
   if (!(r.lr > 0)) throw new Error(`--lr: expected a positive number, got ${r.lr}`);
   return { ...r, optimizer, featureBatch, batchSize: Math.min(batchSize, nTrain) };
 }
 
 /** Features of train and val, from the cache in `out` when it was made for the same backbone and spec. */
-async function features(b: Backbone, spec: FeatureSpec, data: Awaited<ReturnType<typeof openEvalData>>, out: string, cfg: LinearConfig, ev: EvalEvents): Promise<Cached> {
+async function features(
+  b: Backbone,
+  spec: FeatureSpec,
+  data: Awaited<ReturnType<typeof openEvalData>>,
+  out: string,
+  cfg: LinearConfig,
+  ev: EvalEvents,
+): Promise<Cached> {
   const path = join(out, 'features.safetensors');
-  const key = JSON.stringify({ checkpoint: b.checkpoint, step: b.step, scratch: b.fromScratch, spec, data: b.config.data, img: b.config.imgSize, n: [data.train.length, data.val.length] });
+  const key = JSON.stringify({
+    checkpoint: b.checkpoint,
+    step: b.step,
+    scratch: b.fromScratch,
+    spec,
+    data: b.config.data,
+    img: b.config.imgSize,
+    n: [data.train.length, data.val.length],
+  });
   if (existsSync(path)) {
     const f = new SafetensorsFile(path);
     try {
       if (f.metadata.format === CACHE_FORMAT && f.metadata.key === key) {
         ev.info(`features: read from ${path}`);
-        const get = (s: 'train' | 'val'): Embedded => ({ features: f.readF32(`${s}.features`), labels: f.read(`${s}.labels`) as Int32Array });
+        const get = (s: 'train' | 'val'): Embedded => ({
+          features: f.readF32(`${s}.features`),
+          labels: f.read(`${s}.labels`) as Int32Array,
+        });
         return { train: get('train'), val: get('val') };
       }
       ev.info(`features: ${path} was made for another backbone or setting; extracting again`);
@@ -89,11 +135,25 @@ async function features(b: Backbone, spec: FeatureSpec, data: Awaited<ReturnType
     const progress = (base: number) => (done: number) => {
       const secs = (performance.now() - t0) / 1000;
       const rate = (base + done) / Math.max(secs, 1e-9);
-      ev.progress({ phase: 'features', epoch: 0, epochs: 1, step: base + done, steps: total, loss: NaN, imagesPerSec: rate, etaSec: (total - base - done) / rate });
+      ev.progress({
+        phase: 'features',
+        epoch: 0,
+        epochs: 1,
+        step: base + done,
+        steps: total,
+        loss: NaN,
+        imagesPerSec: rate,
+        etaSec: (total - base - done) / rate,
+      });
     };
     const train = await embed(fx, data.train, b.config, { onWarning: (m) => ev.warn(m), onEmbedded: progress(0) });
-    const val = await embed(fx, data.val, b.config, { onWarning: (m) => ev.warn(m), onEmbedded: progress(data.train.length) });
-    ev.info(`features: ${total} images in ${((performance.now() - t0) / 1000).toFixed(1)} s (${fx.dim} values each), cached in ${path}`);
+    const val = await embed(fx, data.val, b.config, {
+      onWarning: (m) => ev.warn(m),
+      onEmbedded: progress(data.train.length),
+    });
+    ev.info(
+      `features: ${total} images in ${((performance.now() - t0) / 1000).toFixed(1)} s (${fx.dim} values each), cached in ${path}`,
+    );
     writeSafetensors(
       path,
       {
@@ -137,7 +197,9 @@ export async function runLinearProbe(o: LinearRunOptions): Promise<LinearResult>
   const seed = o.seed ?? b.config.seed;
   const spec: FeatureSpec = { pool: cfg.pool, layers: cfg.layers };
   const blocks = probedLayers(spec, studentPresets[b.config.model].depth);
-  ev.info(`linear probe of ${b.fromScratch ? 'the random-init twin of ' : ''}${b.checkpoint} (step ${b.step}, student ${b.config.model}) on ${b.config.data}: ${data.train.length} train, ${data.val.length} val images, ${data.classNames.length} classes`);
+  ev.info(
+    `linear probe of ${b.fromScratch ? 'the random-init twin of ' : ''}${b.checkpoint} (step ${b.step}, student ${b.config.model}) on ${b.config.data}: ${data.train.length} train, ${data.val.length} val images, ${data.classNames.length} classes`,
+  );
 
   const cached = await features(b, spec, data, out, cfg, ev);
   const L = blocks.length;
@@ -150,14 +212,27 @@ export async function runLinearProbe(o: LinearRunOptions): Promise<LinearResult>
   const stepsPerEpoch = Math.floor(N / B);
   const totalSteps = stepsPerEpoch * cfg.epochs;
   const sched: ScheduleConfig = {
-    baseLr: cfg.lr, lrBatchRef: 256, batchSize: B, warmupSteps: Math.min(cfg.warmupEpochs * stepsPerEpoch, totalSteps), totalSteps,
-    warmupLr: 0, minLr: cfg.minLr, weightDecay: cfg.weightDecay, weightDecayEnd: cfg.weightDecay,
+    baseLr: cfg.lr,
+    lrBatchRef: 256,
+    batchSize: B,
+    warmupSteps: Math.min(cfg.warmupEpochs * stepsPerEpoch, totalSteps),
+    totalSteps,
+    warmupLr: 0,
+    minLr: cfg.minLr,
+    weightDecay: cfg.weightDecay,
+    weightDecayEnd: cfg.weightDecay,
   };
-  ev.info(`probe: ${L} block(s) x ${F} features (${cfg.pool}), BatchNorm (no affine) + linear, ${cfg.optimizer.toUpperCase()} momentum ${cfg.momentum}${cfg.optimizer === 'lars' ? ` trust ${cfg.trust}` : ''}, ${cfg.epochs} epochs x ${stepsPerEpoch} steps of ${B}, peak lr ${peakLr(sched).toExponential(3)}, ${sched.warmupSteps} warmup steps`);
+  ev.info(
+    `probe: ${L} block(s) x ${F} features (${cfg.pool}), BatchNorm (no affine) + linear, ${cfg.optimizer.toUpperCase()} momentum ${cfg.momentum}${cfg.optimizer === 'lars' ? ` trust ${cfg.trust}` : ''}, ${cfg.epochs} epochs x ${stepsPerEpoch} steps of ${B}, peak lr ${peakLr(sched).toExponential(3)}, ${sched.warmupSteps} warmup steps`,
+  );
 
   const engine = Engine.create({ device: b.config.device, threads: b.config.threads });
   const evalBatch = Math.min(1024, cached.val.labels.length);
-  const model = new LinearProbeModel(engine, { layers: L, dim: F, classes: K, batch: B }, evalBatch, { kind: cfg.optimizer, momentum: cfg.momentum, trust: cfg.trust });
+  const model = new LinearProbeModel(engine, { layers: L, dim: F, classes: K, batch: B }, evalBatch, {
+    kind: cfg.optimizer,
+    momentum: cfg.momentum,
+    trust: cfg.trust,
+  });
   const metricsPath = join(out, 'metrics.jsonl');
   try {
     await model.init(seed);
@@ -174,12 +249,22 @@ export async function runLinearProbe(o: LinearRunOptions): Promise<LinearResult>
     const save = (reason: string): void => {
       const snap = model.snapshot();
       const st: TrainState = {
-        step, epoch: Math.floor(step / stepsPerEpoch), dataPosition: { epoch: Math.floor(step / stepsPerEpoch), index: (step % stepsPerEpoch) * B }, seed,
+        step,
+        epoch: Math.floor(step / stepsPerEpoch),
+        dataPosition: { epoch: Math.floor(step / stepsPerEpoch), index: (step % stepsPerEpoch) * B },
+        seed,
         config: { linear: cfg, backbone: { checkpoint: b.checkpoint, step: b.step, fromScratch: b.fromScratch } },
-        paramTable: model.train.cg.params.filter((p) => p.group === 'train').map((p) => ({ name: p.name, shape: p.shape, offset: p.offset })),
+        paramTable: model.train.cg.params
+          .filter((p) => p.group === 'train')
+          .map((p) => ({ name: p.name, shape: p.shape, offset: p.offset })),
         extra: { frozen: Array.from(snap.frozen), epochs },
       };
-      const path = saveCheckpoint(ckptDir, { state: st, params: snap.params, m: snap.mu, v: new Float32Array(snap.params.length) });
+      const path = saveCheckpoint(ckptDir, {
+        state: st,
+        params: snap.params,
+        m: snap.mu,
+        v: new Float32Array(snap.params.length),
+      });
       ev.info(`checkpoint (${reason}): ${path}`);
     };
     const evaluate = async (epoch: number, trainLoss: number, t0: number): Promise<EpochResult> => {
@@ -218,7 +303,8 @@ export async function runLinearProbe(o: LinearRunOptions): Promise<LinearResult>
         const lr = lrAt(sched, step);
         const r = await model.step(xb, yb, lr, cfg.weightDecay);
         const loss = r.loss.reduce((a, v) => a + v, 0) / L;
-        if (!Number.isFinite(loss)) throw new Error(`linear probe: the loss is ${loss} at step ${step + 1}: lower --lr`);
+        if (!Number.isFinite(loss))
+          throw new Error(`linear probe: the loss is ${loss} at step ${step + 1}: lower --lr`);
         step++;
         stepsThisRun++;
         lossSum += loss;
@@ -228,7 +314,16 @@ export async function runLinearProbe(o: LinearRunOptions): Promise<LinearResult>
         appendFileSync(metricsPath, JSON.stringify(m) + '\n');
         ev.metrics(m);
         const rate = (stepsThisRun * B) / Math.max((performance.now() - t0) / 1000, 1e-9);
-        ev.progress({ phase: 'linear', epoch, epochs: cfg.epochs, step: i + 1, steps: stepsPerEpoch, loss, imagesPerSec: rate, etaSec: ((totalSteps - step) * B) / rate });
+        ev.progress({
+          phase: 'linear',
+          epoch,
+          epochs: cfg.epochs,
+          step: i + 1,
+          steps: stepsPerEpoch,
+          loss,
+          imagesPerSec: rate,
+          etaSec: ((totalSteps - step) * B) / rate,
+        });
         if (o.interrupted?.()) status = 'interrupted';
         else if (o.stopAfter && stepsThisRun >= o.stopAfter && step < totalSteps) status = 'stopped';
         if (status !== 'done') break;

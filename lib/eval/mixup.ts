@@ -67,7 +67,12 @@ export function drawMix(cfg: MixupConfig, size: number, seed: number, step: numb
   const cy = rng.int(size);
   const cx = rng.int(size);
   const clip = (v: number) => Math.min(Math.max(v, 0), size);
-  const box: [number, number, number, number] = [clip(cy - (ch >> 1)), clip(cy + (ch >> 1)), clip(cx - (cw >> 1)), clip(cx + (cw >> 1))];
+  const box: [number, number, number, number] = [
+    clip(cy - (ch >> 1)),
+    clip(cy + (ch >> 1)),
+    clip(cx - (cw >> 1)),
+    clip(cx + (cw >> 1)),
+  ];
   return { kind: 'cutmix', lam: 1 - ((box[1] - box[0]) * (box[3] - box[2])) / (size * size), box };
 }
 
@@ -104,7 +109,12 @@ export function applyMix(images: Float32Array, batch: number, size: number, draw
 }
 
 /** Label-smoothed mixed targets [B, K] (labels mixed with their reverse). */
-export function mixTargets(labels: ArrayLike<number>, numClasses: number, lam: number, smoothing: number): Float32Array {
+export function mixTargets(
+  labels: ArrayLike<number>,
+  numClasses: number,
+  lam: number,
+  smoothing: number,
+): Float32Array {
   const B = labels.length;
   const K = numClasses;
   const off = smoothing / K;

@@ -141,7 +141,13 @@ export interface EpochResult {
   seconds: number;
 }
 
-export const silentEvents: EvalEvents = { info: () => {}, warn: () => {}, progress: () => {}, metrics: () => {}, epoch: () => {} };
+export const silentEvents: EvalEvents = {
+  info: () => {},
+  warn: () => {},
+  progress: () => {},
+  metrics: () => {},
+  epoch: () => {},
+};
 
 /** Top-1 and top-5 accuracy of logits [N, K] (first maxima, as torch.topk on ties). */
 export function topK(logits: Float32Array, labels: Int32Array, K: number): TopK {
@@ -165,7 +171,10 @@ const pct = (v?: number) => (v === undefined ? 'n/a' : `${(100 * v).toFixed(2)}%
 /** One line per evaluated epoch, for text output. */
 export function formatEpoch(e: EpochResult): string {
   const heads = Object.entries(e.val)
-    .map(([h, v]) => `${e.protocol === 'linear' ? `block ${h}` : h} top-1 ${pct(v.top1)}${v.top5 !== undefined ? ` top-5 ${pct(v.top5)}` : ''}`)
+    .map(
+      ([h, v]) =>
+        `${e.protocol === 'linear' ? `block ${h}` : h} top-1 ${pct(v.top1)}${v.top5 !== undefined ? ` top-5 ${pct(v.top5)}` : ''}`,
+    )
     .join(', ');
   return `${e.protocol} epoch ${e.epoch}: train loss ${e.train_loss.toFixed(4)}; val ${heads} (${e.seconds.toFixed(1)}s)`;
 }

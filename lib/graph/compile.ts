@@ -76,7 +76,12 @@ export function compile(g: Graph): CompiledGraph {
         buffers.push({ ...base, kind: 'bound', state: v.name as StateName });
         break;
       case 'param':
-        buffers.push({ ...base, kind: 'view', of: v.param!.group === 'train' ? 'params' : 'frozen', offset: v.param!.offset });
+        buffers.push({
+          ...base,
+          kind: 'view',
+          of: v.param!.group === 'train' ? 'params' : 'frozen',
+          offset: v.param!.offset,
+        });
         break;
       case 'grad':
         buffers.push({ ...base, kind: 'view', of: 'grads', offset: v.param!.offset });
@@ -95,7 +100,12 @@ export function compile(g: Graph): CompiledGraph {
   for (const c of g.consts) consts.set(c.data, c.offset);
   return {
     buffers,
-    ops: g.ops.map((o) => ({ op: o.op, in: o.in.map((v) => v?.name ?? ''), out: o.out.map((v) => v?.name ?? ''), attrs: { ...o.attrs } })),
+    ops: g.ops.map((o) => ({
+      op: o.op,
+      in: o.in.map((v) => v?.name ?? ''),
+      out: o.out.map((v) => v?.name ?? ''),
+      attrs: { ...o.attrs },
+    })),
     params: g.params.map((p) => ({ ...p, shape: [...p.shape] })),
     sizes: { ...g.sizes },
     inputs: buffers.filter((b) => b.kind === 'input').map(({ name, shape, dtype }) => ({ name, shape, dtype })),
@@ -116,7 +126,8 @@ export function validate(g: Graph): void {
     for (const v of op.in) {
       if (!v) continue;
       const { root, offset } = rootOf(v);
-      if (offset + numel(v.shape) > numel(root.shape)) throw new Error(`graph: '${v.name}' ${shapeStr(v.shape)} at ${offset} overflows '${root.name}'`);
+      if (offset + numel(v.shape) > numel(root.shape))
+        throw new Error(`graph: '${v.name}' ${shapeStr(v.shape)} at ${offset} overflows '${root.name}'`);
       if ((root.kind === 'temp' || root.kind === 'output') && !written.has(root))
         throw new Error(`graph: op ${k} (${op.op}) reads '${v.name}' before any op wrote '${root.name}'`);
     }

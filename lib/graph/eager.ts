@@ -18,7 +18,8 @@ export class EagerExecutor {
   ) {
     for (const b of cg.buffers) {
       this.byName.set(b.name, b);
-      if (b.kind === 'input' || b.kind === 'temp' || b.kind === 'output') this.roots.set(b.name, engine.tensor(b.shape, b.dtype));
+      if (b.kind === 'input' || b.kind === 'temp' || b.kind === 'output')
+        this.roots.set(b.name, engine.tensor(b.shape, b.dtype));
       else if (b.kind === 'bound') this.roots.set(b.name, state.get(b.state!));
     }
   }
@@ -47,7 +48,10 @@ export class EagerExecutor {
       try {
         await this.runOp(op);
       } catch (err) {
-        throw new Error(`eager: op ${k} (${op.op} ${op.in.join(',')} -> ${op.out.join(',')}): ${(err as Error).message}`, { cause: err });
+        throw new Error(
+          `eager: op ${k} (${op.op} ${op.in.join(',')} -> ${op.out.join(',')}): ${(err as Error).message}`,
+          { cause: err },
+        );
       }
       after?.(k, op);
     }
@@ -61,7 +65,15 @@ export class EagerExecutor {
       this.engine.op(op.op, op.in.map(t), op.out.map(t), op.attrs);
       return;
     }
-    const buffers: { name: string; shape: number[]; dtype: CompiledBuffer['dtype']; kind: 'bound' | 'view'; of?: string; offset?: number; tensor?: Tensor }[] = [];
+    const buffers: {
+      name: string;
+      shape: number[];
+      dtype: CompiledBuffer['dtype'];
+      kind: 'bound' | 'view';
+      of?: string;
+      offset?: number;
+      tensor?: Tensor;
+    }[] = [];
     const seen = new Set<string>();
     for (const n of names) {
       if (seen.has(n)) continue;
@@ -70,7 +82,13 @@ export class EagerExecutor {
       const rb = this.byName.get(root)!;
       if (!seen.has(`root:${root}`)) {
         seen.add(`root:${root}`);
-        buffers.push({ name: `root:${root}`, shape: [...this.roots.get(root)!.shape], dtype: rb.dtype, kind: 'bound', tensor: this.roots.get(root)! });
+        buffers.push({
+          name: `root:${root}`,
+          shape: [...this.roots.get(root)!.shape],
+          dtype: rb.dtype,
+          kind: 'bound',
+          tensor: this.roots.get(root)!,
+        });
       }
       const b = this.byName.get(n)!;
       buffers.push({ name: n, shape: b.shape, dtype: b.dtype, kind: 'view', of: `root:${root}`, offset });
@@ -88,7 +106,10 @@ export class EagerExecutor {
     const { root, offset } = this.resolve(name);
     const b = this.byName.get(name)!;
     const n = b.shape.reduce((a, d) => a * d, 1);
-    return this.roots.get(root)!.read().slice(offset, offset + n);
+    return this.roots
+      .get(root)!
+      .read()
+      .slice(offset, offset + n);
   }
 
   /** Overwrite a whole root buffer (an input, a temp) with data. */

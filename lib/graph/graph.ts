@@ -117,7 +117,14 @@ export class Graph {
 
   /** A program input, written by the host before each step. */
   input(name: string, shape: number[], dtype: DType = 'f32', opts: { requiresGrad?: boolean } = {}): Value {
-    return this.add({ name, shape, dtype, kind: 'input', offset: 0, requiresGrad: !!opts.requiresGrad && dtype === 'f32' });
+    return this.add({
+      name,
+      shape,
+      dtype,
+      kind: 'input',
+      offset: 0,
+      requiresGrad: !!opts.requiresGrad && dtype === 'f32',
+    });
   }
 
   /** A parameter: a window into the flat buffer of its group. Register all params before backward(). */
@@ -133,7 +140,15 @@ export class Graph {
       offset: -1,
       numel: numel(shape),
     };
-    const v = this.add({ name, shape, dtype: 'f32', kind: 'param', offset: 0, requiresGrad: group === 'train', param: info });
+    const v = this.add({
+      name,
+      shape,
+      dtype: 'f32',
+      kind: 'param',
+      offset: 0,
+      requiresGrad: group === 'train',
+      param: info,
+    });
     this.params.push(info);
     this.paramValues.set(name, v);
     return v;
@@ -142,16 +157,23 @@ export class Graph {
   /** Fixed data (no gradient), e.g. a sin-cos position table; lives in the flat `consts` buffer. */
   constant(name: string, shape: number[], data: Float32Array): Value {
     if (this.layout) throw new Error(`graph: constant '${name}' added after the layout was finalised`);
-    if (data.length !== numel(shape)) throw new Error(`graph: constant '${name}' ${shapeStr(shape)} got ${data.length} values`);
+    if (data.length !== numel(shape))
+      throw new Error(`graph: constant '${name}' ${shapeStr(shape)} got ${data.length} values`);
     const v = this.add({ name, shape, dtype: 'f32', kind: 'const', offset: 0, requiresGrad: false, data });
     this.consts.push({ value: v, data, offset: -1 });
     return v;
   }
 
   /** A new temp produced by an op; requiresGrad when gradients are on and any source needs one. */
-  temp(hint: string, shape: readonly number[], dtype: DType = 'f32', sources: (Value | null | undefined)[] = []): Value {
+  temp(
+    hint: string,
+    shape: readonly number[],
+    dtype: DType = 'f32',
+    sources: (Value | null | undefined)[] = [],
+  ): Value {
     // (bf16 activations get gradients too: their gradient temps are f32)
-    const requiresGrad = this.gradEnabled && (dtype === 'f32' || dtype === 'bf16') && sources.some((s) => s?.requiresGrad);
+    const requiresGrad =
+      this.gradEnabled && (dtype === 'f32' || dtype === 'bf16') && sources.some((s) => s?.requiresGrad);
     const base = this.scoped(hint);
     let name = base;
     while (this.names.has(name)) name = `${base}#${++this.counter}`;
@@ -165,14 +187,31 @@ export class Graph {
       throw new Error(`graph: view ${shapeStr(shape)} at ${offset} does not fit in '${v.name}' ${shapeStr(v.shape)}`);
     let name = `${hint ?? v.name}@${shapeStr(shape).replace(/ /g, '')}${offset ? `+${offset}` : ''}`;
     while (this.names.has(name)) name = `${name}#${++this.counter}`;
-    return this.add({ name, shape: [...shape], dtype: v.dtype, kind: 'view', of: v, offset, requiresGrad: v.requiresGrad });
+    return this.add({
+      name,
+      shape: [...shape],
+      dtype: v.dtype,
+      kind: 'view',
+      of: v,
+      offset,
+      requiresGrad: v.requiresGrad,
+    });
   }
 
   /** The in-place successor of v: same memory, written by the op that is about to be emitted. */
   alias(v: Value, hint: string, requiresGrad: boolean): Value {
     let name = this.scoped(hint);
     while (this.names.has(name)) name = `${name}#${++this.counter}`;
-    return this.add({ name, shape: [...v.shape], dtype: v.dtype, kind: 'view', of: v, offset: 0, alias: true, requiresGrad });
+    return this.add({
+      name,
+      shape: [...v.shape],
+      dtype: v.dtype,
+      kind: 'view',
+      of: v,
+      offset: 0,
+      alias: true,
+      requiresGrad,
+    });
   }
 
   /** Mark a root temp as a program output (read back after each step). */
@@ -201,8 +240,19 @@ export class Graph {
 
   // ------------------------------------------------------------------ ops and tape
 
-  emit(op: OpName, ins: (Value | null | undefined)[], outs: (Value | null | undefined)[], attrs: OpAttrs = {}): OpRecord {
-    const rec: OpRecord = { op, in: ins.map((v) => v ?? null), out: outs.map((v) => v ?? null), attrs, phase: this.phase };
+  emit(
+    op: OpName,
+    ins: (Value | null | undefined)[],
+    outs: (Value | null | undefined)[],
+    attrs: OpAttrs = {},
+  ): OpRecord {
+    const rec: OpRecord = {
+      op,
+      in: ins.map((v) => v ?? null),
+      out: outs.map((v) => v ?? null),
+      attrs,
+      phase: this.phase,
+    };
     this.ops.push(rec);
     return rec;
   }
@@ -242,7 +292,12 @@ export class Graph {
     this.layout = { train, frozen, consts };
     const state = (name: string, n: number): Value | undefined =>
       n > 0 ? this.add({ name, shape: [n], dtype: 'f32', kind: 'state', offset: 0, requiresGrad: false }) : undefined;
-    this.stateValues = { params: state('params', train), grads: state('grads', train), frozen: state('frozen', frozen), consts: state('consts', consts) };
+    this.stateValues = {
+      params: state('params', train),
+      grads: state('grads', train),
+      frozen: state('frozen', frozen),
+      consts: state('consts', consts),
+    };
     return this.stateValues;
   }
 
@@ -260,7 +315,8 @@ export class Graph {
     const st = this.finalizeParams();
     if (!st.params) throw new Error('graph: no trainable parameters for an optimizer');
     const n = this.sizes.train;
-    const mk = (name: string, dtype: DType): Value => this.add({ name, shape: [n], dtype, kind: 'state', offset: 0, requiresGrad: false });
+    const mk = (name: string, dtype: DType): Value =>
+      this.add({ name, shape: [n], dtype, kind: 'state', offset: 0, requiresGrad: false });
     st.adam_m ??= mk('adam_m', 'f32');
     st.adam_v ??= mk('adam_v', 'f32');
     st.wd_mask ??= mk('wd_mask', 'u8');
@@ -279,7 +335,15 @@ export class Graph {
     const info = p.param!;
     let g = this.paramGrads.get(info.name);
     if (!g) {
-      g = this.add({ name: `grad:${info.name}`, shape: info.shape, dtype: 'f32', kind: 'grad', offset: 0, requiresGrad: false, param: info });
+      g = this.add({
+        name: `grad:${info.name}`,
+        shape: info.shape,
+        dtype: 'f32',
+        kind: 'grad',
+        offset: 0,
+        requiresGrad: false,
+        param: info,
+      });
       this.paramGrads.set(info.name, g);
     }
     return g;
@@ -312,7 +376,8 @@ export class Graph {
   /** The gradient of v (a value whose consumers have all been differentiated), or undefined if none flows. */
   gradOf(v: Value): Value | undefined {
     const { root, offset } = rootOf(v);
-    if (root.kind === 'param') return root.param!.group === 'train' ? this.windowOf(this.paramGrad(root), v, offset) : undefined;
+    if (root.kind === 'param')
+      return root.param!.group === 'train' ? this.windowOf(this.paramGrad(root), v, offset) : undefined;
     const st = this.grads.get(root.id);
     if (!st || !st.written) return undefined;
     return this.windowOf(st.value, v, offset);
@@ -378,7 +443,10 @@ export class Graph {
     if (!to.requiresGrad || !isFullView(to) || !isFullView(grad)) return false;
     const { root } = rootOf(to);
     if (root.kind === 'param' || this.grads.has(root.id) || numel(grad.shape) !== numel(root.shape)) return false;
-    this.grads.set(root.id, { value: sameShape(grad.shape, root.shape) ? grad : this.view(grad, root.shape), written: true });
+    this.grads.set(root.id, {
+      value: sameShape(grad.shape, root.shape) ? grad : this.view(grad, root.shape),
+      written: true,
+    });
     return true;
   }
 

@@ -13,7 +13,11 @@ import { Rng, Stream } from '../util/rng.js';
 import type { InitSpec, ParamInfo } from './value.js';
 
 /** A spec whose ops initialise every param of the graph (bound: params and/or frozen). */
-export function initProgramSpec(cg: CompiledGraph, seed: number, groups: ('train' | 'frozen')[] = ['train', 'frozen']): { buffers: CompiledBuffer[]; ops: CompiledOp[] } {
+export function initProgramSpec(
+  cg: CompiledGraph,
+  seed: number,
+  groups: ('train' | 'frozen')[] = ['train', 'frozen'],
+): { buffers: CompiledBuffer[]; ops: CompiledOp[] } {
   const buffers: CompiledBuffer[] = [];
   const ops: CompiledOp[] = [];
   const sizes = { train: cg.sizes.train, frozen: cg.sizes.frozen };
@@ -25,7 +29,14 @@ export function initProgramSpec(cg: CompiledGraph, seed: number, groups: ('train
   for (const p of cg.params) {
     if (!groups.includes(p.group)) continue;
     const name = `init:${p.name}`;
-    buffers.push({ name, shape: [p.numel], dtype: 'f32', kind: 'view', of: p.group === 'train' ? 'params' : 'frozen', offset: p.offset });
+    buffers.push({
+      name,
+      shape: [p.numel],
+      dtype: 'f32',
+      kind: 'view',
+      of: p.group === 'train' ? 'params' : 'frozen',
+      offset: p.offset,
+    });
     ops.push(initOp(p.init, name, seed, paramStream(p.name)));
   }
   return { buffers, ops };
@@ -34,7 +45,12 @@ export function initProgramSpec(cg: CompiledGraph, seed: number, groups: ('train
 function initOp(init: InitSpec, buf: string, seed: number, stream: number): CompiledOp {
   switch (init.kind) {
     case 'trunc_normal':
-      return { op: 'init_normal', in: [], out: [buf], attrs: { mean: init.mean ?? 0, std: init.std, lo: init.lo ?? -2, hi: init.hi ?? 2, seed, stream } };
+      return {
+        op: 'init_normal',
+        in: [],
+        out: [buf],
+        attrs: { mean: init.mean ?? 0, std: init.std, lo: init.lo ?? -2, hi: init.hi ?? 2, seed, stream },
+      };
     case 'uniform':
       return { op: 'init_uniform', in: [], out: [buf], attrs: { lo: init.lo, hi: init.hi, seed, stream } };
     case 'zeros':
@@ -47,9 +63,14 @@ function initOp(init: InitSpec, buf: string, seed: number, stream: number): Comp
 }
 
 /** Host-side initial values of the flat buffers (train and frozen), deterministic in `seed`. */
-export function hostInit(params: ParamInfo[], sizes: { train: number; frozen: number }, seed: number): { train: Float32Array; frozen: Float32Array } {
+export function hostInit(
+  params: ParamInfo[],
+  sizes: { train: number; frozen: number },
+  seed: number,
+): { train: Float32Array; frozen: Float32Array } {
   const out = { train: new Float32Array(sizes.train), frozen: new Float32Array(sizes.frozen) };
-  for (const p of params) fillInit(out[p.group].subarray(p.offset, p.offset + p.numel), p.init, seed, paramStream(p.name));
+  for (const p of params)
+    fillInit(out[p.group].subarray(p.offset, p.offset + p.numel), p.init, seed, paramStream(p.name));
   return out;
 }
 

@@ -14,7 +14,8 @@ export class GraphState {
   ) {
     const { train, frozen, consts } = cg.sizes;
     if (train) {
-      for (const n of ['params', 'grads', 'adam_m', 'adam_v'] as const) this.tensors.set(n, engine.tensor([train], 'f32'));
+      for (const n of ['params', 'grads', 'adam_m', 'adam_v'] as const)
+        this.tensors.set(n, engine.tensor([train], 'f32'));
       this.tensors.set('wd_mask', engine.tensor([train], 'u8', cg.wdMask));
     }
     if (frozen) this.tensors.set('frozen', engine.tensor([frozen], 'f32'));
@@ -62,7 +63,10 @@ export class GraphState {
   /** Run the native init ops over the param windows (needs the init kernels). */
   async initNative(seed: number, groups: ('train' | 'frozen')[] = ['train', 'frozen']): Promise<void> {
     const spec = initProgramSpec(this.cg, seed, groups);
-    const prog = this.engine.program({ buffers: spec.buffers.map((b) => ({ ...b, tensor: b.state ? this.get(b.state) : undefined })), ops: spec.ops });
+    const prog = this.engine.program({
+      buffers: spec.buffers.map((b) => ({ ...b, tensor: b.state ? this.get(b.state) : undefined })),
+      ops: spec.ops,
+    });
     try {
       await prog.run({});
     } finally {
@@ -73,7 +77,15 @@ export class GraphState {
   /** Compile the graph into a native Program bound to this state. */
   program(): Program {
     return this.engine.program({
-      buffers: this.cg.buffers.map((b) => ({ name: b.name, shape: b.shape, dtype: b.dtype, kind: b.kind, of: b.of, offset: b.offset, tensor: b.state ? this.get(b.state) : undefined })),
+      buffers: this.cg.buffers.map((b) => ({
+        name: b.name,
+        shape: b.shape,
+        dtype: b.dtype,
+        kind: b.kind,
+        of: b.of,
+        offset: b.offset,
+        tensor: b.state ? this.get(b.state) : undefined,
+      })),
       ops: this.cg.ops,
     });
   }

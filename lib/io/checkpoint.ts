@@ -7,7 +7,16 @@
 // intact and `latest.json` pointing at a complete file. Metadata "crc32c" holds the CRC32C of the
 // training state and of each tensor; a load verifies them and names the file and the tensor that
 // fails (checkpoints written before checksums load with a note).
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, join } from 'node:path';
 
 import type { CompiledGraph } from '../graph/compile.js';
@@ -22,7 +31,9 @@ export interface ParamEntry {
 
 /** The parameter table of a compiled graph's group (the trainable one by default), as checkpoints store it. */
 export function paramTable(cg: CompiledGraph, group: 'train' | 'frozen' = 'train'): ParamEntry[] {
-  return cg.params.filter((p) => p.group === group).map((p) => ({ name: p.name, shape: [...p.shape], offset: p.offset }));
+  return cg.params
+    .filter((p) => p.group === group)
+    .map((p) => ({ name: p.name, shape: [...p.shape], offset: p.offset }));
 }
 
 export interface TrainState {
@@ -64,15 +75,25 @@ const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.by
  * run's step files: only files of lower steps are pruned, so the file latest.json names, and any
  * higher step this run did not write, are never removed.
  */
-export function saveCheckpoint(dir: string, ck: Omit<Checkpoint, 'path' | 'notes'>, opts: { name?: string; keep?: number } = {}): string {
+export function saveCheckpoint(
+  dir: string,
+  ck: Omit<Checkpoint, 'path' | 'notes'>,
+  opts: { name?: string; keep?: number } = {},
+): string {
   mkdirSync(dir, { recursive: true });
   const n = ck.params.length;
-  if (ck.m.length !== n || ck.v.length !== n) throw new Error(`saveCheckpoint: params (${n}), m (${ck.m.length}) and v (${ck.v.length}) differ in length`);
+  if (ck.m.length !== n || ck.v.length !== n)
+    throw new Error(`saveCheckpoint: params (${n}), m (${ck.m.length}) and v (${ck.v.length}) differ in length`);
   const name = opts.name ?? `step-${String(ck.state.step).padStart(8, '0')}`;
   const path = join(dir, `${name}.safetensors`);
   const medic = JSON.stringify(ck.state);
   // CRC32C of the training state and of each tensor's bytes: a flipped bit anywhere is found at load.
-  const crc = { medic: crc32cHex(Buffer.from(medic, 'utf8')), params: crc32cHex(bytesOf(ck.params)), 'adam.m': crc32cHex(bytesOf(ck.m)), 'adam.v': crc32cHex(bytesOf(ck.v)) };
+  const crc = {
+    medic: crc32cHex(Buffer.from(medic, 'utf8')),
+    params: crc32cHex(bytesOf(ck.params)),
+    'adam.m': crc32cHex(bytesOf(ck.m)),
+    'adam.v': crc32cHex(bytesOf(ck.v)),
+  };
   writeSafetensors(
     path,
     {
@@ -106,14 +127,18 @@ export function resolveCheckpoint(pathOrDir: string): string {
       } catch (err) {
         throw new Error(`checkpoint ${latest}: not valid JSON (${(err as Error).message})`, { cause: err });
       }
-      if (typeof file !== 'string' || !STEP_FILE.test(file) && !/^[\w.-]+\.safetensors$/.test(file))
-        throw new Error(`checkpoint ${latest}: field 'file' is ${JSON.stringify(file)}, expected the name of a .safetensors file in ${dir}`);
+      if (typeof file !== 'string' || (!STEP_FILE.test(file) && !/^[\w.-]+\.safetensors$/.test(file)))
+        throw new Error(
+          `checkpoint ${latest}: field 'file' is ${JSON.stringify(file)}, expected the name of a .safetensors file in ${dir}`,
+        );
       const p = join(dir, file);
       if (!existsSync(p)) throw new Error(`checkpoint ${latest} points at ${file}, which does not exist`);
       return p;
     }
   }
-  throw new Error(`checkpoint ${pathOrDir}: a folder without latest.json (expected a run folder, its checkpoints/ folder, or a .safetensors file)`);
+  throw new Error(
+    `checkpoint ${pathOrDir}: a folder without latest.json (expected a run folder, its checkpoints/ folder, or a .safetensors file)`,
+  );
 }
 
 type Header = { path: string; state: TrainState; crc: Record<string, string> | null };
@@ -122,7 +147,9 @@ type Header = { path: string; state: TrainState; crc: Record<string, string> | n
 function readHeader(f: SafetensorsFile, path: string): Header {
   const meta = f.metadata;
   if (meta.format !== FORMAT)
-    throw new Error(`checkpoint ${path}: not a medic-native checkpoint (metadata format is ${JSON.stringify(meta.format ?? null)}, expected ${FORMAT})`);
+    throw new Error(
+      `checkpoint ${path}: not a medic-native checkpoint (metadata format is ${JSON.stringify(meta.format ?? null)}, expected ${FORMAT})`,
+    );
   let crc: Record<string, string> | null = null;
   if (meta.crc32c !== undefined) {
     try {
@@ -131,13 +158,23 @@ function readHeader(f: SafetensorsFile, path: string): Header {
       crc = null;
     }
     const keys = ['medic', ...TENSORS];
-    if (!crc || typeof crc !== 'object' || !keys.every((k) => typeof crc![k] === 'string' && /^[0-9a-f]{8}$/.test(crc![k])))
-      throw new Error(`checkpoint ${path}: metadata field 'crc32c' is ${JSON.stringify(meta.crc32c)}, expected 8-hex-digit CRC32C values of ${keys.join(', ')}`);
+    if (
+      !crc ||
+      typeof crc !== 'object' ||
+      !keys.every((k) => typeof crc![k] === 'string' && /^[0-9a-f]{8}$/.test(crc![k]))
+    )
+      throw new Error(
+        `checkpoint ${path}: metadata field 'crc32c' is ${JSON.stringify(meta.crc32c)}, expected 8-hex-digit CRC32C values of ${keys.join(', ')}`,
+      );
   }
-  if (typeof meta.medic !== 'string') throw new Error(`checkpoint ${path}: metadata field 'medic' (the training state) is missing`);
+  if (typeof meta.medic !== 'string')
+    throw new Error(`checkpoint ${path}: metadata field 'medic' (the training state) is missing`);
   if (crc) {
     const got = crc32cHex(Buffer.from(meta.medic, 'utf8'));
-    if (got !== crc.medic) throw new Error(`checkpoint ${path}: the training state (metadata 'medic') fails its CRC32C check (stored ${crc.medic}, computed ${got}): the file is corrupted`);
+    if (got !== crc.medic)
+      throw new Error(
+        `checkpoint ${path}: the training state (metadata 'medic') fails its CRC32C check (stored ${crc.medic}, computed ${got}): the file is corrupted`,
+      );
   }
   let raw: unknown;
   try {
@@ -169,19 +206,31 @@ export function loadCheckpoint(pathOrDir: string): Checkpoint {
     for (const k of TENSORS) {
       const t = f.tensors.get(k);
       if (!t) throw new Error(`checkpoint ${path}: tensor '${k}' is missing`);
-      if (t.dtype !== 'F32' || t.shape.length !== 1) throw new Error(`checkpoint ${path}: tensor '${k}' is ${t.dtype}${JSON.stringify(t.shape)}, expected a flat F32 tensor`);
+      if (t.dtype !== 'F32' || t.shape.length !== 1)
+        throw new Error(
+          `checkpoint ${path}: tensor '${k}' is ${t.dtype}${JSON.stringify(t.shape)}, expected a flat F32 tensor`,
+        );
       const data = f.read(k) as Float32Array;
       if (crc) {
         const got = crc32cHex(bytesOf(data));
-        if (got !== crc[k]) throw new Error(`checkpoint ${path}: tensor '${k}' fails its CRC32C check (stored ${crc[k]}, computed ${got}): the file is corrupted`);
+        if (got !== crc[k])
+          throw new Error(
+            `checkpoint ${path}: tensor '${k}' fails its CRC32C check (stored ${crc[k]}, computed ${got}): the file is corrupted`,
+          );
       }
       read[k] = data;
     }
     const { params, 'adam.m': m, 'adam.v': v } = read;
-    if (m.length !== params.length || v.length !== params.length) throw new Error(`checkpoint ${path}: optimizer state and parameters differ in length`);
+    if (m.length !== params.length || v.length !== params.length)
+      throw new Error(`checkpoint ${path}: optimizer state and parameters differ in length`);
     const end = state.paramTable.reduce((a, p) => Math.max(a, p.offset + p.shape.reduce((x, y) => x * y, 1)), 0);
-    if (end > params.length) throw new Error(`checkpoint ${path}: the parameter table spans ${end} values, tensor 'params' holds ${params.length}`);
-    const notes = crc ? [] : [`checkpoint ${path} has no checksums (written before they were added): its data cannot be verified`];
+    if (end > params.length)
+      throw new Error(
+        `checkpoint ${path}: the parameter table spans ${end} values, tensor 'params' holds ${params.length}`,
+      );
+    const notes = crc
+      ? []
+      : [`checkpoint ${path} has no checksums (written before they were added): its data cannot be verified`];
     return { state, params, m, v, path, notes };
   } finally {
     f.close();
@@ -191,7 +240,9 @@ export function loadCheckpoint(pathOrDir: string): Checkpoint {
 /** The training state's fields, checked so that a damaged one is named here rather than failing later. */
 export function validateTrainState(path: string, raw: unknown): TrainState {
   const bad = (field: string, v: unknown, expected: string): never => {
-    throw new Error(`checkpoint ${path}: training state field '${field}' is ${JSON.stringify(v) ?? 'missing'}, expected ${expected}`);
+    throw new Error(
+      `checkpoint ${path}: training state field '${field}' is ${JSON.stringify(v) ?? 'missing'}, expected ${expected}`,
+    );
   };
   const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   const count = (field: string, v: unknown) => {
@@ -207,14 +258,17 @@ export function validateTrainState(path: string, raw: unknown): TrainState {
   count('dataPosition.index', dp.index);
   count('seed', s.seed);
   if (!isObj(s.config)) bad('config', s.config, 'an object of settings');
-  if (!Array.isArray(s.paramTable) || s.paramTable.length === 0) bad('paramTable', s.paramTable, 'a non-empty list of {name, shape, offset}');
+  if (!Array.isArray(s.paramTable) || s.paramTable.length === 0)
+    bad('paramTable', s.paramTable, 'a non-empty list of {name, shape, offset}');
   const names = new Set<string>();
   (s.paramTable as unknown[]).forEach((p, i) => {
     if (!isObj(p)) bad(`paramTable[${i}]`, p, 'an object {name, shape, offset}');
     const e = p as Record<string, unknown>;
-    if (typeof e.name !== 'string' || e.name === '' || names.has(e.name)) bad(`paramTable[${i}].name`, e.name, 'a unique parameter name');
+    if (typeof e.name !== 'string' || e.name === '' || names.has(e.name))
+      bad(`paramTable[${i}].name`, e.name, 'a unique parameter name');
     names.add(e.name as string);
-    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`paramTable[${i}].shape`, e.shape, 'a list of non-negative integers');
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      bad(`paramTable[${i}].shape`, e.shape, 'a list of non-negative integers');
     count(`paramTable[${i}].offset`, e.offset);
   });
   if (s.extra !== undefined && !isObj(s.extra)) bad('extra', s.extra, 'an object');
@@ -242,5 +296,7 @@ export function checkParamTable(path: string, saved: ParamEntry[], current: Para
   }
   for (const name of a.keys()) if (!b.has(name)) problems.push(`unexpected ${name}`);
   if (problems.length)
-    throw new Error(`checkpoint ${path} does not fit this model (${problems.length} difference(s)): ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? '; ...' : ''}`);
+    throw new Error(
+      `checkpoint ${path} does not fit this model (${problems.length} difference(s)): ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? '; ...' : ''}`,
+    );
 }

@@ -25,7 +25,10 @@ export const TIMM_VIT_FORMAT = 'medic-native/timm-vit@1';
 export type ParamSource = (name: string) => Float32Array | undefined;
 
 /** A source over a flat f32 buffer and a table of (name, offset, shape): a checkpoint's or a graph's. */
-export function flatParamSource(flat: Float32Array, table: readonly { name: string; offset: number; shape: readonly number[] }[]): ParamSource {
+export function flatParamSource(
+  flat: Float32Array,
+  table: readonly { name: string; offset: number; shape: readonly number[] }[],
+): ParamSource {
   const byName = new Map(table.map((p) => [p.name, p]));
   return (name) => {
     const p = byName.get(name);
@@ -70,10 +73,17 @@ export function exportArch(cfg: VitConfig): VitExportArch {
 
 /** timm's registered name for a standard size, when there is one (only a hint: the kwargs suffice). */
 function timmModelName(a: VitExportArch): string | undefined {
-  const sizes: Record<string, string> = { '192/12/3': 'tiny', '384/12/6': 'small', '768/12/12': 'base', '1024/24/16': 'large' };
+  const sizes: Record<string, string> = {
+    '192/12/3': 'tiny',
+    '384/12/6': 'small',
+    '768/12/12': 'base',
+    '1024/24/16': 'large',
+  };
   const size = sizes[`${a.dim}/${a.depth}/${a.heads}`];
   const known = new Set(['16/224', '16/384', '32/224', '32/384', '14/224', '8/224']);
-  return size && a.mlpRatio === 4 && a.chans === 3 && known.has(`${a.patch}/${a.img}`) ? `vit_${size}_patch${a.patch}_${a.img}` : undefined;
+  return size && a.mlpRatio === 4 && a.chans === 3 && known.has(`${a.patch}/${a.img}`)
+    ? `vit_${size}_patch${a.patch}_${a.img}`
+    : undefined;
 }
 
 /** A classifier's head: class count and pooling (avg: mean of the patch tokens + fc_norm; cls: the CLS token). */
@@ -100,7 +110,12 @@ export function timmKwargs(a: VitExportArch, head?: ExportHead): Record<string, 
 }
 
 /** Our student's params -> timm's tensors (names, shapes, the composed qkv bias). */
-export function studentToTimm(get: ParamSource, arch: VitExportArch, prefix = 'encoder', head?: ExportHead): Record<string, WriteTensor> {
+export function studentToTimm(
+  get: ParamSource,
+  arch: VitExportArch,
+  prefix = 'encoder',
+  head?: ExportHead,
+): Record<string, WriteTensor> {
   const { dim: D, depth, patch: p, chans: C } = arch;
   const N = (arch.img / p) ** 2;
   const H = Math.round(D * arch.mlpRatio);
@@ -109,7 +124,10 @@ export function studentToTimm(get: ParamSource, arch: VitExportArch, prefix = 'e
     const v = get(`${prefix}.${ours}`);
     if (!v) throw new Error(`export: the student has no parameter '${prefix}.${ours}'`);
     const n = shape.reduce((a, b) => a * b, 1);
-    if (v.length !== n) throw new Error(`export: '${prefix}.${ours}' has ${v.length} values, the architecture needs [${shape.join(', ')}] = ${n}`);
+    if (v.length !== n)
+      throw new Error(
+        `export: '${prefix}.${ours}' has ${v.length} values, the architecture needs [${shape.join(', ')}] = ${n}`,
+      );
     return Float32Array.from(v);
   };
   const put = (timm: string, ours: string, shape: number[]) => {
@@ -165,7 +183,10 @@ export function exportStudentTimm(
   if (opts.names) {
     const used = new Set(studentNames(arch, prefix, opts.head));
     const left = opts.names.filter((n) => n.startsWith(`${prefix}.`) && !used.has(n) && n !== `${prefix}.mask_token`);
-    if (left.length) throw new Error(`export: student parameters with no timm name: ${left.slice(0, 5).join(', ')}${left.length > 5 ? ', ...' : ''}`);
+    if (left.length)
+      throw new Error(
+        `export: student parameters with no timm name: ${left.slice(0, 5).join(', ')}${left.length > 5 ? ', ...' : ''}`,
+      );
   }
   const name = timmModelName(arch);
   writeSafetensors(path, tensors, {
@@ -181,10 +202,31 @@ export function exportStudentTimm(
 /** Our param names that an export of `arch` reads. */
 export function studentNames(arch: VitExportArch, prefix = 'encoder', head?: ExportHead): string[] {
   const norm = head?.pool === 'avg' ? 'fc_norm' : 'norm';
-  const n = ['cls_token', 'pos_embed', 'patch_embed.proj.weight', 'patch_embed.proj.bias', `${norm}.weight`, `${norm}.bias`];
+  const n = [
+    'cls_token',
+    'pos_embed',
+    'patch_embed.proj.weight',
+    'patch_embed.proj.bias',
+    `${norm}.weight`,
+    `${norm}.bias`,
+  ];
   if (head) n.push('head.weight', 'head.bias');
   for (let i = 0; i < arch.depth; i++) {
-    for (const s of ['norm1.weight', 'norm1.bias', 'attn.qkv.weight', 'attn.q_bias', 'attn.v_bias', 'attn.proj.weight', 'attn.proj.bias', 'norm2.weight', 'norm2.bias', 'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias'])
+    for (const s of [
+      'norm1.weight',
+      'norm1.bias',
+      'attn.qkv.weight',
+      'attn.q_bias',
+      'attn.v_bias',
+      'attn.proj.weight',
+      'attn.proj.bias',
+      'norm2.weight',
+      'norm2.bias',
+      'mlp.fc1.weight',
+      'mlp.fc1.bias',
+      'mlp.fc2.weight',
+      'mlp.fc2.bias',
+    ])
       n.push(`blocks.${i}.${s}`);
     if (arch.layerScale !== null) n.push(`blocks.${i}.gamma_1`, `blocks.${i}.gamma_2`);
   }
@@ -208,7 +250,9 @@ export function readStudentExport(path: string, opts: { prefix?: string } = {}):
   const f = new SafetensorsFile(path);
   try {
     if (f.metadata.format !== TIMM_VIT_FORMAT)
-      throw new Error(`${path}: not a medic-native student export (metadata format is ${JSON.stringify(f.metadata.format ?? null)}, expected ${TIMM_VIT_FORMAT})`);
+      throw new Error(
+        `${path}: not a medic-native student export (metadata format is ${JSON.stringify(f.metadata.format ?? null)}, expected ${TIMM_VIT_FORMAT})`,
+      );
     let arch: VitExportArch;
     try {
       arch = JSON.parse(f.metadata.arch) as VitExportArch;
@@ -216,7 +260,8 @@ export function readStudentExport(path: string, opts: { prefix?: string } = {}):
       throw new Error(`${path}: the 'arch' metadata is not valid JSON (${(err as Error).message})`, { cause: err });
     }
     for (const k of ['img', 'patch', 'chans', 'dim', 'depth', 'heads', 'mlpRatio'] as const)
-      if (typeof arch[k] !== 'number' || !(arch[k] > 0)) throw new Error(`${path}: the 'arch' metadata has no valid ${k} (${JSON.stringify(arch[k])})`);
+      if (typeof arch[k] !== 'number' || !(arch[k] > 0))
+        throw new Error(`${path}: the 'arch' metadata has no valid ${k} (${JSON.stringify(arch[k])})`);
     // The expected tensors are the ones an export of this arch writes (shapes from studentToTimm).
     const shapes = new Map<string, number[]>();
     const probe = studentToTimm((n) => new Float32Array(expectedNumel(arch, n.slice(prefix.length + 1))), arch, prefix);
@@ -224,10 +269,13 @@ export function readStudentExport(path: string, opts: { prefix?: string } = {}):
     const missing = [...shapes.keys()].filter((k) => !f.tensors.has(k));
     const extra = f.names().filter((k) => !shapes.has(k));
     if (missing.length || extra.length)
-      throw new Error(`${path}: tensors do not match the recorded architecture:${missing.length ? ` missing ${missing.slice(0, 5).join(', ')}` : ''}${extra.length ? ` unexpected ${extra.slice(0, 5).join(', ')}` : ''}`);
+      throw new Error(
+        `${path}: tensors do not match the recorded architecture:${missing.length ? ` missing ${missing.slice(0, 5).join(', ')}` : ''}${extra.length ? ` unexpected ${extra.slice(0, 5).join(', ')}` : ''}`,
+      );
     for (const [k, s] of shapes) {
       const got = f.info(k).shape;
-      if (got.join(',') !== s.join(',')) throw new Error(`${path}: '${k}' is [${got.join(', ')}], the recorded architecture needs [${s.join(', ')}]`);
+      if (got.join(',') !== s.join(','))
+        throw new Error(`${path}: '${k}' is [${got.join(', ')}], the recorded architecture needs [${s.join(', ')}]`);
     }
     const D = arch.dim;
     const params = new Map<string, Float32Array>();
@@ -237,7 +285,8 @@ export function readStudentExport(path: string, opts: { prefix?: string } = {}):
       const m = /^blocks\.(\d+)\.(.+)$/.exec(k);
       if (m && m[2] === 'attn.qkv.bias') {
         const kPart = v.subarray(D, 2 * D);
-        if (kPart.some((x) => x !== 0)) throw new Error(`${path}: '${k}' has a non-zero k bias; the student's attention has q and v biases only`);
+        if (kPart.some((x) => x !== 0))
+          throw new Error(`${path}: '${k}' has a non-zero k bias; the student's attention has q and v biases only`);
         to(`blocks.${m[1]}.attn.q_bias`, v.slice(0, D));
         to(`blocks.${m[1]}.attn.v_bias`, v.slice(2 * D));
       } else if (m && (m[2] === 'ls1.gamma' || m[2] === 'ls2.gamma')) {
@@ -276,16 +325,29 @@ export function loadStudentExport(state: GraphState, path: string, opts: { prefi
   for (const p of ours) {
     const v = ex.params.get(p.name);
     if (!v) problems.push(`${p.name} is not in the file`);
-    else if (v.length !== p.numel) problems.push(`${p.name}: the file has ${v.length} values, the graph's [${p.shape.join(', ')}] needs ${p.numel}`);
+    else if (v.length !== p.numel)
+      problems.push(`${p.name}: the file has ${v.length} values, the graph's [${p.shape.join(', ')}] needs ${p.numel}`);
   }
   for (const k of ex.params.keys()) if (!ours.some((p) => p.name === k)) problems.push(`${k} is not in the graph`);
   if (problems.length)
-    throw new Error(`${path}: the export (${JSON.stringify(ex.arch)}) does not fit this model: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? '; ...' : ''}`);
+    throw new Error(
+      `${path}: the export (${JSON.stringify(ex.arch)}) does not fit this model: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? '; ...' : ''}`,
+    );
   state.writeParams(Object.fromEntries(ex.params));
   return ex;
 }
 
 /** The VitConfig that rebuilds an exported student (no DropPath: for evaluation). */
 export function vitConfigOfExport(a: VitExportArch): VitConfig {
-  return { img: a.img, patch: a.patch, chans: a.chans, dim: a.dim, depth: a.depth, heads: a.heads, mlpRatio: a.mlpRatio, layerScale: a.layerScale, dropPath: 0 };
+  return {
+    img: a.img,
+    patch: a.patch,
+    chans: a.chans,
+    dim: a.dim,
+    depth: a.depth,
+    heads: a.heads,
+    mlpRatio: a.mlpRatio,
+    layerScale: a.layerScale,
+    dropPath: 0,
+  };
 }

@@ -2,9 +2,23 @@
 // the CLIP teacher's checkpoints (Hugging Face and OpenAI layouts).
 export { SafetensorsFile, writeSafetensors } from './safetensors.js';
 export type { SafeDType, WriteTensor } from './safetensors.js';
-export { checkParamTable, loadCheckpoint, paramTable, readCheckpointState, resolveCheckpoint, saveCheckpoint } from './checkpoint.js';
+export {
+  checkParamTable,
+  loadCheckpoint,
+  paramTable,
+  readCheckpointState,
+  resolveCheckpoint,
+  saveCheckpoint,
+} from './checkpoint.js';
 export type { Checkpoint, ParamEntry, TrainState } from './checkpoint.js';
 export { exportStudentTimm, loadStudentExport, readStudentExport, studentToTimm, TIMM_VIT_FORMAT } from './export.js';
 export type { ExportHead, StudentExport, VitExportArch } from './export.js';
-export { describeClipCheckpoint, inspectClipCheckpoint, loadClipTeacher, readClipTeacher, resizePosEmbed, teacherConfigFromArch } from './teacher.js';
+export {
+  describeClipCheckpoint,
+  inspectClipCheckpoint,
+  loadClipTeacher,
+  readClipTeacher,
+  resizePosEmbed,
+  teacherConfigFromArch,
+} from './teacher.js';
 export type { ClipCheckpointArch, ClipCheckpointInfo, ClipLayout } from './teacher.js';

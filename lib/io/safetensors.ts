@@ -10,7 +10,18 @@ import { closeSync, fstatSync, openSync, readSync, writeSync, renameSync, fsyncS
 
 export type SafeDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
-const BYTES: Record<SafeDType, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+const BYTES: Record<SafeDType, number> = {
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+};
 
 export interface TensorInfo {
   name: string;
@@ -20,7 +31,8 @@ export interface TensorInfo {
   end: number;
 }
 
-export type TensorData = Float64Array | Float32Array | Uint16Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
+export type TensorData =
+  Float64Array | Float32Array | Uint16Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
 
 export interface WriteTensor {
   dtype: SafeDType;
@@ -43,7 +55,10 @@ export class SafetensorsFile {
     try {
       fd = openSync(path, 'r');
     } catch (err) {
-      throw new Error(`${path}: cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); expected a safetensors file`, { cause: err });
+      throw new Error(
+        `${path}: cannot open (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); expected a safetensors file`,
+        { cause: err },
+      );
     }
     if (!fstatSync(fd).isFile()) {
       closeSync(fd);
@@ -88,17 +103,26 @@ export class SafetensorsFile {
       if (typeof v !== 'object' || v === null || Array.isArray(v))
         this.fail(`tensor '${name}' is ${JSON.stringify(v)}, expected an object {dtype, shape, data_offsets}`);
       const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-      if (typeof e.dtype !== 'string' || !(e.dtype in BYTES)) this.fail(`tensor '${name}' has unsupported dtype ${JSON.stringify(e.dtype)}`);
-      if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) this.fail(`tensor '${name}' has a bad shape ${JSON.stringify(e.shape)}`);
+      if (typeof e.dtype !== 'string' || !(e.dtype in BYTES))
+        this.fail(`tensor '${name}' has unsupported dtype ${JSON.stringify(e.dtype)}`);
+      if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0))
+        this.fail(`tensor '${name}' has a bad shape ${JSON.stringify(e.shape)}`);
       const off = e.data_offsets;
-      if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[0] > off[1])
+      if (
+        !Array.isArray(off) ||
+        off.length !== 2 ||
+        !off.every((d) => Number.isInteger(d) && d >= 0) ||
+        off[0] > off[1]
+      )
         this.fail(`tensor '${name}' has bad data_offsets ${JSON.stringify(off)}`);
       const dtype = e.dtype as SafeDType;
       const shape = e.shape as number[];
       const want = shape.reduce((a, b) => a * b, 1) * BYTES[dtype];
       const [b0, b1] = off as [number, number];
-      if (b1 - b0 !== want) this.fail(`tensor '${name}' ${dtype}${JSON.stringify(shape)} needs ${want} bytes, its offsets span ${b1 - b0}`);
-      if (dataStart + b1 > size) this.fail(`tensor '${name}' ends at byte ${dataStart + b1}, past the end of the file (${size}): truncated?`);
+      if (b1 - b0 !== want)
+        this.fail(`tensor '${name}' ${dtype}${JSON.stringify(shape)} needs ${want} bytes, its offsets span ${b1 - b0}`);
+      if (dataStart + b1 > size)
+        this.fail(`tensor '${name}' ends at byte ${dataStart + b1}, past the end of the file (${size}): truncated?`);
       this.tensors.set(name, { name, dtype, shape, begin: dataStart + b0, end: dataStart + b1 });
       ranges.push([b0, b1, name]);
     }
@@ -139,16 +163,24 @@ export class SafetensorsFile {
     const whole = b.byteOffset === 0 && b.byteLength === b.buffer.byteLength;
     const ab = whole ? b.buffer : b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
     switch (t.dtype) {
-      case 'F64': return new Float64Array(ab);
-      case 'F32': return new Float32Array(ab);
+      case 'F64':
+        return new Float64Array(ab);
+      case 'F32':
+        return new Float32Array(ab);
       case 'F16':
-      case 'BF16': return new Uint16Array(ab);
-      case 'I64': return new BigInt64Array(ab);
-      case 'I32': return new Int32Array(ab);
-      case 'I16': return new Int16Array(ab);
-      case 'I8': return new Int8Array(ab);
+      case 'BF16':
+        return new Uint16Array(ab);
+      case 'I64':
+        return new BigInt64Array(ab);
+      case 'I32':
+        return new Int32Array(ab);
+      case 'I16':
+        return new Int16Array(ab);
+      case 'I8':
+        return new Int8Array(ab);
       case 'U8':
-      case 'BOOL': return new Uint8Array(ab);
+      case 'BOOL':
+        return new Uint8Array(ab);
     }
   }
 
@@ -157,10 +189,14 @@ export class SafetensorsFile {
     const t = this.info(name);
     const raw = this.read(name);
     switch (t.dtype) {
-      case 'F32': return raw as Float32Array;
-      case 'F64': return Float32Array.from(raw as Float64Array);
-      case 'BF16': return bf16ToF32(raw as Uint16Array);
-      case 'F16': return f16ToF32(raw as Uint16Array);
+      case 'F32':
+        return raw as Float32Array;
+      case 'F64':
+        return Float32Array.from(raw as Float64Array);
+      case 'BF16':
+        return bf16ToF32(raw as Uint16Array);
+      case 'F16':
+        return f16ToF32(raw as Uint16Array);
       default:
         throw new Error(`${this.path}: tensor '${name}' is ${t.dtype}, expected a float tensor (F32, F16, BF16, F64)`);
     }
@@ -215,7 +251,11 @@ function dataBytes(t: WriteTensor): Uint8Array {
  * Write tensors atomically: to `<path>.tmp-<pid>`, fsync, then rename over `path`, so a crash never
  * leaves a half-written file under the final name.
  */
-export function writeSafetensors(path: string, tensors: Record<string, WriteTensor>, metadata: Record<string, string> = {}): void {
+export function writeSafetensors(
+  path: string,
+  tensors: Record<string, WriteTensor>,
+  metadata: Record<string, string> = {},
+): void {
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
@@ -224,7 +264,9 @@ export function writeSafetensors(path: string, tensors: Record<string, WriteTens
     const t = tensors[name];
     const want = t.shape.reduce((a, b) => a * b, 1) * BYTES[t.dtype];
     if (t.data.byteLength !== want)
-      throw new Error(`writeSafetensors(${path}): tensor '${name}' ${t.dtype}${JSON.stringify(t.shape)} needs ${want} bytes, got ${t.data.byteLength}`);
+      throw new Error(
+        `writeSafetensors(${path}): tensor '${name}' ${t.dtype}${JSON.stringify(t.shape)} needs ${want} bytes, got ${t.data.byteLength}`,
+      );
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + want] };
     offset += want;
   }

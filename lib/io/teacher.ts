@@ -67,7 +67,13 @@ export interface ClipCheckpointInfo {
 }
 
 /** Flags of the pretrain CLI that set the teacher's architecture (named in the errors). */
-const FLAG = { patch: '--patch-size', width: '--teacher-dim', layers: '--teacher-depth', heads: '--teacher-heads', img: '--img-size' } as const;
+const FLAG = {
+  patch: '--patch-size',
+  width: '--teacher-dim',
+  layers: '--teacher-depth',
+  heads: '--teacher-heads',
+  img: '--img-size',
+} as const;
 
 /** open_clip's wide models do not follow the 64-dim head rule. */
 const WIDE_CLIP_HEADS: Record<number, number> = { 1280: 16, 1408: 16, 1664: 16 };
@@ -103,7 +109,15 @@ interface Source {
 }
 
 /** Every checkpoint key the teacher needs, with the shapes the architecture implies. */
-function expectedKeys(layout: ClipLayout, W: number, L: number, p: number, G: number, Hm: number, timm = { layerScale: false, normPre: false }): { key: string; shape: number[] }[] {
+function expectedKeys(
+  layout: ClipLayout,
+  W: number,
+  L: number,
+  p: number,
+  G: number,
+  Hm: number,
+  timm = { layerScale: false, normPre: false },
+): { key: string; shape: number[] }[] {
   const out: { key: string; shape: number[] }[] = [];
   const k = (key: string, ...shape: number[]) => out.push({ key, shape });
   if (layout === 'timm') {
@@ -185,7 +199,10 @@ function mapKey(layout: ClipLayout, rel: string): { param: string; part?: 0 | 1 
   if (layout === 'timm') {
     const ls = /^(blocks\.\d+)\.ls([12])\.gamma$/.exec(rel);
     if (ls) return { param: `${ls[1]}.gamma_${ls[2]}` };
-    const ok = /^(?:patch_embed\.proj\.(?:weight|bias)|cls_token|pos_embed|norm_pre\.(?:weight|bias)|blocks\.\d+\.(?:norm[12]\.(?:weight|bias)|attn\.(?:qkv|proj)\.(?:weight|bias)|mlp\.fc[12]\.(?:weight|bias)))$/.test(rel);
+    const ok =
+      /^(?:patch_embed\.proj\.(?:weight|bias)|cls_token|pos_embed|norm_pre\.(?:weight|bias)|blocks\.\d+\.(?:norm[12]\.(?:weight|bias)|attn\.(?:qkv|proj)\.(?:weight|bias)|mlp\.fc[12]\.(?:weight|bias)))$/.test(
+        rel,
+      );
     return ok ? { param: rel } : undefined;
   }
   if (layout === 'openai') {
@@ -206,17 +223,29 @@ function detectLayout(f: SafetensorsFile): { layout: ClipLayout; prefix: string 
       if (prefix === '' || prefix.endsWith('.')) found.push({ layout: 'hf', prefix });
     } else if (n.endsWith(TIMM_MARKER)) {
       const prefix = n.slice(0, n.length - TIMM_MARKER.length);
-      if ((prefix === '' || prefix.endsWith('.')) && f.tensors.has(`${prefix}cls_token`) && f.tensors.has(`${prefix}blocks.0.attn.qkv.weight`)) found.push({ layout: 'timm', prefix });
+      if (
+        (prefix === '' || prefix.endsWith('.')) &&
+        f.tensors.has(`${prefix}cls_token`) &&
+        f.tensors.has(`${prefix}blocks.0.attn.qkv.weight`)
+      )
+        found.push({ layout: 'timm', prefix });
     } else if (n.endsWith(OPENAI_MARKER)) {
       const prefix = n.slice(0, n.length - OPENAI_MARKER.length);
-      if ((prefix === '' || prefix.endsWith('.')) && f.tensors.has(`${prefix}class_embedding`)) found.push({ layout: 'openai', prefix });
+      if ((prefix === '' || prefix.endsWith('.')) && f.tensors.has(`${prefix}class_embedding`))
+        found.push({ layout: 'openai', prefix });
     }
   }
   if (found.length === 1) return found[0];
   if (found.length > 1)
-    throw new Error(`${f.path}: holds more than one CLIP vision tower (${found.map((x) => `${x.layout} under '${x.prefix}'`).join(', ')}); save the one you want on its own`);
-  const resnet = names.some((n) => /(^|\.)attnpool\./.test(n)) ? ' It looks like a ResNet CLIP (attnpool): only ViT teachers are supported.' : '';
-  const timm = names.some((n) => /(^|\.)trunk\.blocks\./.test(n)) ? ' It looks like an open_clip timm tower (visual.trunk.*): not supported.' : '';
+    throw new Error(
+      `${f.path}: holds more than one CLIP vision tower (${found.map((x) => `${x.layout} under '${x.prefix}'`).join(', ')}); save the one you want on its own`,
+    );
+  const resnet = names.some((n) => /(^|\.)attnpool\./.test(n))
+    ? ' It looks like a ResNet CLIP (attnpool): only ViT teachers are supported.'
+    : '';
+  const timm = names.some((n) => /(^|\.)trunk\.blocks\./.test(n))
+    ? ' It looks like an open_clip timm tower (visual.trunk.*): not supported.'
+    : '';
   throw new Error(
     `${f.path}: unknown checkpoint layout: no Hugging Face CLIP vision keys (vision_model.${HF_MARKER}), no OpenAI/open_clip ` +
       `keys (visual.${OPENAI_MARKER} with visual.class_embedding) and no timm ViT keys (${TIMM_MARKER} with cls_token and blocks.0.attn.qkv.weight).${resnet}${timm} ${names.length} tensors, e.g. ${listKeys(names)}`,
@@ -247,7 +276,12 @@ function readHeadsConfig(path: string, layout: ClipLayout, notes: string[]): Hea
     if (layout === 'hf') {
       const v = obj(j.vision_config) ?? (j.model_type === 'clip_vision_model' ? j : undefined);
       if (v && typeof v.num_attention_heads === 'number')
-        return { heads: v.num_attention_heads, width: typeof v.hidden_size === 'number' ? v.hidden_size : undefined, act: typeof v.hidden_act === 'string' ? v.hidden_act : undefined, file };
+        return {
+          heads: v.num_attention_heads,
+          width: typeof v.hidden_size === 'number' ? v.hidden_size : undefined,
+          act: typeof v.hidden_act === 'string' ? v.hidden_act : undefined,
+          file,
+        };
     } else {
       // open_clip model config: {model_cfg: {vision_cfg: {width, head_width = 64, ...}, quick_gelu = false}}
       const mc = obj(j.model_cfg) ?? j;
@@ -268,9 +302,15 @@ function readTimmHeads(f: SafetensorsFile, notes: string[]): HeadsConfig | undef
   try {
     const kw = (JSON.parse(raw) as { kwargs?: Record<string, unknown> }).kwargs ?? {};
     if (typeof kw.num_heads !== 'number') return undefined;
-    return { heads: kw.num_heads, width: typeof kw.embed_dim === 'number' ? kw.embed_dim : undefined, file: `${f.path} ('timm' metadata)` };
+    return {
+      heads: kw.num_heads,
+      width: typeof kw.embed_dim === 'number' ? kw.embed_dim : undefined,
+      file: `${f.path} ('timm' metadata)`,
+    };
   } catch (err) {
-    notes.push(`the 'timm' metadata of ${f.path} is not valid JSON (${(err as Error).message}); not used for the head count`);
+    notes.push(
+      `the 'timm' metadata of ${f.path} is not valid JSON (${(err as Error).message}); not used for the head count`,
+    );
     return undefined;
   }
 }
@@ -290,20 +330,30 @@ function inspect(f: SafetensorsFile, opts: { heads?: number }): Inspected {
   const conv = info(MARKER[layout])!;
   const cs = conv.shape;
   if (cs.length !== 4 || cs[1] !== 3 || cs[2] !== cs[3] || cs[2] < 1)
-    throw new Error(`${path}: ${conv.name} has shape ${shapeStr(cs)}; a CLIP ViT patch embedding is [width, 3, patch, patch]`);
+    throw new Error(
+      `${path}: ${conv.name} has shape ${shapeStr(cs)}; a CLIP ViT patch embedding is [width, 3, patch, patch]`,
+    );
   const W = cs[0];
   const p = cs[2];
-  const posKey = layout === 'hf' ? 'embeddings.position_embedding.weight' : layout === 'timm' ? 'pos_embed' : 'positional_embedding';
+  const posKey =
+    layout === 'hf' ? 'embeddings.position_embedding.weight' : layout === 'timm' ? 'pos_embed' : 'positional_embedding';
   const pos = info(posKey);
   if (!pos) throw new Error(`${path}: a teacher file with missing keys: ${rel(posKey)}`);
   // timm keeps a leading batch dim of 1: [1, 1 + G*G, W].
   const ps = layout === 'timm' && pos.shape.length === 3 && pos.shape[0] === 1 ? pos.shape.slice(1) : pos.shape;
   const G = Math.round(Math.sqrt(ps[0] - 1));
   if (ps.length !== 2 || ps[1] !== W || G < 1 || 1 + G * G !== ps[0])
-    throw new Error(`${path}: ${pos.name} has shape ${shapeStr(pos.shape)}; with width ${W} (from ${conv.name}) it must be ${layout === 'timm' ? '[1, ' : '['}1 + grid*grid, ${W}] (a class token and a square grid)`);
+    throw new Error(
+      `${path}: ${pos.name} has shape ${shapeStr(pos.shape)}; with width ${W} (from ${conv.name}) it must be ${layout === 'timm' ? '[1, ' : '['}1 + grid*grid, ${W}] (a class token and a square grid)`,
+    );
 
   // Depth from the block indices; every key inside the prefix must be one we map or ignore.
-  const blockRe = layout === 'hf' ? /^encoder\.layers\.(\d+)\./ : layout === 'timm' ? /^blocks\.(\d+)\./ : /^transformer\.resblocks\.(\d+)\./;
+  const blockRe =
+    layout === 'hf'
+      ? /^encoder\.layers\.(\d+)\./
+      : layout === 'timm'
+        ? /^blocks\.(\d+)\./
+        : /^transformer\.resblocks\.(\d+)\./;
   let L = 0;
   const unknown: string[] = [];
   for (const n of f.names()) {
@@ -314,26 +364,46 @@ function inspect(f: SafetensorsFile, opts: { heads?: number }): Inspected {
     if (!mapKey(layout, r) && !IGNORED[layout].test(r)) unknown.push(n);
   }
   if (unknown.length)
-    throw new Error(`${path}: the ${LAYOUT_NAME[layout]} vision tower has keys this teacher does not implement: ${listKeys(unknown)}`);
-  if (L === 0) throw new Error(`${path}: a teacher file with missing keys: no transformer blocks (${rel(layout === 'hf' ? 'encoder.layers.0.*' : layout === 'timm' ? 'blocks.0.*' : 'transformer.resblocks.0.*')})`);
-  const fc1 = info(layout === 'hf' ? 'encoder.layers.0.mlp.fc1.weight' : layout === 'timm' ? 'blocks.0.mlp.fc1.weight' : 'transformer.resblocks.0.mlp.c_fc.weight');
+    throw new Error(
+      `${path}: the ${LAYOUT_NAME[layout]} vision tower has keys this teacher does not implement: ${listKeys(unknown)}`,
+    );
+  if (L === 0)
+    throw new Error(
+      `${path}: a teacher file with missing keys: no transformer blocks (${rel(layout === 'hf' ? 'encoder.layers.0.*' : layout === 'timm' ? 'blocks.0.*' : 'transformer.resblocks.0.*')})`,
+    );
+  const fc1 = info(
+    layout === 'hf'
+      ? 'encoder.layers.0.mlp.fc1.weight'
+      : layout === 'timm'
+        ? 'blocks.0.mlp.fc1.weight'
+        : 'transformer.resblocks.0.mlp.c_fc.weight',
+  );
   const Hm = fc1 && fc1.shape.length === 2 ? fc1.shape[0] : 4 * W;
-  const timm = { layerScale: layout === 'timm' && !!info('blocks.0.ls1.gamma'), normPre: layout === 'timm' && !!info('norm_pre.weight') };
+  const timm = {
+    layerScale: layout === 'timm' && !!info('blocks.0.ls1.gamma'),
+    normPre: layout === 'timm' && !!info('norm_pre.weight'),
+  };
 
   // Every expected key present, with its shape.
   const want = expectedKeys(layout, W, L, p, G, Hm, timm);
   const missing = want.filter((w) => !info(w.key)).map((w) => rel(w.key));
-  if (missing.length) throw new Error(`${path}: a teacher file with missing keys (${missing.length}): ${listKeys(missing, 8)}`);
+  if (missing.length)
+    throw new Error(`${path}: a teacher file with missing keys (${missing.length}): ${listKeys(missing, 8)}`);
   const arch = `width ${W}, ${L} layers, patch ${p}, grid ${G}, mlp ${Hm}`;
   const bad = want.filter((w) => shapeStr(info(w.key)!.shape) !== shapeStr(w.shape));
   if (bad.length)
     throw new Error(
       `${path}: tensor shapes disagree with the architecture inferred from the file (${arch}): ` +
-        bad.slice(0, 4).map((w) => `${rel(w.key)} is ${shapeStr(info(w.key)!.shape)}, expected ${shapeStr(w.shape)}`).join('; ') +
+        bad
+          .slice(0, 4)
+          .map((w) => `${rel(w.key)} is ${shapeStr(info(w.key)!.shape)}, expected ${shapeStr(w.shape)}`)
+          .join('; ') +
         (bad.length > 4 ? `; ... (${bad.length} in all)` : ''),
     );
   const dtypes = [...new Set(want.map((w) => info(w.key)!.dtype))];
-  for (const d of dtypes) if (!['F32', 'F16', 'BF16', 'F64'].includes(d)) throw new Error(`${path}: the vision tower holds ${d} tensors; expected float tensors (F32, F16, BF16)`);
+  for (const d of dtypes)
+    if (!['F32', 'F16', 'BF16', 'F64'].includes(d))
+      throw new Error(`${path}: the vision tower holds ${d} tensors; expected float tensors (F32, F16, BF16)`);
 
   // Group the keys into our params (HF q, k, v -> in_proj in that order).
   const byParam = new Map<string, Source>();
@@ -344,22 +414,36 @@ function inspect(f: SafetensorsFile, opts: { heads?: number }): Inspected {
     s.parts[m.part ?? 0] = { key: rel(w.key), shape: w.shape };
   }
   const sources = [...byParam.values()];
-  for (const s of sources) s.shape = s.parts.length === 1 ? s.parts[0].shape : [s.parts.reduce((a, q) => a + q.shape[0], 0), ...s.parts[0].shape.slice(1)];
+  for (const s of sources)
+    s.shape =
+      s.parts.length === 1
+        ? s.parts[0].shape
+        : [s.parts.reduce((a, q) => a + q.shape[0], 0), ...s.parts[0].shape.slice(1)];
 
   // Heads: the caller, else a config file, else the rule.
   const cfg = layout === 'timm' ? readTimmHeads(f, notes) : readHeadsConfig(path, layout, notes);
-  if (cfg?.width !== undefined && cfg.width !== W) throw new Error(`${path}: ${cfg.file} describes width ${cfg.width}, the file holds width ${W}: the config belongs to another model`);
+  if (cfg?.width !== undefined && cfg.width !== W)
+    throw new Error(
+      `${path}: ${cfg.file} describes width ${cfg.width}, the file holds width ${W}: the config belongs to another model`,
+    );
   if (cfg?.act && cfg.act !== 'quick_gelu')
-    throw new Error(`${path}: ${cfg.file} says the MLP activation is '${cfg.act}'; this teacher implements CLIP's QuickGELU only`);
+    throw new Error(
+      `${path}: ${cfg.file} says the MLP activation is '${cfg.act}'; this teacher implements CLIP's QuickGELU only`,
+    );
   const rule = (layout === 'timm' ? undefined : WIDE_CLIP_HEADS[W]) ?? (W % 64 === 0 ? W / 64 : undefined);
   let heads: number;
   let headsFrom: ClipCheckpointArch['headsFrom'];
   if (opts.heads !== undefined) {
     heads = opts.heads;
     headsFrom = 'caller';
-    if (cfg && cfg.heads !== heads) throw new Error(`${path}: ${cfg.file} gives ${cfg.heads} attention heads, the teacher is configured with ${heads}: set ${FLAG.heads} ${cfg.heads}`);
+    if (cfg && cfg.heads !== heads)
+      throw new Error(
+        `${path}: ${cfg.file} gives ${cfg.heads} attention heads, the teacher is configured with ${heads}: set ${FLAG.heads} ${cfg.heads}`,
+      );
     if (!cfg && rule !== undefined && rule !== heads)
-      notes.push(`${heads} teacher heads as configured, although CLIP's rule gives ${rule} for width ${W} (${W / rule}-dim heads)`);
+      notes.push(
+        `${heads} teacher heads as configured, although CLIP's rule gives ${rule} for width ${W} (${W / rule}-dim heads)`,
+      );
   } else if (cfg) {
     heads = cfg.heads;
     headsFrom = 'config';
@@ -367,11 +451,34 @@ function inspect(f: SafetensorsFile, opts: { heads?: number }): Inspected {
     heads = rule;
     headsFrom = 'rule';
   } else {
-    throw new Error(`${path}: cannot infer the attention heads of width ${W} (the rule is 64-dim heads; ${W} is not a multiple of 64) and no ${layout === 'timm' ? "'timm' metadata in the file" : 'config.json beside the file'}: pass ${FLAG.heads}`);
+    throw new Error(
+      `${path}: cannot infer the attention heads of width ${W} (the rule is 64-dim heads; ${W} is not a multiple of 64) and no ${layout === 'timm' ? "'timm' metadata in the file" : 'config.json beside the file'}: pass ${FLAG.heads}`,
+    );
   }
-  if (!Number.isInteger(heads) || heads < 1 || W % heads) throw new Error(`${path}: ${heads} attention heads do not divide the width ${W}: set ${FLAG.heads} to a divisor of ${W}`);
+  if (!Number.isInteger(heads) || heads < 1 || W % heads)
+    throw new Error(
+      `${path}: ${heads} attention heads do not divide the width ${W}: set ${FLAG.heads} to a divisor of ${W}`,
+    );
 
-  return { path, arch: { layout, prefix, width: W, layers: L, heads, headsFrom, patch: p, grid: G, img: G * p, mlpHidden: Hm, ...timm, dtypes }, notes, sources };
+  return {
+    path,
+    arch: {
+      layout,
+      prefix,
+      width: W,
+      layers: L,
+      heads,
+      headsFrom,
+      patch: p,
+      grid: G,
+      img: G * p,
+      mlpHidden: Hm,
+      ...timm,
+      dtypes,
+    },
+    notes,
+    sources,
+  };
 }
 
 /**
@@ -394,21 +501,33 @@ function openTeacherFile(path: string): SafetensorsFile {
     return new SafetensorsFile(path);
   } catch (err) {
     const msg = (err as Error).message;
-    const hint = /\.(bin|pt|pth|ckpt)$/.test(path) ? ' (a PyTorch pickle: convert it to safetensors first, see docs/TEACHER.md)' : '';
+    const hint = /\.(bin|pt|pth|ckpt)$/.test(path)
+      ? ' (a PyTorch pickle: convert it to safetensors first, see docs/TEACHER.md)'
+      : '';
     throw new Error(`teacher checkpoint ${msg}${hint}`, { cause: err });
   }
 }
 
 /** The teacher config (for ClipVisionTower) that a checkpoint implies at image size `img`. */
 export function teacherConfigFromArch(arch: ClipCheckpointArch, img: number): ClipConfig {
-  return { img, patch: arch.patch, width: arch.width, layers: arch.layers, heads: arch.heads, mlpRatio: arch.mlpHidden / arch.width };
+  return {
+    img,
+    patch: arch.patch,
+    width: arch.width,
+    layers: arch.layers,
+    heads: arch.heads,
+    mlpRatio: arch.mlpHidden / arch.width,
+  };
 }
 
 /** One line for the log: where the teacher came from and what it is. */
 export function describeClipCheckpoint(info: ClipCheckpointInfo, img?: number): string {
   const a = info.arch;
-  const grid = img !== undefined && img / a.patch !== a.grid ? `, position grid ${a.grid} -> ${img / a.patch} (bicubic)` : '';
-  const lay = LAYOUT_NAME[a.layout] + (a.layout === 'timm' ? `${a.layerScale ? ', LayerScale' : ''}${a.normPre ? ', norm_pre' : ''}` : '');
+  const grid =
+    img !== undefined && img / a.patch !== a.grid ? `, position grid ${a.grid} -> ${img / a.patch} (bicubic)` : '';
+  const lay =
+    LAYOUT_NAME[a.layout] +
+    (a.layout === 'timm' ? `${a.layerScale ? ', LayerScale' : ''}${a.normPre ? ', norm_pre' : ''}` : '');
   return `teacher: ${info.path} (${lay} layout, ${a.dtypes.join('/')}): width ${a.width}, ${a.layers} layers, ${a.heads} heads (${a.headsFrom}), patch ${a.patch}, trained at ${a.img}px${grid}`;
 }
 
@@ -417,19 +536,37 @@ function checkConfig(info: Inspected, cfg: ClipConfig): void {
   const a = info.arch;
   const path = info.path;
   if (cfg.patch !== a.patch)
-    throw new Error(`${path}: the checkpoint's patch size is ${a.patch} (${a.prefix}${MARKER[a.layout]}), the teacher is configured with ${cfg.patch}: set ${FLAG.patch} ${a.patch}`);
-  if (cfg.width !== a.width) throw new Error(`${path}: the checkpoint's width is ${a.width}, the teacher is configured with ${cfg.width}: set ${FLAG.width} ${a.width}`);
-  if (cfg.layers !== a.layers) throw new Error(`${path}: the checkpoint has ${a.layers} layers, the teacher is configured with ${cfg.layers}: set ${FLAG.layers} ${a.layers}`);
+    throw new Error(
+      `${path}: the checkpoint's patch size is ${a.patch} (${a.prefix}${MARKER[a.layout]}), the teacher is configured with ${cfg.patch}: set ${FLAG.patch} ${a.patch}`,
+    );
+  if (cfg.width !== a.width)
+    throw new Error(
+      `${path}: the checkpoint's width is ${a.width}, the teacher is configured with ${cfg.width}: set ${FLAG.width} ${a.width}`,
+    );
+  if (cfg.layers !== a.layers)
+    throw new Error(
+      `${path}: the checkpoint has ${a.layers} layers, the teacher is configured with ${cfg.layers}: set ${FLAG.layers} ${a.layers}`,
+    );
   const hidden = Math.round(cfg.width * (cfg.mlpRatio ?? 4));
-  if (hidden !== a.mlpHidden) throw new Error(`${path}: the checkpoint's MLP width is ${a.mlpHidden}, the teacher is built with ${hidden} (mlpRatio ${cfg.mlpRatio ?? 4}): set the teacher's mlpRatio to ${a.mlpHidden / a.width}`);
-  if (cfg.img % cfg.patch) throw new Error(`${path}: image size ${cfg.img} is not a multiple of the patch size ${cfg.patch}: change ${FLAG.img}`);
+  if (hidden !== a.mlpHidden)
+    throw new Error(
+      `${path}: the checkpoint's MLP width is ${a.mlpHidden}, the teacher is built with ${hidden} (mlpRatio ${cfg.mlpRatio ?? 4}): set the teacher's mlpRatio to ${a.mlpHidden / a.width}`,
+    );
+  if (cfg.img % cfg.patch)
+    throw new Error(
+      `${path}: image size ${cfg.img} is not a multiple of the patch size ${cfg.patch}: change ${FLAG.img}`,
+    );
 }
 
 /**
  * Reads the teacher's weights as f32 under our names (`<name>.<openai name>`), the position embedding
  * resized to cfg.img's grid. `cfg.heads` is taken as the caller's head count.
  */
-export function readClipTeacher(path: string, cfg: ClipConfig, opts: { name?: string } = {}): { info: ClipCheckpointInfo; params: Map<string, Float32Array> } {
+export function readClipTeacher(
+  path: string,
+  cfg: ClipConfig,
+  opts: { name?: string } = {},
+): { info: ClipCheckpointInfo; params: Map<string, Float32Array> } {
   const name = opts.name ?? 'teacher';
   const f = openTeacherFile(path);
   try {
@@ -448,7 +585,8 @@ export function readClipTeacher(path: string, cfg: ClipConfig, opts: { name?: st
           off += part.length;
         }
       }
-      if (s.param === 'positional_embedding' || s.param === 'pos_embed') v = resizePosEmbed(v, ins.arch.grid, cfg.img / cfg.patch, ins.arch.width);
+      if (s.param === 'positional_embedding' || s.param === 'pos_embed')
+        v = resizePosEmbed(v, ins.arch.grid, cfg.img / cfg.patch, ins.arch.width);
       params.set(`${name}.${s.param}`, v);
     }
     const { sources: _, ...info } = ins;
@@ -462,20 +600,29 @@ export function readClipTeacher(path: string, cfg: ClipConfig, opts: { name?: st
  * Writes the teacher's frozen params of a compiled graph from a checkpoint. Every frozen param named
  * `<name>.*` must be filled (and nothing else is touched). Returns what was loaded (for the log line).
  */
-export function loadClipTeacher(state: GraphState, path: string, cfg: ClipConfig, opts: { name?: string } = {}): ClipCheckpointInfo {
+export function loadClipTeacher(
+  state: GraphState,
+  path: string,
+  cfg: ClipConfig,
+  opts: { name?: string } = {},
+): ClipCheckpointInfo {
   const name = opts.name ?? 'teacher';
   const { info, params } = readClipTeacher(path, cfg, { name });
   const ours = state.cg.params.filter((p) => p.name.startsWith(`${name}.`));
   const notInGraph = [...params.keys()].filter((k) => !ours.some((p) => p.name === k));
   const notInFile = ours.filter((p) => !params.has(p.name)).map((p) => p.name);
   if (notInGraph.length || notInFile.length)
-    throw new Error(`${path}: the teacher graph and the checkpoint differ: ${notInFile.length ? `the graph's ${listKeys(notInFile, 4)} not loaded` : ''}${notInGraph.length ? ` the file's ${listKeys(notInGraph, 4)} not in the graph` : ''}`);
+    throw new Error(
+      `${path}: the teacher graph and the checkpoint differ: ${notInFile.length ? `the graph's ${listKeys(notInFile, 4)} not loaded` : ''}${notInGraph.length ? ` the file's ${listKeys(notInGraph, 4)} not in the graph` : ''}`,
+    );
   const frozen = state.get('frozen');
   const flat = frozen.read() as Float32Array;
   for (const p of ours) {
-    if (p.group !== 'frozen') throw new Error(`loadClipTeacher: '${p.name}' is a trainable param; the teacher must be frozen`);
+    if (p.group !== 'frozen')
+      throw new Error(`loadClipTeacher: '${p.name}' is a trainable param; the teacher must be frozen`);
     const v = params.get(p.name)!;
-    if (v.length !== p.numel) throw new Error(`${path}: '${p.name}' has ${v.length} values, the graph's ${shapeStr(p.shape)} needs ${p.numel}`);
+    if (v.length !== p.numel)
+      throw new Error(`${path}: '${p.name}' has ${v.length} values, the graph's ${shapeStr(p.shape)} needs ${p.numel}`);
     flat.set(v, p.offset);
   }
   frozen.write(flat);
@@ -517,7 +664,8 @@ function cubicTaps(n: number, m: number): { idx: Int32Array; w: Float64Array } {
  * resized bicubically (separable, in float64) to g1 x g1. Returns the input when g0 = g1.
  */
 export function resizePosEmbed(pos: Float32Array, g0: number, g1: number, W: number): Float32Array {
-  if (pos.length !== (1 + g0 * g0) * W) throw new Error(`resizePosEmbed: ${pos.length} values are not [1 + ${g0}^2, ${W}]`);
+  if (pos.length !== (1 + g0 * g0) * W)
+    throw new Error(`resizePosEmbed: ${pos.length} values are not [1 + ${g0}^2, ${W}]`);
   if (g0 === g1) return pos;
   const t = cubicTaps(g0, g1);
   // rows first: [g0, g0, W] -> [g1, g0, W]

@@ -55,9 +55,13 @@ export class ClipVisionTower implements TeacherTower {
     // information across tokens (its CLS token depends on the image), which a useful target needs.
     const scale = width ** -0.5;
     const hidden = Math.round(width * (cfg.mlpRatio ?? 4));
-    this.conv1 = g.param(`${name}.conv1.weight`, [width, 3, patch, patch], uniform(1 / Math.sqrt(3 * patch * patch)), { group });
+    this.conv1 = g.param(`${name}.conv1.weight`, [width, 3, patch, patch], uniform(1 / Math.sqrt(3 * patch * patch)), {
+      group,
+    });
     this.classEmbedding = g.param(`${name}.class_embedding`, [width], normal(scale), { group });
-    this.positionalEmbedding = g.param(`${name}.positional_embedding`, [1 + this.numPatches, width], normal(scale), { group });
+    this.positionalEmbedding = g.param(`${name}.positional_embedding`, [1 + this.numPatches, width], normal(scale), {
+      group,
+    });
     this.lnPre = new LayerNorm(g, `${name}.ln_pre`, width, { eps: 1e-5, group });
     this.blocks = Array.from(
       { length: cfg.layers },
@@ -100,18 +104,25 @@ export class ClipVisionTower implements TeacherTower {
     const g = this.g;
     const layer = opts.layer ?? this.blocks.length;
     if (!Number.isInteger(layer) || layer < 1 || layer > this.blocks.length)
-      throw new Error(`clip: layer ${layer} is not a block of this ${this.blocks.length}-block teacher (1..${this.blocks.length})`);
+      throw new Error(
+        `clip: layer ${layer} is not a block of this ${this.blocks.length}-block teacher (1..${this.blocks.length})`,
+      );
     return g.noGrad(() => {
       const D = this.cfg.width;
       const x = patchify(g, img, this.cfg.patch, 1, 'teacher.patches');
       const w = g.view(this.conv1, [D, x.shape[2]]);
       const e = linear(g, x, w, null, { hint: 'teacher.conv1' });
       const cls = g.view(this.classEmbedding, [1, 1, D]);
-      let t = add(g, concatRows(g, [cls, e], 'teacher.tokens'), this.positionalEmbedding, { inPlace: true, hint: 'teacher.pos_add' });
+      let t = add(g, concatRows(g, [cls, e], 'teacher.tokens'), this.positionalEmbedding, {
+        inPlace: true,
+        hint: 'teacher.pos_add',
+      });
       t = this.lnPre.forward(t);
       for (const b of this.blocks.slice(0, layer)) t = b.forward(t);
       const last = this.blocks[layer - 1].attn;
-      const probs = opts.probs ? attentionProbs(g, last.lastQkv!, this.cfg.heads, { hint: 'teacher.attn_probs' }) : null;
+      const probs = opts.probs
+        ? attentionProbs(g, last.lastQkv!, this.cfg.heads, { hint: 'teacher.attn_probs' })
+        : null;
       return { tokens: t, probs };
     });
   }
@@ -122,7 +133,10 @@ export class ClipVisionTower implements TeacherTower {
  * names (separate q/k/v projections) need concatenation into in_proj_*: see hfQkvParts.
  */
 export function clipKeyMap(key: string, name = 'teacher'): string | undefined {
-  const m = /^(?:visual\.)(conv1\.weight|class_embedding|positional_embedding|ln_pre\.(?:weight|bias)|transformer\.resblocks\.\d+\.(?:ln_[12]\.(?:weight|bias)|attn\.(?:in_proj_weight|in_proj_bias|out_proj\.(?:weight|bias))|mlp\.c_(?:fc|proj)\.(?:weight|bias)))$/.exec(key);
+  const m =
+    /^(?:visual\.)(conv1\.weight|class_embedding|positional_embedding|ln_pre\.(?:weight|bias)|transformer\.resblocks\.\d+\.(?:ln_[12]\.(?:weight|bias)|attn\.(?:in_proj_weight|in_proj_bias|out_proj\.(?:weight|bias))|mlp\.c_(?:fc|proj)\.(?:weight|bias)))$/.exec(
+      key,
+    );
   return m ? `${name}.${m[1]}` : undefined;
 }
 

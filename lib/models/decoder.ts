@@ -2,7 +2,16 @@
 //   Linear(D, Dd) on the encoder's 1+V outputs -> CLS row + visible rows scattered back to their grid
 //   slots, masked slots = a learnable decoder mask token -> + fixed 2-D sin-cos pos (CLS row zeros)
 //   -> blocks (qkv bias, no LayerScale, no DropPath) -> LN -> rows of the masked patches -> Linear(Dd, P).
-import { type Graph, type Value, add, concatRows, gatherRows, scatterToGrid, sliceRows, NORM_EPS } from '../graph/index.js';
+import {
+  type Graph,
+  type Value,
+  add,
+  concatRows,
+  gatherRows,
+  scatterToGrid,
+  sliceRows,
+  NORM_EPS,
+} from '../graph/index.js';
 import { Block, LayerNorm, Linear, truncNormal } from '../nn/index.js';
 import { sincos2d } from './sincos.js';
 
@@ -38,7 +47,16 @@ export class PixelDecoder {
     this.pos = g.constant(`${name}.pos_embed`, [1 + grid * grid, dim], sincos2d(dim, grid, grid));
     this.blocks = Array.from(
       { length: cfg.depth },
-      (_, i) => new Block(g, `${name}.blocks.${i}`, { dim, heads: cfg.heads, mlpRatio: cfg.mlpRatio, qkvBias: 'full', layerScale: null, dropPath: 0, layerId: null }),
+      (_, i) =>
+        new Block(g, `${name}.blocks.${i}`, {
+          dim,
+          heads: cfg.heads,
+          mlpRatio: cfg.mlpRatio,
+          qkvBias: 'full',
+          layerScale: null,
+          dropPath: 0,
+          layerId: null,
+        }),
     );
     this.norm = new LayerNorm(g, `${name}.norm`, dim, { eps: NORM_EPS });
     this.pred = new Linear(g, `${name}.pred`, dim, cfg.patchPixels);
@@ -56,7 +74,10 @@ export class PixelDecoder {
     const cls = sliceRows(g, h, 0, 1, 'decoder.cls');
     const vis = sliceRows(g, h, 1, V, 'decoder.visible');
     const gridTokens = scatterToGrid(g, vis, visible, mask, this.maskToken, N, 'decoder.grid');
-    let x = add(g, concatRows(g, [cls, gridTokens], 'decoder.tokens'), this.pos, { inPlace: true, hint: 'decoder.pos_add' });
+    let x = add(g, concatRows(g, [cls, gridTokens], 'decoder.tokens'), this.pos, {
+      inPlace: true,
+      hint: 'decoder.pos_add',
+    });
     for (const b of this.blocks) x = b.forward(x);
     x = this.norm.forward(x);
     return this.pred.forward(gatherRows(g, x, maskedRows, 'decoder.masked'));

@@ -16,7 +16,23 @@
 //   visible_rows [B, 1+V] i32 = [0, 1+visible] (dense decoder input); scored_rows [B, 1+T] i32 (the
 //   distilled rows in the 1+N sequence: [0, 1+visible] or [0, 1+masked]).
 // Outputs: losses [4] = (total, L_tok, L_cls, L_pix); grad_norm [1] (before clipping).
-import { type Graph, Graph as GraphClass, type LossBalance, type LossWeights, type Value, adamw, gatherRows, gradNorm, layerNorm, lossWeights, medicLoss, patchify, pixelNorm, sliceRows, NORM_EPS } from '../graph/index.js';
+import {
+  type Graph,
+  Graph as GraphClass,
+  type LossBalance,
+  type LossWeights,
+  type Value,
+  adamw,
+  gatherRows,
+  gradNorm,
+  layerNorm,
+  lossWeights,
+  medicLoss,
+  patchify,
+  pixelNorm,
+  sliceRows,
+  NORM_EPS,
+} from '../graph/index.js';
 import { Linear } from '../nn/index.js';
 import { ClipVisionTower, type ClipConfig, type TeacherTower } from './clip.js';
 import { TimmVisionTower } from './timm-teacher.js';
@@ -80,14 +96,18 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
   const N = (img / patch) ** 2;
   const M = Math.floor(N * cfg.maskRatio);
   const V = N - M;
-  if (M < 1 || V < 1) throw new Error(`medic: mask ratio ${cfg.maskRatio} leaves ${V} visible and ${M} masked of ${N} patches`);
+  if (M < 1 || V < 1)
+    throw new Error(`medic: mask ratio ${cfg.maskRatio} leaves ${V} visible and ${M} masked of ${N} patches`);
   const w = cfg.weights;
-  if (w.w_tok === 0 && w.w_cls === 0) throw new Error('medic: w_tok and w_cls are both 0: the distillation branch has nothing to train');
+  if (w.w_tok === 0 && w.w_cls === 0)
+    throw new Error('medic: w_tok and w_cls are both 0: the distillation branch has nothing to train');
   const sparse = cfg.encoding === 'sparse';
   const scored = w.w_tok === 0 ? 'none' : (cfg.scored ?? (sparse ? 'visible' : 'masked'));
-  if (sparse && scored !== 'visible' && scored !== 'none') throw new Error(`medic: the sparse encoding can only score visible tokens, got '${scored}'`);
+  if (sparse && scored !== 'visible' && scored !== 'none')
+    throw new Error(`medic: the sparse encoding can only score visible tokens, got '${scored}'`);
   const values: Record<string, Value> = {};
-  const input = (name: string, shape: number[], dtype: 'f32' | 'i32' | 'u8'): Value => (values[name] ??= g.input(name, shape, dtype));
+  const input = (name: string, shape: number[], dtype: 'f32' | 'i32' | 'u8'): Value =>
+    (values[name] ??= g.input(name, shape, dtype));
 
   const images = input('images', [B, 3, img, img], 'f32');
   // Params in a fixed order: student, head, decoder, teacher.
@@ -97,16 +117,27 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
   const head = new Linear(g, 'head', D, Dt);
   const decoder =
     w.w_pix !== 0
-      ? new PixelDecoder(g, { inDim: D, dim: cfg.decoder.dim, depth: cfg.decoder.depth, heads: cfg.decoder.heads, mlpRatio: cfg.decoder.mlpRatio, grid: img / patch, patchPixels: patch * patch * 3 })
+      ? new PixelDecoder(g, {
+          inDim: D,
+          dim: cfg.decoder.dim,
+          depth: cfg.decoder.depth,
+          heads: cfg.decoder.heads,
+          mlpRatio: cfg.decoder.mlpRatio,
+          grid: img / patch,
+          patchPixels: patch * patch * 3,
+        })
       : null;
   // The uncertainty weighting's log-variances: trained, never decayed, 0 at init (scales of 1).
-  const logvar = cfg.balance === 'uncertainty' ? g.param('loss.logvar', [3], { kind: 'zeros' }, { decay: false }) : null;
+  const logvar =
+    cfg.balance === 'uncertainty' ? g.param('loss.logvar', [3], { kind: 'zeros' }, { decay: false }) : null;
   const teacher = makeTeacher(g, cfg.teacher, img);
 
   // Targets (no gradients): each token normalised with the unbiased variance, as the official code
   // does (torch's default var(); docs/METHOD.md, Teacher), CLS included.
   const tAll =
-    cfg.teacherTargets === 'input' ? input('teacher_targets', [B, 1 + N, Dt], 'f32') : g.noGrad(() => teacherTargets(g, teacher.forwardTaps(images, { layer: cfg.teacherLayer }).tokens));
+    cfg.teacherTargets === 'input'
+      ? input('teacher_targets', [B, 1 + N, Dt], 'f32')
+      : g.noGrad(() => teacherTargets(g, teacher.forwardTaps(images, { layer: cfg.teacherLayer }).tokens));
   const scoredRowsLen = scored === 'visible' ? 1 + V : scored === 'masked' ? 1 + M : 0;
   const scoredRows = scoredRowsLen ? input('scored_rows', [B, scoredRowsLen], 'i32') : null;
 
@@ -138,17 +169,35 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
     const mask = input('mask', [B, N], 'u8');
     const decIn = sparse ? enc : gatherRows(g, enc, input('visible_rows', [B, 1 + V], 'i32'), 'decoder.input');
     pred = decoder.forward(decIn, visible, mask, input('masked_rows', [B, M], 'i32'));
-    target = g.noGrad(() => pixelNorm(g, gatherRows(g, patchify(g, images, patch, 0, 'pixel.patches'), input('masked', [B, M], 'i32'), 'pixel.masked'), { hint: 'pixel.target' }));
+    target = g.noGrad(() =>
+      pixelNorm(
+        g,
+        gatherRows(g, patchify(g, images, patch, 0, 'pixel.patches'), input('masked', [B, M], 'i32'), 'pixel.masked'),
+        { hint: 'pixel.target' },
+      ),
+    );
     values.pred = pred;
     values.target = target;
   }
 
   const loss = medicLoss(g, s, t, pred, target, w, balanceOf(g, cfg, logvar, input));
   g.markOutput(loss.losses, 'losses');
-  g.backward(pred ? [{ value: s, grad: loss.ds }, { value: pred, grad: loss.dpred! }] : [{ value: s, grad: loss.ds }]);
+  g.backward(
+    pred
+      ? [
+          { value: s, grad: loss.ds },
+          { value: pred, grad: loss.dpred! },
+        ]
+      : [{ value: s, grad: loss.ds }],
+  );
   if (cfg.optimizer) {
     const norm = g.markOutput(gradNorm(g), 'grad_norm');
-    adamw(g, input('hyper', [3], 'f32'), norm, { maxNorm: cfg.optimizer.maxNorm, beta1: cfg.optimizer.beta1, beta2: cfg.optimizer.beta2, eps: cfg.optimizer.eps });
+    adamw(g, input('hyper', [3], 'f32'), norm, {
+      maxNorm: cfg.optimizer.maxNorm,
+      beta1: cfg.optimizer.beta1,
+      beta2: cfg.optimizer.beta2,
+      eps: cfg.optimizer.eps,
+    });
   }
   return { graph: g, cfg, N, M, V, scored, student, teacher, decoder, head, values };
 }
@@ -175,18 +224,28 @@ export function buildTeacherStep(cfg: Pick<MedicConfig, 'batch' | 'img' | 'teach
   const images = g.input('images', [cfg.batch, 3, cfg.img, cfg.img], 'f32');
   const teacher = makeTeacher(g, cfg.teacher, cfg.img);
   const { tokens, probs } = teacher.forwardTaps(images, { layer: cfg.teacherLayer, probs: true });
-  g.markOutput(g.noGrad(() => teacherTargets(g, tokens)), 'targets');
+  g.markOutput(
+    g.noGrad(() => teacherTargets(g, tokens)),
+    'targets',
+  );
   g.markOutput(probs!, 'attn');
   return { graph: g, teacher, N: teacher.numPatches };
 }
 
 function makeTeacher(g: Graph, t: MedicConfig['teacher'], img: number): TeacherTower {
   const { kind, layerScale, normPre, ...clip } = t;
-  return kind === 'timm' ? new TimmVisionTower(g, { ...clip, img, layerScale, normPre }) : new ClipVisionTower(g, { ...clip, img });
+  return kind === 'timm'
+    ? new TimmVisionTower(g, { ...clip, img, layerScale, normPre })
+    : new ClipVisionTower(g, { ...clip, img });
 }
 
 /** The loss balancing inputs; the scale in use is a program output (loss_scale) for the metrics. */
-function balanceOf(g: Graph, cfg: MedicConfig, logvar: Value | null, input: (name: string, shape: number[], dtype: 'f32') => Value): LossBalance | undefined {
+function balanceOf(
+  g: Graph,
+  cfg: MedicConfig,
+  logvar: Value | null,
+  input: (name: string, shape: number[], dtype: 'f32') => Value,
+): LossBalance | undefined {
   if (logvar) {
     const scale = lossWeights(g, logvar);
     g.markOutput(scale, 'loss_scale');
@@ -195,4 +254,3 @@ function balanceOf(g: Graph, cfg: MedicConfig, logvar: Value | null, input: (nam
   if (cfg.balance === 'ema') return { scale: input('loss_scale', [3], 'f32') };
   return undefined;
 }
-

@@ -77,16 +77,25 @@ export class TimmVisionTower implements TeacherTower {
     const g = this.g;
     const layer = opts.layer ?? this.blocks.length;
     if (!Number.isInteger(layer) || layer < 1 || layer > this.blocks.length)
-      throw new Error(`timm teacher: layer ${layer} is not a block of this ${this.blocks.length}-block teacher (1..${this.blocks.length})`);
+      throw new Error(
+        `timm teacher: layer ${layer} is not a block of this ${this.blocks.length}-block teacher (1..${this.blocks.length})`,
+      );
     return g.noGrad(() => {
       const D = this.cfg.width;
       const x = patchify(g, img, this.cfg.patch, 1, 'teacher.patches');
       const w = g.view(this.patchWeight, [D, x.shape[2]]);
       const e = linear(g, x, w, this.patchBias, { hint: 'teacher.patch_embed' });
-      let t = add(g, concatRows(g, [this.clsToken, e], 'teacher.tokens'), g.view(this.posEmbed, [1 + this.numPatches, D]), { inPlace: true, hint: 'teacher.pos_add' });
+      let t = add(
+        g,
+        concatRows(g, [this.clsToken, e], 'teacher.tokens'),
+        g.view(this.posEmbed, [1 + this.numPatches, D]),
+        { inPlace: true, hint: 'teacher.pos_add' },
+      );
       if (this.normPre) t = this.normPre.forward(t);
       for (const b of this.blocks.slice(0, layer)) t = b.forward(t);
-      const probs = opts.probs ? attentionProbs(g, this.blocks[layer - 1].attn.lastQkv!, this.cfg.heads, { hint: 'teacher.attn_probs' }) : null;
+      const probs = opts.probs
+        ? attentionProbs(g, this.blocks[layer - 1].attn.lastQkv!, this.cfg.heads, { hint: 'teacher.attn_probs' })
+        : null;
       return { tokens: t, probs };
     });
   }

@@ -6,7 +6,17 @@
 //          + pos, prepend CLS -> 1+N tokens -> blocks -> final LN.
 // Patch embedding is patchify (order 1 = the conv weight's (ch, py, px) flattening) + one gemm, with
 // the weight stored as the conv's [D, Ch, p, p] (timm name patch_embed.proj.weight).
-import { type Graph, type Value, add, concatRows, gatherRows, linear, maskFill, patchify, NORM_EPS } from '../graph/index.js';
+import {
+  type Graph,
+  type Value,
+  add,
+  concatRows,
+  gatherRows,
+  linear,
+  maskFill,
+  patchify,
+  NORM_EPS,
+} from '../graph/index.js';
 import { Block, LayerNorm, dropPathRates, truncNormal, zeros } from '../nn/index.js';
 
 export interface VitConfig {

@@ -50,13 +50,19 @@ export class Attention {
       this.qBias = g.param(`${name}.q_bias`, [dim], zeros, { group });
       this.vBias = g.param(`${name}.v_bias`, [dim], zeros, { group });
     }
-    this.proj = new Linear(g, openai ? `${name}.out_proj` : `${name}.proj`, dim, dim, { group, weightInit: cfg.init?.proj ?? truncNormal(0.02, cfg.projInitDivisor ?? 1) });
+    this.proj = new Linear(g, openai ? `${name}.out_proj` : `${name}.proj`, dim, dim, {
+      group,
+      weightInit: cfg.init?.proj ?? truncNormal(0.02, cfg.projInitDivisor ?? 1),
+    });
   }
 
   /** x [B, T, D] -> [B, T, D]. */
   forward(x: Value): Value {
     const g = this.g;
-    const bias = this.qBias && this.vBias ? concat1d(g, [this.qBias, this.cfg.dim, this.vBias], `${this.name}.qkv_bias`) : undefined;
+    const bias =
+      this.qBias && this.vBias
+        ? concat1d(g, [this.qBias, this.cfg.dim, this.vBias], `${this.name}.qkv_bias`)
+        : undefined;
     const qkv = this.qkv.forward(x, { bias });
     this.lastQkv = qkv;
     const o = attention(g, qkv, this.cfg.heads, { hint: `${this.name}.core` });

@@ -46,7 +46,15 @@ export class Block {
     const div = cfg.layerId ? rescaleDivisor(cfg.layerId) : 1;
     const eps = cfg.eps ?? NORM_EPS;
     this.norm1 = new LayerNorm(g, `${name}.${openai ? 'ln_1' : 'norm1'}`, dim, { eps, group });
-    this.attn = new Attention(g, `${name}.attn`, { dim, heads: cfg.heads, qkvBias: cfg.qkvBias, projInitDivisor: div, group, naming: cfg.naming, init: { qkv: cfg.init?.qkv, proj: cfg.init?.proj } });
+    this.attn = new Attention(g, `${name}.attn`, {
+      dim,
+      heads: cfg.heads,
+      qkvBias: cfg.qkvBias,
+      projInitDivisor: div,
+      group,
+      naming: cfg.naming,
+      init: { qkv: cfg.init?.qkv, proj: cfg.init?.proj },
+    });
     this.norm2 = new LayerNorm(g, `${name}.${openai ? 'ln_2' : 'norm2'}`, dim, { eps, group });
     this.mlp = new Mlp(g, `${name}.mlp`, {
       dim,
@@ -72,7 +80,9 @@ export class Block {
     const B = x.shape[0];
     const p = this.cfg.dropPath;
     const keep = (k: number): Value | null =>
-      p > 0 && opts.seed ? dropPathMask(g, opts.seed, B, p, 2 * (opts.stream ?? 0) + k, `${this.name}.keep${k + 1}`) : null;
+      p > 0 && opts.seed
+        ? dropPathMask(g, opts.seed, B, p, 2 * (opts.stream ?? 0) + k, `${this.name}.keep${k + 1}`)
+        : null;
     // Under mixed precision the norms' outputs, read only by the qkv and fc1 gemms, are stored in
     // bf16, and so (following their inputs) are qkv, the attention output, fc1 and the two branch
     // outputs; the residual stream x stays f32.

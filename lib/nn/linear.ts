@@ -25,8 +25,16 @@ export class Linear {
     cfg: LinearConfig = {},
   ) {
     const group = cfg.group ?? 'train';
-    this.weight = g.param(cfg.weightName ?? `${name}.weight`, [outFeatures, inFeatures], cfg.weightInit ?? truncNormal(), { group });
-    this.bias = cfg.bias === false ? null : g.param(cfg.biasName ?? `${name}.bias`, [outFeatures], cfg.biasInit ?? zeros, { group });
+    this.weight = g.param(
+      cfg.weightName ?? `${name}.weight`,
+      [outFeatures, inFeatures],
+      cfg.weightInit ?? truncNormal(),
+      { group },
+    );
+    this.bias =
+      cfg.bias === false
+        ? null
+        : g.param(cfg.biasName ?? `${name}.bias`, [outFeatures], cfg.biasInit ?? zeros, { group });
   }
 
   /** y = x W^T + b over the last dim of x; act 'gelu' fuses GELU into the gemm. */

@@ -30,13 +30,24 @@ export class Mlp {
   ) {
     const [n1, n2] = cfg.names ?? ['fc1', 'fc2'];
     const i = cfg.init ?? {};
-    this.fc1 = new Linear(g, `${name}.${n1}`, cfg.dim, cfg.hidden, { group: cfg.group, weightInit: i.fc1, biasInit: i.fc1Bias });
-    this.fc2 = new Linear(g, `${name}.${n2}`, cfg.hidden, cfg.dim, { group: cfg.group, weightInit: i.fc2 ?? truncNormal(0.02, cfg.fc2InitDivisor ?? 1), biasInit: i.fc2Bias });
+    this.fc1 = new Linear(g, `${name}.${n1}`, cfg.dim, cfg.hidden, {
+      group: cfg.group,
+      weightInit: i.fc1,
+      biasInit: i.fc1Bias,
+    });
+    this.fc2 = new Linear(g, `${name}.${n2}`, cfg.hidden, cfg.dim, {
+      group: cfg.group,
+      weightInit: i.fc2 ?? truncNormal(0.02, cfg.fc2InitDivisor ?? 1),
+      biasInit: i.fc2Bias,
+    });
   }
 
   forward(x: Value): Value {
     // QuickGELU (the frozen teacher, built with gradients off) overwrites fc1's output, read by nothing else.
-    const h = this.cfg.act === 'gelu' ? this.fc1.forward(x, { act: 'gelu' }) : quickGelu(this.g, this.fc1.forward(x), `${this.name}.act`, { inPlace: !this.g.gradEnabled });
+    const h =
+      this.cfg.act === 'gelu'
+        ? this.fc1.forward(x, { act: 'gelu' })
+        : quickGelu(this.g, this.fc1.forward(x), `${this.name}.act`, { inPlace: !this.g.gradEnabled });
     return this.fc2.forward(h);
   }
 }

@@ -61,23 +61,55 @@ export function writeEvalReport(out: string, r: EvalReportInput): EvalSummary {
   const summary = evalSummary(r);
   writeAtomic(join(out, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   const rows = existsSync(r.metricsPath)
-    ? readFileSync(r.metricsPath, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number>)
+    ? readFileSync(r.metricsPath, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, number>)
     : [];
   const heads = Object.keys(summary.final);
   const stride = Math.max(1, Math.floor(rows.length / 2000)); // keep the SVG small on long runs
   const charts = [
-    lineChart('training loss', [{ name: 'loss', color: '#000', points: rows.filter((_, i) => i % stride === 0).map((m) => [m.step, m.loss] as [number, number]) }], { scale: 'log', yTitle: 'loss' }),
-    lineChart('learning rate', [{ name: 'lr', color: '#ff7f0e', points: rows.filter((_, i) => i % stride === 0).map((m) => [m.step, m.lr] as [number, number]) }], { yTitle: 'learning rate' }),
+    lineChart(
+      'training loss',
+      [
+        {
+          name: 'loss',
+          color: '#000',
+          points: rows.filter((_, i) => i % stride === 0).map((m) => [m.step, m.loss] as [number, number]),
+        },
+      ],
+      { scale: 'log', yTitle: 'loss' },
+    ),
+    lineChart(
+      'learning rate',
+      [
+        {
+          name: 'lr',
+          color: '#ff7f0e',
+          points: rows.filter((_, i) => i % stride === 0).map((m) => [m.step, m.lr] as [number, number]),
+        },
+      ],
+      { yTitle: 'learning rate' },
+    ),
     lineChart(
       'val top-1 (x: step)',
-      heads.map((h, i) => ({ name: r.protocol === 'linear' ? `block ${h}` : h, color: COLORS[i % COLORS.length], points: r.epochs.map((e) => [e.step, e.val[h]?.top1 ?? NaN] as [number, number]) })),
+      heads.map((h, i) => ({
+        name: r.protocol === 'linear' ? `block ${h}` : h,
+        color: COLORS[i % COLORS.length],
+        points: r.epochs.map((e) => [e.step, e.val[h]?.top1 ?? NaN] as [number, number]),
+      })),
       { yTitle: 'val top-1' },
     ),
   ];
   const table = heads
-    .map((h) => `<tr><td>${esc(r.protocol === 'linear' ? `block ${h}` : h)}</td><td>${pct(summary.final[h].top1)}</td><td>${pct(summary.final[h].top5)}</td></tr>`)
+    .map(
+      (h) =>
+        `<tr><td>${esc(r.protocol === 'linear' ? `block ${h}` : h)}</td><td>${pct(summary.final[h].top1)}</td><td>${pct(summary.final[h].top5)}</td></tr>`,
+    )
     .join('');
-  const cfgRows = Object.entries(r.config).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(Array.isArray(v) ? v.join(',') : String(v))}</td></tr>`).join('');
+  const cfgRows = Object.entries(r.config)
+    .map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(Array.isArray(v) ? v.join(',') : String(v))}</td></tr>`)
+    .join('');
   const title = r.protocol === 'linear' ? 'Linear probe' : 'Fine-tuning';
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>medic-native ${esc(title.toLowerCase())}: ${esc(out)}</title>
 <style>body{font-family:sans-serif;margin:24px;max-width:1200px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.charts{display:flex;flex-wrap:wrap;gap:12px}</style></head><body>
@@ -87,7 +119,13 @@ export function writeEvalReport(out: string, r: EvalReportInput): EvalSummary {
 <table><tr><th></th><th>top-1</th><th>top-5</th></tr>${table}</table>
 <h2>Curves</h2><div class="charts">${charts.join('')}</div>
 <h2>Protocol</h2><table>${cfgRows}</table>
-${summary.files ? `<h2>Files</h2><ul>${Object.entries(summary.files).map(([k, v]) => `<li>${esc(k)}: ${esc(v)}</li>`).join('')}</ul>` : ''}
+${
+  summary.files
+    ? `<h2>Files</h2><ul>${Object.entries(summary.files)
+        .map(([k, v]) => `<li>${esc(k)}: ${esc(v)}</li>`)
+        .join('')}</ul>`
+    : ''
+}
 </body></html>`;
   writeAtomic(join(out, 'report.html'), html);
   return summary;

@@ -44,7 +44,8 @@ function protocolTable(evals: FinalEvaluations | undefined): string {
   const pct = (v?: number) => (v === undefined ? 'n/a' : `${(100 * v).toFixed(2)} %`);
   const rows = Object.entries(evals)
     .map(([name, p]) => {
-      const cell = (x?: { top1: number; top5?: number; head: string }) => (x ? `${pct(x.top1)}${x.top5 !== undefined ? ` (top-5 ${pct(x.top5)})` : ''}` : 'n/a');
+      const cell = (x?: { top1: number; top5?: number; head: string }) =>
+        x ? `${pct(x.top1)}${x.top5 !== undefined ? ` (top-5 ${pct(x.top5)})` : ''}` : 'n/a';
       return `<tr><td><a href="eval/${esc(name)}/report.html">${esc(name)}</a></td><td>${cell(p?.pretrained)}</td><td>${cell(p?.random_init)}</td></tr>`;
     })
     .join('');

@@ -28,10 +28,19 @@ export type SweepPlot = { kind: 'bars' } | { kind: 'curves'; keys: string[] };
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const FONT = 'font-family="sans-serif" font-size="12"';
 
-export function writeSweepReport(dir: string, s: SweepSummary, plot: SweepPlot, center: Record<string, unknown>, markdown: string): void {
+export function writeSweepReport(
+  dir: string,
+  s: SweepSummary,
+  plot: SweepPlot,
+  center: Record<string, unknown>,
+  markdown: string,
+): void {
   const charts = plot.kind === 'curves' ? plot.keys.map((k) => curveChart(s, String(k), center)) : [barChart(s)];
   const rows = s.cells
-    .map((c) => `<tr><td>${esc(c.cell)}</td><td>${fmt(c)}</td><td>${pct(c.knnRandomMean)}</td><td>${c.n}</td><td>${c.diverged}</td></tr>`)
+    .map(
+      (c) =>
+        `<tr><td>${esc(c.cell)}</td><td>${fmt(c)}</td><td>${pct(c.knnRandomMean)}</td><td>${c.n}</td><td>${c.diverged}</td></tr>`,
+    )
     .join('');
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>medic-native sweep: ${esc(s.source)}</title>
 <style>body{font-family:sans-serif;margin:24px;max-width:1100px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}.charts{display:flex;flex-wrap:wrap;gap:16px}</style></head><body>
@@ -46,7 +55,8 @@ export function writeSweepReport(dir: string, s: SweepSummary, plot: SweepPlot, 
 }
 
 const pct = (x: number | null) => (x === null ? 'n/a' : (100 * x).toFixed(2));
-const fmt = (c: CellSummary) => (c.knnMean === null ? 'n/a' : c.knnStd === null ? pct(c.knnMean) : `${pct(c.knnMean)} ± ${pct(c.knnStd)}`);
+const fmt = (c: CellSummary) =>
+  c.knnMean === null ? 'n/a' : c.knnStd === null ? pct(c.knnMean) : `${pct(c.knnMean)} ± ${pct(c.knnStd)}`;
 
 /** A linear axis range over the values (percent), padded, with round ticks. */
 function axis(values: number[]): { lo: number; hi: number; ticks: number[] } {
@@ -67,53 +77,110 @@ function barChart(s: SweepSummary): string {
   const left = 10 + 7 * Math.max(...s.cells.map((c) => c.cell.length), 4);
   const width = left + 420;
   const height = 60 + rowH * s.cells.length + 40;
-  const vals = s.cells.flatMap((c) => [c.knnMean, c.knnRandomMean, c.knnMean !== null && c.knnStd !== null ? c.knnMean + c.knnStd : null]).flatMap((v) => (v === null ? [] : [100 * v]));
+  const vals = s.cells
+    .flatMap((c) => [c.knnMean, c.knnRandomMean, c.knnMean !== null && c.knnStd !== null ? c.knnMean + c.knnStd : null])
+    .flatMap((v) => (v === null ? [] : [100 * v]));
   const ax = axis(vals.length ? vals : [0, 100]);
   const x = (v: number) => left + ((v - ax.lo) / (ax.hi - ax.lo)) * 380;
   const top = 40;
-  const parts: string[] = [`<text x="${width / 2}" y="18" text-anchor="middle" ${FONT} font-weight="bold">kNN top-1 by cell (k = ${s.k})</text>`];
+  const parts: string[] = [
+    `<text x="${width / 2}" y="18" text-anchor="middle" ${FONT} font-weight="bold">kNN top-1 by cell (k = ${s.k})</text>`,
+  ];
   s.cells.forEach((c, i) => {
     const y = top + i * rowH;
     parts.push(`<text x="${left - 6}" y="${y + 17}" text-anchor="end" ${FONT} data-axis="ytick">${esc(c.cell)}</text>`);
     if (c.knnMean !== null) {
       const m = 100 * c.knnMean;
-      parts.push(`<rect x="${x(ax.lo)}" y="${y + 5}" width="${Math.max(0, x(m) - x(ax.lo))}" height="${rowH - 10}" fill="#1f77b4"/>`);
-      if (c.knnStd !== null) parts.push(`<line x1="${x(m - 100 * c.knnStd)}" x2="${x(m + 100 * c.knnStd)}" y1="${y + rowH / 2}" y2="${y + rowH / 2}" stroke="#000"/>`);
+      parts.push(
+        `<rect x="${x(ax.lo)}" y="${y + 5}" width="${Math.max(0, x(m) - x(ax.lo))}" height="${rowH - 10}" fill="#1f77b4"/>`,
+      );
+      if (c.knnStd !== null)
+        parts.push(
+          `<line x1="${x(m - 100 * c.knnStd)}" x2="${x(m + 100 * c.knnStd)}" y1="${y + rowH / 2}" y2="${y + rowH / 2}" stroke="#000"/>`,
+        );
     }
-    if (c.knnRandomMean !== null) parts.push(`<line x1="${x(100 * c.knnRandomMean)}" x2="${x(100 * c.knnRandomMean)}" y1="${y + 2}" y2="${y + rowH - 2}" stroke="#d62728" stroke-width="2"/>`);
+    if (c.knnRandomMean !== null)
+      parts.push(
+        `<line x1="${x(100 * c.knnRandomMean)}" x2="${x(100 * c.knnRandomMean)}" y1="${y + 2}" y2="${y + rowH - 2}" stroke="#d62728" stroke-width="2"/>`,
+      );
   });
   const axisY = top + rowH * s.cells.length + 4;
   parts.push(`<line x1="${x(ax.lo)}" x2="${x(ax.hi)}" y1="${axisY}" y2="${axisY}" stroke="#333"/>`);
-  for (const t of ax.ticks) parts.push(`<text x="${x(t)}" y="${axisY + 14}" text-anchor="middle" ${FONT} data-axis="xtick">${t}</text>`);
-  parts.push(`<text x="${x((ax.lo + ax.hi) / 2)}" y="${axisY + 32}" text-anchor="middle" ${FONT} data-axis="x">kNN top-1 (%): bar = mean, whisker = ±1 std, red tick = random init</text>`);
-  parts.push(`<text transform="translate(12 ${top + (rowH * s.cells.length) / 2}) rotate(-90)" text-anchor="middle" ${FONT} data-axis="y">cell</text>`);
+  for (const t of ax.ticks)
+    parts.push(`<text x="${x(t)}" y="${axisY + 14}" text-anchor="middle" ${FONT} data-axis="xtick">${t}</text>`);
+  parts.push(
+    `<text x="${x((ax.lo + ax.hi) / 2)}" y="${axisY + 32}" text-anchor="middle" ${FONT} data-axis="x">kNN top-1 (%): bar = mean, whisker = ±1 std, red tick = random init</text>`,
+  );
+  parts.push(
+    `<text transform="translate(12 ${top + (rowH * s.cells.length) / 2}) rotate(-90)" text-anchor="middle" ${FONT} data-axis="y">cell</text>`,
+  );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width + 20}" height="${height}" class="chart" role="img" aria-label="kNN top-1 by cell">${parts.join('')}</svg>`;
 }
 
 /** kNN against one varied setting, the other plotted settings at their centre values. */
 function curveChart(s: SweepSummary, key: string, center: Record<string, unknown>): string {
   const pts = s.cells
-    .filter((c) => key in c.overrides && Object.entries(c.overrides).every(([k, v]) => k === key || center[k] === undefined || center[k] === v))
-    .flatMap((c) => (c.knnMean === null ? [] : [{ w: Number(c.overrides[key]), m: 100 * c.knnMean, sd: c.knnStd === null ? 0 : 100 * c.knnStd, r: c.knnRandomMean }]))
+    .filter(
+      (c) =>
+        key in c.overrides &&
+        Object.entries(c.overrides).every(([k, v]) => k === key || center[k] === undefined || center[k] === v),
+    )
+    .flatMap((c) =>
+      c.knnMean === null
+        ? []
+        : [
+            {
+              w: Number(c.overrides[key]),
+              m: 100 * c.knnMean,
+              sd: c.knnStd === null ? 0 : 100 * c.knnStd,
+              r: c.knnRandomMean,
+            },
+          ],
+    )
     .sort((a, b) => a.w - b.w);
-  const W = 460, H = 300, L = 60, R = 20, T = 36, B = 56;
+  const W = 460,
+    H = 300,
+    L = 60,
+    R = 20,
+    T = 36,
+    B = 56;
   const ws = pts.length ? pts.map((p) => p.w) : [1];
-  const lx0 = Math.log10(Math.min(...ws)), lx1 = Math.log10(Math.max(...ws));
+  const lx0 = Math.log10(Math.min(...ws)),
+    lx1 = Math.log10(Math.max(...ws));
   const xr = lx1 > lx0 ? [lx0 - 0.1, lx1 + 0.1] : [lx0 - 0.5, lx0 + 0.5];
-  const ax = axis(pts.length ? pts.flatMap((p) => [p.m - p.sd, p.m + p.sd, ...(p.r === null ? [] : [100 * p.r])]) : [0, 100]);
+  const ax = axis(
+    pts.length ? pts.flatMap((p) => [p.m - p.sd, p.m + p.sd, ...(p.r === null ? [] : [100 * p.r])]) : [0, 100],
+  );
   const x = (w: number) => L + ((Math.log10(w) - xr[0]) / (xr[1] - xr[0])) * (W - L - R);
   const y = (v: number) => T + (1 - (v - ax.lo) / (ax.hi - ax.lo)) * (H - T - B);
-  const parts = [`<text x="${W / 2}" y="18" text-anchor="middle" ${FONT} font-weight="bold">kNN top-1 against ${esc(key)} (k = ${s.k})</text>`];
-  parts.push(`<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#333"/><line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="#333"/>`);
-  for (const t of ax.ticks) parts.push(`<text x="${L - 6}" y="${y(t) + 4}" text-anchor="end" ${FONT} data-axis="ytick">${t}</text>`);
-  for (const p of pts) parts.push(`<text x="${x(p.w)}" y="${H - B + 16}" text-anchor="middle" ${FONT} data-axis="xtick">${p.w}</text>`);
-  if (pts.length) parts.push(`<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="${pts.map((p) => `${x(p.w)},${y(p.m)}`).join(' ')}"/>`);
+  const parts = [
+    `<text x="${W / 2}" y="18" text-anchor="middle" ${FONT} font-weight="bold">kNN top-1 against ${esc(key)} (k = ${s.k})</text>`,
+  ];
+  parts.push(
+    `<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#333"/><line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="#333"/>`,
+  );
+  for (const t of ax.ticks)
+    parts.push(`<text x="${L - 6}" y="${y(t) + 4}" text-anchor="end" ${FONT} data-axis="ytick">${t}</text>`);
+  for (const p of pts)
+    parts.push(`<text x="${x(p.w)}" y="${H - B + 16}" text-anchor="middle" ${FONT} data-axis="xtick">${p.w}</text>`);
+  if (pts.length)
+    parts.push(
+      `<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="${pts.map((p) => `${x(p.w)},${y(p.m)}`).join(' ')}"/>`,
+    );
   for (const p of pts) {
     parts.push(`<circle cx="${x(p.w)}" cy="${y(p.m)}" r="3" fill="#1f77b4"/>`);
-    if (p.sd > 0) parts.push(`<line x1="${x(p.w)}" x2="${x(p.w)}" y1="${y(p.m - p.sd)}" y2="${y(p.m + p.sd)}" stroke="#1f77b4"/>`);
-    if (p.r !== null) parts.push(`<line x1="${x(p.w) - 6}" x2="${x(p.w) + 6}" y1="${y(100 * p.r)}" y2="${y(100 * p.r)}" stroke="#d62728" stroke-width="2"/>`);
+    if (p.sd > 0)
+      parts.push(`<line x1="${x(p.w)}" x2="${x(p.w)}" y1="${y(p.m - p.sd)}" y2="${y(p.m + p.sd)}" stroke="#1f77b4"/>`);
+    if (p.r !== null)
+      parts.push(
+        `<line x1="${x(p.w) - 6}" x2="${x(p.w) + 6}" y1="${y(100 * p.r)}" y2="${y(100 * p.r)}" stroke="#d62728" stroke-width="2"/>`,
+      );
   }
-  parts.push(`<text x="${(L + W - R) / 2}" y="${H - 14}" text-anchor="middle" ${FONT} data-axis="x">${esc(key)} (log scale); red = random init</text>`);
-  parts.push(`<text transform="translate(16 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle" ${FONT} data-axis="y">kNN top-1 (%)</text>`);
+  parts.push(
+    `<text x="${(L + W - R) / 2}" y="${H - 14}" text-anchor="middle" ${FONT} data-axis="x">${esc(key)} (log scale); red = random init</text>`,
+  );
+  parts.push(
+    `<text transform="translate(16 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle" ${FONT} data-axis="y">kNN top-1 (%)</text>`,
+  );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" class="chart" role="img" aria-label="kNN top-1 against ${esc(key)}">${parts.join('')}</svg>`;
 }

@@ -43,22 +43,34 @@ export function readGridFile(path: string): SweepSpec {
 export function parseGrid(obj: unknown, source: string): SweepSpec {
   if (!isObject(obj)) throw new Error(`sweep ${source}: expected a JSON object with "grid" or "runs"`);
   for (const k of Object.keys(obj))
-    if (!['base', 'grid', 'runs', 'seeds'].includes(k)) throw new Error(`sweep ${source}: unknown field '${k}' (known: base, grid, runs, seeds)`);
+    if (!['base', 'grid', 'runs', 'seeds'].includes(k))
+      throw new Error(`sweep ${source}: unknown field '${k}' (known: base, grid, runs, seeds)`);
   const base = checkOverrides(obj.base ?? {}, `${source}: base`, true);
   const seeds = obj.seeds ?? 1;
-  if (!Number.isInteger(seeds) || (seeds as number) < 1) throw new Error(`sweep ${source}: "seeds" must be a positive integer, found ${JSON.stringify(seeds)}`);
-  if ((obj.grid === undefined) === (obj.runs === undefined)) throw new Error(`sweep ${source}: give exactly one of "grid" (lists of values to combine) or "runs" (a list of configs)`);
+  if (!Number.isInteger(seeds) || (seeds as number) < 1)
+    throw new Error(`sweep ${source}: "seeds" must be a positive integer, found ${JSON.stringify(seeds)}`);
+  if ((obj.grid === undefined) === (obj.runs === undefined))
+    throw new Error(
+      `sweep ${source}: give exactly one of "grid" (lists of values to combine) or "runs" (a list of configs)`,
+    );
   const cells = obj.grid !== undefined ? gridCells(obj.grid, source) : listCells(obj.runs, source);
   const varied = obj.grid !== undefined ? (Object.keys(obj.grid as object) as (keyof PretrainConfig & string)[]) : [];
-  const plot: SweepPlot = varied.length === 1 && typeof (obj.grid as Record<string, unknown[]>)[varied[0]][0] === 'number' ? { kind: 'curves', keys: varied } : { kind: 'bars' };
+  const plot: SweepPlot =
+    varied.length === 1 && typeof (obj.grid as Record<string, unknown[]>)[varied[0]][0] === 'number'
+      ? { kind: 'curves', keys: varied }
+      : { kind: 'bars' };
   return { source, base, cells, seeds: seeds as number, plot };
 }
 
 function gridCells(grid: unknown, source: string): SweepCell[] {
-  if (!isObject(grid) || !Object.keys(grid).length) throw new Error(`sweep ${source}: "grid" must be an object of key: [values]`);
+  if (!isObject(grid) || !Object.keys(grid).length)
+    throw new Error(`sweep ${source}: "grid" must be an object of key: [values]`);
   let cells: Overrides[] = [{}];
   for (const [k, values] of Object.entries(grid)) {
-    if (!Array.isArray(values) || !values.length) throw new Error(`sweep ${source}: grid key '${k}' needs a non-empty list of values, found ${JSON.stringify(values)}`);
+    if (!Array.isArray(values) || !values.length)
+      throw new Error(
+        `sweep ${source}: grid key '${k}' needs a non-empty list of values, found ${JSON.stringify(values)}`,
+      );
     checkOverrides(Object.fromEntries(values.map((v) => [k, v]).slice(0, 1)), `${source}: grid`, false);
     cells = cells.flatMap((c) => values.map((v) => ({ ...c, [k]: v })));
   }
@@ -66,18 +78,22 @@ function gridCells(grid: unknown, source: string): SweepCell[] {
 }
 
 function listCells(runs: unknown, source: string): SweepCell[] {
-  if (!Array.isArray(runs) || !runs.length) throw new Error(`sweep ${source}: "runs" must be a non-empty list of configs`);
+  if (!Array.isArray(runs) || !runs.length)
+    throw new Error(`sweep ${source}: "runs" must be a non-empty list of configs`);
   const cells = runs.map((r, i) => {
     if (!isObject(r)) throw new Error(`sweep ${source}: runs[${i}] must be an object of settings`);
     const { name, ...rest } = r;
     if (name !== undefined && (typeof name !== 'string' || !/^[\w.,=+-]+$/.test(name)))
-      throw new Error(`sweep ${source}: runs[${i}].name must use letters, digits and . , = + - _ only, found ${JSON.stringify(name)}`);
+      throw new Error(
+        `sweep ${source}: runs[${i}].name must use letters, digits and . , = + - _ only, found ${JSON.stringify(name)}`,
+      );
     const overrides = checkOverrides(rest, `${source}: runs[${i}]`, false);
     return { name: (name as string | undefined) ?? cellName(overrides), overrides };
   });
   const seen = new Set<string>();
   for (const c of cells) {
-    if (seen.has(c.name)) throw new Error(`sweep ${source}: two runs are named '${c.name}' (each needs its own folder)`);
+    if (seen.has(c.name))
+      throw new Error(`sweep ${source}: two runs are named '${c.name}' (each needs its own folder)`);
     seen.add(c.name);
   }
   return cells;
@@ -86,8 +102,10 @@ function listCells(runs: unknown, source: string): SweepCell[] {
 function checkOverrides(o: unknown, where: string, allowSeed: boolean): Overrides {
   if (!isObject(o)) throw new Error(`sweep ${where}: expected an object of settings, found ${JSON.stringify(o)}`);
   for (const k of Object.keys(o)) {
-    if (!(k in defaultConfig)) throw new Error(`sweep ${where}: unknown setting '${k}' (a pretrain config key, as in config.json)`);
-    if (RUNNER_KEYS.has(k) && !(allowSeed && k === 'seed')) throw new Error(`sweep ${where}: '${k}' is set by the sweep for each run (use --out and --seeds)`);
+    if (!(k in defaultConfig))
+      throw new Error(`sweep ${where}: unknown setting '${k}' (a pretrain config key, as in config.json)`);
+    if (RUNNER_KEYS.has(k) && !(allowSeed && k === 'seed'))
+      throw new Error(`sweep ${where}: '${k}' is set by the sweep for each run (use --out and --seeds)`);
   }
   return o as Overrides;
 }

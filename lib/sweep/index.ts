@@ -27,7 +27,10 @@ export async function sweep(spec: SweepSpec, opts: SweepOptions): Promise<SweepO
   const k = Math.max(...((opts.fixed.knnK ?? spec.base.knnK ?? defaultConfig.knnK) as number[]));
   const summary = summarize(spec, results, k);
   const md = sweepMarkdown(summary);
-  writeFileSync(join(opts.out, 'sweep.json'), JSON.stringify({ spec, fixed: opts.fixed, complete, summary, results }, null, 2) + '\n');
+  writeFileSync(
+    join(opts.out, 'sweep.json'),
+    JSON.stringify({ spec, fixed: opts.fixed, complete, summary, results }, null, 2) + '\n',
+  );
   writeFileSync(join(opts.out, 'sweep.md'), md);
   const center = { ...defaultConfig, ...spec.base, ...opts.fixed } as Record<string, unknown>;
   writeSweepReport(opts.out, summary, spec.plot, center, md);

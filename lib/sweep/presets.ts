@@ -25,8 +25,14 @@ const masking: SweepCell[] = [
   // Evolved masking's keys (mask 'evolved', maskCluster) are written as plain settings so that the
   // preset names them even where the config does not know them yet: the sweep validates every cell
   // before the first run and names the key it cannot use.
-  { name: 'evolved-em', overrides: { mask: 'evolved', maskRatio: 0.75, maskCluster: 'em' } as unknown as SweepCell['overrides'] },
-  { name: 'evolved-hc', overrides: { mask: 'evolved', maskRatio: 0.75, maskCluster: 'hc' } as unknown as SweepCell['overrides'] },
+  {
+    name: 'evolved-em',
+    overrides: { mask: 'evolved', maskRatio: 0.75, maskCluster: 'em' } as unknown as SweepCell['overrides'],
+  },
+  {
+    name: 'evolved-hc',
+    overrides: { mask: 'evolved', maskRatio: 0.75, maskCluster: 'hc' } as unknown as SweepCell['overrides'],
+  },
 ];
 
 const weights: SweepCell[] = [
@@ -41,7 +47,13 @@ export function presetSpec(name: string, seeds: number): SweepSpec {
     case 'masking':
       return { source: 'preset masking', base: {}, cells: masking, seeds, plot: { kind: 'bars' } };
     case 'weights':
-      return { source: 'preset weights', base: {}, cells: weights, seeds, plot: { kind: 'curves', keys: ['wCls', 'wPix'] } };
+      return {
+        source: 'preset weights',
+        base: {},
+        cells: weights,
+        seeds,
+        plot: { kind: 'curves', keys: ['wCls', 'wPix'] },
+      };
     default:
       throw new Error(`--preset: expected one of ${presetNames.join(', ')}, got '${name}'`);
   }

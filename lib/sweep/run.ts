@@ -68,7 +68,10 @@ export function planSweep(spec: SweepSpec, opts: Pick<SweepOptions, 'out' | 'fix
 }
 
 /** Runs (or skips, or resumes) every repetition; stops early on an interrupt. */
-export async function runSweep(spec: SweepSpec, opts: SweepOptions): Promise<{ results: RepResult[]; complete: boolean }> {
+export async function runSweep(
+  spec: SweepSpec,
+  opts: SweepOptions,
+): Promise<{ results: RepResult[]; complete: boolean }> {
   const reps = planSweep(spec, opts);
   const results: RepResult[] = [];
   for (let i = 0; i < reps.length; i++) {
@@ -92,7 +95,15 @@ async function runRep(rep: Rep, i: number, n: number, opts: SweepOptions): Promi
   const t0 = performance.now();
   const r = await pretrain(rep.config, { events: opts.events.run, resume, interrupted: opts.interrupted });
   const seconds = (performance.now() - t0) / 1000 + (previous?.seconds ?? 0);
-  const result: RepResult = { cell: rep.cell.name, seed: rep.seed, status: r.status, knn: r.knn ?? null, knnRandom: r.knnRandom ?? null, seconds, folder: rep.folder };
+  const result: RepResult = {
+    cell: rep.cell.name,
+    seed: rep.seed,
+    status: r.status,
+    knn: r.knn ?? null,
+    knnRandom: r.knnRandom ?? null,
+    seconds,
+    folder: rep.folder,
+  };
   writeFileSync(recordPath, JSON.stringify(result, null, 2) + '\n');
   opts.events.done(result);
   return result;

@@ -31,13 +31,29 @@ export function summarize(spec: SweepSpec, results: RepResult[], k: number): Swe
     const randoms = reps.flatMap((r) => (r.knnRandom ? [r.knnRandom[k]] : []));
     const { mean, std } = meanStd(knnValues);
     return {
-      cell: cell.name, overrides: cell.overrides, n: reps.length, diverged: reps.filter((r) => r.status === 'diverged').length,
-      knnMean: mean, knnStd: std, knnRandomMean: meanStd(randoms).mean, knnValues,
+      cell: cell.name,
+      overrides: cell.overrides,
+      n: reps.length,
+      diverged: reps.filter((r) => r.status === 'diverged').length,
+      knnMean: mean,
+      knnStd: std,
+      knnRandomMean: meanStd(randoms).mean,
+      knnValues,
     };
   });
   const means = cells.flatMap((c) => (c.knnMean === null ? [] : [c.knnMean]));
-  const best = cells.reduce<CellSummary | null>((b, c) => (c.knnMean !== null && (b === null || c.knnMean > b.knnMean!) ? c : b), null);
-  return { source: spec.source, k, seeds: spec.seeds, cells, spread: means.length ? Math.max(...means) - Math.min(...means) : null, best: best?.cell ?? null };
+  const best = cells.reduce<CellSummary | null>(
+    (b, c) => (c.knnMean !== null && (b === null || c.knnMean > b.knnMean!) ? c : b),
+    null,
+  );
+  return {
+    source: spec.source,
+    k,
+    seeds: spec.seeds,
+    cells,
+    spread: means.length ? Math.max(...means) - Math.min(...means) : null,
+    best: best?.cell ?? null,
+  };
 }
 
 /** Mean and sample standard deviation (n - 1; null for fewer than two values). */
@@ -55,9 +71,11 @@ const pct = (x: number | null) => (x === null ? 'n/a' : (100 * x).toFixed(2));
 export function sweepMarkdown(s: SweepSummary): string {
   const head = `| cell | kNN k=${s.k} (%) | random init (%) | runs | diverged |\n| --- | --- | --- | --- | --- |`;
   const rows = s.cells.map((c) => {
-    const knn = c.knnMean === null ? 'n/a' : c.knnStd === null ? pct(c.knnMean) : `${pct(c.knnMean)} ± ${pct(c.knnStd)}`;
+    const knn =
+      c.knnMean === null ? 'n/a' : c.knnStd === null ? pct(c.knnMean) : `${pct(c.knnMean)} ± ${pct(c.knnStd)}`;
     return `| ${c.cell} | ${knn} | ${pct(c.knnRandomMean)} | ${c.n} | ${c.diverged} |`;
   });
-  const foot = s.spread === null ? '' : `\nSpread (max - min of the cell means): ${pct(s.spread)} points; best cell: ${s.best}.`;
+  const foot =
+    s.spread === null ? '' : `\nSpread (max - min of the cell means): ${pct(s.spread)} points; best cell: ${s.best}.`;
   return `# Sweep: ${s.source}\n\n${s.seeds} seed(s) per cell; mean ± sample standard deviation over seeds.\n\n${head}\n${rows.join('\n')}\n${foot}\n`;
 }

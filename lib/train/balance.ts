@@ -27,7 +27,8 @@ export class LossBalancer {
     readonly mode: LossBalanceMode,
     private readonly momentum: number,
   ) {
-    if (!(momentum >= 0 && momentum < 1)) throw new Error(`--balance-momentum: expected a number in [0, 1), got ${momentum}`);
+    if (!(momentum >= 0 && momentum < 1))
+      throw new Error(`--balance-momentum: expected a number in [0, 1), got ${momentum}`);
   }
 
   /** The program inputs of the next step: loss_scale [3] under 'ema', nothing otherwise. */
@@ -61,8 +62,16 @@ export class LossBalancer {
     if (this.mode !== 'ema') return;
     if (s === undefined) return; // a checkpoint from before balancing: the run restarts its averages
     const st = s as Partial<BalanceState>;
-    const ok = Array.isArray(st.ema) && st.ema.length === 3 && st.ema.every((x) => Number.isFinite(x) && x >= 0) && Number.isInteger(st.count) && st.count! >= 0;
-    if (!ok) throw new Error(`${source}: field 'balance' must be {ema: three non-negative numbers, count: a non-negative integer}, found ${JSON.stringify(s)}`);
+    const ok =
+      Array.isArray(st.ema) &&
+      st.ema.length === 3 &&
+      st.ema.every((x) => Number.isFinite(x) && x >= 0) &&
+      Number.isInteger(st.count) &&
+      st.count! >= 0;
+    if (!ok)
+      throw new Error(
+        `${source}: field 'balance' must be {ema: three non-negative numbers, count: a non-negative integer}, found ${JSON.stringify(s)}`,
+      );
     this.ema = [st.ema![0], st.ema![1], st.ema![2]];
     this.count = st.count!;
   }

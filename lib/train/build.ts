@@ -4,7 +4,14 @@
 import type { Program } from '../engine/index.js';
 import { compile, type CompiledGraph, type GraphState } from '../graph/index.js';
 import { inspectClipCheckpoint, type ClipCheckpointInfo } from '../io/teacher.js';
-import { buildMedic, buildTeacherStep, studentPresets, type MedicConfig, type MedicGraph, type VitConfig } from '../models/index.js';
+import {
+  buildMedic,
+  buildTeacherStep,
+  studentPresets,
+  type MedicConfig,
+  type MedicGraph,
+  type VitConfig,
+} from '../models/index.js';
 import type { PretrainConfig } from './config.js';
 import type { Precision } from './precision.js';
 
@@ -15,7 +22,14 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize, precision:
     img: c.imgSize,
     patch: c.patchSize,
     student: { dim: s.dim, depth: s.depth, heads: s.heads, layerScale: c.layerScale, dropPath: c.dropPath },
-    teacher: { patch: c.patchSize, width: c.teacherDim, layers: c.teacherDepth, heads: c.teacherHeads, mlpRatio: c.teacherMlpRatio, ...teacherKind(c) },
+    teacher: {
+      patch: c.patchSize,
+      width: c.teacherDim,
+      layers: c.teacherDepth,
+      heads: c.teacherHeads,
+      mlpRatio: c.teacherMlpRatio,
+      ...teacherKind(c),
+    },
     decoder: { dim: c.decoderDim, depth: c.decoderDepth, heads: c.decoderHeads },
     encoding: c.encoding,
     maskRatio: c.maskRatio,
@@ -44,21 +58,40 @@ function teacherKind(c: PretrainConfig): { kind: 'clip' | 'timm'; layerScale?: b
  * attention heads when the caller knows them (--teacher-heads), else config.json beside the file or
  * CLIP's rule.
  */
-export function applyTeacherCheckpoint(c: PretrainConfig, opts: { heads?: number } = {}): { config: PretrainConfig; info: ClipCheckpointInfo | null } {
+export function applyTeacherCheckpoint(
+  c: PretrainConfig,
+  opts: { heads?: number } = {},
+): { config: PretrainConfig; info: ClipCheckpointInfo | null } {
   const out = teacherOf(c, opts);
   const depth = out.config.teacherDepth;
   if (c.teacherLayer > depth)
-    throw new Error(`--teacher-layer: expected a block of the ${depth}-block teacher (1..${depth}, 0 = the last), got ${c.teacherLayer}`);
+    throw new Error(
+      `--teacher-layer: expected a block of the ${depth}-block teacher (1..${depth}, 0 = the last), got ${c.teacherLayer}`,
+    );
   return out;
 }
 
-function teacherOf(c: PretrainConfig, opts: { heads?: number }): { config: PretrainConfig; info: ClipCheckpointInfo | null } {
+function teacherOf(
+  c: PretrainConfig,
+  opts: { heads?: number },
+): { config: PretrainConfig; info: ClipCheckpointInfo | null } {
   if (c.teacher === 'random') return { config: c, info: null };
   const info = inspectClipCheckpoint(c.teacher, { heads: opts.heads });
   const a = info.arch;
   if (a.patch !== c.patchSize)
-    throw new Error(`--teacher ${c.teacher}: the teacher's patch size is ${a.patch} but the student's is ${c.patchSize}: set --patch-size ${a.patch} (teacher and student tokens must cover the same patches)`);
-  return { config: { ...c, teacherDim: a.width, teacherDepth: a.layers, teacherHeads: a.heads, teacherMlpRatio: a.mlpHidden / a.width }, info };
+    throw new Error(
+      `--teacher ${c.teacher}: the teacher's patch size is ${a.patch} but the student's is ${c.patchSize}: set --patch-size ${a.patch} (teacher and student tokens must cover the same patches)`,
+    );
+  return {
+    config: {
+      ...c,
+      teacherDim: a.width,
+      teacherDepth: a.layers,
+      teacherHeads: a.heads,
+      teacherMlpRatio: a.mlpHidden / a.width,
+    },
+    info,
+  };
 }
 
 export interface TrainModel {
@@ -75,7 +108,15 @@ export function buildTrainModel(c: PretrainConfig, precision: Precision = 'fp32'
 /** The student's architecture as the timm export records it. */
 export function studentVitConfig(c: PretrainConfig): VitConfig {
   const s = studentPresets[c.model];
-  return { img: c.imgSize, patch: c.patchSize, dim: s.dim, depth: s.depth, heads: s.heads, layerScale: c.layerScale, dropPath: c.dropPath };
+  return {
+    img: c.imgSize,
+    patch: c.patchSize,
+    dim: s.dim,
+    depth: s.depth,
+    heads: s.heads,
+    layerScale: c.layerScale,
+    dropPath: c.dropPath,
+  };
 }
 
 /**
@@ -86,6 +127,12 @@ export function teacherProgram(c: PretrainConfig, state: GraphState): Program {
   const ts = compile(buildTeacherStep(medicConfigOf(c)).graph);
   const frozen = state.cg.params.filter((p) => p.group === 'frozen').map((p) => `${p.name}@${p.offset}`);
   const mine = ts.params.map((p) => `${p.name}@${p.offset}`);
-  if (frozen.join() !== mine.join()) throw new Error('pretrain: the teacher program and the training graph disagree on the frozen parameter layout (a bug)');
-  return state.engine.program({ buffers: ts.buffers.map((b) => ({ ...b, tensor: b.state ? state.get(b.state) : undefined })), ops: ts.ops });
+  if (frozen.join() !== mine.join())
+    throw new Error(
+      'pretrain: the teacher program and the training graph disagree on the frozen parameter layout (a bug)',
+    );
+  return state.engine.program({
+    buffers: ts.buffers.map((b) => ({ ...b, tensor: b.state ? state.get(b.state) : undefined })),
+    ops: ts.ops,
+  });
 }

@@ -170,16 +170,61 @@ export const EVALUATIONS = ['knn', 'linear', 'finetune'] as const;
 
 /** The evaluations of a config besides kNN, in a fixed order. */
 export function extraEvaluations(c: PretrainConfig): ('linear' | 'finetune')[] {
-  const list = String(c.eval).split(',').map((e) => e.trim());
+  const list = String(c.eval)
+    .split(',')
+    .map((e) => e.trim());
   return (['linear', 'finetune'] as const).filter((e) => list.includes(e));
 }
 
 type Key = keyof PretrainConfig;
 const numeric: Key[] = [
-  'imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'teacherMlpRatio', 'decoderDim', 'decoderDepth', 'decoderHeads', 'maskRatio',
-  'wTok', 'wCls', 'wPix', 'tau', 'balanceMomentum', 'epochs', 'batchSize', 'lr', 'lrBatchRef', 'warmupEpochs', 'minLr', 'warmupLr', 'weightDecay',
-  'weightDecayEnd', 'clipGrad', 'dropPath', 'layerScale', 'threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit',
-  'cropScale', 'hflip', 'colorJitter', 'stopAfter', 'logEvery', 'prefetch', 'spikeFactor', 'teacherLayer', 'maskLambda', 'evolveEpochs', 'evolveGamma', 'commTimeout', 'bucketMb',
+  'imgSize',
+  'patchSize',
+  'teacherDim',
+  'teacherDepth',
+  'teacherHeads',
+  'teacherMlpRatio',
+  'decoderDim',
+  'decoderDepth',
+  'decoderHeads',
+  'maskRatio',
+  'wTok',
+  'wCls',
+  'wPix',
+  'tau',
+  'balanceMomentum',
+  'epochs',
+  'batchSize',
+  'lr',
+  'lrBatchRef',
+  'warmupEpochs',
+  'minLr',
+  'warmupLr',
+  'weightDecay',
+  'weightDecayEnd',
+  'clipGrad',
+  'dropPath',
+  'layerScale',
+  'threads',
+  'workers',
+  'seed',
+  'evalEvery',
+  'checkpointEvery',
+  'stepsPerEpoch',
+  'knnLimit',
+  'cropScale',
+  'hflip',
+  'colorJitter',
+  'stopAfter',
+  'logEvery',
+  'prefetch',
+  'spikeFactor',
+  'teacherLayer',
+  'maskLambda',
+  'evolveEpochs',
+  'evolveGamma',
+  'commTimeout',
+  'bucketMb',
 ];
 
 /** The command-line flag of a config key: wTok -> --w-tok. */
@@ -205,10 +250,50 @@ export function validateConfig(c: PretrainConfig): void {
   const nonNeg = (k: Key) => {
     if ((c[k] as number) < 0) fail(k, 'a non-negative number', c[k]);
   };
-  for (const k of ['imgSize', 'patchSize', 'teacherDim', 'teacherDepth', 'teacherHeads', 'decoderDim', 'decoderDepth', 'decoderHeads', 'epochs', 'batchSize', 'lrBatchRef', 'prefetch'] as Key[]) posInt(k);
-  for (const k of ['threads', 'workers', 'seed', 'evalEvery', 'checkpointEvery', 'stepsPerEpoch', 'knnLimit', 'warmupEpochs', 'stopAfter', 'logEvery', 'teacherLayer', 'evolveEpochs'] as Key[]) nonNegInt(k);
+  for (const k of [
+    'imgSize',
+    'patchSize',
+    'teacherDim',
+    'teacherDepth',
+    'teacherHeads',
+    'decoderDim',
+    'decoderDepth',
+    'decoderHeads',
+    'epochs',
+    'batchSize',
+    'lrBatchRef',
+    'prefetch',
+  ] as Key[])
+    posInt(k);
+  for (const k of [
+    'threads',
+    'workers',
+    'seed',
+    'evalEvery',
+    'checkpointEvery',
+    'stepsPerEpoch',
+    'knnLimit',
+    'warmupEpochs',
+    'stopAfter',
+    'logEvery',
+    'teacherLayer',
+    'evolveEpochs',
+  ] as Key[])
+    nonNegInt(k);
   for (const k of ['maskLambda', 'evolveGamma'] as Key[]) nonNeg(k);
-  for (const k of ['wTok', 'wCls', 'wPix', 'lr', 'minLr', 'warmupLr', 'weightDecay', 'weightDecayEnd', 'clipGrad', 'spikeFactor'] as Key[]) nonNeg(k);
+  for (const k of [
+    'wTok',
+    'wCls',
+    'wPix',
+    'lr',
+    'minLr',
+    'warmupLr',
+    'weightDecay',
+    'weightDecayEnd',
+    'clipGrad',
+    'spikeFactor',
+  ] as Key[])
+    nonNeg(k);
   // The seed travels to the native drop-path RNG as an i32 word: keep it in range rather than wrap.
   if (c.seed >= 2 ** 31) fail('seed', 'an integer below 2^31', c.seed);
   if (typeof c.device !== 'string') fail('device', 'auto, cpu, cuda or cuda:N', c.device);
@@ -216,10 +301,13 @@ export function validateConfig(c: PretrainConfig): void {
   if (!['fp32', 'bf16', 'auto'].includes(c.precision)) fail('precision', 'fp32, bf16 or auto', c.precision);
   if (!(c.model in studentPresets)) fail('model', `one of ${Object.keys(studentPresets).join(', ')}`, c.model);
   if (c.encoding !== 'sparse' && c.encoding !== 'dense') fail('encoding', 'sparse or dense', c.encoding);
-  if (c.mask !== 'block' && c.mask !== 'random' && c.mask !== 'evolved') fail('mask', 'block, random or evolved', c.mask);
+  if (c.mask !== 'block' && c.mask !== 'random' && c.mask !== 'evolved')
+    fail('mask', 'block, random or evolved', c.mask);
   if (c.maskCluster !== 'em' && c.maskCluster !== 'hc') fail('maskCluster', 'em or hc', c.maskCluster);
-  if (!['static', 'ema', 'uncertainty'].includes(c.lossBalance)) fail('lossBalance', 'static, ema or uncertainty', c.lossBalance);
-  if (!(c.balanceMomentum >= 0 && c.balanceMomentum < 1)) fail('balanceMomentum', 'a number in [0, 1)', c.balanceMomentum);
+  if (!['static', 'ema', 'uncertainty'].includes(c.lossBalance))
+    fail('lossBalance', 'static, ema or uncertainty', c.lossBalance);
+  if (!(c.balanceMomentum >= 0 && c.balanceMomentum < 1))
+    fail('balanceMomentum', 'a number in [0, 1)', c.balanceMomentum);
   if (c.distributed !== 'auto' && c.distributed !== 'off') fail('distributed', 'auto or off', c.distributed);
   if (!(c.commTimeout > 0)) fail('commTimeout', 'a positive number of seconds', c.commTimeout);
   if (!(c.bucketMb > 0)) fail('bucketMb', 'a positive number of MB', c.bucketMb);
@@ -233,17 +321,25 @@ export function validateConfig(c: PretrainConfig): void {
   if (!(c.teacherMlpRatio > 0)) fail('teacherMlpRatio', 'a positive number', c.teacherMlpRatio);
   if (!(c.dropPath >= 0 && c.dropPath < 1)) fail('dropPath', 'a number in [0, 1)', c.dropPath);
   if (c.imgSize % c.patchSize !== 0) fail('imgSize', `a multiple of --patch-size ${c.patchSize}`, c.imgSize);
-  if (c.wTok === 0 && c.wCls === 0 && c.wPix === 0) throw new Error('--w-tok, --w-cls, --w-pix: at least one loss weight must be non-zero');
+  if (c.wTok === 0 && c.wCls === 0 && c.wPix === 0)
+    throw new Error('--w-tok, --w-cls, --w-pix: at least one loss weight must be non-zero');
   const s = studentPresets[c.model];
   if (s.dim % s.heads) fail('model', 'a width divisible by its heads', c.model);
-  if (c.teacherDim % c.teacherHeads) fail('teacherDim', `a multiple of --teacher-heads ${c.teacherHeads}`, c.teacherDim);
-  if (c.decoderDim % c.decoderHeads) fail('decoderDim', `a multiple of --decoder-heads ${c.decoderHeads}`, c.decoderDim);
-  if (!Array.isArray(c.knnK) || !c.knnK.every((k) => Number.isInteger(k) && k > 0)) fail('knnK', 'a list of positive integers', c.knnK);
-  const evals = String(c.eval).split(',').map((e) => e.trim());
-  if (!evals.every((e) => EVALUATIONS.includes(e as never)) || !evals.includes('knn')) fail('eval', `a comma-separated list of ${EVALUATIONS.join(', ')} that includes knn`, c.eval);
+  if (c.teacherDim % c.teacherHeads)
+    fail('teacherDim', `a multiple of --teacher-heads ${c.teacherHeads}`, c.teacherDim);
+  if (c.decoderDim % c.decoderHeads)
+    fail('decoderDim', `a multiple of --decoder-heads ${c.decoderHeads}`, c.decoderDim);
+  if (!Array.isArray(c.knnK) || !c.knnK.every((k) => Number.isInteger(k) && k > 0))
+    fail('knnK', 'a list of positive integers', c.knnK);
+  const evals = String(c.eval)
+    .split(',')
+    .map((e) => e.trim());
+  if (!evals.every((e) => EVALUATIONS.includes(e as never)) || !evals.includes('knn'))
+    fail('eval', `a comma-separated list of ${EVALUATIONS.join(', ')} that includes knn`, c.eval);
   if (typeof c.data !== 'string' || !c.data) fail('data', 'a data spec (folder, idx:<dir>, mnist, synthetic)', c.data);
   if (typeof c.teacher !== 'string' || !c.teacher) fail('teacher', "a CLIP checkpoint path or 'random'", c.teacher);
-  if (c.teacher !== 'random' && !existsSync(c.teacher)) fail('teacher', 'an existing CLIP checkpoint file (or random)', c.teacher);
+  if (c.teacher !== 'random' && !existsSync(c.teacher))
+    fail('teacher', 'an existing CLIP checkpoint file (or random)', c.teacher);
   if (typeof c.out !== 'string' || !c.out) fail('out', 'a run folder path', c.out);
 }
 
@@ -256,7 +352,8 @@ export function readConfigFile(path: string): Partial<PretrainConfig> {
   } catch (err) {
     throw new Error(`--config ${path}: not valid JSON (${(err as Error).message})`, { cause: err });
   }
-  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new Error(`--config ${path}: expected a JSON object of settings`);
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
+    throw new Error(`--config ${path}: expected a JSON object of settings`);
   checkConfigKeys(obj, `--config ${path}`);
   return obj as Partial<PretrainConfig>;
 }
@@ -264,7 +361,8 @@ export function readConfigFile(path: string): Partial<PretrainConfig> {
 /** Throws on the first key that is not a config key, naming it and where it came from. */
 export function checkConfigKeys(obj: object, where: string): void {
   for (const k of Object.keys(obj)) {
-    if (!(k in defaultConfig)) throw new Error(`${where}: unknown setting '${k}' (known: ${Object.keys(defaultConfig).join(', ')})`);
+    if (!(k in defaultConfig))
+      throw new Error(`${where}: unknown setting '${k}' (known: ${Object.keys(defaultConfig).join(', ')})`);
   }
 }
 
@@ -349,7 +447,11 @@ export function formatConfigChanges(c: PretrainConfig): string {
  * finds them.
  */
 export function absolutePaths(c: PretrainConfig): PretrainConfig {
-  const data = c.data.startsWith('idx:') ? `idx:${resolve(c.data.slice(4))}` : isNamedData(c.data) ? c.data : resolve(c.data);
+  const data = c.data.startsWith('idx:')
+    ? `idx:${resolve(c.data.slice(4))}`
+    : isNamedData(c.data)
+      ? c.data
+      : resolve(c.data);
   return { ...c, data, teacher: c.teacher === 'random' ? c.teacher : resolve(c.teacher), out: resolve(c.out) };
 }
 

@@ -19,7 +19,10 @@ export class TrainEvaluator {
   async baseline(): Promise<Record<number, number> | undefined> {
     const { progress: p } = this.run;
     const classes = this.run.data.classNames.length;
-    if (classes < 2) this.run.ev.warn(`kNN needs at least two classes; the data has ${classes} (${this.run.c.data}): kNN is not applicable and is skipped`);
+    if (classes < 2)
+      this.run.ev.warn(
+        `kNN needs at least two classes; the data has ${classes} (${this.run.c.data}): kNN is not applicable and is skipped`,
+      );
     else if (!this.canEval) this.run.ev.warn('no val split: kNN evaluation is skipped');
     let knnRandom = p.extra.knnRandom as Record<number, number> | undefined;
     if (!this.run.resumed && this.canEval) knnRandom = await this.evaluate('random-init', 0);
@@ -31,13 +34,34 @@ export class TrainEvaluator {
   async evaluate(which: EvalRecord['which'], epoch: number): Promise<Record<number, number> | undefined> {
     if (!this.canEval) return undefined;
     const { c, data, state } = this.run;
-    const fx = (this.fx ??= new FeatureExtractor(this.run.engine, c, knnBatch(c.imgSize, c.knnLimit || data.train.length)));
+    const fx = (this.fx ??= new FeatureExtractor(
+      this.run.engine,
+      c,
+      knnBatch(c.imgSize, c.knnLimit || data.train.length),
+    ));
     fx.load(state.get('params').read() as Float32Array, this.run.table);
     const t0 = performance.now();
-    const onEmbedded = (done: number, total: number) => this.run.ev.activity?.({ what: `kNN ${which}: embedding ${total} images`, done, total });
-    const r = await knnEvaluate(fx, data.train, data.val!, c, data.classNames.length, { ...this.run.dataReport, onEmbedded }, this.run.world);
+    const onEmbedded = (done: number, total: number) =>
+      this.run.ev.activity?.({ what: `kNN ${which}: embedding ${total} images`, done, total });
+    const r = await knnEvaluate(
+      fx,
+      data.train,
+      data.val!,
+      c,
+      data.classNames.length,
+      { ...this.run.dataReport, onEmbedded },
+      this.run.world,
+    );
     const seconds = (performance.now() - t0) / 1000;
-    this.run.ev.eval({ step: this.run.progress.step, epoch, which, knn: r.accuracy, n_train: r.nTrain, n_val: r.nTest, seconds });
+    this.run.ev.eval({
+      step: this.run.progress.step,
+      epoch,
+      which,
+      knn: r.accuracy,
+      n_train: r.nTrain,
+      n_val: r.nTest,
+      seconds,
+    });
     return r.accuracy;
   }
 

@@ -6,7 +6,15 @@ import type { FinalEvaluations } from '../eval/protocols.js';
 export interface PretrainEvents {
   info(line: string): void;
   warn(line: string): void;
-  progress(p: { epoch: number; epochs: number; step: number; steps: number; loss: number; imagesPerSec: number; etaSec: number }): void;
+  progress(p: {
+    epoch: number;
+    epochs: number;
+    step: number;
+    steps: number;
+    loss: number;
+    imagesPerSec: number;
+    etaSec: number;
+  }): void;
   metrics(m: StepMetrics): void;
   eval(e: EvalRecord): void;
   /** Progress of work other than steps (the images an evaluation has embedded so far). */

@@ -60,12 +60,26 @@ export interface EvolvedBatch {
  * Masks of one step from the teacher's attention maps attn [B, N, N]. Row b draws as sample row0 + b
  * (data parallel: its index in the global batch), so the split over processes does not change a mask.
  */
-export function evolvedMasks(c: EvolvedConfig, attn: Float32Array, B: number, seed: number, step: number, epoch: number, row0 = 0): EvolvedBatch {
+export function evolvedMasks(
+  c: EvolvedConfig,
+  attn: Float32Array,
+  B: number,
+  seed: number,
+  step: number,
+  epoch: number,
+  row0 = 0,
+): EvolvedBatch {
   const { gridH: H, gridW: W } = c;
   const N = H * W;
-  if (attn.length !== B * N * N) throw new Error(`evolved masking: the attention maps hold ${attn.length} values, expected B * N * N = ${B * N * N}`);
+  if (attn.length !== B * N * N)
+    throw new Error(
+      `evolved masking: the attention maps hold ${attn.length} values, expected B * N * N = ${B * N * N}`,
+    );
   const M = maskedCount(N, c.ratio);
-  if (M < 1 || M >= N) throw new Error(`--mask-ratio ${c.ratio} masks ${M} of ${N} patches: at least one patch must be masked and one visible`);
+  if (M < 1 || M >= N)
+    throw new Error(
+      `--mask-ratio ${c.ratio} masks ${M} of ${N} patches: at least one patch must be masked and one visible`,
+    );
   const centre = partCentre(epoch, c.evolveEpochs);
   const K = new Int32Array(B);
   const tables: Float64Array[] = [];
@@ -87,7 +101,16 @@ export function evolvedMasks(c: EvolvedConfig, attn: Float32Array, B: number, se
       for (let i = 0; i < K[b] * N; i++) init[b * kmax * N + i] = std * rngs[b].normal();
     }
   }
-  const parts = loadBinding().binding.clusterParts(c.cluster, attn, B, N, W, K, { rounds: EM_ROUNDS, kappa: EM_KAPPA, lambda: c.lambda, threads: c.threads ?? 1 }, init);
+  const parts = loadBinding().binding.clusterParts(
+    c.cluster,
+    attn,
+    B,
+    N,
+    W,
+    K,
+    { rounds: EM_ROUNDS, kappa: EM_KAPPA, lambda: c.lambda, threads: c.threads ?? 1 },
+    init,
+  );
   const a = mixAlpha(epoch, c.evolveEpochs, c.gamma);
   const mask = new Uint8Array(B * N);
   const noise = new Float64Array(N);

@@ -10,7 +10,6 @@ import { formatEpoch, type EvalEvents, type FinalEvaluations, type ProtocolPair 
 import { extraEvaluations } from './config.js';
 import type { TrainRun } from './setup.js';
 
-
 export async function runFinalEvaluations(run: TrainRun, interrupted?: () => boolean): Promise<FinalEvaluations> {
   const { c, ev } = run;
   const events: EvalEvents = {
@@ -25,12 +24,24 @@ export async function runFinalEvaluations(run: TrainRun, interrupted?: () => boo
     const pair: ProtocolPair = {};
     for (const fromScratch of [false, true]) {
       const dir = join(c.out, 'eval', fromScratch ? `${protocol}-scratch` : protocol);
-      const o = { checkpoint: c.out, out: dir, fromScratch, resume: existsSync(join(dir, 'checkpoints', 'latest.json')), events, interrupted };
+      const o = {
+        checkpoint: c.out,
+        out: dir,
+        fromScratch,
+        resume: existsSync(join(dir, 'checkpoints', 'latest.json')),
+        events,
+        interrupted,
+      };
       ev.info(`evaluation: ${protocol} on the ${fromScratch ? 'random-init twin' : 'pretrained student'} -> ${dir}`);
       if (protocol === 'linear') {
         const r = await runLinearProbe(o);
         if (r.status !== 'done') return out;
-        if (r.best) pair[fromScratch ? 'random_init' : 'pretrained'] = { head: `block ${r.best.block}`, top1: r.best.top1, top5: r.best.top5 };
+        if (r.best)
+          pair[fromScratch ? 'random_init' : 'pretrained'] = {
+            head: `block ${r.best.block}`,
+            top1: r.best.top1,
+            top5: r.best.top5,
+          };
       } else {
         const r = await runFinetune(o);
         if (r.status !== 'done') return out;

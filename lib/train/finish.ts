@@ -34,9 +34,14 @@ export async function finishRun(run: TrainRun, evaluator: TrainEvaluator, status
 function exportStudent(run: TrainRun): void {
   const { c, table } = run;
   const exportPath = join(c.out, 'student-timm.safetensors');
-  exportStudentTimm(exportPath, flatParamSource(run.state.get('params').read() as Float32Array, table), studentVitConfig(c), {
-    names: table.map((p) => p.name),
-    metadata: { source: 'medic-native pretrain', step: String(run.progress.step) },
-  });
+  exportStudentTimm(
+    exportPath,
+    flatParamSource(run.state.get('params').read() as Float32Array, table),
+    studentVitConfig(c),
+    {
+      names: table.map((p) => p.name),
+      metadata: { source: 'medic-native pretrain', step: String(run.progress.step) },
+    },
+  );
   run.ev.info(`student exported with timm ViT names: ${exportPath}`);
 }

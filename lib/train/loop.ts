@@ -41,7 +41,11 @@ interface StepOutcome {
 }
 
 /** Runs steps until the end of training, a stop, an interrupt or a divergence. */
-export async function runSteps(run: TrainRun, evaluator: TrainEvaluator, interrupted?: () => boolean): Promise<RunStatus> {
+export async function runSteps(
+  run: TrainRun,
+  evaluator: TrainEvaluator,
+  interrupted?: () => boolean,
+): Promise<RunStatus> {
   const { c, progress: p, plan } = run;
   const program = run.state.program();
   // Evolved masking: the teacher runs first (its attention decides the masks), then the step.
@@ -106,7 +110,14 @@ function maskInputsAt(run: TrainRun, step: number): Record<string, Uint8Array | 
   if (c.mask === 'evolved') throw new Error('maskInputsAt: evolved masks come from the teacher program');
   // Data parallel: rows are drawn by their index in the global batch, as in one process.
   const row0 = run.world.rank * c.batchSize;
-  return stepMasks({ kind: c.mask, ratio: c.maskRatio, gridH: grid, gridW: grid }, run.medic, c.batchSize, c.seed, step, row0);
+  return stepMasks(
+    { kind: c.mask, ratio: c.maskRatio, gridH: grid, gridW: grid },
+    run.medic,
+    c.batchSize,
+    c.seed,
+    step,
+    row0,
+  );
 }
 
 /** Evolved masking: the teacher's targets and attention for this batch, then its masks (evolved.ts). */
@@ -117,12 +128,29 @@ async function evolvedStepInputs(run: TrainRun, teacher: Program, batch: Batch, 
   const t1 = performance.now();
   const grid = c.imgSize / c.patchSize;
   const cfg = {
-    cluster: c.maskCluster, ratio: c.maskRatio, gridH: grid, gridW: grid, evolveEpochs: c.evolveEpochs || c.epochs, gamma: c.evolveGamma, lambda: c.maskLambda,
+    cluster: c.maskCluster,
+    ratio: c.maskRatio,
+    gridH: grid,
+    gridW: grid,
+    evolveEpochs: c.evolveEpochs || c.epochs,
+    gamma: c.evolveGamma,
+    lambda: c.maskLambda,
     threads: c.threads || availableParallelism(),
   };
-  const { mask } = evolvedMasks(cfg, t.outputs.attn as Float32Array, c.batchSize, c.seed, p.step, epoch, run.world.rank * c.batchSize);
+  const { mask } = evolvedMasks(
+    cfg,
+    t.outputs.attn as Float32Array,
+    c.batchSize,
+    c.seed,
+    p.step,
+    epoch,
+    run.world.rank * c.batchSize,
+  );
   run.evolvedMs = { teacher: t1 - t0, mask: performance.now() - t1 };
-  return { ...maskInputs(mask, c.batchSize, run.medic.N, run.medic.scored), teacher_targets: t.outputs.targets as Float32Array };
+  return {
+    ...maskInputs(mask, c.batchSize, run.medic.N, run.medic.scored),
+    teacher_targets: t.outputs.targets as Float32Array,
+  };
 }
 
 /** Starts one native step (the Promise resolves when it is done). */
@@ -139,7 +167,14 @@ async function runStep(run: TrainRun, program: Program, batch: Batch, masks: Ste
   const after = run.engine.commStats();
   const commMs = before && after ? after.startMs + after.waitMs - before.startMs - before.waitMs : undefined;
   const lossScale = balance.loss_scale ?? (r.outputs.loss_scale as Float32Array | undefined);
-  return { losses: r.outputs.losses as Float32Array, gradNorm, lossScale, hyper, stepMs: performance.now() - t0, commMs };
+  return {
+    losses: r.outputs.losses as Float32Array,
+    gradNorm,
+    lossScale,
+    hyper,
+    stepMs: performance.now() - t0,
+    commMs,
+  };
 }
 
 /**
@@ -171,8 +206,18 @@ function report(
   const B = plan.globalBatch;
   const { losses, hyper, stepMs } = out;
   const m: StepMetrics = {
-    step, epoch, loss: losses[0], l_tok: losses[1], l_cls: losses[2], l_pix: losses[3], grad_norm: out.gradNorm,
-    lr: hyper[0], wd: hyper[1], step_ms: stepMs, wait_ms: batch.waitMs, img_s: (B * 1000) / (stepMs + batch.waitMs + (run.evolvedMs ? run.evolvedMs.teacher + run.evolvedMs.mask : 0)),
+    step,
+    epoch,
+    loss: losses[0],
+    l_tok: losses[1],
+    l_cls: losses[2],
+    l_pix: losses[3],
+    grad_norm: out.gradNorm,
+    lr: hyper[0],
+    wd: hyper[1],
+    step_ms: stepMs,
+    wait_ms: batch.waitMs,
+    img_s: (B * 1000) / (stepMs + batch.waitMs + (run.evolvedMs ? run.evolvedMs.teacher + run.evolvedMs.mask : 0)),
   };
   if (run.evolvedMs) Object.assign(m, { teacher_ms: run.evolvedMs.teacher, mask_ms: run.evolvedMs.mask });
   if (out.lossScale) m.loss_scale = Array.from(out.lossScale);
@@ -183,7 +228,15 @@ function report(
   }
   const rate = (clock.stepsThisRun * B) / Math.max((performance.now() - clock.start) / 1000, 1e-9);
   const epochSteps = step - epoch * plan.stepsPerEpoch;
-  ev.progress({ epoch, epochs: c.epochs, step: epochSteps, steps: plan.stepsPerEpoch, loss: losses[0], imagesPerSec: rate, etaSec: ((plan.totalSteps - step) * B) / rate });
+  ev.progress({
+    epoch,
+    epochs: c.epochs,
+    step: epochSteps,
+    steps: plan.stepsPerEpoch,
+    loss: losses[0],
+    imagesPerSec: rate,
+    etaSec: ((plan.totalSteps - step) * B) / rate,
+  });
 }
 
 /**
@@ -204,13 +257,19 @@ function stopRequest(run: TrainRun, stepsThisRun: number, interrupted?: () => bo
  * stopping and resuming yields the records of an uninterrupted run; Ctrl-C skips it. The final epoch
  * is handled by finishRun.
  */
-async function endEpoch(run: TrainRun, evaluator: TrainEvaluator, done: number, status: RunStatus): Promise<TakenCheckpoint | null> {
+async function endEpoch(
+  run: TrainRun,
+  evaluator: TrainEvaluator,
+  done: number,
+  status: RunStatus,
+): Promise<TakenCheckpoint | null> {
   const { c, progress: p } = run;
   p.position = { epoch: done, index: 0 };
   if (p.step >= run.plan.totalSteps || status === 'interrupted') return null;
   if (c.evalEvery > 0 && done % c.evalEvery === 0) await evaluator.evaluate('pretrained', done);
   // taken now, written once the next step has shown these weights healthy (see save.ts)
-  if (status === 'done' && c.checkpointEvery > 0 && done % c.checkpointEvery === 0) return takeCheckpoint(run, `epoch ${done}`);
+  if (status === 'done' && c.checkpointEvery > 0 && done % c.checkpointEvery === 0)
+    return takeCheckpoint(run, `epoch ${done}`);
   return null;
 }
 
@@ -296,6 +355,11 @@ function keepMetricsUpTo(path: string, step: number): void {
       return Infinity; // a line cut short by a kill
     }
   };
-  const kept = step === 0 ? [] : readFileSync(path, 'utf8').split('\n').filter((l) => l && stepOf(l) <= step);
+  const kept =
+    step === 0
+      ? []
+      : readFileSync(path, 'utf8')
+          .split('\n')
+          .filter((l) => l && stepOf(l) <= step);
   writeFileSync(path, kept.map((l) => l + '\n').join(''));
 }

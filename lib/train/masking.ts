@@ -44,7 +44,10 @@ export function validateMaskConfig(c: MaskConfig): void {
   if (!(c.ratio > 0 && c.ratio < 1)) throw new Error(`--mask-ratio: expected a number in (0, 1), got ${c.ratio}`);
   const N = c.gridH * c.gridW;
   const M = maskedCount(N, c.ratio);
-  if (M < 1 || M >= N) throw new Error(`--mask-ratio ${c.ratio} masks ${M} of ${N} patches: at least one patch must be masked and one visible`);
+  if (M < 1 || M >= N)
+    throw new Error(
+      `--mask-ratio ${c.ratio} masks ${M} of ${N} patches: at least one patch must be masked and one visible`,
+    );
 }
 
 /** BEiT block masking on an H x W grid; returns a 0/1 mask with exactly `target` ones. */
@@ -104,10 +107,21 @@ export function makeMasks(c: MaskConfig, B: number, seed: number, step: number, 
   const N = c.gridH * c.gridW;
   const M = maskedCount(N, c.ratio);
   const V = N - M;
-  const out: MaskBatch = { B, N, M, V, mask: new Uint8Array(B * N), visible: new Int32Array(B * V), masked: new Int32Array(B * M) };
+  const out: MaskBatch = {
+    B,
+    N,
+    M,
+    V,
+    mask: new Uint8Array(B * N),
+    visible: new Int32Array(B * V),
+    masked: new Int32Array(B * M),
+  };
   for (let b = 0; b < B; b++) {
     const rng = new Rng(seed, Stream.mask, step, row0 + b);
-    const m = c.kind === 'block' ? blockMask(rng, c.gridH, c.gridW, M, c.minBlock ?? 16, c.minAspect ?? 0.3) : randomMask(rng, N, M);
+    const m =
+      c.kind === 'block'
+        ? blockMask(rng, c.gridH, c.gridW, M, c.minBlock ?? 16, c.minAspect ?? 0.3)
+        : randomMask(rng, N, M);
     out.mask.set(m, b * N);
     let v = 0;
     let k = 0;
@@ -123,7 +137,12 @@ export function makeMasks(c: MaskConfig, B: number, seed: number, step: number, 
  * Every index input of the step from a mask [B, N] u8 (1 = masked, exactly M per row). Visible and
  * masked indices are in spatial (ascending) order.
  */
-export function maskInputs(mask: Uint8Array, B: number, N: number, scored: MedicGraph['scored']): Record<string, Uint8Array | Int32Array> {
+export function maskInputs(
+  mask: Uint8Array,
+  B: number,
+  N: number,
+  scored: MedicGraph['scored'],
+): Record<string, Uint8Array | Int32Array> {
   const M = mask.subarray(0, N).reduce((a, b) => a + (b ? 1 : 0), 0);
   const V = N - M;
   const visible = new Int32Array(B * V);

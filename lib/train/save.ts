@@ -26,7 +26,15 @@ export function takeCheckpoint(run: TrainRun, reason: string): TakenCheckpoint |
   p.extra.globalBatch = run.plan.globalBatch;
   if (!run.world.isRoot) return null;
   const extra = JSON.parse(JSON.stringify({ ...p.extra, balance: run.balancer.state() })) as Record<string, unknown>;
-  const st: TrainState = { step: p.step, epoch: p.position.epoch, dataPosition: { ...p.position }, seed: c.seed, config: { ...c }, paramTable: run.table, extra };
+  const st: TrainState = {
+    step: p.step,
+    epoch: p.position.epoch,
+    dataPosition: { ...p.position },
+    seed: c.seed,
+    config: { ...c },
+    paramTable: run.table,
+    extra,
+  };
   return {
     reason,
     state: st,

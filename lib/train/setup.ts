@@ -6,7 +6,16 @@ import { availableParallelism, cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 
 import { openData, type OpenedData, type Position } from '../data/index.js';
-import { Engine, World, chooseDevice, detectLaunch, deviceSpec, parseDevice, type DeviceSpec, type Launch } from '../engine/index.js';
+import {
+  Engine,
+  World,
+  chooseDevice,
+  detectLaunch,
+  deviceSpec,
+  parseDevice,
+  type DeviceSpec,
+  type Launch,
+} from '../engine/index.js';
 import type { DataReporting } from '../eval/features.js';
 import { GraphState, type CompiledGraph } from '../graph/index.js';
 import { LossBalancer } from './balance.js';
@@ -68,7 +77,8 @@ export async function setupRun(config: PretrainConfig, opts: PretrainOptions): P
   const teacherInfo = applied.info;
   const ev = opts.events;
   const launch = c.distributed === 'auto' ? detectLaunch() : null;
-  const device = launch && launch.size > 1 ? deviceOfRank(deviceSpec(c.device), launch.localRank) : deviceSpec(c.device);
+  const device =
+    launch && launch.size > 1 ? deviceOfRank(deviceSpec(c.device), launch.localRank) : deviceSpec(c.device);
   const world = openWorld(c, launch, device);
   // Nothing is written to the run folder until the run is known to start (prepareRunFolder, below).
   // Rank 0 alone judges the folder (it alone writes it; a failure there aborts every rank).
@@ -110,7 +120,23 @@ export async function setupRun(config: PretrainConfig, opts: PretrainOptions): P
     const dataReport = { onWarning: (m: string) => ev.warn(m), reported: new Set<string>() };
     const balancer = new LossBalancer(c.lossBalance, c.balanceMomentum);
     if (resumed) balancer.restore(resumed.state.extra?.balance, resumed.path);
-    return { c, ev, ckptDir, resumed, data, engine, medic, cg, state, table, plan, world, dataReport, progress, balancer };
+    return {
+      c,
+      ev,
+      ckptDir,
+      resumed,
+      data,
+      engine,
+      medic,
+      cg,
+      state,
+      table,
+      plan,
+      world,
+      dataReport,
+      progress,
+      balancer,
+    };
   } catch (err) {
     state?.dispose();
     engine.dispose();
@@ -134,7 +160,9 @@ function openWorld(c: PretrainConfig, launch: Launch | null, device: DeviceSpec)
     );
   const world = World.init(binding, c.commTimeout);
   if (world.size !== launch.size || world.rank !== launch.rank)
-    throw new Error(`--distributed: the launcher says rank ${launch.rank} of ${launch.size} (${launch.source}), MPI says rank ${world.rank} of ${world.size}`);
+    throw new Error(
+      `--distributed: the launcher says rank ${launch.rank} of ${launch.size} (${launch.source}), MPI says rank ${world.rank} of ${world.size}`,
+    );
   return world;
 }
 
@@ -167,7 +195,10 @@ export function disposeRun(run: TrainRun): void {
 function checkRunFolder(out: string, opts: PretrainOptions): void {
   const resumeFolder = opts.resume ? runFolderOf(opts.resume) : null;
   const same = resumeFolder !== null && resolve(resumeFolder) === resolve(out);
-  if (opts.overwrite && same) throw new Error(`--overwrite with --resume ${opts.resume}: replacing the run folder would delete the checkpoint being resumed; give the resumed run another --out`);
+  if (opts.overwrite && same)
+    throw new Error(
+      `--overwrite with --resume ${opts.resume}: replacing the run folder would delete the checkpoint being resumed; give the resumed run another --out`,
+    );
   const held = describeRun(out);
   if (!held || same || opts.overwrite) return;
   throw new Error(
@@ -188,7 +219,8 @@ function prepareRunFolder(c: PretrainConfig, ev: PretrainEvents, overwrite: bool
     if (removed.length) ev.info(`--overwrite: removed ${removed.length} file(s) of the earlier run in ${c.out}`);
   }
   const stale = removeStaleTemporaries(c.out);
-  if (stale.length) ev.info(`removed ${stale.length} temporary file(s) left by an interrupted save: ${stale.join(', ')}`);
+  if (stale.length)
+    ev.info(`removed ${stale.length} temporary file(s) left by an interrupted save: ${stale.join(', ')}`);
   mkdirSync(join(c.out, 'checkpoints'), { recursive: true });
   writeFileSync(join(c.out, 'config.json'), JSON.stringify(c, null, 2) + '\n');
 }
@@ -196,12 +228,15 @@ function prepareRunFolder(c: PretrainConfig, ev: PretrainEvents, overwrite: bool
 async function openTrainData(c: PretrainConfig, ev: PretrainEvents): Promise<OpenedData> {
   const data = await openData(c.data);
   for (const n of data.notes) ev.info(`data: ${n}`);
-  ev.info(`data: train ${data.train.length} images (${data.train.description}), val ${data.val?.length ?? 0}, ${data.classNames.length} classes`);
+  ev.info(
+    `data: train ${data.train.length} images (${data.train.description}), val ${data.val?.length ?? 0}, ${data.classNames.length} classes`,
+  );
   return data;
 }
 
 function describeModel(c: PretrainConfig, ev: PretrainEvents, medic: MedicGraph, cg: CompiledGraph): void {
-  const count = (group: 'train' | 'frozen') => cg.params.filter((p) => p.group === group).reduce((a, p) => a + p.numel, 0);
+  const count = (group: 'train' | 'frozen') =>
+    cg.params.filter((p) => p.group === group).reduce((a, p) => a + p.numel, 0);
   ev.info(
     `model: student ${c.model} (${c.encoding}), ${(count('train') / 1e6).toFixed(2)}M trainable params incl. head${medic.decoder ? ' and decoder' : ''}; ` +
       `teacher ${(count('frozen') / 1e6).toFixed(2)}M frozen; ${medic.N} patches, ${medic.M} masked, sequence ${1 + (c.encoding === 'sparse' ? medic.V : medic.N)}`,
@@ -221,7 +256,9 @@ async function initParams(
 ): Promise<RunProgress> {
   await state.initNative(c.seed);
   if (!teacherInfo) {
-    ev.info(`teacher: a seeded random CLIP-architecture network (width ${c.teacherDim}, depth ${c.teacherDepth}, seed ${c.seed}): no checkpoint given (--teacher)`);
+    ev.info(
+      `teacher: a seeded random CLIP-architecture network (width ${c.teacherDim}, depth ${c.teacherDepth}, seed ${c.seed}): no checkpoint given (--teacher)`,
+    );
   } else {
     loadClipTeacher(state, c.teacher, medic.teacher.cfg);
     ev.info(describeClipCheckpoint(teacherInfo, c.imgSize));
@@ -236,10 +273,19 @@ async function initParams(
   return { step: s.step, position: s.dataPosition, extra: s.extra ?? {}, lastCheckpoint: resumed.path };
 }
 
-function planRun(c: PretrainConfig, ev: PretrainEvents, data: OpenedData, resumed: Checkpoint | null, world: World): RunPlan {
+function planRun(
+  c: PretrainConfig,
+  ev: PretrainEvents,
+  data: OpenedData,
+  resumed: Checkpoint | null,
+  world: World,
+): RunPlan {
   const B = c.batchSize * world.size;
   const available = Math.floor(data.train.length / B);
-  const what = world.size > 1 ? `the global batch ${B} (${world.size} processes x --batch-size ${c.batchSize})` : `--batch-size ${B}`;
+  const what =
+    world.size > 1
+      ? `the global batch ${B} (${world.size} processes x --batch-size ${c.batchSize})`
+      : `--batch-size ${B}`;
   if (available < 1) throw new Error(`${what}: larger than the training set (${data.train.length} images)`);
   const stepsPerEpoch = c.stepsPerEpoch > 0 ? Math.min(c.stepsPerEpoch, available) : available;
   const totalSteps = stepsPerEpoch * c.epochs;
@@ -250,15 +296,28 @@ function planRun(c: PretrainConfig, ev: PretrainEvents, data: OpenedData, resume
     const was = resumed.state.config as Partial<PretrainConfig>;
     const wasGlobal = (resumed.state.extra?.globalBatch as number | undefined) ?? was.batchSize;
     if (wasGlobal !== undefined && wasGlobal !== B)
-      ev.warn(`${what} differs from the checkpoint's ${wasGlobal}: the resumed run will not reproduce an uninterrupted one`);
+      ev.warn(
+        `${what} differs from the checkpoint's ${wasGlobal}: the resumed run will not reproduce an uninterrupted one`,
+      );
     if (was.stepsPerEpoch !== undefined && was.stepsPerEpoch !== c.stepsPerEpoch)
-      ev.warn(`${flagOf('stepsPerEpoch')} ${c.stepsPerEpoch} differs from the checkpoint's ${was.stepsPerEpoch}: the resumed run will not reproduce an uninterrupted one`);
+      ev.warn(
+        `${flagOf('stepsPerEpoch')} ${c.stepsPerEpoch} differs from the checkpoint's ${was.stepsPerEpoch}: the resumed run will not reproduce an uninterrupted one`,
+      );
   }
   const sched: ScheduleConfig = {
-    baseLr: c.lr, lrBatchRef: c.lrBatchRef, batchSize: B, warmupSteps: Math.min(c.warmupEpochs * stepsPerEpoch, totalSteps),
-    totalSteps, warmupLr: c.warmupLr, minLr: c.minLr, weightDecay: c.weightDecay, weightDecayEnd: c.weightDecayEnd,
+    baseLr: c.lr,
+    lrBatchRef: c.lrBatchRef,
+    batchSize: B,
+    warmupSteps: Math.min(c.warmupEpochs * stepsPerEpoch, totalSteps),
+    totalSteps,
+    warmupLr: c.warmupLr,
+    minLr: c.minLr,
+    weightDecay: c.weightDecay,
+    weightDecayEnd: c.weightDecayEnd,
   };
   const split = world.size > 1 ? ` (${world.size} processes x ${c.batchSize})` : '';
-  ev.info(`schedule: ${c.epochs} epochs x ${stepsPerEpoch} steps of ${B} images${split}; peak lr ${peakLr(sched).toExponential(3)} after ${sched.warmupSteps} warmup steps`);
+  ev.info(
+    `schedule: ${c.epochs} epochs x ${stepsPerEpoch} steps of ${B} images${split}; peak lr ${peakLr(sched).toExponential(3)} after ${sched.warmupSteps} warmup steps`,
+  );
   return { globalBatch: B, stepsPerEpoch, totalSteps, sched };
 }

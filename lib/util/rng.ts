@@ -42,7 +42,8 @@ export class Rng {
     let a = 0x243f6a88;
     let b = 0x85a308d3;
     for (const key of keys) {
-      if (!Number.isSafeInteger(key) || key < 0) throw new RangeError(`Rng: keys must be non-negative safe integers, got ${key}`);
+      if (!Number.isSafeInteger(key) || key < 0)
+        throw new RangeError(`Rng: keys must be non-negative safe integers, got ${key}`);
       const lo = key >>> 0;
       const hi = Math.floor(key / TWO32) >>> 0;
       a = mix32(a ^ mix32(lo + 0x9e3779b9));

@@ -48,11 +48,13 @@ bool normalise(double* v, int64_t n) {
 
 }  // namespace
 
-void cluster_em(const float* attn, int64_t N, int64_t K, const float* init, int64_t rounds, double kappa, int32_t* labels) {
+void cluster_em(const float* attn, int64_t N, int64_t K, const float* init, int64_t rounds, double kappa,
+                int32_t* labels) {
   const std::vector<double> x = column_features(attn, N);
   // Centres transposed, muT[i * K + k], so that both steps run over contiguous, independent lanes
   // (k in the E step, i in the M step) with every sum in a fixed order.
-  std::vector<double> muT(static_cast<size_t>(N * K)), z(static_cast<size_t>(N * K)), m(static_cast<size_t>(K * N)), norm(static_cast<size_t>(K));
+  std::vector<double> muT(static_cast<size_t>(N * K)), z(static_cast<size_t>(N * K)), m(static_cast<size_t>(K * N)),
+      norm(static_cast<size_t>(K));
   for (int64_t k = 0; k < K; ++k) {
     std::vector<double> v(init + k * N, init + (k + 1) * N);
     normalise(v.data(), N);
@@ -150,7 +152,7 @@ void cluster_hc(const float* attn, int64_t N, int64_t K, int64_t grid_w, double 
     const Pair p = heap.top();
     heap.pop();
     if (!active[p.a] || !active[p.b] || p.sa != stamp[p.a] || p.sb != stamp[p.b]) continue;  // stale
-    const int64_t a = p.a, b = p.b;  // a < b: b joins a
+    const int64_t a = p.a, b = p.b;                                                          // a < b: b joins a
     for (int64_t y = 0; y < N; ++y)
       if (active[y] && y != a && y != b) S[a * N + y] = S[y * N + a] = S[a * N + y] + S[b * N + y];
     S[a * N + a] += 2 * S[a * N + b] + S[b * N + b];
@@ -163,7 +165,9 @@ void cluster_hc(const float* attn, int64_t N, int64_t K, int64_t grid_w, double 
       if (labels[j] == b) labels[j] = static_cast<int32_t>(a);
     --clusters;
     for (int64_t y = 0; y < N; ++y)
-      if (active[y] && y != a) heap.push(y < a ? Pair{affinity(y, a), y, a, stamp[y], stamp[a]} : Pair{affinity(a, y), a, y, stamp[a], stamp[y]});
+      if (active[y] && y != a)
+        heap.push(y < a ? Pair{affinity(y, a), y, a, stamp[y], stamp[a]}
+                        : Pair{affinity(a, y), a, y, stamp[a], stamp[y]});
   }
   relabel(labels, N, N);
 }

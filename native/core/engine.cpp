@@ -31,7 +31,9 @@ void bump_peak(std::atomic<int64_t>& peak, int64_t now) {
 }  // namespace
 
 Engine::Engine(Device device, int device_index, int threads)
-    : device_(device), device_index_(device_index), pool_(new ThreadPool(threads > 0 ? threads : default_thread_count())) {
+    : device_(device),
+      device_index_(device_index),
+      pool_(new ThreadPool(threads > 0 ? threads : default_thread_count())) {
   ctx_.device = device;
   ctx_.pool = pool_.get();
   if (device == Device::CPU) {
@@ -45,8 +47,7 @@ Engine::Engine(Device device, int device_index, int threads)
       throw Error("device cuda: this binary was built without CUDA (nvcc was not found at build time)");
     int n = cuda_device_count();
     if (device_index < 0 || device_index >= n)
-      throw Error("device cuda:" + std::to_string(device_index) + ": " + std::to_string(n) +
-                  " CUDA device(s) visible");
+      throw Error("device cuda:" + std::to_string(device_index) + ": " + std::to_string(n) + " CUDA device(s) visible");
     api_ = cuda_device_api(device_index, ctx_);
   }
 }
@@ -103,8 +104,7 @@ MemoryStats Engine::memory() const {
 }
 
 std::string Engine::describe() const {
-  if (device_ == Device::CPU)
-    return "cpu: " + std::to_string(pool_->size()) + " threads, " + cpu_features_string();
+  if (device_ == Device::CPU) return "cpu: " + std::to_string(pool_->size()) + " threads, " + cpu_features_string();
   return "cuda:" + std::to_string(device_index_) + ": " + cuda_describe(device_index_);
 }
 
@@ -128,7 +128,8 @@ const CpuFeatures& cpu_features() {
     // avx512 keeps AVX-512 but drops the bf16 dot products, so bf16 ops take their fp32 fallback).
     const char* cap = std::getenv("MEDIC_CPU_ISA");
     if (cap && std::string(cap) == "avx512") c.avx512_bf16 = c.amx_bf16 = false;
-    if (cap && std::string(cap) == "avx2") c.avx512f = c.avx512bw = c.avx512dq = c.avx512vl = c.avx512_bf16 = c.amx_bf16 = false;
+    if (cap && std::string(cap) == "avx2")
+      c.avx512f = c.avx512bw = c.avx512dq = c.avx512vl = c.avx512_bf16 = c.amx_bf16 = false;
     if (cap && std::string(cap) == "scalar") c = CpuFeatures{};
     return c;
   }();

@@ -15,5 +15,8 @@
 #if defined(__linux__) && defined(__x86_64__) && defined(__GLIBC__)
 __asm__(".symver log,log@GLIBC_2.2.5");
 __asm__(".symver pow,pow@GLIBC_2.2.5");
-__asm__(".symver _ZNSt18condition_variable4waitERSt11unique_lockISt5mutexE,_ZNSt18condition_variable4waitERSt11unique_lockISt5mutexE@GLIBCXX_3.4.11");
+__asm__(
+    ".symver "
+    "_ZNSt18condition_variable4waitERSt11unique_lockISt5mutexE,_ZNSt18condition_variable4waitERSt11unique_"
+    "lockISt5mutexE@GLIBCXX_3.4.11");
 #endif

@@ -21,10 +21,10 @@ namespace {
 
 using Handle = void*;  // MPI_Comm, MPI_Datatype, MPI_Op, MPI_Request, MPI_Info, MPI_Errhandler
 constexpr int kSuccess = 0;
-constexpr int kThreadSerialized = 2;  // MPI_THREAD_SERIALIZED in Open MPI's enum
-constexpr int kCommTypeShared = 0;    // MPI_COMM_TYPE_SHARED
+constexpr int kThreadSerialized = 2;                // MPI_THREAD_SERIALIZED in Open MPI's enum
+constexpr int kCommTypeShared = 0;                  // MPI_COMM_TYPE_SHARED
 void* const kInPlace = reinterpret_cast<void*>(1);  // MPI_IN_PLACE
-constexpr int kMaxString = 256;  // MPI_MAX_LIBRARY_VERSION_STRING, MPI_MAX_ERROR_STRING
+constexpr int kMaxString = 256;                     // MPI_MAX_LIBRARY_VERSION_STRING, MPI_MAX_ERROR_STRING
 
 struct Api {
   void* lib = nullptr;
@@ -78,24 +78,26 @@ Api& api() {
       void* mpich = dlopen("libmpi.so.12", RTLD_LAZY | RTLD_LOCAL);
       if (mpich) {
         dlclose(mpich);
-        a.reason = "libmpi.so.12 (an MPICH-ABI MPI: MPICH, Intel MPI, Cray MPICH) was found, but only Open MPI's ABI "
-                   "(libmpi.so.40) is supported; install Open MPI or set MEDIC_MPI_LIBRARY";
+        a.reason =
+            "libmpi.so.12 (an MPICH-ABI MPI: MPICH, Intel MPI, Cray MPICH) was found, but only Open MPI's ABI "
+            "(libmpi.so.40) is supported; install Open MPI or set MEDIC_MPI_LIBRARY";
       } else {
         a.reason = "no Open MPI library could be loaded (" + errors +
                    "); install Open MPI (Debian/Ubuntu: apt-get install openmpi-bin) or set MEDIC_MPI_LIBRARY";
       }
       return;
     }
-    bool ok = sym(a.lib, "MPI_Initialized", a.Initialized) && sym(a.lib, "MPI_Finalized", a.Finalized) &&
-              sym(a.lib, "MPI_Init_thread", a.Init_thread) && sym(a.lib, "MPI_Finalize", a.Finalize) &&
-              sym(a.lib, "MPI_Abort", a.Abort) && sym(a.lib, "MPI_Comm_rank", a.Comm_rank) &&
-              sym(a.lib, "MPI_Comm_size", a.Comm_size) && sym(a.lib, "MPI_Comm_split_type", a.Comm_split_type) &&
-              sym(a.lib, "MPI_Comm_free", a.Comm_free) && sym(a.lib, "MPI_Comm_set_errhandler", a.Comm_set_errhandler) &&
-              sym(a.lib, "MPI_Iallreduce", a.Iallreduce) && sym(a.lib, "MPI_Iallgather", a.Iallgather) &&
-              sym(a.lib, "MPI_Iallgatherv", a.Iallgatherv) && sym(a.lib, "MPI_Ibcast", a.Ibcast) &&
-              sym(a.lib, "MPI_Ibarrier", a.Ibarrier) && sym(a.lib, "MPI_Isend", a.Isend) &&
-              sym(a.lib, "MPI_Irecv", a.Irecv) && sym(a.lib, "MPI_Test", a.Test) &&
-              sym(a.lib, "MPI_Get_library_version", a.Get_library_version) && sym(a.lib, "MPI_Error_string", a.Error_string);
+    bool ok =
+        sym(a.lib, "MPI_Initialized", a.Initialized) && sym(a.lib, "MPI_Finalized", a.Finalized) &&
+        sym(a.lib, "MPI_Init_thread", a.Init_thread) && sym(a.lib, "MPI_Finalize", a.Finalize) &&
+        sym(a.lib, "MPI_Abort", a.Abort) && sym(a.lib, "MPI_Comm_rank", a.Comm_rank) &&
+        sym(a.lib, "MPI_Comm_size", a.Comm_size) && sym(a.lib, "MPI_Comm_split_type", a.Comm_split_type) &&
+        sym(a.lib, "MPI_Comm_free", a.Comm_free) && sym(a.lib, "MPI_Comm_set_errhandler", a.Comm_set_errhandler) &&
+        sym(a.lib, "MPI_Iallreduce", a.Iallreduce) && sym(a.lib, "MPI_Iallgather", a.Iallgather) &&
+        sym(a.lib, "MPI_Iallgatherv", a.Iallgatherv) && sym(a.lib, "MPI_Ibcast", a.Ibcast) &&
+        sym(a.lib, "MPI_Ibarrier", a.Ibarrier) && sym(a.lib, "MPI_Isend", a.Isend) &&
+        sym(a.lib, "MPI_Irecv", a.Irecv) && sym(a.lib, "MPI_Test", a.Test) &&
+        sym(a.lib, "MPI_Get_library_version", a.Get_library_version) && sym(a.lib, "MPI_Error_string", a.Error_string);
     if (!ok) {
       a.reason = a.path + " lacks an MPI-3 function (" + std::string(dlerror()) + ")";
       a.lib = nullptr;
@@ -176,8 +178,10 @@ std::string silent_ranks(Api& a, double grace_s) {
     for (int r = 0; r < w.size; ++r) {
       if (r == w.rank || got[r] || !recvs[r]) continue;
       int done = 0;
-      if (a.Test(&recvs[r], &done, nullptr) == kSuccess && done) got[r] = 1;
-      else pending += 1;
+      if (a.Test(&recvs[r], &done, nullptr) == kSuccess && done)
+        got[r] = 1;
+      else
+        pending += 1;
       if (sends[r]) a.Test(&sends[r], &sink, nullptr);
     }
     if (!pending) break;
@@ -204,7 +208,8 @@ void wait(Api& a, Handle* req, const char* what, double timeout_s) {
       std::string secs = std::to_string(static_cast<int>(timeout_s));
       throw Error(who() + ": " + what + " made no progress for " + secs + " s; " +
                   (lost.empty() ? std::string("every rank still answers, so one is stalled inside the collective")
-                                : "lost or stalled: rank" + std::string(lost.find(',') == std::string::npos ? " " : "s ") + lost) +
+                                : "lost or stalled: rank" +
+                                      std::string(lost.find(',') == std::string::npos ? " " : "s ") + lost) +
                   "; stopping");
     }
     std::this_thread::sleep_for(std::chrono::microseconds(spins < 5000 ? 20 : 200));
@@ -212,7 +217,8 @@ void wait(Api& a, Handle* req, const char* what, double timeout_s) {
 }
 
 int as_count(size_t n, const char* what) {
-  if (n > static_cast<size_t>(0x7fffffff)) throw Error(std::string("MPI: ") + what + ": " + std::to_string(n) + " elements exceed MPI's int count");
+  if (n > static_cast<size_t>(0x7fffffff))
+    throw Error(std::string("MPI: ") + what + ": " + std::to_string(n) + " elements exceed MPI's int count");
   return static_cast<int>(n);
 }
 
@@ -315,7 +321,9 @@ std::vector<uint8_t> allgather(const void* data, size_t bytes, std::vector<size_
   }
   as_count(total, "allgather (total)");
   std::vector<uint8_t> out(total);
-  check(a, a.Iallgatherv(data, mine, a.dt_byte, out.data(), counts.data(), displs.data(), a.dt_byte, a.comm_world, &req), "MPI_Iallgatherv");
+  check(a,
+        a.Iallgatherv(data, mine, a.dt_byte, out.data(), counts.data(), displs.data(), a.dt_byte, a.comm_world, &req),
+        "MPI_Iallgatherv");
   wait(a, &req, "gathering evaluation features", state().timeout_s);
   return out;
 }
@@ -323,7 +331,8 @@ std::vector<uint8_t> allgather(const void* data, size_t bytes, std::vector<size_
 void allreduce_f64(double* data, int n, int op) {
   Api& a = active_api("allreduce");
   Handle req = nullptr;
-  check(a, a.Iallreduce(kInPlace, data, n, a.dt_double, op == 1 ? a.op_max : a.op_sum, a.comm_world, &req), "MPI_Iallreduce");
+  check(a, a.Iallreduce(kInPlace, data, n, a.dt_double, op == 1 ? a.op_max : a.op_sum, a.comm_world, &req),
+        "MPI_Iallreduce");
   wait(a, &req, "the all-reduce between steps (stop agreement)", state().timeout_s);
 }
 
@@ -336,7 +345,9 @@ void allreduce_start(CommState& s, float* data, int64_t n) {
     if (p.request) check(a, a.Test(&p.request, &done, nullptr), "MPI_Test");
   }
   Handle req = nullptr;
-  check(a, a.Iallreduce(kInPlace, data, as_count(static_cast<size_t>(n), "gradient bucket"), a.dt_float, a.op_sum, a.comm_world, &req),
+  check(a,
+        a.Iallreduce(kInPlace, data, as_count(static_cast<size_t>(n), "gradient bucket"), a.dt_float, a.op_sum,
+                     a.comm_world, &req),
         "MPI_Iallreduce (gradient bucket)");
   s.pending.push_back({req, data, n});
   s.values += n;

@@ -39,8 +39,8 @@ struct ncclUniqueId {
   char internal[128];
 };
 constexpr int kSuccess = 0;
-constexpr int kFloat32 = 7;  // ncclFloat32
-constexpr int kAvg = 4;      // ncclAvg (NCCL >= 2.10)
+constexpr int kFloat32 = 7;         // ncclFloat32
+constexpr int kAvg = 4;             // ncclAvg (NCCL >= 2.10)
 constexpr int kMinVersion = 21000;  // NCCL_VERSION(2, 10, 0)
 
 struct Api {
@@ -69,7 +69,9 @@ Api& api() {
     if (const char* env = std::getenv("MEDIC_NCCL_LIBRARY"); env && *env) a.path = env;
     a.lib = dlopen(a.path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!a.lib) {
-      a.reason = std::string("could not load ") + a.path + " (" + dlerror() + "); install NCCL 2.10+ (e.g. the nccl runtime package of your CUDA distribution) or set MEDIC_NCCL_LIBRARY";
+      a.reason =
+          std::string("could not load ") + a.path + " (" + dlerror() +
+          "); install NCCL 2.10+ (e.g. the nccl runtime package of your CUDA distribution) or set MEDIC_NCCL_LIBRARY";
       return;
     }
     bool ok = sym(a.lib, "ncclGetVersion", a.GetVersion) && sym(a.lib, "ncclGetUniqueId", a.GetUniqueId) &&
@@ -82,7 +84,8 @@ Api& api() {
       return;
     }
     a.GetVersion(&a.code);
-    a.version = std::to_string(a.code / 10000) + "." + std::to_string(a.code / 100 % 100) + "." + std::to_string(a.code % 100);
+    a.version =
+        std::to_string(a.code / 10000) + "." + std::to_string(a.code / 100 % 100) + "." + std::to_string(a.code % 100);
     if (a.code < kMinVersion) {
       a.reason = a.path + " is NCCL " + a.version + "; averaging needs ncclAvg (NCCL 2.10 or newer)";
       a.lib = nullptr;
@@ -122,7 +125,8 @@ void start(CommState& s, void* engine_stream, void* data, int64_t n) {
 void wait(CommState& s, void* engine_stream) {
   State& st = *static_cast<State*>(s.device);
   cuda::check(cudaEventRecord(st.join, st.stream), "allreduce_wait: cudaEventRecord");
-  cuda::check(cudaStreamWaitEvent(static_cast<cudaStream_t>(engine_stream), st.join, 0), "allreduce_wait: cudaStreamWaitEvent");
+  cuda::check(cudaStreamWaitEvent(static_cast<cudaStream_t>(engine_stream), st.join, 0),
+              "allreduce_wait: cudaStreamWaitEvent");
 }
 
 void release(CommState& s) {
@@ -154,7 +158,8 @@ void attach(Engine& engine, CommState& s) {
   Api& a = api();
   if (!a.lib) throw Error("NCCL: " + a.reason);
   if (engine.device() != Device::CUDA) throw Error("NCCL: the engine is not a CUDA engine");
-  if (s.size > 1 && !mpi::active()) throw Error("NCCL: " + std::to_string(s.size) + " ranks need MPI to share NCCL's unique id");
+  if (s.size > 1 && !mpi::active())
+    throw Error("NCCL: " + std::to_string(s.size) + " ranks need MPI to share NCCL's unique id");
   ncclUniqueId id{};
   if (s.rank == 0) check(a, a.GetUniqueId(&id), "ncclGetUniqueId");
   if (s.size > 1) mpi::bcast(&id, sizeof id, 0);

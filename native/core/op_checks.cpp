@@ -13,10 +13,20 @@ namespace medic {
 bool bf16_slot(OpId op, bool input, int slot) {
   unsigned ins = 0, outs = 0;
   switch (op) {
-    case OpId::copy: case OpId::gelu: case OpId::quick_gelu: case OpId::softmax:
-    case OpId::pixel_norm: case OpId::copy_rows: case OpId::gather_rows:
-    case OpId::scatter_rows: case OpId::attention: case OpId::layernorm: ins = 1, outs = 1; break;
-    case OpId::add: case OpId::gelu_bwd: case OpId::quick_gelu_bwd: case OpId::softmax_bwd:
+    case OpId::copy:
+    case OpId::gelu:
+    case OpId::quick_gelu:
+    case OpId::softmax:
+    case OpId::pixel_norm:
+    case OpId::copy_rows:
+    case OpId::gather_rows:
+    case OpId::scatter_rows:
+    case OpId::attention:
+    case OpId::layernorm: ins = 1, outs = 1; break;
+    case OpId::add:
+    case OpId::gelu_bwd:
+    case OpId::quick_gelu_bwd:
+    case OpId::softmax_bwd:
     case OpId::layernorm_bwd: ins = 3, outs = 1; break;  // layernorm_bwd: dy, x -> dx
     case OpId::sum_to: ins = 1; break;
     case OpId::attention_bwd: ins = 7, outs = 1; break;  // do, qkv, o -> dqkv
@@ -43,8 +53,7 @@ const Tensor& in(const OpCall& c, int i) { return c.in[i]; }
 const Tensor& out(const OpCall& c, int i) { return c.out[i]; }
 
 void dtype_is(const OpCall& c, const Tensor& t, bool input, int i, DType dt) {
-  if (t.dtype != dt)
-    fail(c, slot_name(input, i) + " must be " + dtype_name(dt) + ", got " + t.describe());
+  if (t.dtype != dt) fail(c, slot_name(input, i) + " must be " + dtype_name(dt) + ", got " + t.describe());
 }
 // An f32 slot, or bf16 where the op's contract lets that slot be stored in bf16 (bf16_slot).
 void f32_in(const OpCall& c, int i) {
@@ -160,9 +169,12 @@ void check_gemm(const OpCall& c) {
       expect.d[expect.nd - 1] = N;
     }
   } else {
-    if (A.shape.nd != B.shape.nd) fail(c, "batched gemm needs A and B with the same number of dims, got A " + A.shape.str() + " and B " + B.shape.str());
+    if (A.shape.nd != B.shape.nd)
+      fail(c, "batched gemm needs A and B with the same number of dims, got A " + A.shape.str() + " and B " +
+                  B.shape.str());
     for (int i = 0; i < A.shape.nd - 2; ++i)
-      if (A.shape.d[i] != B.shape.d[i]) fail(c, "batched gemm needs equal batch dims, got A " + A.shape.str() + " and B " + B.shape.str());
+      if (A.shape.d[i] != B.shape.d[i])
+        fail(c, "batched gemm needs equal batch dims, got A " + A.shape.str() + " and B " + B.shape.str());
     expect = A.shape;
     expect.d[expect.nd - 2] = M;
     expect.d[expect.nd - 1] = N;
@@ -220,7 +232,8 @@ void check_batchnorm(const OpCall& c) {
   const BatchNormArgs bn = batchnorm_args(c);
   const int64_t train = bn.train;
   if (train != 0 && train != 1) fail(c, "attr train must be 0 or 1, got " + std::to_string(train));
-  if (train == 1 && R < 2) fail(c, "training needs at least 2 rows per batch (the unbiased variance), got " + x.shape.str());
+  if (train == 1 && R < 2)
+    fail(c, "training needs at least 2 rows per batch (the unbiased variance), got " + x.shape.str());
   const double eps = bn.eps, momentum = bn.momentum;
   if (!(eps > 0)) fail(c, "attr eps must be > 0, got " + std::to_string(eps));
   if (!(momentum >= 0 && momentum <= 1)) fail(c, "attr momentum must be in [0, 1], got " + std::to_string(momentum));
@@ -238,7 +251,8 @@ void check_layernorm(const OpCall& c) {
       numel_is(c, in(c, i), true, i, C);
     }
   if (c.has_in(2) && !c.has_in(1)) fail(c, "a bias (input 2) without a weight (input 1) is not supported");
-  if (norm_args(c).unbiased && C < 2) fail(c, "unbiased=1 needs at least 2 features per row, found " + std::to_string(C));
+  if (norm_args(c).unbiased && C < 2)
+    fail(c, "unbiased=1 needs at least 2 features per row, found " + std::to_string(C));
   f32_out(c, 0);
   same_shape(c, x, true, 0, out(c, 0), false, 0);
   for (int i = 1; i < 3; ++i) {
@@ -255,7 +269,8 @@ void check_layernorm_bwd(const OpCall& c) {
   const int64_t C = a.C, R = a.R;
   numel_is(c, in(c, 2), true, 2, R);
   numel_is(c, in(c, 3), true, 3, R);
-  if (norm_args(c).unbiased && C < 2) fail(c, "unbiased=1 needs at least 2 features per row, found " + std::to_string(C));
+  if (norm_args(c).unbiased && C < 2)
+    fail(c, "unbiased=1 needs at least 2 features per row, found " + std::to_string(C));
   if (c.has_in(4)) {
     f32_in(c, 4);
     numel_is(c, in(c, 4), true, 4, C);
@@ -279,7 +294,8 @@ static AttentionDims checked_attention_dims(const OpCall& c) {
   positive_attr(c, "heads", H);
   ndim_is(c, qkv, true, slot, 3);
   if (qkv.shape[2] % (3 * H) != 0)
-    fail(c, "qkv last dim " + std::to_string(qkv.shape[2]) + " is not 3 * heads * head_dim with heads=" + std::to_string(H));
+    fail(c, "qkv last dim " + std::to_string(qkv.shape[2]) +
+                " is not 3 * heads * head_dim with heads=" + std::to_string(H));
   return attention_dims(c);
 }
 
@@ -311,7 +327,8 @@ void check_attention_probs(const OpCall& c) {
   ndim_is(c, in(c, 0), true, 0, 3);
   const AttnProbsArgs a = attention_probs_args(c);
   if (in(c, 0).shape[2] % (3 * a.H) != 0)
-    fail(c, "qkv last dim " + std::to_string(in(c, 0).shape[2]) + " is not 3 * heads * head_dim with heads=" + std::to_string(a.H));
+    fail(c, "qkv last dim " + std::to_string(in(c, 0).shape[2]) +
+                " is not 3 * heads * head_dim with heads=" + std::to_string(a.H));
   if (a.prefix < 0 || a.prefix >= a.T)
     fail(c, "attr prefix must be in [0, T) with T=" + std::to_string(a.T) + ", got " + std::to_string(a.prefix));
   f32_out(c, 0);
@@ -374,17 +391,21 @@ void check_copy_rows(const OpCall& c) {
   const CopyRowsArgs a = copy_rows_args(c);
   const int64_t src = a.src, dst = a.dst, n = a.count;
   if (n < 0 || src < 0 || dst < 0 || src + n > x.shape[1] || dst + n > y.shape[1])
-    fail(c, "rows out of range: src=" + std::to_string(src) + " dst=" + std::to_string(dst) + " count=" + std::to_string(n) +
-                " for input " + x.shape.str() + " and output " + y.shape.str());
+    fail(c, "rows out of range: src=" + std::to_string(src) + " dst=" + std::to_string(dst) +
+                " count=" + std::to_string(n) + " for input " + x.shape.str() + " and output " + y.shape.str());
   int64_t bx = x.shape[0], by = y.shape[0];
   bool ok = bx == by || bx == 1 || (by == 1 && a.acc);
-  if (!ok) fail(c, "batch sizes " + std::to_string(bx) + " -> " + std::to_string(by) + ": expected equal, input batch 1 (broadcast), or output batch 1 with acc=1 (sum)");
+  if (!ok)
+    fail(c, "batch sizes " + std::to_string(bx) + " -> " + std::to_string(by) +
+                ": expected equal, input batch 1 (broadcast), or output batch 1 with acc=1 (sum)");
 }
 
 static void check_index(const OpCall& c, const Tensor& idx, int slot, int64_t B) {
   dtype_is(c, idx, true, slot, DType::I32);
   ndim_is(c, idx, true, slot, 2);
-  if (idx.shape[0] != B) fail(c, "input " + std::to_string(slot) + " (indices) must have batch " + std::to_string(B) + ", got " + idx.shape.str());
+  if (idx.shape[0] != B)
+    fail(c, "input " + std::to_string(slot) + " (indices) must have batch " + std::to_string(B) + ", got " +
+                idx.shape.str());
 }
 
 void check_gather_rows(const OpCall& c) {
@@ -402,11 +423,14 @@ void check_scatter_rows(const OpCall& c) {
   f32_in(c, 0);
   ndim_is(c, y, true, 0, 3);
   check_index(c, idx, 1, y.shape[0]);
-  if (idx.shape[1] != y.shape[1]) fail(c, "input 1 (indices) must have shape [" + std::to_string(y.shape[0]) + ", " + std::to_string(y.shape[1]) + "], got " + idx.shape.str());
+  if (idx.shape[1] != y.shape[1])
+    fail(c, "input 1 (indices) must have shape [" + std::to_string(y.shape[0]) + ", " + std::to_string(y.shape[1]) +
+                "], got " + idx.shape.str());
   f32_out(c, 0);
   ndim_is(c, x, false, 0, 3);
   if (x.shape[0] != y.shape[0] || x.shape[2] != y.shape[2])
-    fail(c, "output 0 must be [" + std::to_string(y.shape[0]) + ", T, " + std::to_string(y.shape[2]) + "], got " + x.shape.str());
+    fail(c, "output 0 must be [" + std::to_string(y.shape[0]) + ", T, " + std::to_string(y.shape[2]) + "], got " +
+                x.shape.str());
   acc_ok(c);
 }
 
@@ -440,9 +464,11 @@ static void check_patch_pair(const OpCall& c, const Tensor& img, bool img_in, co
   const PatchGeom g = patch_geom(c);  // what both kernels will read (medic/op_args.h)
   const int64_t p = g.patch;
   positive_attr(c, "patch", p);
-  if (g.order != 0 && g.order != 1) fail(c, "attr order must be 0 (py, px, ch) or 1 (ch, py, px), got " + std::to_string(g.order));
+  if (g.order != 0 && g.order != 1)
+    fail(c, "attr order must be 0 (py, px, ch) or 1 (ch, py, px), got " + std::to_string(g.order));
   if (g.Hi % p || g.Wi % p)
-    fail(c, "image " + std::to_string(g.Hi) + "x" + std::to_string(g.Wi) + " is not divisible by patch " + std::to_string(p));
+    fail(c, "image " + std::to_string(g.Hi) + "x" + std::to_string(g.Wi) + " is not divisible by patch " +
+                std::to_string(p));
   Shape s = make_shape({g.B, g.N, g.P});
   shape_is(c, x, x_in, 0, s);
   dtype_is(c, img, img_in, 0, DType::F32);
@@ -453,7 +479,8 @@ void check_unpatchify(const OpCall& c) { check_patch_pair(c, out(c, 0), false, i
 
 void check_pixel_norm(const OpCall& c) {
   check_unary(c);
-  if (norm_args(c).C < 2) fail(c, "needs at least 2 values per row for an unbiased variance, got " + in(c, 0).shape.str());
+  if (norm_args(c).C < 2)
+    fail(c, "needs at least 2 values per row for an unbiased variance, got " + in(c, 0).shape.str());
 }
 
 void check_medic_loss(const OpCall& c) {
@@ -476,7 +503,9 @@ void check_medic_loss(const OpCall& c) {
     f32_in(c, 3);
     ndim_is(c, in(c, 2), true, 2, 3);
     same_shape(c, in(c, 2), true, 2, in(c, 3), true, 3);
-    if (in(c, 2).shape[0] != s.shape[0]) fail(c, "pred batch " + std::to_string(in(c, 2).shape[0]) + " differs from the head's batch " + std::to_string(s.shape[0]));
+    if (in(c, 2).shape[0] != s.shape[0])
+      fail(c, "pred batch " + std::to_string(in(c, 2).shape[0]) + " differs from the head's batch " +
+                  std::to_string(s.shape[0]));
     if (!c.has_out(2)) fail(c, "pred (input 2) needs dpred (output 2)");
     f32_out(c, 2);
     same_shape(c, in(c, 2), true, 2, out(c, 2), false, 2);
@@ -526,7 +555,9 @@ void check_cross_entropy(const OpCall& c) {
   }
   const double ls = ce_smoothing(c);
   if (!(ls >= 0 && ls < 1)) fail(c, "attr smoothing must be in [0, 1), got " + std::to_string(ls));
-  if (soft && ls != 0) fail(c, "attr smoothing must be 0 with soft targets (fold the smoothing into the targets), got " + std::to_string(ls));
+  if (soft && ls != 0)
+    fail(c,
+         "attr smoothing must be 0 with soft targets (fold the smoothing into the targets), got " + std::to_string(ls));
 }
 
 void check_grad_norm(const OpCall& c) {
@@ -585,7 +616,6 @@ void check_sgd(const OpCall& c) {
   }
 }
 
-
 // Both inits: the decoded attrs (medic/op_args.h), validated here once for both kernels.
 static InitArgs check_init(const OpCall& c) {
   f32_out(c, 0);
@@ -594,7 +624,8 @@ static InitArgs check_init(const OpCall& c) {
   // seed and stream are counters: integers a double holds exactly.
   const std::pair<const char*, double> counters[] = {{"seed", a.seed}, {"stream", a.stream}};
   for (const auto& [key, v] : counters)
-    if (!counter_ok(v)) fail(c, std::string("attr ") + key + " must be an integer in [0, 2^53), got " + std::to_string(v));
+    if (!counter_ok(v))
+      fail(c, std::string("attr ") + key + " must be an integer in [0, 2^53), got " + std::to_string(v));
   return a;
 }
 void check_init_normal(const OpCall& c) {

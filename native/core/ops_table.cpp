@@ -32,7 +32,8 @@ struct Table {
   OpDef defs[static_cast<int>(OpId::count)];
   Table() {
 #define MEDIC_OP_ROW(name, a, b, c, d) \
-  defs[static_cast<int>(OpId::name)] = OpDef{OpId::name, #name, a, b, c, d, check_##name, cpu::name, cuda_kernel(OpId::name)};
+  defs[static_cast<int>(OpId::name)] = \
+      OpDef{OpId::name, #name, a, b, c, d, check_##name, cpu::name, cuda_kernel(OpId::name)};
     MEDIC_OP_LIST(MEDIC_OP_ROW)
 #undef MEDIC_OP_ROW
   }
@@ -110,8 +111,9 @@ void check_call(const OpCall& c) {
   const OpDef& d = *c.def;
   auto count = [&](const char* what, int n, int lo, int hi) {
     if (n < lo || n > hi)
-      throw Error(std::string(d.name) + ": expected " + (lo == hi ? std::to_string(lo) : std::to_string(lo) + ".." + std::to_string(hi)) +
-                  " " + what + ", got " + std::to_string(n));
+      throw Error(std::string(d.name) + ": expected " +
+                  (lo == hi ? std::to_string(lo) : std::to_string(lo) + ".." + std::to_string(hi)) + " " + what +
+                  ", got " + std::to_string(n));
   };
   count("inputs", c.n_in, d.n_in_min, d.n_in_max);
   count("outputs", c.n_out, d.n_out_min, d.n_out_max);
@@ -153,7 +155,8 @@ void run_op(const OpCall& c, bool checked) {
     // CUDA kernels take bf16 tensors in fill and cast only (its gemm multiplies in bf16 already, from
     // f32 storage); on the CPU, ops without a bf16 kernel run the fp32 one on widened copies.
     if (!cpu && id != OpId::fill && id != OpId::cast)
-      throw Error(std::string(c.def->name) + ": bf16 tensors are not supported by its CUDA kernel yet (use --precision fp32 on CUDA)");
+      throw Error(std::string(c.def->name) +
+                  ": bf16 tensors are not supported by its CUDA kernel yet (use --precision fp32 on CUDA)");
     if (cpu && !bf16_native(id)) return cpu::run_widened(c, fn);
   }
   fn(c);

@@ -65,7 +65,8 @@ void Program::plan() {
       int base = find(v.of);
       if (base < 0) throw Error("program: view '" + v.name + "' is of unknown buffer '" + v.of + "'");
       if (buffers_[base].dtype != v.dtype)
-        throw Error("program: view '" + v.name + "' is " + dtype_name(v.dtype) + " but '" + v.of + "' is " + dtype_name(buffers_[base].dtype));
+        throw Error("program: view '" + v.name + "' is " + dtype_name(v.dtype) + " but '" + v.of + "' is " +
+                    dtype_name(buffers_[base].dtype));
       off += v.offset;
       cur = base;
       if (++hops > nb) throw Error("program: view '" + buffers_[i].name + "' is part of a cycle of views");
@@ -75,7 +76,8 @@ void Program::plan() {
   }
   for (int i = 0; i < nb; ++i) {
     const BufferSpec& b = buffers_[i];
-    int64_t root_numel = buffers_[root[i]].kind == BufferKind::Bound ? buffers_[root[i]].bound.numel() : buffers_[root[i]].shape.numel();
+    int64_t root_numel =
+        buffers_[root[i]].kind == BufferKind::Bound ? buffers_[root[i]].bound.numel() : buffers_[root[i]].shape.numel();
     if (root_offset[i] < 0 || root_offset[i] + b.shape.numel() > root_numel)
       throw Error("program: buffer '" + b.name + "' " + b.shape.str() + " at offset " + std::to_string(root_offset[i]) +
                   " does not fit in '" + buffers_[root[i]].name + "' (" + std::to_string(root_numel) + " elements)");
@@ -84,7 +86,8 @@ void Program::plan() {
       if (b.bound.dtype != b.dtype || b.bound.numel() != b.shape.numel())
         throw Error("program: bound buffer '" + b.name + "' is declared " + dtype_name(b.dtype) + b.shape.str() +
                     " but its tensor is " + b.bound.describe());
-      if (b.bound.device != engine_.device()) throw Error("program: bound buffer '" + b.name + "' is on another device");
+      if (b.bound.device != engine_.device())
+        throw Error("program: bound buffer '" + b.name + "' is on another device");
     }
   }
 
@@ -113,7 +116,8 @@ void Program::plan() {
           continue;
         }
         int id = find(n);
-        if (id < 0) throw Error("program: op " + std::to_string(k) + " (" + s.op + ") " + what + " unknown buffer '" + n + "'");
+        if (id < 0)
+          throw Error("program: op " + std::to_string(k) + " (" + s.op + ") " + what + " unknown buffer '" + n + "'");
         ids.push_back(id);
         touch(id, k, write);
       }
@@ -149,7 +153,8 @@ void Program::plan() {
     slots.push_back({i, bytes, 0});
     naive_bytes_ += bytes;
   }
-  std::sort(slots.begin(), slots.end(), [](const Slot& a, const Slot& b) { return a.bytes != b.bytes ? a.bytes > b.bytes : a.id < b.id; });
+  std::sort(slots.begin(), slots.end(),
+            [](const Slot& a, const Slot& b) { return a.bytes != b.bytes ? a.bytes > b.bytes : a.id < b.id; });
   std::vector<const Slot*> placed;
   size_t total = 0;
   for (Slot& s : slots) {
@@ -175,7 +180,8 @@ void Program::plan() {
   for (int i = 0; i < nb; ++i) {
     const BufferSpec& b = buffers_[i];
     const BufferSpec& r = buffers_[root[i]];
-    char* base = r.kind == BufferKind::Bound ? static_cast<char*>(r.bound.data) : static_cast<char*>(arena_) + offset_of[root[i]];
+    char* base = r.kind == BufferKind::Bound ? static_cast<char*>(r.bound.data)
+                                             : static_cast<char*>(arena_) + offset_of[root[i]];
     Tensor& t = tensors_[i];
     t.data = base + root_offset[i] * static_cast<int64_t>(dtype_size(b.dtype));
     t.dtype = b.dtype;
@@ -191,7 +197,9 @@ void Program::plan() {
     op.attrs = op_specs_[k].attrs;
     for (int id : op_in[k]) op.in.push_back(id < 0 ? Tensor{} : tensors_[id]);
     for (int id : op_out[k]) op.out.push_back(id < 0 ? Tensor{} : tensors_[id]);
-    OpCall call{op.def, op.in.data(), static_cast<int>(op.in.size()), op.out.data(), static_cast<int>(op.out.size()), &op.attrs, &engine_.context()};
+    OpCall call{
+        op.def,    op.in.data(),      static_cast<int>(op.in.size()), op.out.data(), static_cast<int>(op.out.size()),
+        &op.attrs, &engine_.context()};
     try {
       check_call(call);
     } catch (const Error& e) {
@@ -220,10 +228,13 @@ void Program::run(bool profile) {
   }
   // Profiled runs go op by op with a synchronisation after each (never captured).
   if (profile_.empty()) {
-    for (int i = 0; i < static_cast<int>(OpId::count); ++i) profile_.push_back({op_def(static_cast<OpId>(i)).name, 0, 0});
+    for (int i = 0; i < static_cast<int>(OpId::count); ++i)
+      profile_.push_back({op_def(static_cast<OpId>(i)).name, 0, 0});
   }
   for (CompiledOp& op : ops_) {
-    OpCall call{op.def, op.in.data(), static_cast<int>(op.in.size()), op.out.data(), static_cast<int>(op.out.size()), &op.attrs, &engine_.context()};
+    OpCall call{
+        op.def,    op.in.data(),      static_cast<int>(op.in.size()), op.out.data(), static_cast<int>(op.out.size()),
+        &op.attrs, &engine_.context()};
     auto t0 = std::chrono::steady_clock::now();
     run_op(call, false);
     engine_.synchronize();
@@ -237,7 +248,9 @@ void Program::run(bool profile) {
 
 void Program::run_ops() {
   for (CompiledOp& op : ops_) {
-    OpCall call{op.def, op.in.data(), static_cast<int>(op.in.size()), op.out.data(), static_cast<int>(op.out.size()), &op.attrs, &engine_.context()};
+    OpCall call{
+        op.def,    op.in.data(),      static_cast<int>(op.in.size()), op.out.data(), static_cast<int>(op.out.size()),
+        &op.attrs, &engine_.context()};
     run_op(call, false);
   }
 }

@@ -151,7 +151,8 @@ void attention_bwd(const OpCall& c) {
   const int G = static_cast<int>(std::min<int64_t>(nkb, std::max<int64_t>(1, (threads(c) + BH - 1) / BH)));
   std::vector<float> dq_part(G > 1 ? static_cast<size_t>(BH * G * d.T * d.Hd) : 0);
   const auto bwd = kernels().bwd;
-  parallel(c, BH * G, 1, [&](int64_t b0, int64_t b1) { bwd(d, G, dout, qkv, o, lse, dqkv, dq_part.data(), acc, b0, b1); });
+  parallel(c, BH * G, 1,
+           [&](int64_t b0, int64_t b1) { bwd(d, G, dout, qkv, o, lse, dqkv, dq_part.data(), acc, b0, b1); });
   if (G == 1) return;
   // dQ of row (b, h, t) = sum of its G partials.
   const int64_t ld = 3 * d.H * d.Hd;

@@ -8,8 +8,8 @@
 // The passes are split over the pool and vectorised (AVX-512) where the CPU has it.
 #include <cstdlib>
 #include <cstring>
-#include <string>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "isa.h"
@@ -67,10 +67,20 @@ void round_bf16(const float* src, uint16_t* dst, int64_t n, ThreadPool* pool) {
 bool overwrites(const OpCall& c, int slot) {
   if (c.ai("acc", 0) != 0) return false;
   switch (c.def->id) {
-    case OpId::gelu: case OpId::gelu_bwd: case OpId::quick_gelu: case OpId::quick_gelu_bwd: case OpId::softmax:
-    case OpId::softmax_bwd: case OpId::add: case OpId::pixel_norm: case OpId::attention: case OpId::attention_bwd:
-    case OpId::layernorm: case OpId::layernorm_bwd: case OpId::scale_add_bwd: case OpId::mask_fill_bwd:
-      return slot == 0;
+    case OpId::gelu:
+    case OpId::gelu_bwd:
+    case OpId::quick_gelu:
+    case OpId::quick_gelu_bwd:
+    case OpId::softmax:
+    case OpId::softmax_bwd:
+    case OpId::add:
+    case OpId::pixel_norm:
+    case OpId::attention:
+    case OpId::attention_bwd:
+    case OpId::layernorm:
+    case OpId::layernorm_bwd:
+    case OpId::scale_add_bwd:
+    case OpId::mask_fill_bwd: return slot == 0;
     case OpId::medic_loss: return slot == 1 || slot == 2;
     case OpId::cross_entropy: return slot == 1;
     default: return false;
@@ -88,7 +98,8 @@ struct Scratch {
       std::free(p);
       p = static_cast<float*>(std::aligned_alloc(64, (n * sizeof(float) + 63) & ~size_t(63)));
       cap = p ? n : 0;
-      if (!p) throw Error("bf16 storage: out of memory for f32 copies (" + std::to_string(n * sizeof(float)) + " bytes)");
+      if (!p)
+        throw Error("bf16 storage: out of memory for f32 copies (" + std::to_string(n * sizeof(float)) + " bytes)");
     }
     return p;
   }
@@ -118,7 +129,8 @@ void run_widened(const OpCall& c, KernelFn f32_kernel) {
   w.out = out.data();
   f32_kernel(w);
   for (int i = 0; i < c.n_out; ++i)
-    if (c.out[i].data && c.out[i].dtype == DType::BF16) round_bf16(out[i].f32(), c.out[i].bf16(), c.out[i].numel(), pool);
+    if (c.out[i].data && c.out[i].dtype == DType::BF16)
+      round_bf16(out[i].f32(), c.out[i].bf16(), c.out[i].numel(), pool);
 }
 
 }  // namespace medic::cpu

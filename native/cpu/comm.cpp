@@ -9,7 +9,8 @@ namespace medic::cpu {
 namespace {
 CommState* comm_of(const OpCall& c) {
   CommState* s = c.ctx->comm;
-  if (s && s->backend != "mpi") throw Error(std::string(c.def->name) + ": a CPU engine reduces over MPI, not " + s->backend);
+  if (s && s->backend != "mpi")
+    throw Error(std::string(c.def->name) + ": a CPU engine reduces over MPI, not " + s->backend);
   return s;
 }
 }  // namespace

@@ -267,16 +267,17 @@ MEDIC_INLINE void quick_bwd_body(const float* x, const float* dy, float* dx, boo
 using FwdFn = void (*)(const float*, float*, int64_t, int64_t);
 using BwdFn = void (*)(const float*, const float*, float*, bool, int64_t, int64_t);
 
-#define MEDIC_VARIANTS(body, name, params, args)  \
-  void name##_base params { body args; }           \
+#define MEDIC_VARIANTS(body, name, params, args)    \
+  void name##_base params { body args; }            \
   MEDIC_AVX2 void name##_avx2 params { body args; } \
   MEDIC_AVX512 void name##_avx512 params { body args; }
 MEDIC_VARIANTS(gelu_body, gelu_k, (const float* x, float* y, int64_t a, int64_t b), (x, y, a, b))
 MEDIC_VARIANTS(quick_body, quick_k, (const float* x, float* y, int64_t a, int64_t b), (x, y, a, b))
-MEDIC_VARIANTS(gelu_bwd_body, gelu_bwd_k, (const float* x, const float* dy, float* dx, bool acc, int64_t a, int64_t b), (x, dy, dx, acc, a, b))
-MEDIC_VARIANTS(quick_bwd_body, quick_bwd_k, (const float* x, const float* dy, float* dx, bool acc, int64_t a, int64_t b), (x, dy, dx, acc, a, b))
+MEDIC_VARIANTS(gelu_bwd_body, gelu_bwd_k, (const float* x, const float* dy, float* dx, bool acc, int64_t a, int64_t b),
+               (x, dy, dx, acc, a, b))
+MEDIC_VARIANTS(quick_bwd_body, quick_bwd_k,
+               (const float* x, const float* dy, float* dx, bool acc, int64_t a, int64_t b), (x, dy, dx, acc, a, b))
 #undef MEDIC_VARIANTS
-
 
 void run_fwd(const OpCall& c, FwdFn fn) {
   const float* x = c.x(0).f32();
@@ -297,7 +298,9 @@ void run_bwd(const OpCall& c, BwdFn fn) {
 void gelu(const OpCall& c) { run_fwd(c, pick_isa_variant(gelu_k_base, gelu_k_avx2, gelu_k_avx512)); }
 void gelu_bwd(const OpCall& c) { run_bwd(c, pick_isa_variant(gelu_bwd_k_base, gelu_bwd_k_avx2, gelu_bwd_k_avx512)); }
 void quick_gelu(const OpCall& c) { run_fwd(c, pick_isa_variant(quick_k_base, quick_k_avx2, quick_k_avx512)); }
-void quick_gelu_bwd(const OpCall& c) { run_bwd(c, pick_isa_variant(quick_bwd_k_base, quick_bwd_k_avx2, quick_bwd_k_avx512)); }
+void quick_gelu_bwd(const OpCall& c) {
+  run_bwd(c, pick_isa_variant(quick_bwd_k_base, quick_bwd_k_avx2, quick_bwd_k_avx512));
+}
 
 // ---------------------------------------------------------------------------------------------
 // scale_add: x [B, L, C] += keep[b] * gamma[c] * y (L = the middle dims flattened). Rows whose keep is
@@ -401,7 +404,8 @@ void drop_path_mask(const OpCall& c) {
   const uint64_t stream = a.stream;
   float kept = 1.0f / (1.0f - p);
   const uint64_t row0 = a.row0;
-  for (int64_t b = 0; b < B; ++b) keep[b] = rng_uniform(seed64, stream, row0 + static_cast<uint64_t>(b)) < p ? 0.0f : kept;
+  for (int64_t b = 0; b < B; ++b)
+    keep[b] = rng_uniform(seed64, stream, row0 + static_cast<uint64_t>(b)) < p ? 0.0f : kept;
 }
 
 }  // namespace medic::cpu

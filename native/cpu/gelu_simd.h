@@ -16,7 +16,7 @@ namespace {
 // erfc via Numerical Recipes' erfcc (fractional error < 1.2e-7 for z >= 0) and a Cephes-style exp.
 // Using erfc of |z| keeps the negative tail relative-accurate (1 + erf(x) cancels there).
 constexpr float kRsqrt2 = 0.70710678118654752f;
-constexpr float kErfc[10] = {-1.26551223f, 1.00002368f, 0.37409196f, 0.09678418f, -0.18628806f,
+constexpr float kErfc[10] = {-1.26551223f, 1.00002368f,  0.37409196f, 0.09678418f,  -0.18628806f,
                              0.27886807f,  -1.13520398f, 1.48851587f, -0.82215223f, 0.17087277f};
 constexpr float kExp[6] = {1.9875691500E-4f, 1.3981999507E-3f, 8.3334519073E-3f,
                            4.1665795894E-2f, 1.6666665459E-1f, 5.0000001201E-1f};

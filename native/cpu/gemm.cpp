@@ -39,12 +39,12 @@
 #include <string>
 #include <vector>
 
+#include "gelu_simd.h"
+#include "gemm_bf16.h"
 #include "medic/engine.h"
 #include "medic/op_args.h"
 #include "medic/ops.h"
 #include "medic/threads.h"
-#include "gelu_simd.h"
-#include "gemm_bf16.h"
 
 #include "isa.h"
 
@@ -85,7 +85,9 @@ MEDIC_AVX512 static void gelu_tile_avx512(float* c, float* pre, int64_t ld, int 
     for (int v = 0; v < 4; ++v) {
       const int s = std::min(s0 + v, slots - 1), i = s / nv, j = 16 * (s % nv);
       at[v] = c + i * ld + j;
-      mk[v] = s0 + v >= slots ? 0 : n - j >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1);
+      mk[v] = s0 + v >= slots ? 0
+              : n - j >= 16   ? static_cast<__mmask16>(0xFFFF)
+                              : static_cast<__mmask16>((1u << (n - j)) - 1);
       x[v] = _mm512_maskz_loadu_ps(mk[v], at[v]);
       float* pp = pre + i * ld + j;
       // preact is read only by the backward, much later: full aligned vectors bypass the cache
@@ -154,7 +156,8 @@ MEDIC_AVX512 static void micro_avx512_t(int64_t kc, const float* a, const float*
 // ---- AVX2 + FMA -------------------------------------------------------------------------------
 MEDIC_AVX2 static inline __m256 exp_avx2(__m256 x) {
   x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.f)), _mm256_set1_ps(-87.f));
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   x = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
   x = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), x);
   __m256 y = _mm256_set1_ps(kExp[0]);
@@ -166,7 +169,8 @@ MEDIC_AVX2 static inline __m256 exp_avx2(__m256 x) {
 }
 
 MEDIC_AVX2 static inline __m256i tail_mask_avx2(int64_t n) {  // lanes j < n set
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(n, 8))), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(n, 8))),
+                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 MEDIC_AVX2 static inline void gelu4_avx2(__m256 (&x)[4]) {  // as gelu4_avx512
@@ -407,8 +411,8 @@ static int64_t even_block(int64_t total, int64_t limit, int64_t unit) {
 
 // C[m0..m1, n0..n1] of one batch, single-threaded. A, B, C, P point at the batch.
 // apack holds isa.kc x isa.mc floats, bpack isa.kc x (N rounded up to NR, at most isa.nc).
-static void gemm_rect(const Gemm& g, const GemmKernels& isa, const float* A, const float* B, float* C, float* P, int64_t m0,
-                      int64_t m1, int64_t n0, int64_t n1, float* apack, float* bpack) {
+static void gemm_rect(const Gemm& g, const GemmKernels& isa, const float* A, const float* B, float* C, float* P,
+                      int64_t m0, int64_t m1, int64_t n0, int64_t n1, float* apack, float* bpack) {
   if (m0 >= m1 || n0 >= n1) return;
   const int mr = isa.mr, nr = isa.nr;
   const int64_t kcb = even_block(g.K, isa.kc, 1);
@@ -430,8 +434,7 @@ static void gemm_rect(const Gemm& g, const GemmKernels& isa, const float* A, con
             const int m = static_cast<int>(std::min<int64_t>(mr, mc - ir));
             float* c = C + (ic + ir) * g.N + jc + jr;
             isa.micro(kc, apack + ir * kc, bpack + jr * kc, c, g.N, m, n, g.alpha, !first || g.acc, bias);
-            if (last && g.act == 1)
-              isa.gelu(c, P + (ic + ir) * g.N + jc + jr, g.N, m, n);
+            if (last && g.act == 1) isa.gelu(c, P + (ic + ir) * g.N + jc + jr, g.N, m, n);
           }
         }
       }
@@ -457,7 +460,7 @@ static void gemm_k0(const Gemm& g, int64_t rows) {
 
 void gemm(const OpCall& call) {
   if (gemm_is_bf16(call)) return gemm_bf16(call);  // gemm_bf16.cpp
-  const GemmDims d = gemm_dims(call);  // shared with the CUDA kernel (medic/op_args.h)
+  const GemmDims d = gemm_dims(call);              // shared with the CUDA kernel (medic/op_args.h)
   Gemm g{};
   g.ta = d.ta;
   g.tb = d.tb;

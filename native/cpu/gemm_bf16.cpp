@@ -99,7 +99,7 @@ void gemm_bf16_reference(const OpCall& call) {
 // ---- AVX512-BF16 kernel ---------------------------------------------------------------------------
 namespace {
 
-constexpr int MR = 12, NR = 32;         // 24 zmm accumulators, as the fp32 AVX-512 tile
+constexpr int MR = 12, NR = 32;                   // 24 zmm accumulators, as the fp32 AVX-512 tile
 constexpr int64_t KC = 768, MC = 240, NC = 3072;  // KC in k (even): the KC x NR B panel is 48 KiB
 
 // A read-only operand as the packers see it: element (s, k) of a panel source is p[s * ld + k]
@@ -142,8 +142,10 @@ MEDIC_BF16 static void pack_pairs(const Src& src, int64_t s0, int64_t k0, int ns
     for (; s + 4 <= ns; s += 4) {
       int64_t p = 0;
       for (; 2 * p + 8 <= kc; p += 4) {
-        __m128 r0 = _mm_castsi128_ps(load8(src, s0 + s, k0 + 2 * p)), r1 = _mm_castsi128_ps(load8(src, s0 + s + 1, k0 + 2 * p));
-        __m128 r2 = _mm_castsi128_ps(load8(src, s0 + s + 2, k0 + 2 * p)), r3 = _mm_castsi128_ps(load8(src, s0 + s + 3, k0 + 2 * p));
+        __m128 r0 = _mm_castsi128_ps(load8(src, s0 + s, k0 + 2 * p)),
+               r1 = _mm_castsi128_ps(load8(src, s0 + s + 1, k0 + 2 * p));
+        __m128 r2 = _mm_castsi128_ps(load8(src, s0 + s + 2, k0 + 2 * p)),
+               r3 = _mm_castsi128_ps(load8(src, s0 + s + 3, k0 + 2 * p));
         _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
         uint32_t* o = dst + p * w + s;
         _mm_storeu_ps(reinterpret_cast<float*>(o), r0);
@@ -162,7 +164,8 @@ MEDIC_BF16 static void pack_pairs(const Src& src, int64_t s0, int64_t k0, int ns
       const bool has1 = 2 * p + 1 < kc;
       uint32_t* o = dst + p * w;
       for (s = 0; s + 8 <= ns; s += 8) {
-        const __m128i x0 = load8(src, s0 + s, k0 + 2 * p), x1 = has1 ? load8(src, s0 + s, k0 + 2 * p + 1) : _mm_setzero_si128();
+        const __m128i x0 = load8(src, s0 + s, k0 + 2 * p),
+                      x1 = has1 ? load8(src, s0 + s, k0 + 2 * p + 1) : _mm_setzero_si128();
         _mm_storeu_si128(reinterpret_cast<__m128i*>(o + s), _mm_unpacklo_epi16(x0, x1));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(o + s + 4), _mm_unpackhi_epi16(x0, x1));
       }
@@ -181,7 +184,8 @@ MEDIC_BF16 static void micro(int64_t kp, const uint32_t* a, const uint32_t* b, f
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
 #pragma GCC unroll 2
   for (int64_t p = 0; p < kp; ++p) {
-    const __m512bh b0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b)), b1 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + 16));
+    const __m512bh b0 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b)),
+                   b1 = reinterpret_cast<__m512bh>(_mm512_loadu_si512(b + 16));
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       const __m512bh ai = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(a[i])));
@@ -202,15 +206,15 @@ MEDIC_BF16 static void micro(int64_t kp, const uint32_t* a, const uint32_t* b, f
 // Where one finished tile goes (pointers at the tile's top-left element).
 struct Epilogue {
   float alpha;
-  bool first, last;      // first / last K slice
-  bool acc;              // add C's incoming value (first slice only)
-  const float* bias;     // last slice only; nullptr for none
-  bool gelu;             // last slice only: preact = value, C = GELU(value)
-  void* c;               // C (f32 or bf16), row stride ldc
-  void* pre;             // preact, same dtype and stride as C
-  bool c16;              // C and preact are bf16
+  bool first, last;   // first / last K slice
+  bool acc;           // add C's incoming value (first slice only)
+  const float* bias;  // last slice only; nullptr for none
+  bool gelu;          // last slice only: preact = value, C = GELU(value)
+  void* c;            // C (f32 or bf16), row stride ldc
+  void* pre;          // preact, same dtype and stride as C
+  bool c16;           // C and preact are bf16
   int64_t ldc;
-  float* part;           // fp32 partial sums between K slices (C itself when C is f32), row stride ldp
+  float* part;  // fp32 partial sums between K slices (C itself when C is f32), row stride ldp
   int64_t ldp;
 };
 
@@ -243,11 +247,15 @@ MEDIC_BF16 static void epilogue(const float* tile, int m, int n, const Epilogue&
         x[q] = _mm512_setzero_ps();
         if (r >= rows) continue;
         x[q] = _mm512_mul_ps(_mm512_load_ps(tile + i * NR + 16 * v), va);
-        if (!e.first) x[q] = _mm512_add_ps(x[q], _mm512_maskz_loadu_ps(mk[v], e.part + i * e.ldp + 16 * v));
-        else if (e.acc) x[q] = _mm512_add_ps(x[q], load_out(e.c, e.c16, i * e.ldc + 16 * v, mk[v]));
+        if (!e.first)
+          x[q] = _mm512_add_ps(x[q], _mm512_maskz_loadu_ps(mk[v], e.part + i * e.ldp + 16 * v));
+        else if (e.acc)
+          x[q] = _mm512_add_ps(x[q], load_out(e.c, e.c16, i * e.ldc + 16 * v, mk[v]));
         x[q] = _mm512_add_ps(x[q], bs[v]);
-        if (!e.last) _mm512_mask_storeu_ps(e.part + i * e.ldp + 16 * v, mk[v], x[q]);
-        else if (e.gelu) store_out(e.pre, e.c16, i * e.ldc + 16 * v, mk[v], x[q]);
+        if (!e.last)
+          _mm512_mask_storeu_ps(e.part + i * e.ldp + 16 * v, mk[v], x[q]);
+        else if (e.gelu)
+          store_out(e.pre, e.c16, i * e.ldc + 16 * v, mk[v], x[q]);
       }
     if (!e.last) continue;
     if (e.gelu) gelu4_avx512(x);
@@ -257,7 +265,7 @@ MEDIC_BF16 static void epilogue(const float* tile, int m, int n, const Epilogue&
 }
 
 struct Problem {
-  Src a, b;             // op(A) as (row i, k), op(B) as (column j, k)
+  Src a, b;  // op(A) as (row i, k), op(B) as (column j, k)
   const float* bias;
   void *C, *P;
   bool c16, acc, gelu;

@@ -41,7 +41,8 @@ void init_uniform(const OpCall& c) {
   const float hi_f = static_cast<float>(hi), below_hi = std::nextafter(hi_f, -INFINITY);
   float* x = c.y(0).f32();
   c.ctx->pool->parallel_for(c.y(0).numel(), 4096, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) x[i] = uniform_value(lo, hi, hi_f, below_hi, seed, stream, static_cast<uint64_t>(i));
+    for (int64_t i = b; i < e; ++i)
+      x[i] = uniform_value(lo, hi, hi_f, below_hi, seed, stream, static_cast<uint64_t>(i));
   });
 }
 

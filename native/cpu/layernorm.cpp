@@ -166,12 +166,15 @@ void ln_fwd_base(const LnFwd& a, int64_t r0, int64_t r1) { ln_fwd_body(a, r0, r1
 MEDIC_AVX2 void ln_fwd_avx2(const LnFwd& a, int64_t r0, int64_t r1) { ln_fwd_body(a, r0, r1); }
 MEDIC_AVX512 void ln_fwd_avx512(const LnFwd& a, int64_t r0, int64_t r1) { ln_fwd_body(a, r0, r1); }
 void ln_bwd_base(const LnBwd& a, int64_t r0, int64_t r1, float* dw, float* db) { ln_bwd_body(a, r0, r1, dw, db); }
-MEDIC_AVX2 void ln_bwd_avx2(const LnBwd& a, int64_t r0, int64_t r1, float* dw, float* db) { ln_bwd_body(a, r0, r1, dw, db); }
-MEDIC_AVX512 void ln_bwd_avx512(const LnBwd& a, int64_t r0, int64_t r1, float* dw, float* db) { ln_bwd_body(a, r0, r1, dw, db); }
+MEDIC_AVX2 void ln_bwd_avx2(const LnBwd& a, int64_t r0, int64_t r1, float* dw, float* db) {
+  ln_bwd_body(a, r0, r1, dw, db);
+}
+MEDIC_AVX512 void ln_bwd_avx512(const LnBwd& a, int64_t r0, int64_t r1, float* dw, float* db) {
+  ln_bwd_body(a, r0, r1, dw, db);
+}
 void pix_base(const PixNorm& a, int64_t r0, int64_t r1) { pix_body(a, r0, r1); }
 MEDIC_AVX2 void pix_avx2(const PixNorm& a, int64_t r0, int64_t r1) { pix_body(a, r0, r1); }
 MEDIC_AVX512 void pix_avx512(const PixNorm& a, int64_t r0, int64_t r1) { pix_body(a, r0, r1); }
-
 
 int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(1, C)); }
 
@@ -197,7 +200,7 @@ void layernorm_bwd(const OpCall& c) {
   const Tensor& X = c.x(1);
   const NormArgs n = norm_args(c);
   LnBwd a{c.x(0).f32(), X.f32(), c.x(2).f32(), c.x(3).f32(), c.has_in(4) ? c.x(4).f32() : nullptr,
-          c.y(0).f32(), n.C, n.var_div, n.acc};
+          c.y(0).f32(), n.C,     n.var_div,    n.acc};
   float* dw = c.has_out(1) ? c.y(1).f32() : nullptr;
   float* db = c.has_out(2) ? c.y(2).f32() : nullptr;
   const int64_t R = n.R, C = n.C;

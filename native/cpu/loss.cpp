@@ -33,8 +33,8 @@ struct Lanes {
 // With q = min(|d|, beta), loss = q (|d| - q/2) / beta covers both sides. Written with std::min/max in
 // the argument order that maps to minps/maxps, so GCC vectorises the row (other spellings of the same
 // selects stay scalar, ~2x slower). A NaN d still makes the loss NaN; its gradient element is clamped.
-double smooth_l1_row(const float* __restrict s, const float* __restrict t, float* __restrict ds, int64_t n,
-                     float beta, float scale) {
+double smooth_l1_row(const float* __restrict s, const float* __restrict t, float* __restrict ds, int64_t n, float beta,
+                     float scale) {
   const float inv_beta = 1.0f / beta;
   Lanes acc;
   int64_t i = 0;
@@ -132,16 +132,22 @@ void medic_loss(const OpCall& c) {
       if (r < n_head) {
         const int64_t off = r * Dt;
         if (r % R == 0) {
-          if (do_cls) part[r] = cls_row(s + off, t + off, ds + off, Dt, cls_coef);
-          else std::fill(ds + off, ds + off + Dt, 0.0f);
+          if (do_cls)
+            part[r] = cls_row(s + off, t + off, ds + off, Dt, cls_coef);
+          else
+            std::fill(ds + off, ds + off + Dt, 0.0f);
         } else {
-          if (do_tok) part[r] = smooth_l1_row(s + off, t + off, ds + off, Dt, beta, tok_scale);
-          else std::fill(ds + off, ds + off + Dt, 0.0f);
+          if (do_tok)
+            part[r] = smooth_l1_row(s + off, t + off, ds + off, Dt, beta, tok_scale);
+          else
+            std::fill(ds + off, ds + off + Dt, 0.0f);
         }
       } else {
         const int64_t off = (r - n_head) * P;
-        if (do_pix) part[r] = mse_row(pred + off, target + off, dpred + off, P, pix_scale);
-        else std::fill(dpred + off, dpred + off + P, 0.0f);
+        if (do_pix)
+          part[r] = mse_row(pred + off, target + off, dpred + off, P, pix_scale);
+        else
+          std::fill(dpred + off, dpred + off + P, 0.0f);
       }
     }
   });
@@ -154,8 +160,9 @@ void medic_loss(const OpCall& c) {
   double L_cls = do_cls ? cls / (static_cast<double>(B) * tau) : 0.0;
   double L_pix = do_pix ? pix / (static_cast<double>(B) * M * P) : 0.0;
   float* losses = c.y(0).f32();
-  losses[0] = static_cast<float>(static_cast<double>(w_tok) * sc_tok * L_tok + static_cast<double>(w_cls) * sc_cls * L_cls +
-                                 static_cast<double>(w_pix) * sc_pix * L_pix);
+  losses[0] =
+      static_cast<float>(static_cast<double>(w_tok) * sc_tok * L_tok + static_cast<double>(w_cls) * sc_cls * L_cls +
+                         static_cast<double>(w_pix) * sc_pix * L_pix);
   losses[1] = static_cast<float>(L_tok);
   losses[2] = static_cast<float>(L_cls);
   losses[3] = static_cast<float>(L_pix);
@@ -241,8 +248,8 @@ void cross_entropy(const OpCall& c) {
   const double eps = ce_smoothing(c);
   for (int64_t r = 0; r < R; ++r)
     if (y[r] < 0 || y[r] >= C)
-      throw Error("cross_entropy: label " + std::to_string(y[r]) + " at row " + std::to_string(r) +
-                  " is outside [0, " + std::to_string(C) + ") (C = " + std::to_string(C) + " classes)");
+      throw Error("cross_entropy: label " + std::to_string(y[r]) + " at row " + std::to_string(r) + " is outside [0, " +
+                  std::to_string(C) + ") (C = " + std::to_string(C) + " classes)");
 
   std::vector<double> part(static_cast<size_t>(R), 0.0);
   std::vector<uint8_t> hit(static_cast<size_t>(R), 0);

@@ -34,8 +34,8 @@ double sum_sq(const float* x, int64_t n) {
 
 // Per-element constants of one AdamW step.
 struct AdamStep {
-  float gscale;     // clip factor applied to the gradient
-  float decay;      // 1 - lr * weight_decay (where wd_mask != 0)
+  float gscale;  // clip factor applied to the gradient
+  float decay;   // 1 - lr * weight_decay (where wd_mask != 0)
   float beta1, one_m_beta1, beta2, one_m_beta2;
   float step_size;  // lr / (1 - beta1^step)
   float bc2_sqrt;   // sqrt(1 - beta2^step)
@@ -48,8 +48,8 @@ struct AdamStep {
 // Branch-free so the compiler vectorises it (sqrt and / are exact in IEEE, so vector and scalar lanes
 // agree). No AVX2 variant: the loop is memory-bound (29 bytes per element; an AVX2+FMA build measured
 // the same GB/s) and one code path keeps the update bit-identical on every x86 machine.
-void adamw_range(const AdamStep& kref, const float* __restrict g, const uint8_t* __restrict mask,
-                 float* __restrict p, float* __restrict m, float* __restrict v, int64_t lo, int64_t hi) {
+void adamw_range(const AdamStep& kref, const float* __restrict g, const uint8_t* __restrict mask, float* __restrict p,
+                 float* __restrict m, float* __restrict v, int64_t lo, int64_t hi) {
   const AdamStep k = kref;  // a local copy: loads through the reference would block if-conversion
   for (int64_t i = lo; i < hi; ++i) {
     float gi = g[i] * k.gscale;
@@ -67,8 +67,8 @@ void adamw_range(const AdamStep& kref, const float* __restrict g, const uint8_t*
 // The scaled factors are products in f32: lr * s * wd and step_size * s (torch computes the group's lr
 // in double; the difference is one f32 rounding of the lr).
 void adamw_scaled_range(const AdamStep& kref, float lrwd, const float* __restrict g, const uint8_t* __restrict mask,
-                        const float* __restrict s, float* __restrict p, float* __restrict m, float* __restrict v, int64_t lo,
-                        int64_t hi) {
+                        const float* __restrict s, float* __restrict p, float* __restrict m, float* __restrict v,
+                        int64_t lo, int64_t hi) {
   const AdamStep k = kref;
   for (int64_t i = lo; i < hi; ++i) {
     float gi = g[i] * k.gscale;
@@ -158,7 +158,8 @@ void adamw(const OpCall& c) {
   if (c.has_in(4)) {
     const float* s = c.x(4).f32();
     const float lrwd = static_cast<float>(lr * wd);
-    c.ctx->pool->parallel_for(n, 1 << 14, [&](int64_t lo, int64_t hi) { adamw_scaled_range(k, lrwd, g, mask, s, p, m, v, lo, hi); });
+    c.ctx->pool->parallel_for(
+        n, 1 << 14, [&](int64_t lo, int64_t hi) { adamw_scaled_range(k, lrwd, g, mask, s, p, m, v, lo, hi); });
     return;
   }
   c.ctx->pool->parallel_for(n, 1 << 14, [&](int64_t lo, int64_t hi) { adamw_range(k, g, mask, p, m, v, lo, hi); });

@@ -59,7 +59,8 @@ template <int HDP>
 constexpr int kMinCtas = HDP <= 64 ? 2 : 1;
 
 template <int HDP>
-__host__ __device__ constexpr int lds() {  // shared row stride in bf16: +8 (16 bytes) keeps ldmatrix's 8 row reads on distinct banks
+__host__ __device__ constexpr int
+lds() {  // shared row stride in bf16: +8 (16 bytes) keeps ldmatrix's 8 row reads on distinct banks
   return HDP + 8;
 }
 
@@ -124,7 +125,8 @@ __device__ __forceinline__ void stage_rows(bf16* s, const float* src, int64_t ld
 // `ncols` rows of sB are real (the last block of a sequence, e.g. 5 of 64 keys at T = 197): 16-column
 // groups past them are skipped and stay 0 (the callers mask those columns out).
 template <int HDP>
-__device__ __forceinline__ void scores(float (&acc)[8][4], const bf16* sA, int row0, const bf16* sB, int ncols, int lane) {
+__device__ __forceinline__ void scores(float (&acc)[8][4], const bf16* sA, int row0, const bf16* sB, int ncols,
+                                       int lane) {
 #pragma unroll
   for (int j = 0; j < 8; ++j) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 #pragma unroll
@@ -146,7 +148,8 @@ __device__ __forceinline__ void scores(float (&acc)[8][4], const bf16* sA, int r
 // re-pack), V stored [64][HDP] (n contiguous) so ldmatrix.trans. Only the first `nk` rows of sV are
 // real; P is 0 past them, so the 16-row steps past nk are skipped.
 template <int HDP>
-__device__ __forceinline__ void mul_pv(float (&out)[HDP / 8][4], const float (&p)[8][4], const bf16* sV, int nk, int lane) {
+__device__ __forceinline__ void mul_pv(float (&out)[HDP / 8][4], const float (&p)[8][4], const bf16* sV, int nk,
+                                       int lane) {
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) {
     if (kk * 16 >= nk) continue;  // uniform across the CTA
@@ -168,8 +171,8 @@ __device__ __forceinline__ void mul_pv(float (&out)[HDP / 8][4], const float (&p
 // Write the warp's [16 x HDP] fragment tile (times mul[h] for row half h) to global rows
 // dst + r * ld (r = row0 + g + 8h, only r < nrows), columns < Hd; acc adds to what is there.
 template <int HDP>
-__device__ __forceinline__ void write_rows(float* dst, int64_t ld, int row0, int nrows, int Hd, const float (&x)[HDP / 8][4],
-                                           const float (&mul)[2], bool acc, int lane) {
+__device__ __forceinline__ void write_rows(float* dst, int64_t ld, int row0, int nrows, int Hd,
+                                           const float (&x)[HDP / 8][4], const float (&mul)[2], bool acc, int lane) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
@@ -232,7 +235,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_fwd_kernel(const
     for (int r = 0; r < 2; ++r) {  // the quad (4 lanes) shares a row
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
       mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float mnew = fmaxf(m[r], mx[r]);  // finite: every block has at least one key < T
+      const float mnew = fmaxf(m[r], mx[r]);   // finite: every block has at least one key < T
       const float alpha = exp2f(m[r] - mnew);  // 0 on the first block (m = -inf)
       m[r] = mnew;
       l[r] *= alpha;
@@ -271,7 +274,7 @@ __global__ void attn_bwd_dot_kernel(const float* dout, const float* o, float* D,
   const int lane = threadIdx.x & 31;
   if (w >= static_cast<int64_t>(B) * T * H) return;
   const int h = static_cast<int>(w % H);
-  const int64_t bt = w / H;  // b * T + t
+  const int64_t bt = w / H;    // b * T + t
   const int64_t off = w * Hd;  // ((b*T + t)*H + h) * Hd: the rows of do and o are [H][Hd]
   float s = 0.f;
   for (int c = lane; c < Hd; c += 32) s += dout[off + c] * o[off + c];
@@ -321,7 +324,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_bwd_dq_kernel(co
     if (!active) continue;
 
     float s[8][4], dp[8][4];
-    scores<HDP>(s, sQ, warp * 16, sK, nk, lane);   // S = Q K^T
+    scores<HDP>(s, sQ, warp * 16, sK, nk, lane);    // S = Q K^T
     scores<HDP>(dp, sdO, warp * 16, sV, nk, lane);  // dP = dO V^T
 #pragma unroll
     for (int j = 0; j < 8; ++j)
@@ -346,7 +349,7 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkv_kernel(const AttnArgs a
   bf16* sQ = sV + kRows * lds<HDP>();
   bf16* sdO = sQ + kCols * lds<HDP>();
   float* sL = reinterpret_cast<float*>(sdO + kCols * lds<HDP>());  // [kCols] lse (base 2), +inf past T
-  float* sD = sL + kCols;                                           // [kCols] D, 0 past T
+  float* sD = sL + kCols;                                          // [kCols] D, 0 past T
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, tq = lane & 3;
   const int k0 = blockIdx.x * kRows, T = a.T;
   const bool active = k0 + warp * 16 < T;  // warp-uniform
@@ -400,7 +403,8 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkv_kernel(const AttnArgs a
 // Dynamic shared memory beyond 48 KiB must be opted into once per kernel.
 template <typename K>
 void launch(K kernel, dim3 grid, size_t smem, cudaStream_t st, const AttnArgs& a, const char* what) {
-  if (smem > 48 * 1024) check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), what);
+  if (smem > 48 * 1024)
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), what);
   kernel<<<grid, kThreads, smem, st>>>(a);
   check_launch(what);
 }
@@ -502,8 +506,8 @@ __global__ void softmax_kernel(const float* x, float* y, int64_t R, int64_t C, f
   }
 }
 
-__global__ void softmax_bwd_kernel(const float* y, const float* dy, float* dx, int64_t R, int64_t C, float scale, bool acc,
-                                   bool vec) {
+__global__ void softmax_bwd_kernel(const float* y, const float* dy, float* dx, int64_t R, int64_t C, float scale,
+                                   bool acc, bool vec) {
   const int64_t r = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (r >= R) return;
@@ -545,8 +549,8 @@ unsigned row_blocks(int64_t R) { return static_cast<unsigned>((R + kRowsPerBlock
 // Lane l owns keys l, l + 32, ...; per head, pass 1 merges the lanes' running (max, sum of exp), pass 2
 // recomputes each score and adds exp(s - max) / (sum H) into the output row (heads in order: the same
 // bits every run). fp32 dot products on CUDA cores: the op runs once per step on one block.
-__global__ void attention_probs_kernel(const float* __restrict__ qkv, float* __restrict__ out, int64_t B, int64_t T, int64_t H,
-                                       int64_t Hd, int64_t prefix, float scale) {
+__global__ void attention_probs_kernel(const float* __restrict__ qkv, float* __restrict__ out, int64_t B, int64_t T,
+                                       int64_t H, int64_t Hd, int64_t prefix, float scale) {
   const int64_t N = T - prefix;
   const int64_t r = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
@@ -575,7 +579,8 @@ __global__ void attention_probs_kernel(const float* __restrict__ qkv, float* __r
       }
     }
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
+    for (int o = 16; o > 0; o >>= 1)
+      merge(m, s, __shfl_xor_sync(0xffffffffu, m, o), __shfl_xor_sync(0xffffffffu, s, o));
     const float w = inv_h / s;
     for (int64_t j = prefix + lane; j < T; j += 32) orow[j - prefix] += __expf(score(q, j, h) - m) * w;
   }
@@ -613,7 +618,8 @@ void attention_bwd(const OpCall& c) {
   const int64_t rows = static_cast<int64_t>(a.B) * a.H * a.T;
   float* D = static_cast<float*>(workspace(ctx_of(c), sizeof(float) * rows));
   a.D = D;
-  attn_bwd_dot_kernel<<<static_cast<unsigned>((rows * 32 + 255) / 256), 256, 0, st>>>(a.dout, o, D, a.B, a.T, a.H, a.Hd);
+  attn_bwd_dot_kernel<<<static_cast<unsigned>((rows * 32 + 255) / 256), 256, 0, st>>>(a.dout, o, D, a.B, a.T, a.H,
+                                                                                      a.Hd);
   check_launch("attention_bwd (D)");
   const dim3 grid((a.T + kRows - 1) / kRows, a.H, a.B);
   switch (padded_hd(a.Hd)) {
@@ -651,8 +657,8 @@ void softmax_bwd(const OpCall& c) {
 void attention_probs(const OpCall& c) {
   const AttnProbsArgs a = attention_probs_args(c);
   if (a.B == 0 || a.N == 0) return;
-  attention_probs_kernel<<<row_blocks(a.B * a.N), 32 * kRowsPerBlock, 0, stream_of(c)>>>(c.x(0).f32(), c.y(0).f32(), a.B, a.T, a.H,
-                                                                                        a.Hd, a.prefix, a.scale);
+  attention_probs_kernel<<<row_blocks(a.B * a.N), 32 * kRowsPerBlock, 0, stream_of(c)>>>(
+      c.x(0).f32(), c.y(0).f32(), a.B, a.T, a.H, a.Hd, a.prefix, a.scale);
   check_launch("attention_probs");
 }
 

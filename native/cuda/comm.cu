@@ -13,7 +13,9 @@ namespace {
 CommState* comm_of(const OpCall& c) {
   CommState* s = c.ctx->comm;
   if (!s) return nullptr;
-  if (!s->device_start) throw Error(std::string(c.def->name) + ": the engine's communicator (" + s->backend + ") cannot reduce device memory; CUDA engines use NCCL");
+  if (!s->device_start)
+    throw Error(std::string(c.def->name) + ": the engine's communicator (" + s->backend +
+                ") cannot reduce device memory; CUDA engines use NCCL");
   return s;
 }
 }  // namespace

@@ -21,7 +21,7 @@ inline void check(cudaError_t e, const char* what) {
 // copy into pinned memory, queued before the synchronisation that happens anyway.
 enum FaultCode : int32_t { kFaultNone = 0, kFaultGatherIndex = 1, kFaultScatterIndex = 2, kFaultLabel = 3 };
 struct DeviceFault {
-  int32_t code;   // FaultCode of the first fault since the last check
+  int32_t code;  // FaultCode of the first fault since the last check
   int32_t pad;
   int64_t value;  // the bad index or label
   int64_t bound;  // valid values are [0, bound)

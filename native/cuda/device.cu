@@ -40,18 +40,20 @@ std::string cuda_describe(int index) {
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
     cudaGetLastError();
-    return std::string("driver present but unusable: ") + cudaGetErrorString(e) + " (CUDA 13 needs driver R580 or newer)";
+    return std::string("driver present but unusable: ") + cudaGetErrorString(e) +
+           " (CUDA 13 needs driver R580 or newer)";
   }
-  if (index < 0 || index >= n) return "no CUDA device " + std::to_string(index) + " (" + std::to_string(n) + " visible)";
+  if (index < 0 || index >= n)
+    return "no CUDA device " + std::to_string(index) + " (" + std::to_string(n) + " visible)";
   cudaDeviceProp p{};
   cuda::check(cudaGetDeviceProperties(&p, index), "cudaGetDeviceProperties");
   int driver = 0, runtime = 0;
   cudaDriverGetVersion(&driver);
   cudaRuntimeGetVersion(&runtime);
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%s, compute capability %d.%d, %.1f GiB, %d SMs, driver CUDA %d.%d, runtime %d.%d", p.name, p.major,
-                p.minor, p.totalGlobalMem / 1073741824.0, p.multiProcessorCount, driver / 1000, (driver % 1000) / 10, runtime / 1000,
-                (runtime % 1000) / 10);
+  std::snprintf(buf, sizeof buf, "%s, compute capability %d.%d, %.1f GiB, %d SMs, driver CUDA %d.%d, runtime %d.%d",
+                p.name, p.major, p.minor, p.totalGlobalMem / 1073741824.0, p.multiProcessorCount, driver / 1000,
+                (driver % 1000) / 10, runtime / 1000, (runtime % 1000) / 10);
   return buf;
 }
 
@@ -102,7 +104,8 @@ void* cuda::workspace(cuda::CudaContext& c, size_t bytes) {
 }
 
 void cuda::queue_fault_copy(cuda::CudaContext& c) {
-  cuda::check(cudaMemcpyAsync(c.fault_host, c.fault, sizeof(cuda::DeviceFault), cudaMemcpyDeviceToHost, c.stream), "fault check");
+  cuda::check(cudaMemcpyAsync(c.fault_host, c.fault, sizeof(cuda::DeviceFault), cudaMemcpyDeviceToHost, c.stream),
+              "fault check");
 }
 
 void cuda::throw_fault(cuda::CudaContext& c) {
@@ -114,13 +117,14 @@ void cuda::throw_fault(cuda::CudaContext& c) {
   const std::string v = std::to_string(f.value), n = std::to_string(f.bound), w = std::to_string(f.where);
   switch (f.code) {
     case cuda::kFaultGatherIndex:
-      throw Error("gather_rows: index " + v + " out of range [0, " + n + ") at row " + w + " (found on the GPU; the row was skipped)");
+      throw Error("gather_rows: index " + v + " out of range [0, " + n + ") at row " + w +
+                  " (found on the GPU; the row was skipped)");
     case cuda::kFaultScatterIndex:
-      throw Error("scatter_rows: index " + v + " out of range [0, " + n + ") at row " + w + " (found on the GPU; the row was skipped)");
+      throw Error("scatter_rows: index " + v + " out of range [0, " + n + ") at row " + w +
+                  " (found on the GPU; the row was skipped)");
     case cuda::kFaultLabel:
       throw Error("cross_entropy: label " + v + " at row " + w + " is outside [0, " + n + ") (found on the GPU)");
-    default:
-      throw Error("a CUDA kernel reported fault code " + std::to_string(f.code));
+    default: throw Error("a CUDA kernel reported fault code " + std::to_string(f.code));
   }
 }
 

@@ -243,8 +243,8 @@ __global__ void scale_add_kernel(float* x, const float* y, const float* gamma, c
 }
 
 // scale_add_bwd without dgamma: dy = keep * gamma * dx (+ dy).
-__global__ void scale_add_bwd_kernel(const float* dx, const float* gamma, const float* keep, float* dy, int64_t n, int64_t C,
-                                     int64_t LC, bool acc, bool vec) {
+__global__ void scale_add_bwd_kernel(const float* dx, const float* gamma, const float* keep, float* dy, int64_t n,
+                                     int64_t C, int64_t LC, bool acc, bool vec) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (vec) {
@@ -290,10 +290,12 @@ struct ScaleAddBwdF {
 };
 
 // drop_path_mask: keep[b] = 0 with probability p, else 1 / (1 - p) (computed on the host, as the CPU).
-__global__ void drop_path_kernel(const int32_t* seed, float* keep, int64_t B, float p, float kept, uint64_t stream, uint64_t row0) {
+__global__ void drop_path_kernel(const int32_t* seed, float* keep, int64_t B, float p, float kept, uint64_t stream,
+                                 uint64_t row0) {
   const uint64_t seed64 = static_cast<uint64_t>(static_cast<uint32_t>(seed[0])) |
                           (static_cast<uint64_t>(static_cast<uint32_t>(seed[1])) << 32);
-  for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < B; b += static_cast<int64_t>(gridDim.x) * blockDim.x)
+  for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < B;
+       b += static_cast<int64_t>(gridDim.x) * blockDim.x)
     keep[b] = rng_uniform(seed64, stream, row0 + static_cast<uint64_t>(b)) < p ? 0.0f : kept;
 }
 
@@ -310,7 +312,9 @@ void fill(const OpCall& c) {
     case DType::BF16: launch_fill<uint16_t>(c, x.bf16(), n, f32_to_bf16(static_cast<float>(v))); break;
     case DType::I32: launch_fill<int32_t>(c, x.i32(), n, static_cast<int32_t>(v)); break;
     case DType::U8:
-      check(cudaMemsetAsync(x.u8(), static_cast<uint8_t>(static_cast<int32_t>(v)), static_cast<size_t>(n), stream_of(c)), "fill");
+      check(
+          cudaMemsetAsync(x.u8(), static_cast<uint8_t>(static_cast<int32_t>(v)), static_cast<size_t>(n), stream_of(c)),
+          "fill");
       break;
   }
 }
@@ -325,7 +329,8 @@ void copy(const OpCall& c) {
   if (a.acc) {
     launch_map(c, "copy", x, nullptr, y, n, ScaleAccF{alpha});
   } else if (alpha == 1.0f) {
-    if (y != x) check(cudaMemcpyAsync(y, x, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToDevice, stream_of(c)), "copy");
+    if (y != x)
+      check(cudaMemcpyAsync(y, x, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToDevice, stream_of(c)), "copy");
   } else {
     launch_map(c, "copy", x, nullptr, y, n, ScaleF{alpha});
   }
@@ -336,7 +341,8 @@ void cast(const OpCall& c) {
   const int64_t n = x.numel();
   if (n <= 0) return;
   if (x.dtype == y.dtype) {
-    if (x.data != y.data) check(cudaMemcpyAsync(y.data, x.data, x.nbytes(), cudaMemcpyDeviceToDevice, stream_of(c)), "cast");
+    if (x.data != y.data)
+      check(cudaMemcpyAsync(y.data, x.data, x.nbytes(), cudaMemcpyDeviceToDevice, stream_of(c)), "cast");
     return;
   }
   const bool vec = aligned16(x.data) && aligned16(y.data);  // bf16 side needs 8, 16 is simpler to state
@@ -373,7 +379,9 @@ void gelu_bwd(const OpCall& c) {
     launch_map(c, "gelu_bwd", c.x(0).f32(), c.x(1).f32(), c.y(0).f32(), c.x(0).numel(), GeluBwdF<false>{});
 }
 
-void quick_gelu(const OpCall& c) { launch_map(c, "quick_gelu", c.x(0).f32(), nullptr, c.y(0).f32(), c.x(0).numel(), QuickF{}); }
+void quick_gelu(const OpCall& c) {
+  launch_map(c, "quick_gelu", c.x(0).f32(), nullptr, c.y(0).f32(), c.x(0).numel(), QuickF{});
+}
 
 void quick_gelu_bwd(const OpCall& c) {
   if (accumulates(c))
@@ -414,7 +422,8 @@ void scale_add_bwd(const OpCall& c) {
     return;
   }
   const bool vec = C % 4 == 0 && aligned16(dx) && aligned16(dy) && (!gamma || aligned16(gamma));
-  scale_add_bwd_kernel<<<grid_for(c, vec ? n / 4 : n), kBlock, 0, stream_of(c)>>>(dx, gamma, keep, dy, n, C, L * C, acc, vec);
+  scale_add_bwd_kernel<<<grid_for(c, vec ? n / 4 : n), kBlock, 0, stream_of(c)>>>(dx, gamma, keep, dy, n, C, L * C, acc,
+                                                                                  vec);
   check_launch("scale_add_bwd");
 }
 

@@ -51,10 +51,10 @@ struct GemmArgs {
   float* P;   // preact (act=1) or null
   float* ws;  // split-K partials [split][nb][M][N] (split > 1 only)
   int64_t M, N, K;
-  int64_t lda, ldb;     // row strides of A and B as stored
-  int64_t sa, sb, sc;   // batch strides of A, B, C/P
+  int64_t lda, ldb;    // row strides of A and B as stored
+  int64_t sa, sb, sc;  // batch strides of A, B, C/P
   int nb, split;
-  int64_t kchunk;       // K per split slice (multiple of BK)
+  int64_t kchunk;  // K per split slice (multiple of BK)
   int tiles_n;
   float alpha;
   int acc, act;
@@ -156,7 +156,7 @@ __global__ void __launch_bounds__(NT) gemm_bf16_kernel(const GemmArgs g) {
   __shared__ __align__(16) __nv_bfloat16 sB[2][kStageElems];
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int wm = warp >> 2, wn = warp & 3;  // warp's sub-tile: rows wm*64.., columns wn*32..
+  const int wm = warp >> 2, wn = warp & 3;                             // warp's sub-tile: rows wm*64.., columns wn*32..
   const int tm = blockIdx.x / g.tiles_n, tn = blockIdx.x % g.tiles_n;  // N fastest: CTAs in flight share A rows
   const int64_t m0 = static_cast<int64_t>(tm) * BM, n0 = static_cast<int64_t>(tn) * BN;
 
@@ -232,7 +232,8 @@ __global__ void __launch_bounds__(NT) gemm_bf16_kernel(const GemmArgs g) {
 #pragma unroll
         for (int i = 0; i < WM / 16; ++i)
 #pragma unroll
-          for (int j = 0; j < WN / 8; ++j) mma_bf16(acc[i][j], af[i], bf[j >> 1][(j & 1) * 2], bf[j >> 1][(j & 1) * 2 + 1]);
+          for (int j = 0; j < WN / 8; ++j)
+            mma_bf16(acc[i][j], af[i], bf[j >> 1][(j & 1) * 2], bf[j >> 1][(j & 1) * 2 + 1]);
       }
       if (kt + 1 < nk) store(cur ^ 1);  // that buffer was last read before the previous barrier
       __syncthreads();

@@ -39,8 +39,9 @@ CudaGraph* cuda_graph_end(Context& ctx) {
   if (e != cudaSuccess) {
     cudaGetLastError();
     if (graph) cudaGraphDestroy(graph);
-    throw Error(std::string("CUDA graph capture of the program step failed: ") + cudaGetErrorString(e) +
-                " (an op synchronised, allocated or copied synchronously during capture; MEDIC_CUDA_GRAPH=0 runs op by op)");
+    throw Error(
+        std::string("CUDA graph capture of the program step failed: ") + cudaGetErrorString(e) +
+        " (an op synchronised, allocated or copied synchronously during capture; MEDIC_CUDA_GRAPH=0 runs op by op)");
   }
   auto* g = new CudaGraph();
   cudaGraphGetNodes(graph, nullptr, &g->nodes);

@@ -30,7 +30,8 @@ __global__ void init_normal_kernel(float* x, int64_t n, TruncNormal t, uint64_t 
     x[i] = trunc_normal_value(t, seed, stream, static_cast<uint64_t>(i));
 }
 
-__global__ void init_uniform_kernel(float* x, int64_t n, double lo, double hi, float hi_f, float below_hi, uint64_t seed, uint64_t stream) {
+__global__ void init_uniform_kernel(float* x, int64_t n, double lo, double hi, float hi_f, float below_hi,
+                                    uint64_t seed, uint64_t stream) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
     x[i] = uniform_value(lo, hi, hi_f, below_hi, seed, stream, static_cast<uint64_t>(i));
@@ -55,7 +56,8 @@ void init_uniform(const OpCall& c) {
   const float hi_f = static_cast<float>(hi), below_hi = std::nextafter(hi_f, -INFINITY);
   const int64_t n = c.y(0).numel();
   if (n <= 0) return;
-  init_uniform_kernel<<<grid_for(c, n), kBlock, 0, stream_of(c)>>>(c.y(0).f32(), n, lo, hi, hi_f, below_hi, seed, stream);
+  init_uniform_kernel<<<grid_for(c, n), kBlock, 0, stream_of(c)>>>(c.y(0).f32(), n, lo, hi, hi_f, below_hi, seed,
+                                                                   stream);
   check_launch("init_uniform");
 }
 

@@ -32,9 +32,9 @@ namespace {
 // mean/rstd may be null (pixel_norm); w and b may be null. y may alias x (each lane reads x[j] before
 // it writes y[j], and the statistics are complete before the first write).
 template <bool VEC>
-__global__ void __launch_bounds__(kBlock) norm_fwd_kernel(const float* x, const float* __restrict__ w,
-                                                          const float* __restrict__ b, float* y, float* __restrict__ mean,
-                                                          float* __restrict__ rstd, int64_t R, int C, float var_div, float eps) {
+__global__ void __launch_bounds__(kBlock)
+    norm_fwd_kernel(const float* x, const float* __restrict__ w, const float* __restrict__ b, float* y,
+                    float* __restrict__ mean, float* __restrict__ rstd, int64_t R, int C, float var_div, float eps) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += warps) {
@@ -95,7 +95,8 @@ __global__ void __launch_bounds__(kBlock) norm_fwd_kernel(const float* x, const 
 }
 
 // x[j..j+3] and the upstream gradient g = dy[j..j+3] (times w[j..j+3] when affine), float4 loads.
-__device__ __forceinline__ void load_x_g(const float* xr, const float* dyr, const float* w, int j, float4& xv, float4& g) {
+__device__ __forceinline__ void load_x_g(const float* xr, const float* dyr, const float* w, int j, float4& xv,
+                                         float4& g) {
   xv = *reinterpret_cast<const float4*>(xr + j);
   g = *reinterpret_cast<const float4*>(dyr + j);
   if (w) {
@@ -106,10 +107,10 @@ __device__ __forceinline__ void load_x_g(const float* xr, const float* dyr, cons
 
 // dx of layernorm, one warp per row.
 template <bool VEC>
-__global__ void __launch_bounds__(kBlock) ln_bwd_kernel(const float* __restrict__ dy, const float* __restrict__ x,
-                                                        const float* __restrict__ mean, const float* __restrict__ rstd,
-                                                        const float* __restrict__ w, float* __restrict__ dx, int64_t R, int C,
-                                                        float inv_c, float inv_d, bool acc) {
+__global__ void __launch_bounds__(kBlock)
+    ln_bwd_kernel(const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ mean,
+                  const float* __restrict__ rstd, const float* __restrict__ w, float* __restrict__ dx, int64_t R, int C,
+                  float inv_c, float inv_d, bool acc) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += warps) {
@@ -180,9 +181,9 @@ bool vec_ok(int64_t C, std::initializer_list<const void*> ptrs) {
 // batchnorm: a block owns 32 columns (lane = column, coalesced across the warp); its 8 warps walk the
 // rows in a fixed stride and their double partials are added in warp order (two passes: mean, then
 // squared deviations), then the block writes y and the running statistics. Deterministic.
-__global__ void __launch_bounds__(kBlock) batchnorm_kernel(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ rm,
-                                                           float* __restrict__ rv, int64_t R, int64_t C, bool train, double eps,
-                                                           double mom) {
+__global__ void __launch_bounds__(kBlock)
+    batchnorm_kernel(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ rm, float* __restrict__ rv,
+                     int64_t R, int64_t C, bool train, double eps, double mom) {
   __shared__ double part[kWarps][32];
   __shared__ float sh_shift[32], sh_scale[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -229,14 +230,16 @@ __global__ void __launch_bounds__(kBlock) batchnorm_kernel(const float* __restri
   }
 }
 
-void norm_fwd(const OpCall& c, const char* what, const float* x, const float* w, const float* b, float* y, float* mean, float* rstd,
-              int64_t R, int64_t C, float var_div, float eps) {
+void norm_fwd(const OpCall& c, const char* what, const float* x, const float* w, const float* b, float* y, float* mean,
+              float* rstd, int64_t R, int64_t C, float var_div, float eps) {
   if (R <= 0 || C <= 0) return;
   const int grid = grid_for(c, R, kWarps);
   if (vec_ok(C, {x, w, b, y}))
-    norm_fwd_kernel<true><<<grid, kBlock, 0, stream_of(c)>>>(x, w, b, y, mean, rstd, R, static_cast<int>(C), var_div, eps);
+    norm_fwd_kernel<true>
+        <<<grid, kBlock, 0, stream_of(c)>>>(x, w, b, y, mean, rstd, R, static_cast<int>(C), var_div, eps);
   else
-    norm_fwd_kernel<false><<<grid, kBlock, 0, stream_of(c)>>>(x, w, b, y, mean, rstd, R, static_cast<int>(C), var_div, eps);
+    norm_fwd_kernel<false>
+        <<<grid, kBlock, 0, stream_of(c)>>>(x, w, b, y, mean, rstd, R, static_cast<int>(C), var_div, eps);
   check_launch(what);
 }
 
@@ -245,15 +248,15 @@ void norm_fwd(const OpCall& c, const char* what, const float* x, const float* w,
 void layernorm(const OpCall& c) {
   const Tensor& X = c.x(0);
   const NormArgs n = norm_args(c);
-  norm_fwd(c, "layernorm", X.f32(), c.has_in(1) ? c.x(1).f32() : nullptr, c.has_in(2) ? c.x(2).f32() : nullptr, c.y(0).f32(),
-           c.y(1).f32(), c.y(2).f32(), n.R, n.C, n.var_div, n.eps);
+  norm_fwd(c, "layernorm", X.f32(), c.has_in(1) ? c.x(1).f32() : nullptr, c.has_in(2) ? c.x(2).f32() : nullptr,
+           c.y(0).f32(), c.y(1).f32(), c.y(2).f32(), n.R, n.C, n.var_div, n.eps);
 }
 
 void pixel_norm(const OpCall& c) {
   const NormArgs n = norm_args(c);
   const int64_t C = n.C, R = n.R;
-  norm_fwd(c, "pixel_norm", c.x(0).f32(), nullptr, nullptr, c.y(0).f32(), nullptr, nullptr, R, C, static_cast<float>(C - 1),
-           n.eps);
+  norm_fwd(c, "pixel_norm", c.x(0).f32(), nullptr, nullptr, c.y(0).f32(), nullptr, nullptr, R, C,
+           static_cast<float>(C - 1), n.eps);
 }
 
 void layernorm_bwd(const OpCall& c) {
@@ -272,9 +275,11 @@ void layernorm_bwd(const OpCall& c) {
   const float inv_c = 1.0f / static_cast<float>(C), inv_d = 1.0f / n.var_div;
   const int grid = grid_for(c, R, kWarps);
   if (vec_ok(C, {dy, x, w, dx}))
-    ln_bwd_kernel<true><<<grid, kBlock, 0, stream_of(c)>>>(dy, x, mean, rstd, w, dx, R, static_cast<int>(C), inv_c, inv_d, acc);
+    ln_bwd_kernel<true>
+        <<<grid, kBlock, 0, stream_of(c)>>>(dy, x, mean, rstd, w, dx, R, static_cast<int>(C), inv_c, inv_d, acc);
   else
-    ln_bwd_kernel<false><<<grid, kBlock, 0, stream_of(c)>>>(dy, x, mean, rstd, w, dx, R, static_cast<int>(C), inv_c, inv_d, acc);
+    ln_bwd_kernel<false>
+        <<<grid, kBlock, 0, stream_of(c)>>>(dy, x, mean, rstd, w, dx, R, static_cast<int>(C), inv_c, inv_d, acc);
   check_launch("layernorm_bwd");
   if (dw || db) column_reduce<2>(c, "layernorm_bwd", LnParamF{dy, x, mean, rstd, C}, R, C, ColOut<2>{{dw, db}, true});
 }
@@ -283,9 +288,9 @@ void batchnorm(const OpCall& c) {
   const Tensor& X = c.x(0);
   const int64_t R = X.shape[0], C = X.shape[1];
   if (R <= 0 || C <= 0) return;
-  batchnorm_kernel<<<grid_for(c, C, 32), kBlock, 0, stream_of(c)>>>(X.f32(), c.y(0).f32(), c.y(1).f32(), c.y(2).f32(), R, C,
-                                                                   batchnorm_args(c).train != 0, batchnorm_args(c).eps,
-                                                                   batchnorm_args(c).momentum);
+  batchnorm_kernel<<<grid_for(c, C, 32), kBlock, 0, stream_of(c)>>>(X.f32(), c.y(0).f32(), c.y(1).f32(), c.y(2).f32(),
+                                                                    R, C, batchnorm_args(c).train != 0,
+                                                                    batchnorm_args(c).eps, batchnorm_args(c).momentum);
   check_launch("batchnorm");
 }
 

@@ -43,7 +43,8 @@ __global__ void __launch_bounds__(kBlock) medic_loss_rows(LossArgs a) {
   const double cls_coef = a.wscale ? a.cls_coef * a.wscale[1] : a.cls_coef;
   const float pix_scale = a.wscale ? a.pix_scale * a.wscale[2] : a.pix_scale;
   const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;
-  for (int64_t w = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); w < a.n_head + a.n_pix; w += n_warps) {
+  for (int64_t w = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); w < a.n_head + a.n_pix;
+       w += n_warps) {
     double partial = 0.0;
     if (w < a.n_head) {
       const int64_t off = w * a.Dt;
@@ -115,9 +116,10 @@ __global__ void __launch_bounds__(kBlock) medic_loss_rows(LossArgs a) {
 constexpr int kFinal = 256;
 
 // Sums the head partials into (tok, cls) and the pixel partials, then writes losses [4].
-__global__ void __launch_bounds__(kFinal) medic_loss_final(const double* part, int64_t n_head, int64_t n_pix, int64_t R, double tok_div,
-                                                           double cls_div, double pix_div, double w_tok, double w_cls, double w_pix,
-                                                           bool do_tok, bool do_cls, bool do_pix, const float* wscale, float* losses) {
+__global__ void __launch_bounds__(kFinal)
+    medic_loss_final(const double* part, int64_t n_head, int64_t n_pix, int64_t R, double tok_div, double cls_div,
+                     double pix_div, double w_tok, double w_cls, double w_pix, bool do_tok, bool do_cls, bool do_pix,
+                     const float* wscale, float* losses) {
   __shared__ double sm[kFinal / 32];
   const int64_t n = n_head + n_pix;
   const int64_t per = (n + kFinal - 1) / kFinal;
@@ -136,7 +138,8 @@ __global__ void __launch_bounds__(kFinal) medic_loss_final(const double* part, i
     const double L_tok = do_tok ? tok / tok_div : 0.0;
     const double L_cls = do_cls ? cls / cls_div : 0.0;
     const double L_pix = do_pix ? pix / pix_div : 0.0;
-    const double sc_tok = wscale ? wscale[0] : 1.0, sc_cls = wscale ? wscale[1] : 1.0, sc_pix = wscale ? wscale[2] : 1.0;
+    const double sc_tok = wscale ? wscale[0] : 1.0, sc_cls = wscale ? wscale[1] : 1.0,
+                 sc_pix = wscale ? wscale[2] : 1.0;
     losses[0] = static_cast<float>(w_tok * sc_tok * L_tok + w_cls * sc_cls * L_cls + w_pix * sc_pix * L_pix);
     losses[1] = static_cast<float>(L_tok);
     losses[2] = static_cast<float>(L_cls);
@@ -149,9 +152,10 @@ __global__ void __launch_bounds__(kFinal) medic_loss_final(const double* part, i
 // cannot throw as the CPU does, so a bad label shows as a NaN loss, its row gets no label term, and it
 // is recorded as a DeviceFault that the host throws at its next synchronisation);
 // hit[r] = argmax == label (first maximum, as torch.argmax).
-__global__ void __launch_bounds__(kBlock) ce_rows(const float* __restrict__ z, const int32_t* __restrict__ labels, float* __restrict__ dz,
-                                                  double* __restrict__ part, double* __restrict__ hit, int64_t R, int C, double eps,
-                                                  float inv_r, float on, float off, DeviceFault* fault) {
+__global__ void __launch_bounds__(kBlock)
+    ce_rows(const float* __restrict__ z, const int32_t* __restrict__ labels, float* __restrict__ dz,
+            double* __restrict__ part, double* __restrict__ hit, int64_t R, int C, double eps, float inv_r, float on,
+            float off, DeviceFault* fault) {
   const int lane = threadIdx.x & 31;
   const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += n_warps) {
@@ -207,8 +211,9 @@ __device__ __forceinline__ void first_argmax(float& mx, int& arg, int C) {
   }
 }
 
-__global__ void __launch_bounds__(kBlock) ce_soft_rows(const float* __restrict__ z, const float* __restrict__ t, float* __restrict__ dz,
-                                                       double* __restrict__ part, double* __restrict__ hit, int64_t R, int C, float inv_r) {
+__global__ void __launch_bounds__(kBlock)
+    ce_soft_rows(const float* __restrict__ z, const float* __restrict__ t, float* __restrict__ dz,
+                 double* __restrict__ part, double* __restrict__ hit, int64_t R, int C, float inv_r) {
   const int lane = threadIdx.x & 31;
   const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += n_warps) {
@@ -244,7 +249,8 @@ __global__ void __launch_bounds__(kBlock) ce_soft_rows(const float* __restrict__
   }
 }
 
-__global__ void __launch_bounds__(kFinal) ce_final(const double* part, const double* hit, int64_t R, float* loss, float* correct) {
+__global__ void __launch_bounds__(kFinal)
+    ce_final(const double* part, const double* hit, int64_t R, float* loss, float* correct) {
   __shared__ double sm[kFinal / 32];
   const int64_t per = (R + kFinal - 1) / kFinal;
   const int64_t b = threadIdx.x * per, e = b + per < R ? b + per : R;
@@ -294,8 +300,9 @@ void medic_loss(const OpCall& c) {
     check_launch("medic_loss");
   }
   medic_loss_final<<<1, kFinal, 0, stream_of(c)>>>(a.part, a.n_head, a.n_pix, R, static_cast<double>(B) * T * Dt,
-                                                   static_cast<double>(B) * plan.tau, static_cast<double>(B) * M * P, plan.w_tok, plan.w_cls, plan.w_pix,
-                                                   a.do_tok, a.do_cls, a.do_pix, a.wscale, c.y(0).f32());
+                                                   static_cast<double>(B) * plan.tau, static_cast<double>(B) * M * P,
+                                                   plan.w_tok, plan.w_cls, plan.w_pix, a.do_tok, a.do_cls, a.do_pix,
+                                                   a.wscale, c.y(0).f32());
   check_launch("medic_loss");
 }
 
@@ -335,12 +342,12 @@ void cross_entropy(const OpCall& c) {
   const float on = static_cast<float>(1.0 - eps + eps / C), off = static_cast<float>(eps / C);
   double* part = static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(R > 0 ? 2 * R : 1) * sizeof(double)));
   if (R > 0 && C > 0 && c.x(1).dtype == DType::F32) {
-    ce_soft_rows<<<grid_for(c, R, kWarps), kBlock, 0, stream_of(c)>>>(Z.f32(), c.x(1).f32(), c.y(1).f32(), part, part + R, R,
-                                                                       static_cast<int>(C), inv_r);
+    ce_soft_rows<<<grid_for(c, R, kWarps), kBlock, 0, stream_of(c)>>>(Z.f32(), c.x(1).f32(), c.y(1).f32(), part,
+                                                                      part + R, R, static_cast<int>(C), inv_r);
     check_launch("cross_entropy");
   } else if (R > 0 && C > 0) {
     ce_rows<<<grid_for(c, R, kWarps), kBlock, 0, stream_of(c)>>>(Z.f32(), c.x(1).i32(), c.y(1).f32(), part, part + R, R,
-                                                                  static_cast<int>(C), eps, inv_r, on, off, fault_of(c));
+                                                                 static_cast<int>(C), eps, inv_r, on, off, fault_of(c));
     check_launch("cross_entropy");
   }
   ce_final<<<1, kFinal, 0, stream_of(c)>>>(part, part + R, R > 0 && C > 0 ? R : 0, c.y(0).f32(),

@@ -76,15 +76,15 @@ __device__ __forceinline__ int a_col(int lane) { return (lane >> 4) << 3; }
 // A operand stored [k][m] (m contiguous): ldmatrix.trans gives a0..a3.
 //   matrices: 0 = (k 0-7, m 0-7), 1 = (k 0-7, m 8-15), 2 = (k 8-15, m 0-7), 3 = (k 8-15, m 8-15)
 __device__ __forceinline__ int at_row(int lane) { return (lane & 7) + ((lane >> 4) << 3); }  // k
-__device__ __forceinline__ int at_col(int lane) { return ((lane >> 3) & 1) << 3; }         // m
+__device__ __forceinline__ int at_col(int lane) { return ((lane >> 3) & 1) << 3; }           // m
 // B operand stored [n][k] (k contiguous, i.e. B^T row-major): plain ldmatrix gives (b0, b1) of the
 // n8 tile n 0-7 in r0, r1 and of the n8 tile n 8-15 in r2, r3.
 //   matrices: 0 = (n 0-7, k 0-7), 1 = (n 0-7, k 8-15), 2 = (n 8-15, k 0-7), 3 = (n 8-15, k 8-15)
 __device__ __forceinline__ int bn_row(int lane) { return (lane & 7) + ((lane >> 4) << 3); }  // n
-__device__ __forceinline__ int bn_col(int lane) { return ((lane >> 3) & 1) << 3; }         // k
+__device__ __forceinline__ int bn_col(int lane) { return ((lane >> 3) & 1) << 3; }           // k
 // B operand stored [k][n] (n contiguous): ldmatrix.trans, same register order as bn_*.
 //   matrices: 0 = (k 0-7, n 0-7), 1 = (k 8-15, n 0-7), 2 = (k 0-7, n 8-15), 3 = (k 8-15, n 8-15)
 __device__ __forceinline__ int bk_row(int lane) { return (lane & 7) + (((lane >> 3) & 1) << 3); }  // k
-__device__ __forceinline__ int bk_col(int lane) { return (lane >> 4) << 3; }                    // n
+__device__ __forceinline__ int bk_col(int lane) { return (lane >> 4) << 3; }                       // n
 
 }  // namespace medic::cuda::mma

@@ -82,7 +82,8 @@ inline ColPlan col_plan(int64_t R) {
 }
 
 template <int NS, class F>
-__global__ void __launch_bounds__(kColTile* kColRows) colsum_partial(F f, int64_t R, int64_t C, int64_t rows_per_chunk, float* part) {
+__global__ void __launch_bounds__(kColTile* kColRows)
+    colsum_partial(F f, int64_t R, int64_t C, int64_t rows_per_chunk, float* part) {
   __shared__ float sm[NS][kColRows][kColTile + 1];
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int64_t j = static_cast<int64_t>(blockIdx.x) * kColTile + tx;

@@ -32,8 +32,8 @@ namespace {
 constexpr int64_t kChunk = 8192;
 constexpr int kFinal = 256;
 
-__global__ void __launch_bounds__(kBlock) sumsq_chunks(const float* __restrict__ g, int64_t n, int64_t chunks, bool vec,
-                                                       double* __restrict__ part) {
+__global__ void __launch_bounds__(kBlock)
+    sumsq_chunks(const float* __restrict__ g, int64_t n, int64_t chunks, bool vec, double* __restrict__ part) {
   __shared__ double sm[kWarps];
   for (int64_t k = blockIdx.x; k < chunks; k += gridDim.x) {
     const int64_t b = k * kChunk, e = b + kChunk < n ? b + kChunk : n;
@@ -56,7 +56,8 @@ __global__ void __launch_bounds__(kBlock) sumsq_chunks(const float* __restrict__
   }
 }
 
-__global__ void __launch_bounds__(kFinal) sumsq_final(const double* __restrict__ part, int64_t chunks, float* __restrict__ norm) {
+__global__ void __launch_bounds__(kFinal)
+    sumsq_final(const double* __restrict__ part, int64_t chunks, float* __restrict__ norm) {
   __shared__ double sm[kFinal / 32];
   const int64_t per = (chunks + kFinal - 1) / kFinal;
   const int64_t b = threadIdx.x * per, e = b + per < chunks ? b + per : chunks;
@@ -106,20 +107,22 @@ __device__ __forceinline__ void adam_elem(const AdamStep& k, float g, uint8_t ma
 }
 
 // With the per-element lr scale s (layer-wise lr decay), as the CPU's adamw_scaled_range.
-__device__ __forceinline__ void adam_elem_scaled(const AdamStep& k, float g, uint8_t mask, float s, float& p, float& m, float& v) {
+__device__ __forceinline__ void adam_elem_scaled(const AdamStep& k, float g, uint8_t mask, float s, float& p, float& m,
+                                                 float& v) {
   const float gi = __fmul_rn(g, k.gscale);
   const float pi = __fmul_rn(p, mask != 0 ? __fsub_rn(1.0f, __fmul_rn(k.lrwd, s)) : 1.0f);
   const float mi = __fadd_rn(__fmul_rn(k.beta1, m), __fmul_rn(k.one_m_beta1, gi));
   const float vi = __fadd_rn(__fmul_rn(k.beta2, v), __fmul_rn(k.one_m_beta2, __fmul_rn(gi, gi)));
   m = mi;
   v = vi;
-  p = __fsub_rn(pi, __fmul_rn(__fmul_rn(k.step_size, s), __fdiv_rn(mi, __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), k.bc2_sqrt), k.eps))));
+  p = __fsub_rn(
+      pi, __fmul_rn(__fmul_rn(k.step_size, s), __fdiv_rn(mi, __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), k.bc2_sqrt), k.eps))));
 }
 
-__global__ void __launch_bounds__(kBlock) adamw_scaled_kernel(const float* __restrict__ g, const uint8_t* __restrict__ mask,
-                                                              const float* __restrict__ hyper, const float* __restrict__ norm,
-                                                              const float* __restrict__ scale, float* __restrict__ p,
-                                                              float* __restrict__ m, float* __restrict__ v, int64_t n, AdamAttrs at) {
+__global__ void __launch_bounds__(kBlock)
+    adamw_scaled_kernel(const float* __restrict__ g, const uint8_t* __restrict__ mask, const float* __restrict__ hyper,
+                        const float* __restrict__ norm, const float* __restrict__ scale, float* __restrict__ p,
+                        float* __restrict__ m, float* __restrict__ v, int64_t n, AdamAttrs at) {
   __shared__ AdamStep sk;
   if (threadIdx.x == 0) sk = adam_step(hyper, norm, at);
   __syncthreads();
@@ -137,9 +140,9 @@ __global__ void __launch_bounds__(kBlock) adamw_scaled_kernel(const float* __res
 
 // sgd: the sums of squares of p and of d = g + wd p per fixed chunk (LARS norms), then their ordered
 // total, then the update; lr and wd are read from device memory (graph-capturable, like adamw).
-__global__ void __launch_bounds__(kBlock) sgd_sumsq_chunks(const float* __restrict__ g, const float* __restrict__ p,
-                                                           const float* __restrict__ hyper, int64_t n, int64_t chunks,
-                                                           double* __restrict__ part) {
+__global__ void __launch_bounds__(kBlock)
+    sgd_sumsq_chunks(const float* __restrict__ g, const float* __restrict__ p, const float* __restrict__ hyper,
+                     int64_t n, int64_t chunks, double* __restrict__ part) {
   __shared__ double sm[kWarps];
   const float wd = hyper[1];
   for (int64_t k = blockIdx.x; k < chunks; k += gridDim.x) {
@@ -156,7 +159,8 @@ __global__ void __launch_bounds__(kBlock) sgd_sumsq_chunks(const float* __restri
   }
 }
 
-__global__ void __launch_bounds__(kFinal) sgd_sumsq_final(const double* __restrict__ part, int64_t chunks, float* __restrict__ norms) {
+__global__ void __launch_bounds__(kFinal)
+    sgd_sumsq_final(const double* __restrict__ part, int64_t chunks, float* __restrict__ norms) {
   __shared__ double sm[kFinal / 32];
   const int64_t per = (chunks + kFinal - 1) / kFinal;
   const int64_t b = threadIdx.x * per, e = b + per < chunks ? b + per : chunks;
@@ -167,9 +171,9 @@ __global__ void __launch_bounds__(kFinal) sgd_sumsq_final(const double* __restri
   if (threadIdx.x == 0) norms[0] = static_cast<float>(sqrt(sp)), norms[1] = static_cast<float>(sqrt(sd));
 }
 
-__global__ void __launch_bounds__(kBlock) sgd_kernel(const float* __restrict__ g, const float* __restrict__ hyper,
-                                                     const float* __restrict__ norms, float* __restrict__ p, float* __restrict__ mu,
-                                                     int64_t n, float momentum, double trust) {
+__global__ void __launch_bounds__(kBlock)
+    sgd_kernel(const float* __restrict__ g, const float* __restrict__ hyper, const float* __restrict__ norms,
+               float* __restrict__ p, float* __restrict__ mu, int64_t n, float momentum, double trust) {
   const float lr = hyper[0], wd = hyper[1];
   float q = 1.0f;
   if (norms && trust > 0) {
@@ -186,10 +190,10 @@ __global__ void __launch_bounds__(kBlock) sgd_kernel(const float* __restrict__ g
   }
 }
 
-__global__ void __launch_bounds__(kBlock) adamw_kernel(const float* __restrict__ g, const uint8_t* __restrict__ mask,
-                                                       const float* __restrict__ hyper, const float* __restrict__ norm,
-                                                       float* __restrict__ p, float* __restrict__ m, float* __restrict__ v, int64_t n,
-                                                       AdamAttrs at, bool vec) {
+__global__ void __launch_bounds__(kBlock)
+    adamw_kernel(const float* __restrict__ g, const uint8_t* __restrict__ mask, const float* __restrict__ hyper,
+                 const float* __restrict__ norm, float* __restrict__ p, float* __restrict__ m, float* __restrict__ v,
+                 int64_t n, AdamAttrs at, bool vec) {
   __shared__ AdamStep sk;
   if (threadIdx.x == 0) sk = adam_step(hyper, norm, at);
   __syncthreads();
@@ -231,7 +235,8 @@ void grad_norm(const OpCall& c) {
   const float* g = c.x(0).f32();
   const int64_t n = c.x(0).numel();
   const int64_t chunks = (n + kChunk - 1) / kChunk;
-  double* part = static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(chunks > 0 ? chunks : 1) * sizeof(double)));
+  double* part =
+      static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(chunks > 0 ? chunks : 1) * sizeof(double)));
   if (chunks > 0) {
     sumsq_chunks<<<grid_for(c, chunks, 1), kBlock, 0, stream_of(c)>>>(g, n, chunks, aligned16(g), part);
     check_launch("grad_norm");
@@ -248,14 +253,15 @@ void adamw(const OpCall& c) {
   const uint8_t* mask = c.x(1).u8();
   float *p = c.y(0).f32(), *m = c.y(1).f32(), *v = c.y(2).f32();
   if (c.has_in(4)) {
-    adamw_scaled_kernel<<<grid_for(c, n), kBlock, 0, stream_of(c)>>>(g, mask, c.x(2).f32(), c.has_in(3) ? c.x(3).f32() : nullptr,
-                                                                    c.x(4).f32(), p, m, v, n, at);
+    adamw_scaled_kernel<<<grid_for(c, n), kBlock, 0, stream_of(c)>>>(
+        g, mask, c.x(2).f32(), c.has_in(3) ? c.x(3).f32() : nullptr, c.x(4).f32(), p, m, v, n, at);
     check_launch("adamw");
     return;
   }
-  const bool vec = aligned16(g) && aligned16(p) && aligned16(m) && aligned16(v) && (reinterpret_cast<uintptr_t>(mask) & 3) == 0;
-  adamw_kernel<<<grid_for(c, vec ? (n + 3) / 4 : n), kBlock, 0, stream_of(c)>>>(g, mask, c.x(2).f32(), c.has_in(3) ? c.x(3).f32() : nullptr,
-                                                                              p, m, v, n, at, vec);
+  const bool vec =
+      aligned16(g) && aligned16(p) && aligned16(m) && aligned16(v) && (reinterpret_cast<uintptr_t>(mask) & 3) == 0;
+  adamw_kernel<<<grid_for(c, vec ? (n + 3) / 4 : n), kBlock, 0, stream_of(c)>>>(
+      g, mask, c.x(2).f32(), c.has_in(3) ? c.x(3).f32() : nullptr, p, m, v, n, at, vec);
   check_launch("adamw");
 }
 
@@ -267,7 +273,8 @@ void sgd(const OpCall& c) {
   float* norms = c.has_out(2) ? c.y(2).f32() : nullptr;
   if (norms) {
     const int64_t chunks = (n + kChunk - 1) / kChunk;
-    double* part = static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(chunks > 0 ? 2 * chunks : 2) * sizeof(double)));
+    double* part =
+        static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(chunks > 0 ? 2 * chunks : 2) * sizeof(double)));
     if (chunks > 0) {
       sgd_sumsq_chunks<<<grid_for(c, chunks, 1), kBlock, 0, stream_of(c)>>>(g, p, hyper, n, chunks, part);
       check_launch("sgd");
@@ -276,7 +283,8 @@ void sgd(const OpCall& c) {
     check_launch("sgd");
   }
   if (n <= 0) return;
-  sgd_kernel<<<grid_for(c, n), kBlock, 0, stream_of(c)>>>(g, hyper, norms, p, mu, n, sgd_args(c).momentum, sgd_args(c).trust);
+  sgd_kernel<<<grid_for(c, n), kBlock, 0, stream_of(c)>>>(g, hyper, norms, p, mu, n, sgd_args(c).momentum,
+                                                          sgd_args(c).trust);
   check_launch("sgd");
 }
 

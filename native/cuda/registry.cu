@@ -16,12 +16,10 @@ MEDIC_OP_LIST(MEDIC_OP_WEAK)
 KernelFn cuda_kernel(OpId id) {
   switch (id) {
 #define MEDIC_OP_CASE(name, a, b, c, d) \
-  case OpId::name:                      \
-    return &cuda::name;
+  case OpId::name: return &cuda::name;
     MEDIC_OP_LIST(MEDIC_OP_CASE)
 #undef MEDIC_OP_CASE
-    default:
-      return nullptr;
+    default: return nullptr;
   }
 }
 

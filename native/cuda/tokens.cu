@@ -44,15 +44,15 @@ __device__ __forceinline__ void warp_row(float* dst, const float* src, int C, bo
   }
 }
 
-#define MEDIC_WARP_LOOP(rows)                                          \
-  const int lane = threadIdx.x & 31;                                   \
-  const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;    \
+#define MEDIC_WARP_LOOP(rows)                                       \
+  const int lane = threadIdx.x & 31;                                \
+  const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps; \
   for (int64_t w = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); w < (rows); w += n_warps)
 
 // copy_rows: destination row w = b n + i of y[b, dst + i] from x[bx, src + i], bx = b or 0 (broadcast).
 template <bool VEC>
-__global__ void copy_rows_kernel(const float* x, float* y, int64_t By, int64_t n, int64_t Bx, int64_t Tx, int64_t Ty, int64_t src,
-                                 int64_t dst, int C, bool acc) {
+__global__ void copy_rows_kernel(const float* x, float* y, int64_t By, int64_t n, int64_t Bx, int64_t Tx, int64_t Ty,
+                                 int64_t src, int64_t dst, int C, bool acc) {
   MEDIC_WARP_LOOP(By * n) {
     const int64_t b = w / n, i = w % n, bx = Bx == 1 ? 0 : b;
     warp_row<VEC>(y + (b * Ty + dst + i) * C, x + (bx * Tx + src + i) * C, C, acc, lane);
@@ -61,7 +61,8 @@ __global__ void copy_rows_kernel(const float* x, float* y, int64_t By, int64_t n
 
 // copy_rows with By == 1 < Bx: y[0, dst + i] += sum_b x[b, src + i], added in batch order (as the CPU).
 template <bool VEC>
-__global__ void copy_rows_bsum_kernel(const float* x, float* y, int64_t n, int64_t Bx, int64_t Tx, int64_t src, int64_t dst, int C) {
+__global__ void copy_rows_bsum_kernel(const float* x, float* y, int64_t n, int64_t Bx, int64_t Tx, int64_t src,
+                                      int64_t dst, int C) {
   MEDIC_WARP_LOOP(n) {
     float* yr = y + (dst + w) * C;
     const float* xr = x + (src + w) * C;
@@ -87,8 +88,8 @@ __global__ void copy_rows_bsum_kernel(const float* x, float* y, int64_t n, int64
 
 // gather_rows: y[b, k] (+)= x[b, idx[b, k]]; scatter_rows: x[b, idx[b, k]] (+)= y[b, k]. Row w = b K + k.
 template <bool VEC, bool SCATTER>
-__global__ void index_rows_kernel(const float* src, float* dst, const int32_t* idx, int64_t B, int64_t K, int64_t T, int C, bool acc,
-                                  DeviceFault* fault) {
+__global__ void index_rows_kernel(const float* src, float* dst, const int32_t* idx, int64_t B, int64_t K, int64_t T,
+                                  int C, bool acc, DeviceFault* fault) {
   MEDIC_WARP_LOOP(B * K) {
     const int64_t b = w / K;
     const int32_t t = idx[w];
@@ -237,9 +238,11 @@ void gather_rows(const OpCall& c) {
   const bool acc = accumulates(c);
   const int grid = grid_for(c, B * K, kWarps);
   if (rows_vec(C, x, y))
-    index_rows_kernel<true, false><<<grid, kBlock, 0, stream_of(c)>>>(x, y, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
+    index_rows_kernel<true, false>
+        <<<grid, kBlock, 0, stream_of(c)>>>(x, y, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
   else
-    index_rows_kernel<false, false><<<grid, kBlock, 0, stream_of(c)>>>(x, y, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
+    index_rows_kernel<false, false>
+        <<<grid, kBlock, 0, stream_of(c)>>>(x, y, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
   check_launch("gather_rows");
 }
 
@@ -252,9 +255,11 @@ void scatter_rows(const OpCall& c) {
   const bool acc = accumulates(c);
   const int grid = grid_for(c, B * K, kWarps);
   if (rows_vec(C, x, y))
-    index_rows_kernel<true, true><<<grid, kBlock, 0, stream_of(c)>>>(y, x, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
+    index_rows_kernel<true, true>
+        <<<grid, kBlock, 0, stream_of(c)>>>(y, x, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
   else
-    index_rows_kernel<false, true><<<grid, kBlock, 0, stream_of(c)>>>(y, x, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
+    index_rows_kernel<false, true>
+        <<<grid, kBlock, 0, stream_of(c)>>>(y, x, I.i32(), B, K, T, static_cast<int>(C), acc, fault_of(c));
   check_launch("scatter_rows");
 }
 

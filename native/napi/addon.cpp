@@ -13,13 +13,15 @@ Shape shape_from_js(const Napi::Value& v, const char* what) {
   if (!v.IsArray()) throw Error(std::string(what) + ": shape must be an array of non-negative integers");
   Napi::Array a = v.As<Napi::Array>();
   if (a.Length() > static_cast<uint32_t>(kMaxDims))
-    throw Error(std::string(what) + ": shape has " + std::to_string(a.Length()) + " dims, at most " + std::to_string(kMaxDims) + " are supported");
+    throw Error(std::string(what) + ": shape has " + std::to_string(a.Length()) + " dims, at most " +
+                std::to_string(kMaxDims) + " are supported");
   Shape s;
   for (uint32_t i = 0; i < a.Length(); ++i) {
     Napi::Value e = a.Get(i);
     double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
     if (!(d >= 0) || std::floor(d) != d || d > 9.007e15)
-      throw Error(std::string(what) + ": shape[" + std::to_string(i) + "] must be a non-negative integer, got " + e.ToString().Utf8Value());
+      throw Error(std::string(what) + ": shape[" + std::to_string(i) + "] must be a non-negative integer, got " +
+                  e.ToString().Utf8Value());
     s.d[s.nd++] = static_cast<int64_t>(d);
   }
   return s;
@@ -45,7 +47,8 @@ Attrs attrs_from_js(const Napi::Value& v, const char* what) {
     } else if (val.IsNumber()) {
       attrs.set(k, val.As<Napi::Number>().DoubleValue());
     } else {
-      throw Error(std::string(what) + ": attr '" + k + "' must be a number or boolean, got " + val.ToString().Utf8Value());
+      throw Error(std::string(what) + ": attr '" + k + "' must be a number or boolean, got " +
+                  val.ToString().Utf8Value());
     }
   }
   return attrs;
@@ -83,10 +86,13 @@ Napi::TypedArray typed_array_for(Napi::Env env, DType dtype, int64_t numel) {
 }
 
 const void* typed_array_bytes(const Napi::Value& v, DType dtype, int64_t numel, const std::string& what) {
-  if (!v.IsTypedArray()) throw Error(what + ": expected a " + typed_array_class(dtype) + " of " + std::to_string(numel) + " elements, got " + (v.IsUndefined() ? std::string("nothing") : v.ToString().Utf8Value().substr(0, 40)));
+  if (!v.IsTypedArray())
+    throw Error(what + ": expected a " + typed_array_class(dtype) + " of " + std::to_string(numel) + " elements, got " +
+                (v.IsUndefined() ? std::string("nothing") : v.ToString().Utf8Value().substr(0, 40)));
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
   if (ta.TypedArrayType() != typed_array_type(dtype))
-    throw Error(what + ": expected a " + typed_array_class(dtype) + " (dtype " + dtype_name(dtype) + "), got another typed array kind");
+    throw Error(what + ": expected a " + typed_array_class(dtype) + " (dtype " + dtype_name(dtype) +
+                "), got another typed array kind");
   if (static_cast<int64_t>(ta.ElementLength()) != numel)
     throw Error(what + ": expected " + std::to_string(numel) + " elements, got " + std::to_string(ta.ElementLength()));
   return typed_array_data(ta);
@@ -112,14 +118,22 @@ TensorWrap* unwrap_tensor(const Napi::Value& v, const std::string& what) {
   return TensorWrap::Unwrap(v.As<Napi::Object>());
 }
 
-static Napi::Value CpuFeatures(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), cpu_features_string()); }
-static Napi::Value CudaCompiled(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), cuda_compiled()); }
-static Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cuda_device_count()); }
+static Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), cpu_features_string());
+}
+static Napi::Value CudaCompiled(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), cuda_compiled());
+}
+static Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), cuda_device_count());
+}
 static Napi::Value CudaDescribe(const Napi::CallbackInfo& info) {
   int i = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
   return Napi::String::New(info.Env(), cuda_describe(i));
 }
-static Napi::Value DefaultThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), default_thread_count()); }
+static Napi::Value DefaultThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), default_thread_count());
+}
 static Napi::Value OpNames(const Napi::CallbackInfo& info) {
   auto names = op_names();
   Napi::Array a = Napi::Array::New(info.Env(), names.size());
@@ -147,28 +161,36 @@ static Napi::Value ClusterParts(const Napi::CallbackInfo& info) {
   auto num = [&](int i, const char* name) -> int64_t {
     if (!info[i].IsNumber()) throw Error(what + ": " + name + " must be a number");
     const double d = info[i].As<Napi::Number>().DoubleValue();
-    if (!(d >= 0) || std::floor(d) != d) throw Error(what + ": " + name + " must be a non-negative integer, got " + std::to_string(d));
+    if (!(d >= 0) || std::floor(d) != d)
+      throw Error(what + ": " + name + " must be a non-negative integer, got " + std::to_string(d));
     return static_cast<int64_t>(d);
   };
   const std::string method = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
   if (method != "em" && method != "hc") throw Error(what + ": method must be 'em' or 'hc', got '" + method + "'");
   const int64_t B = num(2, "B"), N = num(3, "N"), grid_w = num(4, "gridW");
-  if (N < 1 || grid_w < 1 || N % grid_w) throw Error(what + ": N = " + std::to_string(N) + " is not a grid of width " + std::to_string(grid_w));
+  if (N < 1 || grid_w < 1 || N % grid_w)
+    throw Error(what + ": N = " + std::to_string(N) + " is not a grid of width " + std::to_string(grid_w));
   const float* attn = static_cast<const float*>(typed_array_bytes(info[1], DType::F32, B * N * N, what + " attn"));
   const int32_t* K = static_cast<const int32_t*>(typed_array_bytes(info[5], DType::I32, B, what + " K"));
   int64_t kmax = 0;
   for (int64_t b = 0; b < B; ++b) {
-    if (K[b] < 1 || K[b] > N) throw Error(what + ": K[" + std::to_string(b) + "] must be in [1, N=" + std::to_string(N) + "], got " + std::to_string(K[b]));
+    if (K[b] < 1 || K[b] > N)
+      throw Error(what + ": K[" + std::to_string(b) + "] must be in [1, N=" + std::to_string(N) + "], got " +
+                  std::to_string(K[b]));
     kmax = std::max<int64_t>(kmax, K[b]);
   }
   Napi::Object o = info[6].IsObject() ? info[6].As<Napi::Object>() : Napi::Object::New(env);
-  auto opt = [&](const char* k, double d) { return o.Has(k) && o.Get(k).IsNumber() ? o.Get(k).As<Napi::Number>().DoubleValue() : d; };
+  auto opt = [&](const char* k, double d) {
+    return o.Has(k) && o.Get(k).IsNumber() ? o.Get(k).As<Napi::Number>().DoubleValue() : d;
+  };
   const int64_t rounds = static_cast<int64_t>(opt("rounds", 15));
   const double kappa = opt("kappa", 40), lambda = opt("lambda", 0);
   const int threads = std::max(1, static_cast<int>(opt("threads", 1)));
   const float* init = nullptr;
   if (method == "em") {
-    if (!info[7].IsTypedArray()) throw Error(what + ": method 'em' needs init, a Float32Array of B * max(K) * N = " + std::to_string(B * kmax * N) + " elements");
+    if (!info[7].IsTypedArray())
+      throw Error(what + ": method 'em' needs init, a Float32Array of B * max(K) * N = " +
+                  std::to_string(B * kmax * N) + " elements");
     init = static_cast<const float*>(typed_array_bytes(info[7], DType::F32, B * kmax * N, what + " init"));
   }
   Napi::Int32Array out = Napi::Int32Array::New(env, static_cast<size_t>(B * N));

@@ -104,7 +104,8 @@ Napi::Value MpiAllreduce(const Napi::CallbackInfo& info) {
   if (a.TypedArrayType() != napi_float64_array) throw Error("mpiAllreduce: expected a Float64Array");
   std::string op = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "sum";
   if (op != "sum" && op != "max") throw Error("mpiAllreduce: op must be 'sum' or 'max', got '" + op + "'");
-  mpi::allreduce_f64(static_cast<double*>(typed_array_data(a)), static_cast<int>(a.ElementLength()), op == "max" ? 1 : 0);
+  mpi::allreduce_f64(static_cast<double*>(typed_array_data(a)), static_cast<int>(a.ElementLength()),
+                     op == "max" ? 1 : 0);
   return info.Env().Undefined();
   MEDIC_NAPI_CATCH(info.Env())
 }
@@ -141,7 +142,8 @@ Napi::Value EngineWrap::AttachComm(const Napi::CallbackInfo& info) {
   }
   if (backend == "mpi") {
     if (!mpi::active()) throw Error("engine.attachComm('mpi'): MPI is not initialised (mpiInit first)");
-    if (e.device() != Device::CPU) throw Error("engine.attachComm('mpi'): a CUDA engine reduces device memory with NCCL; use 'nccl'");
+    if (e.device() != Device::CPU)
+      throw Error("engine.attachComm('mpi'): a CUDA engine reduces device memory with NCCL; use 'nccl'");
     s->backend = "mpi";
   } else if (backend == "nccl") {
     nccl::attach(e, *s);

@@ -15,12 +15,13 @@ void EngineState::dispose() {
 }
 
 Napi::Function EngineWrap::Init(Napi::Env env) {
-  return DefineClass(env, "Engine",
-                     {InstanceMethod("describe", &EngineWrap::Describe), InstanceMethod("memory", &EngineWrap::Memory),
-                      InstanceMethod("threads", &EngineWrap::Threads), InstanceMethod("device", &EngineWrap::Device),
-                      InstanceMethod("runOp", &EngineWrap::RunOp), InstanceMethod("synchronize", &EngineWrap::Synchronize),
-                      InstanceMethod("attachComm", &EngineWrap::AttachComm), InstanceMethod("commStats", &EngineWrap::CommStats),
-                      InstanceMethod("dispose", &EngineWrap::Dispose)});
+  return DefineClass(
+      env, "Engine",
+      {InstanceMethod("describe", &EngineWrap::Describe), InstanceMethod("memory", &EngineWrap::Memory),
+       InstanceMethod("threads", &EngineWrap::Threads), InstanceMethod("device", &EngineWrap::Device),
+       InstanceMethod("runOp", &EngineWrap::RunOp), InstanceMethod("synchronize", &EngineWrap::Synchronize),
+       InstanceMethod("attachComm", &EngineWrap::AttachComm), InstanceMethod("commStats", &EngineWrap::CommStats),
+       InstanceMethod("dispose", &EngineWrap::Dispose)});
 }
 
 // new Engine(device: "cpu" | "cuda", index: number, threads: number)
@@ -62,7 +63,8 @@ Napi::Value EngineWrap::Threads(const Napi::CallbackInfo& info) {
 Napi::Value EngineWrap::Device(const Napi::CallbackInfo& info) {
   MEDIC_NAPI_TRY
   medic::Engine& e = state->get("engine.device()");
-  return Napi::String::New(info.Env(), e.device() == medic::Device::CPU ? "cpu" : "cuda:" + std::to_string(e.device_index()));
+  return Napi::String::New(info.Env(),
+                           e.device() == medic::Device::CPU ? "cpu" : "cuda:" + std::to_string(e.device_index()));
   MEDIC_NAPI_CATCH(info.Env())
 }
 
@@ -110,7 +112,8 @@ Napi::Value EngineWrap::RunOp(const Napi::CallbackInfo& info) {
   std::vector<Tensor> ins = collect(info[1].As<Napi::Array>(), "input");
   std::vector<Tensor> outs = collect(info[2].As<Napi::Array>(), "output");
   Attrs attrs = attrs_from_js(info.Length() > 3 ? info[3] : env.Undefined(), name.c_str());
-  OpCall call{def, ins.data(), static_cast<int>(ins.size()), outs.data(), static_cast<int>(outs.size()), &attrs, &e.context()};
+  OpCall call{def,    ins.data(),  static_cast<int>(ins.size()), outs.data(), static_cast<int>(outs.size()),
+              &attrs, &e.context()};
   run_op(call, true);
   e.synchronize();
   return env.Undefined();

@@ -137,11 +137,11 @@ TensorWrap* unwrap_tensor(const Napi::Value& v, const std::string& what);  // nu
 
 // Convert engine errors into JS exceptions at every entry point.
 #define MEDIC_NAPI_TRY try {
-#define MEDIC_NAPI_CATCH(env)                              \
-  }                                                         \
-  catch (const Napi::Error&) {                              \
-    throw;                                                  \
-  }                                                         \
-  catch (const std::exception& e) {                         \
-    throw Napi::Error::New(env, e.what());                  \
+#define MEDIC_NAPI_CATCH(env)              \
+  }                                        \
+  catch (const Napi::Error&) {             \
+    throw;                                 \
+  }                                        \
+  catch (const std::exception& e) {        \
+    throw Napi::Error::New(env, e.what()); \
   }

@@ -28,14 +28,19 @@ Napi::Function ProgramWrap::Init(Napi::Env env) {
 ProgramWrap::ProgramWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ProgramWrap>(info) {
   Napi::Env env = info.Env();
   MEDIC_NAPI_TRY
-  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject()) throw Error("Program(engine, spec): expected an engine and a spec object");
+  if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsObject())
+    throw Error("Program(engine, spec): expected an engine and a spec object");
   EngineWrap* ew = Napi::ObjectWrap<EngineWrap>::Unwrap(info[0].As<Napi::Object>());
   medic::Engine& engine = ew->state->get("engine.program()");
   Napi::Object spec = info[1].As<Napi::Object>();
-  if (!spec.Get("buffers").IsArray() || !spec.Get("ops").IsArray()) throw Error("program spec: expected arrays 'buffers' and 'ops'");
+  if (!spec.Get("buffers").IsArray() || !spec.Get("ops").IsArray())
+    throw Error("program spec: expected arrays 'buffers' and 'ops'");
   Napi::Array jb = spec.Get("buffers").As<Napi::Array>();
   Napi::Array jo = spec.Get("ops").As<Napi::Array>();
-  auto str = [](Napi::Object o, const char* k) { Napi::Value v = o.Get(k); return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string(); };
+  auto str = [](Napi::Object o, const char* k) {
+    Napi::Value v = o.Get(k);
+    return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+  };
 
   state = std::make_shared<ProgramState>(ew->state);
   std::vector<BufferSpec> buffers;
@@ -66,7 +71,9 @@ ProgramWrap::ProgramWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Prog
     s.op = str(o, "op");
     auto names = [&](const char* k, std::vector<std::string>& dst) {
       Napi::Value v = o.Get(k);
-      if (!v.IsArray()) throw Error("program op " + std::to_string(i) + " (" + s.op + "): '" + k + "' must be an array of buffer names");
+      if (!v.IsArray())
+        throw Error("program op " + std::to_string(i) + " (" + s.op + "): '" + k +
+                    "' must be an array of buffer names");
       Napi::Array a = v.As<Napi::Array>();
       for (uint32_t j = 0; j < a.Length(); ++j) {
         Napi::Value e = a.Get(j);
@@ -91,8 +98,13 @@ class StepWorker : public Napi::AsyncWorker {
  public:
   StepWorker(Napi::Env env, std::shared_ptr<ProgramState> st, std::vector<std::pair<int, const void*>> inputs,
              std::vector<Napi::ObjectReference> keep, std::vector<int> outputs, bool profile)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), st_(std::move(st)), inputs_(std::move(inputs)),
-        keep_(std::move(keep)), output_ids_(std::move(outputs)), profile_(profile) {}
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        st_(std::move(st)),
+        inputs_(std::move(inputs)),
+        keep_(std::move(keep)),
+        output_ids_(std::move(outputs)),
+        profile_(profile) {}
 
   Napi::Promise promise() { return deferred_.Promise(); }
 
@@ -177,7 +189,8 @@ Napi::Value ProgramWrap::Run(const Napi::CallbackInfo& info) {
   Program& p = state->get("program.run()");
   if (state->running) throw Error("program.run(): the previous step has not finished; await it first");
   // Steps of one engine share its device stream, workspace and bound tensors: one at a time.
-  if (state->owner->running) throw Error("program.run(): another program's step is running on this engine; await it first");
+  if (state->owner->running)
+    throw Error("program.run(): another program's step is running on this engine; await it first");
   Napi::Object given = info.Length() > 0 && info[0].IsObject() ? info[0].As<Napi::Object>() : Napi::Object::New(env);
   bool profile = false;
   if (info.Length() > 1 && info[1].IsObject()) {
@@ -201,7 +214,8 @@ Napi::Value ProgramWrap::Run(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < keys.Length(); ++i) {
     std::string k = keys.Get(i).ToString().Utf8Value();
     int id = p.find(k);
-    if (id < 0 || p.spec(id).kind != BufferKind::Input) throw Error("program.run(): '" + k + "' is not an input of this program");
+    if (id < 0 || p.spec(id).kind != BufferKind::Input)
+      throw Error("program.run(): '" + k + "' is not an input of this program");
   }
   auto* w = new StepWorker(env, state, std::move(inputs), std::move(keep), std::move(outputs), profile);
   state->running = true;

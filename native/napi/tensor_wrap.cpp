@@ -27,10 +27,11 @@ void TensorState::release() {
 }
 
 Napi::Function TensorWrap::Init(Napi::Env env) {
-  Napi::Function f = DefineClass(env, "Tensor",
-                                 {InstanceMethod("shape", &TensorWrap::Shape), InstanceMethod("dtype", &TensorWrap::DTypeName),
-                                  InstanceMethod("read", &TensorWrap::Read), InstanceMethod("write", &TensorWrap::Write),
-                                  InstanceMethod("disposed", &TensorWrap::Disposed), InstanceMethod("dispose", &TensorWrap::Dispose)});
+  Napi::Function f =
+      DefineClass(env, "Tensor",
+                  {InstanceMethod("shape", &TensorWrap::Shape), InstanceMethod("dtype", &TensorWrap::DTypeName),
+                   InstanceMethod("read", &TensorWrap::Read), InstanceMethod("write", &TensorWrap::Write),
+                   InstanceMethod("disposed", &TensorWrap::Disposed), InstanceMethod("dispose", &TensorWrap::Dispose)});
   ctor = new Napi::FunctionReference(Napi::Persistent(f));
   return f;
 }
@@ -45,7 +46,8 @@ TensorWrap::TensorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Tensor
   DType dtype = dtype_from_name(info[2].ToString().Utf8Value());
   state = std::make_shared<TensorState>(ew->state, shape, dtype);
   if (info.Length() > 3 && !info[3].IsUndefined() && !info[3].IsNull()) {
-    const void* src = typed_array_bytes(info[3], dtype, shape.numel(), "engine.tensor(" + shape.str() + ", " + dtype_name(dtype) + ") data");
+    const void* src = typed_array_bytes(info[3], dtype, shape.numel(),
+                                        "engine.tensor(" + shape.str() + ", " + dtype_name(dtype) + ") data");
     ew->state->engine->to_device(state->tensor.data, src, state->tensor.nbytes());
   }
   MEDIC_NAPI_CATCH(env)
@@ -70,7 +72,8 @@ Napi::Value TensorWrap::Read(const Napi::CallbackInfo& info) {
   // read(into): copy into the caller's typed array (same kind and length), so a loop that reads a
   // large tensor repeatedly (kNN similarity blocks) allocates nothing.
   if (info.Length() > 0 && !info[0].IsUndefined()) {
-    void* dst = const_cast<void*>(typed_array_bytes(info[0], t.dtype, t.numel(), "tensor.read(into) of " + t.describe()));
+    void* dst =
+        const_cast<void*>(typed_array_bytes(info[0], t.dtype, t.numel(), "tensor.read(into) of " + t.describe()));
     state->owner->get("tensor.read()").to_host(dst, t.data, t.nbytes());
     return info[0];
   }
@@ -91,14 +94,17 @@ Napi::Value TensorWrap::Write(const Napi::CallbackInfo& info) {
   MEDIC_NAPI_CATCH(info.Env())
 }
 
-Napi::Value TensorWrap::Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !state || !state->alive); }
+Napi::Value TensorWrap::Disposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !state || !state->alive);
+}
 
 Napi::Value TensorWrap::Dispose(const Napi::CallbackInfo& info) {
   MEDIC_NAPI_TRY
   if (state->alive && state->owner->running)
     throw Error("tensor.dispose(): a program step is running on this engine; await it first");
   if (state->alive && state->bound_by > 0)
-    throw Error("tensor.dispose(): the tensor is bound to " + std::to_string(state->bound_by) + " live program(s); dispose them first");
+    throw Error("tensor.dispose(): the tensor is bound to " + std::to_string(state->bound_by) +
+                " live program(s); dispose them first");
   state->release();
   return info.Env().Undefined();
   MEDIC_NAPI_CATCH(info.Env())

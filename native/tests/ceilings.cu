@@ -28,14 +28,16 @@ __device__ __forceinline__ uint32_t hash32(uint64_t x) {
 }
 
 __global__ void fill_random_kernel(float* p, int64_t n, uint64_t seed, float scale) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     uint32_t h = hash32(seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(i));
     p[i] = scale * ((h >> 8) * (2.0f / 16777216.0f) - 1.0f);
   }
 }
 
 __global__ void copy_kernel(const float4* __restrict src, float4* __restrict dst, int64_t n4) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n4; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n4;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     dst[i] = src[i];
 }
 
@@ -106,9 +108,12 @@ CopyCeiling measure_copy(size_t bytes, int reps, cudaStream_t s) {
   cudaGetDevice(&dev);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
   int64_t n4 = static_cast<int64_t>(bytes / 16);
-  double k_ms = median_ms(reps, s, [&] { copy_kernel<<<sms * 8, 512, 0, s>>>(reinterpret_cast<const float4*>(src), reinterpret_cast<float4*>(dst), n4); });
+  double k_ms = median_ms(reps, s, [&] {
+    copy_kernel<<<sms * 8, 512, 0, s>>>(reinterpret_cast<const float4*>(src), reinterpret_cast<float4*>(dst), n4);
+  });
   ck(cudaGetLastError(), "copy_kernel");
-  double m_ms = median_ms(reps, s, [&] { ck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s), "cudaMemcpyAsync"); });
+  double m_ms =
+      median_ms(reps, s, [&] { ck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s), "cudaMemcpyAsync"); });
   r.bytes = 2.0 * static_cast<double>(bytes);
   r.kernel_gbs = r.bytes / (k_ms * 1e-3) / 1e9;
   r.memcpy_gbs = r.bytes / (m_ms * 1e-3) / 1e9;
@@ -138,8 +143,10 @@ H2DCeiling measure_h2d(size_t bytes, int reps, cudaStream_t s) {
   ck(cudaMallocHost(&pinned, bytes), "cudaMallocHost");
   std::memset(pinned, 1, bytes);
   ck(cudaMalloc(&dev, bytes), "cudaMalloc (h2d)");
-  double pg = median_ms(reps, s, [&] { ck(cudaMemcpyAsync(dev, pageable.data(), bytes, cudaMemcpyHostToDevice, s), "h2d pageable"); });
-  double pn = median_ms(reps, s, [&] { ck(cudaMemcpyAsync(dev, pinned, bytes, cudaMemcpyHostToDevice, s), "h2d pinned"); });
+  double pg = median_ms(
+      reps, s, [&] { ck(cudaMemcpyAsync(dev, pageable.data(), bytes, cudaMemcpyHostToDevice, s), "h2d pageable"); });
+  double pn =
+      median_ms(reps, s, [&] { ck(cudaMemcpyAsync(dev, pinned, bytes, cudaMemcpyHostToDevice, s), "h2d pinned"); });
   r.pageable_gbs = r.bytes / (pg * 1e-3) / 1e9;
   r.pinned_gbs = r.bytes / (pn * 1e-3) / 1e9;
   cudaFreeHost(pinned);

@@ -11,9 +11,9 @@ namespace medic::bench {
 void fill_random(float* p, int64_t n, uint64_t seed, float scale, cudaStream_t s);
 
 struct CopyCeiling {
-  double kernel_gbs = 0;   // float4 copy kernel, bytes read + written per second
-  double memcpy_gbs = 0;   // cudaMemcpyAsync device to device, same count
-  double bytes = 0;        // bytes moved per copy (read + write)
+  double kernel_gbs = 0;  // float4 copy kernel, bytes read + written per second
+  double memcpy_gbs = 0;  // cudaMemcpyAsync device to device, same count
+  double bytes = 0;       // bytes moved per copy (read + write)
 };
 CopyCeiling measure_copy(size_t bytes_each_way, int reps, cudaStream_t s);
 

@@ -58,9 +58,9 @@ struct Case {
   std::string op, label;
   std::vector<Slot> in, out;
   Attrs attrs;
-  Cmp cmp = Cmp::Rel;         // the op's kind of comparison (Exact ops: bit for bit)
-  double tol = 1e-5;          // relErr bound of the Rel outputs
-  std::vector<Cmp> out_cmp;   // per output: cmp, except where one output of an exact op is a float sum
+  Cmp cmp = Cmp::Rel;        // the op's kind of comparison (Exact ops: bit for bit)
+  double tol = 1e-5;         // relErr bound of the Rel outputs
+  std::vector<Cmp> out_cmp;  // per output: cmp, except where one output of an exact op is a float sum
 };
 
 Shape S(std::initializer_list<int64_t> d) { return make_shape(d); }
@@ -244,7 +244,8 @@ std::vector<std::vector<uint8_t>> run_on(Engine& e, const Case& c) {
   for (size_t i = 0; i < c.out.size(); ++i) d.out.push_back(place(e, c.out[i], d.out_bytes[i]));
   const OpDef* def = find_op(c.op);
   if (!def) throw Error("unknown op " + c.op);
-  OpCall call{def, d.in.data(), static_cast<int>(d.in.size()), d.out.data(), static_cast<int>(d.out.size()), &c.attrs, &e.context()};
+  OpCall call{def,      d.in.data(), static_cast<int>(d.in.size()), d.out.data(), static_cast<int>(d.out.size()),
+              &c.attrs, &e.context()};
   run_op(call, true);
   e.synchronize();
   std::vector<std::vector<uint8_t>> res(c.out.size());
@@ -276,9 +277,10 @@ std::vector<Slot> cpu_outputs(const Case& c) {
 // The cases. Tiers: tiny, odd (T = 119 / 197, C = 77), and per-sample ViT-B sizes (B = 2).
 
 const std::set<std::string>& exact_ops() {
-  static const std::set<std::string> s = {"fill",        "copy",         "cast",       "copy_rows", "gather_rows", "scatter_rows",
-                                          "mask_fill",   "mask_fill_bwd", "patchify",  "unpatchify", "drop_path_mask",
-                                          "init_normal", "init_uniform", "allreduce",  "allreduce_wait"};
+  static const std::set<std::string> s = {"fill",         "copy",         "cast",           "copy_rows",
+                                          "gather_rows",  "scatter_rows", "mask_fill",      "mask_fill_bwd",
+                                          "patchify",     "unpatchify",   "drop_path_mask", "init_normal",
+                                          "init_uniform", "allreduce",    "allreduce_wait"};
   return s;
 }
 double default_tol(const std::string& op) {
@@ -348,12 +350,15 @@ void build_elementwise(Builder& b) {
     Slot keep = from_f32(S({B}), {0.0f, 1.0f / 0.9f});
     b.add("scale_add", s.str() + " gamma keep", {randn(s), randn(S({C}), 0.1f), keep}, {randn(s)});
     b.add("scale_add", s.str() + " plain", {randn(s), none(), none()}, {randn(s)});
-    b.add("scale_add_bwd", s.str() + " gamma keep", {randn(s), randn(s), randn(S({C}), 0.1f), keep}, {poison(s), randn(S({C}))});
-    b.add("scale_add_bwd", s.str() + " acc", {randn(s), randn(s), randn(S({C}), 0.1f), none()}, {randn(s), randn(S({C}))}, A({{"acc", 1}}));
+    b.add("scale_add_bwd", s.str() + " gamma keep", {randn(s), randn(s), randn(S({C}), 0.1f), keep},
+          {poison(s), randn(S({C}))});
+    b.add("scale_add_bwd", s.str() + " acc", {randn(s), randn(s), randn(S({C}), 0.1f), none()},
+          {randn(s), randn(S({C}))}, A({{"acc", 1}}));
     b.add("scale_add_bwd", s.str() + " plain", {randn(s), randn(s)}, {poison(s)});
   }
   for (int64_t B : {1, 7, 256}) {
-    b.add("drop_path_mask", "B=" + std::to_string(B), {i32(S({2}), {12345, -678})}, {poison(S({B}))}, A({{"p", 0.1}, {"stream", 3}}));
+    b.add("drop_path_mask", "B=" + std::to_string(B), {i32(S({2}), {12345, -678})}, {poison(S({B}))},
+          A({{"p", 0.1}, {"stream", 3}}));
     b.add("drop_path_mask", "B=" + std::to_string(B) + " row0", {i32(S({2}), {12345, -678})}, {poison(S({B}))},
           A({{"p", 0.1}, {"stream", 3}, {"row0", 4099}}));
   }
@@ -367,29 +372,43 @@ void build_gemm(Builder& b) {
     b.add("gemm", label, {a, w, bias}, out, at);
   };
   G("[7,33]x[19,33]^T +bias", randn(S({7, 33})), randn(S({19, 33})), randn(S({19})), S({7, 19}), A({{"trans_b", 1}}));
-  G("[2,119,77]x[131,77]^T +bias gelu", randn(S({2, 119, 77})), randn(S({131, 77})), randn(S({131})), S({2, 119, 131}), A({{"trans_b", 1}, {"act", 1}}));
-  G("[238,77]^T x[238,131] acc (dW)", randn(S({238, 77})), randn(S({238, 131})), none(), S({77, 131}), A({{"trans_a", 1}, {"acc", 1}}), true);
-  G("[197,131]x[131,77] alpha 0.5", randn(S({197, 131})), randn(S({131, 77})), none(), S({197, 77}), A({{"alpha", 0.5}}));
-  G("batched [3,5,19,33]x[3,5,33,21]", randn(S({3, 5, 19, 33})), randn(S({3, 5, 33, 21})), none(), S({3, 5, 19, 21}), {});
-  G("batched [2,3,197,64]x[2,3,197,64]^T", randn(S({2, 3, 197, 64})), randn(S({2, 3, 197, 64})), none(), S({2, 3, 197, 197}), A({{"trans_b", 1}}));
-  G("batched [2,3,64,119]^T x[2,3,64,33]", randn(S({2, 3, 64, 119})), randn(S({2, 3, 64, 33})), none(), S({2, 3, 119, 33}), A({{"trans_a", 1}}));
-  G("vitb qkv [2,197,768]x[2304,768]^T", randn(S({2, 197, 768})), randn(S({2304, 768}), 0.02f), randn(S({2304})), S({2, 197, 2304}), A({{"trans_b", 1}}));
-  G("vitb fc1 [2,119,768]x[3072,768]^T gelu", randn(S({2, 119, 768})), randn(S({3072, 768}), 0.02f), randn(S({3072})), S({2, 119, 3072}), A({{"trans_b", 1}, {"act", 1}}));
+  G("[2,119,77]x[131,77]^T +bias gelu", randn(S({2, 119, 77})), randn(S({131, 77})), randn(S({131})), S({2, 119, 131}),
+    A({{"trans_b", 1}, {"act", 1}}));
+  G("[238,77]^T x[238,131] acc (dW)", randn(S({238, 77})), randn(S({238, 131})), none(), S({77, 131}),
+    A({{"trans_a", 1}, {"acc", 1}}), true);
+  G("[197,131]x[131,77] alpha 0.5", randn(S({197, 131})), randn(S({131, 77})), none(), S({197, 77}),
+    A({{"alpha", 0.5}}));
+  G("batched [3,5,19,33]x[3,5,33,21]", randn(S({3, 5, 19, 33})), randn(S({3, 5, 33, 21})), none(), S({3, 5, 19, 21}),
+    {});
+  G("batched [2,3,197,64]x[2,3,197,64]^T", randn(S({2, 3, 197, 64})), randn(S({2, 3, 197, 64})), none(),
+    S({2, 3, 197, 197}), A({{"trans_b", 1}}));
+  G("batched [2,3,64,119]^T x[2,3,64,33]", randn(S({2, 3, 64, 119})), randn(S({2, 3, 64, 33})), none(),
+    S({2, 3, 119, 33}), A({{"trans_a", 1}}));
+  G("vitb qkv [2,197,768]x[2304,768]^T", randn(S({2, 197, 768})), randn(S({2304, 768}), 0.02f), randn(S({2304})),
+    S({2, 197, 2304}), A({{"trans_b", 1}}));
+  G("vitb fc1 [2,119,768]x[3072,768]^T gelu", randn(S({2, 119, 768})), randn(S({3072, 768}), 0.02f), randn(S({3072})),
+    S({2, 119, 3072}), A({{"trans_b", 1}, {"act", 1}}));
   G("vitb dX [394,3072]x[3072,768]", randn(S({394, 3072})), randn(S({3072, 768}), 0.02f), none(), S({394, 768}), {});
-  G("vitb dX acc [394,3072]x[3072,768]", randn(S({394, 3072})), randn(S({3072, 768}), 0.02f), none(), S({394, 768}), A({{"acc", 1}}), true);
-  G("vitb dW [394,768]^T x[394,3072] acc", randn(S({394, 768})), randn(S({394, 3072})), none(), S({768, 3072}), A({{"trans_a", 1}, {"acc", 1}}), true);
+  G("vitb dX acc [394,3072]x[3072,768]", randn(S({394, 3072})), randn(S({3072, 768}), 0.02f), none(), S({394, 768}),
+    A({{"acc", 1}}), true);
+  G("vitb dW [394,768]^T x[394,3072] acc", randn(S({394, 768})), randn(S({394, 3072})), none(), S({768, 3072}),
+    A({{"trans_a", 1}, {"acc", 1}}), true);
   // Split-K (one output tile, K >= 4096: 8 slices on a 132-SM GPU), last slice shorter than the others,
   // K not a multiple of the 32-deep slice; epilogues (acc, bias + GELU) applied by the reduce kernel.
-  G("split-K [4100,64]^T x[4100,96] acc", randn(S({4100, 64})), randn(S({4100, 96})), none(), S({64, 96}), A({{"trans_a", 1}, {"acc", 1}}), true);
-  G("split-K [64,4100]x[96,4100]^T +bias gelu", randn(S({64, 4100})), randn(S({96, 4100}), 0.05f), randn(S({96})), S({64, 96}), A({{"trans_b", 1}, {"act", 1}}));
-  G("split-K scalar loads [4099,63]^T x[4099,97]", randn(S({4099, 63})), randn(S({4099, 97})), none(), S({63, 97}), A({{"trans_a", 1}}));
+  G("split-K [4100,64]^T x[4100,96] acc", randn(S({4100, 64})), randn(S({4100, 96})), none(), S({64, 96}),
+    A({{"trans_a", 1}, {"acc", 1}}), true);
+  G("split-K [64,4100]x[96,4100]^T +bias gelu", randn(S({64, 4100})), randn(S({96, 4100}), 0.05f), randn(S({96})),
+    S({64, 96}), A({{"trans_b", 1}, {"act", 1}}));
+  G("split-K scalar loads [4099,63]^T x[4099,97]", randn(S({4099, 63})), randn(S({4099, 97})), none(), S({63, 97}),
+    A({{"trans_a", 1}}));
 }
 
 void build_norm(Builder& b) {
   for (Shape s : {S({3, 7}), S({2, 119, 77}), S({2, 197, 768})}) {
     int64_t C = s[-1], R = s.leading(1);
     Slot x = randn(s, 2);
-    b.add("layernorm", s.str() + " affine", {x, randn(S({C})), randn(S({C}))}, {poison(s), poison(S({R})), poison(S({R}))}, A({{"eps", 1e-6}}));
+    b.add("layernorm", s.str() + " affine", {x, randn(S({C})), randn(S({C}))},
+          {poison(s), poison(S({R})), poison(S({R}))}, A({{"eps", 1e-6}}));
     b.add("layernorm", s.str() + " no params", {x}, {poison(s), poison(S({R})), poison(S({R}))}, A({{"eps", 1e-6}}));
     Case fwd;
     fwd.op = "layernorm";
@@ -397,8 +416,10 @@ void build_norm(Builder& b) {
     fwd.out = {poison(s), poison(S({R})), poison(S({R}))};
     fwd.attrs = A({{"eps", 1e-6}});
     auto st = cpu_outputs(fwd);
-    b.add("layernorm_bwd", s.str() + " affine", {randn(s), x, st[1], st[2], randn(S({C}))}, {poison(s), randn(S({C})), randn(S({C}))});
-    b.add("layernorm_bwd", s.str() + " acc", {randn(s), x, st[1], st[2], randn(S({C}))}, {randn(s), randn(S({C})), randn(S({C}))}, A({{"acc", 1}}));
+    b.add("layernorm_bwd", s.str() + " affine", {randn(s), x, st[1], st[2], randn(S({C}))},
+          {poison(s), randn(S({C})), randn(S({C}))});
+    b.add("layernorm_bwd", s.str() + " acc", {randn(s), x, st[1], st[2], randn(S({C}))},
+          {randn(s), randn(S({C})), randn(S({C}))}, A({{"acc", 1}}));
     b.add("layernorm_bwd", s.str() + " no params", {randn(s), x, st[1], st[2]}, {poison(s)});
     // The teacher targets: parameter-free, unbiased variance (and its backward, for the contract).
     const Attrs ub = A({{"eps", 1e-6}, {"unbiased", 1}});
@@ -406,8 +427,8 @@ void build_norm(Builder& b) {
     fwd.attrs = ub;
     fwd.in = {x};
     auto su = cpu_outputs(fwd);
-    b.add("layernorm_bwd", s.str() + " unbiased affine", {randn(s), x, su[1], su[2], randn(S({C}))}, {poison(s), randn(S({C})), randn(S({C}))},
-          A({{"unbiased", 1}}));
+    b.add("layernorm_bwd", s.str() + " unbiased affine", {randn(s), x, su[1], su[2], randn(S({C}))},
+          {poison(s), randn(S({C})), randn(S({C}))}, A({{"unbiased", 1}}));
   }
   for (Shape s : {S({3, 48}), S({2 * 78, 768}), S({2 * 119, 77})})
     b.add("pixel_norm", s.str(), {randn(s, 3)}, {poison(s)}, A({{"eps", 1e-6}}));
@@ -427,9 +448,11 @@ void build_attention(Builder& b) {
   };
   // Hd 40 / 80 / 10 run on the padded 48 / 96 / 16 kernels (10 also on the scalar-load path), Hd 128 on
   // the widest one; T = 130 leaves a second query/key block of 2 rows.
-  for (Dims d : {Dims{2, 7, 2, 32}, Dims{2, 119, 3, 64}, Dims{1, 197, 2, 64}, Dims{2, 197, 12, 64}, Dims{2, 197, 16, 32}, Dims{2, 120, 12, 64},
-                 Dims{2, 65, 3, 40}, Dims{1, 150, 2, 80}, Dims{1, 33, 2, 10}, Dims{1, 130, 1, 128}}) {
-    std::string label = "B" + std::to_string(d.B) + " T" + std::to_string(d.T) + " H" + std::to_string(d.H) + " Hd" + std::to_string(d.Hd);
+  for (Dims d :
+       {Dims{2, 7, 2, 32}, Dims{2, 119, 3, 64}, Dims{1, 197, 2, 64}, Dims{2, 197, 12, 64}, Dims{2, 197, 16, 32},
+        Dims{2, 120, 12, 64}, Dims{2, 65, 3, 40}, Dims{1, 150, 2, 80}, Dims{1, 33, 2, 10}, Dims{1, 130, 1, 128}}) {
+    std::string label = "B" + std::to_string(d.B) + " T" + std::to_string(d.T) + " H" + std::to_string(d.H) + " Hd" +
+                        std::to_string(d.Hd);
     Shape qs = S({d.B, d.T, 3 * d.H * d.Hd}), os = S({d.B, d.T, d.H * d.Hd}), ls = S({d.B, d.H, d.T});
     Attrs at = A({{"heads", static_cast<double>(d.H)}});
     Slot qkv = randn(qs);
@@ -458,10 +481,14 @@ void build_tokens(Builder& b) {
   for (Dims d : {Dims{2, 5, 3, 2}, Dims{2, 197, 77, 119}, Dims{2, 197, 768, 119}}) {
     std::string tag = "B" + std::to_string(d.B) + " T" + std::to_string(d.T) + " C" + std::to_string(d.C);
     Shape x = S({d.B, d.T, d.C}), y = S({d.B, d.K, d.C});
-    b.add("copy_rows", tag + " window", {randn(x)}, {randn(S({d.B, d.T + 1, d.C}))}, A({{"src", 1}, {"dst", 2}, {"count", static_cast<double>(d.T - 1)}}));
-    b.add("copy_rows", tag + " acc", {randn(x)}, {randn(x)}, A({{"src", 0}, {"dst", 0}, {"count", static_cast<double>(d.T)}, {"acc", 1}}));
-    b.add("copy_rows", tag + " broadcast", {randn(S({1, 1, d.C}))}, {randn(x)}, A({{"src", 0}, {"dst", 0}, {"count", 1}}));
-    b.add("copy_rows", tag + " batch sum", {randn(x)}, {randn(S({1, 1, d.C}))}, A({{"src", 0}, {"dst", 0}, {"count", 1}, {"acc", 1}}));
+    b.add("copy_rows", tag + " window", {randn(x)}, {randn(S({d.B, d.T + 1, d.C}))},
+          A({{"src", 1}, {"dst", 2}, {"count", static_cast<double>(d.T - 1)}}));
+    b.add("copy_rows", tag + " acc", {randn(x)}, {randn(x)},
+          A({{"src", 0}, {"dst", 0}, {"count", static_cast<double>(d.T)}, {"acc", 1}}));
+    b.add("copy_rows", tag + " broadcast", {randn(S({1, 1, d.C}))}, {randn(x)},
+          A({{"src", 0}, {"dst", 0}, {"count", 1}}));
+    b.add("copy_rows", tag + " batch sum", {randn(x)}, {randn(S({1, 1, d.C}))},
+          A({{"src", 0}, {"dst", 0}, {"count", 1}, {"acc", 1}}));
     b.add("gather_rows", tag + " K" + std::to_string(d.K), {randn(x), distinct_idx(d.B, d.K, d.T)}, {poison(y)});
     b.add("gather_rows", tag + " acc", {randn(x), distinct_idx(d.B, d.K, d.T)}, {randn(y)}, A({{"acc", 1}}));
     b.add("scatter_rows", tag + " K" + std::to_string(d.K), {randn(y), distinct_idx(d.B, d.K, d.T)}, {randn(x)});
@@ -494,7 +521,8 @@ void build_loss(Builder& b) {
           A({{"w_tok", 1}, {"w_cls", 0.4}, {"w_pix", 1}, {"tau", 0.1}, {"beta", 1}}));
     b.add("medic_loss", tag + " w_pix 0", {randn(s), randn(s), none(), none()}, {poison(S({4})), poison(s), none()},
           A({{"w_tok", 1}, {"w_cls", 0.4}, {"w_pix", 0}}));
-    b.add("medic_loss", tag + " balanced", {randn(s), randn(s), randn(p), randn(p), from_f32(S({3}), {0.7f, 2.5f, 0.3f})},
+    b.add("medic_loss", tag + " balanced",
+          {randn(s), randn(s), randn(p), randn(p), from_f32(S({3}), {0.7f, 2.5f, 0.3f})},
           {poison(S({4})), poison(s), poison(p)}, A({{"w_tok", 1}, {"w_cls", 0.4}, {"w_pix", 1}}));
   }
   b.add("loss_weights", "[3]", {randn(S({3}))}, {poison(S({3}))});
@@ -504,9 +532,12 @@ void build_loss(Builder& b) {
     std::vector<int32_t> labels(static_cast<size_t>(rc.first));
     for (auto& l : labels) l = static_cast<int32_t>(rng().below(rc.second));
     Shape z = S({rc.first, rc.second});
-    b.add("cross_entropy", z.str(), {randn(z, 3), i32(S({rc.first}), labels)}, {poison(S({1})), poison(z), poison(S({1}))});
-    b.add("cross_entropy", z.str() + " smoothing 0.1", {randn(z, 3), i32(S({rc.first}), labels)}, {poison(S({1})), poison(z)}, A({{"smoothing", 0.1}}));
-    b.add("cross_entropy", z.str() + " soft targets", {randn(z, 3), uniform(z, 0, 0.2f)}, {poison(S({1})), poison(z), poison(S({1}))});
+    b.add("cross_entropy", z.str(), {randn(z, 3), i32(S({rc.first}), labels)},
+          {poison(S({1})), poison(z), poison(S({1}))});
+    b.add("cross_entropy", z.str() + " smoothing 0.1", {randn(z, 3), i32(S({rc.first}), labels)},
+          {poison(S({1})), poison(z)}, A({{"smoothing", 0.1}}));
+    b.add("cross_entropy", z.str() + " soft targets", {randn(z, 3), uniform(z, 0, 0.2f)},
+          {poison(S({1})), poison(z), poison(S({1}))});
   }
 }
 
@@ -516,19 +547,23 @@ void build_optim(Builder& b) {
     std::vector<uint8_t> wd(static_cast<size_t>(n));
     for (auto& w : wd) w = static_cast<uint8_t>(rng().below(2));
     Slot hyper = from_f32(S({3}), {1e-3f, 0.05f, 3.0f});
-    b.add("adamw", "n=" + std::to_string(n) + " clip", {randn(S({n}), 0.01f), u8(S({n}), wd), hyper, from_f32(S({1}), {5.0f})},
+    b.add("adamw", "n=" + std::to_string(n) + " clip",
+          {randn(S({n}), 0.01f), u8(S({n}), wd), hyper, from_f32(S({1}), {5.0f})},
           {randn(S({n}), 0.02f), randn(S({n}), 0.01f), uniform(S({n}), 0, 1e-4f)}, A({{"max_norm", 3.0}}));
     b.add("adamw", "n=" + std::to_string(n), {randn(S({n}), 0.01f), u8(S({n}), wd), hyper},
           {randn(S({n}), 0.02f), randn(S({n}), 0.01f), uniform(S({n}), 0, 1e-4f)});
-    b.add("adamw", "n=" + std::to_string(n) + " lr_scale", {randn(S({n}), 0.01f), u8(S({n}), wd), hyper, from_f32(S({1}), {5.0f}), uniform(S({n}), 0.05f, 1)},
+    b.add("adamw", "n=" + std::to_string(n) + " lr_scale",
+          {randn(S({n}), 0.01f), u8(S({n}), wd), hyper, from_f32(S({1}), {5.0f}), uniform(S({n}), 0.05f, 1)},
           {randn(S({n}), 0.02f), randn(S({n}), 0.01f), uniform(S({n}), 0, 1e-4f)}, A({{"max_norm", 3.0}}));
     Slot sgd_hyper = from_f32(S({2}), {0.1f, 0.01f});
-    b.add("sgd", "n=" + std::to_string(n), {randn(S({n}), 0.01f), sgd_hyper}, {randn(S({n}), 0.02f), randn(S({n}), 0.01f)});
-    b.add("sgd", "n=" + std::to_string(n) + " LARS", {randn(S({n}), 0.01f), sgd_hyper}, {randn(S({n}), 0.02f), randn(S({n}), 0.01f), poison(S({2}))},
-          A({{"trust", 0.001}, {"momentum", 0.9}}));
+    b.add("sgd", "n=" + std::to_string(n), {randn(S({n}), 0.01f), sgd_hyper},
+          {randn(S({n}), 0.02f), randn(S({n}), 0.01f)});
+    b.add("sgd", "n=" + std::to_string(n) + " LARS", {randn(S({n}), 0.01f), sgd_hyper},
+          {randn(S({n}), 0.02f), randn(S({n}), 0.01f), poison(S({2}))}, A({{"trust", 0.001}, {"momentum", 0.9}}));
     b.add("init_normal", "n=" + std::to_string(n), {}, {poison(S({n}))},
           A({{"mean", 0}, {"std", 0.02}, {"lo", -0.04}, {"hi", 0.04}, {"seed", 42}, {"stream", 7}}));
-    b.add("init_uniform", "n=" + std::to_string(n), {}, {poison(S({n}))}, A({{"lo", -0.1}, {"hi", 0.1}, {"seed", 42}, {"stream", 3}}));
+    b.add("init_uniform", "n=" + std::to_string(n), {}, {poison(S({n}))},
+          A({{"lo", -0.1}, {"hi", 0.1}, {"seed", 42}, {"stream", 3}}));
   }
   // Without a communicator (one process) both leave the gradient as it is, on either backend.
   b.add("allreduce", "alone", {}, {randn(S({1000003}), 0.01f)});
@@ -539,8 +574,8 @@ void build_optim(Builder& b) {
 // Comparison.
 
 struct OutCheck {
-  double err = 0;        // relErr (Rel) or max |diff| (Exact)
-  int64_t unwritten = 0;  // poisoned GPU elements still 0xFF
+  double err = 0;          // relErr (Rel) or max |diff| (Exact)
+  int64_t unwritten = 0;   // poisoned GPU elements still 0xFF
   int64_t mismatched = 0;  // Exact: elements that differ
   bool cpu_bad = false;    // the CPU reference left non-finite values (a harness or CPU bug)
 };
@@ -562,8 +597,7 @@ double to_f64(const uint8_t* p, DType dt) {
       std::memcpy(&i, p, 4);
       return i;
     }
-    case DType::U8:
-      return *p;
+    case DType::U8: return *p;
   }
   return 0;
 }
@@ -673,7 +707,8 @@ std::vector<ParityRow> run_parity(const std::set<std::string>& only) {
         OutCheck k = compare(c.out[i], cpu[i], gpu[i], cmp);
         row.err = std::max(row.err, k.err);
         row.unwritten += k.unwritten;
-        det << (det.tellp() > 0 ? ", " : "") << "out" << i << " " << (cmp == Cmp::Exact ? "maxdiff " : "rel ") << jnum(k.err);
+        det << (det.tellp() > 0 ? ", " : "") << "out" << i << " " << (cmp == Cmp::Exact ? "maxdiff " : "rel ")
+            << jnum(k.err);
         if (k.mismatched) det << " (" << k.mismatched << " differ)";
         if (!engines().gpu) k.unwritten = 0;  // the CPU poisons with NaN, not 0xFF
         if (k.unwritten) det << " (" << k.unwritten << " unwritten)";
@@ -722,7 +757,8 @@ Slot dev(Shape s, DType dt = DType::F32) { return poison(s, dt); }  // filled on
 std::vector<TimeCase> time_cases(int64_t B) {
   std::vector<TimeCase> v;
   const int64_t D = 768, Dt = 768, Dd = 512, N = 196, Tf = 1 + N, V = 118, Ts = 1 + V, M = N - V, P = 768;
-  auto add = [&](std::string op, std::string label, std::vector<Slot> in, std::vector<Slot> out, Attrs at, double flops, double bytes) {
+  auto add = [&](std::string op, std::string label, std::vector<Slot> in, std::vector<Slot> out, Attrs at, double flops,
+                 double bytes) {
     v.push_back({std::move(op), std::move(label), std::move(in), std::move(out), std::move(at), flops, bytes});
   };
   auto nb = [](std::initializer_list<int64_t> d) {
@@ -735,22 +771,26 @@ std::vector<TimeCase> time_cases(int64_t B) {
     int64_t T, K, Nout;
     bool gelu;
   };
-  for (Lin l : {Lin{"student qkv", Ts, D, 3 * D, false}, Lin{"student fc1+gelu", Ts, D, 4 * D, true}, Lin{"student fc2", Ts, 4 * D, D, false},
-                Lin{"teacher qkv", Tf, Dt, 3 * Dt, false}, Lin{"teacher fc1", Tf, Dt, 4 * Dt, false}, Lin{"decoder fc1+gelu", Tf, Dd, 4 * Dd, true},
+  for (Lin l : {Lin{"student qkv", Ts, D, 3 * D, false}, Lin{"student fc1+gelu", Ts, D, 4 * D, true},
+                Lin{"student fc2", Ts, 4 * D, D, false}, Lin{"teacher qkv", Tf, Dt, 3 * Dt, false},
+                Lin{"teacher fc1", Tf, Dt, 4 * Dt, false}, Lin{"decoder fc1+gelu", Tf, Dd, 4 * Dd, true},
                 Lin{"head", Ts, D, Dt, false}}) {
     double R = static_cast<double>(B * l.T), f = 2.0 * R * l.K * l.Nout;
     std::vector<Slot> out = {dev(S({B, l.T, l.Nout}))};
     if (l.gelu) out.push_back(dev(S({B, l.T, l.Nout})));
     Attrs at = A({{"trans_b", 1}, {"act", l.gelu ? 1.0 : 0.0}});
-    add("gemm", std::string(l.name) + " fwd [" + std::to_string(B * l.T) + "," + std::to_string(l.K) + "]x[" + std::to_string(l.Nout) + "," + std::to_string(l.K) + "]^T",
-        {dev(S({B, l.T, l.K})), dev(S({l.Nout, l.K})), dev(S({l.Nout}))}, out, at, f, 4 * (R * l.K + l.K * l.Nout + R * l.Nout * out.size()));
+    add("gemm",
+        std::string(l.name) + " fwd [" + std::to_string(B * l.T) + "," + std::to_string(l.K) + "]x[" +
+            std::to_string(l.Nout) + "," + std::to_string(l.K) + "]^T",
+        {dev(S({B, l.T, l.K})), dev(S({l.Nout, l.K})), dev(S({l.Nout}))}, out, at, f,
+        4 * (R * l.K + l.K * l.Nout + R * l.Nout * out.size()));
   }
   for (Lin l : {Lin{"student fc2", Ts, 4 * D, D, false}, Lin{"student fc1", Ts, D, 4 * D, false}}) {
     double R = static_cast<double>(B * l.T), f = 2.0 * R * l.K * l.Nout;
-    add("gemm", std::string(l.name) + " bwd dX", {dev(S({B * l.T, l.Nout})), dev(S({l.Nout, l.K}))}, {dev(S({B * l.T, l.K}))}, {}, f,
-        4 * (R * l.Nout + l.Nout * l.K + R * l.K));
-    add("gemm", std::string(l.name) + " bwd dW (trans_a, acc)", {dev(S({B * l.T, l.Nout})), dev(S({B * l.T, l.K}))}, {dev(S({l.Nout, l.K}))},
-        A({{"trans_a", 1}, {"acc", 1}}), f, 4 * (R * l.Nout + R * l.K + 2.0 * l.Nout * l.K));
+    add("gemm", std::string(l.name) + " bwd dX", {dev(S({B * l.T, l.Nout})), dev(S({l.Nout, l.K}))},
+        {dev(S({B * l.T, l.K}))}, {}, f, 4 * (R * l.Nout + l.Nout * l.K + R * l.K));
+    add("gemm", std::string(l.name) + " bwd dW (trans_a, acc)", {dev(S({B * l.T, l.Nout})), dev(S({B * l.T, l.K}))},
+        {dev(S({l.Nout, l.K}))}, A({{"trans_a", 1}, {"acc", 1}}), f, 4 * (R * l.Nout + R * l.K + 2.0 * l.Nout * l.K));
   }
   struct Att {
     const char* name;
@@ -760,42 +800,64 @@ std::vector<TimeCase> time_cases(int64_t B) {
     double f = 4.0 * B * a.H * static_cast<double>(a.T) * a.T * a.Hd;
     Shape qs = S({B, a.T, 3 * a.H * a.Hd}), os = S({B, a.T, a.H * a.Hd}), ls = S({B, a.H, a.T});
     Attrs at = A({{"heads", static_cast<double>(a.H)}});
-    std::string tag = std::string(a.name) + " B" + std::to_string(B) + " T" + std::to_string(a.T) + " H" + std::to_string(a.H) + " Hd" + std::to_string(a.Hd);
+    std::string tag = std::string(a.name) + " B" + std::to_string(B) + " T" + std::to_string(a.T) + " H" +
+                      std::to_string(a.H) + " Hd" + std::to_string(a.Hd);
     add("attention", tag, {dev(qs)}, {dev(os), dev(ls)}, at, f, 4.0 * (qs.numel() + os.numel() + ls.numel()));
-    add("attention_bwd", tag, {dev(os), dev(qs), dev(os), dev(ls)}, {dev(qs)}, at, 2.5 * f, 4.0 * (2 * qs.numel() + 2 * os.numel() + ls.numel()));
+    add("attention_bwd", tag, {dev(os), dev(qs), dev(os), dev(ls)}, {dev(qs)}, at, 2.5 * f,
+        4.0 * (2 * qs.numel() + 2 * os.numel() + ls.numel()));
   }
   const Shape xs = S({B, Ts, D}), xf = S({B, Tf, Dt}), hs = S({B, Ts, 4 * D});
   const double nx = xs.numel(), nh = hs.numel();
-  add("layernorm", "student [B,119,768]", {dev(xs), dev(S({D})), dev(S({D}))}, {dev(xs), dev(S({B * Ts})), dev(S({B * Ts}))}, A({{"eps", 1e-6}}), 0, 4 * (2 * nx));
-  add("layernorm_bwd", "student [B,119,768]", {dev(xs), dev(xs), dev(S({B * Ts})), dev(S({B * Ts})), dev(S({D}))}, {dev(xs), dev(S({D})), dev(S({D}))}, {}, 0, 4 * (3 * nx));
-  add("layernorm", "teacher [B,197,768]", {dev(xf), dev(S({Dt})), dev(S({Dt}))}, {dev(xf), dev(S({B * Tf})), dev(S({B * Tf}))}, A({{"eps", 1e-6}}), 0, 4.0 * 2 * xf.numel());
+  add("layernorm", "student [B,119,768]", {dev(xs), dev(S({D})), dev(S({D}))},
+      {dev(xs), dev(S({B * Ts})), dev(S({B * Ts}))}, A({{"eps", 1e-6}}), 0, 4 * (2 * nx));
+  add("layernorm_bwd", "student [B,119,768]", {dev(xs), dev(xs), dev(S({B * Ts})), dev(S({B * Ts})), dev(S({D}))},
+      {dev(xs), dev(S({D})), dev(S({D}))}, {}, 0, 4 * (3 * nx));
+  add("layernorm", "teacher [B,197,768]", {dev(xf), dev(S({Dt})), dev(S({Dt}))},
+      {dev(xf), dev(S({B * Tf})), dev(S({B * Tf}))}, A({{"eps", 1e-6}}), 0, 4.0 * 2 * xf.numel());
   add("gelu_bwd", "student [B,119,3072]", {dev(hs), dev(hs)}, {dev(hs)}, {}, 0, 4 * 3 * nh);
-  add("quick_gelu", "teacher [B,197,3072]", {dev(S({B, Tf, 4 * Dt}))}, {dev(S({B, Tf, 4 * Dt}))}, {}, 0, 4.0 * 2 * B * Tf * 4 * Dt);
+  add("quick_gelu", "teacher [B,197,3072]", {dev(S({B, Tf, 4 * Dt}))}, {dev(S({B, Tf, 4 * Dt}))}, {}, 0,
+      4.0 * 2 * B * Tf * 4 * Dt);
   add("gelu", "student [B,119,3072]", {dev(hs)}, {dev(hs)}, {}, 0, 4 * 2 * nh);
   add("add", "bias [B,119,768]+[768]", {dev(xs), dev(S({D}))}, {dev(xs)}, {}, 0, 4 * 2 * nx);
   add("sum_to", "bias grad [B,119,3072]->[3072]", {dev(hs)}, {dev(S({4 * D}))}, {}, 0, 4 * nh);
   add("scale_add", "residual [B,119,768]", {dev(xs), dev(S({D})), dev(S({B}))}, {dev(xs)}, {}, 0, 4 * 3 * nx);
-  add("scale_add_bwd", "residual [B,119,768]", {dev(xs), dev(xs), dev(S({D})), dev(S({B}))}, {dev(xs), dev(S({D}))}, {}, 0, 4 * 3 * nx);
+  add("scale_add_bwd", "residual [B,119,768]", {dev(xs), dev(xs), dev(S({D})), dev(S({B}))}, {dev(xs), dev(S({D}))}, {},
+      0, 4 * 3 * nx);
   add("copy", "[B,119,768]", {dev(xs)}, {dev(xs)}, {}, 0, 4 * 2 * nx);
-  add("copy_rows", "cls concat [B,197,768]", {dev(S({B, N, D}))}, {dev(xf)}, A({{"src", 0}, {"dst", 1}, {"count", static_cast<double>(N)}}), 0, 4.0 * 2 * B * N * D);
-  add("gather_rows", "visible [B,197,768]->[B,119,768]", {dev(xf), distinct_idx(B, Ts, Tf)}, {dev(xs)}, {}, 0, 4 * 2 * nx);
-  add("scatter_rows", "decoder [B,119,512]->[B,197,512]", {dev(S({B, Ts, Dd})), distinct_idx(B, Ts, Tf)}, {dev(S({B, Tf, Dd}))}, {}, 0, 4.0 * 2 * B * Ts * Dd);
-  add("mask_fill", "decoder [B,197,512]", {mask_u8(B, Tf, M), dev(S({Dd}))}, {dev(S({B, Tf, Dd}))}, {}, 0, 4.0 * 2 * B * M * Dd);
-  add("mask_fill_bwd", "decoder [B,197,512]", {mask_u8(B, Tf, M), dev(S({B, Tf, Dd}))}, {dev(S({B, Tf, Dd})), dev(S({Dd}))}, {}, 0, 4.0 * 2 * B * Tf * Dd);
-  add("patchify", "images [B,3,224,224] p16", {dev(S({B, 3, 224, 224}))}, {dev(S({B, N, P}))}, A({{"patch", 16}, {"order", 1}}), 0, nb({B, 3, 224, 224}) * 2);
-  add("unpatchify", "[B,196,768] p16", {dev(S({B, N, P}))}, {dev(S({B, 3, 224, 224}))}, A({{"patch", 16}, {"order", 0}}), 0, nb({B, 3, 224, 224}) * 2);
-  add("pixel_norm", "targets [B*78,768]", {dev(S({B * M, P}))}, {dev(S({B * M, P}))}, A({{"eps", 1e-6}}), 0, nb({B, M, P}) * 2);
-  add("medic_loss", "s,t [B,119,768] pred [B,78,768]", {dev(S({B, Ts, Dt})), dev(S({B, Ts, Dt})), dev(S({B, M, P})), dev(S({B, M, P}))},
+  add("copy_rows", "cls concat [B,197,768]", {dev(S({B, N, D}))}, {dev(xf)},
+      A({{"src", 0}, {"dst", 1}, {"count", static_cast<double>(N)}}), 0, 4.0 * 2 * B * N * D);
+  add("gather_rows", "visible [B,197,768]->[B,119,768]", {dev(xf), distinct_idx(B, Ts, Tf)}, {dev(xs)}, {}, 0,
+      4 * 2 * nx);
+  add("scatter_rows", "decoder [B,119,512]->[B,197,512]", {dev(S({B, Ts, Dd})), distinct_idx(B, Ts, Tf)},
+      {dev(S({B, Tf, Dd}))}, {}, 0, 4.0 * 2 * B * Ts * Dd);
+  add("mask_fill", "decoder [B,197,512]", {mask_u8(B, Tf, M), dev(S({Dd}))}, {dev(S({B, Tf, Dd}))}, {}, 0,
+      4.0 * 2 * B * M * Dd);
+  add("mask_fill_bwd", "decoder [B,197,512]", {mask_u8(B, Tf, M), dev(S({B, Tf, Dd}))},
+      {dev(S({B, Tf, Dd})), dev(S({Dd}))}, {}, 0, 4.0 * 2 * B * Tf * Dd);
+  add("patchify", "images [B,3,224,224] p16", {dev(S({B, 3, 224, 224}))}, {dev(S({B, N, P}))},
+      A({{"patch", 16}, {"order", 1}}), 0, nb({B, 3, 224, 224}) * 2);
+  add("unpatchify", "[B,196,768] p16", {dev(S({B, N, P}))}, {dev(S({B, 3, 224, 224}))},
+      A({{"patch", 16}, {"order", 0}}), 0, nb({B, 3, 224, 224}) * 2);
+  add("pixel_norm", "targets [B*78,768]", {dev(S({B * M, P}))}, {dev(S({B * M, P}))}, A({{"eps", 1e-6}}), 0,
+      nb({B, M, P}) * 2);
+  add("medic_loss", "s,t [B,119,768] pred [B,78,768]",
+      {dev(S({B, Ts, Dt})), dev(S({B, Ts, Dt})), dev(S({B, M, P})), dev(S({B, M, P}))},
       {dev(S({4})), dev(S({B, Ts, Dt})), dev(S({B, M, P}))}, {}, 0, nb({B, Ts, Dt}) * 3 + nb({B, M, P}) * 3);
-  add("softmax", "[B*12*197,197]", {dev(S({B * 12 * Tf, Tf}))}, {dev(S({B * 12 * Tf, Tf}))}, {}, 0, nb({B, 12, Tf, Tf}) * 2);
-  add("cross_entropy", "[B,1000]", {dev(S({B, 1000})), i32(S({B}), std::vector<int32_t>(static_cast<size_t>(B), 3))}, {dev(S({1})), dev(S({B, 1000}))}, {}, 0, nb({B, 1000}) * 2);
+  add("softmax", "[B*12*197,197]", {dev(S({B * 12 * Tf, Tf}))}, {dev(S({B * 12 * Tf, Tf}))}, {}, 0,
+      nb({B, 12, Tf, Tf}) * 2);
+  add("cross_entropy", "[B,1000]", {dev(S({B, 1000})), i32(S({B}), std::vector<int32_t>(static_cast<size_t>(B), 3))},
+      {dev(S({1})), dev(S({B, 1000}))}, {}, 0, nb({B, 1000}) * 2);
   add("drop_path_mask", "B", {i32(S({2}), {1, 2})}, {dev(S({B}))}, A({{"p", 0.1}}), 0, 4.0 * B);
   const int64_t params = 86'000'000 + 590'000 + 26'000'000;  // student + head + decoder, about
   add("grad_norm", "all trainable params", {dev(S({params}))}, {dev(S({1}))}, {}, 0, 4.0 * params);
-  add("adamw", "all trainable params", {dev(S({params})), u8(S({params}), std::vector<uint8_t>(static_cast<size_t>(params), 1)), from_f32(S({3}), {1e-3f, 0.05f, 2}), dev(S({1}))},
+  add("adamw", "all trainable params",
+      {dev(S({params})), u8(S({params}), std::vector<uint8_t>(static_cast<size_t>(params), 1)),
+       from_f32(S({3}), {1e-3f, 0.05f, 2}), dev(S({1}))},
       {dev(S({params})), dev(S({params})), dev(S({params}))}, A({{"max_norm", 3.0}}), 0, 29.0 * params);
-  add("init_normal", "all trainable params", {}, {dev(S({params}))}, A({{"std", 0.02}, {"lo", -0.04}, {"hi", 0.04}, {"seed", 1}}), 0, 4.0 * params);
-  add("init_uniform", "all trainable params", {}, {dev(S({params}))}, A({{"lo", -0.1}, {"hi", 0.1}, {"seed", 1}}), 0, 4.0 * params);
+  add("init_normal", "all trainable params", {}, {dev(S({params}))},
+      A({{"std", 0.02}, {"lo", -0.04}, {"hi", 0.04}, {"seed", 1}}), 0, 4.0 * params);
+  add("init_uniform", "all trainable params", {}, {dev(S({params}))}, A({{"lo", -0.1}, {"hi", 0.1}, {"seed", 1}}), 0,
+      4.0 * params);
   add("fill", "all trainable params", {}, {dev(S({params}))}, A({{"value", 0}}), 0, 4.0 * params);
   add("cast", "[B,119,768] f32->bf16", {dev(xs)}, {dev(xs, DType::BF16)}, {}, 0, 6 * nx);
   return v;
@@ -850,7 +912,8 @@ std::vector<TimeRow> run_timing(int64_t B, int reps, const std::set<std::string>
         if (s.dtype == DType::F32) bench::fill_random(t.f32(), s.numel(), seed++, 1.0f, st);
         d.out.push_back(t);
       }
-      OpCall call{def, d.in.data(), static_cast<int>(d.in.size()), d.out.data(), static_cast<int>(d.out.size()), &c.attrs, &e.context()};
+      OpCall call{def,      d.in.data(), static_cast<int>(d.in.size()), d.out.data(), static_cast<int>(d.out.size()),
+                  &c.attrs, &e.context()};
       check_call(call);
       for (int w = 0; w < 2; ++w) run_op(call, false);
       e.synchronize();
@@ -881,7 +944,8 @@ std::vector<TimeRow> run_timing(int64_t B, int reps, const std::set<std::string>
       return rows;  // the engine (and its stream) changed: stop timing rather than time on a stale stream
     }
     if (c.flops > 0)
-      std::printf("TIME    %-15s %-48s %9.3f ms  %7.1f TFLOP/s  %7.0f GB/s\n", c.op.c_str(), c.label.c_str(), row.ms, row.tflops, row.gbs);
+      std::printf("TIME    %-15s %-48s %9.3f ms  %7.1f TFLOP/s  %7.0f GB/s\n", c.op.c_str(), c.label.c_str(), row.ms,
+                  row.tflops, row.gbs);
     else
       std::printf("TIME    %-15s %-48s %9.3f ms  %7.0f GB/s\n", c.op.c_str(), c.label.c_str(), row.ms, row.gbs);
     std::fflush(stdout);
@@ -937,7 +1001,9 @@ int main(int argc, char** argv) {
       for (const std::string& n : op_names()) std::printf("%s %s\n", n.c_str(), find_op(n)->cuda ? "cuda" : "MISSING");
       return 0;
     } else {
-      std::fprintf(stderr, "usage: medic_parity [--json out.json] [--only op,...] [--no-timing] [--no-parity] [--reps N] [--batch B] [--seed S] [--list] [--cpu-self-test]\n");
+      std::fprintf(stderr,
+                   "usage: medic_parity [--json out.json] [--only op,...] [--no-timing] [--no-parity] [--reps N] "
+                   "[--batch B] [--seed S] [--list] [--cpu-self-test]\n");
       return 2;
     }
   }
@@ -982,9 +1048,10 @@ int main(int argc, char** argv) {
       mma = bench::measure_mma(static_cast<cuda::CudaContext*>(engines().gpu->context().cuda)->sm_count, reps, st);
       const size_t images = static_cast<size_t>(batch) * 3 * 224 * 224 * 4;
       h2d = bench::measure_h2d(images, std::max(3, reps / 2), st);
-      std::printf("CEILING copy kernel %.0f GB/s, cudaMemcpy D2D %.0f GB/s (bytes read + written); bf16 mma.sync %.0f TFLOP/s; "
-                  "H2D of the image batch (%.0f MB) pageable %.1f GB/s, pinned %.1f GB/s\n",
-                  copy.kernel_gbs, copy.memcpy_gbs, mma.tflops, h2d.bytes / 1e6, h2d.pageable_gbs, h2d.pinned_gbs);
+      std::printf(
+          "CEILING copy kernel %.0f GB/s, cudaMemcpy D2D %.0f GB/s (bytes read + written); bf16 mma.sync %.0f TFLOP/s; "
+          "H2D of the image batch (%.0f MB) pageable %.1f GB/s, pinned %.1f GB/s\n",
+          copy.kernel_gbs, copy.memcpy_gbs, mma.tflops, h2d.bytes / 1e6, h2d.pageable_gbs, h2d.pinned_gbs);
     } catch (const std::exception& e) {
       ceiling_error = e.what();
       std::printf("CEILING error: %s\n", e.what());
@@ -996,25 +1063,31 @@ int main(int argc, char** argv) {
   const double copy_ref = std::max(copy.kernel_gbs, copy.memcpy_gbs);
   if (!json_path.empty()) {
     std::ostringstream j;
-    j << "{\n  \"tool\": \"medic_parity\",\n  \"device\": " << jstr(device) << ",\n  \"cpu\": " << jstr(engines().cpu->describe()) << ",\n";
+    j << "{\n  \"tool\": \"medic_parity\",\n  \"device\": " << jstr(device)
+      << ",\n  \"cpu\": " << jstr(engines().cpu->describe()) << ",\n";
     j << "  \"seed\": " << seed_value() << ",\n";
-    j << "  \"summary\": {\"pass\": " << pass << ", \"fail\": " << fail << ", \"missing\": " << missing << ", \"parity_seconds\": " << jnum(parity_s) << "},\n";
-    j << "  \"ceilings\": {\"copy_kernel_gbs\": " << jnum(copy.kernel_gbs) << ", \"copy_memcpy_gbs\": " << jnum(copy.memcpy_gbs)
-      << ", \"mma_sync_bf16_tflops\": " << jnum(mma.tflops) << ", \"gemm_reference_tflops\": " << kGemmRef
-      << ", \"h2d_pageable_gbs\": " << jnum(h2d.pageable_gbs) << ", \"h2d_pinned_gbs\": " << jnum(h2d.pinned_gbs) << ", \"h2d_bytes\": " << jnum(h2d.bytes)
+    j << "  \"summary\": {\"pass\": " << pass << ", \"fail\": " << fail << ", \"missing\": " << missing
+      << ", \"parity_seconds\": " << jnum(parity_s) << "},\n";
+    j << "  \"ceilings\": {\"copy_kernel_gbs\": " << jnum(copy.kernel_gbs)
+      << ", \"copy_memcpy_gbs\": " << jnum(copy.memcpy_gbs) << ", \"mma_sync_bf16_tflops\": " << jnum(mma.tflops)
+      << ", \"gemm_reference_tflops\": " << kGemmRef << ", \"h2d_pageable_gbs\": " << jnum(h2d.pageable_gbs)
+      << ", \"h2d_pinned_gbs\": " << jnum(h2d.pinned_gbs) << ", \"h2d_bytes\": " << jnum(h2d.bytes)
       << ", \"error\": " << jstr(ceiling_error) << "},\n";
     j << "  \"parity\": [";
     for (size_t i = 0; i < prow.size(); ++i) {
       const ParityRow& r = prow[i];
-      j << (i ? ",\n    " : "\n    ") << "{\"op\": " << jstr(r.op) << ", \"case\": " << jstr(r.label) << ", \"status\": " << jstr(r.status)
-        << ", \"err\": " << jnum(r.err) << ", \"tol\": " << jnum(r.tol) << ", \"unwritten\": " << r.unwritten << ", \"hash\": " << jstr(r.hash) << ", \"detail\": " << jstr(r.detail) << "}";
+      j << (i ? ",\n    " : "\n    ") << "{\"op\": " << jstr(r.op) << ", \"case\": " << jstr(r.label)
+        << ", \"status\": " << jstr(r.status) << ", \"err\": " << jnum(r.err) << ", \"tol\": " << jnum(r.tol)
+        << ", \"unwritten\": " << r.unwritten << ", \"hash\": " << jstr(r.hash) << ", \"detail\": " << jstr(r.detail)
+        << "}";
     }
     j << "\n  ],\n  \"timing\": {\"batch\": " << batch << ", \"reps\": " << reps << ", \"rows\": [";
     for (size_t i = 0; i < trow.size(); ++i) {
       const TimeRow& r = trow[i];
-      j << (i ? ",\n    " : "\n    ") << "{\"op\": " << jstr(r.op) << ", \"case\": " << jstr(r.label) << ", \"status\": " << jstr(r.status)
-        << ", \"ms\": " << jnum(r.ms) << ", \"flops\": " << jnum(r.flops) << ", \"bytes\": " << jnum(r.bytes) << ", \"tflops\": " << jnum(r.tflops)
-        << ", \"gbs\": " << jnum(r.gbs) << ", \"pct_gemm_ref\": " << jnum(r.flops > 0 ? 100.0 * r.tflops / kGemmRef : NAN)
+      j << (i ? ",\n    " : "\n    ") << "{\"op\": " << jstr(r.op) << ", \"case\": " << jstr(r.label)
+        << ", \"status\": " << jstr(r.status) << ", \"ms\": " << jnum(r.ms) << ", \"flops\": " << jnum(r.flops)
+        << ", \"bytes\": " << jnum(r.bytes) << ", \"tflops\": " << jnum(r.tflops) << ", \"gbs\": " << jnum(r.gbs)
+        << ", \"pct_gemm_ref\": " << jnum(r.flops > 0 ? 100.0 * r.tflops / kGemmRef : NAN)
         << ", \"pct_copy\": " << jnum(copy_ref > 0 && r.flops == 0 ? 100.0 * r.gbs / copy_ref : NAN) << "}";
     }
     j << "\n  ]}\n}\n";
@@ -1027,6 +1100,9 @@ int main(int argc, char** argv) {
     std::fclose(f);
   }
   std::printf("\nparity: %d pass, %d fail, %d missing (%.1f s)\n", pass, fail, missing, parity_s);
-  if (timing) std::printf("ceilings: copy %.0f GB/s, mma.sync bf16 %.0f TFLOP/s, reference bf16 GEMM %.0f TFLOP/s (docs/GPU.md)\n", copy_ref, mma.tflops, kGemmRef);
+  if (timing)
+    std::printf(
+        "ceilings: copy %.0f GB/s, mma.sync bf16 %.0f TFLOP/s, reference bf16 GEMM %.0f TFLOP/s (docs/GPU.md)\n",
+        copy_ref, mma.tflops, kGemmRef);
   return fail || missing ? 1 : 0;
 }

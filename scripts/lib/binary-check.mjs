@@ -9,14 +9,16 @@ import { readFileSync } from 'node:fs';
 
 function objdump(args, file) {
   const r = spawnSync('objdump', [...args, file], { encoding: 'utf8', maxBuffer: 256 << 20 });
-  if (r.error || r.status !== 0) throw new Error(`objdump ${args.join(' ')} ${file} failed: ${r.error?.message ?? r.stderr}`);
+  if (r.error || r.status !== 0)
+    throw new Error(`objdump ${args.join(' ')} ${file} failed: ${r.error?.message ?? r.stderr}`);
   return r.stdout;
 }
 
 const cmpVersion = (a, b) => {
   const x = a.split('.').map(Number);
   const y = b.split('.').map(Number);
-  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
+  for (let i = 0; i < Math.max(x.length, y.length); i++)
+    if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
   return 0;
 };
 
@@ -49,7 +51,11 @@ export function fatbinEntries(file) {
   const buf = readFileSync(file);
   const entries = [];
   // Fat binary container: magic 0xBA55ED50, u16 version, u16 header size, u64 size of the entries.
-  for (let at = buf.indexOf(Buffer.from([0x50, 0xed, 0x55, 0xba])); at >= 0; at = buf.indexOf(Buffer.from([0x50, 0xed, 0x55, 0xba]), at + 4)) {
+  for (
+    let at = buf.indexOf(Buffer.from([0x50, 0xed, 0x55, 0xba]));
+    at >= 0;
+    at = buf.indexOf(Buffer.from([0x50, 0xed, 0x55, 0xba]), at + 4)
+  ) {
     if (at + 16 > buf.length) break;
     const headerSize = buf.readUInt16LE(at + 6);
     const size = Number(buf.readBigUInt64LE(at + 8));

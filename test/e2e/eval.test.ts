@@ -13,12 +13,47 @@ const dir = mkdtempSync(join(tmpdir(), 'medic-e2e-eval-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const run = join(dir, 'run');
 const tiny = [
-  '--data', 'synthetic:240:4', '--img-size', '16', '--patch-size', '4', '--model', 'micro',
-  '--teacher-dim', '32', '--teacher-depth', '1', '--teacher-heads', '2', '--decoder-dim', '16', '--decoder-depth', '1', '--decoder-heads', '2',
-  '--batch-size', '16', '--epochs', '1', '--steps-per-epoch', '3', '--warmup-epochs', '1', '--workers', '1', '--threads', '2', '--seed', '3',
+  '--data',
+  'synthetic:240:4',
+  '--img-size',
+  '16',
+  '--patch-size',
+  '4',
+  '--model',
+  'micro',
+  '--teacher-dim',
+  '32',
+  '--teacher-depth',
+  '1',
+  '--teacher-heads',
+  '2',
+  '--decoder-dim',
+  '16',
+  '--decoder-depth',
+  '1',
+  '--decoder-heads',
+  '2',
+  '--batch-size',
+  '16',
+  '--epochs',
+  '1',
+  '--steps-per-epoch',
+  '3',
+  '--warmup-epochs',
+  '1',
+  '--workers',
+  '1',
+  '--threads',
+  '2',
+  '--seed',
+  '3',
 ];
 const common = ['--workers', '1', '--threads', '2', '--json'];
-const metrics = (out: string) => readFileSync(join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number>);
+const metrics = (out: string) =>
+  readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, number>);
 
 beforeAll(async () => {
   const r = await runCli(['pretrain', ...tiny, '--out', run, '--eval', 'knn,linear', '--json']);
@@ -32,7 +67,8 @@ describe('pretrain --eval', () => {
       expect(s.evaluations.linear[twin].head).toBe('block 2');
       expect(s.evaluations.linear[twin].top1).toBeGreaterThan(0.25); // 4 balanced classes: chance is 0.25
     }
-    for (const sub of ['linear', 'linear-scratch']) expect(existsSync(join(run, 'eval', sub, 'report.html'))).toBe(true);
+    for (const sub of ['linear', 'linear-scratch'])
+      expect(existsSync(join(run, 'eval', sub, 'report.html'))).toBe(true);
     expect(readFileSync(join(run, 'report.html'), 'utf8')).toContain('href="eval/linear/report.html"');
     expect(() => JSON.parse(readFileSync(join(run, 'summary.json'), 'utf8')).evaluations.finetune.pretrained).toThrow();
   });
@@ -56,9 +92,13 @@ describe('medic-native eval linear', () => {
     expect(again.stderr).toMatch(/holds a linear probe run already: add --resume/);
     const rb2 = await runCli(['eval', 'linear', run, '--out', b, ...flags, '--resume']);
     expect(rb2.code, rb2.stderr).toBe(0);
-    expect(jsonLines(rb2.stdout).some((e) => e.event === 'info' && /features: read from/.test(String(e.message)))).toBe(true);
+    expect(jsonLines(rb2.stdout).some((e) => e.event === 'info' && /features: read from/.test(String(e.message)))).toBe(
+      true,
+    );
     expect(metrics(b)).toEqual(metrics(a));
-    expect(JSON.parse(readFileSync(join(b, 'summary.json'), 'utf8')).final).toEqual(JSON.parse(readFileSync(join(a, 'summary.json'), 'utf8')).final);
+    expect(JSON.parse(readFileSync(join(b, 'summary.json'), 'utf8')).final).toEqual(
+      JSON.parse(readFileSync(join(a, 'summary.json'), 'utf8')).final,
+    );
   }, 300_000);
 
   it('says what is wrong with a bad flag', async () => {
@@ -89,21 +129,45 @@ describe('medic-native eval finetune', () => {
     try {
       const D = 32;
       const expected: Record<string, number[]> = {
-        cls_token: [1, 1, D], pos_embed: [1, 17, D], 'patch_embed.proj.weight': [D, 3, 4, 4], 'patch_embed.proj.bias': [D],
-        'fc_norm.weight': [D], 'fc_norm.bias': [D], 'head.weight': [4, D], 'head.bias': [4],
+        cls_token: [1, 1, D],
+        pos_embed: [1, 17, D],
+        'patch_embed.proj.weight': [D, 3, 4, 4],
+        'patch_embed.proj.bias': [D],
+        'fc_norm.weight': [D],
+        'fc_norm.bias': [D],
+        'head.weight': [4, D],
+        'head.bias': [4],
       };
       for (let i = 0; i < 2; i++) {
         const b = `blocks.${i}`;
         Object.assign(expected, {
-          [`${b}.norm1.weight`]: [D], [`${b}.norm1.bias`]: [D], [`${b}.attn.qkv.weight`]: [3 * D, D], [`${b}.attn.qkv.bias`]: [3 * D],
-          [`${b}.attn.proj.weight`]: [D, D], [`${b}.attn.proj.bias`]: [D], [`${b}.ls1.gamma`]: [D], [`${b}.norm2.weight`]: [D], [`${b}.norm2.bias`]: [D],
-          [`${b}.mlp.fc1.weight`]: [4 * D, D], [`${b}.mlp.fc1.bias`]: [4 * D], [`${b}.mlp.fc2.weight`]: [D, 4 * D], [`${b}.mlp.fc2.bias`]: [D], [`${b}.ls2.gamma`]: [D],
+          [`${b}.norm1.weight`]: [D],
+          [`${b}.norm1.bias`]: [D],
+          [`${b}.attn.qkv.weight`]: [3 * D, D],
+          [`${b}.attn.qkv.bias`]: [3 * D],
+          [`${b}.attn.proj.weight`]: [D, D],
+          [`${b}.attn.proj.bias`]: [D],
+          [`${b}.ls1.gamma`]: [D],
+          [`${b}.norm2.weight`]: [D],
+          [`${b}.norm2.bias`]: [D],
+          [`${b}.mlp.fc1.weight`]: [4 * D, D],
+          [`${b}.mlp.fc1.bias`]: [4 * D],
+          [`${b}.mlp.fc2.weight`]: [D, 4 * D],
+          [`${b}.mlp.fc2.bias`]: [D],
+          [`${b}.ls2.gamma`]: [D],
         });
       }
       expect(f.names().sort()).toEqual(Object.keys(expected).sort());
       for (const [k, shape] of Object.entries(expected)) expect(f.info(k).shape, k).toEqual(shape);
       const timm = JSON.parse(f.metadata.timm);
-      expect(timm.kwargs).toMatchObject({ num_classes: 4, global_pool: 'avg', embed_dim: D, depth: 2, init_values: 0.1, class_token: true });
+      expect(timm.kwargs).toMatchObject({
+        num_classes: 4,
+        global_pool: 'avg',
+        embed_dim: D,
+        depth: 2,
+        init_values: 0.1,
+        class_token: true,
+      });
     } finally {
       f.close();
     }
@@ -114,10 +178,24 @@ describe('medic-native eval finetune', () => {
   }, 300_000);
 
   it('the random-init twin starts from the pretraining init, not the checkpoint', async () => {
-    const r = await runCli(['eval', 'finetune', run, '--from-scratch', '--epochs', '1', '--batch-size', '64', '--pool', 'cls', ...common]);
+    const r = await runCli([
+      'eval',
+      'finetune',
+      run,
+      '--from-scratch',
+      '--epochs',
+      '1',
+      '--batch-size',
+      '64',
+      '--pool',
+      'cls',
+      ...common,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const s = jsonLines(r.stdout).find((e) => e.event === 'summary')!;
     expect(String(s.out)).toBe(join(run, 'eval', 'finetune-scratch'));
-    expect(jsonLines(r.stdout).some((e) => e.event === 'info' && /random-init twin/.test(String(e.message)))).toBe(true);
+    expect(jsonLines(r.stdout).some((e) => e.event === 'info' && /random-init twin/.test(String(e.message)))).toBe(
+      true,
+    );
   }, 300_000);
 });

@@ -13,11 +13,43 @@ const dir = mkdtempSync(join(tmpdir(), 'medic-balance-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const tiny = [
-  '--data', 'synthetic:240:4', '--img-size', '16', '--patch-size', '4', '--model', 'micro',
-  '--teacher-dim', '32', '--teacher-depth', '1', '--teacher-heads', '2',
-  '--decoder-dim', '16', '--decoder-depth', '1', '--decoder-heads', '2',
-  '--batch-size', '16', '--epochs', '2', '--steps-per-epoch', '4', '--warmup-epochs', '1',
-  '--workers', '1', '--threads', '2', '--knn-limit', '64', '--seed', '5', '--json',
+  '--data',
+  'synthetic:240:4',
+  '--img-size',
+  '16',
+  '--patch-size',
+  '4',
+  '--model',
+  'micro',
+  '--teacher-dim',
+  '32',
+  '--teacher-depth',
+  '1',
+  '--teacher-heads',
+  '2',
+  '--decoder-dim',
+  '16',
+  '--decoder-depth',
+  '1',
+  '--decoder-heads',
+  '2',
+  '--batch-size',
+  '16',
+  '--epochs',
+  '2',
+  '--steps-per-epoch',
+  '4',
+  '--warmup-epochs',
+  '1',
+  '--workers',
+  '1',
+  '--threads',
+  '2',
+  '--knn-limit',
+  '64',
+  '--seed',
+  '5',
+  '--json',
 ];
 
 type Step = { step: number; loss: number; l_tok: number; l_cls: number; l_pix: number; loss_scale?: number[] };
@@ -26,7 +58,16 @@ const steps = (stdout: string) => jsonLines(stdout).filter((e) => e.event === 's
 describe('--loss-balance', () => {
   it('ema: each step divides each term by the bias-corrected running mean of the steps before', async () => {
     const m = 0.9;
-    const r = await runCli(['pretrain', ...tiny, '--loss-balance', 'ema', '--balance-momentum', String(m), '--out', join(dir, 'ema')]);
+    const r = await runCli([
+      'pretrain',
+      ...tiny,
+      '--loss-balance',
+      'ema',
+      '--balance-momentum',
+      String(m),
+      '--out',
+      join(dir, 'ema'),
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const s = steps(r.stdout);
     expect(s).toHaveLength(8);

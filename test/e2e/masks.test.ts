@@ -15,8 +15,31 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('medic-native masks', () => {
   it('writes the grid: 5 columns, image + block + random + evolved rows', async () => {
     const out = join(dir, 'm.png');
-    const r = await runCli(['masks', '--data', 'synthetic:40:4', '--img-size', '16', '--patch-size', '4', '--teacher-dim', '32', '--teacher-depth', '1', '--teacher-heads', '2',
-      '--images', '5', '--scale', '2', '--mask-ratio', '0.5', '--threads', '1', '--out', out]);
+    const r = await runCli([
+      'masks',
+      '--data',
+      'synthetic:40:4',
+      '--img-size',
+      '16',
+      '--patch-size',
+      '4',
+      '--teacher-dim',
+      '32',
+      '--teacher-depth',
+      '1',
+      '--teacher-heads',
+      '2',
+      '--images',
+      '5',
+      '--scale',
+      '2',
+      '--mask-ratio',
+      '0.5',
+      '--threads',
+      '1',
+      '--out',
+      out,
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/5 images x rows image \/ block \/ random \/ evolved \(hc, epoch 0\)/);

@@ -16,14 +16,48 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 // micro student on 16x16 synthetic images in 4 classes: 16 patches, 6 masked.
 const tiny = [
-  '--data', 'synthetic:240:4', '--img-size', '16', '--patch-size', '4', '--model', 'micro',
-  '--teacher-dim', '32', '--teacher-depth', '1', '--teacher-heads', '2',
-  '--decoder-dim', '16', '--decoder-depth', '1', '--decoder-heads', '2',
-  '--batch-size', '16', '--epochs', '2', '--steps-per-epoch', '3', '--warmup-epochs', '1',
-  '--workers', '1', '--threads', '2', '--knn-limit', '100', '--seed', '3',
+  '--data',
+  'synthetic:240:4',
+  '--img-size',
+  '16',
+  '--patch-size',
+  '4',
+  '--model',
+  'micro',
+  '--teacher-dim',
+  '32',
+  '--teacher-depth',
+  '1',
+  '--teacher-heads',
+  '2',
+  '--decoder-dim',
+  '16',
+  '--decoder-depth',
+  '1',
+  '--decoder-heads',
+  '2',
+  '--batch-size',
+  '16',
+  '--epochs',
+  '2',
+  '--steps-per-epoch',
+  '3',
+  '--warmup-epochs',
+  '1',
+  '--workers',
+  '1',
+  '--threads',
+  '2',
+  '--knn-limit',
+  '100',
+  '--seed',
+  '3',
 ];
 
-const losses = (stdout: string) => jsonLines(stdout).filter((e) => e.event === 'step').map((e) => [e.step, e.loss, e.l_tok, e.l_cls, e.l_pix, e.grad_norm]);
+const losses = (stdout: string) =>
+  jsonLines(stdout)
+    .filter((e) => e.event === 'step')
+    .map((e) => [e.step, e.loss, e.l_tok, e.l_cls, e.l_pix, e.grad_norm]);
 
 describe('medic-native pretrain', () => {
   it('trains, evaluates and leaves a complete run folder', async () => {
@@ -36,16 +70,28 @@ describe('medic-native pretrain', () => {
     expect((ev[0].config as Record<string, unknown>).wCls).toBe(0.4);
     const steps = ev.filter((e) => e.event === 'step');
     expect(steps.map((s) => s.step)).toEqual([1, 2, 3, 4, 5, 6]);
-    for (const s of steps) for (const k of ['loss', 'l_tok', 'l_cls', 'l_pix', 'grad_norm', 'lr', 'img_s', 'wait_ms']) expect(Number.isFinite(s[k] as number)).toBe(true);
+    for (const s of steps)
+      for (const k of ['loss', 'l_tok', 'l_cls', 'l_pix', 'grad_norm', 'lr', 'img_s', 'wait_ms'])
+        expect(Number.isFinite(s[k] as number)).toBe(true);
     // total = 1 * tok + 0.4 * cls + 1 * pix, as logged
-    for (const s of steps) expect(s.loss as number).toBeCloseTo((s.l_tok as number) + 0.4 * (s.l_cls as number) + (s.l_pix as number), 4);
+    for (const s of steps)
+      expect(s.loss as number).toBeCloseTo((s.l_tok as number) + 0.4 * (s.l_cls as number) + (s.l_pix as number), 4);
     const evals = ev.filter((e) => e.event === 'eval');
     expect(evals.map((e) => e.which)).toEqual(['random-init', 'pretrained']);
     for (const e of evals) expect(Object.keys(e.knn as object)).toEqual(['10', '20']);
-    expect(ev.some((e) => e.event === 'info' && /seeded random CLIP-architecture/.test(e.message as string))).toBe(true);
+    expect(ev.some((e) => e.event === 'info' && /seeded random CLIP-architecture/.test(e.message as string))).toBe(
+      true,
+    );
     const summary = ev.find((e) => e.event === 'summary')!;
     expect(summary.status).toBe('done');
-    for (const f of ['config.json', 'metrics.jsonl', 'report.html', 'summary.json', 'student-timm.safetensors', 'checkpoints/latest.json'])
+    for (const f of [
+      'config.json',
+      'metrics.jsonl',
+      'report.html',
+      'summary.json',
+      'student-timm.safetensors',
+      'checkpoints/latest.json',
+    ])
       expect(existsSync(join(out, f)), f).toBe(true);
     expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(6);
     expect(readFileSync(join(out, 'report.html'), 'utf8')).toMatch(/<svg/);
@@ -71,7 +117,11 @@ describe('medic-native pretrain', () => {
     // a setting that moves the step -> epoch -> data mapping is allowed on resume, with a warning
     const b3 = await runCli(['pretrain', '--resume', out, '--batch-size', '8', '--out', join(dir, 'b3'), '--json']);
     expect(b3.code).toBe(0);
-    expect(jsonLines(b3.stdout).some((e) => e.event === 'warning' && /--batch-size 8 differs from the checkpoint's 16/.test(e.message as string))).toBe(true);
+    expect(
+      jsonLines(b3.stdout).some(
+        (e) => e.event === 'warning' && /--batch-size 8 differs from the checkpoint's 16/.test(e.message as string),
+      ),
+    ).toBe(true);
   });
 
   it('finishes the step, checkpoints and exits 130 on SIGINT', async () => {
@@ -86,16 +136,24 @@ describe('medic-native pretrain', () => {
   });
 
   it('resumes exactly at an epoch boundary, evaluations included, and a --stop-after that reaches the end finishes', async () => {
-    const evalsOf = (stdout: string) => jsonLines(stdout).filter((e) => e.event === 'eval' && e.which === 'pretrained').map((e) => [e.step, e.epoch, e.knn]);
+    const evalsOf = (stdout: string) =>
+      jsonLines(stdout)
+        .filter((e) => e.event === 'eval' && e.which === 'pretrained')
+        .map((e) => [e.step, e.epoch, e.knn]);
     const a = await runCli(['pretrain', ...tiny, '--eval-every', '1', '--out', join(dir, 'ea'), '--json']);
     expect(a.code).toBe(0);
-    expect(evalsOf(a.stdout).map((e) => e.slice(0, 2))).toEqual([[3, 1], [6, 2]]);
+    expect(evalsOf(a.stdout).map((e) => e.slice(0, 2))).toEqual([
+      [3, 1],
+      [6, 2],
+    ]);
     const out = join(dir, 'eb');
     const b1 = await runCli(['pretrain', ...tiny, '--eval-every', '1', '--out', out, '--json', '--stop-after', '3']);
     expect(b1.code).toBe(0);
     expect(jsonLines(b1.stdout).find((e) => e.event === 'summary')!.status).toBe('stopped');
     // the stop lands on the epoch boundary: one checkpoint there, at the start of epoch 2
-    expect(readdirSync(join(out, 'checkpoints')).filter((f) => f.endsWith('.safetensors'))).toEqual(['step-00000003.safetensors']);
+    expect(readdirSync(join(out, 'checkpoints')).filter((f) => f.endsWith('.safetensors'))).toEqual([
+      'step-00000003.safetensors',
+    ]);
     // a --stop-after that lands on the last step finishes the run (final kNN, export)
     const b2 = await runCli(['pretrain', '--resume', out, '--json', '--stop-after', '3']);
     expect(b2.code).toBe(0);
@@ -103,7 +161,12 @@ describe('medic-native pretrain', () => {
     expect(existsSync(join(out, 'student-timm.safetensors'))).toBe(true);
     expect([...losses(b1.stdout), ...losses(b2.stdout)]).toEqual(losses(a.stdout));
     expect([...evalsOf(b1.stdout), ...evalsOf(b2.stdout)]).toEqual(evalsOf(a.stdout));
-    expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(
+      readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).step),
+    ).toEqual([1, 2, 3, 4, 5, 6]);
   });
 
   it('stops with a clear message when the loss diverges, keeping the last good checkpoint', async () => {
@@ -122,11 +185,18 @@ describe('medic-native pretrain', () => {
     // resuming from it drops the diverged steps' records from metrics.jsonl
     const again = await runCli(['pretrain', '--resume', out, '--epochs', '2', '--json']);
     expect(again.code).toBe(0);
-    expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(
+      readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).step),
+    ).toEqual([1, 2, 3, 4, 5, 6]);
     // diverging before any checkpoint says so instead of pointing at one
     const fresh = await runCli(['pretrain', ...tiny, ...diverge, '--out', join(dir, 'nan-fresh'), '--json']);
     expect(fresh.code).toBe(3);
-    expect(jsonLines(fresh.stdout).find((e) => e.event === 'warning' && /diverged/.test(e.message as string))?.message).toMatch(/No checkpoint was written before it/);
+    expect(
+      jsonLines(fresh.stdout).find((e) => e.event === 'warning' && /diverged/.test(e.message as string))?.message,
+    ).toMatch(/No checkpoint was written before it/);
   });
 
   it('rejects bad input with errors that name what was wrong', async () => {
@@ -145,7 +215,10 @@ describe('medic-native pretrain', () => {
     writeFileSync(corrupt, 'not a checkpoint at all');
     await bad(['pretrain', '--resume', corrupt], /corrupt.safetensors: not a valid safetensors file/);
     // a checkpoint whose shapes do not fit: resume the micro run as a mini student
-    await bad(['pretrain', '--resume', join(dir, 'full'), '--model', 'mini'], /does not fit this model .*encoder\.patch_embed\.proj\.weight: checkpoint has \[32,3,4,4\], the model needs \[96,3,4,4\]/);
+    await bad(
+      ['pretrain', '--resume', join(dir, 'full'), '--model', 'mini'],
+      /does not fit this model .*encoder\.patch_embed\.proj\.weight: checkpoint has \[32,3,4,4\], the model needs \[96,3,4,4\]/,
+    );
     // a teacher file with missing keys
     const teacher = join(dir, 'teacher.safetensors');
     writeSafetensors(teacher, {
@@ -163,13 +236,17 @@ describe('medic-native pretrain on user data', () => {
     const root = join(dir, 'folder');
     const classes: Record<string, [number, number, number]> = { circles: [220, 40, 40], stripes: [40, 40, 220] };
     const writes: Promise<unknown>[] = [];
-    for (const [split, n] of [['train', 20], ['val', 5]] as const)
+    for (const [split, n] of [
+      ['train', 20],
+      ['val', 5],
+    ] as const)
       for (const [cls, rgb] of Object.entries(classes)) {
         mkdirSync(join(root, split, cls), { recursive: true });
         for (let i = 0; i < n; i++) {
           const w = 24 + (i % 5) * 4;
           const px = Buffer.alloc(w * w * 3);
-          for (let p = 0; p < w * w; p++) for (let ch = 0; ch < 3; ch++) px[3 * p + ch] = (rgb[ch] * ((p * (i + 3)) % 97)) / 97;
+          for (let p = 0; p < w * w; p++)
+            for (let ch = 0; ch < 3; ch++) px[3 * p + ch] = (rgb[ch] * ((p * (i + 3)) % 97)) / 97;
           const img = sharp(px, { raw: { width: w, height: w, channels: 3 } });
           writes.push((i % 2 ? img.png() : img.jpeg()).toFile(join(root, split, cls, `${i}.${i % 2 ? 'png' : 'jpg'}`)));
         }

@@ -400,7 +400,9 @@ describe('messages and first-run polish', () => {
     expect(h).toMatch(
       /--model <name> student size \(choices: "micro", "mini", "tiny", "small", "base", default: mini\)/,
     );
-    expect(h).toContain('--batch-size <n> images per step in each process (global batch = processes x this) (default: 128)');
+    expect(h).toContain(
+      '--batch-size <n> images per step in each process (global batch = processes x this) (default: 128)',
+    );
     expect(h).not.toMatch(/\(default [^:]/);
     const e = flat((await runCli(['eval', 'knn', '--help'])).stdout);
     expect(e).toContain("--knn-k <list> k values, comma separated (default: the run's --knn-k; 10,20 unless set)");

@@ -12,9 +12,23 @@ const dir = mkdtempSync(join(tmpdir(), 'medic-sweep-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const base = {
-  data: 'synthetic:160:4', imgSize: 16, patchSize: 4, model: 'micro', teacherDim: 32, teacherDepth: 1, teacherHeads: 2,
-  decoderDim: 16, decoderDepth: 1, decoderHeads: 2, batchSize: 16, epochs: 1, stepsPerEpoch: 2, warmupEpochs: 0,
-  workers: 1, threads: 2, knnLimit: 64,
+  data: 'synthetic:160:4',
+  imgSize: 16,
+  patchSize: 4,
+  model: 'micro',
+  teacherDim: 32,
+  teacherDepth: 1,
+  teacherHeads: 2,
+  decoderDim: 16,
+  decoderDepth: 1,
+  decoderHeads: 2,
+  batchSize: 16,
+  epochs: 1,
+  stepsPerEpoch: 2,
+  warmupEpochs: 0,
+  workers: 1,
+  threads: 2,
+  knnLimit: 64,
 };
 
 describe('medic-native sweep', () => {
@@ -26,10 +40,18 @@ describe('medic-native sweep', () => {
     expect(r.code, r.stderr).toBe(0);
     const ev = jsonLines(r.stdout);
     expect(ev.filter((e) => e.event === 'run').map((e) => [e.cell, e.seed, e.how])).toEqual([
-      ['wPix=0', 0, 'new'], ['wPix=0', 1, 'new'], ['wPix=1', 0, 'new'], ['wPix=1', 1, 'new'],
+      ['wPix=0', 0, 'new'],
+      ['wPix=0', 1, 'new'],
+      ['wPix=1', 0, 'new'],
+      ['wPix=1', 1, 'new'],
     ]);
-    const results = ev.filter((e) => e.event === 'result') as { cell: string; seed: number; knn: Record<string, number> }[];
-    for (const res of results) expect(existsSync(join(out, res.cell, `seed-${res.seed}`, 'student-timm.safetensors'))).toBe(true);
+    const results = ev.filter((e) => e.event === 'result') as {
+      cell: string;
+      seed: number;
+      knn: Record<string, number>;
+    }[];
+    for (const res of results)
+      expect(existsSync(join(out, res.cell, `seed-${res.seed}`, 'student-timm.safetensors'))).toBe(true);
     // the table's mean is the mean of the runs' kNN at the largest k
     const j = JSON.parse(readFileSync(join(out, 'sweep.json'), 'utf8'));
     const knn = (cell: string) => results.filter((x) => x.cell === cell).map((x) => x.knn['20']);
@@ -42,7 +64,9 @@ describe('medic-native sweep', () => {
     rmSync(join(out, 'wPix=1', 'seed-1', 'cell.json')); // as if killed after the run's checkpoint
     const again = await runCli(['sweep', grid, '--out', out, '--json']);
     expect(again.code, again.stderr).toBe(0);
-    const hows = jsonLines(again.stdout).filter((e) => e.event === 'run').map((e) => e.how);
+    const hows = jsonLines(again.stdout)
+      .filter((e) => e.event === 'run')
+      .map((e) => e.how);
     expect(hows).toEqual(['skipped', 'skipped', 'skipped', 'resumed']);
     const j2 = JSON.parse(readFileSync(join(out, 'sweep.json'), 'utf8'));
     expect(j2.summary.cells).toEqual(j.summary.cells);

@@ -59,7 +59,8 @@ async function parityRun(order: string, binary = parity): Promise<ParityReport> 
 // The emulator's fiber switch is x86-64 assembly; elsewhere these checks cannot run.
 if (process.arch !== 'x64') {
   describe('CUDA emulator', () => {
-    it('needs an x86-64 machine', (ctx) => ctx.skip(`the emulator's fiber switch is x86-64 only (this is ${process.arch})`));
+    it('needs an x86-64 machine', (ctx) =>
+      ctx.skip(`the emulator's fiber switch is x86-64 only (this is ${process.arch})`));
   });
 }
 
@@ -117,11 +118,15 @@ describe.runIf(process.arch === 'x64')('CUDA emulator', () => {
   }, 300_000);
 
   it('dry run: the whole ViT-B/16 MEDiC step at batch 256 captures as one graph and fits an H200', async () => {
-    const r = await run('npx', ['tsx', 'bench/gpu_step.ts', '--device', 'cuda', '--batch', '256', '--steps', '2', '--warmup', '2'], {
-      MEDIC_NATIVE_BINARY: addon,
-      MEDIC_EMU_DRY_RUN: '1',
-      MEDIC_EMU_VERBOSE: '1',
-    });
+    const r = await run(
+      'npx',
+      ['tsx', 'bench/gpu_step.ts', '--device', 'cuda', '--batch', '256', '--steps', '2', '--warmup', '2'],
+      {
+        MEDIC_NATIVE_BINARY: addon,
+        MEDIC_EMU_DRY_RUN: '1',
+        MEDIC_EMU_VERBOSE: '1',
+      },
+    );
     expect(r.code, r.out.slice(-3000)).toBe(0);
     const nodes = Number(/graph instantiated with (\d+) nodes/.exec(r.out)?.[1]);
     expect(nodes, 'kernels and copies in the captured step').toBeGreaterThan(500);
@@ -131,7 +136,12 @@ describe.runIf(process.arch === 'x64')('CUDA emulator', () => {
   }, 300_000);
 
   it('test/gpu on the emulated CUDA backend: every op through N-API and 6 MEDiC steps with graph capture', async () => {
-    const r = await run('npx', ['vitest', 'run', 'test/gpu', '--reporter=verbose'], { MEDIC_NATIVE_BINARY: addon, MEDIC_EMU_VERBOSE: '1', NO_COLOR: '1', FORCE_COLOR: '0' });
+    const r = await run('npx', ['vitest', 'run', 'test/gpu', '--reporter=verbose'], {
+      MEDIC_NATIVE_BINARY: addon,
+      MEDIC_EMU_VERBOSE: '1',
+      NO_COLOR: '1',
+      FORCE_COLOR: '0',
+    });
     const passed = Number(/Tests\s+(\d+) passed/.exec(r.out)?.[1]);
     expect(passed, r.out.slice(-3000)).toBeGreaterThanOrEqual(36);
     expect(r.out).not.toMatch(/\d+ failed/);
@@ -146,23 +156,63 @@ describe.runIf(process.arch === 'x64')('CUDA emulator', () => {
   // bit (device-side drop-path RNG, graph re-capture after resume, no float atomics anywhere).
   it('pretrain --device cuda: a full run, and an interrupted + resumed run with the same losses bit for bit', async () => {
     const tiny = [
-      '--data', 'synthetic:240:4', '--img-size', '16', '--patch-size', '4', '--model', 'micro',
-      '--teacher-dim', '32', '--teacher-depth', '1', '--teacher-heads', '2',
-      '--decoder-dim', '16', '--decoder-depth', '1', '--decoder-heads', '2',
-      '--batch-size', '16', '--epochs', '2', '--steps-per-epoch', '3', '--warmup-epochs', '1',
-      '--workers', '1', '--threads', '2', '--knn-limit', '100', '--seed', '3', '--json',
+      '--data',
+      'synthetic:240:4',
+      '--img-size',
+      '16',
+      '--patch-size',
+      '4',
+      '--model',
+      'micro',
+      '--teacher-dim',
+      '32',
+      '--teacher-depth',
+      '1',
+      '--teacher-heads',
+      '2',
+      '--decoder-dim',
+      '16',
+      '--decoder-depth',
+      '1',
+      '--decoder-heads',
+      '2',
+      '--batch-size',
+      '16',
+      '--epochs',
+      '2',
+      '--steps-per-epoch',
+      '3',
+      '--warmup-epochs',
+      '1',
+      '--workers',
+      '1',
+      '--threads',
+      '2',
+      '--knn-limit',
+      '100',
+      '--seed',
+      '3',
+      '--json',
     ];
     const env = { MEDIC_NATIVE_BINARY: addon };
-    const losses = (stdout: string) => jsonLines(stdout).filter((e) => e.event === 'step').map((e) => [e.loss, e.l_tok, e.l_cls, e.l_pix, e.grad_norm] as number[]);
+    const losses = (stdout: string) =>
+      jsonLines(stdout)
+        .filter((e) => e.event === 'step')
+        .map((e) => [e.loss, e.l_tok, e.l_cls, e.l_pix, e.grad_norm] as number[]);
 
     const a = await runCli(['pretrain', ...tiny, '--device', 'cuda', '--out', join(work, 'a')], env);
     expect(a.code, a.stderr).toBe(0);
     const ev = jsonLines(a.stdout);
-    expect(ev.some((e) => e.event === 'info' && /^device cuda:0 \(medic CUDA emulator/.test(e.message as string))).toBe(true);
+    expect(ev.some((e) => e.event === 'info' && /^device cuda:0 \(medic CUDA emulator/.test(e.message as string))).toBe(
+      true,
+    );
     expect(ev.find((e) => e.event === 'summary')!.status).toBe('done');
     expect(losses(a.stdout)).toHaveLength(6);
 
-    const b1 = await runCli(['pretrain', ...tiny, '--device', 'cuda', '--out', join(work, 'b'), '--stop-after', '4'], env);
+    const b1 = await runCli(
+      ['pretrain', ...tiny, '--device', 'cuda', '--out', join(work, 'b'), '--stop-after', '4'],
+      env,
+    );
     expect(b1.code, b1.stderr).toBe(0);
     const b2 = await runCli(['pretrain', '--resume', join(work, 'b'), '--json'], env);
     expect(b2.code, b2.stderr).toBe(0);
@@ -172,6 +222,8 @@ describe.runIf(process.arch === 'x64')('CUDA emulator', () => {
     const c = await runCli(['pretrain', ...tiny, '--device', 'cpu', '--out', join(work, 'c')]);
     expect(c.code, c.stderr).toBe(0);
     const lc = losses(c.stdout);
-    losses(a.stdout).forEach((row, i) => expect(Math.abs(row[0] - lc[i][0]) / Math.abs(lc[i][0]), `step ${i + 1} loss`).toBeLessThan(2e-2));
+    losses(a.stdout).forEach((row, i) =>
+      expect(Math.abs(row[0] - lc[i][0]) / Math.abs(lc[i][0]), `step ${i + 1} loss`).toBeLessThan(2e-2),
+    );
   }, 300_000);
 });

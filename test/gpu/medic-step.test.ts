@@ -37,7 +37,10 @@ describe.runIf(gpu.ok)('MEDiC step, CUDA vs CPU', () => {
         const lg = og.outputs.losses as Float32Array;
         expect(lg.every(Number.isFinite), `step ${s}: losses ${Array.from(lg)}`).toBe(true);
         expect(relErr(lg, lc), `step ${s}: losses ${Array.from(lg)} vs ${Array.from(lc)}`).toBeLessThan(1e-2);
-        expect(relErr(og.outputs.grad_norm as Float32Array, oc.outputs.grad_norm as Float32Array), `step ${s}: grad norm`).toBeLessThan(2e-2);
+        expect(
+          relErr(og.outputs.grad_norm as Float32Array, oc.outputs.grad_norm as Float32Array),
+          `step ${s}: grad norm`,
+        ).toBeLessThan(2e-2);
       }
       const params = relErr(sg.get('params').read() as Float32Array, sc.get('params').read() as Float32Array);
       expect(params, 'parameters after 5 steps').toBeLessThan(1e-2);

@@ -25,14 +25,29 @@ interface OpCase {
 
 let seed = (Date.now() % 100000) + 1; // fresh inputs on every run; printed on failure through the label
 const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);
-const randn = (shape: number[], scale = 1): Spec => ({ kind: 'data', shape, dtype: 'f32', data: randomF32(numel(shape), seed++, scale) });
+const randn = (shape: number[], scale = 1): Spec => ({
+  kind: 'data',
+  shape,
+  dtype: 'f32',
+  data: randomF32(numel(shape), seed++, scale),
+});
 const uniform = (shape: number[], lo: number, hi: number): Spec => {
   const r = randomF32(numel(shape), seed++);
   return { kind: 'data', shape, dtype: 'f32', data: r.map((x) => lo + (hi - lo) * (0.5 + 0.5 * Math.tanh(x))) };
 };
 const f32 = (shape: number[], v: number[]): Spec => ({ kind: 'data', shape, dtype: 'f32', data: Float32Array.from(v) });
-const i32 = (shape: number[], v: ArrayLike<number>): Spec => ({ kind: 'data', shape, dtype: 'i32', data: Int32Array.from(v) });
-const u8 = (shape: number[], v: ArrayLike<number>): Spec => ({ kind: 'data', shape, dtype: 'u8', data: Uint8Array.from(v) });
+const i32 = (shape: number[], v: ArrayLike<number>): Spec => ({
+  kind: 'data',
+  shape,
+  dtype: 'i32',
+  data: Int32Array.from(v),
+});
+const u8 = (shape: number[], v: ArrayLike<number>): Spec => ({
+  kind: 'data',
+  shape,
+  dtype: 'u8',
+  data: Uint8Array.from(v),
+});
 const poison = (shape: number[], dtype: DType = 'f32'): Spec => ({ kind: 'poison', shape, dtype });
 function distinct(B: number, K: number, T: number): Spec {
   const out: number[] = [];
@@ -60,7 +75,23 @@ const bf16 = (shape: number[]): Spec => {
   return { kind: 'data', shape, dtype: 'bf16', data: Uint16Array.from(u, (x) => x >>> 16) };
 };
 
-const EXACT = new Set(['fill', 'copy', 'cast', 'copy_rows', 'gather_rows', 'scatter_rows', 'mask_fill', 'mask_fill_bwd', 'patchify', 'unpatchify', 'drop_path_mask', 'init_normal', 'init_uniform', 'allreduce', 'allreduce_wait']);
+const EXACT = new Set([
+  'fill',
+  'copy',
+  'cast',
+  'copy_rows',
+  'gather_rows',
+  'scatter_rows',
+  'mask_fill',
+  'mask_fill_bwd',
+  'patchify',
+  'unpatchify',
+  'drop_path_mask',
+  'init_normal',
+  'init_uniform',
+  'allreduce',
+  'allreduce_wait',
+]);
 const BF16_OPS = new Set(['gemm', 'attention', 'attention_bwd']);
 // Outputs of exact ops that are float sums in another order on the GPU (chunked column reduction),
 // so they match to rounding (relErr 1e-5), not bit for bit: mask_fill_bwd's dtoken.
@@ -70,9 +101,18 @@ function place(engine: Engine, s: Spec, onGpu: boolean): Tensor | null {
   if (!s) return null;
   if (s.kind === 'data') return engine.tensor(s.shape, s.dtype, s.data as never);
   const n = numel(s.shape);
-  const bytes = new Uint8Array(n * (s.dtype === 'f32' || s.dtype === 'i32' ? 4 : s.dtype === 'bf16' ? 2 : 1)).fill(0xff);
+  const bytes = new Uint8Array(n * (s.dtype === 'f32' || s.dtype === 'i32' ? 4 : s.dtype === 'bf16' ? 2 : 1)).fill(
+    0xff,
+  );
   if (!onGpu && s.dtype === 'f32') return engine.tensor(s.shape, 'f32', new Float32Array(n).fill(NaN));
-  const view = s.dtype === 'f32' ? new Float32Array(bytes.buffer) : s.dtype === 'i32' ? new Int32Array(bytes.buffer) : s.dtype === 'bf16' ? new Uint16Array(bytes.buffer) : bytes;
+  const view =
+    s.dtype === 'f32'
+      ? new Float32Array(bytes.buffer)
+      : s.dtype === 'i32'
+        ? new Int32Array(bytes.buffer)
+        : s.dtype === 'bf16'
+          ? new Uint16Array(bytes.buffer)
+          : bytes;
   return engine.tensor(s.shape, s.dtype, view as never);
 }
 
@@ -95,7 +135,8 @@ function cpuOut(cpu: Engine, op: OpName, c: OpCase): Spec[] {
 
 function buildCases(cpu: Engine): Record<string, OpCase[]> {
   const c: Record<string, OpCase[]> = {};
-  const add = (op: OpName, label: string, ins: Spec[], outs: Spec[], attrs?: Attrs) => (c[op] ??= []).push({ label, in: ins, out: outs, attrs });
+  const add = (op: OpName, label: string, ins: Spec[], outs: Spec[], attrs?: Attrs) =>
+    (c[op] ??= []).push({ label, in: ins, out: outs, attrs });
   add('fill', 'f32', [], [poison([7, 5])], { value: 0.5 });
   add('fill', 'i32', [], [poison([119], 'i32')], { value: 7 });
   for (const s of [[7], [2, 119, 77]]) {
@@ -120,33 +161,78 @@ function buildCases(cpu: Engine): Record<string, OpCase[]> {
     const [y] = cpuOut(cpu, 'softmax', { label: '', in: [x], out: [poison(s)], attrs: { scale: 0.125 } });
     add('softmax_bwd', `${s}`, [y, randn(s)], [poison(s)], { scale: 0.125 });
   }
-  for (const s of [[3, 7], [2, 119, 77], [2, 197, 768]]) {
+  for (const s of [
+    [3, 7],
+    [2, 119, 77],
+    [2, 197, 768],
+  ]) {
     const C = s[s.length - 1];
     const R = numel(s) / C;
     const x = randn(s, 2);
     add('layernorm', `${s}`, [x, randn([C]), randn([C])], [poison(s), poison([R]), poison([R])], { eps: 1e-6 });
     add('layernorm', `${s} no params`, [x], [poison(s), poison([R]), poison([R])], { eps: 1e-6 });
-    const st = cpuOut(cpu, 'layernorm', { label: '', in: [x], out: [poison(s), poison([R]), poison([R])], attrs: { eps: 1e-6 } });
+    const st = cpuOut(cpu, 'layernorm', {
+      label: '',
+      in: [x],
+      out: [poison(s), poison([R]), poison([R])],
+      attrs: { eps: 1e-6 },
+    });
     add('layernorm_bwd', `${s}`, [randn(s), x, st[1], st[2], randn([C])], [poison(s), randn([C]), randn([C])]);
   }
   add('pixel_norm', '[156,768]', [randn([156, 768], 3)], [poison([156, 768])], { eps: 1e-6 });
   add('pixel_norm', '[13,48]', [randn([13, 48], 3)], [poison([13, 48])], { eps: 1e-6 });
-  add('gemm', '[7,33]x[19,33]^T +bias', [randn([7, 33]), randn([19, 33]), randn([19])], [poison([7, 19])], { trans_b: 1 });
-  add('gemm', '[2,119,77]x[131,77]^T gelu', [randn([2, 119, 77]), randn([131, 77]), randn([131])], [poison([2, 119, 131]), poison([2, 119, 131])], { trans_b: 1, act: 1 });
-  add('gemm', '[238,77]^T x[238,131] acc', [randn([238, 77]), randn([238, 131])], [randn([77, 131])], { trans_a: 1, acc: 1 });
-  add('gemm', 'batched [2,3,119,64]x[2,3,119,64]^T', [randn([2, 3, 119, 64]), randn([2, 3, 119, 64])], [poison([2, 3, 119, 119])], { trans_b: 1 });
-  add('gemm', 'vitb [2,197,768]x[2304,768]^T', [randn([2, 197, 768]), randn([2304, 768], 0.02), randn([2304])], [poison([2, 197, 2304])], { trans_b: 1 });
-  for (const [B, T, H, Hd] of [[2, 7, 2, 32], [2, 119, 3, 64], [2, 197, 12, 64], [2, 197, 16, 32]]) {
+  add('gemm', '[7,33]x[19,33]^T +bias', [randn([7, 33]), randn([19, 33]), randn([19])], [poison([7, 19])], {
+    trans_b: 1,
+  });
+  add(
+    'gemm',
+    '[2,119,77]x[131,77]^T gelu',
+    [randn([2, 119, 77]), randn([131, 77]), randn([131])],
+    [poison([2, 119, 131]), poison([2, 119, 131])],
+    { trans_b: 1, act: 1 },
+  );
+  add('gemm', '[238,77]^T x[238,131] acc', [randn([238, 77]), randn([238, 131])], [randn([77, 131])], {
+    trans_a: 1,
+    acc: 1,
+  });
+  add(
+    'gemm',
+    'batched [2,3,119,64]x[2,3,119,64]^T',
+    [randn([2, 3, 119, 64]), randn([2, 3, 119, 64])],
+    [poison([2, 3, 119, 119])],
+    { trans_b: 1 },
+  );
+  add(
+    'gemm',
+    'vitb [2,197,768]x[2304,768]^T',
+    [randn([2, 197, 768]), randn([2304, 768], 0.02), randn([2304])],
+    [poison([2, 197, 2304])],
+    { trans_b: 1 },
+  );
+  for (const [B, T, H, Hd] of [
+    [2, 7, 2, 32],
+    [2, 119, 3, 64],
+    [2, 197, 12, 64],
+    [2, 197, 16, 32],
+  ]) {
     const qs = [B, T, 3 * H * Hd];
     const os = [B, T, H * Hd];
     const ls = [B, H, T];
     const qkv = randn(qs);
     add('attention', `B${B} T${T} H${H} Hd${Hd}`, [qkv], [poison(os), poison(ls)], { heads: H });
-    const [o, lse] = cpuOut(cpu, 'attention', { label: '', in: [qkv], out: [poison(os), poison(ls)], attrs: { heads: H } });
+    const [o, lse] = cpuOut(cpu, 'attention', {
+      label: '',
+      in: [qkv],
+      out: [poison(os), poison(ls)],
+      attrs: { heads: H },
+    });
     add('attention_bwd', `B${B} T${T} H${H} Hd${Hd}`, [randn(os), qkv, o, lse], [poison(qs)], { heads: H });
     add('attention_bwd', `B${B} T${T} H${H} Hd${Hd} acc`, [randn(os), qkv, o, lse], [randn(qs)], { heads: H, acc: 1 });
   }
-  for (const s of [[2, 3, 5], [2, 119, 77]]) {
+  for (const s of [
+    [2, 3, 5],
+    [2, 119, 77],
+  ]) {
     const keep = f32([2], [0, 1 / 0.9]);
     const C = s[s.length - 1];
     add('scale_add', `${s}`, [randn(s), randn([C], 0.1), keep], [randn(s)]);
@@ -169,25 +255,61 @@ function buildCases(cpu: Engine): Record<string, OpCase[]> {
     add('mask_fill_bwd', 'M119', [mask(B, T, K), randn(x)], [poison(x), randn([C])]);
   }
   for (const order of [0, 1]) {
-    add('patchify', `[2,3,32,28] p4 order ${order}`, [randn([2, 3, 32, 28])], [poison([2, 56, 48])], { patch: 4, order });
-    add('unpatchify', `[2,3,32,28] p4 order ${order}`, [randn([2, 56, 48])], [poison([2, 3, 32, 28])], { patch: 4, order });
+    add('patchify', `[2,3,32,28] p4 order ${order}`, [randn([2, 3, 32, 28])], [poison([2, 56, 48])], {
+      patch: 4,
+      order,
+    });
+    add('unpatchify', `[2,3,32,28] p4 order ${order}`, [randn([2, 56, 48])], [poison([2, 3, 32, 28])], {
+      patch: 4,
+      order,
+    });
   }
   {
     const s = [3, 120, 77];
     const p = [3, 78, 48];
-    add('medic_loss', `${s} ${p}`, [randn(s), randn(s), randn(p), randn(p)], [poison([4]), poison(s), poison(p)], { w_tok: 1, w_cls: 0.4, w_pix: 1, tau: 0.1, beta: 1 });
-    add('medic_loss', `${s} w_pix 0`, [randn(s), randn(s), null, null], [poison([4]), poison(s), null], { w_tok: 1, w_cls: 0.4, w_pix: 0 });
+    add('medic_loss', `${s} ${p}`, [randn(s), randn(s), randn(p), randn(p)], [poison([4]), poison(s), poison(p)], {
+      w_tok: 1,
+      w_cls: 0.4,
+      w_pix: 1,
+      tau: 0.1,
+      beta: 1,
+    });
+    add('medic_loss', `${s} w_pix 0`, [randn(s), randn(s), null, null], [poison([4]), poison(s), null], {
+      w_tok: 1,
+      w_cls: 0.4,
+      w_pix: 0,
+    });
   }
   {
     const labels = Array.from({ length: 119 }, (_, i) => (i * 31 + seed) % 77);
-    add('cross_entropy', '[119,77]', [randn([119, 77], 3), i32([119], labels)], [poison([1]), poison([119, 77]), poison([1])]);
-    add('cross_entropy', '[119,77] smoothing', [randn([119, 77], 3), i32([119], labels)], [poison([1]), poison([119, 77])], { smoothing: 0.1 });
+    add(
+      'cross_entropy',
+      '[119,77]',
+      [randn([119, 77], 3), i32([119], labels)],
+      [poison([1]), poison([119, 77]), poison([1])],
+    );
+    add(
+      'cross_entropy',
+      '[119,77] smoothing',
+      [randn([119, 77], 3), i32([119], labels)],
+      [poison([1]), poison([119, 77])],
+      { smoothing: 0.1 },
+    );
   }
   for (const n of [7, 1000003]) {
     add('grad_norm', `n=${n}`, [randn([n], 0.01)], [poison([1])]);
-    const wd = u8([n], Array.from({ length: n }, (_, i) => (i * 7) % 3 === 0 ? 0 : 1));
+    const wd = u8(
+      [n],
+      Array.from({ length: n }, (_, i) => ((i * 7) % 3 === 0 ? 0 : 1)),
+    );
     const hyper = f32([3], [1e-3, 0.05, 3]);
-    add('adamw', `n=${n} clip`, [randn([n], 0.01), wd, hyper, f32([1], [5])], [randn([n], 0.02), randn([n], 0.01), uniform([n], 0, 1e-4)], { max_norm: 3 });
+    add(
+      'adamw',
+      `n=${n} clip`,
+      [randn([n], 0.01), wd, hyper, f32([1], [5])],
+      [randn([n], 0.02), randn([n], 0.01), uniform([n], 0, 1e-4)],
+      { max_norm: 3 },
+    );
     add('init_normal', `n=${n}`, [], [poison([n])], { mean: 0, std: 0.02, lo: -0.04, hi: 0.04, seed: 42, stream: 7 });
     add('init_uniform', `n=${n}`, [], [poison([n])], { lo: -0.1, hi: 0.1, seed: 42, stream: 3 });
   }

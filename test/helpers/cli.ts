@@ -41,7 +41,9 @@ export function startCli(args: string[], env: Record<string, string> = {}): CliR
     }
   });
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<CliResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const done = new Promise<CliResult>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
   return {
     child,
     done,
@@ -50,7 +52,9 @@ export function startCli(args: string[], env: Record<string, string> = {}): CliR
         const line = stdout.split('\n').find((l) => re.test(l));
         if (line) return resolve(line);
         waiters.push({ re, resolve });
-        void done.then((r) => reject(new Error(`the CLI exited (${r.code}) before printing ${re}:\n${r.stdout}\n${r.stderr}`)));
+        void done.then((r) =>
+          reject(new Error(`the CLI exited (${r.code}) before printing ${re}:\n${r.stdout}\n${r.stderr}`)),
+        );
       }),
   };
 }

@@ -31,7 +31,13 @@ export function rampRGB(width: number, height: number, rgb: [number, number, num
   return px;
 }
 
-async function encode(px: Buffer, width: number, height: number, format: 'jpeg' | 'png' | 'webp', mode: 'rgb' | 'gray' | 'rgba' = 'rgb'): Promise<Buffer> {
+async function encode(
+  px: Buffer,
+  width: number,
+  height: number,
+  format: 'jpeg' | 'png' | 'webp',
+  mode: 'rgb' | 'gray' | 'rgba' = 'rgb',
+): Promise<Buffer> {
   let img = sharp(px, { raw: { width, height, channels: 3 } });
   if (mode === 'gray') img = img.grayscale();
   if (mode === 'rgba') img = img.ensureAlpha(0.6);
@@ -53,7 +59,14 @@ export interface FolderFixture {
  * root/cat: two JPEGs, one PNG in a nested folder        (+ corrupt.jpg of random bytes when broken)
  */
 export async function makeImageFolder(root: string, opts: { broken?: boolean } = {}): Promise<FolderFixture> {
-  const write = async (rel: string, cls: string, format: 'jpeg' | 'png' | 'webp', mode: 'rgb' | 'gray' | 'rgba', w: number, h: number) => {
+  const write = async (
+    rel: string,
+    cls: string,
+    format: 'jpeg' | 'png' | 'webp',
+    mode: 'rgb' | 'gray' | 'rgba',
+    w: number,
+    h: number,
+  ) => {
     const full = join(root, rel);
     mkdirSync(join(full, '..'), { recursive: true });
     const rgb = mode === 'gray' ? ([128, 128, 128] as [number, number, number]) : CLASS_RGB[cls];
@@ -82,8 +95,12 @@ export async function makeImageFolder(root: string, opts: { broken?: boolean } =
   }
   const images: Record<string, string[]> = {
     ant: ['ant/a1.jpg', 'ant/a2.PNG', 'ant/a3.webp'],
-    bee: opts.broken ? ['bee/b1.png', 'bee/b2.JPEG', 'bee/b3.jpg', 'bee/truncated.jpg'] : ['bee/b1.png', 'bee/b2.JPEG', 'bee/b3.jpg'],
-    cat: opts.broken ? ['cat/c1.jpg', 'cat/c2.jpg', 'cat/corrupt.jpg', 'cat/sub/c3.png'] : ['cat/c1.jpg', 'cat/c2.jpg', 'cat/sub/c3.png'],
+    bee: opts.broken
+      ? ['bee/b1.png', 'bee/b2.JPEG', 'bee/b3.jpg', 'bee/truncated.jpg']
+      : ['bee/b1.png', 'bee/b2.JPEG', 'bee/b3.jpg'],
+    cat: opts.broken
+      ? ['cat/c1.jpg', 'cat/c2.jpg', 'cat/corrupt.jpg', 'cat/sub/c3.png']
+      : ['cat/c1.jpg', 'cat/c2.jpg', 'cat/sub/c3.png'],
   };
   return { root, images, corrupt };
 }
@@ -97,7 +114,12 @@ export function idxBytes(dims: number[], data: Uint8Array, dtype = 0x08): Buffer
   return Buffer.concat([header, Buffer.from(data)]);
 }
 
-export function writeIdx(path: string, dims: number[], data: Uint8Array, opts: { gzip?: boolean; dtype?: number } = {}): void {
+export function writeIdx(
+  path: string,
+  dims: number[],
+  data: Uint8Array,
+  opts: { gzip?: boolean; dtype?: number } = {},
+): void {
   const bytes = idxBytes(dims, data, opts.dtype);
   writeFileSync(path, opts.gzip ? gzipSync(bytes) : bytes);
 }

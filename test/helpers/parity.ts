@@ -4,7 +4,14 @@ import { fileURLToPath } from 'node:url';
 
 import { afterAll, expect } from 'vitest';
 
-import { Engine, type AnyTypedArray, type Attrs, type DType, type OpName, type Tensor } from '../../lib/engine/index.js';
+import {
+  Engine,
+  type AnyTypedArray,
+  type Attrs,
+  type DType,
+  type OpName,
+  type Tensor,
+} from '../../lib/engine/index.js';
 import { SafetensorsFile } from '../../lib/io/safetensors.js';
 
 const fixturesDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures');
@@ -102,9 +109,17 @@ export function randomF32(n: number, seed = 1, scale = 1): Float32Array {
   let s = (seed * 2654435761) >>> 0 || 1;
   const out = new Float32Array(n);
   for (let i = 0; i < n; i += 2) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
     const u1 = (s + 1) / 4294967297;
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
     const u2 = s / 4294967296;
     const r = Math.sqrt(-2 * Math.log(u1));
     out[i] = scale * r * Math.cos(2 * Math.PI * u2);
@@ -176,7 +191,13 @@ export const u8 = (shape: number[], data: ArrayLike<number>): OpSpec => ({ shape
  * Runs one op on fresh tensors and returns the outputs. Outputs given without data are poisoned
  * (NaN for f32 and bf16), so an element the kernel does not write shows up.
  */
-export function runOp(op: OpName, ins: (OpSpec | null)[], outs: (OpSpec | null)[], attrs: Attrs = {}, engine: Engine = cpuEngine()): AnyTypedArray[] {
+export function runOp(
+  op: OpName,
+  ins: (OpSpec | null)[],
+  outs: (OpSpec | null)[],
+  attrs: Attrs = {},
+  engine: Engine = cpuEngine(),
+): AnyTypedArray[] {
   const made: Tensor[] = [];
   const mk = (s: OpSpec | null, out: boolean): Tensor | null => {
     if (!s) return null;

@@ -175,7 +175,18 @@ describe.runIf(hasMpirun)('pretrain under mpirun -np 2', () => {
   // log-variances are parameters, so their gradient is all-reduced like the others'; the spike guard
   // reads the rank-averaged losses) and bf16 storage (gradients stay f32, so the reduction is unchanged).
   it('evolved masks, uncertainty loss balancing and bf16 match one process at the same global batch', async () => {
-    const extra = ['--mask', 'evolved', '--loss-balance', 'uncertainty', '--precision', 'bf16', '--epochs', '1', '--steps-per-epoch', '6'];
+    const extra = [
+      '--mask',
+      'evolved',
+      '--loss-balance',
+      'uncertainty',
+      '--precision',
+      'bf16',
+      '--epochs',
+      '1',
+      '--steps-per-epoch',
+      '6',
+    ];
     const a = await runCli(['pretrain', ...tiny, ...one, ...extra, '--out', join(dir, 'evolved-one')]);
     ok(a);
     const b = await mpirun(['pretrain', ...tiny, ...two, ...extra, '--out', join(dir, 'evolved-two')]);
@@ -189,7 +200,9 @@ describe.runIf(hasMpirun)('pretrain under mpirun -np 2', () => {
         .flatMap((e) => e.loss_scale as number[]);
     expect(scales(a.stdout)).toHaveLength(18);
     expect(relDiff(scales(a.stdout), scales(b.stdout))).toBeLessThan(1e-5);
-    expect(relDiff(loadCheckpoint(join(dir, 'evolved-one')).params, loadCheckpoint(join(dir, 'evolved-two')).params)).toBeLessThan(1e-5);
+    expect(
+      relDiff(loadCheckpoint(join(dir, 'evolved-one')).params, loadCheckpoint(join(dir, 'evolved-two')).params),
+    ).toBeLessThan(1e-5);
   });
 
   // Checkpoints at steps 2 and 4 (an epoch is 2 steps); rank 1 goes away after step 6. The spike guard

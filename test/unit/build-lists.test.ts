@@ -14,7 +14,9 @@ function cmakeList(text: string, name: string): string[] {
 
 describe('build source lists', () => {
   const cmake = readFileSync(join(packageRoot, 'CMakeLists.txt'), 'utf8');
-  const gyp = JSON.parse(readFileSync(join(packageRoot, 'binding.gyp'), 'utf8')) as { targets: { target_name: string; sources: string[] }[] };
+  const gyp = JSON.parse(readFileSync(join(packageRoot, 'binding.gyp'), 'utf8')) as {
+    targets: { target_name: string; sources: string[] }[];
+  };
   const target = gyp.targets.find((t) => t.target_name === 'medic_cpu');
 
   it('binding.gyp builds medic_cpu from exactly the CMake CPU sources', () => {
@@ -28,7 +30,8 @@ describe('build source lists', () => {
     const cuda = cmakeList(cmake, 'MEDIC_CUDA_SOURCES');
     expect(cuda.length).toBeGreaterThan(0);
     expect(cuda.every((f) => f.endsWith('.cu'))).toBe(true);
-    for (const f of [...cmakeList(cmake, 'MEDIC_CPU_SOURCES'), ...cuda]) expect(() => readFileSync(join(packageRoot, f))).not.toThrow();
+    for (const f of [...cmakeList(cmake, 'MEDIC_CPU_SOURCES'), ...cuda])
+      expect(() => readFileSync(join(packageRoot, f))).not.toThrow();
   });
 
   it('the static engine library for the C++ harness lists the same kernels', () => {

@@ -56,11 +56,17 @@ describe('checkpoints', () => {
   });
 
   it('reports how a checkpoint does not fit the model', () => {
-    const saved = [{ name: 'a', shape: [4, 4], offset: 0 }, { name: 'b', shape: [4], offset: 16 }];
+    const saved = [
+      { name: 'a', shape: [4, 4], offset: 0 },
+      { name: 'b', shape: [4], offset: 16 },
+    ];
     expect(() => checkParamTable('x', saved, saved)).not.toThrow();
-    expect(() => checkParamTable('x', saved, [{ name: 'a', shape: [8, 4], offset: 0 }, { name: 'b', shape: [4], offset: 32 }])).toThrow(
-      /a: checkpoint has \[4,4\], the model needs \[8,4\]/,
-    );
+    expect(() =>
+      checkParamTable('x', saved, [
+        { name: 'a', shape: [8, 4], offset: 0 },
+        { name: 'b', shape: [4], offset: 32 },
+      ]),
+    ).toThrow(/a: checkpoint has \[4,4\], the model needs \[8,4\]/);
     expect(() => checkParamTable('x', saved, [{ name: 'a', shape: [4, 4], offset: 0 }])).toThrow(/unexpected b/);
   });
 });

@@ -4,7 +4,14 @@ import { join } from 'node:path';
 
 import { afterAll, describe, expect, it } from 'vitest';
 
-import { checkConfigKeys, defaultConfig, flagOf, formatConfig, readConfigFile, resolveConfig } from '../../lib/train/config.js';
+import {
+  checkConfigKeys,
+  defaultConfig,
+  flagOf,
+  formatConfig,
+  readConfigFile,
+  resolveConfig,
+} from '../../lib/train/config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'medic-cfg-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -34,18 +41,28 @@ describe('pretrain config', () => {
   it('names the flag, what was expected and what was found', () => {
     expect(flagOf('maskRatio')).toBe('--mask-ratio');
     expect(() => resolveConfig({}, { mask: 'grid' })).toThrow(/--mask: expected block, random or evolved, got "grid"/);
-    expect(() => resolveConfig({}, { maskRatio: '1.5' })).toThrow(/--mask-ratio: expected a number in \(0, 1\), got 1.5/);
+    expect(() => resolveConfig({}, { maskRatio: '1.5' })).toThrow(
+      /--mask-ratio: expected a number in \(0, 1\), got 1.5/,
+    );
     expect(() => resolveConfig({}, { epochs: 'ten' })).toThrow(/--epochs: expected a number, got "ten"/);
     expect(() => resolveConfig({}, { batchSize: '0' })).toThrow(/--batch-size: expected a positive integer, got 0/);
     expect(() => resolveConfig({}, { encoding: 'sparse2' })).toThrow(/--encoding: expected sparse or dense/);
-    expect(() => resolveConfig({}, { model: 'huge' })).toThrow(/--model: expected one of micro, mini, tiny, small, base/);
-    expect(() => resolveConfig({}, { imgSize: '30' })).toThrow(/--img-size: expected a multiple of --patch-size 7, got 30/);
-    expect(() => resolveConfig({}, { seed: String(2 ** 31) })).toThrow(/--seed: expected an integer below 2\^31, got 2147483648/);
+    expect(() => resolveConfig({}, { model: 'huge' })).toThrow(
+      /--model: expected one of micro, mini, tiny, small, base/,
+    );
+    expect(() => resolveConfig({}, { imgSize: '30' })).toThrow(
+      /--img-size: expected a multiple of --patch-size 7, got 30/,
+    );
+    expect(() => resolveConfig({}, { seed: String(2 ** 31) })).toThrow(
+      /--seed: expected an integer below 2\^31, got 2147483648/,
+    );
     expect(resolveConfig({}, { workers: '0' }).workers).toBe(0);
     expect(() => resolveConfig({}, { hflip: '2' })).toThrow(/--hflip: expected a probability in \[0, 1\], got 2/);
     expect(() => resolveConfig({}, { wTok: '0', wCls: '0', wPix: '0' })).toThrow(/at least one loss weight/);
     expect(() => resolveConfig({}, { wPix: '-1' })).toThrow(/--w-pix: expected a non-negative number/);
-    expect(() => resolveConfig({}, { teacher: join(dir, 'missing.safetensors') })).toThrow(/--teacher: expected an existing CLIP checkpoint/);
+    expect(() => resolveConfig({}, { teacher: join(dir, 'missing.safetensors') })).toThrow(
+      /--teacher: expected an existing CLIP checkpoint/,
+    );
   });
 
   it('rejects config files that are missing, malformed or hold unknown keys', () => {
@@ -63,13 +80,17 @@ describe('config keys at run time (JavaScript callers, parsed JSON, checkpoints)
   it('rejects an unknown key, naming it and where it came from', () => {
     expect(() => resolveConfig({}, { bogus: 1 } as never)).toThrow(/^flags: unknown setting 'bogus' \(known: data, /);
     expect(() => resolveConfig({ bogus: 1 } as never)).toThrow(/^config: unknown setting 'bogus'/);
-    expect(() => checkConfigKeys({ epochs: 3, epochz: 3 }, 'checkpoint runs/x.safetensors')).toThrow(/^checkpoint runs\/x.safetensors: unknown setting 'epochz'/);
+    expect(() => checkConfigKeys({ epochs: 3, epochz: 3 }, 'checkpoint runs/x.safetensors')).toThrow(
+      /^checkpoint runs\/x.safetensors: unknown setting 'epochz'/,
+    );
     expect(() => checkConfigKeys({ ...defaultConfig }, 'checkpoint')).not.toThrow();
   });
 
   it('checks the device string', () => {
     expect(resolveConfig({}, { device: 'cuda:1' }).device).toBe('cuda:1');
-    expect(() => resolveConfig({}, { device: 'tpu' })).toThrow(/--device: expected auto, cpu, cuda or cuda:N, got 'tpu'/);
+    expect(() => resolveConfig({}, { device: 'tpu' })).toThrow(
+      /--device: expected auto, cpu, cuda or cuda:N, got 'tpu'/,
+    );
     expect(() => resolveConfig({ device: 3 } as never)).toThrow(/--device: expected auto, cpu, cuda or cuda:N, got 3/);
   });
 });

@@ -25,11 +25,17 @@ describe('image folder', () => {
   test('decoder messages: one line, repeats and tile noise dropped, a lost message named', () => {
     const premature = 'VipsJpeg: premature end of JPEG image';
     expect(decoderMessage(new Error(`${premature}\n${premature}\n`))).toBe(premature);
-    expect(decoderMessage(new Error(`Input buffer has corrupt header: ${premature}`))).toBe(`Input buffer has corrupt header: ${premature}`);
-    expect(decoderMessage(new Error('Warning treated as error due to failOn setting\nerror in tile 0 x 8\nerror in tile 0 x 0'))).toBe(
+    expect(decoderMessage(new Error(`Input buffer has corrupt header: ${premature}`))).toBe(
+      `Input buffer has corrupt header: ${premature}`,
+    );
+    expect(
+      decoderMessage(
+        new Error('Warning treated as error due to failOn setting\nerror in tile 0 x 8\nerror in tile 0 x 0'),
+      ),
+    ).toBe('corrupt or truncated image data (the decoder gave no details)');
+    expect(decoderMessage(new Error('Unknown error'))).toBe(
       'corrupt or truncated image data (the decoder gave no details)',
     );
-    expect(decoderMessage(new Error('Unknown error'))).toBe('corrupt or truncated image data (the decoder gave no details)');
   });
 
   test('classes sorted, labels, formats, nested files, non-images ignored', async () => {
@@ -38,7 +44,9 @@ describe('image folder', () => {
     expect(d.classNames).toEqual(['ant', 'bee', 'cat']);
     expect(d.train.length).toBe(9);
     expect(d.notes.join('\n')).toMatch(/ignored 1 non-image file/);
-    const expected = Object.entries(fx.images).flatMap(([cls, files]) => files.map((f) => [join(fx.root, f), ['ant', 'bee', 'cat'].indexOf(cls)]));
+    const expected = Object.entries(fx.images).flatMap(([cls, files]) =>
+      files.map((f) => [join(fx.root, f), ['ant', 'bee', 'cat'].indexOf(cls)]),
+    );
     expect(Array.from({ length: 9 }, (_, i) => [d.train.where(i), d.train.label(i)])).toEqual(expected);
   });
 
@@ -64,7 +72,9 @@ describe('image folder', () => {
 
   test('seeded stratified split: deterministic, disjoint, per class, seed-dependent', async () => {
     const root = join(tmp.dir, 'many');
-    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#336699' } }).png().toBuffer();
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#336699' } })
+      .png()
+      .toBuffer();
     for (const cls of ['x', 'y']) {
       mkdirSync(join(root, cls), { recursive: true });
       for (let k = 0; k < 20; k++) writeFileSync(join(root, cls, `${k}.png`), png);
@@ -86,7 +96,9 @@ describe('image folder', () => {
   test('train/val layout: val mapped onto train classes', async () => {
     const root = join(tmp.dir, 'tv');
     await makeImageFolder(join(root, 'train'));
-    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#2040e0' } }).png().toBuffer();
+    const png = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#2040e0' } })
+      .png()
+      .toBuffer();
     mkdirSync(join(root, 'val', 'cat'), { recursive: true });
     writeFileSync(join(root, 'val', 'cat', 'v.png'), png);
     const d = await openData(root);
@@ -96,25 +108,33 @@ describe('image folder', () => {
     expect(d.val!.classNames).toEqual(['ant', 'bee', 'cat']);
     mkdirSync(join(root, 'val', 'dog'));
     writeFileSync(join(root, 'val', 'dog', 'v.png'), png);
-    await expect(openData(root)).rejects.toThrow(`class folder '${join(root, 'val', 'dog')}' has no matching class among the 3 train classes`);
+    await expect(openData(root)).rejects.toThrow(
+      `class folder '${join(root, 'val', 'dog')}' has no matching class among the 3 train classes`,
+    );
   });
 
   test('errors name the path and what was expected', async () => {
     const missing = join(tmp.dir, 'nope');
-    await expect(openData(missing)).rejects.toThrow(`data folder '${missing}' does not exist (expected a folder path, 'idx:<dir>', 'mnist'`);
+    await expect(openData(missing)).rejects.toThrow(
+      `data folder '${missing}' does not exist (expected a folder path, 'idx:<dir>', 'mnist'`,
+    );
     const file = join(tmp.dir, 'file.jpg');
     writeFileSync(file, 'x');
     await expect(openData(file)).rejects.toThrow(`data folder '${file}' is not a folder`);
     const flat = join(tmp.dir, 'flatfiles');
     mkdirSync(flat);
     writeFileSync(join(flat, 'a.jpg'), 'x');
-    await expect(openData(flat)).rejects.toThrow(`data folder '${flat}' has no class subfolders: expected ${join(flat, '<class>', '<image>')} (found 1 file(s) and no folders)`);
+    await expect(openData(flat)).rejects.toThrow(
+      `data folder '${flat}' has no class subfolders: expected ${join(flat, '<class>', '<image>')} (found 1 file(s) and no folders)`,
+    );
     const empty = join(tmp.dir, 'emptyclass');
     mkdirSync(join(empty, 'a'), { recursive: true });
     mkdirSync(join(empty, 'b'), { recursive: true });
     writeFileSync(join(empty, 'a', 'x.png'), 'x');
     writeFileSync(join(empty, 'b', 'readme.txt'), 'x');
-    await expect(openData(empty)).rejects.toThrow(`class folder '${join(empty, 'b')}' has no images (expected .jpg, .jpeg, .png, .webp; found 1 other file(s))`);
+    await expect(openData(empty)).rejects.toThrow(
+      `class folder '${join(empty, 'b')}' has no images (expected .jpg, .jpeg, .png, .webp; found 1 other file(s))`,
+    );
     if (process.getuid?.() !== 0) {
       // Root reads anything, so the unreadable case is only testable as a normal user.
       const locked = join(tmp.dir, 'locked');
@@ -130,9 +150,16 @@ describe('image folder', () => {
     const W = 48; // one source pixel = 5.4 levels: a one-pixel shift fails the check below
     const H = 40;
     const px = Buffer.alloc(W * H * 3);
-    for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) px.set([Math.round((x * 255) / (W - 1)), Math.round((y * 255) / (H - 1)), 90], (y * W + x) * 3);
+    for (let y = 0; y < H; y++)
+      for (let x = 0; x < W; x++)
+        px.set([Math.round((x * 255) / (W - 1)), Math.round((y * 255) / (H - 1)), 90], (y * W + x) * 3);
     mkdirSync(join(root, 'g'), { recursive: true });
-    writeFileSync(join(root, 'g', 'grad.png'), await sharp(px, { raw: { width: W, height: H, channels: 3 } }).png().toBuffer());
+    writeFileSync(
+      join(root, 'g', 'grad.png'),
+      await sharp(px, { raw: { width: W, height: H, channels: 3 } })
+        .png()
+        .toBuffer(),
+    );
     const d = await openData(root, { valFraction: 0 });
     const S = 16;
     const none = { normalize: 'none' as const };
@@ -180,7 +207,8 @@ describe('IDX', () => {
     expect(d.train.label(7)).toBe(1);
     const img = await d.train.loadRGB(7);
     expect([img.width, img.height]).toEqual([cols, rows]);
-    for (let p = 0; p < rows * cols; p++) for (let c = 0; c < 3; c++) expect(img.data[3 * p + c]).toBe(images[7 * rows * cols + p]);
+    for (let p = 0; p < rows * cols; p++)
+      for (let c = 0; c < 3; c++) expect(img.data[3 * p + c]).toBe(images[7 * rows * cols + p]);
     expect(d.train.where(7)).toBe(`${join(dir, 'train-images-idx3-ubyte.gz')}#7`);
   });
 
@@ -196,17 +224,33 @@ describe('IDX', () => {
 
   test('bad files: magic, dtype, dims, truncated, count mismatch, missing', async () => {
     const data = new Uint8Array(2 * 2 * 2);
-    expect(() => parseIdx(new Uint8Array([1, 2, 8, 1, 0, 0, 0, 0]), 'f')).toThrow("IDX file 'f' has a bad magic number: expected 00 00 <dtype> <ndims>, found 01 02 08 01");
-    expect(() => parseIdx(idxBytes([2, 2, 2], new Uint8Array(32), 0x0d), 'f')).toThrow("IDX file 'f' has dtype 0x0d (float): expected 0x08 (unsigned byte)");
-    expect(() => parseIdx(idxBytes([2, 2, 2], data.subarray(0, 5)), 'f')).toThrow("IDX file 'f' has dims [2, 2, 2] that need 8 data bytes, found 5 (truncated?)");
-    expect(() => parseIdx(new Uint8Array([0, 0]), 'f')).toThrow("IDX file 'f' is too short for a header: expected at least 4 bytes, found 2");
-    expect(() => parseIdx(new Uint8Array([0, 0, 8, 3, 0, 0]), 'f')).toThrow("IDX file 'f' is truncated in its header: 3 dims need 16 bytes, found 6");
-    expect(() => parseIdx(new Uint8Array([0x1f, 0x8b, 1, 2, 3]), 'f')).toThrow(/IDX file 'f' starts like gzip but does not decompress/);
+    expect(() => parseIdx(new Uint8Array([1, 2, 8, 1, 0, 0, 0, 0]), 'f')).toThrow(
+      "IDX file 'f' has a bad magic number: expected 00 00 <dtype> <ndims>, found 01 02 08 01",
+    );
+    expect(() => parseIdx(idxBytes([2, 2, 2], new Uint8Array(32), 0x0d), 'f')).toThrow(
+      "IDX file 'f' has dtype 0x0d (float): expected 0x08 (unsigned byte)",
+    );
+    expect(() => parseIdx(idxBytes([2, 2, 2], data.subarray(0, 5)), 'f')).toThrow(
+      "IDX file 'f' has dims [2, 2, 2] that need 8 data bytes, found 5 (truncated?)",
+    );
+    expect(() => parseIdx(new Uint8Array([0, 0]), 'f')).toThrow(
+      "IDX file 'f' is too short for a header: expected at least 4 bytes, found 2",
+    );
+    expect(() => parseIdx(new Uint8Array([0, 0, 8, 3, 0, 0]), 'f')).toThrow(
+      "IDX file 'f' is truncated in its header: 3 dims need 16 bytes, found 6",
+    );
+    expect(() => parseIdx(new Uint8Array([0x1f, 0x8b, 1, 2, 3]), 'f')).toThrow(
+      /IDX file 'f' starts like gzip but does not decompress/,
+    );
 
     const dir = join(tmp.dir, 'idx-bad');
     mkdirSync(dir);
-    await expect(openData(`idx:${dir}`)).rejects.toThrow(`idx folder '${dir}' has no train images file: expected train-images-idx3-ubyte[.gz] (found: nothing)`);
-    await expect(openData(`idx:${join(dir, 'nope')}`)).rejects.toThrow(`idx folder '${join(dir, 'nope')}' does not exist`);
+    await expect(openData(`idx:${dir}`)).rejects.toThrow(
+      `idx folder '${dir}' has no train images file: expected train-images-idx3-ubyte[.gz] (found: nothing)`,
+    );
+    await expect(openData(`idx:${join(dir, 'nope')}`)).rejects.toThrow(
+      `idx folder '${join(dir, 'nope')}' does not exist`,
+    );
     writeIdx(join(dir, 'train-images-idx3-ubyte'), [n, rows, cols], images);
     writeIdx(join(dir, 'train-labels-idx1-ubyte'), [n - 1], labels.subarray(1));
     await expect(openData(`idx:${dir}`)).rejects.toThrow(
@@ -214,10 +258,14 @@ describe('IDX', () => {
     );
     writeIdx(join(dir, 'train-labels-idx1-ubyte'), [n], labels);
     writeIdx(join(dir, 'train-images-idx3-ubyte'), [n, rows * cols], images);
-    await expect(openData(`idx:${dir}`)).rejects.toThrow(`has dims [${n}, ${rows * cols}]: expected [count, rows, cols] or [count, rows, cols, 1|3]`);
+    await expect(openData(`idx:${dir}`)).rejects.toThrow(
+      `has dims [${n}, ${rows * cols}]: expected [count, rows, cols] or [count, rows, cols, 1|3]`,
+    );
     writeIdx(join(dir, 'train-images-idx3-ubyte'), [n, rows, cols], images);
     writeIdx(join(dir, 't10k-images-idx3-ubyte'), [n, rows, cols], images);
-    await expect(openData(`idx:${dir}`)).rejects.toThrow(/has test images '.*t10k-images-idx3-ubyte' but no test labels: expected both t10k-images and t10k-labels, or neither/);
+    await expect(openData(`idx:${dir}`)).rejects.toThrow(
+      /has test images '.*t10k-images-idx3-ubyte' but no test labels: expected both t10k-images and t10k-labels, or neither/,
+    );
   });
 });
 

@@ -28,7 +28,11 @@ beforeAll(async () => {
 });
 afterAll(() => tmp.cleanup());
 
-async function collect(ds: ImageDataset, o: LoaderOptions, limit = Infinity): Promise<{ batches: Batch[]; loader: DataLoader }> {
+async function collect(
+  ds: ImageDataset,
+  o: LoaderOptions,
+  limit = Infinity,
+): Promise<{ batches: Batch[]; loader: DataLoader }> {
   const loader = new DataLoader(ds, o);
   const batches: Batch[] = [];
   for await (const b of loader) {
@@ -38,11 +42,27 @@ async function collect(ds: ImageDataset, o: LoaderOptions, limit = Infinity): Pr
   return { batches, loader };
 }
 
-const strip = (b: Batch) => ({ images: b.images, labels: b.labels, indices: b.indices, size: b.size, epoch: b.epoch, position: b.position, next: b.next });
+const strip = (b: Batch) => ({
+  images: b.images,
+  labels: b.labels,
+  indices: b.indices,
+  size: b.size,
+  epoch: b.epoch,
+  position: b.position,
+  next: b.next,
+});
 
 describe('order', () => {
   test('shuffled per (seed, epoch), partial batch dropped in training; labels and shapes', async () => {
-    const o: LoaderOptions = { batchSize: 8, imageSize: 12, train: true, seed: 3, workers: 0, epochs: 2, sharedMemory: false };
+    const o: LoaderOptions = {
+      batchSize: 8,
+      imageSize: 12,
+      train: true,
+      seed: 3,
+      workers: 0,
+      epochs: 2,
+      sharedMemory: false,
+    };
     const { batches, loader } = await collect(synth, o);
     expect(loader.batchesPerEpoch).toBe(11); // 90 / 8, last 2 dropped
     expect(batches.length).toBe(22);
@@ -63,17 +83,22 @@ describe('order', () => {
       expect(Array.from(b.labels)).toEqual(Array.from(b.indices, (i) => synth.label(i)));
       expect(b.images.length).toBe(8 * 3 * 12 * 12);
       expect(b.images.buffer).toBeInstanceOf(ArrayBuffer);
-      for (const v of b.images) if (!(v >= -2.2 && v <= 2.7)) throw new Error(`value ${v} outside the imagenet-normalised range`);
+      for (const v of b.images)
+        if (!(v >= -2.2 && v <= 2.7)) throw new Error(`value ${v} outside the imagenet-normalised range`);
     });
     // The same sample in two epochs is augmented differently.
     const i = batches[0].indices[0];
     const k1 = batches.slice(11).findIndex((b) => b.indices.includes(i)) + 11;
-    const at = (b: Batch, idx: number) => b.images.subarray(b.indices.indexOf(idx) * 432, b.indices.indexOf(idx) * 432 + 432);
+    const at = (b: Batch, idx: number) =>
+      b.images.subarray(b.indices.indexOf(idx) * 432, b.indices.indexOf(idx) * 432 + 432);
     expect(at(batches[k1], i)).not.toEqual(at(batches[0], i));
     const s = loader.stats();
     expect(s.batches).toBe(22);
     expect(s.images).toBe(176);
-    expect(s.waitMs).toBeCloseTo(batches.reduce((t, b) => t + b.waitMs, 0), 6);
+    expect(s.waitMs).toBeCloseTo(
+      batches.reduce((t, b) => t + b.waitMs, 0),
+      6,
+    );
     expect(s.maxWaitMs).toBe(Math.max(...batches.map((b) => b.waitMs)));
     for (const b of batches) expect(b.waitMs).toBeGreaterThanOrEqual(0);
   });
@@ -100,7 +125,14 @@ describe('order', () => {
   });
 
   test('same bytes with 0, 1 and 3 worker threads', async () => {
-    const o: LoaderOptions = { batchSize: 8, imageSize: 12, train: true, seed: 1, epochs: 2, transform: { colorJitter: 0.4 } };
+    const o: LoaderOptions = {
+      batchSize: 8,
+      imageSize: 12,
+      train: true,
+      seed: 1,
+      epochs: 2,
+      transform: { colorJitter: 0.4 },
+    };
     const ref = (await collect(synth, { ...o, workers: 0 })).batches.map(strip);
     for (const workers of [1, 3]) {
       const got = (await collect(synth, { ...o, workers, prefetch: 3 })).batches.map(strip);
@@ -127,13 +159,22 @@ describe('resume', () => {
 describe('unreadable files', () => {
   test('skipped, replaced deterministically, counted, reported once with their path; same with threads', async () => {
     const warnings: string[] = [];
-    const o: LoaderOptions = { batchSize: 4, imageSize: 16, train: false, workers: 0, epochs: 2, onWarning: (m) => warnings.push(m) };
+    const o: LoaderOptions = {
+      batchSize: 4,
+      imageSize: 16,
+      train: false,
+      workers: 0,
+      epochs: 2,
+      onWarning: (m) => warnings.push(m),
+    };
     expect(brokenDs.length).toBe(11);
     const { batches, loader } = await collect(brokenDs, o);
     expect(batches.length).toBe(6);
     expect(warnings.length).toBe(2);
     for (const p of broken.corrupt) expect(warnings.filter((w) => w.includes(p)).length).toBe(1);
-    expect(warnings.join('\n')).toMatch(/truncated\.jpg: (VipsJpeg: premature end of JPEG|corrupt or truncated image data)/i);
+    expect(warnings.join('\n')).toMatch(
+      /truncated\.jpg: (VipsJpeg: premature end of JPEG|corrupt or truncated image data)/i,
+    );
     const s = loader.stats();
     expect(s.badFiles).toBe(2);
     expect(s.replaced).toBe(4); // both bad files, in both epochs
@@ -149,7 +190,8 @@ describe('unreadable files', () => {
         if (/a2\.PNG|b3\.jpg/.test(brokenDs.where(i))) continue;
         const rgb = CLASS_RGB[brokenDs.classNames[b.labels[k]]];
         const base = k * 3 * S * S;
-        const mean = (c: number) => b.images.subarray(base + c * S * S, base + (c + 1) * S * S).reduce((t, v) => t + v, 0) / (S * S);
+        const mean = (c: number) =>
+          b.images.subarray(base + c * S * S, base + (c + 1) * S * S).reduce((t, v) => t + v, 0) / (S * S);
         const std = [0.229, 0.224, 0.225];
         const m = [0.485, 0.456, 0.406];
         for (let c = 0; c < 3; c++) expect(Math.abs((mean(c) * std[c] + m[c]) * 255 - rgb[c])).toBeLessThan(10);
@@ -165,7 +207,13 @@ describe('unreadable files', () => {
     const run: string[] = [];
     const reported = new Set<string>();
     const first = await collect(brokenDs, { ...o, epochs: 1, onWarning: (m) => run.push(m), reported });
-    const second = await collect(brokenDs, { ...o, epochs: 2, start: { epoch: 1, index: 0 }, onWarning: (m) => run.push(m), reported });
+    const second = await collect(brokenDs, {
+      ...o,
+      epochs: 2,
+      start: { epoch: 1, index: 0 },
+      onWarning: (m) => run.push(m),
+      reported,
+    });
     expect(run.length).toBe(2);
     expect([...reported].sort()).toEqual([...broken.corrupt].sort());
     for (const l of [first.loader, second.loader]) {
@@ -185,14 +233,24 @@ describe('partly decodable files', () => {
     const H = 160;
     const noise = Buffer.alloc(W * H * 3);
     for (let k = 0; k < noise.length; k++) noise[k] = (Math.imul(k, 2654435761) >>> 24) & 255; // incompressible: rows fill the file evenly
-    const jpg = await sharp(noise, { raw: { width: W, height: H, channels: 3 } }).jpeg().toBuffer();
+    const jpg = await sharp(noise, { raw: { width: W, height: H, channels: 3 } })
+      .jpeg()
+      .toBuffer();
     for (const cls of ['a', 'b']) {
       mkdirSync(join(root, cls), { recursive: true });
       writeFileSync(join(root, cls, 'half.jpg'), jpg.subarray(0, jpg.length >> 1));
       for (let k = 0; k < 3; k++) writeFileSync(join(root, cls, `ok${k}.jpg`), jpg);
     }
     const ds = (await openData(root, { valFraction: 0 })).train;
-    const o: LoaderOptions = { batchSize: 4, imageSize: 8, train: true, seed: 5, epochs: 12, onWarning: () => {}, transform: { scale: [0.05, 0.1] } };
+    const o: LoaderOptions = {
+      batchSize: 4,
+      imageSize: 8,
+      train: true,
+      seed: 5,
+      epochs: 12,
+      onWarning: () => {},
+      transform: { scale: [0.05, 0.1] },
+    };
     const ref = await collect(ds, { ...o, workers: 0 });
     const replaced = ref.loader.stats().replaced;
     expect(replaced).toBeGreaterThan(0);
@@ -211,11 +269,16 @@ describe('options and lifetime', () => {
     expect(() => new DataLoader(tiny, { batchSize: 8, imageSize: 8, train: true, workers: 0 })).toThrow(
       'synthetic: 5 images of 64x64 px, 2 classes has 5 images, fewer than the batch size 8: no full batch (the last partial batch is dropped in training)',
     );
-    expect(() => new DataLoader(tiny, { batchSize: 0, imageSize: 8, train: true, workers: 0 })).toThrow('batchSize must be a positive integer, found 0');
-    expect(() => new DataLoader(tiny, { batchSize: 2, imageSize: 8, train: true, workers: -1 })).toThrow('workers must be an integer >= 0, found -1');
-    expect(() => new DataLoader(tiny, { batchSize: 2, imageSize: 8, train: true, workers: 0, start: { epoch: 0, index: 9 } })).toThrow(
-      'start position must be {epoch >= 0, 0 <= index <= 5} (integers), found {"epoch":0,"index":9}',
+    expect(() => new DataLoader(tiny, { batchSize: 0, imageSize: 8, train: true, workers: 0 })).toThrow(
+      'batchSize must be a positive integer, found 0',
     );
+    expect(() => new DataLoader(tiny, { batchSize: 2, imageSize: 8, train: true, workers: -1 })).toThrow(
+      'workers must be an integer >= 0, found -1',
+    );
+    expect(
+      () =>
+        new DataLoader(tiny, { batchSize: 2, imageSize: 8, train: true, workers: 0, start: { epoch: 0, index: 9 } }),
+    ).toThrow('start position must be {epoch >= 0, 0 <= index <= 5} (integers), found {"epoch":0,"index":9}');
   });
 
   test('a mostly broken dataset stops the loader with a clear error, from worker threads too', async () => {
@@ -227,8 +290,16 @@ describe('options and lifetime', () => {
     const ds = (await openData(root, { valFraction: 0 })).train;
     for (const workers of [0, 2]) {
       const warnings: string[] = [];
-      const loader = new DataLoader(ds, { batchSize: 2, imageSize: 8, train: true, workers, onWarning: (m) => warnings.push(m) });
-      await expect(loader.next()).rejects.toThrow(/data: 16 unreadable images in a row while loading sample \d of folder .*allbad; last: /);
+      const loader = new DataLoader(ds, {
+        batchSize: 2,
+        imageSize: 8,
+        train: true,
+        workers,
+        onWarning: (m) => warnings.push(m),
+      });
+      await expect(loader.next()).rejects.toThrow(
+        /data: 16 unreadable images in a row while loading sample \d of folder .*allbad; last: /,
+      );
       expect(await loader.next()).toEqual({ done: true, value: undefined }); // closed by the failure
     }
   });

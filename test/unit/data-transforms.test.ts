@@ -128,10 +128,18 @@ describe('RandomResizedCrop', () => {
   test('option validation', () => {
     expect(() => resolveTransform({ size: 0, train: true })).toThrow(/size must be a positive integer, found 0/);
     expect(() => resolveTransform({ size: 8, train: true, scale: [0.5, 0.2] })).toThrow(/crop scale must satisfy/);
-    expect(() => resolveTransform({ size: 8, train: true, hflip: 2 })).toThrow(/hflip probability must be in \[0, 1\], found 2/);
-    expect(() => resolveTransform({ size: 8, train: true, colorJitter: 1.5 })).toThrow(/color jitter must be in \[0, 1\)/);
-    expect(() => resolveTransform({ size: 8, train: false, cropPct: 0 })).toThrow(/cropPct must be in \(0, 1\], found 0/);
-    expect(() => resolveTransform({ size: 8, train: false, normalize: 'foo' })).toThrow(/normalisation 'foo': expected imagenet, clip, none/);
+    expect(() => resolveTransform({ size: 8, train: true, hflip: 2 })).toThrow(
+      /hflip probability must be in \[0, 1\], found 2/,
+    );
+    expect(() => resolveTransform({ size: 8, train: true, colorJitter: 1.5 })).toThrow(
+      /color jitter must be in \[0, 1\)/,
+    );
+    expect(() => resolveTransform({ size: 8, train: false, cropPct: 0 })).toThrow(
+      /cropPct must be in \(0, 1\], found 0/,
+    );
+    expect(() => resolveTransform({ size: 8, train: false, normalize: 'foo' })).toThrow(
+      /normalisation 'foo': expected imagenet, clip, none/,
+    );
   });
 });
 
@@ -164,7 +172,9 @@ describe('resampling', () => {
   test('identity and grayscale to RGB', () => {
     expect(resampleBox(src, W, H, 3, 0, 0, W, H, W, H)).toEqual(src);
     const g = new Uint8Array([0, 50, 100, 150]);
-    expect(Array.from(resampleBox(g, 2, 2, 1, 0, 0, 2, 2, 2, 2))).toEqual([0, 0, 0, 50, 50, 50, 100, 100, 100, 150, 150, 150]);
+    expect(Array.from(resampleBox(g, 2, 2, 1, 0, 0, 2, 2, 2, 2))).toEqual([
+      0, 0, 0, 50, 50, 50, 100, 100, 100, 150, 150, 150,
+    ]);
     expect(Array.from(toRGB(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]), 4, 2))).toEqual([1, 2, 3, 5, 6, 7]);
     expect(Array.from(toRGB(new Uint8Array([9, 255, 7, 0]), 2, 2))).toEqual([9, 9, 9, 7, 7, 7]);
   });
@@ -209,8 +219,14 @@ describe('resampling', () => {
 describe('normalisation', () => {
   test('presets and custom', () => {
     expect(resolveNormalization('imagenet')).toEqual({ mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
-    expect(resolveNormalization('clip')).toEqual({ mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26130258, 0.27577711] });
-    expect(resolveNormalization('0.5,0.5,0.5/0.25,0.25,0.25')).toEqual({ mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] });
+    expect(resolveNormalization('clip')).toEqual({
+      mean: [0.48145466, 0.4578275, 0.40821073],
+      std: [0.26862954, 0.26130258, 0.27577711],
+    });
+    expect(resolveNormalization('0.5,0.5,0.5/0.25,0.25,0.25')).toEqual({
+      mean: [0.5, 0.5, 0.5],
+      std: [0.25, 0.25, 0.25],
+    });
     expect(() => resolveNormalization('0.5,0.5/1,1,1')).toThrow(/expected 3 finite numbers, found \[0.5, 0.5\]/);
     expect(() => resolveNormalization({ mean: [0, 0, 0], std: [1, 0, 1] })).toThrow(/std: expected 3 positive numbers/);
   });
@@ -231,9 +247,11 @@ describe('normalisation', () => {
     }
     const flipped = new Float32Array(3 * S * S);
     writeImage(rgb, S, true, null, spec, flipped, 0);
-    for (let c = 0; c < 3; c++) for (let y = 0; y < S; y++) for (let x = 0; x < S; x++) {
-      expect(flipped[c * S * S + y * S + x]).toBe(out[2 + c * S * S + y * S + (S - 1 - x)]);
-    }
+    for (let c = 0; c < 3; c++)
+      for (let y = 0; y < S; y++)
+        for (let x = 0; x < S; x++) {
+          expect(flipped[c * S * S + y * S + x]).toBe(out[2 + c * S * S + y * S + (S - 1 - x)]);
+        }
     const lo = (0 - 0.485) / 0.229;
     const hi = (1 - 0.406) / 0.225;
     for (const v of out.subarray(2)) expect(v >= lo - 1e-6 && v <= hi + 1e-6).toBe(true);

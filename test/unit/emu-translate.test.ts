@@ -16,7 +16,9 @@ function translate(src: string): { code: number | null; out: string; err: string
   const input = join(dir, 'in.cu');
   const output = join(dir, 'out.cpp');
   writeFileSync(input, src);
-  const r = spawnSync(process.execPath, [join(root, 'native/tests/emu/translate.mjs'), input, output], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(root, 'native/tests/emu/translate.mjs'), input, output], {
+    encoding: 'utf8',
+  });
   return { code: r.status, out: r.status === 0 ? readFileSync(output, 'utf8') : '', err: r.stderr };
 }
 
@@ -43,11 +45,17 @@ describe('emulator translate.mjs', () => {
       '  ::medic_emu::launch("add_kernel", nullptr, grid_for(c, n), kBlock, 0, stream_of(c), [=](auto&&... a_) { add_kernel(a_...); }, a, b, y, n);',
     );
     expect(lines[4]).toBe(''); // the argument's second line: line numbers stay those of the source
-    expect(lines[5]).toContain('::medic_emu::launch("colsum<NS, F>", nullptr, dim3(g, 2), dim3(32, 8), 0, st, [=](auto&&... a_) { colsum<NS, F>(a_...); }, f, R);');
+    expect(lines[5]).toContain(
+      '::medic_emu::launch("colsum<NS, F>", nullptr, dim3(g, 2), dim3(32, 8), 0, st, [=](auto&&... a_) { colsum<NS, F>(a_...); }, f, R);',
+    );
     // a non-zero dynamic shared memory size: the kernel is named for the cudaFuncSetAttribute check
     expect(lines[6]).toContain('::medic_emu::launch("kernel", ::medic_emu::fn_id(kernel), grid, kThreads, smem, st,');
-    expect(lines[7]).toContain('[](int* d) { ::medic_emu::launch("fill", nullptr, 1, 32, 0, nullptr, [=](auto&&... a_) { fill(a_...); }, d); }');
-    expect(lines[8]).toContain('::medic_emu::launch("empty_args", nullptr, 1, 1, 0, nullptr, [=](auto&&... a_) { empty_args(a_...); })');
+    expect(lines[7]).toContain(
+      '[](int* d) { ::medic_emu::launch("fill", nullptr, 1, 32, 0, nullptr, [=](auto&&... a_) { fill(a_...); }, d); }',
+    );
+    expect(lines[8]).toContain(
+      '::medic_emu::launch("empty_args", nullptr, 1, 1, 0, nullptr, [=](auto&&... a_) { empty_args(a_...); })',
+    );
     expect(out).not.toMatch(/<<<.*>>>\(a, b/);
   });
 
@@ -64,9 +72,13 @@ describe('emulator translate.mjs', () => {
     );
     expect(code).toBe(0);
     const lines = out.split('\n');
-    expect(lines[2]).toBe('__global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn(const Args a) { ::medic_emu::check_launch_bounds(kThreads);');
+    expect(lines[2]).toBe(
+      '__global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn(const Args a) { ::medic_emu::check_launch_bounds(kThreads);',
+    );
     expect(lines[3]).toBe('  unsigned char* smem = reinterpret_cast<unsigned char*>(::medic_emu::dynamic_smem());');
-    expect(lines[4]).toBe('  __shared__ __align__(16) __nv_bfloat16 sA[2][kStageElems]; ::medic_emu::shared_declared(&sA, sizeof(sA));');
+    expect(lines[4]).toBe(
+      '  __shared__ __align__(16) __nv_bfloat16 sA[2][kStageElems]; ::medic_emu::shared_declared(&sA, sizeof(sA));',
+    );
     expect(lines[5]).toBe('  __shared__ AdamStep sk; ::medic_emu::shared_declared(&sk, sizeof(sk));');
   });
 

@@ -33,7 +33,9 @@ beforeAll(() => {
   pkg = mkdtempSync(join(tmpdir(), 'medic-loader-'));
   mkdirSync(join(pkg, 'lib', 'engine'), { recursive: true });
   const source = readFileSync(join(packageRoot, 'lib', 'engine', 'loader.ts'), 'utf8');
-  const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
+  const js = ts.transpileModule(source, {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+  }).outputText;
   writeFileSync(join(pkg, 'lib', 'engine', 'loader.js'), js);
   writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'medic-native', version: '9.8.7', type: 'module' }));
   writeFileSync(join(pkg, 'CMakeLists.txt'), '');
@@ -79,11 +81,16 @@ describe('engine loader', () => {
     copyFileSync(localBuildPath('cpu'), join(cudaPkg, 'medic_cuda.node'));
     const index = (version: string) =>
       `module.exports = { path: require('node:path').join(__dirname, 'medic_cuda.node'), variant: 'cuda', version: '${version}' };`;
-    writeFileSync(join(cudaPkg, 'package.json'), JSON.stringify({ name: '@medic-native/linux-x64-cuda', version: '1.0.0', main: 'index.js' }));
+    writeFileSync(
+      join(cudaPkg, 'package.json'),
+      JSON.stringify({ name: '@medic-native/linux-x64-cuda', version: '1.0.0', main: 'index.js' }),
+    );
     writeFileSync(join(cudaPkg, 'index.js'), index('1.0.0'));
     let r = load('cuda');
     expect(r.ok).toBe(false);
-    expect(r.out).toContain('@medic-native/linux-x64-cuda is version 1.0.0, medic-native is 9.8.7; reinstall so they match');
+    expect(r.out).toContain(
+      '@medic-native/linux-x64-cuda is version 1.0.0, medic-native is 9.8.7; reinstall so they match',
+    );
     expect(r.out).toContain('npm_config_build_from_source=true npm rebuild medic-native');
     writeFileSync(join(cudaPkg, 'index.js'), index('9.8.7'));
     r = load('cuda');

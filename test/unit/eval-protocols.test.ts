@@ -13,26 +13,57 @@ import { Rng } from '../../lib/util/rng.js';
 
 function classifierParams(pool: 'avg' | 'cls') {
   const g = new Graph();
-  new Classifier(g, { vit: { img: 16, patch: 4, dim: 8, depth: 2, heads: 2, layerScale: 0.1, dropPath: 0.1 }, classes: 3, pool, headInit: 2e-5 });
+  new Classifier(g, {
+    vit: { img: 16, patch: 4, dim: 8, depth: 2, heads: 2, layerScale: 0.1, dropPath: 0.1 },
+    classes: 3,
+    pool,
+    headInit: 2e-5,
+  });
   g.finalizeParams();
   return g.params;
 }
 
 describe('layer-wise lr decay and the weight-decay set', () => {
   it('groups every parameter of a depth-2 classifier as BEiT / MAE do (mean-pool head)', () => {
-    const groups = lrGroups(classifierParams('avg'), 2, 0.5).map((g) => ({ ...g, names: g.names.map((n) => n.replace('encoder.', '')) }));
+    const groups = lrGroups(classifierParams('avg'), 2, 0.5).map((g) => ({
+      ...g,
+      names: g.names.map((n) => n.replace('encoder.', '')),
+    }));
     const block = (i: number) => [
-      `blocks.${i}.norm1.weight`, `blocks.${i}.norm1.bias`, `blocks.${i}.attn.q_bias`, `blocks.${i}.attn.v_bias`, `blocks.${i}.attn.proj.bias`,
-      `blocks.${i}.norm2.weight`, `blocks.${i}.norm2.bias`, `blocks.${i}.mlp.fc1.bias`, `blocks.${i}.mlp.fc2.bias`, `blocks.${i}.gamma_1`, `blocks.${i}.gamma_2`,
+      `blocks.${i}.norm1.weight`,
+      `blocks.${i}.norm1.bias`,
+      `blocks.${i}.attn.q_bias`,
+      `blocks.${i}.attn.v_bias`,
+      `blocks.${i}.attn.proj.bias`,
+      `blocks.${i}.norm2.weight`,
+      `blocks.${i}.norm2.bias`,
+      `blocks.${i}.mlp.fc1.bias`,
+      `blocks.${i}.mlp.fc2.bias`,
+      `blocks.${i}.gamma_1`,
+      `blocks.${i}.gamma_2`,
     ];
     const sorted = (a: string[]) => [...a].sort();
     expect(groups.map((g) => [g.layer, g.scale, g.decay])).toEqual([
-      [0, 0.125, true], [0, 0.125, false], [1, 0.25, true], [1, 0.25, false], [2, 0.5, true], [2, 0.5, false], [3, 1, true], [3, 1, false],
+      [0, 0.125, true],
+      [0, 0.125, false],
+      [1, 0.25, true],
+      [1, 0.25, false],
+      [2, 0.5, true],
+      [2, 0.5, false],
+      [3, 1, true],
+      [3, 1, false],
     ]);
     expect(sorted(groups[0].names)).toEqual(['patch_embed.proj.weight']);
     expect(sorted(groups[1].names)).toEqual(sorted(['patch_embed.proj.bias', 'cls_token', 'pos_embed']));
     for (const i of [0, 1]) {
-      expect(sorted(groups[2 + 2 * i].names)).toEqual(sorted([`blocks.${i}.attn.qkv.weight`, `blocks.${i}.attn.proj.weight`, `blocks.${i}.mlp.fc1.weight`, `blocks.${i}.mlp.fc2.weight`]));
+      expect(sorted(groups[2 + 2 * i].names)).toEqual(
+        sorted([
+          `blocks.${i}.attn.qkv.weight`,
+          `blocks.${i}.attn.proj.weight`,
+          `blocks.${i}.mlp.fc1.weight`,
+          `blocks.${i}.mlp.fc2.weight`,
+        ]),
+      );
       expect(sorted(groups[3 + 2 * i].names)).toEqual(sorted(block(i)));
     }
     expect(sorted(groups[6].names)).toEqual(['head.weight']);
@@ -66,7 +97,12 @@ describe('mixup and CutMix', () => {
     const S = 2;
     const imgs = Float32Array.from({ length: B * 3 * S * S }, (_, i) => Math.floor(i / 12)); // image b is all b
     applyMix(imgs, B, S, { kind: 'mixup', lam: 0.75 });
-    expect(Array.from(imgs.filter((_, i) => i % 12 === 0))).toEqual([0.75 * 0 + 0.25 * 3, 0.75 * 1 + 0.25 * 2, 0.75 * 2 + 0.25 * 1, 0.75 * 3 + 0.25 * 0]);
+    expect(Array.from(imgs.filter((_, i) => i % 12 === 0))).toEqual([
+      0.75 * 0 + 0.25 * 3,
+      0.75 * 1 + 0.25 * 2,
+      0.75 * 2 + 0.25 * 1,
+      0.75 * 3 + 0.25 * 0,
+    ]);
     const t = mixTargets([0, 1, 2, 0], 3, 0.75, 0.3);
     // off = 0.1, on = 0.8: row 0 = 0.75 * (0.8, 0.1, 0.1) + 0.25 * (0.8, 0.1, 0.1)
     expect(Array.from(t.subarray(0, 3)).map((x) => +x.toFixed(6))).toEqual([0.8, 0.1, 0.1]);
@@ -126,12 +162,35 @@ describe('top-k and the protocol defaults', () => {
   });
 
   it('resolves the small-data and paper defaults', () => {
-    expect(resolveLinear({}, 9000)).toMatchObject({ optimizer: 'sgd', batchSize: 256, epochs: 90, lr: 0.1, weightDecay: 0 });
+    expect(resolveLinear({}, 9000)).toMatchObject({
+      optimizer: 'sgd',
+      batchSize: 256,
+      epochs: 90,
+      lr: 0.1,
+      weightDecay: 0,
+    });
     expect(resolveLinear({}, 1_281_167)).toMatchObject({ optimizer: 'lars', batchSize: 16384, trust: 0.001 });
     expect(resolveLinear({ batchSize: 512 }, 300)).toMatchObject({ batchSize: 300 });
     expect(() => resolveLinear({ epochs: 0 }, 10)).toThrow(/--epochs: expected a positive integer, got 0/);
-    expect(resolveFinetune({}, 9000, 28)).toMatchObject({ epochs: 20, batchSize: 128, cropScale: 0.5, layerDecay: 0.65, smoothing: 0.1, mixup: 0.8, cutmix: 1 });
-    expect(resolveFinetune({}, 1_281_167, 224)).toMatchObject({ epochs: 100, batchSize: 1024, cropScale: 0.08, lr: 5e-4, weightDecay: 0.05, dropPath: 0.1 });
-    expect(() => resolveFinetune({ layerDecay: 1.5 }, 10, 28)).toThrow(/--layer-decay: expected a number in \(0, 1\], got 1.5/);
+    expect(resolveFinetune({}, 9000, 28)).toMatchObject({
+      epochs: 20,
+      batchSize: 128,
+      cropScale: 0.5,
+      layerDecay: 0.65,
+      smoothing: 0.1,
+      mixup: 0.8,
+      cutmix: 1,
+    });
+    expect(resolveFinetune({}, 1_281_167, 224)).toMatchObject({
+      epochs: 100,
+      batchSize: 1024,
+      cropScale: 0.08,
+      lr: 5e-4,
+      weightDecay: 0.05,
+      dropPath: 0.1,
+    });
+    expect(() => resolveFinetune({ layerDecay: 1.5 }, 10, 28)).toThrow(
+      /--layer-decay: expected a number in \(0, 1\], got 1.5/,
+    );
   });
 });

@@ -66,6 +66,8 @@ describe('evolved masks', () => {
   });
 
   it('bad input names what was wrong', () => {
-    expect(() => evolvedMasks(base, new Float32Array(10), B, 0, 0, 0)).toThrow(/the attention maps hold 10 values, expected B \* N \* N = 12288/);
+    expect(() => evolvedMasks(base, new Float32Array(10), B, 0, 0, 0)).toThrow(
+      /the attention maps hold 10 values, expected B \* N \* N = 12288/,
+    );
   });
 });

@@ -1,7 +1,18 @@
 // Pure graph logic (no addon): emitted backward ops, acc flags, gradient buffers, validation.
 import { describe, expect, it } from 'vitest';
 
-import { Graph, compile, copy, layerNorm, linear, maskFill, residualAdd, validate, type OpRecord, type Value } from '../../lib/graph/index.js';
+import {
+  Graph,
+  compile,
+  copy,
+  layerNorm,
+  linear,
+  maskFill,
+  residualAdd,
+  validate,
+  type OpRecord,
+  type Value,
+} from '../../lib/graph/index.js';
 import { Block } from '../../lib/nn/index.js';
 
 const bwd = (g: Graph): OpRecord[] => g.ops.filter((o) => o.phase === 'backward');
@@ -55,7 +66,10 @@ describe('linear backward', () => {
     const b = linear(g, x, w2, null);
     const s = linear(g, a, w2, null);
     void s;
-    g.backward([{ value: b, grad: g.input('db', [3, 4]) }, { value: a, grad: g.input('da', [3, 4]) }]);
+    g.backward([
+      { value: b, grad: g.input('db', [3, 4]) },
+      { value: a, grad: g.input('da', [3, 4]) },
+    ]);
     const dxWrites = bwd(g).filter((o) => o.op === 'gemm' && o.out[0]!.name === 'd:x');
     expect(dxWrites.map((o) => o.attrs.acc)).toEqual([0, 1]);
   });
@@ -66,7 +80,15 @@ describe('residual stream', () => {
     const g = new Graph();
     const x = g.input('x', [2, 5, 8], 'f32', { requiresGrad: true });
     let y = x;
-    for (let i = 0; i < 2; i++) y = new Block(g, `b${i}`, { dim: 8, heads: 2, qkvBias: 'qv', layerScale: 0.1, dropPath: i === 0 ? 0 : 0.1, layerId: i + 1 }).forward(y, { seed: g.input(`seed${i}`, [2], 'i32'), stream: i });
+    for (let i = 0; i < 2; i++)
+      y = new Block(g, `b${i}`, {
+        dim: 8,
+        heads: 2,
+        qkvBias: 'qv',
+        layerScale: 0.1,
+        dropPath: i === 0 ? 0 : 0.1,
+        layerId: i + 1,
+      }).forward(y, { seed: g.input(`seed${i}`, [2], 'i32'), stream: i });
     g.backward([{ value: y, grad: g.input('dy', [2, 5, 8]) }]);
     return { g, y };
   }
@@ -119,7 +141,12 @@ describe('residual stream', () => {
       ['b1.attn.v_bias', 16],
     ]);
     const back = bwd(g).filter((o) => o.op === 'copy' && o.out[0]!.kind === 'grad');
-    expect(back.map((o) => o.out[0]!.name).sort()).toEqual(['grad:b0.attn.q_bias', 'grad:b0.attn.v_bias', 'grad:b1.attn.q_bias', 'grad:b1.attn.v_bias']);
+    expect(back.map((o) => o.out[0]!.name).sort()).toEqual([
+      'grad:b0.attn.q_bias',
+      'grad:b0.attn.v_bias',
+      'grad:b1.attn.q_bias',
+      'grad:b1.attn.v_bias',
+    ]);
     for (const o of back) expect(o.attrs.acc).toBe(1);
   });
 });
@@ -166,14 +193,24 @@ describe('accumulate-only gradient outputs', () => {
     const out = residualAdd(g, x, z, gamma, null);
     g.backward([{ value: out, grad: g.input('dout', [2, 3, 4]) }]);
     const ops = bwd(g);
-    for (const [name, op] of [['d:w', 'layernorm_bwd'], ['d:b', 'layernorm_bwd'], ['d:tok', 'mask_fill_bwd'], ['d:gamma', 'scale_add_bwd']]) {
+    for (const [name, op] of [
+      ['d:w', 'layernorm_bwd'],
+      ['d:b', 'layernorm_bwd'],
+      ['d:tok', 'mask_fill_bwd'],
+      ['d:gamma', 'scale_add_bwd'],
+    ]) {
       const fill = ops.findIndex((o) => o.op === 'fill' && o.out[0]!.name === name);
       const use = ops.findIndex((o) => o.op === op && o.out.some((v) => v?.name === name));
       expect(fill, name).toBeGreaterThanOrEqual(0);
       expect(use, name).toBeGreaterThan(fill);
     }
     // a param needs no fill: its window of the flat grads (zeroed once) is accumulated into directly
-    expect(ops.filter((o) => o.op === 'fill').map((o) => o.out[0]!.name).sort()).toEqual(['d:b', 'd:gamma', 'd:tok', 'd:w']);
+    expect(
+      ops
+        .filter((o) => o.op === 'fill')
+        .map((o) => o.out[0]!.name)
+        .sort(),
+    ).toEqual(['d:b', 'd:gamma', 'd:tok', 'd:w']);
     validate(g);
   });
 });

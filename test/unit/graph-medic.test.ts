@@ -31,7 +31,14 @@ describe('param table', () => {
     expect(decayed).toContain('encoder.patch_embed.proj.weight');
     expect(decayed).toContain('decoder.pred.weight');
     for (const n of decayed) expect(n).toMatch(/weight$/);
-    for (const n of ['encoder.pos_embed', 'encoder.cls_token', 'decoder.mask_token', 'encoder.blocks.1.gamma_1', 'encoder.blocks.0.attn.q_bias', 'encoder.norm.weight'])
+    for (const n of [
+      'encoder.pos_embed',
+      'encoder.cls_token',
+      'decoder.mask_token',
+      'encoder.blocks.1.gamma_1',
+      'encoder.blocks.0.attn.q_bias',
+      'encoder.norm.weight',
+    ])
       expect(cg.params.find((p) => p.name === n)!.decay).toBe(false);
     // the mask covers exactly the decayed windows
     const mask = cg.wdMask;
@@ -44,7 +51,10 @@ describe('param table', () => {
     expect(find('encoder.blocks.1.gamma_2').init).toEqual({ kind: 'const', value: 0.1 });
     expect(find('encoder.blocks.0.attn.qkv.weight').init).toMatchObject({ kind: 'trunc_normal', std: 0.02 });
     expect((find('encoder.blocks.1.mlp.fc2.weight').init as { std: number }).std).toBeCloseTo(0.02 / Math.sqrt(4), 12);
-    expect((find('encoder.blocks.0.attn.proj.weight').init as { std: number }).std).toBeCloseTo(0.02 / Math.sqrt(2), 12);
+    expect((find('encoder.blocks.0.attn.proj.weight').init as { std: number }).std).toBeCloseTo(
+      0.02 / Math.sqrt(2),
+      12,
+    );
     expect(find('encoder.blocks.0.mlp.fc1.bias').init).toEqual({ kind: 'zeros' });
     const { train } = hostInit(cg.params, cg.sizes, 1);
     const g = find('encoder.blocks.1.gamma_2');
@@ -65,17 +75,29 @@ describe('param table', () => {
       return init[p.group].subarray(p.offset, p.offset + p.numel);
     };
     // params registered after the dense mask token (student blocks) or the decoder (teacher) keep their values
-    for (const n of ['teacher.conv1.weight', 'teacher.transformer.resblocks.1.attn.in_proj_weight', 'encoder.blocks.1.attn.qkv.weight', 'head.weight']) {
-      expect(cg.params.findIndex((p) => p.name === n), n).not.toBe(other.params.findIndex((p) => p.name === n));
+    for (const n of [
+      'teacher.conv1.weight',
+      'teacher.transformer.resblocks.1.attn.in_proj_weight',
+      'encoder.blocks.1.attn.qkv.weight',
+      'head.weight',
+    ]) {
+      expect(
+        cg.params.findIndex((p) => p.name === n),
+        n,
+      ).not.toBe(other.params.findIndex((p) => p.name === n));
       expect(Array.from(values(other, b, n)), n).toEqual(Array.from(values(cg, a, n)));
     }
     // distinct params draw distinct numbers; the native init ops carry the same streams
-    expect(Array.from(values(cg, a, 'encoder.blocks.0.attn.qkv.weight').subarray(0, 8))).not.toEqual(Array.from(values(cg, a, 'encoder.blocks.1.attn.qkv.weight').subarray(0, 8)));
+    expect(Array.from(values(cg, a, 'encoder.blocks.0.attn.qkv.weight').subarray(0, 8))).not.toEqual(
+      Array.from(values(cg, a, 'encoder.blocks.1.attn.qkv.weight').subarray(0, 8)),
+    );
     const streams = (c: typeof cg) => new Map(initProgramSpec(c, 5).ops.map((o) => [o.out[0], o.attrs.stream]));
     const sa = streams(cg);
     const sb = streams(other);
     expect(sa.get('init:teacher.conv1.weight')).toBe(sb.get('init:teacher.conv1.weight'));
-    expect(new Set([...sa.values()].filter((v) => v !== undefined)).size).toBe([...sa.values()].filter((v) => v !== undefined).length);
+    expect(new Set([...sa.values()].filter((v) => v !== undefined)).size).toBe(
+      [...sa.values()].filter((v) => v !== undefined).length,
+    );
   });
 
   it('binds params, grads as views at equal offsets, and declares the step inputs/outputs', () => {
@@ -83,7 +105,9 @@ describe('param table', () => {
       const gb = cg.buffers.find((b) => b.name === `grad:${p.name}`);
       if (gb) expect(gb).toMatchObject({ kind: 'view', of: 'grads', offset: p.offset });
     }
-    expect(cg.inputs.map((i) => i.name).sort()).toEqual(['hyper', 'images', 'masked', 'masked_rows', 'mask', 'scored_rows', 'seed', 'visible'].sort());
+    expect(cg.inputs.map((i) => i.name).sort()).toEqual(
+      ['hyper', 'images', 'masked', 'masked_rows', 'mask', 'scored_rows', 'seed', 'visible'].sort(),
+    );
     expect(cg.outputs).toEqual([
       { name: 'losses', shape: [4], dtype: 'f32' },
       { name: 'grad_norm', shape: [1], dtype: 'f32' },
@@ -160,7 +184,9 @@ describe('MEDiC shapes and branches', () => {
     expect(Array.from(inp.masked_rows)).toEqual([1, 4, 2, 3]);
     expect(Array.from(inp.visible_rows)).toEqual([0, 2, 3, 5, 0, 1, 4, 5]);
     expect(Array.from(inp.scored_rows)).toEqual([0, 1, 4, 0, 2, 3]);
-    expect(() => maskInputs(Uint8Array.from([1, 0, 0, 1, 0, 1, 1, 1, 0, 0]), 2, N, 'masked')).toThrow(/masks more than 2/);
+    expect(() => maskInputs(Uint8Array.from([1, 0, 0, 1, 0, 1, 1, 1, 0, 0]), 2, N, 'masked')).toThrow(
+      /masks more than 2/,
+    );
   });
 
   it('sincos2d: zero CLS row, column then row halves', () => {

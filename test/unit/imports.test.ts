@@ -18,7 +18,10 @@ const scan = (dir: string) => madge(dir, { fileExtensions: ['ts'], tsConfig: joi
 describe('import cycles', () => {
   it('the checker finds a planted cycle (a -> b -> a, through a type-only import and a .js specifier)', async () => {
     writeFileSync(join(tmp, 'a.ts'), "import { b } from './b.js';\nexport const a = (): number => b + 1;\n");
-    writeFileSync(join(tmp, 'b.ts'), "import type { a } from './a.js';\nexport const b = 1;\nexport type A = typeof a;\n");
+    writeFileSync(
+      join(tmp, 'b.ts'),
+      "import type { a } from './a.js';\nexport const b = 1;\nexport type A = typeof a;\n",
+    );
     writeFileSync(join(tmp, 'c.ts'), "import { a } from './a.js';\nexport const c = a();\n");
     expect((await scan(tmp)).circular()).toEqual([['a.ts', 'b.ts']]);
   });

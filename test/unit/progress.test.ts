@@ -7,7 +7,15 @@ function sink(isTTY: boolean): { stream: NodeJS.WriteStream; text: () => string 
   const stream = { isTTY, write: (s: string) => ((out += s), true) } as unknown as NodeJS.WriteStream;
   return { stream, text: () => out };
 }
-const at = (step: number, steps = 50) => ({ epoch: 0, epochs: 2, step, steps, loss: 0.5, imagesPerSec: 100, etaSec: 75 });
+const at = (step: number, steps = 50) => ({
+  epoch: 0,
+  epochs: 2,
+  step,
+  steps,
+  loss: 0.5,
+  imagesPerSec: 100,
+  etaSec: 75,
+});
 
 describe('progress display', () => {
   afterEach(() => vi.unstubAllEnvs());
@@ -30,7 +38,10 @@ describe('progress display', () => {
     const p = new Progress(s.stream, 10_000);
     for (let i = 1; i <= 50; i++) p.update(at(i));
     p.update(at(50), true);
-    expect(s.text()).toBe('epoch 1/2 step 1/50 loss 0.5000 100.0 img/s ETA 1:15\n' + 'epoch 1/2 step 50/50 loss 0.5000 100.0 img/s ETA 1:15\n');
+    expect(s.text()).toBe(
+      'epoch 1/2 step 1/50 loss 0.5000 100.0 img/s ETA 1:15\n' +
+        'epoch 1/2 step 50/50 loss 0.5000 100.0 img/s ETA 1:15\n',
+    );
   });
 
   it('formats durations', () => {

@@ -3,8 +3,15 @@ import { describe, expect, it } from 'vitest';
 import { lrAt, peakLr, weightDecayAt, type ScheduleConfig } from '../../lib/train/schedule.js';
 
 const c: ScheduleConfig = {
-  baseLr: 1.5e-3, lrBatchRef: 2048, batchSize: 1024, warmupSteps: 100, totalSteps: 1100,
-  warmupLr: 1e-5, minLr: 1e-5, weightDecay: 0.05, weightDecayEnd: 0,
+  baseLr: 1.5e-3,
+  lrBatchRef: 2048,
+  batchSize: 1024,
+  warmupSteps: 100,
+  totalSteps: 1100,
+  warmupLr: 1e-5,
+  minLr: 1e-5,
+  weightDecay: 0.05,
+  weightDecayEnd: 0,
 };
 
 describe('schedules', () => {

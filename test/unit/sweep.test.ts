@@ -6,7 +6,16 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { parseSets } from '../../lib/cli/sweep.js';
-import { meanStd, parseGrid, planSweep, presetSpec, readGridFile, summarize, sweepMarkdown, type RepResult } from '../../lib/sweep/index.js';
+import {
+  meanStd,
+  parseGrid,
+  planSweep,
+  presetSpec,
+  readGridFile,
+  summarize,
+  sweepMarkdown,
+  type RepResult,
+} from '../../lib/sweep/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'medic-sweep-unit-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -14,7 +23,14 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('grid files', () => {
   it('a grid is the cartesian product, named by its settings', () => {
     const s = parseGrid({ base: { epochs: 3 }, grid: { wCls: [0.1, 0.4], wPix: [0, 1, 2] }, seeds: 2 }, 'g.json');
-    expect(s.cells.map((c) => c.name)).toEqual(['wCls=0.1,wPix=0', 'wCls=0.1,wPix=1', 'wCls=0.1,wPix=2', 'wCls=0.4,wPix=0', 'wCls=0.4,wPix=1', 'wCls=0.4,wPix=2']);
+    expect(s.cells.map((c) => c.name)).toEqual([
+      'wCls=0.1,wPix=0',
+      'wCls=0.1,wPix=1',
+      'wCls=0.1,wPix=2',
+      'wCls=0.4,wPix=0',
+      'wCls=0.4,wPix=1',
+      'wCls=0.4,wPix=2',
+    ]);
     expect(s.cells[4].overrides).toEqual({ wCls: 0.4, wPix: 1 });
     expect(s.seeds).toBe(2);
     expect(s.plot).toEqual({ kind: 'bars' });
@@ -44,8 +60,18 @@ describe('grid files', () => {
   });
 
   it('every cell is validated before anything runs, naming the cell', () => {
-    const s = parseGrid({ runs: [{ name: 'ok', wCls: 1 }, { name: 'broken', maskRatio: 1.5 }] }, 'g.json');
-    expect(() => planSweep(s, { out: dir, fixed: {} })).toThrow(/cell 'broken': --mask-ratio: expected a number in \(0, 1\)/);
+    const s = parseGrid(
+      {
+        runs: [
+          { name: 'ok', wCls: 1 },
+          { name: 'broken', maskRatio: 1.5 },
+        ],
+      },
+      'g.json',
+    );
+    expect(() => planSweep(s, { out: dir, fixed: {} })).toThrow(
+      /cell 'broken': --mask-ratio: expected a number in \(0, 1\)/,
+    );
   });
 
   it('plans one folder per cell and seed, seeds counting up from the base seed', () => {
@@ -68,7 +94,7 @@ describe('grid files', () => {
 });
 
 describe('presets', () => {
-  it('ablation: the paper\'s four loss combinations', () => {
+  it("ablation: the paper's four loss combinations", () => {
     const s = presetSpec('ablation', 3);
     expect(s.cells.map((c) => [c.name, c.overrides.wTok, c.overrides.wCls, c.overrides.wPix])).toEqual([
       ['token', 1, 0, 0],
@@ -80,7 +106,15 @@ describe('presets', () => {
 
   it('weights: one weight at a time around the defaults', () => {
     const s = presetSpec('weights', 3);
-    expect(s.cells.map((c) => c.name)).toEqual(['wCls=0.1', 'wCls=0.2', 'wCls=0.4', 'wCls=1', 'wCls=2', 'wPix=0.5', 'wPix=2']);
+    expect(s.cells.map((c) => c.name)).toEqual([
+      'wCls=0.1',
+      'wCls=0.2',
+      'wCls=0.4',
+      'wCls=1',
+      'wCls=2',
+      'wPix=0.5',
+      'wPix=2',
+    ]);
     expect(s.plot).toEqual({ kind: 'curves', keys: ['wCls', 'wPix'] });
     expect(() => presetSpec('bogus', 1)).toThrow(/--preset: expected one of ablation, masking, weights/);
   });
@@ -98,9 +132,19 @@ describe('the table', () => {
   it('summarises per cell: diverged runs are counted, not averaged; spread and best cell', () => {
     const spec = parseGrid({ grid: { wCls: [0.1, 1] }, seeds: 2 }, 'g');
     const rep = (cell: string, seed: number, knn: number | null, status: RepResult['status'] = 'done'): RepResult => ({
-      cell, seed, status, knn: knn === null ? null : { 10: knn - 0.01, 20: knn }, knnRandom: { 10: 0.3, 20: 0.32 }, seconds: 1, folder: '',
+      cell,
+      seed,
+      status,
+      knn: knn === null ? null : { 10: knn - 0.01, 20: knn },
+      knnRandom: { 10: 0.3, 20: 0.32 },
+      seconds: 1,
+      folder: '',
     });
-    const s = summarize(spec, [rep('wCls=0.1', 0, 0.7), rep('wCls=0.1', 1, 0.74), rep('wCls=1', 0, 0.6), rep('wCls=1', 1, null, 'diverged')], 20);
+    const s = summarize(
+      spec,
+      [rep('wCls=0.1', 0, 0.7), rep('wCls=0.1', 1, 0.74), rep('wCls=1', 0, 0.6), rep('wCls=1', 1, null, 'diverged')],
+      20,
+    );
     expect(s.cells[0].knnMean).toBeCloseTo(0.72, 12);
     expect(s.cells[0].knnStd).toBeCloseTo(Math.sqrt(0.0008), 12);
     expect(s.cells[1]).toMatchObject({ knnMean: 0.6, knnStd: null, diverged: 1, n: 2 });

@@ -26,7 +26,12 @@ export function attention(g: Graph, qkv: Value, heads: number, opts: { scale?: n
  * keys, averaged over heads, the first `prefix` rows and columns (the CLS token) dropped afterwards:
  * [B, T - prefix, T - prefix]. No backward (a masking source, computed under noGrad).
  */
-export function attentionProbs(g: Graph, qkv: Value, heads: number, opts: { prefix?: number; scale?: number; hint?: string } = {}): Value {
+export function attentionProbs(
+  g: Graph,
+  qkv: Value,
+  heads: number,
+  opts: { prefix?: number; scale?: number; hint?: string } = {},
+): Value {
   if (qkv.shape.length !== 3 || qkv.shape[2] % (3 * heads) !== 0)
     throw new Error(`attentionProbs: qkv '${qkv.name}' ${shapeStr(qkv.shape)} is not [B, T, 3 * ${heads} * Hd]`);
   if (qkv.requiresGrad && g.gradEnabled) throw new Error('attentionProbs: has no backward (call it under noGrad)');

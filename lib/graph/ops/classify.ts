@@ -18,8 +18,14 @@ export interface CrossEntropyValues {
  * [R, C] f32 (mixup / cutmix targets, smoothing folded in). Its gradient is the backward's seed, so it
  * records no rule (as medicLoss).
  */
-export function crossEntropy(g: Graph, logits: Value, target: Value, opts: { smoothing?: number; hint?: string } = {}): CrossEntropyValues {
-  if (logits.shape.length !== 2) throw new Error(`crossEntropy: logits '${logits.name}' ${shapeStr(logits.shape)} must be [R, C]`);
+export function crossEntropy(
+  g: Graph,
+  logits: Value,
+  target: Value,
+  opts: { smoothing?: number; hint?: string } = {},
+): CrossEntropyValues {
+  if (logits.shape.length !== 2)
+    throw new Error(`crossEntropy: logits '${logits.name}' ${shapeStr(logits.shape)} must be [R, C]`);
   const hint = opts.hint ?? 'ce';
   const loss = g.temp(`${hint}.loss`, [1]);
   const dlogits = g.temp(`d:${logits.name}`, logits.shape);
@@ -33,13 +39,25 @@ export function crossEntropy(g: Graph, logits: Value, target: Value, opts: { smo
  * BatchNorm1d without affine parameters over x [R, C] (the linear probe's, MAE): train uses the batch
  * statistics and moves runMean / runVar (frozen params, read and written by the op); eval uses them.
  */
-export function batchNorm(g: Graph, x: Value, runMean: Value, runVar: Value, opts: { train: boolean; eps?: number; momentum?: number; hint?: string }): Value {
-  if (g.gradEnabled && x.requiresGrad) throw new Error(`batchNorm: '${x.name}' needs a gradient, but the op has no backward (frozen features only)`);
+export function batchNorm(
+  g: Graph,
+  x: Value,
+  runMean: Value,
+  runVar: Value,
+  opts: { train: boolean; eps?: number; momentum?: number; hint?: string },
+): Value {
+  if (g.gradEnabled && x.requiresGrad)
+    throw new Error(`batchNorm: '${x.name}' needs a gradient, but the op has no backward (frozen features only)`);
   if (x.shape.length !== 2) throw new Error(`batchNorm: '${x.name}' ${shapeStr(x.shape)} must be [R, C]`);
   const C = x.shape[1];
-  for (const s of [runMean, runVar]) if (numel(s.shape) !== C) throw new Error(`batchNorm: '${s.name}' must have ${C} elements`);
+  for (const s of [runMean, runVar])
+    if (numel(s.shape) !== C) throw new Error(`batchNorm: '${s.name}' must have ${C} elements`);
   const y = g.temp(opts.hint ?? 'bn', x.shape, 'f32');
-  g.emit('batchnorm', [x], [y, runMean, runVar], { train: opts.train ? 1 : 0, eps: opts.eps ?? 1e-6, momentum: opts.momentum ?? 0.1 });
+  g.emit('batchnorm', [x], [y, runMean, runVar], {
+    train: opts.train ? 1 : 0,
+    eps: opts.eps ?? 1e-6,
+    momentum: opts.momentum ?? 0.1,
+  });
   return y;
 }
 
@@ -68,12 +86,20 @@ export function meanTokens(g: Graph, x: Value, from: number, hint = 'mean_tokens
  * One momentum-SGD (trust = 0) or LARS (trust > 0) update of a trainable param, its momentum in a
  * window of the flat `adam_m` buffer. Emitted after backward(). hyper [2] = (lr, weight decay).
  */
-export function sgdUpdate(g: Graph, param: Value, hyper: Value, opts: { momentum?: number; trust?: number } = {}): void {
+export function sgdUpdate(
+  g: Graph,
+  param: Value,
+  hyper: Value,
+  opts: { momentum?: number; trust?: number } = {},
+): void {
   const info = param.param;
   if (!info || info.group !== 'train') throw new Error(`sgdUpdate: '${param.name}' is not a trainable parameter`);
   const { m } = g.optimizerState();
   const mu = g.view(m, param.shape, info.offset, `mu:${info.name}`);
   const trust = opts.trust ?? 0;
   const norms = trust > 0 ? g.temp(`lars:${info.name}`, [2]) : null;
-  g.emit('sgd', [g.paramGrad(param), hyper], norms ? [param, mu, norms] : [param, mu], { momentum: opts.momentum ?? 0.9, trust });
+  g.emit('sgd', [g.paramGrad(param), hyper], norms ? [param, mu, norms] : [param, mu], {
+    momentum: opts.momentum ?? 0.9,
+    trust,
+  });
 }

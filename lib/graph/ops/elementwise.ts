@@ -10,10 +10,16 @@ import { type Value, numel, sameShape, shapeStr } from '../value.js';
  */
 export function add(g: Graph, a: Value, b: Value, opts: { inPlace?: boolean; hint?: string } = {}): Value {
   // The native op checks shapes: express b with a's trailing dims.
-  const tail = trailingShape(a.shape, numel(b.shape), `add: '${b.name}' ${shapeStr(b.shape)} does not broadcast over '${a.name}' ${shapeStr(a.shape)}`);
+  const tail = trailingShape(
+    a.shape,
+    numel(b.shape),
+    `add: '${b.name}' ${shapeStr(b.shape)} does not broadcast over '${a.name}' ${shapeStr(a.shape)}`,
+  );
   const bv = sameShape(b.shape, tail) ? b : g.view(b, tail);
   const requiresGrad = g.gradEnabled && (a.requiresGrad || b.requiresGrad);
-  const y = opts.inPlace ? g.alias(a, opts.hint ?? 'add', requiresGrad) : g.temp(opts.hint ?? 'add', a.shape, 'f32', [a, b]);
+  const y = opts.inPlace
+    ? g.alias(a, opts.hint ?? 'add', requiresGrad)
+    : g.temp(opts.hint ?? 'add', a.shape, 'f32', [a, b]);
   g.emit('add', [a, bv], [y]);
   g.record([a, b], () => {
     const dy = g.gradOf(y);
@@ -61,7 +67,8 @@ export function copy(g: Graph, x: Value, hint = 'copy'): Value {
 
 /** inPlace: y is written into x's memory (x must not be read afterwards; not with gradients on x). */
 function unary(g: Graph, op: 'gelu' | 'quick_gelu', x: Value, hint: string, inPlace = false): Value {
-  if (inPlace && g.gradEnabled && x.requiresGrad) throw new Error(`${op}: in place on '${x.name}', whose backward needs it`);
+  if (inPlace && g.gradEnabled && x.requiresGrad)
+    throw new Error(`${op}: in place on '${x.name}', whose backward needs it`);
   const y = inPlace ? g.alias(x, hint, false) : g.temp(hint, x.shape, 'f32', [x]);
   g.emit(op, [x], [y]);
   g.record([x], () => {
@@ -73,9 +80,11 @@ function unary(g: Graph, op: 'gelu' | 'quick_gelu', x: Value, hint: string, inPl
 }
 
 /** GELU, erf form. */
-export const gelu = (g: Graph, x: Value, hint = 'gelu', opts: { inPlace?: boolean } = {}): Value => unary(g, 'gelu', x, hint, opts.inPlace);
+export const gelu = (g: Graph, x: Value, hint = 'gelu', opts: { inPlace?: boolean } = {}): Value =>
+  unary(g, 'gelu', x, hint, opts.inPlace);
 /** CLIP's QuickGELU x * sigmoid(1.702 x). */
-export const quickGelu = (g: Graph, x: Value, hint = 'quick_gelu', opts: { inPlace?: boolean } = {}): Value => unary(g, 'quick_gelu', x, hint, opts.inPlace);
+export const quickGelu = (g: Graph, x: Value, hint = 'quick_gelu', opts: { inPlace?: boolean } = {}): Value =>
+  unary(g, 'quick_gelu', x, hint, opts.inPlace);
 
 /**
  * Concatenate 1-D vectors into one [sum]; a number n stands for n zeros (the fixed zero k bias of the

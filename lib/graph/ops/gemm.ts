@@ -18,11 +18,15 @@ export interface LinearOptions {
 }
 
 export function linear(g: Graph, x: Value, w: Value, b: Value | null, opts: LinearOptions = {}): Value {
-  if (w.shape.length !== 2) throw new Error(`linear: weight '${w.name}' must be 2-D [out, in], got ${shapeStr(w.shape)}`);
+  if (w.shape.length !== 2)
+    throw new Error(`linear: weight '${w.name}' must be 2-D [out, in], got ${shapeStr(w.shape)}`);
   const [N, K] = w.shape;
   if (x.shape[x.shape.length - 1] !== K)
-    throw new Error(`linear: input '${x.name}' ${shapeStr(x.shape)} does not end in ${K} (weight '${w.name}' ${shapeStr(w.shape)})`);
-  if (b && numel(b.shape) !== N) throw new Error(`linear: bias '${b.name}' must have ${N} elements, got ${shapeStr(b.shape)}`);
+    throw new Error(
+      `linear: input '${x.name}' ${shapeStr(x.shape)} does not end in ${K} (weight '${w.name}' ${shapeStr(w.shape)})`,
+    );
+  if (b && numel(b.shape) !== N)
+    throw new Error(`linear: bias '${b.name}' must have ${N} elements, got ${shapeStr(b.shape)}`);
   const outShape = [...x.shape.slice(0, -1), N];
   const hint = opts.hint ?? 'linear';
   const dtype = x.dtype === 'bf16' ? 'bf16' : 'f32';
@@ -57,7 +61,8 @@ export function linearBackward(g: Graph, x: Value, w: Value, b: Value | null, dz
   const p16 = precisionAttrs(g);
   if (dx) g.emit('gemm', [dz, w], [dx.value], { acc: dx.acc, ...p16 });
   const dw = g.gradSink(w);
-  if (dw) g.emit('gemm', [dz, x.shape.length === 2 ? x : g.view(x, [R, K])], [dw.value], { trans_a: 1, acc: dw.acc, ...p16 });
+  if (dw)
+    g.emit('gemm', [dz, x.shape.length === 2 ? x : g.view(x, [R, K])], [dw.value], { trans_a: 1, acc: dw.acc, ...p16 });
   const db = g.gradSink(b);
   if (db) g.emit('sum_to', [dz], [db.value], { acc: db.acc });
 }

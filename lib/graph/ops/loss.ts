@@ -32,19 +32,36 @@ export interface LossBalance {
 
 /** scale = exp(-logvar) [3]: the uncertainty weighting's factor on each term (ops.h, loss_weights). */
 export function lossWeights(g: Graph, logvar: Value): Value {
-  if (logvar.shape.length !== 1 || logvar.shape[0] !== 3) throw new Error(`lossWeights: logvar must be [3], got ${shapeStr(logvar.shape)}`);
+  if (logvar.shape.length !== 1 || logvar.shape[0] !== 3)
+    throw new Error(`lossWeights: logvar must be [3], got ${shapeStr(logvar.shape)}`);
   const scale = g.temp('loss.scale', [3]);
   g.emit('loss_weights', [logvar], [scale]);
   return scale;
 }
 
-export function medicLoss(g: Graph, s: Value, t: Value, pred: Value | null, target: Value | null, w: LossWeights, balance?: LossBalance): MedicLossValues {
-  if (!sameShape(s.shape, t.shape)) throw new Error(`medicLoss: s ${shapeStr(s.shape)} and t ${shapeStr(t.shape)} differ`);
-  if ((w.w_pix !== 0) !== !!pred || !!pred !== !!target) throw new Error('medicLoss: pred and target are needed exactly when w_pix != 0');
+export function medicLoss(
+  g: Graph,
+  s: Value,
+  t: Value,
+  pred: Value | null,
+  target: Value | null,
+  w: LossWeights,
+  balance?: LossBalance,
+): MedicLossValues {
+  if (!sameShape(s.shape, t.shape))
+    throw new Error(`medicLoss: s ${shapeStr(s.shape)} and t ${shapeStr(t.shape)} differ`);
+  if ((w.w_pix !== 0) !== !!pred || !!pred !== !!target)
+    throw new Error('medicLoss: pred and target are needed exactly when w_pix != 0');
   const losses = g.temp('losses', [4]);
   const ds = g.temp('d:s', s.shape);
   const dpred = pred ? g.temp('d:pred', pred.shape) : undefined;
-  const attrs: Record<string, number> = { w_tok: w.w_tok, w_cls: w.w_cls, w_pix: w.w_pix, tau: w.tau ?? 0.1, beta: w.beta ?? 1 };
+  const attrs: Record<string, number> = {
+    w_tok: w.w_tok,
+    w_cls: w.w_cls,
+    w_pix: w.w_pix,
+    tau: w.tau ?? 0.1,
+    beta: w.beta ?? 1,
+  };
   // Optional slots are empty; trailing ones are left out (the call reads as it did before balancing).
   const ins = balance ? [s, t, pred, target, balance.scale] : pred ? [s, t, pred, target] : [s, t];
   g.emit('medic_loss', ins, dpred ? [losses, ds, dpred] : [losses, ds], attrs);

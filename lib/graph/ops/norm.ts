@@ -11,10 +11,18 @@ import { type Value, numel, shapeStr } from '../value.js';
 export const NORM_EPS = 1e-6;
 
 /** opts.dtype: how y is stored (bf16 for a y that only gemms read, under mixed precision). */
-export function layerNorm(g: Graph, x: Value, w: Value | null, b: Value | null, opts: { eps?: number; unbiased?: boolean; hint?: string; dtype?: 'f32' | 'bf16' } = {}): Value {
+export function layerNorm(
+  g: Graph,
+  x: Value,
+  w: Value | null,
+  b: Value | null,
+  opts: { eps?: number; unbiased?: boolean; hint?: string; dtype?: 'f32' | 'bf16' } = {},
+): Value {
   const C = x.shape[x.shape.length - 1];
   const R = numel(x.shape) / C;
-  for (const p of [w, b]) if (p && numel(p.shape) !== C) throw new Error(`layerNorm: '${p.name}' ${shapeStr(p.shape)} must have ${C} elements`);
+  for (const p of [w, b])
+    if (p && numel(p.shape) !== C)
+      throw new Error(`layerNorm: '${p.name}' ${shapeStr(p.shape)} must have ${C} elements`);
   if (b && !w) throw new Error('layerNorm: a bias needs a weight');
   const hint = opts.hint ?? 'ln';
   const y = g.temp(hint, x.shape, opts.dtype ?? 'f32', [x, w, b]);
@@ -30,7 +38,10 @@ export function layerNorm(g: Graph, x: Value, w: Value | null, b: Value | null, 
     const db = g.accSink(b);
     // dx is a required output slot: a scratch buffer when x needs no gradient.
     const dxOut = dx ? dx.value : g.scratch(`d:${x.name}`, x.shape);
-    g.emit('layernorm_bwd', [dy, x, mean, rstd, w], [dxOut, dw?.value ?? null, db?.value ?? null], { acc: dx ? dx.acc : 0, ...unbiased });
+    g.emit('layernorm_bwd', [dy, x, mean, rstd, w], [dxOut, dw?.value ?? null, db?.value ?? null], {
+      acc: dx ? dx.acc : 0,
+      ...unbiased,
+    });
   });
   return y;
 }

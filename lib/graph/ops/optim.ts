@@ -29,7 +29,8 @@ export function gradNorm(g: Graph): Value {
 export function adamw(g: Graph, hyper: Value, norm: Value | null, opts: AdamWOptions = {}): void {
   const st = g.finalizeParams();
   if (!st.params || !st.grads) throw new Error('adamw: the graph has no trainable parameters');
-  if (hyper.dtype !== 'f32' || hyper.shape.length !== 1 || hyper.shape[0] !== 3) throw new Error(`adamw: hyper '${hyper.name}' must be f32 [3]`);
+  if (hyper.dtype !== 'f32' || hyper.shape.length !== 1 || hyper.shape[0] !== 3)
+    throw new Error(`adamw: hyper '${hyper.name}' must be f32 [3]`);
   const { m, v, wdMask } = g.optimizerState();
   const ins = opts.lrScale ? [st.grads, wdMask, hyper, norm, opts.lrScale] : [st.grads, wdMask, hyper, norm];
   g.emit('adamw', ins, [st.params, m, v], {

@@ -8,11 +8,20 @@ import type { Graph } from '../graph.js';
 import { type Value, numel, sameShape, shapeStr } from '../value.js';
 import { copy } from './elementwise.js';
 
-export function residualAdd(g: Graph, x: Value, y: Value, gamma: Value | null, keep: Value | null, hint = 'residual'): Value {
-  if (!sameShape(x.shape, y.shape)) throw new Error(`residualAdd: '${y.name}' ${shapeStr(y.shape)} differs from '${x.name}' ${shapeStr(x.shape)}`);
+export function residualAdd(
+  g: Graph,
+  x: Value,
+  y: Value,
+  gamma: Value | null,
+  keep: Value | null,
+  hint = 'residual',
+): Value {
+  if (!sameShape(x.shape, y.shape))
+    throw new Error(`residualAdd: '${y.name}' ${shapeStr(y.shape)} differs from '${x.name}' ${shapeStr(x.shape)}`);
   const C = x.shape[x.shape.length - 1];
   if (gamma && numel(gamma.shape) !== C) throw new Error(`residualAdd: gamma '${gamma.name}' must have ${C} elements`);
-  if (keep && numel(keep.shape) !== x.shape[0]) throw new Error(`residualAdd: keep '${keep.name}' must have ${x.shape[0]} elements`);
+  if (keep && numel(keep.shape) !== x.shape[0])
+    throw new Error(`residualAdd: keep '${keep.name}' must have ${x.shape[0]} elements`);
   const needsGrad = g.gradEnabled && [x, y, gamma].some((v) => v?.requiresGrad);
   const base = needsGrad ? copy(g, x, `${hint}.in`) : x;
   const out = g.alias(base, hint, needsGrad);
@@ -31,7 +40,14 @@ export function residualAdd(g: Graph, x: Value, y: Value, gamma: Value | null, k
 }
 
 /** keep [B]: 0 with probability p, else 1/(1-p); seed [2] i32 is the per-step seed input. */
-export function dropPathMask(g: Graph, seed: Value, batch: number, p: number, stream: number, hint = 'drop_path.keep'): Value {
+export function dropPathMask(
+  g: Graph,
+  seed: Value,
+  batch: number,
+  p: number,
+  stream: number,
+  hint = 'drop_path.keep',
+): Value {
   if (!(p >= 0 && p < 1)) throw new Error(`dropPathMask: p must be in [0, 1), got ${p}`);
   const keep = g.temp(hint, [batch], 'f32');
   g.emit('drop_path_mask', [seed], [keep], { p, stream });

@@ -38,7 +38,8 @@ export function concatRows(g: Graph, parts: Value[], hint = 'concat_rows'): Valu
 /** Rows [src, src+count) of x [B, T, C] as a new [B, count, C]. Backward: copy_rows into a zeroed sink. */
 export function sliceRows(g: Graph, x: Value, src: number, count: number, hint = 'slice_rows'): Value {
   const [B, T, C] = x.shape;
-  if (src < 0 || src + count > T) throw new Error(`sliceRows: rows ${src}..${src + count} outside '${x.name}' ${shapeStr(x.shape)}`);
+  if (src < 0 || src + count > T)
+    throw new Error(`sliceRows: rows ${src}..${src + count} outside '${x.name}' ${shapeStr(x.shape)}`);
   const y = g.temp(hint, [B, count, C], 'f32', [x]);
   g.emit('copy_rows', [x], [y], { src, dst: 0, count });
   g.record([x], () => {
@@ -77,7 +78,8 @@ function checkIndex(x: Value, idx: Value): void {
 export function maskFill(g: Graph, x: Value, mask: Value, token: Value, hint = 'mask_fill'): Value {
   if (mask.dtype !== 'u8' || mask.shape[0] !== x.shape[0] || mask.shape[1] !== x.shape[1])
     throw new Error(`maskFill: mask '${mask.name}' must be u8 [${x.shape[0]}, ${x.shape[1]}]`);
-  if (numel(token.shape) !== x.shape[2]) throw new Error(`maskFill: token '${token.name}' must have ${x.shape[2]} elements`);
+  if (numel(token.shape) !== x.shape[2])
+    throw new Error(`maskFill: token '${token.name}' must have ${x.shape[2]} elements`);
   const tok = token.shape.length === 1 ? token : g.view(token, [x.shape[2]]);
   const y = g.alias(x, hint, g.gradEnabled && (x.requiresGrad || token.requiresGrad));
   g.emit('mask_fill', [mask, tok], [y]);
@@ -95,10 +97,19 @@ export function maskFill(g: Graph, x: Value, mask: Value, token: Value, hint = '
  * (visible [B, V] i32 gives their slots). Backward: gather the visible rows' gradient, and sum the
  * masked rows' gradient into the token's.
  */
-export function scatterToGrid(g: Graph, vis: Value, visible: Value, mask: Value, token: Value, n: number, hint = 'grid'): Value {
+export function scatterToGrid(
+  g: Graph,
+  vis: Value,
+  visible: Value,
+  mask: Value,
+  token: Value,
+  n: number,
+  hint = 'grid',
+): Value {
   checkIndex(vis, visible);
   const [B, , C] = vis.shape;
-  if (mask.dtype !== 'u8' || mask.shape[0] !== B || mask.shape[1] !== n) throw new Error(`scatterToGrid: mask '${mask.name}' must be u8 [${B}, ${n}]`);
+  if (mask.dtype !== 'u8' || mask.shape[0] !== B || mask.shape[1] !== n)
+    throw new Error(`scatterToGrid: mask '${mask.name}' must be u8 [${B}, ${n}]`);
   const tok = token.shape.length === 1 ? token : g.view(token, [C]);
   const grid = g.temp(hint, [B, n, C], 'f32', [vis, token]);
   g.emit('mask_fill', [mask, tok], [grid]);

@@ -15,7 +15,8 @@ namespace medic {
 // Soft spherical k-means (the EM of EPM). mu_k = init_k / |init_k| (init [K, N], drawn by the caller);
 // `rounds` times: z_jk = softmax_k(kappa x_j . mu_k), then mu_k = normalise(sum_j z_jk x_j) (kept when
 // the sum is 0). Labels: argmax_k z_jk of one more E step (ties: the lowest k). O(rounds K N^2).
-void cluster_em(const float* attn, int64_t N, int64_t K, const float* init, int64_t rounds, double kappa, int32_t* labels);
+void cluster_em(const float* attn, int64_t N, int64_t K, const float* init, int64_t rounds, double kappa,
+                int32_t* labels);
 
 // Greedy agglomerative clustering (MEDiC's): from singletons, merge the pair (a, b) with the highest
 //   cos(c_a, c_b) - lambda * |p_a - p_b|

@@ -15,11 +15,11 @@ namespace medic {
 
 struct CudaGraph;  // an instantiated graph plus what it was captured against
 
-bool cuda_graph_enabled();                              // false when MEDIC_CUDA_GRAPH=0 (read once)
-void cuda_graph_begin(Context& ctx);                    // start capturing the engine stream
-CudaGraph* cuda_graph_end(Context& ctx);                // stop capturing, instantiate; throws on failure
-void cuda_graph_abort(Context& ctx) noexcept;           // stop a capture after an error, discard it
-void cuda_graph_launch(CudaGraph* g, Context& ctx);     // replay on the engine stream (asynchronous)
+bool cuda_graph_enabled();                                      // false when MEDIC_CUDA_GRAPH=0 (read once)
+void cuda_graph_begin(Context& ctx);                            // start capturing the engine stream
+CudaGraph* cuda_graph_end(Context& ctx);                        // stop capturing, instantiate; throws on failure
+void cuda_graph_abort(Context& ctx) noexcept;                   // stop a capture after an error, discard it
+void cuda_graph_launch(CudaGraph* g, Context& ctx);             // replay on the engine stream (asynchronous)
 bool cuda_graph_stale(const CudaGraph* g, const Context& ctx);  // captured against another workspace
 void cuda_graph_destroy(CudaGraph* g) noexcept;
 

@@ -49,7 +49,7 @@ class Engine {
   ThreadPool& pool() { return *pool_; }
   Context& context() { return ctx_; }
 
-  void* alloc(size_t bytes);             // zero-filled
+  void* alloc(size_t bytes);  // zero-filled
   void release(void* ptr, size_t bytes);
   void to_device(void* dst, const void* src, size_t bytes);
   void to_host(void* dst, const void* src, size_t bytes);

@@ -62,7 +62,7 @@ MEDIC_HD double det_log(double x) {
   if (!(x > 0.0)) return x == 0.0 ? -INFINITY : NAN;
   if (x == INFINITY) return x;
   double e = 0.0;
-  if (x < 2.2250738585072014e-308) {  // subnormal: scale into the normal range (exact)
+  if (x < 2.2250738585072014e-308) {         // subnormal: scale into the normal range (exact)
     x = MEDIC_DMUL(x, 18014398509481984.0);  // 2^54
     e = -54.0;
   }
@@ -94,7 +94,8 @@ MEDIC_HD double det_log(double x) {
 }
 
 // Horner with explicit fmas: c[0] + c[1] r + ... + c[7] r^7, coefficients highest first.
-MEDIC_HD double det_poly7(double r, double c7, double c6, double c5, double c4, double c3, double c2, double c1, double c0) {
+MEDIC_HD double det_poly7(double r, double c7, double c6, double c5, double c4, double c3, double c2, double c1,
+                          double c0) {
   double p = c7;
   p = MEDIC_FMA(p, r, c6);
   p = MEDIC_FMA(p, r, c5);
@@ -171,7 +172,8 @@ MEDIC_HD float trunc_normal_value(const TruncNormal& t, uint64_t seed, uint64_t 
 
 // Element i of init_uniform: lo + (hi - lo) u in double, u with 24 random bits, rounded to f32; a value
 // that rounds up to hi is moved one ulp below it (below_hi = nextafter(float(hi), -inf), from the host).
-MEDIC_HD float uniform_value(double lo, double hi, float hi_f, float below_hi, uint64_t seed, uint64_t stream, uint64_t i) {
+MEDIC_HD float uniform_value(double lo, double hi, float hi_f, float below_hi, uint64_t seed, uint64_t stream,
+                             uint64_t i) {
   const double u = static_cast<double>(rng_uniform(seed, stream, i));
   const float v = static_cast<float>(MEDIC_DADD(lo, MEDIC_DMUL(MEDIC_DADD(hi, -lo), u)));
   return v >= hi_f ? below_hi : v;

@@ -181,9 +181,9 @@ struct GemmDims {
   bool ta, tb, acc;
   int act;  // 0 none, 1 gelu (preact in output 1)
   float alpha;
-  int64_t M, N, K;  // K: op(A)'s inner dim
-  int64_t K_b;      // op(B)'s inner dim (equal to K in a valid call)
-  int64_t nb;       // batch count (1 for a 2-D B)
+  int64_t M, N, K;   // K: op(A)'s inner dim
+  int64_t K_b;       // op(B)'s inner dim (equal to K in a valid call)
+  int64_t nb;        // batch count (1 for a 2-D B)
   int64_t lda, ldb;  // row strides of A and B as stored; C (and the preact) have row stride N
 };
 
@@ -228,9 +228,9 @@ struct MedicLossPlan {
   int64_t M, P;         // pixel rows per image and their width (0 without pred/target)
   float w_tok, w_cls, w_pix, tau, beta;
   bool has_pix, do_tok, do_cls, do_pix;
-  bool has_scale;         // input 4: per-term weight scales on the device (loss balancing)
+  bool has_scale;  // input 4: per-term weight scales on the device (loss balancing)
   float tok_scale, pix_scale;
-  double cls_coef;       // w_cls / (B tau): the CLS term's gradient factor
+  double cls_coef;        // w_cls / (B tau): the CLS term's gradient factor
   int64_t n_head, n_pix;  // work rows: B * R head rows, then B * M pixel rows
 };
 
@@ -254,7 +254,8 @@ inline MedicLossPlan medic_loss_plan(const OpCall& c) {
   p.do_tok = p.w_tok != 0 && p.T > 0;
   p.do_cls = p.w_cls != 0 && p.B > 0;
   p.do_pix = p.has_pix && p.w_pix != 0 && p.M > 0 && p.P > 0;
-  p.tok_scale = p.do_tok ? static_cast<float>(static_cast<double>(p.w_tok) / (static_cast<double>(p.B) * p.T * p.Dt)) : 0.0f;
+  p.tok_scale =
+      p.do_tok ? static_cast<float>(static_cast<double>(p.w_tok) / (static_cast<double>(p.B) * p.T * p.Dt)) : 0.0f;
   p.cls_coef = p.do_cls ? static_cast<double>(p.w_cls) / (static_cast<double>(p.B) * p.tau) : 0.0;
   p.pix_scale = p.do_pix ? static_cast<float>(2.0 * p.w_pix / (static_cast<double>(p.B) * p.M * p.P)) : 0.0f;
   p.n_head = p.B * p.R;

@@ -207,46 +207,46 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
 // init_normal   out x: normal(mean, std) truncated to [lo, hi] (absolute bounds, as torch trunc_normal_),
 //               from the counter-based RNG. attrs mean=0, std=1, lo=-2, hi=2, seed, stream.
 // init_uniform  out x: uniform[lo, hi). attrs lo, hi, seed, stream. (Xavier: lo = -hi = -sqrt(6/(fi+fo)).)
-#define MEDIC_OP_LIST(X)                  \
-  X(fill, 0, 0, 1, 1)                     \
-  X(copy, 1, 1, 1, 1)                     \
-  X(cast, 1, 1, 1, 1)                     \
-  X(add, 2, 2, 1, 1)                      \
-  X(sum_to, 1, 1, 1, 1)                   \
-  X(gemm, 2, 3, 1, 2)                     \
-  X(gelu, 1, 1, 1, 1)                     \
-  X(gelu_bwd, 2, 2, 1, 1)                 \
-  X(quick_gelu, 1, 1, 1, 1)               \
-  X(quick_gelu_bwd, 2, 2, 1, 1)           \
-  X(softmax, 1, 1, 1, 1)                  \
-  X(softmax_bwd, 2, 2, 1, 1)              \
-  X(layernorm, 1, 3, 3, 3)                \
-  X(layernorm_bwd, 4, 5, 1, 3)            \
-  X(attention, 1, 1, 2, 2)                \
-  X(attention_bwd, 4, 4, 1, 1)            \
-  X(attention_probs, 1, 1, 1, 1)          \
-  X(scale_add, 1, 3, 1, 1)                \
-  X(scale_add_bwd, 2, 4, 1, 2)            \
-  X(drop_path_mask, 1, 1, 1, 1)           \
-  X(copy_rows, 1, 1, 1, 1)                \
-  X(gather_rows, 2, 2, 1, 1)              \
-  X(scatter_rows, 2, 2, 1, 1)             \
-  X(mask_fill, 2, 2, 1, 1)                \
-  X(mask_fill_bwd, 2, 2, 2, 2)            \
-  X(patchify, 1, 1, 1, 1)                 \
-  X(unpatchify, 1, 1, 1, 1)               \
-  X(pixel_norm, 1, 1, 1, 1)               \
-  X(batchnorm, 1, 1, 3, 3)                \
-  X(medic_loss, 2, 5, 2, 3)               \
-  X(loss_weights, 1, 1, 1, 1)             \
-  X(loss_weights_bwd, 2, 2, 1, 1)         \
-  X(cross_entropy, 2, 2, 2, 3)            \
-  X(grad_norm, 1, 1, 1, 1)                \
-  X(adamw, 3, 5, 3, 3)                    \
-  X(sgd, 2, 2, 2, 3)                      \
-  X(allreduce, 0, 0, 1, 1)                \
-  X(allreduce_wait, 0, 0, 0, 1)           \
-  X(init_normal, 0, 0, 1, 1)              \
+#define MEDIC_OP_LIST(X)          \
+  X(fill, 0, 0, 1, 1)             \
+  X(copy, 1, 1, 1, 1)             \
+  X(cast, 1, 1, 1, 1)             \
+  X(add, 2, 2, 1, 1)              \
+  X(sum_to, 1, 1, 1, 1)           \
+  X(gemm, 2, 3, 1, 2)             \
+  X(gelu, 1, 1, 1, 1)             \
+  X(gelu_bwd, 2, 2, 1, 1)         \
+  X(quick_gelu, 1, 1, 1, 1)       \
+  X(quick_gelu_bwd, 2, 2, 1, 1)   \
+  X(softmax, 1, 1, 1, 1)          \
+  X(softmax_bwd, 2, 2, 1, 1)      \
+  X(layernorm, 1, 3, 3, 3)        \
+  X(layernorm_bwd, 4, 5, 1, 3)    \
+  X(attention, 1, 1, 2, 2)        \
+  X(attention_bwd, 4, 4, 1, 1)    \
+  X(attention_probs, 1, 1, 1, 1)  \
+  X(scale_add, 1, 3, 1, 1)        \
+  X(scale_add_bwd, 2, 4, 1, 2)    \
+  X(drop_path_mask, 1, 1, 1, 1)   \
+  X(copy_rows, 1, 1, 1, 1)        \
+  X(gather_rows, 2, 2, 1, 1)      \
+  X(scatter_rows, 2, 2, 1, 1)     \
+  X(mask_fill, 2, 2, 1, 1)        \
+  X(mask_fill_bwd, 2, 2, 2, 2)    \
+  X(patchify, 1, 1, 1, 1)         \
+  X(unpatchify, 1, 1, 1, 1)       \
+  X(pixel_norm, 1, 1, 1, 1)       \
+  X(batchnorm, 1, 1, 3, 3)        \
+  X(medic_loss, 2, 5, 2, 3)       \
+  X(loss_weights, 1, 1, 1, 1)     \
+  X(loss_weights_bwd, 2, 2, 1, 1) \
+  X(cross_entropy, 2, 2, 2, 3)    \
+  X(grad_norm, 1, 1, 1, 1)        \
+  X(adamw, 3, 5, 3, 3)            \
+  X(sgd, 2, 2, 2, 3)              \
+  X(allreduce, 0, 0, 1, 1)        \
+  X(allreduce_wait, 0, 0, 0, 1)   \
+  X(init_normal, 0, 0, 1, 1)      \
   X(init_uniform, 0, 0, 1, 1)
 
 enum class OpId : int {

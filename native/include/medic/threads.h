@@ -4,8 +4,8 @@
 // when they need a stable thread id (per-thread packing buffers in GEMM, per-thread partial sums).
 // The calling thread takes part as thread 0, so a pool of size 1 runs everything inline.
 // A call made from inside a task (of any pool) runs every share fn(0..n-1, n) in turn on that thread:
-// nesting is safe (the same split, so per-thread buffers stay valid), never parallel. An exception thrown by a task reaches the caller of run() once every thread
-// has finished (the first one wins; the pool stays usable).
+// nesting is safe (the same split, so per-thread buffers stay valid), never parallel. An exception thrown by a task
+// reaches the caller of run() once every thread has finished (the first one wins; the pool stays usable).
 #pragma once
 
 #include <atomic>
@@ -49,7 +49,7 @@ class ThreadPool {
   std::atomic<int64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::exception_ptr error_;  // a worker task's first exception in this run: written under mu_, read once pending_ is 0
-  int sleeping_ = 0;  // workers blocked on cv_start_ (guarded by mu_)
+  int sleeping_ = 0;          // workers blocked on cv_start_ (guarded by mu_)
   bool caller_sleeping_ = false;
   bool stop_ = false;
 };

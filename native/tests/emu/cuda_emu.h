@@ -45,13 +45,27 @@
 #define __align__(n) __attribute__((aligned(n)))
 
 // ---- Vector types (sizes and alignments as in CUDA's vector_types.h) -----------------------------
-struct __attribute__((aligned(8))) float2 { float x, y; };
-struct __attribute__((aligned(16))) float4 { float x, y, z, w; };
-struct __attribute__((aligned(8))) uint2 { unsigned x, y; };
-struct __attribute__((aligned(16))) uint4 { unsigned x, y, z, w; };
-struct __attribute__((aligned(16))) int4 { int x, y, z, w; };
-struct __attribute__((aligned(4))) uchar4 { unsigned char x, y, z, w; };
-struct uint3 { unsigned x, y, z; };
+struct __attribute__((aligned(8))) float2 {
+  float x, y;
+};
+struct __attribute__((aligned(16))) float4 {
+  float x, y, z, w;
+};
+struct __attribute__((aligned(8))) uint2 {
+  unsigned x, y;
+};
+struct __attribute__((aligned(16))) uint4 {
+  unsigned x, y, z, w;
+};
+struct __attribute__((aligned(16))) int4 {
+  int x, y, z, w;
+};
+struct __attribute__((aligned(4))) uchar4 {
+  unsigned char x, y, z, w;
+};
+struct uint3 {
+  unsigned x, y, z;
+};
 struct dim3 {
   unsigned x, y, z;
   constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
@@ -87,7 +101,9 @@ inline float __bfloat162float(__nv_bfloat16 b) {
   std::memcpy(&f, &u, 4);
   return f;
 }
-inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)}; }
+inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
+  return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)};
+}
 
 // ---- Math intrinsics ------------------------------------------------------------------------------
 // __expf is ex2.approx(x * log2(e)) on the GPU: the product is rounded to f32 first, which is its
@@ -116,8 +132,8 @@ inline unsigned __float_as_uint(float f) {
   return u;
 }
 // CUDA's integer/float min and max overloads (math_functions.h).
-#define MEDIC_EMU_MINMAX(T)                                \
-  inline T min(T a, T b) { return b < a ? b : a; }         \
+#define MEDIC_EMU_MINMAX(T)                        \
+  inline T min(T a, T b) { return b < a ? b : a; } \
   inline T max(T a, T b) { return a < b ? b : a; }
 MEDIC_EMU_MINMAX(int)
 MEDIC_EMU_MINMAX(unsigned)
@@ -154,8 +170,16 @@ enum cudaMemcpyKind {
   cudaMemcpyDeviceToDevice = 3,
   cudaMemcpyDefault = 4
 };
-enum cudaStreamCaptureStatus { cudaStreamCaptureStatusNone = 0, cudaStreamCaptureStatusActive = 1, cudaStreamCaptureStatusInvalidated = 2 };
-enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1, cudaStreamCaptureModeRelaxed = 2 };
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2
+};
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2
+};
 enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16, cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 constexpr unsigned cudaStreamNonBlocking = 1;
@@ -263,8 +287,8 @@ const ThreadCoords& coords();  // of the CUDA thread (fiber) now running
 void syncthreads();
 // Warp rendezvous with data: every lane of the warp puts `bytes` (<= 64) from `in`, waits for all
 // lanes, then `pick` reads what it needs from the 32 slots before a second rendezvous frees them.
-void warp_exchange(const void* in, size_t bytes, const std::function<void(const unsigned char* const* slots, int lanes)>& pick,
-                   const char* what);
+void warp_exchange(const void* in, size_t bytes,
+                   const std::function<void(const unsigned char* const* slots, int lanes)>& pick, const char* what);
 int lane_id();
 
 // PTX mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 and ldmatrix.sync.aligned.m8n8.x4[.trans].
@@ -312,7 +336,8 @@ constexpr int warpSize = 32;
 
 inline void __syncthreads() { medic_emu::syncthreads(); }
 inline void __syncwarp(unsigned = 0xffffffffu) {
-  medic_emu::warp_exchange(nullptr, 0, [](const unsigned char* const*, int) {}, "__syncwarp");
+  medic_emu::warp_exchange(
+      nullptr, 0, [](const unsigned char* const*, int) {}, "__syncwarp");
 }
 
 // Atomics: blocks and threads run one at a time, so a plain read-modify-write is atomic.
@@ -330,7 +355,8 @@ T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
   medic_emu::warp_exchange(
       &v, sizeof(T),
       [&](const unsigned char* const* slots, int lanes) {
-        if (mask != 0xffffffffu || width != 32) throw std::runtime_error("emulator: __shfl_xor_sync supports the full-warp form only");
+        if (mask != 0xffffffffu || width != 32)
+          throw std::runtime_error("emulator: __shfl_xor_sync supports the full-warp form only");
         int src = me ^ lane_mask;
         if (src >= lanes) throw std::runtime_error("emulator: __shfl_xor_sync reads an inactive lane");
         std::memcpy(&out, slots[src], sizeof(T));
@@ -344,7 +370,8 @@ T __shfl_sync(unsigned mask, T v, int src_lane, int width = 32) {
   medic_emu::warp_exchange(
       &v, sizeof(T),
       [&](const unsigned char* const* slots, int lanes) {
-        if (mask != 0xffffffffu || width != 32) throw std::runtime_error("emulator: __shfl_sync supports the full-warp form only");
+        if (mask != 0xffffffffu || width != 32)
+          throw std::runtime_error("emulator: __shfl_sync supports the full-warp form only");
         if (src_lane >= lanes) throw std::runtime_error("emulator: __shfl_sync reads an inactive lane");
         std::memcpy(&out, slots[src_lane & 31], sizeof(T));
       },

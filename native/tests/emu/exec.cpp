@@ -81,7 +81,9 @@ bool dry_run() {
   return v;
 }
 
-std::string dim_str(dim3 d) { return "(" + std::to_string(d.x) + "," + std::to_string(d.y) + "," + std::to_string(d.z) + ")"; }
+std::string dim_str(dim3 d) {
+  return "(" + std::to_string(d.x) + "," + std::to_string(d.y) + "," + std::to_string(d.z) + ")";
+}
 
 }  // namespace detail
 
@@ -149,10 +151,11 @@ void add_stats(const std::string& name, const KernelStats& k) {
     g_stats = new std::map<std::string, KernelStats>();
     std::atexit([] {
       std::lock_guard<std::mutex> lk(g_stats_mu);
-      std::fprintf(stderr, "medic emulator stats: kernel, launches, blocks, mma.sync and ldmatrix (warp instructions)\n");
+      std::fprintf(stderr,
+                   "medic emulator stats: kernel, launches, blocks, mma.sync and ldmatrix (warp instructions)\n");
       for (auto& [n, c] : *g_stats)
-        std::fprintf(stderr, "  %-40s %8llu %10llu %14llu %14llu\n", n.c_str(), (unsigned long long)c.launches, (unsigned long long)c.blocks,
-                     (unsigned long long)c.mma, (unsigned long long)c.ldmatrix);
+        std::fprintf(stderr, "  %-40s %8llu %10llu %14llu %14llu\n", n.c_str(), (unsigned long long)c.launches,
+                     (unsigned long long)c.blocks, (unsigned long long)c.mma, (unsigned long long)c.ldmatrix);
     });
   }
   KernelStats& s = (*g_stats)[name];
@@ -220,7 +223,7 @@ void yield_to_scheduler() {
 
 void* initial_sp(unsigned char* top) {
   auto* sp = reinterpret_cast<void**>(reinterpret_cast<uintptr_t>(top) & ~uintptr_t(15));
-  *--sp = nullptr;                               // fiber_entry's (never used) return address
+  *--sp = nullptr;                                // fiber_entry's (never used) return address
   *--sp = reinterpret_cast<void*>(&fiber_entry);  // where medic_emu_switch's ret goes
   for (int i = 0; i < 6; ++i) *--sp = nullptr;    // rbp rbx r12 r13 r14 r15
   return sp;
@@ -249,7 +252,8 @@ std::string deadlock_report(const Block& b) {
     else if (f.wait)
       ++waiting[f.wait_what ? f.wait_what : "?"];
   }
-  std::string s = "deadlock in block " + dim_str(dim3(b.fibers[0].c.bid.x, b.fibers[0].c.bid.y, b.fibers[0].c.bid.z)) + ": ";
+  std::string s =
+      "deadlock in block " + dim_str(dim3(b.fibers[0].c.bid.x, b.fibers[0].c.bid.y, b.fibers[0].c.bid.z)) + ": ";
   for (auto& [what, n] : waiting) s += std::to_string(n) + " threads wait in " + what + ", ";
   s += std::to_string(done) + " threads have returned (a barrier or warp collective that not every thread reaches)";
   return s;
@@ -270,7 +274,7 @@ void run_block(Block& b, uint3 bid, std::mt19937& rng, Order order) {
     Fiber& f = b.fibers[i];
     f = Fiber{};
     f.c.tid = uint3{static_cast<unsigned>(i % l.block.x), static_cast<unsigned>((i / l.block.x) % l.block.y),
-                          static_cast<unsigned>(i / (l.block.x * l.block.y))};
+                    static_cast<unsigned>(i / (l.block.x * l.block.y))};
     f.c.bid = bid;
     f.c.bdim = l.block;
     f.c.gdim = l.grid;
@@ -287,7 +291,7 @@ void run_block(Block& b, uint3 bid, std::mt19937& rng, Order order) {
     b.warps[w].cache_gen = ~0ull;
   }
   if (l.smem) std::memset(b.smem, 0xFF, l.smem);  // uninitialised shared memory reads as NaN
-  b.shared_filled.clear();                         // and static __shared__ variables at first use
+  b.shared_filled.clear();                        // and static __shared__ variables at first use
 
   int alive = nt;
   while (alive > 0) {
@@ -337,7 +341,8 @@ void detail::execute(const Launch& l) {
   } catch (const std::exception& e) {
     t_block = saved;
     t_counts = nullptr;
-    throw std::runtime_error(std::string("kernel ") + l.name + " " + dim_str(l.grid) + "x" + dim_str(l.block) + ": " + e.what());
+    throw std::runtime_error(std::string("kernel ") + l.name + " " + dim_str(l.grid) + "x" + dim_str(l.block) + ": " +
+                             e.what());
   }
   t_block = saved;
   t_counts = nullptr;
@@ -362,7 +367,8 @@ void collective(const void* in, size_t bytes, const char* what, F&& pick) {
   Warp& w = t_block->warps[f.warp];
   if (bytes) std::memcpy(w.slot[f.lane], in, bytes);
   w.ptrs[f.lane] = w.slot[f.lane];
-  if (w.rv.arrived == 0) w.what = what;
+  if (w.rv.arrived == 0)
+    w.what = what;
   else if (w.what != what && std::strcmp(w.what, what) != 0)
     throw std::runtime_error(std::string("lanes of one warp in different collectives: ") + w.what + " and " + what);
   arrive(w.rv, what);
@@ -371,7 +377,8 @@ void collective(const void* in, size_t bytes, const char* what, F&& pick) {
 }
 }  // namespace
 
-void warp_exchange(const void* in, size_t bytes, const std::function<void(const unsigned char* const*, int)>& pick, const char* what) {
+void warp_exchange(const void* in, size_t bytes, const std::function<void(const unsigned char* const*, int)>& pick,
+                   const char* what) {
   if (bytes > 64) throw std::runtime_error("emulator: warp exchange of more than 64 bytes");
   collective(in, bytes, what, [&](Warp& w) { pick(w.ptrs, w.lanes); });
 }
@@ -461,8 +468,8 @@ void check_launch_bounds(long long max_threads) {
   const dim3 b = me().c.bdim;
   const long long n = static_cast<long long>(b.x) * b.y * b.z;
   if (n > max_threads)
-    throw std::runtime_error("too many resources requested for launch: " + std::to_string(n) + " threads per block, __launch_bounds__(" +
-                             std::to_string(max_threads) + ")");
+    throw std::runtime_error("too many resources requested for launch: " + std::to_string(n) +
+                             " threads per block, __launch_bounds__(" + std::to_string(max_threads) + ")");
 }
 
 void shared_declared(void* p, size_t bytes) {

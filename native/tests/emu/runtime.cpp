@@ -71,9 +71,11 @@ void* mem_alloc(size_t bytes, bool pinned) {
     static bool hooked = false;
     if (!hooked) {
       hooked = true;
-      std::atexit([] { std::fprintf(stderr, "medic emulator: peak device memory %.2f GiB\n", g_peak_bytes / 1073741824.0); });
+      std::atexit(
+          [] { std::fprintf(stderr, "medic emulator: peak device memory %.2f GiB\n", g_peak_bytes / 1073741824.0); });
     }
-    std::fprintf(stderr, "medic emulator: cudaMalloc %.2f GiB (live %.2f GiB)\n", bytes / 1073741824.0, g_live_bytes / 1073741824.0);
+    std::fprintf(stderr, "medic emulator: cudaMalloc %.2f GiB (live %.2f GiB)\n", bytes / 1073741824.0,
+                 g_live_bytes / 1073741824.0);
   }
   return p;
 }
@@ -97,7 +99,6 @@ uintptr_t find_alloc(const void* p, size_t n, bool* pinned = nullptr) {
   if (pinned) *pinned = it->second.pinned;
   return it->first;
 }
-
 
 // ---- Errors, streams, capture --------------------------------------------------------------------
 
@@ -186,9 +187,11 @@ std::mutex g_attr_mu;
 }  // namespace
 
 cudaError_t func_set_attribute(const void* fn, cudaFuncAttribute attr, int value) {
-  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize) return fail(cudaErrorInvalidValue, "unsupported function attribute");
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize)
+    return fail(cudaErrorInvalidValue, "unsupported function attribute");
   if (value < 0 || static_cast<size_t>(value) > kOptinSmem)
-    return fail(cudaErrorInvalidValue, "MaxDynamicSharedMemorySize " + std::to_string(value) + " above the 227 KiB opt-in limit");
+    return fail(cudaErrorInvalidValue,
+                "MaxDynamicSharedMemorySize " + std::to_string(value) + " above the 227 KiB opt-in limit");
   std::lock_guard<std::mutex> g(g_attr_mu);
   smem_optin()[fn] = value;
   return cudaSuccess;
@@ -197,7 +200,8 @@ cudaError_t func_set_attribute(const void* fn, cudaFuncAttribute attr, int value
 void submit(Launch l, cudaStream_t s) {
   const uint64_t nt = static_cast<uint64_t>(l.block.x) * l.block.y * l.block.z;
   std::string bad;
-  if (nt == 0 || nt > kMaxThreads || l.block.x > 1024 || l.block.y > 1024 || l.block.z > 64) bad = "block " + dim_str(l.block);
+  if (nt == 0 || nt > kMaxThreads || l.block.x > 1024 || l.block.y > 1024 || l.block.z > 64)
+    bad = "block " + dim_str(l.block);
   if (l.grid.x == 0 || l.grid.y == 0 || l.grid.z == 0 || l.grid.y > 65535 || l.grid.z > 65535 || l.grid.x > 2147483647u)
     bad = "grid " + dim_str(l.grid);
   if (l.smem > kDefaultSmem) {
@@ -208,7 +212,8 @@ void submit(Launch l, cudaStream_t s) {
       if (l.fn && it != smem_optin().end()) optin = it->second;
     }
     if (static_cast<size_t>(optin) < l.smem)
-      bad = std::to_string(l.smem) + " bytes of dynamic shared memory without cudaFuncSetAttribute(MaxDynamicSharedMemorySize)";
+      bad = std::to_string(l.smem) +
+            " bytes of dynamic shared memory without cudaFuncSetAttribute(MaxDynamicSharedMemorySize)";
   }
   if (!bad.empty()) {
     fail(cudaErrorInvalidConfiguration, std::string("kernel ") + l.name + ": invalid launch: " + bad);
@@ -232,7 +237,9 @@ cudaError_t cudaGetDevice(int* d) {
   *d = 0;
   return cudaSuccess;
 }
-cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice, "only device 0 is emulated"); }
+cudaError_t cudaSetDevice(int d) {
+  return d == 0 ? cudaSuccess : fail(cudaErrorInvalidDevice, "only device 0 is emulated");
+}
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   if (d != 0) return fail(cudaErrorInvalidDevice, "only device 0 is emulated");
   std::memset(p, 0, sizeof *p);
@@ -253,9 +260,12 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
 }
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int d) {
   if (d != 0) return fail(cudaErrorInvalidDevice, "only device 0 is emulated");
-  if (a == cudaDevAttrMultiProcessorCount) *v = kSmCount;
-  else if (a == cudaDevAttrMaxSharedMemoryPerBlockOptin) *v = static_cast<int>(kOptinSmem);
-  else return fail(cudaErrorInvalidValue, "unsupported device attribute");
+  if (a == cudaDevAttrMultiProcessorCount)
+    *v = kSmCount;
+  else if (a == cudaDevAttrMaxSharedMemoryPerBlockOptin)
+    *v = static_cast<int>(kOptinSmem);
+  else
+    return fail(cudaErrorInvalidValue, "unsupported device attribute");
   return cudaSuccess;
 }
 cudaError_t cudaDriverGetVersion(int* v) {
@@ -313,12 +323,14 @@ cudaError_t cudaFree(void* p) {
   else
     std::free(p);
   allocs().erase(it);
-  return ok ? cudaSuccess : fail(cudaErrorLaunchFailure, "write past the end of a device allocation found at its cudaFree");
+  return ok ? cudaSuccess
+            : fail(cudaErrorLaunchFailure, "write past the end of a device allocation found at its cudaFree");
 }
 cudaError_t cudaMallocAsync(void** p, size_t bytes, cudaStream_t s) {
   if (stream_of(s)->capturing) {
     invalidate(stream_of(s));
-    return fail(cudaErrorStreamCaptureUnsupported, "cudaMallocAsync inside a captured step (medic sizes memory before capture)");
+    return fail(cudaErrorStreamCaptureUnsupported,
+                "cudaMallocAsync inside a captured step (medic sizes memory before capture)");
   }
   return cudaMalloc(p, bytes);
 }
@@ -339,7 +351,9 @@ namespace {
 // Device-side ranges must lie inside one live allocation.
 cudaError_t check_range(const void* p, size_t n, const char* what) {
   if (n == 0) return cudaSuccess;
-  if (!find_alloc(p, n)) return fail(cudaErrorInvalidValue, std::string(what) + ": device range of " + std::to_string(n) + " bytes outside any allocation");
+  if (!find_alloc(p, n))
+    return fail(cudaErrorInvalidValue,
+                std::string(what) + ": device range of " + std::to_string(n) + " bytes outside any allocation");
   return cudaSuccess;
 }
 }  // namespace
@@ -354,7 +368,8 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
     const void* host = k == cudaMemcpyHostToDevice ? src : dst;
     if (!find_alloc(host, bytes, &pinned) || !pinned) {
       invalidate(stream_of(s));
-      return fail(cudaErrorStreamCaptureUnsupported, "copy between the device and pageable host memory inside a captured step");
+      return fail(cudaErrorStreamCaptureUnsupported,
+                  "copy between the device and pageable host memory inside a captured step");
     }
   }
   if (dry_run() && k == cudaMemcpyDeviceToDevice) return cudaSuccess;  // device contents are not computed
@@ -422,7 +437,9 @@ cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
 }
 cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* status) {
   CUstream_st* st = stream_of(s);
-  *status = !st->capturing ? cudaStreamCaptureStatusNone : st->invalidated ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+  *status = !st->capturing    ? cudaStreamCaptureStatusNone
+            : st->invalidated ? cudaStreamCaptureStatusInvalidated
+                              : cudaStreamCaptureStatusActive;
   return cudaSuccess;
 }
 cudaError_t cudaGraphGetNodes(cudaGraph_t g, cudaGraphNode_t*, size_t* count) {

@@ -172,8 +172,8 @@ void check_past_end() {
   cudaMalloc(&p, 100 * 4);
   past_end_kernel<<<1, 128>>>(p, 100);
   std::string err = launch_error();
-  report(err.find("write past the end of a 400-byte device allocation") != std::string::npos, "a write one element past an allocation is caught",
-         err.empty() ? "no error reported" : err);
+  report(err.find("write past the end of a 400-byte device allocation") != std::string::npos,
+         "a write one element past an allocation is caught", err.empty() ? "no error reported" : err);
   cudaFree(p);
   cudaGetLastError();
 }
@@ -228,7 +228,8 @@ void check_stale_shared() {
   int nan = 0, one = 0;
   for (int i = 0; i < 32; ++i) one += h[i] == 1.0f;
   for (int i = 32; i < 64; ++i) nan += std::isnan(h[i]);
-  report(err.empty() && one == 32 && nan == 32, "static shared memory a block never wrote reads as NaN, not the last block's data",
+  report(err.empty() && one == 32 && nan == 32,
+         "static shared memory a block never wrote reads as NaN, not the last block's data",
          std::to_string(nan) + " of 32 NaN");
   cudaFree(d);
 }
@@ -253,7 +254,8 @@ void check_graph() {
   cudaGraphLaunch(e, s);
   cudaStreamSynchronize(s);
   cudaMemcpy(&h, d, 4, cudaMemcpyDeviceToHost);
-  report(end == cudaSuccess && untouched && h == 4.0f, "a captured graph runs at each launch, not at capture", "value " + std::to_string(h));
+  report(end == cudaSuccess && untouched && h == 4.0f, "a captured graph runs at each launch, not at capture",
+         "value " + std::to_string(h));
   cudaGraphExecDestroy(e);
   cudaGraphDestroy(g);
 
@@ -274,10 +276,15 @@ void check_graph() {
 int main() {
   check_mma();
   check_shfl();
-  check_fault("a barrier inside a divergent branch is a deadlock", [](int* d) { divergent_barrier_kernel<<<1, 32>>>(d); },
-              "16 threads wait in __syncthreads");
-  check_fault("a barrier after an early return is a deadlock", [](int* d) { early_return_kernel<<<1, 64>>>(d); }, "1 threads have returned");
-  check_fault("a shuffle by half a warp is a deadlock", [](int* d) { half_warp_shfl_kernel<<<1, 32>>>(d); }, "wait in __shfl_xor_sync");
+  check_fault(
+      "a barrier inside a divergent branch is a deadlock", [](int* d) { divergent_barrier_kernel<<<1, 32>>>(d); },
+      "16 threads wait in __syncthreads");
+  check_fault(
+      "a barrier after an early return is a deadlock", [](int* d) { early_return_kernel<<<1, 64>>>(d); },
+      "1 threads have returned");
+  check_fault(
+      "a shuffle by half a warp is a deadlock", [](int* d) { half_warp_shfl_kernel<<<1, 32>>>(d); },
+      "wait in __shfl_xor_sync");
   check_past_end();
   check_launch_limits();
   check_launch_bounds();
