@@ -59,6 +59,26 @@ describe('emulator translate.mjs', () => {
     expect(out).not.toMatch(/<<<.*>>>\(a, b/);
   });
 
+  it('reads a launch that clang-format broke before its <<<', () => {
+    const { code, out } = translate(
+      [
+        'void f() {',
+        '  if (v)',
+        '    norm_kernel<true>',
+        '        <<<grid, kBlock, 0, st>>>(x, y);',
+        '  done();',
+        '}',
+      ].join('\n'),
+    );
+    expect(code).toBe(0);
+    const lines = out.split('\n');
+    expect(lines[3]).toBe(
+      '    ::medic_emu::launch("norm_kernel<true>", nullptr, grid, kBlock, 0, st, [=](auto&&... a_) { norm_kernel<true>(a_...); }, x, y);',
+    );
+    expect(lines[4]).toBe(''); // the launch's second line: line numbers stay those of the source
+    expect(lines[5]).toBe('  done();');
+  });
+
   it('rewrites shared memory and launch bounds', () => {
     const { code, out } = translate(
       [

@@ -64,9 +64,11 @@ function splitTop(text) {
   return parts;
 }
 
-// The kernel expression ending just before `end`: an identifier with optional :: and <template args>.
+// The kernel expression ending just before `end`: an identifier with optional :: and <template args>,
+// possibly followed by white space (clang-format breaks a long launch before its `<<<`).
 function kernelStart(text, end) {
   let i = end;
+  while (i > 0 && /\s/.test(text[i - 1])) i--;
   for (;;) {
     if (text[i - 1] === '>') {
       let depth = 0;
