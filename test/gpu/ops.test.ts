@@ -313,6 +313,35 @@ function buildCases(cpu: Engine): Record<string, OpCase[]> {
     add('init_normal', `n=${n}`, [], [poison([n])], { mean: 0, std: 0.02, lo: -0.04, hi: 0.04, seed: 42, stream: 7 });
     add('init_uniform', `n=${n}`, [], [poison([n])], { lo: -0.1, hi: 0.1, seed: 42, stream: 3 });
   }
+  // The evaluation suite's ops: BatchNorm without affine (train: batch statistics, running stats
+  // updated in place; eval: running stats) and SGD with momentum / LARS.
+  for (const train of [1, 0]) {
+    add(
+      'batchnorm',
+      `[37,77] train=${train}`,
+      [randn([37, 77], 2)],
+      [poison([37, 77]), randn([77], 0.1), uniform([77], 0.5, 2)],
+      { train },
+    );
+  }
+  for (const trust of [0, 0.001]) {
+    const n = 1000003;
+    add(
+      'sgd',
+      `n=${n} trust=${trust}`,
+      [randn([n], 0.01), f32([2], [0.1, 0.01])],
+      [randn([n], 0.02), randn([n], 0.01), poison([2])],
+      { momentum: 0.9, trust },
+    );
+  }
+  // Evolved masking's head-averaged attention map, and the uncertainty loss balancing.
+  add('attention_probs', 'B2 T50 H4 Hd8', [randn([2, 50, 3 * 4 * 8])], [poison([2, 49, 49])], { heads: 4 });
+  add('loss_weights', '[3]', [f32([3], [0.3, -0.7, 1.2])], [poison([3])]);
+  add('loss_weights_bwd', '[3]', [f32([3], [0.3, -0.7, 1.2]), f32([4], [3, 0.8, 1.7, 0.4])], [randn([3])], {
+    w_tok: 1,
+    w_cls: 0.4,
+    w_pix: 1,
+  });
   // Without a communicator (one process) both leave the gradient as it is.
   add('allreduce', 'alone', [], [randn([1000003], 0.01)]);
   add('allreduce_wait', 'alone', [], [randn([7])]);
