@@ -29,11 +29,13 @@ const cpuFile = join(root, 'prebuilds', tuple, 'medic-native.glibc.node');
 const cudaPkg = join(root, 'packages', 'linux-x64-cuda');
 const cudaFile = join(cudaPkg, 'medic_cuda.node');
 const releaseDir = join(root, 'build-release');
-// The floors we promise (docs/RELEASE.md). CPU: Node 20's own Linux binaries need glibc 2.28. CUDA:
+// The floors we promise (docs/RELEASE.md). CPU: 2.34, since the engine loads MPI and NCCL at run time
+// (dlopen, dlsym, dlclose, dlerror) and pthread_once, which glibc 2.34 versioned anew when it merged
+// libdl and libpthread into libc; the rest of the engine would run on 2.27. CUDA:
 // the static cudart's pthread, dl, sem and shm calls bind to the versions of the glibc it is linked
 // against, 2.34 for every glibc >= 2.34 (the one that merged libpthread and libdl into libc); an older
 // floor needs a build machine with an older glibc.
-const GLIBC_MAX = { cpu: '2.28', cuda: '2.34' };
+const GLIBC_MAX = { cpu: '2.34', cuda: '2.34' };
 const GLIBCXX_MAX = '3.4.22';
 const CUDA_ARCHS = '80-real;90-real;90-virtual';
 
