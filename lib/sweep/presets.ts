@@ -22,16 +22,13 @@ const masking: SweepCell[] = [
   { name: 'block-0.4', overrides: { mask: 'block', maskRatio: 0.4 } },
   { name: 'random-0.4', overrides: { mask: 'random', maskRatio: 0.4 } },
   { name: 'random-0.75', overrides: { mask: 'random', maskRatio: 0.75 } },
-  // Evolved masking's keys (mask 'evolved', maskCluster) are written as plain settings so that the
-  // preset names them even where the config does not know them yet: the sweep validates every cell
-  // before the first run and names the key it cannot use.
   {
     name: 'evolved-em',
-    overrides: { mask: 'evolved', maskRatio: 0.75, maskCluster: 'em' } as unknown as SweepCell['overrides'],
+    overrides: { mask: 'evolved', maskRatio: 0.75, maskCluster: 'em' },
   },
   {
     name: 'evolved-hc',
-    overrides: { mask: 'evolved', maskRatio: 0.75, maskCluster: 'hc' } as unknown as SweepCell['overrides'],
+    overrides: { mask: 'evolved', maskRatio: 0.75, maskCluster: 'hc' },
   },
 ];
 
