@@ -13,6 +13,8 @@ export function renderPixels(
   outW: number,
   outH: number,
 ): Uint8Array {
+  const unscaled = plan.kind === 'crop' ? plan.w === outW && plan.h === outH : plan.rw === width && plan.rh === height;
+  if (unscaled) return copyWindow(src, width, channels, plan, outW, outH);
   if (plan.kind === 'crop') {
     // torchvision crops, then resizes the crop: the filter must not reach past the crop's edges.
     const box = [plan.x, plan.y, plan.x + plan.w, plan.y + plan.h] as const;
@@ -33,6 +35,32 @@ export function renderPixels(
     outW,
     outH,
   );
+}
+
+/**
+ * A plan that moves pixels without scaling them (the eval transform of 28 px digits at 28 px, a crop of
+ * the output's size) is a plain copy: the bilinear filter at scale 1 puts weight 1 on the source pixel and
+ * 0 on its neighbours, so resampleBox would return the same bytes, 20x slower (it made the loader, not
+ * the forward pass, the limit of feature extraction for kNN).
+ */
+function copyWindow(
+  src: Uint8Array,
+  width: number,
+  channels: number,
+  plan: Plan,
+  outW: number,
+  outH: number,
+): Uint8Array {
+  const x0 = plan.kind === 'crop' ? plan.x : plan.left;
+  const y0 = plan.kind === 'crop' ? plan.y : plan.top;
+  const out = new Uint8Array(outW * outH * 3);
+  for (let y = 0; y < outH; y++) {
+    const s = ((y0 + y) * width + x0) * channels;
+    const d = y * outW * 3;
+    if (channels === 3) out.set(src.subarray(s, s + outW * 3), d);
+    else for (let x = 0; x < outW; x++) out[d + 3 * x] = out[d + 3 * x + 1] = out[d + 3 * x + 2] = src[s + x];
+  }
+  return out;
 }
 
 export class PixelSource implements ImageSource {

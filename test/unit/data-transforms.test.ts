@@ -164,6 +164,23 @@ describe('resampling', () => {
       expect(out[(3 * S + 3) * 3 + 2]).toBe(100);
     }
   });
+  test('an unscaled plan (a plain copy) gives the bytes the resampler gives', () => {
+    const rng = new Rng(7, Stream.shuffle, 0, 0);
+    for (const c of [1, 3] as const) {
+      const img = Uint8Array.from({ length: 30 * 20 * c }, () => Math.floor(rng.uniform() * 256));
+      // eval of 28 px digits at 28 px: the whole image; a centre window of it; a train crop of the output's size
+      const cases = [
+        [{ kind: 'resizeCrop', rw: 30, rh: 20, left: 0, top: 0 } as const, 30, 20, [0, 0, 30, 20]],
+        [{ kind: 'resizeCrop', rw: 30, rh: 20, left: 5, top: 3 } as const, 16, 12, [5, 3, 21, 15]],
+        [{ kind: 'crop', x: 7, y: 2, w: 9, h: 9 } as const, 9, 9, [7, 2, 16, 11]],
+      ] as const;
+      for (const [plan, w, h, box] of cases) {
+        const clip = plan.kind === 'crop' ? box : undefined;
+        const ref = resampleBox(img, 30, 20, c, box[0], box[1], box[2], box[3], w, h, clip);
+        expect(renderPixels(img, 30, 20, c, plan, w, h)).toEqual(ref);
+      }
+    }
+  });
   test('resize then crop equals the matching box', () => {
     const a = renderPixels(src, W, H, 3, { kind: 'resizeCrop', rw: 32, rh: 24, left: 4, top: 2 }, 16, 16);
     const b = resampleBox(src, W, H, 3, 8, 4, 40, 36, 16, 16);
