@@ -58,7 +58,8 @@ fi
 TARBALL_BYTES=$(stat -c %s "$TARBALL")
 LISTING="$(tar -tzf "$TARBALL")"
 for want in package/prebuilds/linux-x64/medic-native.glibc.node package/dist/index.js package/bin/medic-native.js \
-  package/LICENSE package/assets/mnist/train-images-idx3-ubyte.gz package/CMakeLists.txt package/native/core/engine.cpp; do
+  package/LICENSE package/assets/mnist/train-images-idx3-ubyte.gz package/assets/teachers/digits-mini.safetensors \
+  package/CMakeLists.txt package/native/core/engine.cpp; do
   grep -qx "$want" <<<"$LISTING" || die "$want is missing from $(basename "$TARBALL")"
 done
 if grep -E '\.map$|^package/test/|^package/native/tests/|\.test\.|^package/bench/' <<<"$LISTING"; then die "the tarball holds tests, source maps or the native test harness (above)"; fi

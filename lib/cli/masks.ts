@@ -10,7 +10,7 @@ import { compile, GraphState } from '../graph/index.js';
 import { loadClipTeacher } from '../io/teacher.js';
 import { buildTeacherStep } from '../models/index.js';
 import { applyTeacherCheckpoint, medicConfigOf } from '../train/build.js';
-import { normalizationOf, resolveConfig, type PretrainConfig } from '../train/config.js';
+import { normalizationOf, resolveConfig, teacherFile, type PretrainConfig } from '../train/config.js';
 import { evolvedMasks } from '../train/evolved.js';
 import { makeMasks } from '../train/masking.js';
 
@@ -49,7 +49,8 @@ async function teacherAttention(c: PretrainConfig, images: Float32Array, n: numb
     const state = new GraphState(engine, cg);
     try {
       await state.initNative(c.seed, ['frozen']); // the seeded random teacher of a run with this seed
-      if (c.teacher !== 'random') loadClipTeacher(state, c.teacher, { ...mc.teacher, img: c.imgSize });
+      const file = teacherFile(c);
+      if (file) loadClipTeacher(state, file, { ...mc.teacher, img: c.imgSize });
       using prog = state.program();
       const r = await prog.run({ images });
       return r.outputs.attn as Float32Array;

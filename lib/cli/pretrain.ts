@@ -14,6 +14,7 @@ import {
   formatConfigChanges,
   readConfigFile,
   resolveConfig,
+  teacherFile,
   type ConfigFlags,
   type PretrainConfig,
 } from '../train/config.js';
@@ -39,7 +40,7 @@ export const flags: FlagSpec[] = [
   {
     key: 'teacher',
     arg: 'path',
-    help: "CLIP image encoder checkpoint (safetensors, Hugging Face or OpenAI names), or 'random' for a seeded random CLIP-architecture teacher",
+    help: "the frozen teacher: a ViT checkpoint (safetensors: CLIP in Hugging Face or OpenAI names, or timm's VisionTransformer), 'digits' (the bundled digits ViT, trained with labels), 'random' (a seeded random CLIP-architecture network) or 'auto' (digits for the bundled digits at 28 px with 7 px patches, else random)",
   },
   { key: 'model', arg: 'name', help: 'student size', choices: Object.keys(studentPresets) },
   { key: 'imgSize', arg: 'px', help: 'image side (0 = auto: 28 for digits, 224 otherwise)' },
@@ -109,6 +110,12 @@ export const flags: FlagSpec[] = [
     key: 'teacherLayer',
     arg: 'n',
     help: 'the teacher block whose output is the target, 1-based (0 = the last, before the final norm)',
+  },
+  {
+    key: 'teacherPool',
+    arg: 'kind',
+    help: "the CLS target: the teacher's CLS token (cls) or the mean of its patch tokens (avg, for classifiers pooled that way); auto reads it from the checkpoint",
+    choices: ['auto', 'cls', 'avg'],
   },
   { key: 'decoderDim', arg: 'n', help: 'pixel decoder width' },
   { key: 'decoderDepth', arg: 'n', help: 'pixel decoder depth' },
@@ -281,7 +288,7 @@ export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
         events,
         resume: opts.resume,
         overwrite: !!opts.overwrite,
-        teacherHeads: c.teacher === 'random' ? undefined : c.teacherHeads,
+        teacherHeads: teacherFile(c) ? c.teacherHeads : undefined,
         interrupted: () => stopRequested,
       });
     } catch (err) {
@@ -362,7 +369,7 @@ export function registerPretrain(program: Command): void {
     'after',
     `
 Examples:
-  $ medic-native pretrain                                   # bundled MNIST digits, random teacher, minutes on 2 cores
+  $ medic-native pretrain                                   # bundled MNIST digits, bundled digits teacher, minutes on 2 cores
   $ medic-native pretrain --data ~/imagenet --teacher clip-vit-b16.safetensors --model base --epochs 300 --batch-size 1024 \\
       --lr 1.5e-3 --lr-batch-ref 2048 --warmup-epochs 10        # the ViT-B recipe (the defaults are the digit run's)
   $ medic-native pretrain --data idx:./mnist --w-cls 1.0 --mask random --mask-ratio 0.75 --out runs/ablation

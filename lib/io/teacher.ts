@@ -696,3 +696,38 @@ export function resizePosEmbed(pos: Float32Array, g0: number, g1: number, W: num
     }
   return out;
 }
+
+/**
+ * How a checkpoint's network summarises an image, for the CLS target: 'avg' for a timm classifier
+ * with global_pool 'avg' (its 'timm' metadata says so, or it has fc_norm and no norm: timm's layout for
+ * it), whose CLS token is never read by its head and so carries little; 'cls' for everything else
+ * (CLIP pools by its CLS token; timm's global_pool 'token').
+ */
+export function checkpointPool(path: string): { pool: 'cls' | 'avg'; why: string } {
+  const f = openTeacherFile(path);
+  try {
+    const kwargs = timmKwargsOf(f);
+    if (kwargs && typeof kwargs.global_pool === 'string')
+      return kwargs.global_pool === 'avg'
+        ? { pool: 'avg', why: "its 'timm' metadata says global_pool 'avg'" }
+        : { pool: 'cls', why: `its 'timm' metadata says global_pool '${kwargs.global_pool}'` };
+    const { layout, prefix } = detectLayout(f);
+    if (layout === 'timm' && f.tensors.has(`${prefix}fc_norm.weight`) && !f.tensors.has(`${prefix}norm.weight`))
+      return { pool: 'avg', why: 'it has fc_norm and no norm (timm global_pool avg)' };
+    return {
+      pool: 'cls',
+      why: layout === 'timm' ? 'it has a final norm (timm global_pool token)' : 'CLIP pools by CLS',
+    };
+  } finally {
+    f.close();
+  }
+}
+
+function timmKwargsOf(f: SafetensorsFile): Record<string, unknown> | null {
+  try {
+    const raw = f.metadata.timm;
+    return raw ? ((JSON.parse(raw) as { kwargs?: Record<string, unknown> }).kwargs ?? null) : null;
+  } catch {
+    return null; // unreadable metadata: the layout decides (readTimmHeads notes the bad JSON)
+  }
+}

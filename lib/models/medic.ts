@@ -26,6 +26,7 @@ import {
   gatherRows,
   gradNorm,
   layerNorm,
+  meanTokens,
   lossWeights,
   medicLoss,
   patchify,
@@ -62,6 +63,8 @@ export interface MedicConfig {
    * graphs share one frozen layout.
    */
   teacherTargets?: 'forward' | 'input';
+  /** The CLS target: the teacher's CLS token (default) or the mean of its patch tokens (an avg-pooled classifier's summary). */
+  teacherPool?: 'cls' | 'avg';
   /**
    * Loss balancing (docs/METHOD.md, Losses): 'static' uses the weights as given; 'ema' reads a
    * per-step input loss_scale [3] (1 / running mean of each term, kept by the host); 'uncertainty'
@@ -137,7 +140,9 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
   const tAll =
     cfg.teacherTargets === 'input'
       ? input('teacher_targets', [B, 1 + N, Dt], 'f32')
-      : g.noGrad(() => teacherTargets(g, teacher.forwardTaps(images, { layer: cfg.teacherLayer }).tokens));
+      : g.noGrad(() =>
+          teacherTargets(g, teacher.forwardTaps(images, { layer: cfg.teacherLayer }).tokens, cfg.teacherPool),
+        );
   const scoredRowsLen = scored === 'visible' ? 1 + V : scored === 'masked' ? 1 + M : 0;
   const scoredRows = scoredRowsLen ? input('scored_rows', [B, scoredRowsLen], 'i32') : null;
 
@@ -202,9 +207,20 @@ export function buildMedic(cfg: MedicConfig): MedicGraph {
   return { graph: g, cfg, N, M, V, scored, student, teacher, decoder, head, values };
 }
 
-/** Each token normalised with the unbiased variance, CLS included (docs/METHOD.md, Teacher). */
-export function teacherTargets(g: Graph, tokens: Value): Value {
-  return layerNorm(g, tokens, null, null, { eps: NORM_EPS, unbiased: true, hint: 'teacher.target_norm' });
+/**
+ * Each token normalised with the unbiased variance, CLS included (docs/METHOD.md, Teacher). With pool
+ * 'avg' the CLS row is first replaced by the mean of the patch tokens (as timm's global_pool 'avg' pools
+ * before its fc_norm), since such a teacher's CLS token is never read by its head.
+ */
+export function teacherTargets(g: Graph, tokens: Value, pool: 'cls' | 'avg' = 'cls'): Value {
+  let x = tokens;
+  if (pool === 'avg') {
+    const T = tokens.shape[1];
+    x = g.temp('teacher.pooled_tokens', tokens.shape, tokens.dtype, [tokens]);
+    g.emit('copy_rows', [tokens], [x], { src: 1, dst: 1, count: T - 1 });
+    g.emit('copy_rows', [meanTokens(g, tokens, 1, 'teacher.pool')], [x], { src: 0, dst: 0, count: 1 });
+  }
+  return layerNorm(g, x, null, null, { eps: NORM_EPS, unbiased: true, hint: 'teacher.target_norm' });
 }
 
 export interface TeacherStep {
@@ -219,13 +235,15 @@ export interface TeacherStep {
  * one forward. Its params are the MEDiC graph's frozen group, in the same order and offsets, so its
  * program binds the training state's frozen tensor (checked by sameFrozenLayout).
  */
-export function buildTeacherStep(cfg: Pick<MedicConfig, 'batch' | 'img' | 'teacher' | 'teacherLayer'>): TeacherStep {
+export function buildTeacherStep(
+  cfg: Pick<MedicConfig, 'batch' | 'img' | 'teacher' | 'teacherLayer' | 'teacherPool'>,
+): TeacherStep {
   const g = new GraphClass();
   const images = g.input('images', [cfg.batch, 3, cfg.img, cfg.img], 'f32');
   const teacher = makeTeacher(g, cfg.teacher, cfg.img);
   const { tokens, probs } = teacher.forwardTaps(images, { layer: cfg.teacherLayer, probs: true });
   g.markOutput(
-    g.noGrad(() => teacherTargets(g, tokens)),
+    g.noGrad(() => teacherTargets(g, tokens, cfg.teacherPool)),
     'targets',
   );
   g.markOutput(probs!, 'attn');

@@ -3,7 +3,7 @@
 // architecture replaces the random teacher's settings. The evaluation forward is lib/eval/features.ts.
 import type { Program } from '../engine/index.js';
 import { compile, type CompiledGraph, type GraphState } from '../graph/index.js';
-import { inspectClipCheckpoint, type ClipCheckpointInfo } from '../io/teacher.js';
+import { checkpointPool, inspectClipCheckpoint, type ClipCheckpointInfo } from '../io/teacher.js';
 import {
   buildMedic,
   buildTeacherStep,
@@ -12,7 +12,7 @@ import {
   type MedicGraph,
   type VitConfig,
 } from '../models/index.js';
-import type { PretrainConfig } from './config.js';
+import { teacherFile, type PretrainConfig } from './config.js';
 import type { Precision } from './precision.js';
 
 export function medicConfigOf(c: PretrainConfig, batch = c.batchSize, precision: Precision = 'fp32'): MedicConfig {
@@ -37,6 +37,7 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize, precision:
     balance: c.lossBalance,
     optimizer: { maxNorm: c.clipGrad },
     teacherLayer: c.teacherLayer || undefined,
+    teacherPool: c.teacherPool === 'avg' ? 'avg' : 'cls',
     // Evolved masking needs the teacher's attention before the step: the teacher runs first, as its
     // own program (buildTeacherStep), and its targets come into the step as an input.
     teacherTargets: c.mask === 'evolved' ? 'input' : 'forward',
@@ -46,8 +47,9 @@ export function medicConfigOf(c: PretrainConfig, batch = c.batchSize, precision:
 
 /** The teacher's layout from its checkpoint's header (CLIP's for the random teacher). */
 function teacherKind(c: PretrainConfig): { kind: 'clip' | 'timm'; layerScale?: boolean; normPre?: boolean } {
-  if (c.teacher === 'random') return { kind: 'clip' };
-  const a = inspectClipCheckpoint(c.teacher, { heads: c.teacherHeads }).arch;
+  const file = teacherFile(c);
+  if (!file) return { kind: 'clip' };
+  const a = inspectClipCheckpoint(file, { heads: c.teacherHeads }).arch;
   return a.layout === 'timm' ? { kind: 'timm', layerScale: a.layerScale, normPre: a.normPre } : { kind: 'clip' };
 }
 
@@ -75,16 +77,19 @@ function teacherOf(
   c: PretrainConfig,
   opts: { heads?: number },
 ): { config: PretrainConfig; info: ClipCheckpointInfo | null } {
-  if (c.teacher === 'random') return { config: c, info: null };
-  const info = inspectClipCheckpoint(c.teacher, { heads: opts.heads });
+  const file = teacherFile(c);
+  if (!file) return { config: c, info: null }; // teacherPool auto: the random teacher's CLS token
+  const info = inspectClipCheckpoint(file, { heads: opts.heads });
   const a = info.arch;
   if (a.patch !== c.patchSize)
     throw new Error(
       `--teacher ${c.teacher}: the teacher's patch size is ${a.patch} but the student's is ${c.patchSize}: set --patch-size ${a.patch} (teacher and student tokens must cover the same patches)`,
     );
+  const pool = c.teacherPool === 'auto' ? checkpointPool(file) : null;
   return {
     config: {
       ...c,
+      teacherPool: pool ? pool.pool : c.teacherPool,
       teacherDim: a.width,
       teacherDepth: a.layers,
       teacherHeads: a.heads,

@@ -3,6 +3,7 @@
 // is here and is printed at the start of a run (the effective config) and saved in the run folder.
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { parseDevice, type DeviceSpec } from '../engine/device.js';
 import { studentPresets, type ModelPreset } from '../models/vit.js';
@@ -24,6 +25,11 @@ export interface PretrainConfig {
   teacherMlpRatio: number;
   /** The teacher block whose output is the target (1-based); 0 = the last. */
   teacherLayer: number;
+  /**
+   * The CLS target: the teacher's CLS token ('cls') or the mean of its patch tokens ('avg', for a
+   * classifier pooled that way); 'auto' reads it from the checkpoint (docs/TEACHER.md).
+   */
+  teacherPool: 'auto' | 'cls' | 'avg';
   decoderDim: number;
   decoderDepth: number;
   decoderHeads: number;
@@ -107,12 +113,13 @@ export const defaultConfig: PretrainConfig = {
   patchSize: 0,
   model: 'mini',
   encoding: 'sparse',
-  teacher: 'random',
+  teacher: 'auto',
   teacherDim: 128,
   teacherDepth: 4,
   teacherHeads: 4,
   teacherMlpRatio: 4,
   teacherLayer: 0,
+  teacherPool: 'auto',
   decoderDim: 64,
   decoderDepth: 2,
   decoderHeads: 4,
@@ -337,9 +344,11 @@ export function validateConfig(c: PretrainConfig): void {
   if (!evals.every((e) => EVALUATIONS.includes(e as never)) || !evals.includes('knn'))
     fail('eval', `a comma-separated list of ${EVALUATIONS.join(', ')} that includes knn`, c.eval);
   if (typeof c.data !== 'string' || !c.data) fail('data', 'a data spec (folder, idx:<dir>, mnist, synthetic)', c.data);
-  if (typeof c.teacher !== 'string' || !c.teacher) fail('teacher', "a CLIP checkpoint path or 'random'", c.teacher);
-  if (c.teacher !== 'random' && !existsSync(c.teacher))
-    fail('teacher', 'an existing CLIP checkpoint file (or random)', c.teacher);
+  if (!['auto', 'cls', 'avg'].includes(c.teacherPool)) fail('teacherPool', 'auto, cls or avg', c.teacherPool);
+  if (typeof c.teacher !== 'string' || !c.teacher)
+    fail('teacher', "a ViT checkpoint path, 'digits', 'random' or 'auto'", c.teacher);
+  if (!TEACHER_KEYWORDS.has(c.teacher) && !existsSync(c.teacher))
+    fail('teacher', 'an existing ViT checkpoint file (or digits, random, auto)', c.teacher);
   if (typeof c.out !== 'string' || !c.out) fail('out', 'a run folder path', c.out);
 }
 
@@ -410,7 +419,29 @@ export function finalizeConfig(c: PretrainConfig): PretrainConfig {
   if (out.patchSize === 0) out.patchSize = digits ? 7 : 16;
   if (out.hflip === -1) out.hflip = digits ? 0 : 0.5;
   if (out.normalize === 'auto') out.normalize = digits ? 'mnist' : 'imagenet';
+  if (out.teacher === 'auto') out.teacher = fitsDigitsTeacher(out) ? 'digits' : 'random';
   return out;
+}
+
+/** The teachers named by a word instead of a file. */
+const TEACHER_KEYWORDS = new Set(['auto', 'random', 'digits']);
+
+/**
+ * The bundled digits teacher (assets/teachers, made by scripts/train-digits-teacher.mjs): a mini ViT
+ * trained with the labels of the bundled digits' train split, standing in for CLIP where no CLIP weights
+ * can be downloaded (docs/TEACHER.md). Two folders up from lib/train (source) and dist/train (built).
+ */
+export const DIGITS_TEACHER = fileURLToPath(new URL('../../assets/teachers/digits-mini.safetensors', import.meta.url));
+
+/** 'auto' picks the digits teacher for the data and geometry it was trained on: the bundled digits, 28 px, 7 px patches. */
+function fitsDigitsTeacher(c: PretrainConfig): boolean {
+  return c.data === 'mnist' && c.imgSize === 28 && c.patchSize === 7;
+}
+
+/** The teacher's checkpoint file, or null for the seeded random teacher. */
+export function teacherFile(c: Pick<PretrainConfig, 'teacher'>): string | null {
+  if (c.teacher === 'random' || c.teacher === 'auto') return null;
+  return c.teacher === 'digits' ? DIGITS_TEACHER : c.teacher;
 }
 
 /** Mean/std of a normalize setting, in the loader's 'm1,m2,m3/s1,s2,s3' form where needed. */
@@ -435,8 +466,12 @@ const show = (v: unknown) => (Array.isArray(v) ? v.join(',') : String(v));
  */
 export function formatConfigChanges(c: PretrainConfig): string {
   const base = finalizeConfig({ ...defaultConfig, data: c.data });
+  // A teacher checkpoint brings its own architecture into these keys: not a setting the user changed.
+  const fromFile = new Set<Key>(
+    teacherFile(c) ? ['teacherDim', 'teacherDepth', 'teacherHeads', 'teacherMlpRatio', 'teacherPool'] : [],
+  );
   return (Object.keys(c) as Key[])
-    .filter((k) => show(c[k]) !== show(base[k]))
+    .filter((k) => !fromFile.has(k) && show(c[k]) !== show(base[k]))
     .map((k) => `${flagOf(k)} ${show(c[k])}`)
     .join(' ');
 }
@@ -452,7 +487,7 @@ export function absolutePaths(c: PretrainConfig): PretrainConfig {
     : isNamedData(c.data)
       ? c.data
       : resolve(c.data);
-  return { ...c, data, teacher: c.teacher === 'random' ? c.teacher : resolve(c.teacher), out: resolve(c.out) };
+  return { ...c, data, teacher: TEACHER_KEYWORDS.has(c.teacher) ? c.teacher : resolve(c.teacher), out: resolve(c.out) };
 }
 
 function isNamedData(data: string): boolean {

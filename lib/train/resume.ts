@@ -8,7 +8,7 @@ import { runFolderOf } from '../io/run-folder.js';
 import { checkConfigKeys, defaultConfig, resolveConfig, type PretrainConfig } from './config.js';
 
 /** Settings added after checkpoint format @1: older checkpoints lack them and get the default. */
-const ADDED_LATER = new Set<string>(['spikeFactor']);
+const ADDED_LATER = new Set<string>(['spikeFactor', 'teacherPool']);
 
 export interface ResumeSource {
   /** The checkpoint file. */
@@ -34,6 +34,8 @@ export function savedSettings(path: string, config: Record<string, unknown>): Pa
     else if (!ADDED_LATER.has(k)) throw new Error(`checkpoint ${path}: its saved config lacks the setting '${k}'`);
   }
   out.stopAfter = 0;
+  // Runs saved before teacherPool existed aligned the CLS with the teacher's CLS token, whatever its pooling.
+  out.teacherPool ??= 'cls';
   // The teacher file may have moved since (a --teacher flag can say where): its type is checked here,
   // its existence where the merged config is resolved.
   if (typeof out.teacher !== 'string' || !out.teacher)
@@ -51,7 +53,7 @@ export function savedSettings(path: string, config: Record<string, unknown>): Pa
 /** A saved teacher that no longer exists, with no --teacher given: say so, naming the checkpoint. */
 export function checkSavedTeacher(src: ResumeSource, teacherFlag: unknown): void {
   const t = src.settings.teacher!;
-  if (teacherFlag === undefined && t !== 'random' && !existsSync(t))
+  if (teacherFlag === undefined && t !== 'random' && t !== 'digits' && !existsSync(t))
     throw new Error(
       `checkpoint ${src.path} was trained with the teacher ${t}, which no longer exists: pass --teacher <path> with the same CLIP checkpoint`,
     );

@@ -20,10 +20,10 @@ import type { DataReporting } from '../eval/features.js';
 import { GraphState, type CompiledGraph } from '../graph/index.js';
 import { LossBalancer } from './balance.js';
 import { checkParamTable, loadCheckpoint, paramTable, type Checkpoint, type ParamEntry } from '../io/checkpoint.js';
-import { describeClipCheckpoint, loadClipTeacher, type ClipCheckpointInfo } from '../io/teacher.js';
+import { checkpointPool, describeClipCheckpoint, loadClipTeacher, type ClipCheckpointInfo } from '../io/teacher.js';
 import type { MedicGraph } from '../models/index.js';
 import { applyTeacherCheckpoint, buildTrainModel } from './build.js';
-import { absolutePaths, flagOf, type PretrainConfig } from './config.js';
+import { absolutePaths, flagOf, teacherFile, type PretrainConfig } from './config.js';
 import { describeRun, removeRunFiles, removeStaleTemporaries, runFolderOf } from '../io/run-folder.js';
 import { distributedGraph } from './distributed.js';
 import { resolvePrecision } from './precision.js';
@@ -257,12 +257,17 @@ async function initParams(
   await state.initNative(c.seed);
   if (!teacherInfo) {
     ev.info(
-      `teacher: a seeded random CLIP-architecture network (width ${c.teacherDim}, depth ${c.teacherDepth}, seed ${c.seed}): no checkpoint given (--teacher)`,
+      `teacher: a seeded random CLIP-architecture network (width ${c.teacherDim}, depth ${c.teacherDepth}, seed ${c.seed}): no checkpoint given (--teacher); its targets carry no knowledge beyond the pixels (docs/TEACHER.md)`,
     );
   } else {
-    loadClipTeacher(state, c.teacher, medic.teacher.cfg);
+    if (c.teacher === 'digits')
+      ev.info(
+        'teacher: the bundled digits teacher, a mini ViT trained with the labels of the bundled digits (train split only) by scripts/train-digits-teacher.mjs, standing in for CLIP (--teacher random: the seeded random teacher; docs/TEACHER.md)',
+      );
+    loadClipTeacher(state, teacherFile(c)!, medic.teacher.cfg);
     ev.info(describeClipCheckpoint(teacherInfo, c.imgSize));
     for (const n of teacherInfo.notes) ev.info(`teacher: ${n}`);
+    ev.info(`teacher: ${describeTeacherPool(c)}`);
   }
   if (!resumed) return { step: 0, position: { epoch: 0, index: 0 }, extra: {}, lastCheckpoint: null };
   checkParamTable(resumed.path, resumed.state.paramTable, table);
@@ -320,4 +325,13 @@ function planRun(
     `schedule: ${c.epochs} epochs x ${stepsPerEpoch} steps of ${B} images${split}; peak lr ${peakLr(sched).toExponential(3)} after ${sched.warmupSteps} warmup steps`,
   );
   return { globalBatch: B, stepsPerEpoch, totalSteps, sched };
+}
+
+/** The CLS target and where its choice comes from (the config holds 'cls' or 'avg' by now). */
+function describeTeacherPool(c: PretrainConfig): string {
+  const what = (p: string) => (p === 'avg' ? 'the mean of its patch tokens' : 'its CLS token');
+  const file = checkpointPool(teacherFile(c)!);
+  const why =
+    file.pool === c.teacherPool ? file.why : `set by --teacher-pool; the file would give ${file.pool}: ${file.why}`;
+  return `CLS target: ${what(c.teacherPool)} (${why})`;
 }

@@ -63,3 +63,27 @@ describe('teacher program + MEDiC graph with teacher_targets as input', () => {
     });
   }
 });
+
+describe('teacher targets: the CLS target as the teacher pools', () => {
+  for (const pool of ['cls', 'avg'] as const) {
+    it(`${pool}: the normalised targets equal the reference (avg: row 0 is the mean of the patch tokens)`, async () => {
+      const cfg = { ...config('sparse'), teacherPool: pool };
+      const tcg = compile(buildTeacherStep(cfg).graph);
+      const state = new GraphState(cpuEngine(), tcg);
+      try {
+        const values: Record<string, Float32Array> = {};
+        for (const p of tcg.params) values[p.name] = fx.f32(`sparse.param.${p.name}`);
+        state.writeParams(values);
+        using prog = state.program();
+        const t = await prog.run({ images: fx.f32('sparse.images') });
+        const ref = fx.f64(`sparse.teacher_targets${pool === 'avg' ? '_avg' : ''}`);
+        expect(relErr(t.outputs.targets as Float32Array, ref)).toBeLessThan(1e-5);
+        // The two differ exactly in the CLS row: the test sees the pooling, not just the norm.
+        const other = fx.f64(`sparse.teacher_targets${pool === 'avg' ? '' : '_avg'}`);
+        expect(relErr(t.outputs.targets as Float32Array, other)).toBeGreaterThan(1e-2);
+      } finally {
+        state.dispose();
+      }
+    });
+  }
+});

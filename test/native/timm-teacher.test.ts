@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { GraphState, compile } from '../../lib/graph/index.js';
-import { inspectClipCheckpoint, loadClipTeacher } from '../../lib/io/teacher.js';
+import { checkpointPool, inspectClipCheckpoint, loadClipTeacher } from '../../lib/io/teacher.js';
 import { buildTeacherStep } from '../../lib/models/index.js';
 import { cpuEngine, loadFixture, relErr } from '../helpers/parity.js';
 
@@ -41,6 +41,26 @@ describe('timm ViT checkpoints as the teacher', () => {
       }
     });
   }
+
+  it("the CLS target's pooling comes from the file: global_pool 'avg' (metadata, or fc_norm without norm) or the CLS token", async () => {
+    expect(checkpointPool(file('ls'))).toMatchObject({ pool: 'avg' }); // fc_norm + head, no norm
+    expect(checkpointPool(file('plain')).pool).toBe('cls');
+    const { writeSafetensors } = await import('../../lib/io/safetensors.js');
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'timm-pool-'));
+    const W = 64;
+    const tensors = {
+      'patch_embed.proj.weight': { dtype: 'F32' as const, shape: [W, 3, 4, 4], data: new Float32Array(W * 48) },
+      cls_token: { dtype: 'F32' as const, shape: [1, 1, W], data: new Float32Array(W) },
+      'norm.weight': { dtype: 'F32' as const, shape: [W], data: new Float32Array(W) },
+    };
+    for (const gp of ['avg', 'token']) {
+      const p = join(dir, `${gp}.safetensors`);
+      writeSafetensors(p, tensors, { timm: JSON.stringify({ kwargs: { global_pool: gp } }) });
+      expect(checkpointPool(p)).toEqual({ pool: gp === 'avg' ? 'avg' : 'cls', why: `its 'timm' metadata says global_pool '${gp}'` });
+    }
+  });
 
   it('a timm file with a key the teacher does not implement is refused, naming it', async () => {
     const { writeSafetensors } = await import('../../lib/io/safetensors.js');

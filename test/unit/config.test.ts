@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -11,6 +11,9 @@ import {
   formatConfig,
   readConfigFile,
   resolveConfig,
+  teacherFile,
+  DIGITS_TEACHER,
+  absolutePaths,
 } from '../../lib/train/config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'medic-cfg-'));
@@ -61,8 +64,25 @@ describe('pretrain config', () => {
     expect(() => resolveConfig({}, { wTok: '0', wCls: '0', wPix: '0' })).toThrow(/at least one loss weight/);
     expect(() => resolveConfig({}, { wPix: '-1' })).toThrow(/--w-pix: expected a non-negative number/);
     expect(() => resolveConfig({}, { teacher: join(dir, 'missing.safetensors') })).toThrow(
-      /--teacher: expected an existing CLIP checkpoint/,
+      /--teacher: expected an existing ViT checkpoint file \(or digits, random, auto\), got .*missing\.safetensors/,
     );
+    expect(() => resolveConfig({}, { teacherPool: 'mean' })).toThrow(
+      /--teacher-pool: expected auto, cls or avg, got "mean"/,
+    );
+  });
+
+  it('--teacher auto: the bundled digits teacher where it fits (the bundled digits, 28 px, 7 px patches), else random', () => {
+    expect(resolveConfig({}, {}).teacher).toBe('digits');
+    expect(teacherFile(resolveConfig({}, {}))).toBe(DIGITS_TEACHER);
+    expect(existsSync(DIGITS_TEACHER)).toBe(true);
+    expect(resolveConfig({}, { patchSize: '4' }).teacher).toBe('random');
+    expect(resolveConfig({}, { data: 'synthetic' }).teacher).toBe('random');
+    expect(resolveConfig({}, { data: 'synthetic', teacher: 'digits', imgSize: '28', patchSize: '7' }).teacher).toBe(
+      'digits',
+    );
+    expect(teacherFile(resolveConfig({}, { teacher: 'random' }))).toBeNull();
+    // The keywords stay keywords in the saved config (a moved package still finds its teacher).
+    expect(absolutePaths(resolveConfig({}, {})).teacher).toBe('digits');
   });
 
   it('rejects config files that are missing, malformed or hold unknown keys', () => {
