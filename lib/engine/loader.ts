@@ -17,6 +17,7 @@ import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { NativeBinding } from './binding.js';
+import { OP_NAMES } from './ops.js';
 
 export type Variant = 'cpu' | 'cuda';
 /** Where the binary came from: shipped (prebuilt), compiled on this machine, or named by the user. */
@@ -96,6 +97,11 @@ class Search {
     }
     try {
       const binding = require(path) as NativeBinding;
+      const stale = staleOpTable(binding);
+      if (stale) {
+        this.tried.push(`${shown}: ${stale}`);
+        return undefined;
+      }
       const variant: Variant = binding.cudaCompiled() ? 'cuda' : 'cpu';
       if (want === 'cuda' && variant !== 'cuda') {
         this.tried.push(`${shown}: loads, but is the CPU-only build`);
@@ -178,4 +184,18 @@ export function loadBinding(prefer: Variant = 'cpu'): LoadedBinding {
 export function shortPath(path: string): string {
   const r = relative(packageRoot, path);
   return r.startsWith('..') ? path : r;
+}
+
+/**
+ * Why a binary does not belong with this JavaScript, or null when its op table is ours. A binary left
+ * from older sources (a local build not redone after a pull) loads and runs, but ops that changed meaning
+ * or are missing give wrong numbers or fail mid-run: its op list, compiled from ops.h, says so first.
+ */
+export function staleOpTable(b: Partial<Pick<NativeBinding, 'opNames'>>): string | null {
+  const names: string[] = typeof b.opNames === 'function' ? b.opNames() : [];
+  const n = Math.max(names.length, OP_NAMES.length);
+  let i = 0;
+  while (i < n && names[i] === OP_NAMES[i]) i++;
+  if (i === n) return null;
+  return `built from other sources than this package's JavaScript: its op table has ${names.length} ops, ours ${OP_NAMES.length}, and they differ at #${i} ('${names[i] ?? '(none)'}' against '${OP_NAMES[i] ?? '(none)'}'); rebuild it`;
 }

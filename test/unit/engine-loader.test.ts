@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { localBuildPath, packageRoot } from '../../lib/engine/loader.js';
+import { localBuildPath, packageRoot, staleOpTable } from '../../lib/engine/loader.js';
+import { OP_NAMES } from '../../lib/engine/ops.js';
 
 let pkg: string;
 
@@ -37,6 +38,12 @@ beforeAll(() => {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
   }).outputText;
   writeFileSync(join(pkg, 'lib', 'engine', 'loader.js'), js);
+  const ops = readFileSync(join(packageRoot, 'lib', 'engine', 'ops.ts'), 'utf8');
+  writeFileSync(
+    join(pkg, 'lib', 'engine', 'ops.js'),
+    ts.transpileModule(ops, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } })
+      .outputText,
+  );
   writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'medic-native', version: '9.8.7', type: 'module' }));
   writeFileSync(join(pkg, 'CMakeLists.txt'), '');
   mkdirSync(join(pkg, 'node_modules', '@medic-native'), { recursive: true });
@@ -96,5 +103,16 @@ describe('engine loader', () => {
     r = load('cuda');
     expect(r.out).toContain(`${join(cudaPkg, 'medic_cuda.node')}: loads, but is the CPU-only build`);
     rmSync(cudaPkg, { recursive: true });
+  });
+});
+
+describe('a binary from other sources', () => {
+  test("is named with where its op table differs from this package's (a stale local build ran silently wrong before)", () => {
+    expect(staleOpTable({ opNames: () => [...OP_NAMES] })).toBeNull();
+    const older = OP_NAMES.slice(0, 33);
+    expect(staleOpTable({ opNames: () => older })).toBe(
+      `built from other sources than this package's JavaScript: its op table has 33 ops, ours ${OP_NAMES.length}, and they differ at #33 ('(none)' against '${OP_NAMES[33]}'); rebuild it`,
+    );
+    expect(staleOpTable({})).toMatch(/its op table has 0 ops/); // a binary from before opNames()
   });
 });
