@@ -7,9 +7,9 @@ import type { Command } from 'commander';
 import { DataLoader, openData, resolveNormalization } from '../data/index.js';
 import { Engine } from '../engine/index.js';
 import { compile, GraphState } from '../graph/index.js';
-import { loadClipTeacher } from '../io/teacher.js';
+import { describeTeacherInput, loadClipTeacher, renormalizeTeacherInput } from '../io/teacher.js';
 import { buildTeacherStep } from '../models/index.js';
-import { applyTeacherCheckpoint, medicConfigOf } from '../train/build.js';
+import { applyTeacherCheckpoint, medicConfigOf, teacherInputOf } from '../train/build.js';
 import { normalizationOf, resolveConfig, type PretrainConfig } from '../train/config.js';
 import { evolvedMasks } from '../train/evolved.js';
 import { makeMasks } from '../train/masking.js';
@@ -40,8 +40,12 @@ export function parseStrategies(s: string): Strategy[] {
   return out as Strategy[];
 }
 
-/** The teacher's attention maps [n, N, N] for the images (evolved masking's input). */
-async function teacherAttention(c: PretrainConfig, images: Float32Array, n: number): Promise<Float32Array> {
+/** The teacher's attention maps [n, N, N] for the images (evolved masking's input), and what it was given. */
+async function teacherAttention(
+  c: PretrainConfig,
+  images: Float32Array,
+  n: number,
+): Promise<{ attn: Float32Array; lines: string[] }> {
   const engine = Engine.create({ device: c.device, threads: c.threads });
   try {
     const mc = medicConfigOf(c, n);
@@ -49,10 +53,16 @@ async function teacherAttention(c: PretrainConfig, images: Float32Array, n: numb
     const state = new GraphState(engine, cg);
     try {
       await state.initNative(c.seed, ['frozen']); // the seeded random teacher of a run with this seed
-      if (c.teacher !== 'random') loadClipTeacher(state, c.teacher, { ...mc.teacher, img: c.imgSize });
+      const info = c.teacher !== 'random' ? loadClipTeacher(state, c.teacher, { ...mc.teacher, img: c.imgSize }) : null;
+      // the teacher sees its own input normalisation, as in a training run (lib/train/setup.ts)
+      const input = teacherInputOf(c, info);
+      if (!input.same) renormalizeTeacherInput(state, mc.teacher.width, input.student, input.norm);
       using prog = state.program();
       const r = await prog.run({ images });
-      return r.outputs.attn as Float32Array;
+      return {
+        attn: r.outputs.attn as Float32Array,
+        lines: [...input.notes, describeTeacherInput(input, c.normalize)],
+      };
     } finally {
       state.dispose();
     }
@@ -91,7 +101,9 @@ function drawCell(
     }
 }
 
-export async function runMasks(o: MasksOptions): Promise<{ path: string; rows: string[]; images: number }> {
+export async function runMasks(
+  o: MasksOptions,
+): Promise<{ path: string; rows: string[]; images: number; teacher: string[] }> {
   const strategies = parseStrategies(o.mask);
   const n = Number(o.images);
   if (!Number.isInteger(n) || n < 1 || n > 64)
@@ -121,9 +133,11 @@ export async function runMasks(o: MasksOptions): Promise<{ path: string; rows: s
     g = S / c.patchSize,
     N = g * g;
   const masks: { name: string; mask: Uint8Array }[] = [];
+  const teacher: string[] = [];
   for (const s of strategies) {
     if (s === 'evolved') {
-      const attn = await teacherAttention(c, images, n);
+      const { attn, lines } = await teacherAttention(c, images, n);
+      teacher.push(...lines);
       const cfg = {
         cluster: c.maskCluster,
         ratio: c.maskRatio,
@@ -158,7 +172,7 @@ export async function runMasks(o: MasksOptions): Promise<{ path: string; rows: s
   await sharp(Buffer.from(rgb), { raw: { width: W, height: H, channels: 3 } })
     .png()
     .toFile(out);
-  return { path: out, rows: ['image', ...masks.map((m) => m.name)], images: n };
+  return { path: out, rows: ['image', ...masks.map((m) => m.name)], images: n, teacher };
 }
 
 export function registerMasks(program: Command): void {
@@ -185,6 +199,10 @@ export function registerMasks(program: Command): void {
     .option('--teacher-dim <n>', 'random teacher width')
     .option('--teacher-depth <n>', 'random teacher depth')
     .option('--teacher-heads <n>', 'random teacher heads')
+    .option(
+      '--teacher-normalize <kind>',
+      "the teacher's input normalisation (auto, student, imagenet, clip, m1,m2,m3/s1,s2,s3; as pretrain)",
+    )
     .option('--mask-cluster <kind>', 'evolved: hc or em')
     .option('--mask-lambda <l>', 'evolved, hc: weight of the grid distance')
     .option('--epochs <n>', 'evolved: the run length the schedule refers to')
@@ -196,6 +214,7 @@ export function registerMasks(program: Command): void {
     .option('--threads <n>', 'CPU threads (0 = all cores)')
     .action(async (o: MasksOptions) => {
       const r = await runMasks(o);
+      for (const line of r.teacher) console.log(line);
       console.log(`${r.path}: ${r.images} images x rows ${r.rows.join(' / ')}`);
     });
 }

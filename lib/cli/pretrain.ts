@@ -110,6 +110,11 @@ export const flags: FlagSpec[] = [
     arg: 'n',
     help: 'the teacher block whose output is the target, 1-based (0 = the last, before the final norm)',
   },
+  {
+    key: 'teacherNormalize',
+    arg: 'kind',
+    help: "the teacher's input normalisation, the student's images renormalised to it: auto (the checkpoint's metadata or a config beside it; CLIP's for a CLIP file without one; else the student's), student, imagenet, clip or 'm1,m2,m3/s1,s2,s3'",
+  },
   { key: 'decoderDim', arg: 'n', help: 'pixel decoder width' },
   { key: 'decoderDepth', arg: 'n', help: 'pixel decoder depth' },
   { key: 'decoderHeads', arg: 'n', help: 'pixel decoder heads' },

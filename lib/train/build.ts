@@ -3,7 +3,13 @@
 // architecture replaces the random teacher's settings. The evaluation forward is lib/eval/features.ts.
 import type { Program } from '../engine/index.js';
 import { compile, type CompiledGraph, type GraphState } from '../graph/index.js';
-import { inspectClipCheckpoint, type ClipCheckpointInfo } from '../io/teacher.js';
+import { resolveNormalization } from '../data/transforms.js';
+import {
+  inspectClipCheckpoint,
+  resolveTeacherInput,
+  type ClipCheckpointInfo,
+  type TeacherInput,
+} from '../io/teacher.js';
 import {
   buildMedic,
   buildTeacherStep,
@@ -12,7 +18,7 @@ import {
   type MedicGraph,
   type VitConfig,
 } from '../models/index.js';
-import type { PretrainConfig } from './config.js';
+import { normalizationOf, type PretrainConfig } from './config.js';
 import type { Precision } from './precision.js';
 
 export function medicConfigOf(c: PretrainConfig, batch = c.batchSize, precision: Precision = 'fp32'): MedicConfig {
@@ -92,6 +98,14 @@ function teacherOf(
     },
     info,
   };
+}
+
+/** The teacher's input normalisation under a config (--teacher-normalize against the student's --normalize). */
+export function teacherInputOf(c: PretrainConfig, info: ClipCheckpointInfo | null): TeacherInput {
+  return resolveTeacherInput(info, c.teacherNormalize, {
+    setting: c.normalize,
+    norm: resolveNormalization(normalizationOf(c)),
+  });
 }
 
 export interface TrainModel {
