@@ -11,7 +11,7 @@ import { describeTeacherInput, loadClipTeacher, renormalizeTeacherInput } from '
 import { buildTeacherStep } from '../models/index.js';
 import { applyTeacherCheckpoint, medicConfigOf, teacherInputOf } from '../train/build.js';
 import { normalizationOf, resolveConfig, type PretrainConfig } from '../train/config.js';
-import { evolvedMasks } from '../train/evolved.js';
+import { clusterInputOf, evolvedMasks, type ClusterInput } from '../train/evolved.js';
 import { makeMasks } from '../train/masking.js';
 
 export interface MasksOptions {
@@ -40,28 +40,30 @@ export function parseStrategies(s: string): Strategy[] {
   return out as Strategy[];
 }
 
-/** The teacher's attention maps [n, N, N] for the images (evolved masking's input), and what it was given. */
-async function teacherAttention(
+/** What --mask-cluster reads of the teacher on the images (attn or its Gram, [n, N, N]), and what the teacher was given. */
+async function teacherMaps(
   c: PretrainConfig,
   images: Float32Array,
   n: number,
-): Promise<{ attn: Float32Array; lines: string[] }> {
+): Promise<{ maps: ClusterInput; lines: string[] }> {
   const engine = Engine.create({ device: c.device, threads: c.threads });
   try {
     const mc = medicConfigOf(c, n);
-    const cg = compile(buildTeacherStep(mc).graph);
+    const which = clusterInputOf(c.maskCluster);
+    const cg = compile(buildTeacherStep({ ...mc, clusterInput: which }).graph);
     const state = new GraphState(engine, cg);
     try {
       await state.initNative(c.seed, ['frozen']); // the seeded random teacher of a run with this seed
       const info = c.teacher !== 'random' ? loadClipTeacher(state, c.teacher, { ...mc.teacher, img: c.imgSize }) : null;
       // the teacher sees its own input normalisation, as in a training run (lib/train/setup.ts)
-      const input = teacherInputOf(c, info);
-      if (!input.same) renormalizeTeacherInput(state, mc.teacher.width, input.student, input.norm);
+      const tin = teacherInputOf(c, info);
+      if (!tin.same) renormalizeTeacherInput(state, mc.teacher.width, tin.student, tin.norm);
       using prog = state.program();
       const r = await prog.run({ images });
+      const out = r.outputs[which] as Float32Array;
       return {
-        attn: r.outputs.attn as Float32Array,
-        lines: [...input.notes, describeTeacherInput(input, c.normalize)],
+        maps: which === 'gram' ? { gram: out } : { attn: out },
+        lines: [...tin.notes, describeTeacherInput(tin, c.normalize)],
       };
     } finally {
       state.dispose();
@@ -136,7 +138,7 @@ export async function runMasks(
   const teacher: string[] = [];
   for (const s of strategies) {
     if (s === 'evolved') {
-      const { attn, lines } = await teacherAttention(c, images, n);
+      const { maps, lines } = await teacherMaps(c, images, n);
       teacher.push(...lines);
       const cfg = {
         cluster: c.maskCluster,
@@ -150,7 +152,7 @@ export async function runMasks(
       };
       masks.push({
         name: `evolved (${c.maskCluster}, epoch ${epoch})`,
-        mask: evolvedMasks(cfg, attn, n, c.seed, 0, epoch).mask,
+        mask: evolvedMasks(cfg, maps, n, c.seed, 0, epoch).mask,
       });
     } else {
       masks.push({ name: s, mask: makeMasks({ kind: s, ratio: c.maskRatio, gridH: g, gridW: g }, n, c.seed, 0).mask });

@@ -19,6 +19,7 @@ import {
   type VitConfig,
 } from '../models/index.js';
 import { normalizationOf, type PretrainConfig } from './config.js';
+import { clusterInputOf } from './evolved.js';
 import type { Precision } from './precision.js';
 
 export function medicConfigOf(c: PretrainConfig, batch = c.batchSize, precision: Precision = 'fp32'): MedicConfig {
@@ -134,11 +135,12 @@ export function studentVitConfig(c: PretrainConfig): VitConfig {
 }
 
 /**
- * The teacher program of evolved masking: images -> targets and attn (buildTeacherStep), bound to the
+ * The teacher program of evolved masking: images -> targets and what --mask-cluster reads (attn for em,
+ * its Gram matrices for hc: buildTeacherStep), bound to the
  * training state's frozen tensor (the teacher weights are loaded once, into that tensor).
  */
 export function teacherProgram(c: PretrainConfig, state: GraphState): Program {
-  const ts = compile(buildTeacherStep(medicConfigOf(c)).graph);
+  const ts = compile(buildTeacherStep({ ...medicConfigOf(c), clusterInput: clusterInputOf(c.maskCluster) }).graph);
   const frozen = state.cg.params.filter((p) => p.group === 'frozen').map((p) => `${p.name}@${p.offset}`);
   const mine = ts.params.map((p) => `${p.name}@${p.offset}`);
   if (frozen.join() !== mine.join())
