@@ -7,11 +7,11 @@ import type { Command } from 'commander';
 import { DataLoader, openData, resolveNormalization } from '../data/index.js';
 import { Engine } from '../engine/index.js';
 import { compile, GraphState } from '../graph/index.js';
-import { loadClipTeacher } from '../io/teacher.js';
+import { describeTeacherInput, loadClipTeacher, renormalizeTeacherInput } from '../io/teacher.js';
 import { buildTeacherStep } from '../models/index.js';
-import { applyTeacherCheckpoint, medicConfigOf } from '../train/build.js';
+import { applyTeacherCheckpoint, medicConfigOf, teacherInputOf } from '../train/build.js';
 import { normalizationOf, resolveConfig, teacherFile, type PretrainConfig } from '../train/config.js';
-import { evolvedMasks } from '../train/evolved.js';
+import { clusterInputOf, evolvedMasks, type ClusterInput } from '../train/evolved.js';
 import { makeMasks } from '../train/masking.js';
 
 export interface MasksOptions {
@@ -40,20 +40,32 @@ export function parseStrategies(s: string): Strategy[] {
   return out as Strategy[];
 }
 
-/** The teacher's attention maps [n, N, N] for the images (evolved masking's input). */
-async function teacherAttention(c: PretrainConfig, images: Float32Array, n: number): Promise<Float32Array> {
+/** What --mask-cluster reads of the teacher on the images (attn or its Gram, [n, N, N]), and what the teacher was given. */
+async function teacherMaps(
+  c: PretrainConfig,
+  images: Float32Array,
+  n: number,
+): Promise<{ maps: ClusterInput; lines: string[] }> {
   const engine = Engine.create({ device: c.device, threads: c.threads });
   try {
     const mc = medicConfigOf(c, n);
-    const cg = compile(buildTeacherStep(mc).graph);
+    const which = clusterInputOf(c.maskCluster);
+    const cg = compile(buildTeacherStep({ ...mc, clusterInput: which }).graph);
     const state = new GraphState(engine, cg);
     try {
       await state.initNative(c.seed, ['frozen']); // the seeded random teacher of a run with this seed
       const file = teacherFile(c);
-      if (file) loadClipTeacher(state, file, { ...mc.teacher, img: c.imgSize });
+      const info = file ? loadClipTeacher(state, file, { ...mc.teacher, img: c.imgSize }) : null;
+      // the teacher sees its own input normalisation, as in a training run (lib/train/setup.ts)
+      const tin = teacherInputOf(c, info);
+      if (!tin.same) renormalizeTeacherInput(state, mc.teacher.width, tin.student, tin.norm);
       using prog = state.program();
       const r = await prog.run({ images });
-      return r.outputs.attn as Float32Array;
+      const out = r.outputs[which] as Float32Array;
+      return {
+        maps: which === 'gram' ? { gram: out } : { attn: out },
+        lines: [...tin.notes, describeTeacherInput(tin, c.normalize)],
+      };
     } finally {
       state.dispose();
     }
@@ -92,7 +104,9 @@ function drawCell(
     }
 }
 
-export async function runMasks(o: MasksOptions): Promise<{ path: string; rows: string[]; images: number }> {
+export async function runMasks(
+  o: MasksOptions,
+): Promise<{ path: string; rows: string[]; images: number; teacher: string[] }> {
   const strategies = parseStrategies(o.mask);
   const n = Number(o.images);
   if (!Number.isInteger(n) || n < 1 || n > 64)
@@ -122,9 +136,11 @@ export async function runMasks(o: MasksOptions): Promise<{ path: string; rows: s
     g = S / c.patchSize,
     N = g * g;
   const masks: { name: string; mask: Uint8Array }[] = [];
+  const teacher: string[] = [];
   for (const s of strategies) {
     if (s === 'evolved') {
-      const attn = await teacherAttention(c, images, n);
+      const { maps, lines } = await teacherMaps(c, images, n);
+      teacher.push(...lines);
       const cfg = {
         cluster: c.maskCluster,
         ratio: c.maskRatio,
@@ -137,7 +153,7 @@ export async function runMasks(o: MasksOptions): Promise<{ path: string; rows: s
       };
       masks.push({
         name: `evolved (${c.maskCluster}, epoch ${epoch})`,
-        mask: evolvedMasks(cfg, attn, n, c.seed, 0, epoch).mask,
+        mask: evolvedMasks(cfg, maps, n, c.seed, 0, epoch).mask,
       });
     } else {
       masks.push({ name: s, mask: makeMasks({ kind: s, ratio: c.maskRatio, gridH: g, gridW: g }, n, c.seed, 0).mask });
@@ -159,7 +175,7 @@ export async function runMasks(o: MasksOptions): Promise<{ path: string; rows: s
   await sharp(Buffer.from(rgb), { raw: { width: W, height: H, channels: 3 } })
     .png()
     .toFile(out);
-  return { path: out, rows: ['image', ...masks.map((m) => m.name)], images: n };
+  return { path: out, rows: ['image', ...masks.map((m) => m.name)], images: n, teacher };
 }
 
 export function registerMasks(program: Command): void {
@@ -186,6 +202,10 @@ export function registerMasks(program: Command): void {
     .option('--teacher-dim <n>', 'random teacher width')
     .option('--teacher-depth <n>', 'random teacher depth')
     .option('--teacher-heads <n>', 'random teacher heads')
+    .option(
+      '--teacher-normalize <kind>',
+      "the teacher's input normalisation (auto, student, imagenet, clip, m1,m2,m3/s1,s2,s3; as pretrain)",
+    )
     .option('--mask-cluster <kind>', 'evolved: hc or em')
     .option('--mask-lambda <l>', 'evolved, hc: weight of the grid distance')
     .option('--epochs <n>', 'evolved: the run length the schedule refers to')
@@ -197,6 +217,7 @@ export function registerMasks(program: Command): void {
     .option('--threads <n>', 'CPU threads (0 = all cores)')
     .action(async (o: MasksOptions) => {
       const r = await runMasks(o);
+      for (const line of r.teacher) console.log(line);
       console.log(`${r.path}: ${r.images} images x rows ${r.rows.join(' / ')}`);
     });
 }

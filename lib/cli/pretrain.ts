@@ -117,6 +117,11 @@ export const flags: FlagSpec[] = [
     help: "the CLS target: the teacher's CLS token (cls) or the mean of its patch tokens (avg, for classifiers pooled that way); auto reads it from the checkpoint",
     choices: ['auto', 'cls', 'avg'],
   },
+  {
+    key: 'teacherNormalize',
+    arg: 'kind',
+    help: "the teacher's input normalisation, the student's images renormalised to it: auto (the checkpoint's metadata or a config beside it; CLIP's for a CLIP file without one; else the student's), student, imagenet, clip or 'm1,m2,m3/s1,s2,s3'",
+  },
   { key: 'decoderDim', arg: 'n', help: 'pixel decoder width' },
   { key: 'decoderDepth', arg: 'n', help: 'pixel decoder depth' },
   { key: 'decoderHeads', arg: 'n', help: 'pixel decoder heads' },

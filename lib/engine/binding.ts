@@ -102,12 +102,13 @@ export interface NativeBinding extends CommBinding {
   /** Ops with a CUDA kernel in this binary (empty for the CPU variant). */
   cudaKernels(): OpName[];
   /**
-   * Evolved masking's parts (native/include/medic/cluster.h): attn [B, N, N], K [B] parts per image,
-   * em's init [B, max(K), N] (null for hc) -> labels [B, N], numbered by first appearance.
+   * Evolved masking's parts (native/include/medic/cluster.h): maps [B, N, N] (em: the attention maps
+   * A; hc: their Gram matrices A^T A), K [B] parts per image, em's init [B, max(K), N] (null for hc)
+   * -> labels [B, N], numbered by first appearance.
    */
   clusterParts(
     method: 'em' | 'hc',
-    attn: Float32Array,
+    maps: Float32Array,
     B: number,
     N: number,
     gridW: number,

@@ -6,7 +6,7 @@
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { DataLoader, type Position } from '../data/index.js';
+import { DataLoader, resolveNormalization, type Position } from '../data/index.js';
 import { Engine } from '../engine/index.js';
 import { checkParamTable, loadCheckpoint, saveCheckpoint, type TrainState } from '../io/checkpoint.js';
 import { exportStudentTimm, flatParamSource } from '../io/export.js';
@@ -298,6 +298,7 @@ export async function runFinetune(o: FinetuneRunOptions): Promise<FinetuneResult
       exportStudentTimm(timm, flatParamSource(train.state.get('params').read() as Float32Array, table), spec.vit, {
         names: table.map((p) => p.name),
         head: { classes: K, pool: cfg.pool },
+        normalization: resolveNormalization(normalizationOf(c)),
         metadata: {
           source: 'medic-native eval finetune',
           step: String(step),

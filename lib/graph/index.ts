@@ -7,7 +7,7 @@ export type { CompiledGraph, CompiledBuffer, CompiledOp, StateName } from './com
 export { GraphState } from './state.js';
 export { EagerExecutor } from './eager.js';
 export { hostInit, initProgramSpec, fillInit, paramStream } from './init.js';
-export { linear, linearBackward } from './ops/gemm.js';
+export { gram, linear, linearBackward } from './ops/gemm.js';
 export { add, copy, gelu, quickGelu, concat1d, passGrad } from './ops/elementwise.js';
 export { layerNorm, NORM_EPS, pixelNorm } from './ops/norm.js';
 export { attention, attentionProbs } from './ops/attention.js';

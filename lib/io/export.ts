@@ -12,9 +12,13 @@
 // LayerNorm), with the CLS head norm.* (global_pool='token'); the kwargs carry num_classes K.
 // Everything is F32. The metadata holds format 'medic-native/timm-vit@1', 'arch' (our VitConfig as
 // JSON) and 'timm' (the kwargs of timm.models.vision_transformer.VisionTransformer that rebuild the
-// network, num_classes 0, plus a registered model name when one matches), so in Python:
+// network, num_classes 0, plus a registered model name when one matches, and, when the caller gives
+// the normalisation the run trained with, timm's pretrained_cfg {mean, std} with it: the input the
+// network expects, read back by our teacher loader, lib/io/teacher.ts), so in Python:
 //   m = timm.create_model(name or 'vit_base_patch16_224', pretrained=False, **kwargs)
 //   m.load_state_dict(safetensors.torch.load_file(path))     # strict: every key matches
+// The tensors and the kwargs do not depend on the normalisation: the file loads as strictly without it.
+import type { Normalization } from '../data/transforms.js';
 import type { GraphState } from '../graph/state.js';
 import type { VitConfig } from '../models/vit.js';
 import { SafetensorsFile, type WriteTensor, writeSafetensors } from './safetensors.js';
@@ -175,7 +179,14 @@ export function exportStudentTimm(
   path: string,
   get: ParamSource,
   cfg: VitConfig | VitExportArch,
-  opts: { prefix?: string; names?: readonly string[]; metadata?: Record<string, string>; head?: ExportHead } = {},
+  opts: {
+    prefix?: string;
+    names?: readonly string[];
+    metadata?: Record<string, string>;
+    head?: ExportHead;
+    /** The input normalisation the network was trained with: written as timm's pretrained_cfg mean/std. */
+    normalization?: Normalization;
+  } = {},
 ): Record<string, WriteTensor> {
   const prefix = opts.prefix ?? 'encoder';
   const arch = exportArch(cfg);
@@ -193,7 +204,13 @@ export function exportStudentTimm(
     ...opts.metadata,
     format: TIMM_VIT_FORMAT,
     arch: JSON.stringify(arch),
-    timm: JSON.stringify({ ...(name ? { model: name } : {}), kwargs: timmKwargs(arch, opts.head) }),
+    timm: JSON.stringify({
+      ...(name ? { model: name } : {}),
+      kwargs: timmKwargs(arch, opts.head),
+      ...(opts.normalization
+        ? { pretrained_cfg: { mean: [...opts.normalization.mean], std: [...opts.normalization.std] } }
+        : {}),
+    }),
     ...(opts.head ? { head: JSON.stringify(opts.head) } : {}),
   });
   return tensors;

@@ -15,10 +15,14 @@ export { exportStudentTimm, loadStudentExport, readStudentExport, studentToTimm,
 export type { ExportHead, StudentExport, VitExportArch } from './export.js';
 export {
   describeClipCheckpoint,
+  describeTeacherInput,
+  foldInputNormalization,
   inspectClipCheckpoint,
   loadClipTeacher,
   readClipTeacher,
+  renormalizeTeacherInput,
   resizePosEmbed,
+  resolveTeacherInput,
   teacherConfigFromArch,
 } from './teacher.js';
-export type { ClipCheckpointArch, ClipCheckpointInfo, ClipLayout } from './teacher.js';
+export type { ClipCheckpointArch, ClipCheckpointInfo, ClipLayout, TeacherInput } from './teacher.js';

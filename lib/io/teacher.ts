@@ -28,9 +28,18 @@
 // size gives another grid than the checkpoint's, the patch rows of the position embedding are resized
 // with PyTorch's bicubic (F.interpolate mode='bicubic', align_corners=False, A = -0.75, edge indices
 // clamped), the CLS row kept: what open_clip's resize_pos_embed and HF's interpolate_pos_encoding do.
+//
+// The teacher's input normalisation (the mean/std it was trained with) is read where its publishers
+// store it: timm: the file's 'timm' metadata ({"pretrained_cfg": {"mean", "std"}}, as our export
+// writes it), else timm's hub config.json beside the file (pretrained_cfg); Hugging Face CLIP:
+// preprocessor_config.json beside the file (image_mean, image_std); open_clip: open_clip_config.json
+// (preprocess_cfg), any layout: preprocessor_config.json. Without one a CLIP layout gets CLIP's, a
+// timm file the student's (with a note). resolveTeacherInput turns that and --teacher-normalize into
+// the teacher's input, foldInputNormalization makes the teacher compute on it (see there).
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
+import { NORMALIZATIONS, resolveNormalization, type Normalization, type Triple } from '../data/transforms.js';
 import type { GraphState } from '../graph/state.js';
 import { SafetensorsFile, type SafeDType } from './safetensors.js';
 import { type ClipConfig, clipKeyMap, hfKeyMap } from '../models/clip.js';
@@ -59,9 +68,19 @@ export interface ClipCheckpointArch {
   dtypes: SafeDType[];
 }
 
+/** A mean/std found with the checkpoint (unchecked: resolveTeacherInput checks it when it is used). */
+export interface FoundNormalization {
+  mean: unknown;
+  std: unknown;
+  /** Where: the file's metadata or a file beside it, for the log and the errors. */
+  from: string;
+}
+
 export interface ClipCheckpointInfo {
   path: string;
   arch: ClipCheckpointArch;
+  /** The input normalisation stored with the checkpoint, when there is one. */
+  inputNorm?: FoundNormalization;
   /** Things worth one log line (a head count given against the config or the rule, ...). */
   notes: string[];
 }
@@ -315,6 +334,219 @@ function readTimmHeads(f: SafetensorsFile, notes: string[]): HeadsConfig | undef
   }
 }
 
+// ------------------------------------------------------------------------------ input normalisation
+
+type Json = Record<string, unknown>;
+const asObj = (v: unknown): Json | undefined =>
+  v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : undefined;
+
+/** A JSON file beside the checkpoint, or undefined (absent; unreadable JSON is noted). */
+function besideJson(path: string, name: string, notes: string[]): Json | undefined {
+  const file = join(dirname(path), name);
+  if (!existsSync(file)) return undefined;
+  try {
+    return asObj(JSON.parse(readFileSync(file, 'utf8')));
+  } catch (err) {
+    notes.push(`${file} is not valid JSON (${(err as Error).message}); not used for the input normalisation`);
+    return undefined;
+  }
+}
+
+/** mean/std of an object (timm's and open_clip's key names, or HF's image_mean / image_std), when it has either. */
+function meanStd(o: Json | undefined, keys: [string, string], from: string): FoundNormalization | undefined {
+  if (!o || (o[keys[0]] === undefined && o[keys[1]] === undefined)) return undefined;
+  return { mean: o[keys[0]], std: o[keys[1]], from };
+}
+
+/** The input normalisation published with the checkpoint (the places listed at the top of this file). */
+function readInputNorm(f: SafetensorsFile, layout: ClipLayout, notes: string[]): FoundNormalization | undefined {
+  const path = f.path;
+  const beside = (name: string) => join(dirname(path), name);
+  const hfPre = () =>
+    meanStd(
+      besideJson(path, 'preprocessor_config.json', notes),
+      ['image_mean', 'image_std'],
+      beside('preprocessor_config.json'),
+    );
+  if (layout === 'timm') {
+    let meta: Json | undefined;
+    try {
+      meta = f.metadata.timm ? asObj(JSON.parse(f.metadata.timm)) : undefined;
+    } catch {
+      meta = undefined; // readTimmHeads has noted it
+    }
+    return (
+      meanStd(asObj(meta?.pretrained_cfg), ['mean', 'std'], `${path} ('timm' metadata)`) ??
+      meanStd(asObj(besideJson(path, 'config.json', notes)?.pretrained_cfg), ['mean', 'std'], beside('config.json')) ??
+      hfPre()
+    );
+  }
+  if (layout === 'openai') {
+    const oc = besideJson(path, 'open_clip_config.json', notes);
+    const found = meanStd(asObj(oc?.preprocess_cfg), ['mean', 'std'], beside('open_clip_config.json'));
+    if (found) return found;
+  }
+  return hfPre();
+}
+
+/** What the teacher's input is normalised with, and why. */
+export interface TeacherInput {
+  norm: Normalization;
+  /** The student's normalisation, which the images come in. */
+  student: Normalization;
+  /** Where it came from, for the start line. */
+  source: string;
+  /** The student's normalisation: the teacher sees the student's pixels as they are (nothing is folded). */
+  same: boolean;
+  notes: string[];
+}
+
+/** The flag that sets the teacher's input normalisation (named in the messages). */
+export const TEACHER_NORMALIZE_FLAG = '--teacher-normalize';
+
+/** A normalisation by its name when it is one of the named sets, else 'm1,m2,m3/s1,s2,s3'. */
+export function normalizationName(n: Normalization): string {
+  for (const [name, v] of Object.entries(NORMALIZATIONS)) if (sameNormalization(n, v)) return name;
+  return `${n.mean.join(',')}/${n.std.join(',')}`;
+}
+
+function sameNormalization(a: Normalization, b: { mean: readonly number[]; std: readonly number[] }): boolean {
+  return a.mean.every((m, c) => m === b.mean[c]) && a.std.every((s, c) => s === b.std[c]);
+}
+
+/**
+ * The teacher's input normalisation. `setting` is --teacher-normalize: 'auto' (the default) takes the
+ * checkpoint's (inputNorm), else CLIP's for a CLIP layout, else (a timm file without one, or the
+ * random teacher) the student's; 'student' the student's; a name or 'm1,m2,m3/s1,s2,s3' that one.
+ * `student`: the student's normalisation and its --normalize setting (for the messages).
+ */
+export function resolveTeacherInput(
+  info: ClipCheckpointInfo | null,
+  setting: string,
+  student: { setting: string; norm: Normalization },
+): TeacherInput {
+  const make = (norm: Normalization, source: string, notes: string[] = []): TeacherInput => ({
+    norm,
+    student: student.norm,
+    source,
+    same: sameNormalization(norm, student.norm),
+    notes,
+  });
+  const studentSrc = `the student's (--normalize ${student.setting})`;
+  if (setting === 'student') return make(student.norm, `${TEACHER_NORMALIZE_FLAG} student: ${studentSrc}`);
+  if (setting !== 'auto') {
+    try {
+      return make(resolveNormalization(setting), `${TEACHER_NORMALIZE_FLAG} ${setting}`);
+    } catch (err) {
+      throw new Error(
+        `${TEACHER_NORMALIZE_FLAG}: expected auto, student, imagenet, clip or 'm1,m2,m3/s1,s2,s3', got ${JSON.stringify(setting)} (${(err as Error).message})`,
+        { cause: err },
+      );
+    }
+  }
+  if (!info) return make(student.norm, `${studentSrc}, as the random teacher has no normalisation of its own`);
+  const found = info.inputNorm;
+  if (found) {
+    try {
+      const norm = resolveNormalization({ mean: found.mean as Triple, std: found.std as Triple });
+      return make(norm, found.from);
+    } catch (err) {
+      throw new Error(
+        `${found.from}: the input normalisation is not usable: expected mean and std of 3 numbers each (std > 0), found mean ${JSON.stringify(found.mean ?? null)}, std ${JSON.stringify(found.std ?? null)}; correct it or set ${TEACHER_NORMALIZE_FLAG}`,
+        { cause: err },
+      );
+    }
+  }
+  if (info.arch.layout !== 'timm') {
+    const beside =
+      info.arch.layout === 'hf' ? 'preprocessor_config.json' : 'open_clip_config.json or preprocessor_config.json';
+    return make(
+      resolveNormalization('clip'),
+      `CLIP's, the default of a ${LAYOUT_NAME[info.arch.layout]} checkpoint (no ${beside} beside the file)`,
+    );
+  }
+  return make(student.norm, studentSrc, [
+    `${info.path} names no input normalisation (no pretrained_cfg mean/std in its 'timm' metadata, no config.json or preprocessor_config.json beside it): the teacher gets the student's (--normalize ${student.setting}); set ${TEACHER_NORMALIZE_FLAG} to the one it was trained with`,
+  ]);
+}
+
+/** One line for the log: the teacher's input normalisation, where it came from, and what is done with it. */
+export function describeTeacherInput(t: TeacherInput, studentSetting: string): string {
+  const what = `teacher input: ${normalizationName(t.norm)} from ${t.source}`;
+  return t.same
+    ? `${what}: the student's pixels as they are`
+    : `${what}; the student's (--normalize ${studentSetting}) renormalised to it in the teacher's patch embedding`;
+}
+
+/**
+ * Makes the teacher compute on its own normalisation: images come normalised with `from` (the
+ * student's), the teacher must see x' = a x + b per channel, a = s_from / s_to, b = (m_from - m_to) /
+ * s_to (renormalize, lib/data/transforms.ts). The patch embedding is linear and each output sees
+ * whole patches (stride = kernel = patch, no padding), so conv_W(a x + b) = conv_W'(x) + k with
+ * W'[o, c] = a_c W[o, c] and k[o] = sum_c b_c sum_ij W[o, c, i, j]: the weights are scaled per input
+ * channel and k joins the conv bias (timm) or, where the conv has none (CLIP), the patch rows of the
+ * position embedding (the class token does not pass through the conv). The same teacher, exact up to
+ * float rounding, at no cost per step; the frozen weights in memory are the folded ones (checkpoints
+ * hold the trainable params only, so nothing folded is saved). `get`: our param name -> its values,
+ * written in place.
+ */
+export function foldInputNormalization(
+  get: (name: string) => Float32Array | undefined,
+  width: number,
+  from: Normalization,
+  to: Normalization,
+  name = 'teacher',
+): void {
+  const clipW = get(`${name}.conv1.weight`);
+  const w = clipW ?? get(`${name}.patch_embed.proj.weight`);
+  const shift = clipW ? get(`${name}.positional_embedding`) : get(`${name}.patch_embed.proj.bias`);
+  if (!w || !shift)
+    throw new Error(`foldInputNormalization: the teacher '${name}' has no patch embedding (conv1 or patch_embed.proj)`);
+  const per = w.length / (3 * width); // p * p values per output and input channel
+  if (!Number.isInteger(per) || per < 1 || shift.length % width)
+    throw new Error(`foldInputNormalization: the patch embedding has ${w.length} values, not [${width}, 3, p, p]`);
+  const a = [0, 1, 2].map((c) => from.std[c] / to.std[c]);
+  const b = [0, 1, 2].map((c) => (from.mean[c] - to.mean[c]) / to.std[c]);
+  const k = new Float64Array(width);
+  for (let o = 0; o < width; o++)
+    for (let c = 0; c < 3; c++) {
+      const base = (o * 3 + c) * per;
+      let sum = 0;
+      for (let i = 0; i < per; i++) {
+        sum += w[base + i];
+        w[base + i] *= a[c];
+      }
+      k[o] += b[c] * sum;
+    }
+  // timm: the conv bias [W]; CLIP: every patch row of the position embedding [1 + N, W], row 0 (CLS) kept
+  for (let r = clipW ? 1 : 0; r < shift.length / width; r++)
+    for (let o = 0; o < width; o++) shift[r * width + o] += k[o];
+}
+
+/** foldInputNormalization on the teacher params of a compiled graph's frozen tensor (after they are loaded or initialised). */
+export function renormalizeTeacherInput(
+  state: GraphState,
+  width: number,
+  from: Normalization,
+  to: Normalization,
+  name = 'teacher',
+): void {
+  const frozen = state.get('frozen');
+  const flat = frozen.read() as Float32Array;
+  const byName = new Map(state.cg.params.filter((p) => p.group === 'frozen').map((p) => [p.name, p]));
+  foldInputNormalization(
+    (n) => {
+      const p = byName.get(n);
+      return p ? flat.subarray(p.offset, p.offset + p.numel) : undefined;
+    },
+    width,
+    from,
+    to,
+    name,
+  );
+  frozen.write(flat);
+}
+
 interface Inspected extends ClipCheckpointInfo {
   sources: Source[];
 }
@@ -459,6 +691,7 @@ function inspect(f: SafetensorsFile, opts: { heads?: number }): Inspected {
     throw new Error(
       `${path}: ${heads} attention heads do not divide the width ${W}: set ${FLAG.heads} to a divisor of ${W}`,
     );
+  const inputNorm = readInputNorm(f, layout, notes);
 
   return {
     path,
@@ -478,6 +711,7 @@ function inspect(f: SafetensorsFile, opts: { heads?: number }): Inspected {
     },
     notes,
     sources,
+    ...(inputNorm ? { inputNorm } : {}),
   };
 }
 

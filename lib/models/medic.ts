@@ -25,6 +25,7 @@ import {
   adamw,
   gatherRows,
   gradNorm,
+  gram,
   layerNorm,
   meanTokens,
   lossWeights,
@@ -231,12 +232,17 @@ export interface TeacherStep {
 
 /**
  * The teacher alone, for evolved masking: images [B, 3, S, S] -> outputs targets [B, 1+N, Dt] (as
- * buildMedic computes them) and attn [B, N, N], the target block's head-averaged attention map, from
- * one forward. Its params are the MEDiC graph's frozen group, in the same order and offsets, so its
- * program binds the training state's frozen tensor (checked by sameFrozenLayout).
+ * buildMedic computes them) and, from the same forward, what the clustering reads (`clusterInput`):
+ * 'attn' (default) the target block's head-averaged attention map [B, N, N] (em's features are its
+ * columns), or 'gram' its columns' Gram matrix attn^T attn [B, N, N] (one batched gemm: hc's cosines,
+ * so the host's clustering has no N x N x N product of its own). Its params are the MEDiC graph's
+ * frozen group, in the same order and offsets, so its program binds the training state's frozen
+ * tensor (checked by sameFrozenLayout).
  */
 export function buildTeacherStep(
-  cfg: Pick<MedicConfig, 'batch' | 'img' | 'teacher' | 'teacherLayer' | 'teacherPool'>,
+  cfg: Pick<MedicConfig, 'batch' | 'img' | 'teacher' | 'teacherLayer' | 'teacherPool'> & {
+    clusterInput?: 'attn' | 'gram';
+  },
 ): TeacherStep {
   const g = new GraphClass();
   const images = g.input('images', [cfg.batch, 3, cfg.img, cfg.img], 'f32');
@@ -246,7 +252,12 @@ export function buildTeacherStep(
     g.noGrad(() => teacherTargets(g, tokens, cfg.teacherPool)),
     'targets',
   );
-  g.markOutput(probs!, 'attn');
+  if (cfg.clusterInput === 'gram')
+    g.markOutput(
+      g.noGrad(() => gram(g, probs!, { hint: 'teacher.attn_gram' })),
+      'gram',
+    );
+  else g.markOutput(probs!, 'attn');
   return { graph: g, teacher, N: teacher.numPatches };
 }
 

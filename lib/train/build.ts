@@ -3,7 +3,14 @@
 // architecture replaces the random teacher's settings. The evaluation forward is lib/eval/features.ts.
 import type { Program } from '../engine/index.js';
 import { compile, type CompiledGraph, type GraphState } from '../graph/index.js';
-import { checkpointPool, inspectClipCheckpoint, type ClipCheckpointInfo } from '../io/teacher.js';
+import { resolveNormalization } from '../data/transforms.js';
+import {
+  checkpointPool,
+  inspectClipCheckpoint,
+  resolveTeacherInput,
+  type ClipCheckpointInfo,
+  type TeacherInput,
+} from '../io/teacher.js';
 import {
   buildMedic,
   buildTeacherStep,
@@ -12,7 +19,8 @@ import {
   type MedicGraph,
   type VitConfig,
 } from '../models/index.js';
-import { teacherFile, type PretrainConfig } from './config.js';
+import { normalizationOf, teacherFile, type PretrainConfig } from './config.js';
+import { clusterInputOf } from './evolved.js';
 import type { Precision } from './precision.js';
 
 export function medicConfigOf(c: PretrainConfig, batch = c.batchSize, precision: Precision = 'fp32'): MedicConfig {
@@ -99,6 +107,14 @@ function teacherOf(
   };
 }
 
+/** The teacher's input normalisation under a config (--teacher-normalize against the student's --normalize). */
+export function teacherInputOf(c: PretrainConfig, info: ClipCheckpointInfo | null): TeacherInput {
+  return resolveTeacherInput(info, c.teacherNormalize, {
+    setting: c.normalize,
+    norm: resolveNormalization(normalizationOf(c)),
+  });
+}
+
 export interface TrainModel {
   medic: MedicGraph;
   cg: CompiledGraph;
@@ -125,19 +141,26 @@ export function studentVitConfig(c: PretrainConfig): VitConfig {
 }
 
 /**
- * The teacher program of evolved masking: images -> targets and attn (buildTeacherStep), bound to the
+ * The teacher program of evolved masking: images -> targets and what --mask-cluster reads (attn for em,
+ * its Gram matrices for hc: buildTeacherStep), bound to the
  * training state's frozen tensor (the teacher weights are loaded once, into that tensor).
  */
 export function teacherProgram(c: PretrainConfig, state: GraphState): Program {
-  const ts = compile(buildTeacherStep(medicConfigOf(c)).graph);
+  const ts = compile(buildTeacherStep({ ...medicConfigOf(c), clusterInput: clusterInputOf(c.maskCluster) }).graph);
   const frozen = state.cg.params.filter((p) => p.group === 'frozen').map((p) => `${p.name}@${p.offset}`);
   const mine = ts.params.map((p) => `${p.name}@${p.offset}`);
   if (frozen.join() !== mine.join())
     throw new Error(
       'pretrain: the teacher program and the training graph disagree on the frozen parameter layout (a bug)',
     );
+  // Its constants (the pooling weights of --teacher-pool avg) are its own: the training graph, fed the
+  // targets as an input, holds none of them. The program keeps the tensor alive.
+  const consts = ts.sizes.consts ? state.engine.tensor([ts.sizes.consts], 'f32', ts.consts) : undefined;
   return state.engine.program({
-    buffers: ts.buffers.map((b) => ({ ...b, tensor: b.state ? state.get(b.state) : undefined })),
+    buffers: ts.buffers.map((b) => ({
+      ...b,
+      tensor: b.state === 'consts' ? consts : b.state ? state.get(b.state) : undefined,
+    })),
     ops: ts.ops,
   });
 }

@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { resolveNormalization } from '../data/transforms.js';
 import { parseDevice, type DeviceSpec } from '../engine/device.js';
 import { studentPresets, type ModelPreset } from '../models/vit.js';
 
@@ -30,6 +31,12 @@ export interface PretrainConfig {
    * classifier pooled that way); 'auto' reads it from the checkpoint (docs/TEACHER.md).
    */
   teacherPool: 'auto' | 'cls' | 'avg';
+  /**
+   * The teacher's input normalisation: 'auto' = the checkpoint's (its metadata or a config beside it;
+   * CLIP's for a CLIP layout without one; else the student's), 'student', imagenet, clip or
+   * 'm1,m2,m3/s1,s2,s3'. The student's images are renormalised to it for the teacher (lib/io/teacher.ts).
+   */
+  teacherNormalize: string;
   decoderDim: number;
   decoderDepth: number;
   decoderHeads: number;
@@ -120,6 +127,7 @@ export const defaultConfig: PretrainConfig = {
   teacherMlpRatio: 4,
   teacherLayer: 0,
   teacherPool: 'auto',
+  teacherNormalize: 'auto',
   decoderDim: 64,
   decoderDepth: 2,
   decoderHeads: 4,
@@ -320,6 +328,12 @@ export function validateConfig(c: PretrainConfig): void {
   if (!(c.bucketMb > 0)) fail('bucketMb', 'a positive number of MB', c.bucketMb);
   if (!['imagenet', 'clip', 'mnist'].includes(c.normalize) && !/^[^/]+\/[^/]+$/.test(c.normalize))
     fail('normalize', "imagenet, clip, mnist or 'm1,m2,m3/s1,s2,s3'", c.normalize);
+  if (typeof c.teacherNormalize !== 'string' || !validTeacherNormalize(c.teacherNormalize))
+    fail(
+      'teacherNormalize',
+      "auto, student, imagenet, clip or 'm1,m2,m3/s1,s2,s3' (3 means, 3 positive stds)",
+      c.teacherNormalize,
+    );
   if (!(c.cropScale > 0 && c.cropScale <= 1)) fail('cropScale', 'a number in (0, 1]', c.cropScale);
   if (!(c.hflip >= 0 && c.hflip <= 1)) fail('hflip', 'a probability in [0, 1]', c.hflip);
   if (!(c.colorJitter >= 0 && c.colorJitter < 1)) fail('colorJitter', 'a number in [0, 1)', c.colorJitter);
@@ -350,6 +364,16 @@ export function validateConfig(c: PretrainConfig): void {
   if (!TEACHER_KEYWORDS.has(c.teacher) && !existsSync(c.teacher))
     fail('teacher', 'an existing ViT checkpoint file (or digits, random, auto)', c.teacher);
   if (typeof c.out !== 'string' || !c.out) fail('out', 'a run folder path', c.out);
+}
+
+function validTeacherNormalize(v: string): boolean {
+  if (v === 'auto' || v === 'student' || v === 'imagenet' || v === 'clip') return true;
+  try {
+    resolveNormalization(v);
+    return /\//.test(v);
+  } catch {
+    return false;
+  }
 }
 
 /** Reads a --config JSON file: an object of config keys (camelCase, as printed in config.json). */

@@ -8,8 +8,12 @@
 //       at most N;
 //   a 2x2 table of uniforms tiled over the grid (spatial noise), one uniform per part (part noise);
 //   em only: its initial centres [K, N], N(0, 2 / K) each (normalised natively).
-// Clustering (native, medic/cluster.h): 'em' soft spherical k-means, 15 rounds, kernel 40; 'hc' greedy
-// agglomerative on the centroid cosine minus lambda times the centroids' grid distance.
+// Clustering (native, medic/cluster.h): 'em' soft spherical k-means, 15 rounds, kernel 40, on the
+// attention maps; 'hc' greedy agglomerative on the centroid cosine minus lambda times the centroids'
+// grid distance, on the maps' Gram matrices attn^T attn. The Gram (an N x N x N product per image) is
+// the teacher program's batched gemm (buildTeacherStep with clusterInput 'gram', on the engine's device),
+// so the host's part is O(N^2 log N) per image: the column normalisation applied to the Gram in O(N^2),
+// then the merges. clusterInputOf says which map a method reads.
 // noise = (1 - a) spatial + a part with a = min(1, ((epoch + 1) / E)^gamma); the M = floor(N * ratio)
 // patches of highest noise are masked (ties: the lower patch index first), so late in training whole
 // parts are masked together, the last one cut to hit M exactly.
@@ -32,6 +36,14 @@ export interface EvolvedConfig {
   lambda: number;
   /** Host threads for the clustering (images in parallel). */
   threads?: number;
+}
+
+/** What the clustering reads: the attention maps attn [B, N, N] (em) or their Gram matrices attn^T attn (hc). */
+export type ClusterInput = { attn: Float32Array } | { gram: Float32Array };
+
+/** The teacher program's output each clustering method reads (buildTeacherStep's clusterInput). */
+export function clusterInputOf(method: ClusterMethod): 'attn' | 'gram' {
+  return method === 'hc' ? 'gram' : 'attn';
 }
 
 export const EM_ROUNDS = 15;
@@ -57,12 +69,13 @@ export interface EvolvedBatch {
 }
 
 /**
- * Masks of one step from the teacher's attention maps attn [B, N, N]. Row b draws as sample row0 + b
- * (data parallel: its index in the global batch), so the split over processes does not change a mask.
+ * Masks of one step from the teacher's maps (`input`: attn [B, N, N] for em, its Gram matrices for hc,
+ * clusterInputOf). Row b draws as sample row0 + b (data parallel: its index in the global batch), so
+ * the split over processes does not change a mask.
  */
 export function evolvedMasks(
   c: EvolvedConfig,
-  attn: Float32Array,
+  input: ClusterInput,
   B: number,
   seed: number,
   step: number,
@@ -71,10 +84,14 @@ export function evolvedMasks(
 ): EvolvedBatch {
   const { gridH: H, gridW: W } = c;
   const N = H * W;
-  if (attn.length !== B * N * N)
+  const want = clusterInputOf(c.cluster);
+  const maps = 'gram' in input ? input.gram : input.attn;
+  if (!(want in input))
     throw new Error(
-      `evolved masking: the attention maps hold ${attn.length} values, expected B * N * N = ${B * N * N}`,
+      `evolved masking: --mask-cluster ${c.cluster} clusters the ${want === 'gram' ? "attention maps' Gram matrices (gram)" : 'attention maps (attn)'}, was given ${want === 'gram' ? 'attn' : 'gram'}`,
     );
+  if (maps.length !== B * N * N)
+    throw new Error(`evolved masking: the ${want} maps hold ${maps.length} values, expected B * N * N = ${B * N * N}`);
   const M = maskedCount(N, c.ratio);
   if (M < 1 || M >= N)
     throw new Error(
@@ -103,7 +120,7 @@ export function evolvedMasks(
   }
   const parts = loadBinding().binding.clusterParts(
     c.cluster,
-    attn,
+    maps,
     B,
     N,
     W,

@@ -3,9 +3,11 @@
 // report.
 import { join } from 'node:path';
 
+import { resolveNormalization } from '../data/transforms.js';
 import { exportStudentTimm, flatParamSource } from '../io/export.js';
 import { writeReport } from '../report/html.js';
 import { studentVitConfig } from './build.js';
+import { normalizationOf } from './config.js';
 import type { TrainEvaluator } from './evaluation.js';
 import type { PretrainResult, RunStatus } from './events.js';
 import type { FinalEvaluations } from '../eval/protocols.js';
@@ -41,6 +43,7 @@ function exportStudent(run: TrainRun): void {
     {
       names: table.map((p) => p.name),
       metadata: { source: 'medic-native pretrain', step: String(run.progress.step) },
+      normalization: resolveNormalization(normalizationOf(c)),
     },
   );
   run.ev.info(`student exported with timm ViT names: ${exportPath}`);

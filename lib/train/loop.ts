@@ -139,7 +139,7 @@ async function evolvedStepInputs(run: TrainRun, teacher: Program, batch: Batch, 
   };
   const { mask } = evolvedMasks(
     cfg,
-    t.outputs.attn as Float32Array,
+    c.maskCluster === 'hc' ? { gram: t.outputs.gram as Float32Array } : { attn: t.outputs.attn as Float32Array },
     c.batchSize,
     c.seed,
     p.step,

@@ -8,7 +8,7 @@ import { runFolderOf } from '../io/run-folder.js';
 import { checkConfigKeys, defaultConfig, resolveConfig, type PretrainConfig } from './config.js';
 
 /** Settings added after checkpoint format @1: older checkpoints lack them and get the default. */
-const ADDED_LATER = new Set<string>(['spikeFactor', 'teacherPool']);
+const ADDED_LATER = new Set<string>(['spikeFactor', 'teacherPool', 'teacherNormalize']);
 
 export interface ResumeSource {
   /** The checkpoint file. */
@@ -36,6 +36,8 @@ export function savedSettings(path: string, config: Record<string, unknown>): Pa
   out.stopAfter = 0;
   // Runs saved before teacherPool existed aligned the CLS with the teacher's CLS token, whatever its pooling.
   out.teacherPool ??= 'cls';
+  // ... and gave the teacher the student's pixels as they were.
+  out.teacherNormalize ??= 'student';
   // The teacher file may have moved since (a --teacher flag can say where): its type is checked here,
   // its existence where the merged config is resolved.
   if (typeof out.teacher !== 'string' || !out.teacher)

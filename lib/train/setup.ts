@@ -20,9 +20,16 @@ import type { DataReporting } from '../eval/features.js';
 import { GraphState, type CompiledGraph } from '../graph/index.js';
 import { LossBalancer } from './balance.js';
 import { checkParamTable, loadCheckpoint, paramTable, type Checkpoint, type ParamEntry } from '../io/checkpoint.js';
-import { checkpointPool, describeClipCheckpoint, loadClipTeacher, type ClipCheckpointInfo } from '../io/teacher.js';
+import {
+  checkpointPool,
+  describeClipCheckpoint,
+  describeTeacherInput,
+  loadClipTeacher,
+  renormalizeTeacherInput,
+  type ClipCheckpointInfo,
+} from '../io/teacher.js';
 import type { MedicGraph } from '../models/index.js';
-import { applyTeacherCheckpoint, buildTrainModel } from './build.js';
+import { applyTeacherCheckpoint, buildTrainModel, teacherInputOf } from './build.js';
 import { absolutePaths, flagOf, teacherFile, type PretrainConfig } from './config.js';
 import { describeRun, removeRunFiles, removeStaleTemporaries, runFolderOf } from '../io/run-folder.js';
 import { distributedGraph } from './distributed.js';
@@ -269,6 +276,10 @@ async function initParams(
     for (const n of teacherInfo.notes) ev.info(`teacher: ${n}`);
     ev.info(`teacher: ${describeTeacherPool(c)}`);
   }
+  const input = teacherInputOf(c, teacherInfo);
+  for (const n of input.notes) ev.info(`teacher: ${n}`);
+  if (!input.same) renormalizeTeacherInput(state, medic.teacher.cfg.width, input.student, input.norm);
+  ev.info(describeTeacherInput(input, c.normalize));
   if (!resumed) return { step: 0, position: { epoch: 0, index: 0 }, extra: {}, lastCheckpoint: null };
   checkParamTable(resumed.path, resumed.state.paramTable, table);
   state.get('params').write(resumed.params);

@@ -1,4 +1,5 @@
-// Clustering of patches for evolved masking (contracts in medic/cluster.h).
+// Clustering of patches for evolved masking (contracts in medic/cluster.h): em from the attention maps,
+// hc from their Gram matrices (computed in the engine).
 #include "medic/cluster.h"
 
 #include <algorithm>
@@ -104,21 +105,20 @@ void cluster_em(const float* attn, int64_t N, int64_t K, const float* init, int6
   relabel(labels, N, K);
 }
 
-void cluster_hc(const float* attn, int64_t N, int64_t K, int64_t grid_w, double lambda, int32_t* labels) {
-  const std::vector<double> x = column_features(attn, N);
-  // S[a][b] = c_a . c_b for the cluster sums c; starts as the Gram matrix of the features.
-  // S = X X^T as S[a][b] += x[a][i] * xT[i][b], i ascending: independent lanes over b.
-  std::vector<double> S(static_cast<size_t>(N * N), 0.0), xT(static_cast<size_t>(N * N));
-  for (int64_t a = 0; a < N; ++a)
-    for (int64_t i = 0; i < N; ++i) xT[i * N + a] = x[a * N + i];
+void cluster_hc(const float* gram, int64_t N, int64_t K, int64_t grid_w, double lambda, int32_t* labels) {
+  // S[a][b] = c_a . c_b for the cluster sums c; starts as the Gram matrix of the normalised features,
+  // x_a . x_b = G[a][b] / (|A[:, a]| |A[:, b]|) with |A[:, a]| = sqrt(G[a][a]): D^-1 G D^-1, O(N^2)
+  // (a zero column, G[a][a] = 0, gives a zero row, as column_features' zero feature does).
+  std::vector<double> S(static_cast<size_t>(N * N)), inv(static_cast<size_t>(N));
   for (int64_t a = 0; a < N; ++a) {
-    double* sa = &S[a * N];
-    for (int64_t i = 0; i < N; ++i) {
-      const double xa = x[a * N + i];
-      const double* xi = &xT[i * N];
-      for (int64_t b = 0; b < N; ++b) sa[b] += xa * xi[b];
-    }
+    const double d = gram[a * N + a];
+    inv[a] = d > 0 ? 1.0 / std::sqrt(d) : 0.0;
   }
+  // The upper triangle, mirrored: a product's summation order may round G[a][b] and G[b][a] apart,
+  // and the merges below read both halves.
+  for (int64_t a = 0; a < N; ++a)
+    for (int64_t b = a; b < N; ++b)
+      S[a * N + b] = S[b * N + a] = static_cast<double>(gram[a * N + b]) * inv[a] * inv[b];
   std::vector<double> pr(static_cast<size_t>(N)), pc(static_cast<size_t>(N));  // position sums
   std::vector<int64_t> count(static_cast<size_t>(N), 1), stamp(static_cast<size_t>(N), 0);
   std::vector<char> active(static_cast<size_t>(N), 1);

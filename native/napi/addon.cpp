@@ -150,10 +150,11 @@ static Napi::Value CudaKernels(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// clusterParts(method 'em'|'hc', attn Float32Array [B*N*N], B, N, gridW, K Int32Array [B],
+// clusterParts(method 'em'|'hc', maps Float32Array [B*N*N], B, N, gridW, K Int32Array [B],
 //              {rounds, kappa, lambda, threads}, init Float32Array [B*Kmax*N] | null) -> Int32Array [B*N]
-// Evolved masking's parts (medic/cluster.h), one image per task over `threads` host threads. Synchronous:
-// the caller decides where it runs; every input is validated here, with the argument named.
+// Evolved masking's parts (medic/cluster.h), one image per task over `threads` host threads. maps: the
+// attention maps A for em, their Gram matrices A^T A for hc. Synchronous: the caller decides where it
+// runs; every input is validated here, with the argument named.
 static Napi::Value ClusterParts(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   MEDIC_NAPI_TRY
@@ -170,7 +171,8 @@ static Napi::Value ClusterParts(const Napi::CallbackInfo& info) {
   const int64_t B = num(2, "B"), N = num(3, "N"), grid_w = num(4, "gridW");
   if (N < 1 || grid_w < 1 || N % grid_w)
     throw Error(what + ": N = " + std::to_string(N) + " is not a grid of width " + std::to_string(grid_w));
-  const float* attn = static_cast<const float*>(typed_array_bytes(info[1], DType::F32, B * N * N, what + " attn"));
+  const float* maps = static_cast<const float*>(
+      typed_array_bytes(info[1], DType::F32, B * N * N, what + (method == "em" ? " attn" : " gram")));
   const int32_t* K = static_cast<const int32_t*>(typed_array_bytes(info[5], DType::I32, B, what + " K"));
   int64_t kmax = 0;
   for (int64_t b = 0; b < B; ++b) {
@@ -196,7 +198,7 @@ static Napi::Value ClusterParts(const Napi::CallbackInfo& info) {
   Napi::Int32Array out = Napi::Int32Array::New(env, static_cast<size_t>(B * N));
   int32_t* labels = out.Data();
   auto one = [&](int64_t b) {
-    const float* a = attn + b * N * N;
+    const float* a = maps + b * N * N;
     if (init)
       cluster_em(a, N, K[b], init + b * kmax * N, rounds, kappa, labels + b * N);
     else

@@ -84,6 +84,20 @@ describe('medic-native pretrain --mask evolved', () => {
     },
   );
 
+  it('hc (its Gram matrices from the teacher program) trains, deterministically', { timeout: 240_000 }, async () => {
+    const hc = [...tiny.slice(0, tiny.indexOf('em')), 'hc', ...tiny.slice(tiny.indexOf('em') + 1)];
+    const args = ['pretrain', ...hc, '--epochs', '1', '--eval', 'knn', '--json'];
+    const a = await runCli([...args, '--out', join(dir, 'hc-a')]);
+    expect(a.stderr).toBe('');
+    expect(a.code).toBe(0);
+    const sa = steps(a.stdout);
+    expect(sa.map((s) => s.step)).toEqual([1, 2]);
+    for (const s of sa)
+      for (const k of ['loss', 'teacher_ms', 'mask_ms']) expect(Number.isFinite(s[k] as number), k).toBe(true);
+    const b = await runCli([...args, '--workers', '0', '--out', join(dir, 'hc-b')]);
+    expect(losses(b.stdout)).toEqual(losses(a.stdout));
+  });
+
   it('--teacher-layer beyond the teacher is refused with the flag named', async () => {
     const r = await runCli(['pretrain', ...tiny, '--teacher-layer', '3', '--out', join(dir, 'c')]);
     expect(r.code).not.toBe(0);

@@ -43,6 +43,10 @@ describe('medic-native masks', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/5 images x rows image \/ block \/ random \/ evolved \(hc, epoch 0\)/);
+    // the random teacher sees the student's pixels (synthetic images: ImageNet's), and says so
+    expect(r.stdout).toMatch(
+      /teacher input: imagenet from the student's \(--normalize imagenet\), as the random teacher has no normalisation of its own: the student's pixels as they are/,
+    );
     const m = await sharp(out).metadata();
     expect([m.format, m.width, m.height]).toEqual(['png', 5 * (32 + 2) + 2, 4 * (32 + 2) + 2]);
   });

@@ -286,8 +286,13 @@ describe('teacher, evaluation and export', () => {
     expect(r.code).toBe(0);
     const f = new SafetensorsFile(join(out, 'student-timm.safetensors'));
     try {
-      const { kwargs } = JSON.parse(f.metadata.timm) as { kwargs: Record<string, unknown> };
+      const { kwargs, pretrained_cfg } = JSON.parse(f.metadata.timm) as {
+        kwargs: Record<string, unknown>;
+        pretrained_cfg: unknown;
+      };
       expect(f.names().sort()).toEqual(timmVitKeys(2, !!kwargs.init_values).sort());
+      // the normalisation it trained with (synthetic images: ImageNet's), in timm's pretrained_cfg
+      expect(pretrained_cfg).toEqual({ mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] });
     } finally {
       f.close();
     }

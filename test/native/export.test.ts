@@ -75,6 +75,7 @@ describe('student export in timm ViT names', () => {
       expect(JSON.parse(f.metadata.arch)).toEqual({ img: 12, patch: 4, chans: 3, dim: 24, depth: 2, heads: 3, mlpRatio: 2.5, layerScale: 0.1 });
       const timm = JSON.parse(f.metadata.timm);
       expect(timm.model).toBeUndefined(); // no registered timm model of this size
+      expect(timm.pretrained_cfg).toBeUndefined(); // no normalisation given (the pretrain export gives its own)
       expect(timm.kwargs).toMatchObject({ img_size: 12, patch_size: 4, embed_dim: 24, depth: 2, num_heads: 3, mlp_ratio: 2.5, qkv_bias: true, init_values: 0.1, num_classes: 0 });
       // values copied, not just named
       expect(f.readF32('blocks.1.attn.proj.weight')).toEqual(state.readParam('encoder.blocks.1.attn.proj.weight'));

@@ -87,3 +87,41 @@ describe('teacher targets: the CLS target as the teacher pools', () => {
     });
   }
 });
+
+describe("teacher program with clusterInput 'gram' (hc's input)", () => {
+  it('outputs attn^T attn of the reference map per image (the batched gemm), and the same targets', async () => {
+    const cfg = config('sparse');
+    const c = fx.cases.sparse;
+    const N = (c.img / c.patch) ** 2;
+    const cg = compile(buildMedic(cfg).graph);
+    const state = new GraphState(cpuEngine(), cg);
+    const values: Record<string, Float32Array> = {};
+    for (const p of cg.params) values[p.name] = fx.f32(`sparse.param.${p.name}`);
+    state.writeParams(values);
+    const bind = (ts: ReturnType<typeof buildTeacherStep>) => {
+      const tcg = compile(ts.graph);
+      return cpuEngine().program({ buffers: tcg.buffers.map((b) => ({ ...b, tensor: b.state ? state.get(b.state) : undefined })), ops: tcg.ops });
+    };
+    const withGram = bind(buildTeacherStep({ ...cfg, clusterInput: 'gram' }));
+    const withAttn = bind(buildTeacherStep(cfg));
+    try {
+      const images = fx.f32('sparse.images');
+      const g = await withGram.run({ images });
+      const a = await withAttn.run({ images });
+      expect(Object.keys(g.outputs).sort()).toEqual(['gram', 'targets']);
+      expect(g.outputs.targets).toEqual(a.outputs.targets);
+      // float64 A^T A of the reference attention map
+      const A = fx.f64('sparse.teacher_attn');
+      const ref = new Float64Array(c.B * N * N);
+      for (let b = 0; b < c.B; b++)
+        for (let i = 0; i < N; i++)
+          for (let x = 0; x < N; x++)
+            for (let y = 0; y < N; y++) ref[b * N * N + x * N + y] += A[b * N * N + i * N + x] * A[b * N * N + i * N + y];
+      expect(relErr(g.outputs.gram as Float32Array, ref)).toBeLessThan(1e-5);
+    } finally {
+      withGram.dispose();
+      withAttn.dispose();
+      state.dispose();
+    }
+  });
+});

@@ -48,6 +48,21 @@ export function linear(g: Graph, x: Value, w: Value, b: Value | null, opts: Line
   return y;
 }
 
+/**
+ * x^T x per batch: x [B, R, C] -> [B, C, C] (one batched gemm with trans_a = 1, A = B = x): the Gram
+ * matrix of x's columns (evolved masking: the dot products of the teacher's attention columns, which
+ * the hc clustering starts from). No backward (computed under noGrad). The product is the gemm's:
+ * fp32 on the CPU (bf16 under mixed precision), bf16 products with fp32 sums on CUDA (ops.h).
+ */
+export function gram(g: Graph, x: Value, opts: { hint?: string } = {}): Value {
+  if (x.shape.length !== 3) throw new Error(`gram: '${x.name}' ${shapeStr(x.shape)} is not [B, R, C]`);
+  if (x.requiresGrad && g.gradEnabled) throw new Error('gram: has no backward (call it under noGrad)');
+  const [B, , C] = x.shape;
+  const y = g.temp(opts.hint ?? 'gram', [B, C, C], 'f32');
+  g.emit('gemm', [x, x], [y], { trans_a: 1, ...precisionAttrs(g) });
+  return y;
+}
+
 /** The gemm attrs of the graph's precision: bf16=1 for mixed precision. */
 function precisionAttrs(g: Graph): { bf16?: number } {
   return g.precision === 'bf16' ? { bf16: 1 } : {};

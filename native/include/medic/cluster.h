@@ -3,7 +3,8 @@
 // map that the op attention_probs writes, called from the masking code of a training run.
 //
 // Features: patch j is described by column j of the map A [N, N] (the attention every patch pays to
-// it), L2-normalised: x_j = A[:, j] / |A[:, j]| (a zero column stays zero). All math in double.
+// it), L2-normalised: x_j = A[:, j] / |A[:, j]| (a zero column stays zero). em reads A, hc the Gram
+// matrix A^T A (below). All math here in double.
 // Labels: parts are numbered 0, 1, ... in the order of their first patch (j ascending), so equal
 // partitions give equal labels; a part that ends empty is simply absent (em may return fewer than K).
 #pragma once
@@ -23,8 +24,11 @@ void cluster_em(const float* attn, int64_t N, int64_t K, const float* init, int6
 // until K clusters remain, where c is the sum of a cluster's features (its centroid's direction) and p
 // the mean grid position of its patches, (row, col) / grid_w, patch j at row j / grid_w, col j % grid_w.
 // Ties: the pair with the lowest (a, b), a < b being the clusters' lowest patch indices.
-// O(N^3) for the Gram matrix of the features (one matrix product, vectorised), then O(N^2 log N): cluster
-// sums' dot products are updated in O(1) per pair on a merge, pairs live in a heap with lazy deletion.
-void cluster_hc(const float* attn, int64_t N, int64_t K, int64_t grid_w, double lambda, int32_t* labels);
+// Input: gram [N, N] = A^T A, the dot products of the map's raw columns (computed in the engine, the
+// teacher program's batched gemm, lib/models/medic.ts buildTeacherStep); the features' dot products
+// x_a . x_b = G[a][b] / sqrt(G[a][a] G[b][b]) are taken from it in O(N^2). Then O(N^2 log N): cluster
+// sums' dot products are updated in O(N) per merge, pairs live in a heap with lazy deletion, labels
+// are rewritten in O(N) per merge. No N x N x N product here.
+void cluster_hc(const float* gram, int64_t N, int64_t K, int64_t grid_w, double lambda, int32_t* labels);
 
 }  // namespace medic
