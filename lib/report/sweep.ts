@@ -14,6 +14,9 @@ export interface CellSummary {
   knnMean: number | null;
   knnStd: number | null;
   knnRandomMean: number | null;
+  linearMean: number | null;
+  linearStd: number | null;
+  linearRandomMean: number | null;
 }
 export interface SweepSummary {
   source: string;
@@ -36,10 +39,13 @@ export function writeSweepReport(
   markdown: string,
 ): void {
   const charts = plot.kind === 'curves' ? plot.keys.map((k) => curveChart(s, String(k), center)) : [barChart(s)];
+  const lin = hasLinear(s);
+  const probe = (c: CellSummary) =>
+    lin ? `<td>${meanStdText(c.linearMean, c.linearStd)}</td><td>${pct(c.linearRandomMean)}</td>` : '';
   const rows = s.cells
     .map(
       (c) =>
-        `<tr><td>${esc(c.cell)}</td><td>${fmt(c)}</td><td>${pct(c.knnRandomMean)}</td><td>${c.n}</td><td>${c.diverged}</td></tr>`,
+        `<tr><td>${esc(c.cell)}</td><td>${fmt(c)}</td><td>${pct(c.knnRandomMean)}</td>${probe(c)}<td>${c.n}</td><td>${c.diverged}</td></tr>`,
     )
     .join('');
   const html = `<!doctype html><html><head><meta charset="utf-8"><title>medic-native sweep: ${esc(s.source)}</title>
@@ -48,15 +54,14 @@ export function writeSweepReport(
 <p>${s.seeds} seed(s) per cell. kNN top-1 at k = ${s.k} (DINO protocol), mean ± sample standard deviation over seeds; the random-init twin of each cell is the baseline.${s.spread === null ? '' : ` Spread of the cell means: ${pct(s.spread)} points; best: ${esc(s.best ?? '')}.`}</p>
 <div class="charts">${charts.join('')}</div>
 <h2>Table</h2>
-<table><tr><th>cell</th><th>kNN (%)</th><th>random init (%)</th><th>runs</th><th>diverged</th></tr>${rows}</table>
+<table><tr><th>cell</th><th>kNN (%)</th><th>random init (%)</th>${lin ? '<th>linear probe (%)</th><th>random init (%)</th>' : ''}<th>runs</th><th>diverged</th></tr>${rows}</table>
 <h2>Markdown</h2><pre>${esc(markdown)}</pre>
 </body></html>`;
   writeFileSync(join(dir, 'sweep.html'), html);
 }
 
 const pct = (x: number | null) => (x === null ? 'n/a' : (100 * x).toFixed(2));
-const fmt = (c: CellSummary) =>
-  c.knnMean === null ? 'n/a' : c.knnStd === null ? pct(c.knnMean) : `${pct(c.knnMean)} ± ${pct(c.knnStd)}`;
+const fmt = (c: CellSummary) => meanStdText(c.knnMean, c.knnStd);
 
 /** A linear axis range over the values (percent), padded, with round ticks. */
 function axis(values: number[]): { lo: number; hi: number; ticks: number[] } {
@@ -183,4 +188,14 @@ function curveChart(s: SweepSummary, key: string, center: Record<string, unknown
     `<text transform="translate(16 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle" ${FONT} data-axis="y">kNN top-1 (%)</text>`,
   );
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" class="chart" role="img" aria-label="kNN top-1 against ${esc(key)}">${parts.join('')}</svg>`;
+}
+
+/** Whether any cell has linear-probe results (the tables then show them). */
+export function hasLinear(s: Pick<SweepSummary, 'cells'>): boolean {
+  return s.cells.some((c) => c.linearMean !== null);
+}
+
+/** "mean ± std" in percent, the mean alone for one value, n/a for none. */
+export function meanStdText(mean: number | null, std: number | null): string {
+  return mean === null ? 'n/a' : std === null ? pct(mean) : `${pct(mean)} ± ${pct(std)}`;
 }

@@ -17,6 +17,9 @@ export interface RepResult {
   /** kNN top-1 by k, after pretraining and for the same network at random init. */
   knn: Record<string, number> | null;
   knnRandom: Record<string, number> | null;
+  /** Linear-probe top-1 (with --set eval=knn,linear), of the student and of its random-init twin. */
+  linear?: number | null;
+  linearRandom?: number | null;
   seconds: number;
   folder: string;
 }
@@ -101,6 +104,8 @@ async function runRep(rep: Rep, i: number, n: number, opts: SweepOptions): Promi
     status: r.status,
     knn: r.knn ?? null,
     knnRandom: r.knnRandom ?? null,
+    linear: r.evals?.linear?.pretrained?.top1 ?? null,
+    linearRandom: r.evals?.linear?.random_init?.top1 ?? null,
     seconds,
     folder: rep.folder,
   };

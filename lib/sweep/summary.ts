@@ -1,5 +1,7 @@
 // A sweep's table: per cell, the mean and sample standard deviation over seeds of the headline kNN
-// (the largest k), beside the random-init twin's, and how many repetitions diverged.
+// (the largest k), beside the random-init twin's, the same for the linear probe when the runs made one
+// (--set eval=knn,linear), and how many repetitions diverged.
+import { hasLinear, meanStdText } from '../report/sweep.js';
 import type { SweepSpec } from './grid.js';
 import type { RepResult } from './run.js';
 
@@ -12,6 +14,10 @@ export interface CellSummary {
   knnStd: number | null;
   knnRandomMean: number | null;
   knnValues: number[];
+  /** Linear-probe top-1 over seeds (null: no run of the cell probed). */
+  linearMean: number | null;
+  linearStd: number | null;
+  linearRandomMean: number | null;
 }
 
 export interface SweepSummary {
@@ -39,6 +45,7 @@ export function summarize(spec: SweepSpec, results: RepResult[], k: number): Swe
       knnStd: std,
       knnRandomMean: meanStd(randoms).mean,
       knnValues,
+      ...linearOf(reps),
     };
   });
   const means = cells.flatMap((c) => (c.knnMean === null ? [] : [c.knnMean]));
@@ -56,6 +63,13 @@ export function summarize(spec: SweepSpec, results: RepResult[], k: number): Swe
   };
 }
 
+function linearOf(reps: RepResult[]): Pick<CellSummary, 'linearMean' | 'linearStd' | 'linearRandomMean'> {
+  const done = reps.filter((r) => r.status === 'done');
+  const probe = meanStd(done.flatMap((r) => (typeof r.linear === 'number' ? [r.linear] : [])));
+  const twin = meanStd(done.flatMap((r) => (typeof r.linearRandom === 'number' ? [r.linearRandom] : [])));
+  return { linearMean: probe.mean, linearStd: probe.std, linearRandomMean: twin.mean };
+}
+
 /** Mean and sample standard deviation (n - 1; null for fewer than two values). */
 export function meanStd(xs: number[]): { mean: number | null; std: number | null } {
   if (!xs.length) return { mean: null, std: null };
@@ -69,11 +83,14 @@ const pct = (x: number | null) => (x === null ? 'n/a' : (100 * x).toFixed(2));
 
 /** The table as in a paper: kNN mean +- std over seeds, per cell. */
 export function sweepMarkdown(s: SweepSummary): string {
-  const head = `| cell | kNN k=${s.k} (%) | random init (%) | runs | diverged |\n| --- | --- | --- | --- | --- |`;
+  const lin = hasLinear(s);
+  const head = lin
+    ? `| cell | kNN k=${s.k} (%) | random init (%) | linear probe (%) | random init (%) | runs | diverged |\n| --- | --- | --- | --- | --- | --- | --- |`
+    : `| cell | kNN k=${s.k} (%) | random init (%) | runs | diverged |\n| --- | --- | --- | --- | --- |`;
   const rows = s.cells.map((c) => {
-    const knn =
-      c.knnMean === null ? 'n/a' : c.knnStd === null ? pct(c.knnMean) : `${pct(c.knnMean)} ± ${pct(c.knnStd)}`;
-    return `| ${c.cell} | ${knn} | ${pct(c.knnRandomMean)} | ${c.n} | ${c.diverged} |`;
+    const knn = meanStdText(c.knnMean, c.knnStd);
+    const probe = lin ? ` ${meanStdText(c.linearMean, c.linearStd)} | ${pct(c.linearRandomMean)} |` : '';
+    return `| ${c.cell} | ${knn} | ${pct(c.knnRandomMean)} |${probe} ${c.n} | ${c.diverged} |`;
   });
   const foot =
     s.spread === null ? '' : `\nSpread (max - min of the cell means): ${pct(s.spread)} points; best cell: ${s.best}.`;

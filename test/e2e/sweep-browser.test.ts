@@ -27,6 +27,10 @@ function summaryOf(preset: string): SweepSummary {
     knnMean: 0.6 + 0.03 * i,
     knnStd: 0.004 * (i + 1),
     knnRandomMean: 0.55,
+    // every cell probed: the report's table grows the linear-probe columns
+    linearMean: 0.7 + 0.02 * i,
+    linearStd: 0.005,
+    linearRandomMean: 0.6,
   }));
   return {
     source: `preset ${preset}`,

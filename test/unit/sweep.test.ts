@@ -154,5 +154,35 @@ describe('the table', () => {
     expect(md).toContain('| wCls=0.1 | 72.00 ± 2.83 | 32.00 | 2 | 0 |');
     expect(md).toContain('| wCls=1 | 60.00 | 32.00 | 2 | 1 |');
     expect(md).toContain('Spread (max - min of the cell means): 12.00 points; best cell: wCls=0.1.');
+    expect(md).not.toContain('linear probe'); // no run probed: no probe columns
+  });
+
+  it('adds the linear probe (mean ± std and its twin) when the runs made one (--set eval=knn,linear)', () => {
+    const spec = parseGrid({ grid: { wCls: [0.1, 1] }, seeds: 2 }, 'g');
+    const rep = (cell: string, seed: number, linear: number | null): RepResult => ({
+      cell,
+      seed,
+      status: 'done',
+      knn: { 20: 0.7 },
+      knnRandom: { 20: 0.3 },
+      linear,
+      linearRandom: linear === null ? null : 0.5,
+      seconds: 1,
+      folder: '',
+    });
+    const s = summarize(
+      spec,
+      [rep('wCls=0.1', 0, 0.8), rep('wCls=0.1', 1, 0.84), rep('wCls=1', 0, null), rep('wCls=1', 1, null)],
+      20,
+    );
+    expect(s.cells[0]).toMatchObject({ linearRandomMean: 0.5 });
+    expect(s.cells[0].linearMean).toBeCloseTo(0.82, 12);
+    expect(s.cells[1]).toMatchObject({ linearMean: null, linearStd: null });
+    const md = sweepMarkdown(s);
+    expect(md).toContain(
+      '| cell | kNN k=20 (%) | random init (%) | linear probe (%) | random init (%) | runs | diverged |',
+    );
+    expect(md).toContain('| wCls=0.1 | 70.00 ± 0.00 | 30.00 | 82.00 ± 2.83 | 50.00 | 2 | 0 |');
+    expect(md).toContain('| wCls=1 | 70.00 ± 0.00 | 30.00 | n/a | n/a | 2 | 0 |');
   });
 });
