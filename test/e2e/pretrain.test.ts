@@ -209,7 +209,8 @@ describe('medic-native pretrain', () => {
     await bad(['pretrain', '--mask-ratio', '1.5'], /--mask-ratio: expected a number in \(0, 1\), got 1.5/);
     await bad(['pretrain', '--encoding', 'sideways'], /--encoding <kind>' argument 'sideways' is invalid/);
     await bad(['pretrain', '--epochs', 'many'], /--epochs: expected a number, got "many"/);
-    await bad(['pretrain', '--data', join(dir, 'no-such-folder')], /no-such-folder/);
+    // (its own --out: the repository's runs/latest may hold a run of its own)
+    await bad(['pretrain', '--data', join(dir, 'no-such-folder'), '--out', join(dir, 'no-data')], /no-such-folder/);
     await bad(['pretrain', '--resume', join(dir, 'nothing-here')], /nothing-here: no such file or folder/);
     const corrupt = join(dir, 'corrupt.safetensors');
     writeFileSync(corrupt, 'not a checkpoint at all');
