@@ -62,6 +62,23 @@ describe('bf16 storage: bit-exact with the fp32 op on the bf16 values', () => {
     ['scale_add_bwd', [{ shape: [B, T, D] }, { shape: [B, T, D], bf16: true }, { shape: [D] }], [{ shape: [B, T, D] }, { shape: [D] }], { acc: 1 }],
     ['softmax', [{ shape: [4, 33], bf16: true }], [{ shape: [4, 33], bf16: true }], { scale: 0.5 }],
     ['copy_rows', [{ shape: [2, 5, 8], bf16: true }], [{ shape: [2, 7, 8], bf16: true }], { src: 1, dst: 2, count: 3, acc: 1 }],
+    // the ops with bf16 kernels of their own (bf16_native): vector bodies and tails, acc and not
+    ['gelu', [{ shape: [1037], bf16: true }], [{ shape: [1037], bf16: true }], {}],
+    ['gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037], bf16: true }], [{ shape: [1037], bf16: true }], {}],
+    ['quick_gelu', [{ shape: [1037], bf16: true }], [{ shape: [1037], bf16: true }], {}],
+    ['quick_gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037], bf16: true }], [{ shape: [1037], bf16: true }], {}],
+    ['quick_gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037], bf16: true }], [{ shape: [1037], bf16: true }], { acc: 1 }],
+    ['copy', [{ shape: [531], bf16: true }], [{ shape: [531], bf16: true }], {}],
+    ['copy', [{ shape: [531], bf16: true }], [{ shape: [531], bf16: true }], { alpha: -0.3, acc: 1 }],
+    ['add', [{ shape: [3, 7, 77], bf16: true }, { shape: [7, 77], bf16: true }], [{ shape: [3, 7, 77], bf16: true }], {}],
+    ['sum_to', [{ shape: [300, 40], bf16: true }], [{ shape: [40] }], {}],
+    ['scale_add', [{ shape: [B, T, D], bf16: true }, { shape: [D] }, { shape: [B] }], [{ shape: [B, T, D], bf16: true }], {}],
+    ['scale_add', [{ shape: [B, T, D], bf16: true }], [{ shape: [B, T, D], bf16: true }], {}],
+    ['scale_add_bwd', [{ shape: [B, T, D], bf16: true }, { shape: [B, T, D], bf16: true }, { shape: [D] }, { shape: [B] }], [{ shape: [B, T, D], bf16: true }, { shape: [D] }], { acc: 1 }],
+    ['scale_add_bwd', [{ shape: [B, T, D], bf16: true }, { shape: [B, T, D], bf16: true }, { shape: [D] }], [{ shape: [B, T, D], bf16: true }], {}],
+    // mixed storage (an f32 activation beside bf16 ones): widened inside the kernel
+    ['gelu_bwd', [{ shape: [300], bf16: true }, { shape: [300] }], [{ shape: [300], bf16: true }], {}],
+    ['scale_add', [{ shape: [B, T, D] }, { shape: [D] }], [{ shape: [B, T, D], bf16: true }], {}],
   ];
   for (const [op, ins, outs, attrs] of cases)
     it(op, () => {
