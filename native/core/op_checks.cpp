@@ -56,7 +56,9 @@ bool bf16_native(OpId op) {
     case OpId::quick_gelu:
     case OpId::quick_gelu_bwd:
     case OpId::scale_add:
-    case OpId::scale_add_bwd: return true;
+    case OpId::scale_add_bwd:
+    case OpId::layernorm:
+    case OpId::layernorm_bwd: return true;
     default: return false;
   }
 }

@@ -76,6 +76,9 @@ describe('bf16 storage: bit-exact with the fp32 op on the bf16 values', () => {
     ['scale_add', [{ shape: [B, T, D], bf16: true }], [{ shape: [B, T, D], bf16: true }], {}],
     ['scale_add_bwd', [{ shape: [B, T, D], bf16: true }, { shape: [B, T, D], bf16: true }, { shape: [D] }, { shape: [B] }], [{ shape: [B, T, D], bf16: true }, { shape: [D] }], { acc: 1 }],
     ['scale_add_bwd', [{ shape: [B, T, D], bf16: true }, { shape: [B, T, D], bf16: true }, { shape: [D] }], [{ shape: [B, T, D], bf16: true }], {}],
+    ['layernorm', [{ shape: [9, 771], bf16: true }], [{ shape: [9, 771], bf16: true }, { shape: [9] }, { shape: [9] }], { unbiased: 1 }],
+    ['layernorm_bwd', [{ shape: [6, 70], bf16: true }, { shape: [6, 70], bf16: true }, { shape: [6] }, { shape: [6] }, { shape: [70] }], [{ shape: [6, 70], bf16: true }, { shape: [70] }, { shape: [70] }], { acc: 1 }],
+    ['layernorm_bwd', [{ shape: [9, 771], bf16: true }, { shape: [9, 771], bf16: true }, { shape: [9] }, { shape: [9] }], [{ shape: [9, 771], bf16: true }], {}],
     // mixed storage (an f32 activation beside bf16 ones): widened inside the kernel
     ['gelu_bwd', [{ shape: [300], bf16: true }, { shape: [300] }], [{ shape: [300], bf16: true }], {}],
     ['scale_add', [{ shape: [B, T, D] }, { shape: [D] }], [{ shape: [B, T, D], bf16: true }], {}],
