@@ -58,7 +58,10 @@ bool bf16_native(OpId op) {
     case OpId::scale_add:
     case OpId::scale_add_bwd:
     case OpId::layernorm:
-    case OpId::layernorm_bwd: return true;
+    case OpId::layernorm_bwd:
+    case OpId::copy_rows:
+    case OpId::gather_rows:
+    case OpId::scatter_rows: return true;
     default: return false;
   }
 }

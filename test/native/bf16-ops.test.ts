@@ -79,6 +79,13 @@ describe('bf16 storage: bit-exact with the fp32 op on the bf16 values', () => {
     ['layernorm', [{ shape: [9, 771], bf16: true }], [{ shape: [9, 771], bf16: true }, { shape: [9] }, { shape: [9] }], { unbiased: 1 }],
     ['layernorm_bwd', [{ shape: [6, 70], bf16: true }, { shape: [6, 70], bf16: true }, { shape: [6] }, { shape: [6] }, { shape: [70] }], [{ shape: [6, 70], bf16: true }, { shape: [70] }, { shape: [70] }], { acc: 1 }],
     ['layernorm_bwd', [{ shape: [9, 771], bf16: true }, { shape: [9, 771], bf16: true }, { shape: [9] }, { shape: [9] }], [{ shape: [9, 771], bf16: true }], {}],
+    ['copy_rows', [{ shape: [3, 5, 40], bf16: true }], [{ shape: [3, 7, 40], bf16: true }], { src: 0, dst: 1, count: 5 }],
+    ['copy_rows', [{ shape: [1, 1, 40], bf16: true }], [{ shape: [3, 7, 40], bf16: true }], { src: 0, dst: 0, count: 1 }],
+    ['copy_rows', [{ shape: [3, 5, 40], bf16: true }], [{ shape: [1, 5, 40], bf16: true }], { src: 0, dst: 0, count: 5, acc: 1 }],
+    ['gather_rows', [{ shape: [2, 6, 40], bf16: true }, { shape: [2, 3], dtype: 'i32', data: new Int32Array([5, 0, 2, 1, 1, 4]) }], [{ shape: [2, 3, 40], bf16: true }], {}],
+    ['gather_rows', [{ shape: [2, 6, 40], bf16: true }, { shape: [2, 3], dtype: 'i32', data: new Int32Array([5, 0, 2, 1, 1, 4]) }], [{ shape: [2, 3, 40], bf16: true }], { acc: 1 }],
+    ['scatter_rows', [{ shape: [2, 3, 40], bf16: true }, { shape: [2, 3], dtype: 'i32', data: new Int32Array([5, 0, 2, 1, 3, 4]) }], [{ shape: [2, 6, 40], bf16: true }], {}],
+    ['scatter_rows', [{ shape: [2, 3, 40], bf16: true }, { shape: [2, 3], dtype: 'i32', data: new Int32Array([5, 0, 2, 1, 3, 4]) }], [{ shape: [2, 6, 40], bf16: true }], { acc: 1 }],
     // mixed storage (an f32 activation beside bf16 ones): widened inside the kernel
     ['gelu_bwd', [{ shape: [300], bf16: true }, { shape: [300] }], [{ shape: [300], bf16: true }], {}],
     ['scale_add', [{ shape: [B, T, D] }, { shape: [D] }], [{ shape: [B, T, D], bf16: true }], {}],
