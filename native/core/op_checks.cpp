@@ -61,7 +61,9 @@ bool bf16_native(OpId op) {
     case OpId::layernorm_bwd:
     case OpId::copy_rows:
     case OpId::gather_rows:
-    case OpId::scatter_rows: return true;
+    case OpId::scatter_rows:
+    case OpId::attention:
+    case OpId::attention_bwd: return true;
     default: return false;
   }
 }

@@ -10,7 +10,7 @@
 // and bf16's 8-bit mantissa is too coarse for differences.
 import { describe, expect, it } from 'vitest';
 
-import type { Engine, Tensor } from '../../lib/engine/index.js';
+import { Engine, type Tensor } from '../../lib/engine/index.js';
 import type { OpName } from '../../lib/engine/ops.js';
 import { SafetensorsFile, bf16ToF32, f32ToBf16 } from '../../lib/io/safetensors.js';
 import { cpuEngine, loadFixture, randomF32, relErr } from '../helpers/parity.js';
@@ -112,6 +112,35 @@ describe('bf16 storage: bit-exact with the fp32 op on the bf16 values', () => {
     );
     expect(Buffer.from(bf[0]!.buffer).equals(Buffer.from(ref[0]!.buffer))).toBe(true);
   });
+
+  // The bf16 attention kernels widen a head's rows into f32 buffers: several key/query blocks with a
+  // tail (T = 197), ViT's head dim, acc, and a head's key blocks split over threads (B * H < threads).
+  for (const [B2, T2, H2, threads] of [
+    [2, 197, 2, 1],
+    [1, 150, 1, 3],
+  ])
+    it(`attention and attention_bwd, B ${B2} T ${T2} H ${H2} Hd 64, ${threads} thread(s)`, () => {
+      const e2 = Engine.create({ device: 'cpu', threads });
+      try {
+        const D2 = H2 * 64;
+        const qkv = round(randomF32(B2 * T2 * 3 * D2, 11));
+        const fwd = twin(e2, 'attention', [{ shape: [B2, T2, 3 * D2], bf16: true, data: qkv }], [{ shape: [B2, T2, D2], bf16: true }, { shape: [B2, H2, T2] }], { heads: H2 });
+        for (let i = 0; i < 2; i++) expect(Buffer.from(fwd.bf[i]!.buffer).equals(Buffer.from(fwd.ref[i]!.buffer)), `attention output ${i}`).toBe(true);
+        for (const acc of [0, 1]) {
+          const { bf, ref } = twin(
+            e2,
+            'attention_bwd',
+            [{ shape: [B2, T2, D2], bf16: true }, { shape: [B2, T2, 3 * D2], bf16: true, data: qkv }, { shape: [B2, T2, D2], bf16: true, data: fwd.bf[0]! }, { shape: [B2, H2, T2], data: fwd.bf[1]! }],
+            [{ shape: [B2, T2, 3 * D2], bf16: true }],
+            { heads: H2, acc },
+          );
+          expect(bf[0]!.some((x) => x !== 0)).toBe(true);
+          expect(Buffer.from(bf[0]!.buffer).equals(Buffer.from(ref[0]!.buffer)), `attention_bwd acc ${acc}`).toBe(true);
+        }
+      } finally {
+        e2.dispose();
+      }
+    });
 });
 
 describe('bf16 storage against PyTorch', () => {
