@@ -41,7 +41,32 @@ bool bf16_slot(OpId op, bool input, int slot) {
   return ((input ? ins : outs) >> slot) & 1u;
 }
 
-bool bf16_native(OpId op) { return op == OpId::fill || op == OpId::cast || op == OpId::gemm; }
+// The CPU kernels that read and write bf16 themselves (templated on the storage, cpu/bf16_io.h); a
+// mixed call (bf16 beside an f32 activation) still widens, inside the kernel.
+bool bf16_native(OpId op) {
+  switch (op) {
+    case OpId::fill:
+    case OpId::cast:
+    case OpId::gemm:
+    case OpId::copy:
+    case OpId::add:
+    case OpId::sum_to:
+    case OpId::gelu:
+    case OpId::gelu_bwd:
+    case OpId::quick_gelu:
+    case OpId::quick_gelu_bwd:
+    case OpId::scale_add:
+    case OpId::scale_add_bwd:
+    case OpId::layernorm:
+    case OpId::layernorm_bwd:
+    case OpId::copy_rows:
+    case OpId::gather_rows:
+    case OpId::scatter_rows:
+    case OpId::attention:
+    case OpId::attention_bwd: return true;
+    default: return false;
+  }
+}
 
 namespace {
 

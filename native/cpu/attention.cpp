@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <type_traits>
 #include <vector>
 
 #include "medic/engine.h"
@@ -31,6 +32,7 @@
 #include "medic/ops.h"
 #include "medic/threads.h"
 
+#include "bf16_io.h"
 #include "isa.h"
 #if MEDIC_X86
 #include <immintrin.h>
@@ -47,13 +49,13 @@ using AttnDims = AttentionDims;  // B, T, H, Hd, scale, acc: decoded in medic/op
 
 // dst[c * ldd + j] = scale * src[j * ld + c] for j < n rows, c < Hd, and 0 for n <= j < npad: rows of
 // a head (Q or dO) as columns, so that a score tile is (row of K or V) x (contiguous row of dst).
-inline void pack_transposed(const float* src, int64_t ld, int n, int Hd, float scale, float* dst, int64_t ldd,
-                            int npad) {
+template <class ST>
+inline void pack_transposed(const ST* src, int64_t lds, int n, int Hd, float scale, float* dst, int64_t ldd, int npad) {
   // 16 source rows at a time (16 x Hd floats stay in L1) so each destination row gets a contiguous run
   for (int j0 = 0; j0 < n; j0 += 16) {
     const int jn = n - j0 < 16 ? n - j0 : 16;
     for (int c = 0; c < Hd; ++c)
-      for (int j = 0; j < jn; ++j) dst[c * ldd + j0 + j] = scale * src[(j0 + j) * ld + c];
+      for (int j = 0; j < jn; ++j) dst[c * ldd + j0 + j] = scale * ld(src, (j0 + j) * lds + c);
   }
   for (int c = 0; c < Hd; ++c)
     for (int j = n; j < npad; ++j) dst[c * ldd + j] = 0.0f;
@@ -63,11 +65,19 @@ inline void scale_row(float* x, int64_t n, float a) {
   for (int64_t i = 0; i < n; ++i) x[i] *= a;
 }
 
-inline void store_row(float* dst, const float* src, int n, bool acc) {
+// dst (storage ST: f32, or bf16 rounded as it is stored) = src (+ dst when acc).
+template <class ST>
+inline void store_row(ST* dst, const float* src, int n, bool acc) {
   if (acc)
-    for (int i = 0; i < n; ++i) dst[i] += src[i];
+    for (int i = 0; i < n; ++i) st(dst, i, ld(dst, i) + src[i]);
   else
-    for (int i = 0; i < n; ++i) dst[i] = src[i];
+    for (int i = 0; i < n; ++i) st(dst, i, src[i]);
+}
+
+// dst[j * Hd + c] = src[j * ld + c] for j < n, c < Hd: the rows of one head widened to f32 (bf16 only).
+inline void widen_rows(const uint16_t* src, int64_t lds, int n, int Hd, float* dst) {
+  for (int j = 0; j < n; ++j)
+    for (int c = 0; c < Hd; ++c) dst[static_cast<int64_t>(j) * Hd + c] = ld(src, j * lds + c);
 }
 
 #if MEDIC_X86
@@ -98,27 +108,31 @@ namespace isa_scalar {
 }  // namespace isa_scalar
 
 struct Kernels {
-  decltype(&isa_scalar::fwd_range) fwd;
-  decltype(&isa_scalar::bwd_range) bwd;
+  decltype(&isa_scalar::fwd_range<float>) fwd;
+  decltype(&isa_scalar::fwd_range<uint16_t>) fwd16;
+  decltype(&isa_scalar::bwd_range<float>) bwd;
+  decltype(&isa_scalar::bwd_range<uint16_t>) bwd16;
   decltype(&isa_scalar::softmax_rows) softmax;
   decltype(&isa_scalar::softmax_bwd_rows) softmax_bwd;
 };
 
+#define MEDIC_ATTN_KERNELS(ns)                                                                                      \
+  Kernels {                                                                                                         \
+    ns::fwd_range<float>, ns::fwd_range<uint16_t>, ns::bwd_range<float>, ns::bwd_range<uint16_t>, ns::softmax_rows, \
+        ns::softmax_bwd_rows                                                                                        \
+  }
 const Kernels& kernels() {
   static const Kernels k = [] {
 #if MEDIC_X86
     const Isa isa = cpu_isa();
-    if (isa == Isa::avx512)
-      return Kernels{isa_avx512::fwd_range, isa_avx512::bwd_range, isa_avx512::softmax_rows,
-                     isa_avx512::softmax_bwd_rows};
-    if (isa == Isa::avx2)
-      return Kernels{isa_avx2::fwd_range, isa_avx2::bwd_range, isa_avx2::softmax_rows, isa_avx2::softmax_bwd_rows};
+    if (isa == Isa::avx512) return MEDIC_ATTN_KERNELS(isa_avx512);
+    if (isa == Isa::avx2) return MEDIC_ATTN_KERNELS(isa_avx2);
 #endif
-    return Kernels{isa_scalar::fwd_range, isa_scalar::bwd_range, isa_scalar::softmax_rows,
-                   isa_scalar::softmax_bwd_rows};
+    return MEDIC_ATTN_KERNELS(isa_scalar);
   }();
   return k;
 }
+#undef MEDIC_ATTN_KERNELS
 
 void parallel(const OpCall& c, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (c.ctx && c.ctx->pool && n > grain)
@@ -129,45 +143,80 @@ void parallel(const OpCall& c, int64_t n, int64_t grain, const std::function<voi
 
 int threads(const OpCall& c) { return c.ctx && c.ctx->pool ? c.ctx->pool->size() : 1; }
 
-}  // namespace
-
-void attention(const OpCall& c) {
+template <class ST>
+void attention_t(const OpCall& c) {
   const AttnDims d = attention_dims(c);
-  const float* qkv = c.x(0).f32();
-  float *o = c.y(0).f32(), *lse = c.y(1).f32();
+  const ST* qkv = static_cast<const ST*>(c.x(0).data);
+  ST* o = static_cast<ST*>(c.y(0).data);
+  float* lse = c.y(1).f32();
   const int64_t nqb = (d.T + kBQ - 1) / kBQ;
-  const auto fwd = kernels().fwd;
+  const auto fwd = [] {
+    if constexpr (std::is_same<ST, float>::value)
+      return kernels().fwd;
+    else
+      return kernels().fwd16;
+  }();
   parallel(c, d.B * d.H * nqb, 1, [&](int64_t b0, int64_t b1) { fwd(d, qkv, o, lse, b0, b1); });
 }
 
-void attention_bwd(const OpCall& c) {
+template <class ST>
+void attention_bwd_t(const OpCall& c) {
   const AttnDims d = attention_dims(c);
   const bool acc = d.acc;
-  const float *dout = c.x(0).f32(), *qkv = c.x(1).f32(), *o = c.x(2).f32(), *lse = c.x(3).f32();
-  float* dqkv = c.y(0).f32();
+  const ST *dout = static_cast<const ST*>(c.x(0).data), *qkv = static_cast<const ST*>(c.x(1).data),
+           *o = static_cast<const ST*>(c.x(2).data);
+  const float* lse = c.x(3).f32();
+  ST* dqkv = static_cast<ST*>(c.y(0).data);
   const int64_t BH = d.B * d.H, nkb = (d.T + kBK - 1) / kBK;
   if (BH == 0 || d.T == 0) return;
   // Split a head's key blocks only when heads alone cannot keep the threads busy.
   const int G = static_cast<int>(std::min<int64_t>(nkb, std::max<int64_t>(1, (threads(c) + BH - 1) / BH)));
   std::vector<float> dq_part(G > 1 ? static_cast<size_t>(BH * G * d.T * d.Hd) : 0);
-  const auto bwd = kernels().bwd;
+  const auto bwd = [] {
+    if constexpr (std::is_same<ST, float>::value)
+      return kernels().bwd;
+    else
+      return kernels().bwd16;
+  }();
   parallel(c, BH * G, 1,
            [&](int64_t b0, int64_t b1) { bwd(d, G, dout, qkv, o, lse, dqkv, dq_part.data(), acc, b0, b1); });
   if (G == 1) return;
   // dQ of row (b, h, t) = sum of its G partials.
   const int64_t ld = 3 * d.H * d.Hd;
   parallel(c, BH * d.T, 64, [&](int64_t r0, int64_t r1) {
+    std::vector<float> row(static_cast<size_t>(d.Hd));
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t bh = r / d.T, t = r % d.T, b = bh / d.H, h = bh % d.H;
-      float* dst = dqkv + (b * d.T + t) * ld + h * d.Hd;
+      ST* dst = dqkv + (b * d.T + t) * ld + h * d.Hd;
       const float* src = dq_part.data() + (bh * G * d.T + t) * d.Hd;
       for (int64_t e = 0; e < d.Hd; ++e) {
         float s = 0.0f;
         for (int g = 0; g < G; ++g) s += src[g * d.T * d.Hd + e];
-        dst[e] = acc ? dst[e] + s : s;
+        row[e] = s;
       }
+      store_row(dst, row.data(), static_cast<int>(d.Hd), acc);
     }
   });
+}
+
+}  // namespace
+
+// attention / attention_bwd on f32 or bf16 activations (qkv, o, do, dqkv of one storage), or on
+// widened copies when the storages are mixed.
+void attention(const OpCall& c) {
+  switch (storage_of({&c.x(0), &c.y(0)})) {
+    case Storage::f32: return attention_t<float>(c);
+    case Storage::bf16: return attention_t<uint16_t>(c);
+    case Storage::mixed: return run_widened(c, attention);
+  }
+}
+
+void attention_bwd(const OpCall& c) {
+  switch (storage_of({&c.x(0), &c.x(1), &c.x(2), &c.y(0)})) {
+    case Storage::f32: return attention_bwd_t<float>(c);
+    case Storage::bf16: return attention_bwd_t<uint16_t>(c);
+    case Storage::mixed: return run_widened(c, attention_bwd);
+  }
 }
 
 void softmax(const OpCall& c) {

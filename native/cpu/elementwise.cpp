@@ -10,6 +10,10 @@
 // is summed by one thread in row order: results do not depend on the thread count. The exception is
 // sum_to with few columns over many rows, which adds per-thread row-block partials in thread order
 // (deterministic for a given thread count only).
+//
+// Mixed precision: copy, add, sum_to, the GELUs and scale_add (and backwards) are templated on the
+// storage of their activations (bf16_io.h): bf16 is widened and rounded in registers, the arithmetic
+// being the fp32 kernel's, so the bits are those of the fp32 kernel on widened copies (ops.h).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -21,6 +25,7 @@
 #include "medic/rng.h"
 #include "medic/threads.h"
 
+#include "bf16_io.h"
 #include "isa.h"
 
 namespace medic::cpu {
@@ -48,6 +53,166 @@ void par(const OpCall& c, int64_t n, int64_t grain, F&& fn) {
 constexpr float kInvSqrt2 = 0.70710678118654752440f;
 constexpr float kInvSqrt2Pi = 0.39894228040143267794f;
 constexpr float kQuickGelu = 1.702f;
+
+// ---- Memory-bound bodies (copy, add, sum_to, scale_add and its backward) ---------------------
+// One argument block for all of them; T is the storage of the activations (f32, or bf16 widened and
+// rounded in registers: bf16_io.h). Each body is compiled three times (baseline, AVX2, AVX-512, picked
+// at run time, isa.h) because the bf16 conversions only vectorise well with the wider ISAs. The
+// variants are compiled with fp-contract off: no multiply-add is fused, so every path (and f32 and
+// bf16 alike) rounds each product and sum as the baseline does, giving the same bits.
+template <class T>
+struct Ew {
+  const T *x, *y;  // the op's inputs (copy, add: x = a, y = b; scale_add: y; bwd: x = dx, y = y)
+  T* out;          // copy/add: y; scale_add: x; scale_add_bwd: dy
+  const float *gamma, *keep;
+  float* f;  // sum_to: y; scale_add_bwd: dgamma (or null)
+  float alpha;
+  bool acc;
+  int64_t C, R, L;  // row width, rows, rows per sample (keep)
+};
+
+template <class T>
+MEDIC_INLINE void copy_body(const Ew<T>& e, int64_t a, int64_t b, float*) {
+  const T* x = e.x;
+  T* y = e.out;
+  const float alpha = e.alpha;
+  if (e.acc)
+    for (int64_t i = a; i < b; ++i) st(y, i, alpha * ld(x, i) + ld(y, i));
+  else
+    for (int64_t i = a; i < b; ++i) st(y, i, alpha * ld(x, i));
+}
+
+template <class T>
+MEDIC_INLINE void add_body(const Ew<T>& e, int64_t r0, int64_t r1, float*) {
+  const int64_t S = e.C;
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* ar = e.x + r * S;
+    T* yr = e.out + r * S;
+    for (int64_t s = 0; s < S; ++s) st(yr, s, ld(ar, s) + ld(e.y, s));
+  }
+}
+
+// sum_to, columns [c0, c1) over all rows, in strips of kStrip columns: the running sums stay in L1
+// and each strip is one forward stream.
+template <class T>
+MEDIC_INLINE void sum_cols_body(const Ew<T>& e, int64_t c0, int64_t c1, float*) {
+  const int64_t S = e.C;
+  float part[kStrip];
+  for (int64_t s0 = c0; s0 < c1; s0 += kStrip) {
+    const int64_t w = std::min<int64_t>(kStrip, c1 - s0);
+    for (int64_t s = 0; s < w; ++s) part[s] = 0.0f;
+    for (int64_t r = 0; r < e.R; ++r) {
+      const T* xr = e.x + r * S + s0;
+      for (int64_t s = 0; s < w; ++s) part[s] += ld(xr, s);
+    }
+    float* ys = e.f + s0;
+    for (int64_t s = 0; s < w; ++s) ys[s] = e.acc ? ys[s] + part[s] : part[s];
+  }
+}
+
+// sum_to, rows [r0, r1) into the partial p [S].
+template <class T>
+MEDIC_INLINE void sum_rows_body(const Ew<T>& e, int64_t r0, int64_t r1, float* p) {
+  const int64_t S = e.C;
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* xr = e.x + r * S;
+    for (int64_t s = 0; s < S; ++s) p[s] += ld(xr, s);
+  }
+}
+
+template <class T>
+MEDIC_INLINE void scale_add_body(const Ew<T>& e, int64_t r0, int64_t r1, float*) {
+  const int64_t C = e.C;
+  const float* gamma = e.gamma;
+  for (int64_t r = r0; r < r1; ++r) {
+    float k = e.keep ? e.keep[r / e.L] : 1.0f;
+    if (k == 0.0f) continue;
+    T* xr = e.out + r * C;
+    const T* yr = e.y + r * C;
+    if (gamma) {
+      for (int64_t j = 0; j < C; ++j) st(xr, j, ld(xr, j) + k * (gamma[j] * ld(yr, j)));
+    } else if (k == 1.0f) {
+      for (int64_t j = 0; j < C; ++j) st(xr, j, ld(xr, j) + ld(yr, j));
+    } else {
+      for (int64_t j = 0; j < C; ++j) st(xr, j, ld(xr, j) + k * ld(yr, j));
+    }
+  }
+}
+
+// scale_add_bwd, columns [c0, c1) over all rows, in strips of kStrip columns (running dgamma sums
+// stay in L1).
+template <class T>
+MEDIC_INLINE void sab_cols_body(const Ew<T>& e, int64_t c0, int64_t c1, float*) {
+  const int64_t C = e.C;
+  float* dgamma = e.f;
+  float dg[kStrip];
+  for (int64_t j0 = c0; j0 < c1; j0 += kStrip) {
+    const int64_t w = std::min<int64_t>(kStrip, c1 - j0);
+    for (int64_t j = 0; j < w; ++j) dg[j] = 0.0f;
+    const float* g = e.gamma ? e.gamma + j0 : nullptr;
+    for (int64_t r = 0; r < e.R; ++r) {
+      float k = e.keep ? e.keep[r / e.L] : 1.0f;
+      const T* dxr = e.x + r * C + j0;
+      const T* yr = e.y + r * C + j0;
+      T* dyr = e.out + r * C + j0;
+      if (e.acc) {
+        if (g)
+          for (int64_t j = 0; j < w; ++j) st(dyr, j, ld(dyr, j) + k * (g[j] * ld(dxr, j)));
+        else
+          for (int64_t j = 0; j < w; ++j) st(dyr, j, ld(dyr, j) + k * ld(dxr, j));
+      } else {
+        if (g)
+          for (int64_t j = 0; j < w; ++j) st(dyr, j, k * (g[j] * ld(dxr, j)));
+        else
+          for (int64_t j = 0; j < w; ++j) st(dyr, j, k * ld(dxr, j));
+      }
+      if (dgamma && k != 0.0f)
+        for (int64_t j = 0; j < w; ++j) dg[j] += k * (ld(dxr, j) * ld(yr, j));
+    }
+    if (dgamma)
+      for (int64_t j = 0; j < w; ++j) dgamma[j0 + j] += dg[j];
+  }
+}
+
+// scale_add_bwd without dgamma, rows [r0, r1).
+template <class T>
+MEDIC_INLINE void sab_rows_body(const Ew<T>& e, int64_t r0, int64_t r1, float*) {
+  const int64_t C = e.C;
+  for (int64_t r = r0; r < r1; ++r) {
+    float k = e.keep ? e.keep[r / e.L] : 1.0f;
+    const T* dxr = e.x + r * C;
+    T* dyr = e.out + r * C;
+    for (int64_t j = 0; j < C; ++j) {
+      float v = k * (e.gamma ? e.gamma[j] * ld(dxr, j) : ld(dxr, j));
+      st(dyr, j, e.acc ? ld(dyr, j) + v : v);
+    }
+  }
+}
+
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#define MEDIC_EW_VARIANTS(name)                                                       \
+  template <class T>                                                                  \
+  void name##_k_base(const Ew<T>& e, int64_t a, int64_t b, float* p) {                \
+    name##_body(e, a, b, p);                                                          \
+  }                                                                                   \
+  template <class T>                                                                  \
+  MEDIC_AVX2 void name##_k_avx2(const Ew<T>& e, int64_t a, int64_t b, float* p) {     \
+    name##_body(e, a, b, p);                                                          \
+  }                                                                                   \
+  template <class T>                                                                  \
+  MEDIC_AVX512 void name##_k_avx512(const Ew<T>& e, int64_t a, int64_t b, float* p) { \
+    name##_body(e, a, b, p);                                                          \
+  }
+MEDIC_EW_VARIANTS(copy)
+MEDIC_EW_VARIANTS(add)
+MEDIC_EW_VARIANTS(sum_cols)
+MEDIC_EW_VARIANTS(sum_rows)
+MEDIC_EW_VARIANTS(scale_add)
+MEDIC_EW_VARIANTS(sab_cols)
+MEDIC_EW_VARIANTS(sab_rows)
+#undef MEDIC_EW_VARIANTS
+#pragma GCC pop_options
 
 }  // namespace
 
@@ -84,22 +249,31 @@ void fill(const OpCall& c) {
   }
 }
 
-// copy: y = alpha * x (+ y when acc). y may alias x.
-void copy(const OpCall& c) {
-  const float* x = c.x(0).f32();
-  float* y = c.y(0).f32();
+// copy: y = alpha * x (+ y when acc). y may alias x. T: the storage of x and y (bf16_io.h).
+template <class T>
+static void copy_t(const OpCall& c) {
+  Ew<T> e{};
+  e.x = static_cast<const T*>(c.x(0).data);
+  e.out = static_cast<T*>(c.y(0).data);
   const CopyArgs args = copy_args(c);
-  const float alpha = args.alpha;
-  const bool acc = args.acc;
+  e.alpha = args.alpha;
+  e.acc = args.acc;
+  const auto fn = pick_isa_variant(copy_k_base<T>, copy_k_avx2<T>, copy_k_avx512<T>);
   par(c, c.x(0).numel(), kGrain, [&](int64_t a, int64_t b) {
-    if (acc) {
-      for (int64_t i = a; i < b; ++i) y[i] = alpha * x[i] + y[i];
-    } else if (alpha == 1.0f) {
-      if (y != x) std::memmove(y + a, x + a, static_cast<size_t>(b - a) * 4);
+    if (!e.acc && e.alpha == 1.0f) {
+      if (e.out != e.x) std::memmove(e.out + a, e.x + a, static_cast<size_t>(b - a) * sizeof(T));
     } else {
-      for (int64_t i = a; i < b; ++i) y[i] = alpha * x[i];
+      fn(e, a, b, nullptr);
     }
   });
+}
+
+void copy(const OpCall& c) {
+  switch (storage_of({&c.x(0), &c.y(0)})) {
+    case Storage::f32: return copy_t<float>(c);
+    case Storage::bf16: return copy_t<uint16_t>(c);
+    case Storage::mixed: return run_widened(c, copy);
+  }
 }
 
 // cast: f32 -> bf16 rounds to nearest even (NaN stays NaN); bf16 -> f32 is exact; same dtype copies.
@@ -126,60 +300,61 @@ void cast(const OpCall& c) {
 }
 
 // add: y [R, S] = a [R, S] + b [S]. y may alias a.
+template <class T>
+static void add_t(const OpCall& c) {
+  Ew<T> e{};
+  e.x = static_cast<const T*>(c.x(0).data);
+  e.y = static_cast<const T*>(c.x(1).data);
+  e.out = static_cast<T*>(c.y(0).data);
+  e.C = c.x(1).numel();
+  const int64_t R = e.C ? c.x(0).numel() / e.C : 0;
+  const auto fn = pick_isa_variant(add_k_base<T>, add_k_avx2<T>, add_k_avx512<T>);
+  par(c, R, row_grain(e.C), [&](int64_t r0, int64_t r1) { fn(e, r0, r1, nullptr); });
+}
+
 void add(const OpCall& c) {
-  const float* a = c.x(0).f32();
-  const float* bv = c.x(1).f32();
-  float* y = c.y(0).f32();
-  int64_t S = c.x(1).numel(), R = S ? c.x(0).numel() / S : 0;
-  par(c, R, row_grain(S), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* ar = a + r * S;
-      float* yr = y + r * S;
-      for (int64_t s = 0; s < S; ++s) yr[s] = ar[s] + bv[s];
-    }
-  });
+  switch (storage_of({&c.x(0), &c.x(1), &c.y(0)})) {
+    case Storage::f32: return add_t<float>(c);
+    case Storage::bf16: return add_t<uint16_t>(c);
+    case Storage::mixed: return run_widened(c, add);
+  }
 }
 
 // sum_to: y [S] = sum over rows of x [R, S] (+ y when acc). Column split: each y[s] is summed in row
 // order by one thread. With few columns (S < 2 * kColGrain) rows are split instead, each thread
 // summing a row block into its own partial, then the partials are added in thread order.
-void sum_to(const OpCall& c) {
-  const float* x = c.x(0).f32();
+// TX: the storage of x (y is f32).
+template <class TX>
+static void sum_to_t(const OpCall& c) {
+  Ew<TX> e{};
+  e.x = static_cast<const TX*>(c.x(0).data);
   float* y = c.y(0).f32();
-  int64_t S = c.y(0).numel(), R = S ? c.x(0).numel() / S : 0;
-  bool acc = accumulates(c);
+  e.f = y;
+  e.C = c.y(0).numel();
+  const int64_t S = e.C;
+  e.R = S ? c.x(0).numel() / S : 0;
+  const int64_t R = e.R;
+  e.acc = accumulates(c);
   int nt = pool(c).size();
   if (S >= 2 * kColGrain || nt == 1 || R * S < 4 * kGrain) {
-    par(c, S, S >= 2 * kColGrain ? kColGrain : S, [&](int64_t c0, int64_t c1) {
-      // Strips of kStrip columns: the running sums stay in L1 and each strip is one forward stream.
-      float part[kStrip];
-      for (int64_t s0 = c0; s0 < c1; s0 += kStrip) {
-        const int64_t w = std::min<int64_t>(kStrip, c1 - s0);
-        for (int64_t s = 0; s < w; ++s) part[s] = 0.0f;
-        for (int64_t r = 0; r < R; ++r) {
-          const float* xr = x + r * S + s0;
-          for (int64_t s = 0; s < w; ++s) part[s] += xr[s];
-        }
-        float* ys = y + s0;
-        for (int64_t s = 0; s < w; ++s) ys[s] = acc ? ys[s] + part[s] : part[s];
-      }
-    });
+    const auto fn = pick_isa_variant(sum_cols_k_base<TX>, sum_cols_k_avx2<TX>, sum_cols_k_avx512<TX>);
+    par(c, S, S >= 2 * kColGrain ? kColGrain : S, [&](int64_t c0, int64_t c1) { fn(e, c0, c1, nullptr); });
     return;
   }
   std::vector<float> parts(static_cast<size_t>(nt) * S, 0.0f);
-  pool(c).run([&](int tid, int n) {
-    int64_t r0 = R * tid / n, r1 = R * (tid + 1) / n;
-    float* p = parts.data() + static_cast<size_t>(tid) * S;
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* xr = x + r * S;
-      for (int64_t s = 0; s < S; ++s) p[s] += xr[s];
-    }
-  });
+  const auto fn = pick_isa_variant(sum_rows_k_base<TX>, sum_rows_k_avx2<TX>, sum_rows_k_avx512<TX>);
+  pool(c).run(
+      [&](int tid, int n) { fn(e, R * tid / n, R * (tid + 1) / n, parts.data() + static_cast<size_t>(tid) * S); });
   for (int64_t s = 0; s < S; ++s) {
     float t = 0.0f;
     for (int k = 0; k < nt; ++k) t += parts[static_cast<size_t>(k) * S + s];
-    y[s] = acc ? y[s] + t : t;
+    y[s] = e.acc ? y[s] + t : t;
   }
+}
+
+void sum_to(const OpCall& c) {
+  if (c.x(0).dtype == DType::BF16) return sum_to_t<uint16_t>(c);
+  sum_to_t<float>(c);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -239,155 +414,175 @@ MEDIC_INLINE float norm_cdf(float x) {
   return x < 0.0f ? h : 1.0f - h;
 }
 
-MEDIC_INLINE void gelu_body(const float* x, float* y, int64_t a, int64_t b) {
-  for (int64_t i = a; i < b; ++i) y[i] = x[i] * norm_cdf(x[i]);
-}
-
-MEDIC_INLINE void gelu_bwd_body(const float* x, const float* dy, float* dx, bool acc, int64_t a, int64_t b) {
+// Bodies templated on the storage T of x, y, dy and dx (float, or uint16_t for bf16: bf16_io.h).
+template <class T>
+MEDIC_INLINE void gelu_body(const T* x, T* y, int64_t a, int64_t b) {
   for (int64_t i = a; i < b; ++i) {
-    float v = x[i];
-    float g = dy[i] * (norm_cdf(v) + v * (kInvSqrt2Pi * vexp(-0.5f * v * v)));
-    dx[i] = acc ? dx[i] + g : g;
+    const float v = ld(x, i);
+    st(y, i, v * norm_cdf(v));
   }
 }
 
-MEDIC_INLINE void quick_body(const float* x, float* y, int64_t a, int64_t b) {
-  for (int64_t i = a; i < b; ++i) y[i] = x[i] / (1.0f + vexp(-kQuickGelu * x[i]));
+template <class T>
+MEDIC_INLINE void gelu_bwd_body(const T* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {
+  for (int64_t i = a; i < b; ++i) {
+    float v = ld(x, i);
+    float g = ld(dy, i) * (norm_cdf(v) + v * (kInvSqrt2Pi * vexp(-0.5f * v * v)));
+    st(dx, i, acc ? ld(dx, i) + g : g);
+  }
 }
 
-MEDIC_INLINE void quick_bwd_body(const float* x, const float* dy, float* dx, bool acc, int64_t a, int64_t b) {
+template <class T>
+MEDIC_INLINE void quick_body(const T* x, T* y, int64_t a, int64_t b) {
   for (int64_t i = a; i < b; ++i) {
-    float v = x[i];
+    const float v = ld(x, i);
+    st(y, i, v / (1.0f + vexp(-kQuickGelu * v)));
+  }
+}
+
+template <class T>
+MEDIC_INLINE void quick_bwd_body(const T* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {
+  for (int64_t i = a; i < b; ++i) {
+    float v = ld(x, i);
     float s = 1.0f / (1.0f + vexp(-kQuickGelu * v));
-    float g = dy[i] * (s + kQuickGelu * v * s * (1.0f - s));
-    dx[i] = acc ? dx[i] + g : g;
+    float g = ld(dy, i) * (s + kQuickGelu * v * s * (1.0f - s));
+    st(dx, i, acc ? ld(dx, i) + g : g);
   }
 }
 
-using FwdFn = void (*)(const float*, float*, int64_t, int64_t);
-using BwdFn = void (*)(const float*, const float*, float*, bool, int64_t, int64_t);
+template <class T>
+using FwdFn = void (*)(const T*, T*, int64_t, int64_t);
+template <class T>
+using BwdFn = void (*)(const T*, const T*, T*, bool, int64_t, int64_t);
 
-#define MEDIC_VARIANTS(body, name, params, args)    \
-  void name##_base params { body args; }            \
-  MEDIC_AVX2 void name##_avx2 params { body args; } \
-  MEDIC_AVX512 void name##_avx512 params { body args; }
-MEDIC_VARIANTS(gelu_body, gelu_k, (const float* x, float* y, int64_t a, int64_t b), (x, y, a, b))
-MEDIC_VARIANTS(quick_body, quick_k, (const float* x, float* y, int64_t a, int64_t b), (x, y, a, b))
-MEDIC_VARIANTS(gelu_bwd_body, gelu_bwd_k, (const float* x, const float* dy, float* dx, bool acc, int64_t a, int64_t b),
+#define MEDIC_VARIANTS(body, name, params, args) \
+  template <class T>                             \
+  void name##_base params {                      \
+    body<T> args;                                \
+  }                                              \
+  template <class T>                             \
+  MEDIC_AVX2 void name##_avx2 params {           \
+    body<T> args;                                \
+  }                                              \
+  template <class T>                             \
+  MEDIC_AVX512 void name##_avx512 params {       \
+    body<T> args;                                \
+  }
+MEDIC_VARIANTS(gelu_body, gelu_k, (const T* x, T* y, int64_t a, int64_t b), (x, y, a, b))
+MEDIC_VARIANTS(quick_body, quick_k, (const T* x, T* y, int64_t a, int64_t b), (x, y, a, b))
+MEDIC_VARIANTS(gelu_bwd_body, gelu_bwd_k, (const T* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b),
                (x, dy, dx, acc, a, b))
-MEDIC_VARIANTS(quick_bwd_body, quick_bwd_k,
-               (const float* x, const float* dy, float* dx, bool acc, int64_t a, int64_t b), (x, dy, dx, acc, a, b))
+MEDIC_VARIANTS(quick_bwd_body, quick_bwd_k, (const T* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b),
+               (x, dy, dx, acc, a, b))
 #undef MEDIC_VARIANTS
 
-void run_fwd(const OpCall& c, FwdFn fn) {
-  const float* x = c.x(0).f32();
-  float* y = c.y(0).f32();
+template <class T>
+void run_fwd(const OpCall& c, FwdFn<T> fn) {
+  const T* x = static_cast<const T*>(c.x(0).data);
+  T* y = static_cast<T*>(c.y(0).data);
   pool(c).parallel_for(c.x(0).numel(), kGrain, [&](int64_t a, int64_t b) { fn(x, y, a, b); });
 }
 
-void run_bwd(const OpCall& c, BwdFn fn) {
-  const float* x = c.x(0).f32();
-  const float* dy = c.x(1).f32();
-  float* dx = c.y(0).f32();
+template <class T>
+void run_bwd(const OpCall& c, BwdFn<T> fn) {
+  const T* x = static_cast<const T*>(c.x(0).data);
+  const T* dy = static_cast<const T*>(c.x(1).data);
+  T* dx = static_cast<T*>(c.y(0).data);
   bool acc = accumulates(c);
   pool(c).parallel_for(c.x(0).numel(), kGrain, [&](int64_t a, int64_t b) { fn(x, dy, dx, acc, a, b); });
 }
 
 }  // namespace
 
-void gelu(const OpCall& c) { run_fwd(c, pick_isa_variant(gelu_k_base, gelu_k_avx2, gelu_k_avx512)); }
-void gelu_bwd(const OpCall& c) { run_bwd(c, pick_isa_variant(gelu_bwd_k_base, gelu_bwd_k_avx2, gelu_bwd_k_avx512)); }
-void quick_gelu(const OpCall& c) { run_fwd(c, pick_isa_variant(quick_k_base, quick_k_avx2, quick_k_avx512)); }
-void quick_gelu_bwd(const OpCall& c) {
-  run_bwd(c, pick_isa_variant(quick_bwd_k_base, quick_bwd_k_avx2, quick_bwd_k_avx512));
-}
+// Each op: its f32 or bf16 instantiation when x, y (dy, dx) share one storage, else (mixed) the f32
+// one on widened copies.
+#define MEDIC_FWD(op, k)                                                                                             \
+  void op(const OpCall& c) {                                                                                         \
+    switch (storage_of({&c.x(0), &c.y(0)})) {                                                                        \
+      case Storage::f32:                                                                                             \
+        return run_fwd<float>(c, pick_isa_variant(k##_base<float>, k##_avx2<float>, k##_avx512<float>));             \
+      case Storage::bf16:                                                                                            \
+        return run_fwd<uint16_t>(c, pick_isa_variant(k##_base<uint16_t>, k##_avx2<uint16_t>, k##_avx512<uint16_t>)); \
+      case Storage::mixed: return run_widened(c, op);                                                                \
+    }                                                                                                                \
+  }
+#define MEDIC_BWD(op, k)                                                                                             \
+  void op(const OpCall& c) {                                                                                         \
+    switch (storage_of({&c.x(0), &c.x(1), &c.y(0)})) {                                                               \
+      case Storage::f32:                                                                                             \
+        return run_bwd<float>(c, pick_isa_variant(k##_base<float>, k##_avx2<float>, k##_avx512<float>));             \
+      case Storage::bf16:                                                                                            \
+        return run_bwd<uint16_t>(c, pick_isa_variant(k##_base<uint16_t>, k##_avx2<uint16_t>, k##_avx512<uint16_t>)); \
+      case Storage::mixed: return run_widened(c, op);                                                                \
+    }                                                                                                                \
+  }
+MEDIC_FWD(gelu, gelu_k)
+MEDIC_BWD(gelu_bwd, gelu_bwd_k)
+MEDIC_FWD(quick_gelu, quick_k)
+MEDIC_BWD(quick_gelu_bwd, quick_bwd_k)
+#undef MEDIC_FWD
+#undef MEDIC_BWD
 
 // ---------------------------------------------------------------------------------------------
 // scale_add: x [B, L, C] += keep[b] * gamma[c] * y (L = the middle dims flattened). Rows whose keep is
 // 0 (dropped paths) are skipped: x stays as it is.
-void scale_add(const OpCall& c) {
+// T: the storage of y and x.
+template <class T>
+static void scale_add_t(const OpCall& c) {
   const Tensor& X = c.y(0);
-  float* x = X.f32();
-  const float* y = c.x(0).f32();
-  const float* gamma = c.has_in(1) ? c.x(1).f32() : nullptr;
-  const float* keep = c.has_in(2) ? c.x(2).f32() : nullptr;
-  int64_t C = X.shape[-1], R = X.shape.leading(1), B = X.shape[0];
-  int64_t L = B ? R / B : 0;
-  par(c, R, row_grain(C), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      float k = keep ? keep[r / L] : 1.0f;
-      if (k == 0.0f) continue;
-      float* xr = x + r * C;
-      const float* yr = y + r * C;
-      if (gamma) {
-        for (int64_t j = 0; j < C; ++j) xr[j] += k * (gamma[j] * yr[j]);
-      } else if (k == 1.0f) {
-        for (int64_t j = 0; j < C; ++j) xr[j] += yr[j];
-      } else {
-        for (int64_t j = 0; j < C; ++j) xr[j] += k * yr[j];
-      }
-    }
-  });
+  Ew<T> e{};
+  e.out = static_cast<T*>(X.data);
+  e.y = static_cast<const T*>(c.x(0).data);
+  e.gamma = c.has_in(1) ? c.x(1).f32() : nullptr;
+  e.keep = c.has_in(2) ? c.x(2).f32() : nullptr;
+  e.C = X.shape[-1];
+  const int64_t R = X.shape.leading(1), B = X.shape[0];
+  e.L = B ? R / B : 0;
+  const auto fn = pick_isa_variant(scale_add_k_base<T>, scale_add_k_avx2<T>, scale_add_k_avx512<T>);
+  par(c, R, row_grain(e.C), [&](int64_t r0, int64_t r1) { fn(e, r0, r1, nullptr); });
 }
 
 // scale_add_bwd: dy = keep[b] gamma dx (+ dy when acc); dgamma[c] += sum_{b,l} keep[b] dx y.
 // Column split so dgamma needs no cross-thread reduction.
-void scale_add_bwd(const OpCall& c) {
+// T: the storage of dx, y and dy.
+template <class T>
+static void scale_add_bwd_t(const OpCall& c) {
   const Tensor& DX = c.x(0);
-  const float* dx = DX.f32();
-  const float* y = c.x(1).f32();
-  const float* gamma = c.has_in(2) ? c.x(2).f32() : nullptr;
-  const float* keep = c.has_in(3) ? c.x(3).f32() : nullptr;
-  float* dy = c.y(0).f32();
-  float* dgamma = c.has_out(1) ? c.y(1).f32() : nullptr;
-  bool acc = accumulates(c);
-  int64_t C = DX.shape[-1], R = DX.shape.leading(1), B = DX.shape[0];
-  int64_t L = B ? R / B : 0;
-  // Columns [c0, c1) over all rows, in strips of kStrip columns (running dgamma sums stay in L1).
-  auto rows = [&](int64_t c0, int64_t c1) {
-    float dg[kStrip];
-    for (int64_t j0 = c0; j0 < c1; j0 += kStrip) {
-      const int64_t w = std::min<int64_t>(kStrip, c1 - j0);
-      for (int64_t j = 0; j < w; ++j) dg[j] = 0.0f;
-      const float* g = gamma ? gamma + j0 : nullptr;
-      for (int64_t r = 0; r < R; ++r) {
-        float k = keep ? keep[r / L] : 1.0f;
-        const float* dxr = dx + r * C + j0;
-        const float* yr = y + r * C + j0;
-        float* dyr = dy + r * C + j0;
-        if (acc) {
-          if (g)
-            for (int64_t j = 0; j < w; ++j) dyr[j] += k * (g[j] * dxr[j]);
-          else
-            for (int64_t j = 0; j < w; ++j) dyr[j] += k * dxr[j];
-        } else {
-          if (g)
-            for (int64_t j = 0; j < w; ++j) dyr[j] = k * (g[j] * dxr[j]);
-          else
-            for (int64_t j = 0; j < w; ++j) dyr[j] = k * dxr[j];
-        }
-        if (dgamma && k != 0.0f)
-          for (int64_t j = 0; j < w; ++j) dg[j] += k * (dxr[j] * yr[j]);
-      }
-      if (dgamma)
-        for (int64_t j = 0; j < w; ++j) dgamma[j0 + j] += dg[j];
-    }
-  };
-  if (dgamma || R < 4 * pool(c).size()) {
-    par(c, C, kColGrain, rows);
+  Ew<T> e{};
+  e.x = static_cast<const T*>(DX.data);
+  e.y = static_cast<const T*>(c.x(1).data);
+  e.gamma = c.has_in(2) ? c.x(2).f32() : nullptr;
+  e.keep = c.has_in(3) ? c.x(3).f32() : nullptr;
+  e.out = static_cast<T*>(c.y(0).data);
+  e.f = c.has_out(1) ? c.y(1).f32() : nullptr;  // dgamma
+  e.acc = accumulates(c);
+  e.C = DX.shape[-1];
+  e.R = DX.shape.leading(1);
+  const int64_t B = DX.shape[0];
+  e.L = B ? e.R / B : 0;
+  if (e.f || e.R < 4 * pool(c).size()) {
+    const auto fn = pick_isa_variant(sab_cols_k_base<T>, sab_cols_k_avx2<T>, sab_cols_k_avx512<T>);
+    par(c, e.C, kColGrain, [&](int64_t c0, int64_t c1) { fn(e, c0, c1, nullptr); });
   } else {
     // No reduction: split rows instead (better when C is narrow).
-    par(c, R, row_grain(C), [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        float k = keep ? keep[r / L] : 1.0f;
-        const float* dxr = dx + r * C;
-        float* dyr = dy + r * C;
-        for (int64_t j = 0; j < C; ++j) {
-          float v = k * (gamma ? gamma[j] * dxr[j] : dxr[j]);
-          dyr[j] = acc ? dyr[j] + v : v;
-        }
-      }
-    });
+    const auto fn = pick_isa_variant(sab_rows_k_base<T>, sab_rows_k_avx2<T>, sab_rows_k_avx512<T>);
+    par(c, e.R, row_grain(e.C), [&](int64_t r0, int64_t r1) { fn(e, r0, r1, nullptr); });
+  }
+}
+
+void scale_add(const OpCall& c) {
+  switch (storage_of({&c.x(0), &c.y(0)})) {
+    case Storage::f32: return scale_add_t<float>(c);
+    case Storage::bf16: return scale_add_t<uint16_t>(c);
+    case Storage::mixed: return run_widened(c, scale_add);
+  }
+}
+
+void scale_add_bwd(const OpCall& c) {
+  switch (storage_of({&c.x(0), &c.x(1), &c.y(0)})) {
+    case Storage::f32: return scale_add_bwd_t<float>(c);
+    case Storage::bf16: return scale_add_bwd_t<uint16_t>(c);
+    case Storage::mixed: return run_widened(c, scale_add_bwd);
   }
 }
 

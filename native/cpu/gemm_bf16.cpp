@@ -17,8 +17,8 @@
 // register tile; threads own rectangles of C. The micro-kernel leaves its fp32 tile in a small
 // buffer and one epilogue applies alpha, the partial sums of earlier K slices, acc, bias and GELU,
 // then stores f32 or rounds to bf16. With a bf16 C and K over one slice, the partial sums live in
-// an fp32 scratch (rounding them to bf16 between slices would lose precision); the bf16 KC is
-// twice the fp32 one (same bytes), so most ViT shapes (K = 768) take one slice.
+// an fp32 scratch (rounding them to bf16 between slices would lose precision); KC (3072) is long
+// enough that every ViT-B product takes one slice, MC shrinking with the slice (see KC below).
 //
 // AMX (tile registers, TDPBF16PS) is not used: the CPUs this was written on (Zen 4/5) have none.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -99,8 +99,19 @@ void gemm_bf16_reference(const OpCall& call) {
 // ---- AVX512-BF16 kernel ---------------------------------------------------------------------------
 namespace {
 
-constexpr int MR = 12, NR = 32;                   // 24 zmm accumulators, as the fp32 AVX-512 tile
-constexpr int64_t KC = 768, MC = 240, NC = 3072;  // KC in k (even): the KC x NR B panel is 48 KiB
+constexpr int MR = 12, NR = 32;  // 24 zmm accumulators, as the fp32 AVX-512 tile
+// KC: the longest K slice (even). Up to 3072 every ViT-B product takes one slice: no fp32 partial sums
+// go through memory between slices (with a bf16 C they live in a scratch of M x N floats, well past
+// L2, and their round trip per slice cost 10-20 % on K = 2304 / 3072). MC shrinks as the slice grows
+// so that the packed A block (MC x KC bf16) keeps to kABytes, resident in L2 while the B micro-panels
+// stream past it; the KC x NR B micro-panel (up to 192 KiB) comes from L2 as well, which the
+// micro-kernel's 176 bytes per 24 vdpbf16ps leave ample bandwidth for.
+constexpr int64_t KC = 3072, MC = 240, NC = 3072;
+constexpr int64_t kABytes = 384 * 1024;
+// Rows per A block for a slice of kc: a multiple of MR, at most MC.
+static int64_t mc_limit(int64_t kc) {
+  return std::max<int64_t>(MR, std::min<int64_t>(MC, kABytes / (2 * kc) / MR * MR));
+}
 
 // A read-only operand as the packers see it: element (s, k) of a panel source is p[s * ld + k]
 // ("stream" form: k contiguous) or p[k * ld + s] ("rows" form: s contiguous).
@@ -307,7 +318,8 @@ MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0
   if (m0 >= m1 || n0 >= n1) return;
   alignas(64) float tile[MR * NR];
   const size_t esz = g.c16 ? 2 : 4;
-  const int64_t kcb = even_block(g.K, KC, 2), mcb = even_block(m1 - m0, MC, MR), ncb = even_block(n1 - n0, NC, NR);
+  const int64_t kcb = even_block(g.K, KC, 2), mcb = even_block(m1 - m0, mc_limit(kcb), MR),
+                ncb = even_block(n1 - n0, NC, NR);
   for (int64_t jc = n0; jc < n1; jc += ncb) {
     const int64_t nc = std::min(ncb, n1 - jc);
     for (int64_t pc = 0; pc < g.K; pc += kcb) {
@@ -417,7 +429,7 @@ void gemm_bf16(const OpCall& call) {
   const int64_t rows_max = by_batch || T == 1 ? mt * MR : (mt + tm - 1) / tm * MR;
   const bool need_part = g.c16 && g.K > KC;
   for (int t = 0; t < T; ++t) {
-    ws.a[t]->reserve(static_cast<size_t>(kp_max * MC) * 4);
+    ws.a[t]->reserve(static_cast<size_t>(kp_max * MC) * 4);  // mcb <= MC, kp <= kp_max
     ws.b[t]->reserve(static_cast<size_t>(kp_max * nc_max) * 4);
     if (need_part) ws.part[t]->reserve(static_cast<size_t>(rows_max * nc_max) * 4);
   }

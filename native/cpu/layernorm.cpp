@@ -14,6 +14,8 @@
 // (baseline, AVX2+FMA, AVX-512) through always-inline bodies; cpu_features() picks one at run time.
 // Rows are split over ctx.pool; the parameter gradients of the backward go to per-thread partials
 // that are added in thread order (deterministic for a given thread count).
+// layernorm and its backward are templated on the storage of x, y, dy, dx (f32 or bf16, bf16_io.h):
+// bf16 is widened and rounded in registers, with the fp32 kernel's arithmetic and bits.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -23,6 +25,7 @@
 #include "medic/ops.h"
 #include "medic/threads.h"
 
+#include "bf16_io.h"
 #include "isa.h"
 
 namespace medic::cpu {
@@ -39,106 +42,117 @@ MEDIC_INLINE float lanes_total(const float* a) {
   return (t[0] + t[2]) + (t[1] + t[3]);
 }
 
-MEDIC_INLINE float row_sum(const float* x, int64_t n) {
+template <class T>
+MEDIC_INLINE float row_sum(const T* x, int64_t n) {
   float a[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) a[l] += x[j + l];
-  for (int l = 0; j < n; ++j, ++l) a[l] += x[j];
+    for (int l = 0; l < kLanes; ++l) a[l] += ld(x, j + l);
+  for (int l = 0; j < n; ++j, ++l) a[l] += ld(x, j);
   return lanes_total(a);
 }
 
-MEDIC_INLINE float row_sq_dev(const float* x, int64_t n, float m) {
+template <class T>
+MEDIC_INLINE float row_sq_dev(const T* x, int64_t n, float m) {
   float a[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
     for (int l = 0; l < kLanes; ++l) {
-      float d = x[j + l] - m;
+      float d = ld(x, j + l) - m;
       a[l] += d * d;
     }
   for (int l = 0; j < n; ++j, ++l) {
-    float d = x[j] - m;
+    float d = ld(x, j) - m;
     a[l] += d * d;
   }
   return lanes_total(a);
 }
 
+// T: the storage of x and y (bf16_io.h); parameters and statistics are f32.
+template <class T>
 struct LnFwd {
-  const float *x, *w, *b;
-  float *y, *mean, *rstd;
+  const T* x;
+  const float *w, *b;
+  T* y;
+  float *mean, *rstd;
   int64_t C;
   float eps, var_div;
 };
 
-MEDIC_INLINE void ln_fwd_body(const LnFwd& a, int64_t r0, int64_t r1) {
+template <class T>
+MEDIC_INLINE void ln_fwd_body(const LnFwd<T>& a, int64_t r0, int64_t r1) {
   const int64_t C = a.C;
   for (int64_t r = r0; r < r1; ++r) {
-    const float* xr = a.x + r * C;
-    float* yr = a.y + r * C;
+    const T* xr = a.x + r * C;
+    T* yr = a.y + r * C;
     float m = row_sum(xr, C) / static_cast<float>(C);
     float var = row_sq_dev(xr, C, m) / a.var_div;
     float rs = 1.0f / std::sqrt(var + a.eps);
     a.mean[r] = m;
     a.rstd[r] = rs;
     if (a.w && a.b) {
-      for (int64_t j = 0; j < C; ++j) yr[j] = (xr[j] - m) * rs * a.w[j] + a.b[j];
+      for (int64_t j = 0; j < C; ++j) st(yr, j, (ld(xr, j) - m) * rs * a.w[j] + a.b[j]);
     } else if (a.w) {
-      for (int64_t j = 0; j < C; ++j) yr[j] = (xr[j] - m) * rs * a.w[j];
+      for (int64_t j = 0; j < C; ++j) st(yr, j, (ld(xr, j) - m) * rs * a.w[j]);
     } else {
-      for (int64_t j = 0; j < C; ++j) yr[j] = (xr[j] - m) * rs;
+      for (int64_t j = 0; j < C; ++j) st(yr, j, (ld(xr, j) - m) * rs);
     }
   }
 }
 
+// T: the storage of dy, x and dx.
+template <class T>
 struct LnBwd {
-  const float *dy, *x, *mean, *rstd, *w;
-  float* dx;
+  const T *dy, *x;
+  const float *mean, *rstd, *w;
+  T* dx;
   int64_t C;
   float var_div;
   bool acc;
 };
 
 // Rows [r0, r1); dw/db (per-thread partials, may be null) accumulate.
-MEDIC_INLINE void ln_bwd_body(const LnBwd& a, int64_t r0, int64_t r1, float* dw, float* db) {
+template <class T>
+MEDIC_INLINE void ln_bwd_body(const LnBwd<T>& a, int64_t r0, int64_t r1, float* dw, float* db) {
   const int64_t C = a.C;
   const float inv_c = 1.0f / static_cast<float>(C), inv_d = 1.0f / a.var_div;
   for (int64_t r = r0; r < r1; ++r) {
-    const float* xr = a.x + r * C;
-    const float* dyr = a.dy + r * C;
-    float* dxr = a.dx + r * C;
+    const T* xr = a.x + r * C;
+    const T* dyr = a.dy + r * C;
+    T* dxr = a.dx + r * C;
     const float m = a.mean[r], rs = a.rstd[r];
     // sg = sum g, sgx = sum g xhat, with g = dy w.
     float s1[kLanes] = {}, s2[kLanes] = {};
     int64_t j = 0;
     for (; j + kLanes <= C; j += kLanes)
       for (int l = 0; l < kLanes; ++l) {
-        float g = a.w ? dyr[j + l] * a.w[j + l] : dyr[j + l];
+        float g = a.w ? ld(dyr, j + l) * a.w[j + l] : ld(dyr, j + l);
         s1[l] += g;
-        s2[l] += g * ((xr[j + l] - m) * rs);
+        s2[l] += g * ((ld(xr, j + l) - m) * rs);
       }
     for (int l = 0; j < C; ++j, ++l) {
-      float g = a.w ? dyr[j] * a.w[j] : dyr[j];
+      float g = a.w ? ld(dyr, j) * a.w[j] : ld(dyr, j);
       s1[l] += g;
-      s2[l] += g * ((xr[j] - m) * rs);
+      s2[l] += g * ((ld(xr, j) - m) * rs);
     }
     const float mg = lanes_total(s1) * inv_c, mgx = lanes_total(s2) * inv_d;
     if (a.w) {
       for (int64_t k = 0; k < C; ++k) {
-        float xh = (xr[k] - m) * rs;
-        float v = rs * (dyr[k] * a.w[k] - mg - xh * mgx);
-        dxr[k] = a.acc ? dxr[k] + v : v;
+        float xh = (ld(xr, k) - m) * rs;
+        float v = rs * (ld(dyr, k) * a.w[k] - mg - xh * mgx);
+        st(dxr, k, a.acc ? ld(dxr, k) + v : v);
       }
     } else {
       for (int64_t k = 0; k < C; ++k) {
-        float xh = (xr[k] - m) * rs;
-        float v = rs * (dyr[k] - mg - xh * mgx);
-        dxr[k] = a.acc ? dxr[k] + v : v;
+        float xh = (ld(xr, k) - m) * rs;
+        float v = rs * (ld(dyr, k) - mg - xh * mgx);
+        st(dxr, k, a.acc ? ld(dxr, k) + v : v);
       }
     }
     if (dw)
-      for (int64_t k = 0; k < C; ++k) dw[k] += dyr[k] * ((xr[k] - m) * rs);
+      for (int64_t k = 0; k < C; ++k) dw[k] += ld(dyr, k) * ((ld(xr, k) - m) * rs);
     if (db)
-      for (int64_t k = 0; k < C; ++k) db[k] += dyr[k];
+      for (int64_t k = 0; k < C; ++k) db[k] += ld(dyr, k);
   }
 }
 
@@ -162,14 +176,28 @@ MEDIC_INLINE void pix_body(const PixNorm& a, int64_t r0, int64_t r1) {
 }
 
 // The three compilations of each body.
-void ln_fwd_base(const LnFwd& a, int64_t r0, int64_t r1) { ln_fwd_body(a, r0, r1); }
-MEDIC_AVX2 void ln_fwd_avx2(const LnFwd& a, int64_t r0, int64_t r1) { ln_fwd_body(a, r0, r1); }
-MEDIC_AVX512 void ln_fwd_avx512(const LnFwd& a, int64_t r0, int64_t r1) { ln_fwd_body(a, r0, r1); }
-void ln_bwd_base(const LnBwd& a, int64_t r0, int64_t r1, float* dw, float* db) { ln_bwd_body(a, r0, r1, dw, db); }
-MEDIC_AVX2 void ln_bwd_avx2(const LnBwd& a, int64_t r0, int64_t r1, float* dw, float* db) {
+template <class T>
+void ln_fwd_base(const LnFwd<T>& a, int64_t r0, int64_t r1) {
+  ln_fwd_body(a, r0, r1);
+}
+template <class T>
+MEDIC_AVX2 void ln_fwd_avx2(const LnFwd<T>& a, int64_t r0, int64_t r1) {
+  ln_fwd_body(a, r0, r1);
+}
+template <class T>
+MEDIC_AVX512 void ln_fwd_avx512(const LnFwd<T>& a, int64_t r0, int64_t r1) {
+  ln_fwd_body(a, r0, r1);
+}
+template <class T>
+void ln_bwd_base(const LnBwd<T>& a, int64_t r0, int64_t r1, float* dw, float* db) {
   ln_bwd_body(a, r0, r1, dw, db);
 }
-MEDIC_AVX512 void ln_bwd_avx512(const LnBwd& a, int64_t r0, int64_t r1, float* dw, float* db) {
+template <class T>
+MEDIC_AVX2 void ln_bwd_avx2(const LnBwd<T>& a, int64_t r0, int64_t r1, float* dw, float* db) {
+  ln_bwd_body(a, r0, r1, dw, db);
+}
+template <class T>
+MEDIC_AVX512 void ln_bwd_avx512(const LnBwd<T>& a, int64_t r0, int64_t r1, float* dw, float* db) {
   ln_bwd_body(a, r0, r1, dw, db);
 }
 void pix_base(const PixNorm& a, int64_t r0, int64_t r1) { pix_body(a, r0, r1); }
@@ -180,31 +208,40 @@ int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 8192 / std::max<int64
 
 }  // namespace
 
-void layernorm(const OpCall& c) {
+template <class T>
+static void layernorm_t(const OpCall& c) {
   const Tensor& X = c.x(0);
   const NormArgs n = norm_args(c);
-  LnFwd a{X.f32(),
-          c.has_in(1) ? c.x(1).f32() : nullptr,
-          c.has_in(2) ? c.x(2).f32() : nullptr,
-          c.y(0).f32(),
-          c.y(1).f32(),
-          c.y(2).f32(),
-          n.C,
-          n.eps,
-          n.var_div};
-  auto fn = pick_isa_variant(ln_fwd_base, ln_fwd_avx2, ln_fwd_avx512);
+  LnFwd<T> a{static_cast<const T*>(X.data),
+             c.has_in(1) ? c.x(1).f32() : nullptr,
+             c.has_in(2) ? c.x(2).f32() : nullptr,
+             static_cast<T*>(c.y(0).data),
+             c.y(1).f32(),
+             c.y(2).f32(),
+             n.C,
+             n.eps,
+             n.var_div};
+  auto fn = pick_isa_variant(ln_fwd_base<T>, ln_fwd_avx2<T>, ln_fwd_avx512<T>);
   c.ctx->pool->parallel_for(n.R, row_grain(a.C), [&](int64_t r0, int64_t r1) { fn(a, r0, r1); });
 }
 
-void layernorm_bwd(const OpCall& c) {
+template <class T>
+static void layernorm_bwd_t(const OpCall& c) {
   const Tensor& X = c.x(1);
   const NormArgs n = norm_args(c);
-  LnBwd a{c.x(0).f32(), X.f32(), c.x(2).f32(), c.x(3).f32(), c.has_in(4) ? c.x(4).f32() : nullptr,
-          c.y(0).f32(), n.C,     n.var_div,    n.acc};
+  LnBwd<T> a{static_cast<const T*>(c.x(0).data),
+             static_cast<const T*>(X.data),
+             c.x(2).f32(),
+             c.x(3).f32(),
+             c.has_in(4) ? c.x(4).f32() : nullptr,
+             static_cast<T*>(c.y(0).data),
+             n.C,
+             n.var_div,
+             n.acc};
   float* dw = c.has_out(1) ? c.y(1).f32() : nullptr;
   float* db = c.has_out(2) ? c.y(2).f32() : nullptr;
   const int64_t R = n.R, C = n.C;
-  auto fn = pick_isa_variant(ln_bwd_base, ln_bwd_avx2, ln_bwd_avx512);
+  auto fn = pick_isa_variant(ln_bwd_base<T>, ln_bwd_avx2<T>, ln_bwd_avx512<T>);
   ThreadPool& pool = *c.ctx->pool;
   if (!dw && !db) {
     pool.parallel_for(R, row_grain(C), [&](int64_t r0, int64_t r1) { fn(a, r0, r1, nullptr, nullptr); });
@@ -230,6 +267,22 @@ void layernorm_bwd(const OpCall& c) {
       for (int64_t k = 0; k < C; ++k) dw[k] += pw[k];
     if (db)
       for (int64_t k = 0; k < C; ++k) db[k] += pw[C + k];
+  }
+}
+
+void layernorm(const OpCall& c) {
+  switch (storage_of({&c.x(0), &c.y(0)})) {
+    case Storage::f32: return layernorm_t<float>(c);
+    case Storage::bf16: return layernorm_t<uint16_t>(c);
+    case Storage::mixed: return run_widened(c, layernorm);
+  }
+}
+
+void layernorm_bwd(const OpCall& c) {
+  switch (storage_of({&c.x(0), &c.x(1), &c.y(0)})) {
+    case Storage::f32: return layernorm_bwd_t<float>(c);
+    case Storage::bf16: return layernorm_bwd_t<uint16_t>(c);
+    case Storage::mixed: return run_widened(c, layernorm_bwd);
   }
 }
 

@@ -18,18 +18,22 @@
 #include "medic/ops.h"
 #include "medic/threads.h"
 
+#include "bf16_io.h"
+
 namespace medic::cpu {
 
 namespace {
 
 int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, C)); }
 
-// dst = src (+ dst when acc), n floats.
-inline void put_row(float* dst, const float* src, int64_t n, bool acc) {
+// dst = src (+ dst when acc), n values of storage ST (f32, or bf16 widened and rounded in registers:
+// bf16_io.h; a plain copy moves the bf16 bits, which widening and rounding would leave unchanged).
+template <class ST>
+inline void put_row(ST* dst, const ST* src, int64_t n, bool acc) {
   if (acc)
-    for (int64_t j = 0; j < n; ++j) dst[j] += src[j];
+    for (int64_t j = 0; j < n; ++j) st(dst, j, ld(dst, j) + ld(src, j));
   else
-    std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(ST));
 }
 
 // idx [B, K] must lie in [0, T); when `distinct`, no index may repeat within a batch row.
@@ -56,20 +60,28 @@ void check_indices(const char* op, const int32_t* idx, int64_t B, int64_t K, int
 
 // copy_rows: y[b, dst + i] = x[b', src + i] (+ y) for i < count; b' = b, or 0 when Bx == 1 (broadcast);
 // By == 1 with Bx > 1 sums over the batch into y[0] (acc).
-void copy_rows(const OpCall& c) {
+template <class ST>
+static void copy_rows_t(const OpCall& c) {
   const Tensor &X = c.x(0), &Y = c.y(0);
   const int64_t Bx = X.shape[0], Tx = X.shape[1], By = Y.shape[0], Ty = Y.shape[1], C = X.shape[2];
   const CopyRowsArgs a = copy_rows_args(c);
   const int64_t src = a.src, dst = a.dst, n = a.count;
   const bool acc = a.acc;
-  const float* x = X.f32();
-  float* y = Y.f32();
+  const ST* x = static_cast<const ST*>(X.data);
+  ST* y = static_cast<ST*>(Y.data);
   if (By == 1 && Bx > 1) {
-    // Sum over the batch: each output row is owned by one task and summed in batch order.
+    // Sum over the batch: each output row is owned by one task and summed in batch order, in an f32
+    // row (a bf16 y is rounded once, at the end, not after every term).
     c.ctx->pool->parallel_for(n, std::max<int64_t>(1, row_grain(C) / Bx), [&](int64_t i0, int64_t i1) {
+      std::vector<float> sum(static_cast<size_t>(C));
       for (int64_t i = i0; i < i1; ++i) {
-        float* yr = y + (dst + i) * C;
-        for (int64_t b = 0; b < Bx; ++b) put_row(yr, x + (b * Tx + src + i) * C, C, true);
+        ST* yr = y + (dst + i) * C;
+        for (int64_t j = 0; j < C; ++j) sum[j] = ld(yr, j);
+        for (int64_t b = 0; b < Bx; ++b) {
+          const ST* xr = x + (b * Tx + src + i) * C;
+          for (int64_t j = 0; j < C; ++j) sum[j] += ld(xr, j);
+        }
+        for (int64_t j = 0; j < C; ++j) st(yr, j, sum[j]);
       }
     });
     return;
@@ -84,14 +96,15 @@ void copy_rows(const OpCall& c) {
 }
 
 // gather_rows: y[b, k] = x[b, idx[b, k]] (+ y).
-void gather_rows(const OpCall& c) {
+template <class ST>
+static void gather_rows_t(const OpCall& c) {
   const Tensor &X = c.x(0), &I = c.x(1);
   const int64_t B = X.shape[0], T = X.shape[1], C = X.shape[2], K = I.shape[1];
   const int32_t* idx = I.i32();
   check_indices("gather_rows", idx, B, K, T, false);
   const bool acc = accumulates(c);
-  const float* x = X.f32();
-  float* y = c.y(0).f32();
+  const ST* x = static_cast<const ST*>(X.data);
+  ST* y = static_cast<ST*>(c.y(0).data);
   c.ctx->pool->parallel_for(B * K, row_grain(C), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) put_row(y + r * C, x + ((r / K) * T + idx[r]) * C, C, acc);
   });
@@ -99,18 +112,33 @@ void gather_rows(const OpCall& c) {
 
 // scatter_rows: x[b, idx[b, k]] = y[b, k] (+= when acc); other rows of x are left as they are.
 // Indices are distinct per batch (checked), so rows never collide between tasks.
-void scatter_rows(const OpCall& c) {
+template <class ST>
+static void scatter_rows_t(const OpCall& c) {
   const Tensor &Yt = c.x(0), &I = c.x(1), &X = c.y(0);
   const int64_t B = Yt.shape[0], K = Yt.shape[1], C = Yt.shape[2], T = X.shape[1];
   const int32_t* idx = I.i32();
   check_indices("scatter_rows", idx, B, K, T, true);
   const bool acc = accumulates(c);
-  const float* y = Yt.f32();
-  float* x = X.f32();
+  const ST* y = static_cast<const ST*>(Yt.data);
+  ST* x = static_cast<ST*>(X.data);
   c.ctx->pool->parallel_for(B * K, row_grain(C), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) put_row(x + ((r / K) * T + idx[r]) * C, y + r * C, C, acc);
   });
 }
+
+// The row ops on f32 or bf16 rows (x and y of one storage), or widened when mixed.
+#define MEDIC_ROWS(op)                                \
+  void op(const OpCall& c) {                          \
+    switch (storage_of({&c.x(0), &c.y(0)})) {         \
+      case Storage::f32: return op##_t<float>(c);     \
+      case Storage::bf16: return op##_t<uint16_t>(c); \
+      case Storage::mixed: return run_widened(c, op); \
+    }                                                 \
+  }
+MEDIC_ROWS(copy_rows)
+MEDIC_ROWS(gather_rows)
+MEDIC_ROWS(scatter_rows)
+#undef MEDIC_ROWS
 
 // mask_fill: x[b, t] = token where mask[b, t] != 0.
 void mask_fill(const OpCall& c) {

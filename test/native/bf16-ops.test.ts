@@ -10,7 +10,7 @@
 // and bf16's 8-bit mantissa is too coarse for differences.
 import { describe, expect, it } from 'vitest';
 
-import type { Engine, Tensor } from '../../lib/engine/index.js';
+import { Engine, type Tensor } from '../../lib/engine/index.js';
 import type { OpName } from '../../lib/engine/ops.js';
 import { SafetensorsFile, bf16ToF32, f32ToBf16 } from '../../lib/io/safetensors.js';
 import { cpuEngine, loadFixture, randomF32, relErr } from '../helpers/parity.js';
@@ -62,6 +62,33 @@ describe('bf16 storage: bit-exact with the fp32 op on the bf16 values', () => {
     ['scale_add_bwd', [{ shape: [B, T, D] }, { shape: [B, T, D], bf16: true }, { shape: [D] }], [{ shape: [B, T, D] }, { shape: [D] }], { acc: 1 }],
     ['softmax', [{ shape: [4, 33], bf16: true }], [{ shape: [4, 33], bf16: true }], { scale: 0.5 }],
     ['copy_rows', [{ shape: [2, 5, 8], bf16: true }], [{ shape: [2, 7, 8], bf16: true }], { src: 1, dst: 2, count: 3, acc: 1 }],
+    // the ops with bf16 kernels of their own (bf16_native): vector bodies and tails, acc and not
+    ['gelu', [{ shape: [1037], bf16: true }], [{ shape: [1037], bf16: true }], {}],
+    ['gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037], bf16: true }], [{ shape: [1037], bf16: true }], {}],
+    ['quick_gelu', [{ shape: [1037], bf16: true }], [{ shape: [1037], bf16: true }], {}],
+    ['quick_gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037], bf16: true }], [{ shape: [1037], bf16: true }], {}],
+    ['quick_gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037], bf16: true }], [{ shape: [1037], bf16: true }], { acc: 1 }],
+    ['copy', [{ shape: [531], bf16: true }], [{ shape: [531], bf16: true }], {}],
+    ['copy', [{ shape: [531], bf16: true }], [{ shape: [531], bf16: true }], { alpha: -0.3, acc: 1 }],
+    ['add', [{ shape: [3, 7, 77], bf16: true }, { shape: [7, 77], bf16: true }], [{ shape: [3, 7, 77], bf16: true }], {}],
+    ['sum_to', [{ shape: [300, 40], bf16: true }], [{ shape: [40] }], {}],
+    ['scale_add', [{ shape: [B, T, D], bf16: true }, { shape: [D] }, { shape: [B] }], [{ shape: [B, T, D], bf16: true }], {}],
+    ['scale_add', [{ shape: [B, T, D], bf16: true }], [{ shape: [B, T, D], bf16: true }], {}],
+    ['scale_add_bwd', [{ shape: [B, T, D], bf16: true }, { shape: [B, T, D], bf16: true }, { shape: [D] }, { shape: [B] }], [{ shape: [B, T, D], bf16: true }, { shape: [D] }], { acc: 1 }],
+    ['scale_add_bwd', [{ shape: [B, T, D], bf16: true }, { shape: [B, T, D], bf16: true }, { shape: [D] }], [{ shape: [B, T, D], bf16: true }], {}],
+    ['layernorm', [{ shape: [9, 771], bf16: true }], [{ shape: [9, 771], bf16: true }, { shape: [9] }, { shape: [9] }], { unbiased: 1 }],
+    ['layernorm_bwd', [{ shape: [6, 70], bf16: true }, { shape: [6, 70], bf16: true }, { shape: [6] }, { shape: [6] }, { shape: [70] }], [{ shape: [6, 70], bf16: true }, { shape: [70] }, { shape: [70] }], { acc: 1 }],
+    ['layernorm_bwd', [{ shape: [9, 771], bf16: true }, { shape: [9, 771], bf16: true }, { shape: [9] }, { shape: [9] }], [{ shape: [9, 771], bf16: true }], {}],
+    ['copy_rows', [{ shape: [3, 5, 40], bf16: true }], [{ shape: [3, 7, 40], bf16: true }], { src: 0, dst: 1, count: 5 }],
+    ['copy_rows', [{ shape: [1, 1, 40], bf16: true }], [{ shape: [3, 7, 40], bf16: true }], { src: 0, dst: 0, count: 1 }],
+    ['copy_rows', [{ shape: [3, 5, 40], bf16: true }], [{ shape: [1, 5, 40], bf16: true }], { src: 0, dst: 0, count: 5, acc: 1 }],
+    ['gather_rows', [{ shape: [2, 6, 40], bf16: true }, { shape: [2, 3], dtype: 'i32', data: new Int32Array([5, 0, 2, 1, 1, 4]) }], [{ shape: [2, 3, 40], bf16: true }], {}],
+    ['gather_rows', [{ shape: [2, 6, 40], bf16: true }, { shape: [2, 3], dtype: 'i32', data: new Int32Array([5, 0, 2, 1, 1, 4]) }], [{ shape: [2, 3, 40], bf16: true }], { acc: 1 }],
+    ['scatter_rows', [{ shape: [2, 3, 40], bf16: true }, { shape: [2, 3], dtype: 'i32', data: new Int32Array([5, 0, 2, 1, 3, 4]) }], [{ shape: [2, 6, 40], bf16: true }], {}],
+    ['scatter_rows', [{ shape: [2, 3, 40], bf16: true }, { shape: [2, 3], dtype: 'i32', data: new Int32Array([5, 0, 2, 1, 3, 4]) }], [{ shape: [2, 6, 40], bf16: true }], { acc: 1 }],
+    // mixed storage (an f32 activation beside bf16 ones): widened inside the kernel
+    ['gelu_bwd', [{ shape: [300], bf16: true }, { shape: [300] }], [{ shape: [300], bf16: true }], {}],
+    ['scale_add', [{ shape: [B, T, D] }, { shape: [D] }], [{ shape: [B, T, D], bf16: true }], {}],
   ];
   for (const [op, ins, outs, attrs] of cases)
     it(op, () => {
@@ -85,6 +112,35 @@ describe('bf16 storage: bit-exact with the fp32 op on the bf16 values', () => {
     );
     expect(Buffer.from(bf[0]!.buffer).equals(Buffer.from(ref[0]!.buffer))).toBe(true);
   });
+
+  // The bf16 attention kernels widen a head's rows into f32 buffers: several key/query blocks with a
+  // tail (T = 197), ViT's head dim, acc, and a head's key blocks split over threads (B * H < threads).
+  for (const [B2, T2, H2, threads] of [
+    [2, 197, 2, 1],
+    [1, 150, 1, 3],
+  ])
+    it(`attention and attention_bwd, B ${B2} T ${T2} H ${H2} Hd 64, ${threads} thread(s)`, () => {
+      const e2 = Engine.create({ device: 'cpu', threads });
+      try {
+        const D2 = H2 * 64;
+        const qkv = round(randomF32(B2 * T2 * 3 * D2, 11));
+        const fwd = twin(e2, 'attention', [{ shape: [B2, T2, 3 * D2], bf16: true, data: qkv }], [{ shape: [B2, T2, D2], bf16: true }, { shape: [B2, H2, T2] }], { heads: H2 });
+        for (let i = 0; i < 2; i++) expect(Buffer.from(fwd.bf[i]!.buffer).equals(Buffer.from(fwd.ref[i]!.buffer)), `attention output ${i}`).toBe(true);
+        for (const acc of [0, 1]) {
+          const { bf, ref } = twin(
+            e2,
+            'attention_bwd',
+            [{ shape: [B2, T2, D2], bf16: true }, { shape: [B2, T2, 3 * D2], bf16: true, data: qkv }, { shape: [B2, T2, D2], bf16: true, data: fwd.bf[0]! }, { shape: [B2, H2, T2], data: fwd.bf[1]! }],
+            [{ shape: [B2, T2, 3 * D2], bf16: true }],
+            { heads: H2, acc },
+          );
+          expect(bf[0]!.some((x) => x !== 0)).toBe(true);
+          expect(Buffer.from(bf[0]!.buffer).equals(Buffer.from(ref[0]!.buffer)), `attention_bwd acc ${acc}`).toBe(true);
+        }
+      } finally {
+        e2.dispose();
+      }
+    });
 });
 
 describe('bf16 storage against PyTorch', () => {

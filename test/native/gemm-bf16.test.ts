@@ -24,7 +24,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const round = (x: Float32Array) => bf16ToF32(f32ToBf16(x));
 
 function expectAllClose(results: Bf16CaseResult[]) {
-  expect(results.length).toBeGreaterThanOrEqual(16);
+  expect(results.length).toBeGreaterThanOrEqual(19);
   for (const r of results) {
     expect(r.errC, `${r.name}: C`).toBeLessThan(r.c16 ? 4e-3 : 1e-5);
     expect(r.ulpC, `${r.name}: C ulps`).toBeLessThanOrEqual(1);
@@ -61,7 +61,7 @@ describe('gemm bf16 parity', () => {
   });
 
   it('gives bit-identical bf16 results on 1 and 2 threads (K over several slices: fp32 partial sums of a bf16 C; fp32 master B)', () => {
-    const [M, N, K] = [250, 131, 1700];
+    const [M, N, K] = [250, 131, 3500]; // K > 3072: two slices
     const a = f32ToBf16(randomF32(M * K, 3)), b = randomF32(N * K, 4);
     const outs = [1, 2].map((threads) => {
       const e = Engine.create({ device: 'cpu', threads });

@@ -32,8 +32,11 @@
 //     operand element is rounded to bf16 (an f32 operand, e.g. an fp32 master weight, is rounded as
 //     it is read), products are exact in fp32 and summed in fp32. With f32 A and B, no bf16 attr
 //     and a bf16 C it is the fp32 product rounded.
-//   - storage-only bf16 (bf16_slot() lists the slots): the fp32 kernel runs on widened copies and
-//     bf16 outputs are rounded once (CPU: cpu::run_widened; CUDA refuses bf16 for these today):
+//   - storage-only bf16 (bf16_slot() lists the slots): the result is the fp32 kernel's on the bf16
+//     values, bf16 outputs rounded once. On the CPU the ops of bf16_native() (add, copy, sum_to, the
+//     GELUs, layernorm, attention, scale_add, the row ops and their backwards) read and write bf16
+//     themselves with the fp32 kernel's arithmetic and bits; the rest run the fp32 kernel on widened
+//     copies (cpu::run_widened). CUDA refuses bf16 for these today:
 //       copy, add (a, b, y), sum_to (x), gelu / quick_gelu / softmax and their backwards (all data
 //       slots), layernorm (x -> y; w, b, mean, rstd f32), layernorm_bwd (dy, x -> dx),
 //       attention (qkv -> o; lse f32), attention_bwd (do, qkv, o -> dqkv; lse f32),
