@@ -68,10 +68,10 @@ lds() {  // shared row stride in bf16: +8 (16 bytes) keeps ldmatrix's 8 row read
 // bf16 and copies bf16 rows as they are, so the products see the same bf16 operands either way; the
 // outputs are rounded once when a bf16 slot is written. lse and D stay f32.
 struct AttnArgs {
-  FIn qkv;     // [B, T, 3*H*Hd]
-  FOut o;      // [B, T, H*Hd]  (forward)
-  float* lse;  // [B, H, T]     (forward output, backward input)
-  FIn dout;    // [B, T, H*Hd]  (backward)
+  FIn qkv;         // [B, T, 3*H*Hd]
+  FOut o;          // [B, T, H*Hd]  (forward)
+  float* lse;      // [B, H, T]     (forward output, backward input)
+  FIn dout;        // [B, T, H*Hd]  (backward)
   const float* D;  // [B, H, T]     (backward workspace: rowsum(dO * O))
   FOut dqkv;       // [B, T, 3*H*Hd] (backward)
   int B, T, H, Hd;

@@ -331,8 +331,7 @@ void copy(const OpCall& c) {
   if (a.acc) {
     launch_map(c, "copy", x, FIn{}, y, n, ScaleAccF{alpha});
   } else if (alpha == 1.0f && x.bf == y.bf) {
-    if (y.p != x.p)
-      check(cudaMemcpyAsync(y.p, x.p, c.x(0).nbytes(), cudaMemcpyDeviceToDevice, stream_of(c)), "copy");
+    if (y.p != x.p) check(cudaMemcpyAsync(y.p, x.p, c.x(0).nbytes(), cudaMemcpyDeviceToDevice, stream_of(c)), "copy");
   } else {  // (alpha 1 between dtypes: a cast, rounded as cast rounds)
     launch_map(c, "copy", x, FIn{}, y, n, ScaleF{alpha});
   }

@@ -26,7 +26,8 @@
 //     one slice of math. Per slice: wait for this thread's copies of slice kt (cp.async.wait_group
 //     kStages-2), one __syncthreads (every thread's copies landed; every warp is done with the stage
 //     that is about to be refilled), issue the copies of slice kt+kStages-1, commit, multiply. Edges
-//     and the K tail are zero-filled by the copies themselves (src-size < 16). Shared tiles keep the operand's memory layout (k-contiguous, or m/n-contiguous when the
+//     and the K tail are zero-filled by the copies themselves (src-size < 16). Shared tiles keep the operand's memory
+//     layout (k-contiguous, or m/n-contiguous when the
 // operand is stored transposed) and ldmatrix (.trans where needed) turns either into mma fragments,
 // so the four transpose layouts are four instantiations of one kernel. Rows are padded by 8 bf16 so
 // that the 8 row addresses of every ldmatrix phase hit distinct banks.
@@ -229,8 +230,7 @@ __device__ __forceinline__ void mma_slice(float (&acc)[WM / 16][WN / 8][4], cons
 #pragma unroll
     for (int i = 0; i < WM / 16; ++i)
 #pragma unroll
-      for (int j = 0; j < WN / 8; ++j)
-        mma_bf16(acc[i][j], af[i], bf[j >> 1][(j & 1) * 2], bf[j >> 1][(j & 1) * 2 + 1]);
+      for (int j = 0; j < WN / 8; ++j) mma_bf16(acc[i][j], af[i], bf[j >> 1][(j & 1) * 2], bf[j >> 1][(j & 1) * 2 + 1]);
   }
 }
 
@@ -355,7 +355,7 @@ template <bool TA, bool TB>
 __global__ void __launch_bounds__(NT) gemm_cp_async_kernel(const GemmArgs g) {
   extern __shared__ __align__(16) unsigned char smem[];
   __nv_bfloat16* sA = reinterpret_cast<__nv_bfloat16*>(smem);  // [kStages][kStageElems]
-  __nv_bfloat16* sB = sA + kStages * kStageElems;               // [kStages][kStageElems]
+  __nv_bfloat16* sB = sA + kStages * kStageElems;              // [kStages][kStageElems]
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int wm = warp >> 2, wn = warp & 3;

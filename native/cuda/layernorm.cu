@@ -232,8 +232,8 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
-void norm_fwd(const OpCall& c, const char* what, FIn x, const float* w, const float* b, FOut y, float* mean, float* rstd,
-              int64_t R, int64_t C, float var_div, float eps) {
+void norm_fwd(const OpCall& c, const char* what, FIn x, const float* w, const float* b, FOut y, float* mean,
+              float* rstd, int64_t R, int64_t C, float var_div, float eps) {
   if (R <= 0 || C <= 0) return;
   const int grid = grid_for(c, R, kWarps);
   if (vec_ok(C, {x, FIn{w, false}, FIn{b, false}, y}))

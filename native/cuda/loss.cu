@@ -157,9 +157,8 @@ __global__ void __launch_bounds__(kFinal)
 // is recorded as a DeviceFault that the host throws at its next synchronisation);
 // hit[r] = argmax == label (first maximum, as torch.argmax).
 __global__ void __launch_bounds__(kBlock)
-    ce_rows(FIn z, const int32_t* __restrict__ labels, FOut dz,
-            double* __restrict__ part, double* __restrict__ hit, int64_t R, int C, double eps, float inv_r, float on,
-            float off, DeviceFault* fault) {
+    ce_rows(FIn z, const int32_t* __restrict__ labels, FOut dz, double* __restrict__ part, double* __restrict__ hit,
+            int64_t R, int C, double eps, float inv_r, float on, float off, DeviceFault* fault) {
   const int lane = threadIdx.x & 31;
   const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += n_warps) {
@@ -216,8 +215,8 @@ __device__ __forceinline__ void first_argmax(float& mx, int& arg, int C) {
 }
 
 __global__ void __launch_bounds__(kBlock)
-    ce_soft_rows(FIn z, const float* __restrict__ t, FOut dz,
-                 double* __restrict__ part, double* __restrict__ hit, int64_t R, int C, float inv_r) {
+    ce_soft_rows(FIn z, const float* __restrict__ t, FOut dz, double* __restrict__ part, double* __restrict__ hit,
+                 int64_t R, int C, float inv_r) {
   const int lane = threadIdx.x & 31;
   const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += n_warps) {

@@ -53,8 +53,8 @@ __device__ __forceinline__ void warp_row(FOut dst, FIn src, int C, bool acc, int
 
 // copy_rows: destination row w = b n + i of y[b, dst + i] from x[bx, src + i], bx = b or 0 (broadcast).
 template <bool VEC>
-__global__ void copy_rows_kernel(FIn x, FOut y, int64_t By, int64_t n, int64_t Bx, int64_t Tx, int64_t Ty,
-                                 int64_t src, int64_t dst, int C, bool acc) {
+__global__ void copy_rows_kernel(FIn x, FOut y, int64_t By, int64_t n, int64_t Bx, int64_t Tx, int64_t Ty, int64_t src,
+                                 int64_t dst, int C, bool acc) {
   MEDIC_WARP_LOOP(By * n) {
     const int64_t b = w / n, i = w % n, bx = Bx == 1 ? 0 : b;
     warp_row<VEC>(y + (b * Ty + dst + i) * C, x + (bx * Tx + src + i) * C, C, acc, lane);
@@ -63,8 +63,8 @@ __global__ void copy_rows_kernel(FIn x, FOut y, int64_t By, int64_t n, int64_t B
 
 // copy_rows with By == 1 < Bx: y[0, dst + i] += sum_b x[b, src + i], added in batch order (as the CPU).
 template <bool VEC>
-__global__ void copy_rows_bsum_kernel(FIn x, FOut y, int64_t n, int64_t Bx, int64_t Tx, int64_t src,
-                                      int64_t dst, int C) {
+__global__ void copy_rows_bsum_kernel(FIn x, FOut y, int64_t n, int64_t Bx, int64_t Tx, int64_t src, int64_t dst,
+                                      int C) {
   MEDIC_WARP_LOOP(n) {
     const FOut yr = y + (dst + w) * C;
     const FIn xr = x + (src + w) * C;
@@ -90,8 +90,8 @@ __global__ void copy_rows_bsum_kernel(FIn x, FOut y, int64_t n, int64_t Bx, int6
 
 // gather_rows: y[b, k] (+)= x[b, idx[b, k]]; scatter_rows: x[b, idx[b, k]] (+)= y[b, k]. Row w = b K + k.
 template <bool VEC, bool SCATTER>
-__global__ void index_rows_kernel(FIn src, FOut dst, const int32_t* idx, int64_t B, int64_t K, int64_t T,
-                                  int C, bool acc, DeviceFault* fault) {
+__global__ void index_rows_kernel(FIn src, FOut dst, const int32_t* idx, int64_t B, int64_t K, int64_t T, int C,
+                                  bool acc, DeviceFault* fault) {
   MEDIC_WARP_LOOP(B * K) {
     const int64_t b = w / K;
     const int32_t t = idx[w];

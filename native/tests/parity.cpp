@@ -316,8 +316,7 @@ Slot as_bf16(const Slot& f) {
 
 // Whether a case's gemm is the bf16 product on the CPU too (ops.h: a bf16 operand, or attr bf16=1).
 bool bf16_product(const Case& c) {
-  return c.op == "gemm" &&
-         (c.attrs.i("bf16", 0) == 1 || c.in[0].dtype == DType::BF16 || c.in[1].dtype == DType::BF16);
+  return c.op == "gemm" && (c.attrs.i("bf16", 0) == 1 || c.in[0].dtype == DType::BF16 || c.in[1].dtype == DType::BF16);
 }
 
 struct Builder {

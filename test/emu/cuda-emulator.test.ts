@@ -75,10 +75,10 @@ describe.runIf(process.arch === 'x64')('CUDA emulator', () => {
 
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  it('self-test: exact mma/ldmatrix product, and the faults it claims to catch are caught', async () => {
+  it('self-test: exact mma/ldmatrix product, cp.async landing at its wait, and the faults it claims to catch are caught', async () => {
     const r = await run(selftest, []);
     expect(r.out).toContain('emulator self-test: 0 failure(s)');
-    expect(r.out.match(/^PASS /gm)?.length, r.out).toBe(12);
+    expect(r.out.match(/^PASS /gm)?.length, r.out).toBe(13);
     expect(r.code).toBe(0);
   });
 
