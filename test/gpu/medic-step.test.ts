@@ -57,10 +57,12 @@ describe.runIf(gpu.ok)('MEDiC step, CUDA vs CPU', () => {
   });
 
   // Mixed precision (--precision bf16): block activations stored in bf16 on both backends, every gemm
-  // the bf16 product on both (so the products agree), the rest fp32 arithmetic rounded once per bf16
-  // store. The backends still differ in summation order and in where a value lands on a bf16
-  // rounding boundary (one bf16 step, 2^-8 relative), which AdamW carries from step to step.
-  it('bf16: 3 steps, losses within 1e-2, grad norm within 2e-2, parameters stay close', async () => {
+  // the bf16 product on both (so the products agree, unlike fp32 above where CUDA multiplies in bf16
+  // and the CPU in fp32), the rest fp32 arithmetic rounded once per bf16 store. The backends still
+  // differ in summation order and in where a value lands on a bf16 rounding boundary (one bf16 step),
+  // which AdamW carries from step to step. Measured on the emulator: losses within 1.3e-4, grad norm
+  // within 2.1e-4, parameters within 1.5e-4 after 3 steps; the bounds leave 10x for a GPU's tensor cores.
+  it('bf16: 3 steps, losses, grad norm and parameters within 2e-3', async () => {
     const step = buildStep({ ...smallConfig(4), precision: 'bf16' }, 3);
     expect(
       step.m.graph.values.some((v) => v.dtype === 'bf16'),
@@ -77,14 +79,14 @@ describe.runIf(gpu.ok)('MEDiC step, CUDA vs CPU', () => {
         const lc = oc.outputs.losses as Float32Array;
         const lg = og.outputs.losses as Float32Array;
         expect(lg.every(Number.isFinite), `step ${s}: losses ${Array.from(lg)}`).toBe(true);
-        expect(relErr(lg, lc), `step ${s}: losses ${Array.from(lg)} vs ${Array.from(lc)}`).toBeLessThan(1e-2);
+        expect(relErr(lg, lc), `step ${s}: losses ${Array.from(lg)} vs ${Array.from(lc)}`).toBeLessThan(2e-3);
         expect(
           relErr(og.outputs.grad_norm as Float32Array, oc.outputs.grad_norm as Float32Array),
           `step ${s}: grad norm`,
-        ).toBeLessThan(2e-2);
+        ).toBeLessThan(2e-3);
       }
       const params = relErr(sg.get('params').read() as Float32Array, sc.get('params').read() as Float32Array);
-      expect(params, 'parameters after 3 bf16 steps').toBeLessThan(1e-2);
+      expect(params, 'parameters after 3 bf16 steps').toBeLessThan(2e-3);
     } finally {
       pc.dispose();
       pg.dispose();
