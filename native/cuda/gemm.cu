@@ -13,20 +13,22 @@
 // Kernels: one CTA of 256 threads (8 warps as 2 x 4, each warp a 64 x 32 sub-tile) computes a 128 x 128
 // tile of C, walking K in 32-deep slices; the tensor-core loop over a slice and the epilogue are
 // shared by two ways of filling the shared tiles:
-//   - gemm_bf16_kernel, register-staged double buffering, for any operand dtypes: cp.async copies
-//     bytes and cannot convert, so each thread loads its share of the next slice into registers (as
-//     float4: four f32, or four bf16 widened exactly) while the tensor cores work on the current one,
-//     then rounds to bf16 and stores it into the other of two shared buffers (one __syncthreads per
-//     slice). Used whenever an operand is f32, and for bf16 operands whose rows are not 16-byte
-//     aligned (odd K, M or N; views at odd offsets).
-//   - gemm_cp_async_kernel, for bf16 A and B with 16-byte aligned rows: a kStages-deep pipeline of
-//     shared tiles filled by cp.async 16-byte copies (8 bf16, straight from global to shared, no
-//     registers and no conversion). While the tensor cores work on slice kt, the copies of slices
-//     kt+1 .. kt+kStages-1 are in flight, so the latency of a global load is hidden behind more than
-//     one slice of math. Per slice: wait for this thread's copies of slice kt (cp.async.wait_group
-//     kStages-2), one __syncthreads (every thread's copies landed; every warp is done with the stage
-//     that is about to be refilled), issue the copies of slice kt+kStages-1, commit, multiply. Edges
-//     and the K tail are zero-filled by the copies themselves (src-size < 16). Shared tiles keep the operand's memory
+//   - gemm_bf16_kernel, register-staged double buffering, for two f32 operands (and bf16 ones whose
+//     rows are not 16-byte aligned: odd K, M or N; views at odd offsets): cp.async copies bytes and
+//     cannot convert, so each thread loads its share of the next slice into registers (as float4:
+//     four f32, or four bf16 widened exactly) while the tensor cores work on the current one, then
+//     rounds to bf16 and stores it into the other of two shared buffers (one __syncthreads per slice).
+//   - gemm_pipe_kernel, when at least one operand is bf16 with 16-byte aligned rows (mixed
+//     precision's products: bf16 activations times f32 master weights forward, f32 gradients times
+//     bf16 activations for dW; both bf16 where both are): a kStages-deep ring of shared tiles. A bf16
+//     operand is filled by cp.async 16-byte copies (8 bf16 straight from global to shared, no
+//     registers, no conversion), with the copies of slices kt+1 .. kt+kStages-1 in flight while the
+//     tensor cores work on slice kt; an f32 operand is register-staged into the same ring (loaded
+//     before the multiply, rounded and stored after it, into the stage read two slices later). Per
+//     slice: wait for this thread's copies of slice kt (cp.async.wait_group kStages-2), one
+//     __syncthreads (every thread's copies and stores of slice kt landed; every warp is done with the
+//     stage about to be refilled), issue slice kt+kStages-1, commit, multiply, store. Edges and the
+//     K tail are zero-filled by the copies themselves (src-size < 16). Shared tiles keep the operand's memory
 //     layout (k-contiguous, or m/n-contiguous when the
 // operand is stored transposed) and ldmatrix (.trans where needed) turns either into mma fragments,
 // so the four transpose layouts are four instantiations of one kernel. Rows are padded by 8 bf16 so
@@ -78,7 +80,8 @@ struct GemmArgs {
   int tiles_n;
   float alpha;
   int acc, act;
-  bool pair;  // N even and C/P aligned for two columns at once (float2, or a bf16 pair)
+  bool pair;              // N even and C/P aligned for two columns at once (float2, or a bf16 pair)
+  bool a_async, b_async;  // gemm_pipe_kernel: which operands are copied by cp.async
 };
 
 __device__ __forceinline__ float gelu_erf(float x) { return x * 0.5f * erfcf(-x * 0.70710678118654752f); }
@@ -351,8 +354,8 @@ __device__ __forceinline__ void copy_tile(__nv_bfloat16* s, const uint16_t* src,
   }
 }
 
-template <bool TA, bool TB>
-__global__ void __launch_bounds__(NT) gemm_cp_async_kernel(const GemmArgs g) {
+template <bool TA, bool TB, bool VEC>
+__global__ void __launch_bounds__(NT) gemm_pipe_kernel(const GemmArgs g) {
   extern __shared__ __align__(16) unsigned char smem[];
   __nv_bfloat16* sA = reinterpret_cast<__nv_bfloat16*>(smem);  // [kStages][kStageElems]
   __nv_bfloat16* sB = sA + kStages * kStageElems;              // [kStages][kStageElems]
@@ -361,11 +364,14 @@ __global__ void __launch_bounds__(NT) gemm_cp_async_kernel(const GemmArgs g) {
   const int wm = warp >> 2, wn = warp & 3;
   const int tm = blockIdx.x / g.tiles_n, tn = blockIdx.x % g.tiles_n;
   const int64_t m0 = static_cast<int64_t>(tm) * BM, n0 = static_cast<int64_t>(tn) * BN;
+  const bool a_async = g.a_async, b_async = g.b_async;  // uniform over the launch
 
   for (int z = blockIdx.z; z < g.nb * g.split; z += gridDim.z) {
     const int b = z / g.split, slice = z % g.split;
-    const uint16_t* A = static_cast<const uint16_t*>(g.A.p) + b * g.sa;
-    const uint16_t* B = static_cast<const uint16_t*>(g.B.p) + b * g.sb;
+    const FIn A = g.A + b * g.sa;
+    const FIn B = g.B + b * g.sb;
+    const uint16_t* Ah = static_cast<const uint16_t*>(A.p);  // (read only when that operand is async)
+    const uint16_t* Bh = static_cast<const uint16_t*>(B.p);
     const int64_t kbeg = slice * g.kchunk;
     const int64_t kend = kbeg + g.kchunk < g.K ? kbeg + g.kchunk : g.K;
     const int nk = kend > kbeg ? static_cast<int>((kend - kbeg + BK - 1) / BK) : 0;
@@ -376,35 +382,72 @@ __global__ void __launch_bounds__(NT) gemm_cp_async_kernel(const GemmArgs g) {
 #pragma unroll
       for (int j = 0; j < WN / 8; ++j) acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0.f;
 
-    // Issue the copies of slice kt into stage kt % kStages (columns / rows past kend read as zero).
+    float4 ra[4], rb[4];
+    // Slice kt of the async operands: cp.async into stage kt % kStages (columns / rows past kend read
+    // as zero). Of the register-staged ones: loads into ra / rb now, store(kt) rounds them into the
+    // stage later.
     auto issue = [&](int kt) {
       const int64_t k0 = kbeg + static_cast<int64_t>(kt) * BK;
       __nv_bfloat16* a = sA + (kt % kStages) * kStageElems;
       __nv_bfloat16* bb = sB + (kt % kStages) * kStageElems;
-      if (TA)
-        copy_tile<BK, BM>(a, A + k0 * g.lda + m0, g.lda, kend - k0, g.M - m0);
-      else
-        copy_tile<BM, BK>(a, A + m0 * g.lda + k0, g.lda, g.M - m0, kend - k0);
-      if (TB)
-        copy_tile<BN, BK>(bb, B + n0 * g.ldb + k0, g.ldb, g.N - n0, kend - k0);
-      else
-        copy_tile<BK, BN>(bb, B + k0 * g.ldb + n0, g.ldb, kend - k0, g.N - n0);
+      if (a_async) {
+        if (TA)
+          copy_tile<BK, BM>(a, Ah + k0 * g.lda + m0, g.lda, kend - k0, g.M - m0);
+        else
+          copy_tile<BM, BK>(a, Ah + m0 * g.lda + k0, g.lda, g.M - m0, kend - k0);
+      } else if (TA) {
+        load_tile<BK, BM, VEC>(ra, A + k0 * g.lda + m0, g.lda, kend - k0, g.M - m0);
+      } else {
+        load_tile<BM, BK, VEC>(ra, A + m0 * g.lda + k0, g.lda, g.M - m0, kend - k0);
+      }
+      if (b_async) {
+        if (TB)
+          copy_tile<BN, BK>(bb, Bh + n0 * g.ldb + k0, g.ldb, g.N - n0, kend - k0);
+        else
+          copy_tile<BK, BN>(bb, Bh + k0 * g.ldb + n0, g.ldb, kend - k0, g.N - n0);
+      } else if (TB) {
+        load_tile<BN, BK, VEC>(rb, B + n0 * g.ldb + k0, g.ldb, g.N - n0, kend - k0);
+      } else {
+        load_tile<BK, BN, VEC>(rb, B + k0 * g.ldb + n0, g.ldb, kend - k0, g.N - n0);
+      }
+    };
+    auto store = [&](int kt) {
+      __nv_bfloat16* a = sA + (kt % kStages) * kStageElems;
+      __nv_bfloat16* bb = sB + (kt % kStages) * kStageElems;
+      if (!a_async) {
+        if (TA)
+          store_tile<BK, BM>(a, ra);
+        else
+          store_tile<BM, BK>(a, ra);
+      }
+      if (!b_async) {
+        if (TB)
+          store_tile<BN, BK>(bb, rb);
+        else
+          store_tile<BK, BN>(bb, rb);
+      }
     };
 
     __syncthreads();  // the previous z iteration's last reads of the stages are done
     // Prologue: slices 0 .. kStages-2 in flight. Every thread commits exactly one group per slot (empty
-    // past nk), so "group kt is done" is always wait_group<kStages-2> below.
+    // past nk, and for register-staged operands), so "slice kt landed" is always wait_group<kStages-2>.
 #pragma unroll
     for (int s = 0; s < kStages - 1; ++s) {
-      if (s < nk) issue(s);
+      if (s < nk) {
+        issue(s);
+        store(s);
+      }
       cp_async_commit();
     }
     for (int kt = 0; kt < nk; ++kt) {
       cp_async_wait<kStages - 2>();  // this thread's copies of slice kt have landed
-      __syncthreads();               // everyone's have; and stage (kt-1) % kStages is no longer read
-      if (kt + kStages - 1 < nk) issue(kt + kStages - 1);  // refills stage (kt-1) % kStages
+      __syncthreads();               // everyone's have (and the stores of slice kt are visible); nobody
+                                     // reads stage (kt-1) % kStages any more: it is refilled below
+      const int next = kt + kStages - 1;
+      if (next < nk) issue(next);  // copies / loads in flight during the multiply
       cp_async_commit();
       mma_slice<TA, TB>(acc, sA + (kt % kStages) * kStageElems, sB + (kt % kStages) * kStageElems, wm, wn, lane);
+      if (next < nk) store(next);  // into stage (kt-1) % kStages, read again after two barriers
     }
     cp_async_wait<0>();  // (only empty groups remain; nothing may land after the stages are reused)
     write_back(g, acc, b, slice, m0, n0, wm, wn, lane);
@@ -424,14 +467,21 @@ __global__ void gemm_splitk_reduce(const GemmArgs g) {
   }
 }
 
+template <bool TA, bool TB, bool VEC>
+void launch_pipe(const GemmArgs& g, dim3 grid, cudaStream_t st) {
+  // Above the 48 KiB default: opted into at every launch (per device, and cheap; as attention.cu).
+  check(cudaFuncSetAttribute(gemm_pipe_kernel<TA, TB, VEC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(kPipeSmem)),
+        "gemm");
+  gemm_pipe_kernel<TA, TB, VEC><<<grid, NT, kPipeSmem, st>>>(g);
+}
+
 template <bool TA, bool TB>
 void launch_tn(const GemmArgs& g, bool pipe, bool vec, dim3 grid, cudaStream_t st) {
-  if (pipe) {
-    // Above the 48 KiB default: opted into at every launch (per device, and cheap; as attention.cu).
-    check(cudaFuncSetAttribute(gemm_cp_async_kernel<TA, TB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(kPipeSmem)),
-          "gemm");
-    gemm_cp_async_kernel<TA, TB><<<grid, NT, kPipeSmem, st>>>(g);
+  if (pipe && vec) {
+    launch_pipe<TA, TB, true>(g, grid, st);
+  } else if (pipe) {
+    launch_pipe<TA, TB, false>(g, grid, st);
   } else if (vec) {
     gemm_bf16_kernel<TA, TB, true><<<grid, NT, 0, st>>>(g);
   } else {
@@ -474,9 +524,12 @@ void gemm(const OpCall& call) {
   // 4-element loads need aligned rows: aligned bases (16 bytes for f32, 8 for bf16) and row strides
   // (and so batch strides) that are multiples of 4 elements.
   const bool vec = g.lda % 4 == 0 && g.ldb % 4 == 0 && vec_base(g.A) && vec_base(g.B);
-  // The cp.async pipeline: both operands bf16, 16-byte aligned bases and rows (strides multiples of 8
-  // bf16, so every chunk of 8 is aligned); anything else takes the register-staged kernel.
-  const bool pipe = g.A.bf && g.B.bf && g.lda % 8 == 0 && g.ldb % 8 == 0 && aligned(g.A.p, 16) && aligned(g.B.p, 16);
+  // The cp.async pipeline copies a bf16 operand with 16-byte aligned base and rows (stride a multiple
+  // of 8 bf16, so every chunk of 8 is aligned); the pipeline runs when at least one operand qualifies,
+  // the other one register-staged in the same ring. Two f32 operands take the double-buffered kernel.
+  g.a_async = g.A.bf && g.lda % 8 == 0 && aligned(g.A.p, 16);
+  g.b_async = g.B.bf && g.ldb % 8 == 0 && aligned(g.B.p, 16);
+  const bool pipe = g.a_async || g.b_async;
 
   // Split-K when the output tiles fill the GPU's SMs badly (few tiles, or a last wave mostly empty) and
   // K is long: the slice count (<= 16, >= 512 of K each) that maximises the fraction of busy CTA slots
