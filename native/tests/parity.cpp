@@ -765,6 +765,14 @@ std::vector<ParityRow> run_parity(const std::set<std::string>& only) {
   for (const std::string& name : op_names()) {
     if (!only.empty() && !only.count(name)) continue;
     const OpDef* def = find_op(name);
+    // An op that may hold bf16 (bf16_slot) must take it on CUDA (bf16_native_cuda): CUDA has no
+    // widening fallback, so a slot added without its kernel fails here rather than in a training run.
+    bool any_slot = false;
+    for (int i = 0; i < 8; ++i) any_slot = any_slot || bf16_slot(def->id, true, i) || bf16_slot(def->id, false, i);
+    if (any_slot && !bf16_native_cuda(def->id)) {
+      rows.push_back({name, "-", "FAIL", "bf16_slot() allows bf16 but bf16_native_cuda() does not list it", 0, 0, 0});
+      std::printf("FAIL    %-15s bf16_slot() allows bf16 but bf16_native_cuda() does not list it\n", name.c_str());
+    }
     if (!def->cuda && engines().gpu) {
       rows.push_back({name, "-", "MISSING", "no CUDA kernel in this build", 0, 0, 0});
       std::printf("MISSING %-15s no CUDA kernel in this build\n", name.c_str());
