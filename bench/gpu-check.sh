@@ -4,15 +4,18 @@
 # and prints the exact call.
 #
 #   1. nvidia-smi                    5. vitest test/gpu (CUDA vs CPU per op, MEDiC step over 5 steps)
-#   2. unpack node + node_modules    6. bench/gpu_step.ts (ViT-B/16 step, images/s, per-op profile)
-#   3. build medic_cuda + parity     7. bench/pytorch_reference.py (eager + SDPA, then torch.compile)
+#   2. unpack node + node_modules    6. bench/gpu_step.ts (ViT-B/16 step, images/s, per-op profile),
+#   3. build medic_cuda + parity        fp32 then --precision bf16
+#                                    7. bench/pytorch_reference.py (eager + SDPA in bf16 autocast, eager
+#                                       fp32, then torch.compile)
 #   4. medic_parity (every op CUDA vs CPU, kernel timings, ceilings), then the reduction ops again on
 #      the same inputs: the same bits (determinism)
 #
 # Every stage runs under its own time limit and inside an overall budget (GPU_CHECK_BUDGET_S, default
 # 400 s); a failed stage is recorded and the next one still runs. Results land in $OUT (at most 8
 # files): gpu-check.log, parity.json, vitest.json, step.json, pytorch.json, pytorch_compile.json and
-# h200.json (everything merged, the file to commit as bench/results/<date>-h200.json).
+# h200.json (everything merged, the file to commit as bench/results/<date>-h200.json). The extra runs
+# write step_bf16.json and pytorch_fp32.json to $SCRATCH (the 8-file limit), merged into h200.json.
 # Without a GPU (nvidia-smi fails) it runs a dry run at tiny sizes, to check the script itself.
 set -u -o pipefail
 
@@ -150,6 +153,8 @@ if [ "$DRY" = 1 ]; then
   stage step 120 node --import tsx bench/gpu_step.ts --device cpu --config small --batch 4 --steps 2 --warmup 2 --json "$OUT/step.json"
 else
   stage step 150 node --import tsx bench/gpu_step.ts --device cuda --batch "$BATCH" --steps 10 --warmup 3 --json "$OUT/step.json"
+  # Mixed precision (bf16 activations end to end, cp.async gemm pipeline): the same step, side by side.
+  stage step_bf16 120 node --import tsx bench/gpu_step.ts --device cuda --batch "$BATCH" --steps 10 --warmup 3 --precision bf16 --no-profile --json "$SCRATCH/step_bf16.json"
 fi
 
 # --- 7. PyTorch reference (eager + SDPA first; torch.compile with what is left) --------------------
@@ -158,6 +163,9 @@ if [ "$DRY" = 1 ]; then
   stage pytorch 120 "$PYTHON" bench/pytorch_reference.py --smoke --out "$OUT/pytorch.json"
 else
   stage pytorch 120 "$PYTHON" bench/pytorch_reference.py --batch "$BATCH" --steps 10 --no-compile --out "$OUT/pytorch.json"
+  # (pytorch_reference.py defaults to bf16 autocast on CUDA: the run above is the bf16 reference, this
+  # one the fp32 reference beside our fp32 step)
+  stage pytorch_fp32 90 "$PYTHON" bench/pytorch_reference.py --batch "$BATCH" --steps 10 --no-compile --no-sdpa --precision fp32 --out "$SCRATCH/pytorch_fp32.json"
   stage pytorch_compile 180 "$PYTHON" bench/pytorch_reference.py --batch "$BATCH" --steps 10 --no-eager --no-sdpa --out "$OUT/pytorch_compile.json"
 fi
 

@@ -50,6 +50,24 @@ def main():
     det, _ = load(os.path.join(os.environ.get("SCRATCH", "/nonexistent"), "determinism.json"))
     if det:
         res["determinism"] = det
+    # Precision side by side: our step in fp32 (step.json) and bf16 (step_bf16.json); PyTorch eager in
+    # bf16 autocast (pytorch.json, its CUDA default) and fp32 (pytorch_fp32.json). Extra files in SCRATCH.
+    scratch = os.environ.get("SCRATCH", "/nonexistent")
+    step16, _ = load(os.path.join(scratch, "step_bf16.json"))
+    torch32, _ = load(os.path.join(scratch, "pytorch_fp32.json"))
+    if step16 or torch32:
+        eager_of = lambda d: ((d or {}).get("step", {}).get("eager") or {}).get("images_per_s")
+        step32 = files["step"][0]
+        res["precision"] = {
+            "step_bf16": {k: v for k, v in (step16 or {}).items() if k not in ("profile", "losses", "gradNorm")},
+            "pytorch_fp32": torch32 and torch32.get("step"),
+            "images_per_s": {
+                "ours_fp32": step32 and step32.get("imagesPerS"),
+                "ours_bf16": step16 and step16.get("imagesPerS"),
+                "pytorch_eager_fp32": eager_of(torch32),
+                "pytorch_eager_bf16": eager_of(files["pytorch"][0]),
+            },
+        }
     parity, _ = files["parity"]
     if parity:
         res["device"] = parity.get("device")
@@ -115,6 +133,10 @@ def main():
     # The table (the device tool returns the end of the output).
     print("\n==== gpu-check summary" + (" (DRY RUN: no GPU)" if res["dry_run"] else "") + " ====")
     print("device:", res.get("device", "?"))
+    if res.get("precision"):
+        ips = res["precision"]["images_per_s"]
+        print("images/s fp32 | bf16: ours " + fmt(ips["ours_fp32"]) + " | " + fmt(ips["ours_bf16"]) + ", PyTorch eager "
+              + fmt(ips["pytorch_eager_fp32"]) + " | " + fmt(ips["pytorch_eager_bf16"]))
     for s in res["stages"]:
         print(f"  stage {s['stage']:<16} rc={s['rc']:<8} {s['seconds']:>4}s")
     if parity:

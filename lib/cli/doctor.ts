@@ -152,6 +152,8 @@ export function registerDoctor(program: Command): void {
       if (r.cuda.compiledIn) console.log(`cuda kernels : ${r.cuda.kernels} of ${r.cuda.ops} ops`);
       console.log(`--device auto: ${r.auto}`);
       console.log(`--precision auto on the CPU: ${precisionFor('auto', false, features).reason}`);
+      if (r.cuda.compiledIn && r.cuda.devices > 0)
+        console.log(`--precision auto on CUDA: ${precisionFor('auto', true, r.cuda.description).reason}`);
       console.log(
         `mpi          : ${commLine(r.mpi, 'data parallel across processes (mpirun, srun), CPU collectives')}`,
       );

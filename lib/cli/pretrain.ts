@@ -134,7 +134,7 @@ export const flags: FlagSpec[] = [
   {
     key: 'precision',
     arg: 'p',
-    help: 'fp32, bf16 or auto (bf16 where the CPU has bf16 dot products: AVX512-BF16 or AMX; fp32 on CUDA for now)',
+    help: 'fp32, bf16 or auto (bf16 on CUDA compute capability 8.0+ and where the CPU has bf16 dot products: AVX512-BF16 or AMX)',
   },
   { key: 'workers', arg: 'n', help: 'data loader worker threads (decode + augment; 0 = on the main thread)' },
   { key: 'prefetch', arg: 'n', help: 'batches the loader prepares ahead of the trainer' },

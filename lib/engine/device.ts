@@ -60,3 +60,12 @@ export function chooseDevice(spec: DeviceSpec = 'auto'): DeviceChoice {
   const loaded = loadBinding('cpu');
   return { kind: 'cpu', index: 0, reason: `device cpu (auto: ${why})`, loaded };
 }
+
+/**
+ * The compute capability in a CUDA device description (cudaDescribe, Engine.describe(): "..., compute
+ * capability 9.0, ..."), or null when the text has none (the CPU, or no GPU).
+ */
+export function computeCapability(describe: string): { major: number; minor: number } | null {
+  const m = /compute capability (\d+)\.(\d+)/.exec(describe);
+  return m ? { major: Number(m[1]), minor: Number(m[2]) } : null;
+}

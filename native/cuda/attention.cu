@@ -64,13 +64,16 @@ lds() {  // shared row stride in bf16: +8 (16 bytes) keeps ldmatrix's 8 row read
   return HDP + 8;
 }
 
+// qkv, o, dout and dqkv are f32 or bf16 (FIn / FOut views, common.cuh): staging converts f32 rows to
+// bf16 and copies bf16 rows as they are, so the products see the same bf16 operands either way; the
+// outputs are rounded once when a bf16 slot is written. lse and D stay f32.
 struct AttnArgs {
-  const float* qkv;   // [B, T, 3*H*Hd]
-  float* o;           // [B, T, H*Hd]  (forward)
-  float* lse;         // [B, H, T]     (forward output, backward input)
-  const float* dout;  // [B, T, H*Hd]  (backward)
-  const float* D;     // [B, H, T]     (backward workspace: rowsum(dO * O))
-  float* dqkv;        // [B, T, 3*H*Hd] (backward)
+  FIn qkv;         // [B, T, 3*H*Hd]
+  FOut o;          // [B, T, H*Hd]  (forward)
+  float* lse;      // [B, H, T]     (forward output, backward input)
+  FIn dout;        // [B, T, H*Hd]  (backward)
+  const float* D;  // [B, H, T]     (backward workspace: rowsum(dO * O))
+  FOut dqkv;       // [B, T, 3*H*Hd] (backward)
   int B, T, H, Hd;
   float scale;
   bool vec;  // Hd % 4 == 0 and 16-byte aligned bases: float4 loads
@@ -82,7 +85,7 @@ struct AttnArgs {
 struct HeadView {
   int64_t ld, ldo, bh;
   int64_t q_off, o_off;  // offsets of token 0's row of this head in qkv / dqkv and in o / dout
-  const float *q, *k, *v, *dO;
+  FIn q, k, v, dO;
   float sl2;
   __device__ HeadView(const AttnArgs& a, int b, int h)
       : ld(3LL * a.H * a.Hd),
@@ -93,20 +96,35 @@ struct HeadView {
         q(a.qkv + q_off),
         k(q + ldo),
         v(q + 2 * ldo),
-        dO(a.dout ? a.dout + o_off : nullptr),
+        dO(a.dout ? a.dout + o_off : FIn{}),
         sl2(a.scale * kLog2e) {}
 };
 
-// ROWS rows of one head slice (row r at src + r * ld, Hd floats each) -> shared [ROWS][HDP+8] bf16.
-// Rows >= nrows and columns >= Hd are zero.
+// ROWS rows of one head slice (row r at src + r * ld, Hd values each) -> shared [ROWS][HDP+8] bf16.
+// Rows >= nrows and columns >= Hd are zero. f32 rows are rounded to bf16 here; bf16 rows are copied.
 template <int HDP, int ROWS>
-__device__ __forceinline__ void stage_rows(bf16* s, const float* src, int64_t ld, int nrows, int Hd, bool vec) {
-  constexpr int C4 = HDP / 4;  // float4 slots per row
+__device__ __forceinline__ void stage_rows(bf16* s, FIn src, int64_t ld, int nrows, int Hd, bool vec) {
+  constexpr int C4 = HDP / 4;  // four-value slots per row
   for (int idx = threadIdx.x; idx < ROWS * C4; idx += kThreads) {
     const int row = idx / C4, c = (idx % C4) * 4;
+    if (src.bf) {
+      uint2 u = make_uint2(0u, 0u);
+      if (row < nrows) {
+        const uint16_t* p = static_cast<const uint16_t*>(src.p) + row * ld + c;
+        if (vec) {
+          if (c < Hd) u = __ldg(reinterpret_cast<const uint2*>(p));  // Hd % 4 == 0: all four exist
+        } else {
+          const uint32_t h0 = c + 0 < Hd ? __ldg(p + 0) : 0u, h1 = c + 1 < Hd ? __ldg(p + 1) : 0u;
+          const uint32_t h2 = c + 2 < Hd ? __ldg(p + 2) : 0u, h3 = c + 3 < Hd ? __ldg(p + 3) : 0u;
+          u = make_uint2(h0 | (h1 << 16), h2 | (h3 << 16));
+        }
+      }
+      *reinterpret_cast<uint2*>(s + row * lds<HDP>() + c) = u;
+      continue;
+    }
     float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
     if (row < nrows) {
-      const float* p = src + row * ld + c;
+      const float* p = static_cast<const float*>(src.p) + row * ld + c;
       if (vec) {
         if (c < Hd) v = __ldg(reinterpret_cast<const float4*>(p));  // Hd % 4 == 0: all four exist
       } else {
@@ -171,19 +189,19 @@ __device__ __forceinline__ void mul_pv(float (&out)[HDP / 8][4], const float (&p
 // Write the warp's [16 x HDP] fragment tile (times mul[h] for row half h) to global rows
 // dst + r * ld (r = row0 + g + 8h, only r < nrows), columns < Hd; acc adds to what is there.
 template <int HDP>
-__device__ __forceinline__ void write_rows(float* dst, int64_t ld, int row0, int nrows, int Hd,
+__device__ __forceinline__ void write_rows(FOut dst, int64_t ld, int row0, int nrows, int Hd,
                                            const float (&x)[HDP / 8][4], const float (&mul)[2], bool acc, int lane) {
   const int g = lane >> 2, t = lane & 3;
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int r = row0 + g + 8 * h;
     if (r >= nrows) continue;
-    float* row = dst + r * ld;
+    const FOut row = dst + r * ld;
 #pragma unroll
     for (int n = 0; n < HDP / 8; ++n) {
       const int c = n * 8 + 2 * t;
-      if (c < Hd) row[c] = x[n][2 * h] * mul[h] + (acc ? row[c] : 0.f);
-      if (c + 1 < Hd) row[c + 1] = x[n][2 * h + 1] * mul[h] + (acc ? row[c + 1] : 0.f);
+      if (c < Hd) row.set(c, x[n][2 * h] * mul[h] + (acc ? row[c] : 0.f));
+      if (c + 1 < Hd) row.set(c + 1, x[n][2 * h + 1] * mul[h] + (acc ? row[c + 1] : 0.f));
     }
   }
 }
@@ -269,7 +287,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtas<HDP>) attn_fwd_kernel(const
 }
 
 // ---- Backward 1: D[b, h, t] = dO_t . O_t, one warp per (b, t, h) (consecutive warps read consecutive memory).
-__global__ void attn_bwd_dot_kernel(const float* dout, const float* o, float* D, int B, int T, int H, int Hd) {
+__global__ void attn_bwd_dot_kernel(FIn dout, FIn o, float* D, int B, int T, int H, int Hd) {
   const int64_t w = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
   const int lane = threadIdx.x & 31;
   if (w >= static_cast<int64_t>(B) * T * H) return;
@@ -395,7 +413,7 @@ __global__ void __launch_bounds__(kThreads) attn_bwd_dkv_kernel(const AttnArgs a
     mul_pv<HDP>(dk, dpt, sQ, nq, lane);  // dK += dS^T Q
   }
   const float one[2] = {1.f, 1.f};
-  float* dk_out = a.dqkv + hv.q_off + ldo;
+  const FOut dk_out = a.dqkv + hv.q_off + ldo;
   write_rows<HDP>(dk_out, ld, k0 + warp * 16, T, a.Hd, dk, one, a.acc, lane);
   write_rows<HDP>(dk_out + ldo, ld, k0 + warp * 16, T, a.Hd, dv, one, a.acc, lane);
 }
@@ -443,7 +461,7 @@ AttnArgs attn_args(const OpCall& c, const Tensor& qkv) {
   a.Hd = static_cast<int>(d.Hd);
   a.scale = d.scale;
   a.acc = d.acc;
-  a.qkv = qkv.f32();
+  a.qkv = fin(qkv);
   if (qkv.shape[0] > 65535 || qkv.shape[1] > 0x7fffffffLL - 64)
     throw Error("attention: batch above 65535 or T above 2^31 is not supported by the CUDA kernel");
   if (a.Hd > 128) throw Error("attention: the CUDA kernel supports head dims up to 128, got " + std::to_string(a.Hd));
@@ -463,12 +481,12 @@ __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {
   m = mn;
 }
 
-__global__ void softmax_kernel(const float* x, float* y, int64_t R, int64_t C, float scale, bool vec) {
+__global__ void softmax_kernel(FIn x, FOut y, int64_t R, int64_t C, float scale, bool vec) {
   const int64_t r = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (r >= R) return;
-  const float* xr = x + r * C;
-  float* yr = y + r * C;
+  const FIn xr = x + r * C;
+  const FOut yr = y + r * C;
   // Pass 1: online max and sum per lane, then merged across the warp.
   float m = -INFINITY, s = 0.f;
   auto add = [&](float xv) {
@@ -482,7 +500,7 @@ __global__ void softmax_kernel(const float* x, float* y, int64_t R, int64_t C, f
   };
   if (vec) {
     for (int64_t j = 4 * lane; j < C; j += 128) {
-      const float4 q = *reinterpret_cast<const float4*>(xr + j);
+      const float4 q = xr.ld4(j);
       add(q.x), add(q.y), add(q.z), add(q.w);
     }
   } else {
@@ -494,29 +512,28 @@ __global__ void softmax_kernel(const float* x, float* y, int64_t R, int64_t C, f
   // Pass 2: y = exp(scale x - max) / sum (same element ownership as pass 1).
   if (vec) {
     for (int64_t j = 4 * lane; j < C; j += 128) {
-      float4 q = *reinterpret_cast<const float4*>(xr + j);
+      float4 q = xr.ld4(j);
       q.x = __expf(scale * q.x - m) * inv;
       q.y = __expf(scale * q.y - m) * inv;
       q.z = __expf(scale * q.z - m) * inv;
       q.w = __expf(scale * q.w - m) * inv;
-      *reinterpret_cast<float4*>(yr + j) = q;
+      yr.st4(j, q);
     }
   } else {
-    for (int64_t j = lane; j < C; j += 32) yr[j] = __expf(scale * xr[j] - m) * inv;
+    for (int64_t j = lane; j < C; j += 32) yr.set(j, __expf(scale * xr[j] - m) * inv);
   }
 }
 
-__global__ void softmax_bwd_kernel(const float* y, const float* dy, float* dx, int64_t R, int64_t C, float scale,
-                                   bool acc, bool vec) {
+__global__ void softmax_bwd_kernel(FIn y, FIn dy, FOut dx, int64_t R, int64_t C, float scale, bool acc, bool vec) {
   const int64_t r = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (r >= R) return;
-  const float *yr = y + r * C, *dyr = dy + r * C;
-  float* dxr = dx + r * C;
+  const FIn yr = y + r * C, dyr = dy + r * C;
+  const FOut dxr = dx + r * C;
   float dot = 0.f;
   if (vec) {
     for (int64_t j = 4 * lane; j < C; j += 128) {
-      const float4 a = *reinterpret_cast<const float4*>(yr + j), d = *reinterpret_cast<const float4*>(dyr + j);
+      const float4 a = yr.ld4(j), d = dyr.ld4(j);
       dot += a.x * d.x + a.y * d.y + a.z * d.z + a.w * d.w;
     }
   } else {
@@ -526,19 +543,19 @@ __global__ void softmax_bwd_kernel(const float* y, const float* dy, float* dx, i
   for (int o = 16; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
   if (vec) {
     for (int64_t j = 4 * lane; j < C; j += 128) {
-      const float4 a = *reinterpret_cast<const float4*>(yr + j), d = *reinterpret_cast<const float4*>(dyr + j);
+      const float4 a = yr.ld4(j), d = dyr.ld4(j);
       float4 g = make_float4(scale * (a.x * (d.x - dot)), scale * (a.y * (d.y - dot)), scale * (a.z * (d.z - dot)),
                              scale * (a.w * (d.w - dot)));
       if (acc) {
-        const float4 o = *reinterpret_cast<const float4*>(dxr + j);
+        const float4 o = dxr.ld4(j);
         g.x += o.x, g.y += o.y, g.z += o.z, g.w += o.w;
       }
-      *reinterpret_cast<float4*>(dxr + j) = g;
+      dxr.st4(j, g);
     }
   } else {
     for (int64_t j = lane; j < C; j += 32) {
       const float g = scale * (yr[j] * (dyr[j] - dot));
-      dxr[j] = acc ? dxr[j] + g : g;
+      dxr.set(j, acc ? dxr[j] + g : g);
     }
   }
 }
@@ -590,10 +607,10 @@ __global__ void attention_probs_kernel(const float* __restrict__ qkv, float* __r
 
 void attention(const OpCall& c) {
   AttnArgs a = attn_args(c, c.x(0));
-  a.o = c.y(0).f32();
+  a.o = fout(c.y(0));
   a.lse = c.y(1).f32();
   if (a.B == 0 || a.T == 0 || a.Hd == 0) return;
-  a.vec = a.Hd % 4 == 0 && aligned16(a.qkv) && aligned16(a.o);
+  a.vec = a.Hd % 4 == 0 && aligned16(a.qkv.p) && aligned16(a.o.p);
   const dim3 grid((a.T + kRows - 1) / kRows, a.H, a.B);
   cudaStream_t st = stream_of(c);
   switch (padded_hd(a.Hd)) {
@@ -608,12 +625,12 @@ void attention(const OpCall& c) {
 
 void attention_bwd(const OpCall& c) {
   AttnArgs a = attn_args(c, c.x(1));
-  a.dout = c.x(0).f32();
-  const float* o = c.x(2).f32();
+  a.dout = fin(c.x(0));
+  const FIn o = fin(c.x(2));
   a.lse = const_cast<float*>(c.x(3).f32());  // read only in the backward
-  a.dqkv = c.y(0).f32();
+  a.dqkv = fout(c.y(0));
   if (a.B == 0 || a.T == 0 || a.Hd == 0) return;
-  a.vec = a.Hd % 4 == 0 && aligned16(a.qkv) && aligned16(a.dout) && aligned16(a.dqkv);
+  a.vec = a.Hd % 4 == 0 && aligned16(a.qkv.p) && aligned16(a.dout.p) && aligned16(a.dqkv.p);
   cudaStream_t st = stream_of(c);
   const int64_t rows = static_cast<int64_t>(a.B) * a.H * a.T;
   float* D = static_cast<float*>(workspace(ctx_of(c), sizeof(float) * rows));
@@ -636,9 +653,9 @@ void softmax(const OpCall& c) {
   const SoftmaxArgs sa = softmax_args(c);
   const int64_t C = sa.C, R = sa.R;
   if (R == 0 || C == 0) return;
-  const float* xp = c.x(0).f32();
-  float* yp = c.y(0).f32();
-  const bool vec = C % 4 == 0 && aligned16(xp) && aligned16(yp);
+  const FIn xp = fin(c.x(0));
+  const FOut yp = fout(c.y(0));
+  const bool vec = C % 4 == 0 && vec_base(xp) && vec_base(yp);
   softmax_kernel<<<row_blocks(R), 32 * kRowsPerBlock, 0, stream_of(c)>>>(xp, yp, R, C, sa.scale, vec);
   check_launch("softmax");
 }
@@ -647,9 +664,9 @@ void softmax_bwd(const OpCall& c) {
   const SoftmaxArgs sa = softmax_args(c);
   const int64_t C = sa.C, R = sa.R;
   if (R == 0 || C == 0) return;
-  const float *yp = c.x(0).f32(), *dyp = c.x(1).f32();
-  float* dxp = c.y(0).f32();
-  const bool vec = C % 4 == 0 && aligned16(yp) && aligned16(dyp) && aligned16(dxp);
+  const FIn yp = fin(c.x(0)), dyp = fin(c.x(1));
+  const FOut dxp = fout(c.y(0));
+  const bool vec = C % 4 == 0 && vec_base(yp) && vec_base(dyp) && vec_base(dxp);
   softmax_bwd_kernel<<<row_blocks(R), 32 * kRowsPerBlock, 0, stream_of(c)>>>(yp, dyp, dxp, R, C, sa.scale, sa.acc, vec);
   check_launch("softmax_bwd");
 }

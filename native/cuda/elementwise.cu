@@ -10,6 +10,10 @@
 // few waves of blocks per SM. Elementwise ops may run in place, so no __restrict__ on their pointers.
 // Reductions over rows (sum_to, dgamma) use the deterministic two-pass column reduction of ops_util.cuh.
 //
+// Storage: float tensors are read and written through the FIn / FOut views of common.cuh, so every
+// slot that ops.h lets be bf16 may be, in any mix; arithmetic stays fp32 and a bf16 output is rounded
+// once when stored. Vector accesses are float4s for f32 and 8-byte groups of four for bf16.
+//
 // Precision: the build uses --use_fast_math, so expf/erff/division may be a few ulp off the CPU's;
 // these ops are compared with the CPU at ~1e-5, except fill, copy, cast and drop_path_mask, which are
 // exact (integer and correctly rounded operations only, in the CPU's order).
@@ -60,25 +64,22 @@ void launch_fill(const OpCall& c, T* p, int64_t n, T v) {
 // The generic elementwise map: y[i] = f(a[i], b[i], y[i]) (b and the old y read only when used).
 // F::kB: whether b is read; F::kY: whether the old y is read (acc). f's result is written to y.
 template <class F>
-__global__ void map_kernel(const float* a, const float* b, float* y, int64_t n, bool vec, F f) {
+__global__ void map_kernel(FIn a, FIn b, FOut y, int64_t n, bool vec, F f) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   int64_t done = 0;
   if (vec) {
     const int64_t n4 = n >> 2;
-    const float4* a4 = reinterpret_cast<const float4*>(a);
-    const float4* b4 = reinterpret_cast<const float4*>(b);
-    float4* y4 = reinterpret_cast<float4*>(y);
     for (int64_t i = tid; i < n4; i += stride) {
-      float4 av = a4[i], bv = av, yv = av;
-      if (F::kB) bv = b4[i];
-      if (F::kY) yv = y4[i];
+      float4 av = a.ld4(4 * i), bv = av, yv = av;
+      if (F::kB) bv = b.ld4(4 * i);
+      if (F::kY) yv = y.ld4(4 * i);
       float4 r;
       r.x = f(av.x, bv.x, yv.x);
       r.y = f(av.y, bv.y, yv.y);
       r.z = f(av.z, bv.z, yv.z);
       r.w = f(av.w, bv.w, yv.w);
-      y4[i] = r;
+      y.st4(4 * i, r);
     }
     done = n4 << 2;
   }
@@ -86,14 +87,14 @@ __global__ void map_kernel(const float* a, const float* b, float* y, int64_t n, 
     float av = a[i];
     float bv = F::kB ? b[i] : av;
     float yv = F::kY ? y[i] : av;
-    y[i] = f(av, bv, yv);
+    y.set(i, f(av, bv, yv));
   }
 }
 
 template <class F>
-void launch_map(const OpCall& c, const char* what, const float* a, const float* b, float* y, int64_t n, F f) {
+void launch_map(const OpCall& c, const char* what, FIn a, FIn b, FOut y, int64_t n, F f) {
   if (n <= 0) return;
-  const bool vec = aligned16(a) && aligned16(y) && (!F::kB || aligned16(b));
+  const bool vec = vec_base(a) && vec_base(y) && (!F::kB || vec_base(b));
   map_kernel<F><<<grid_for(c, vec ? (n + 3) / 4 : n), kBlock, 0, stream_of(c)>>>(a, b, y, n, vec, f);
   check_launch(what);
 }
@@ -190,32 +191,32 @@ __global__ void bf16_to_f32_kernel(const uint16_t* x, float* y, int64_t n, bool 
 
 // ---------------------------------------------------------------------------------------------
 // add: y [R, S] = a [R, S] + b [S]. Vector path when S % 4 == 0 (then every float4 lies in one row).
-__global__ void add_kernel(const float* a, const float* b, float* y, int64_t n, int64_t S, bool vec) {
+__global__ void add_kernel(FIn a, FIn b, FOut y, int64_t n, int64_t S, bool vec) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (vec) {
     const int64_t n4 = n >> 2, S4 = S >> 2;
     for (int64_t i = tid; i < n4; i += stride) {
-      float4 av = reinterpret_cast<const float4*>(a)[i];
-      float4 bv = reinterpret_cast<const float4*>(b)[i % S4];
-      reinterpret_cast<float4*>(y)[i] = make_float4(av.x + bv.x, av.y + bv.y, av.z + bv.z, av.w + bv.w);
+      float4 av = a.ld4(4 * i);
+      float4 bv = b.ld4(4 * (i % S4));
+      y.st4(4 * i, make_float4(av.x + bv.x, av.y + bv.y, av.z + bv.z, av.w + bv.w));
     }
     return;
   }
-  for (int64_t i = tid; i < n; i += stride) y[i] = a[i] + b[i % S];
+  for (int64_t i = tid; i < n; i += stride) y.set(i, a[i] + b[i % S]);
 }
 
 // sum_to / scale_add_bwd / mask_fill_bwd functors for column_reduce.
 struct SumRowsF {
-  const float* x;
+  FIn x;
   int64_t S;
   __device__ void operator()(int64_t r, int64_t j, float (&v)[1]) const { v[0] = x[r * S + j]; }
 };
 
 // ---------------------------------------------------------------------------------------------
 // scale_add: x [R, C] += keep[r / L] * (gamma[j] * y). Rows of a dropped path (keep 0) are not touched.
-__global__ void scale_add_kernel(float* x, const float* y, const float* gamma, const float* keep, int64_t n, int64_t C,
-                                 int64_t LC, bool vec) {
+__global__ void scale_add_kernel(FOut x, FIn y, const float* gamma, const float* keep, int64_t n, int64_t C, int64_t LC,
+                                 bool vec) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (vec) {
@@ -223,14 +224,14 @@ __global__ void scale_add_kernel(float* x, const float* y, const float* gamma, c
     for (int64_t i = tid; i < n4; i += stride) {
       const float k = keep ? keep[(i << 2) / LC] : 1.0f;
       if (k == 0.0f) continue;
-      float4 xv = reinterpret_cast<float4*>(x)[i];
-      float4 yv = reinterpret_cast<const float4*>(y)[i];
+      float4 xv = x.ld4(4 * i);
+      float4 yv = y.ld4(4 * i);
       if (gamma) {
         float4 g = reinterpret_cast<const float4*>(gamma)[i % C4];
         yv.x *= g.x, yv.y *= g.y, yv.z *= g.z, yv.w *= g.w;
       }
       xv.x += k * yv.x, xv.y += k * yv.y, xv.z += k * yv.z, xv.w += k * yv.w;
-      reinterpret_cast<float4*>(x)[i] = xv;
+      x.st4(4 * i, xv);
     }
     return;
   }
@@ -238,45 +239,46 @@ __global__ void scale_add_kernel(float* x, const float* y, const float* gamma, c
     const float k = keep ? keep[i / LC] : 1.0f;
     if (k == 0.0f) continue;
     const float yv = gamma ? gamma[i % C] * y[i] : y[i];
-    x[i] += k * yv;
+    x.set(i, x[i] + k * yv);
   }
 }
 
 // scale_add_bwd without dgamma: dy = keep * gamma * dx (+ dy).
-__global__ void scale_add_bwd_kernel(const float* dx, const float* gamma, const float* keep, float* dy, int64_t n,
-                                     int64_t C, int64_t LC, bool acc, bool vec) {
+__global__ void scale_add_bwd_kernel(FIn dx, const float* gamma, const float* keep, FOut dy, int64_t n, int64_t C,
+                                     int64_t LC, bool acc, bool vec) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (vec) {
     const int64_t n4 = n >> 2, C4 = C >> 2;
     for (int64_t i = tid; i < n4; i += stride) {
       const float k = keep ? keep[(i << 2) / LC] : 1.0f;
-      float4 v = reinterpret_cast<const float4*>(dx)[i];
+      float4 v = dx.ld4(4 * i);
       if (gamma) {
         float4 g = reinterpret_cast<const float4*>(gamma)[i % C4];
         v.x *= g.x, v.y *= g.y, v.z *= g.z, v.w *= g.w;
       }
       v.x *= k, v.y *= k, v.z *= k, v.w *= k;
       if (acc) {
-        float4 o = reinterpret_cast<float4*>(dy)[i];
+        float4 o = dy.ld4(4 * i);
         v.x += o.x, v.y += o.y, v.z += o.z, v.w += o.w;
       }
-      reinterpret_cast<float4*>(dy)[i] = v;
+      dy.st4(4 * i, v);
     }
     return;
   }
   for (int64_t i = tid; i < n; i += stride) {
     const float k = keep ? keep[i / LC] : 1.0f;
     float v = k * (gamma ? gamma[i % C] * dx[i] : dx[i]);
-    dy[i] = acc ? dy[i] + v : v;
+    dy.set(i, acc ? dy[i] + v : v);
   }
 }
 
 // With dgamma: the column reduction visits every (r, j) once; it writes dy there and contributes
 // keep * dx * y to dgamma[j].
 struct ScaleAddBwdF {
-  const float *dx, *y, *gamma, *keep;
-  float* dy;
+  FIn dx, y;
+  const float *gamma, *keep;
+  FOut dy;
   int64_t C, L;
   bool acc;
   __device__ void operator()(int64_t r, int64_t j, float (&v)[1]) const {
@@ -284,7 +286,7 @@ struct ScaleAddBwdF {
     const int64_t i = r * C + j;
     const float d = dx[i];
     const float o = k * (gamma[j] * d);
-    dy[i] = acc ? dy[i] + o : o;
+    dy.set(i, acc ? dy[i] + o : o);
     v[0] = k != 0.0f ? k * (d * y[i]) : 0.0f;  // a dropped row adds nothing (not even 0 * inf)
   }
 };
@@ -320,19 +322,18 @@ void fill(const OpCall& c) {
 }
 
 void copy(const OpCall& c) {
-  const float* x = c.x(0).f32();
-  float* y = c.y(0).f32();
+  const FIn x = fin(c.x(0));
+  const FOut y = fout(c.y(0));
   const int64_t n = c.x(0).numel();
   const CopyArgs a = copy_args(c);
   const float alpha = a.alpha;
   if (n <= 0) return;
   if (a.acc) {
-    launch_map(c, "copy", x, nullptr, y, n, ScaleAccF{alpha});
-  } else if (alpha == 1.0f) {
-    if (y != x)
-      check(cudaMemcpyAsync(y, x, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToDevice, stream_of(c)), "copy");
-  } else {
-    launch_map(c, "copy", x, nullptr, y, n, ScaleF{alpha});
+    launch_map(c, "copy", x, FIn{}, y, n, ScaleAccF{alpha});
+  } else if (alpha == 1.0f && x.bf == y.bf) {
+    if (y.p != x.p) check(cudaMemcpyAsync(y.p, x.p, c.x(0).nbytes(), cudaMemcpyDeviceToDevice, stream_of(c)), "copy");
+  } else {  // (alpha 1 between dtypes: a cast, rounded as cast rounds)
+    launch_map(c, "copy", x, FIn{}, y, n, ScaleF{alpha});
   }
 }
 
@@ -354,12 +355,11 @@ void cast(const OpCall& c) {
 }
 
 void add(const OpCall& c) {
-  const float* a = c.x(0).f32();
-  const float* b = c.x(1).f32();
-  float* y = c.y(0).f32();
+  const FIn a = fin(c.x(0)), b = fin(c.x(1));
+  const FOut y = fout(c.y(0));
   const int64_t S = c.x(1).numel(), n = c.x(0).numel();
   if (n <= 0 || S <= 0) return;
-  const bool vec = S % 4 == 0 && aligned16(a) && aligned16(b) && aligned16(y);
+  const bool vec = S % 4 == 0 && vec_base(a) && vec_base(b) && vec_base(y);
   add_kernel<<<grid_for(c, vec ? n / 4 : n), kBlock, 0, stream_of(c)>>>(a, b, y, n, S, vec);
   check_launch("add");
 }
@@ -367,50 +367,50 @@ void add(const OpCall& c) {
 void sum_to(const OpCall& c) {
   const int64_t S = c.y(0).numel(), R = S ? c.x(0).numel() / S : 0;
   ColOut<1> o{{c.y(0).f32()}, accumulates(c)};
-  column_reduce<1>(c, "sum_to", SumRowsF{c.x(0).f32(), S}, R, S, o);
+  column_reduce<1>(c, "sum_to", SumRowsF{fin(c.x(0)), S}, R, S, o);
 }
 
-void gelu(const OpCall& c) { launch_map(c, "gelu", c.x(0).f32(), nullptr, c.y(0).f32(), c.x(0).numel(), GeluF{}); }
+void gelu(const OpCall& c) { launch_map(c, "gelu", fin(c.x(0)), FIn{}, fout(c.y(0)), c.x(0).numel(), GeluF{}); }
 
 void gelu_bwd(const OpCall& c) {
   if (accumulates(c))
-    launch_map(c, "gelu_bwd", c.x(0).f32(), c.x(1).f32(), c.y(0).f32(), c.x(0).numel(), GeluBwdF<true>{});
+    launch_map(c, "gelu_bwd", fin(c.x(0)), fin(c.x(1)), fout(c.y(0)), c.x(0).numel(), GeluBwdF<true>{});
   else
-    launch_map(c, "gelu_bwd", c.x(0).f32(), c.x(1).f32(), c.y(0).f32(), c.x(0).numel(), GeluBwdF<false>{});
+    launch_map(c, "gelu_bwd", fin(c.x(0)), fin(c.x(1)), fout(c.y(0)), c.x(0).numel(), GeluBwdF<false>{});
 }
 
 void quick_gelu(const OpCall& c) {
-  launch_map(c, "quick_gelu", c.x(0).f32(), nullptr, c.y(0).f32(), c.x(0).numel(), QuickF{});
+  launch_map(c, "quick_gelu", fin(c.x(0)), FIn{}, fout(c.y(0)), c.x(0).numel(), QuickF{});
 }
 
 void quick_gelu_bwd(const OpCall& c) {
   if (accumulates(c))
-    launch_map(c, "quick_gelu_bwd", c.x(0).f32(), c.x(1).f32(), c.y(0).f32(), c.x(0).numel(), QuickBwdF<true>{});
+    launch_map(c, "quick_gelu_bwd", fin(c.x(0)), fin(c.x(1)), fout(c.y(0)), c.x(0).numel(), QuickBwdF<true>{});
   else
-    launch_map(c, "quick_gelu_bwd", c.x(0).f32(), c.x(1).f32(), c.y(0).f32(), c.x(0).numel(), QuickBwdF<false>{});
+    launch_map(c, "quick_gelu_bwd", fin(c.x(0)), fin(c.x(1)), fout(c.y(0)), c.x(0).numel(), QuickBwdF<false>{});
 }
 
 void scale_add(const OpCall& c) {
   const Tensor& X = c.y(0);
-  float* x = X.f32();
-  const float* y = c.x(0).f32();
+  const FOut x = fout(X);
+  const FIn y = fin(c.x(0));
   const float* gamma = c.has_in(1) ? c.x(1).f32() : nullptr;
   const float* keep = c.has_in(2) ? c.x(2).f32() : nullptr;
   const int64_t n = X.numel(), C = X.shape[-1], B = X.shape[0];
   if (n <= 0 || C <= 0) return;
   const int64_t LC = n / B;  // elements per batch element
-  const bool vec = C % 4 == 0 && aligned16(x) && aligned16(y) && (!gamma || aligned16(gamma));
+  const bool vec = C % 4 == 0 && vec_base(x) && vec_base(y) && (!gamma || aligned16(gamma));
   scale_add_kernel<<<grid_for(c, vec ? n / 4 : n), kBlock, 0, stream_of(c)>>>(x, y, gamma, keep, n, C, LC, vec);
   check_launch("scale_add");
 }
 
 void scale_add_bwd(const OpCall& c) {
   const Tensor& DX = c.x(0);
-  const float* dx = DX.f32();
-  const float* y = c.x(1).f32();
+  const FIn dx = fin(DX);
+  const FIn y = fin(c.x(1));
   const float* gamma = c.has_in(2) ? c.x(2).f32() : nullptr;
   const float* keep = c.has_in(3) ? c.x(3).f32() : nullptr;
-  float* dy = c.y(0).f32();
+  const FOut dy = fout(c.y(0));
   float* dgamma = c.has_out(1) ? c.y(1).f32() : nullptr;
   const bool acc = accumulates(c);
   const int64_t n = DX.numel(), C = DX.shape[-1], R = DX.shape.leading(1), B = DX.shape[0];
@@ -421,7 +421,7 @@ void scale_add_bwd(const OpCall& c) {
     column_reduce<1>(c, "scale_add_bwd", ScaleAddBwdF{dx, y, gamma, keep, dy, C, L, acc}, R, C, o);
     return;
   }
-  const bool vec = C % 4 == 0 && aligned16(dx) && aligned16(dy) && (!gamma || aligned16(gamma));
+  const bool vec = C % 4 == 0 && vec_base(dx) && vec_base(dy) && (!gamma || aligned16(gamma));
   scale_add_bwd_kernel<<<grid_for(c, vec ? n / 4 : n), kBlock, 0, stream_of(c)>>>(dx, gamma, keep, dy, n, C, L * C, acc,
                                                                                   vec);
   check_launch("scale_add_bwd");

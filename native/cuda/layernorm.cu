@@ -14,6 +14,9 @@
 // are two-pass in fp32 like the CPU (mean first, then squared deviations); the row is re-read from L1
 // for each pass rather than held in registers, so any C works. The per-row scalars use correctly
 // rounded division and sqrt (__fdiv_rn, __fsqrt_rn) despite --use_fast_math, as the CPU does.
+// Storage: x, y (and dy, dx of the backward) are f32 or bf16 through the FIn / FOut views of
+// common.cuh; w, b, mean, rstd, dw, db are f32. The statistics are fp32 from the widened values, y is
+// rounded once when stored.
 // dw/db: the deterministic column reduction of ops_util.cuh (per-chunk partials, then an ordered sum),
 // a second read of dy and x; no atomics.
 #include <cstdint>
@@ -33,17 +36,17 @@ namespace {
 // it writes y[j], and the statistics are complete before the first write).
 template <bool VEC>
 __global__ void __launch_bounds__(kBlock)
-    norm_fwd_kernel(const float* x, const float* __restrict__ w, const float* __restrict__ b, float* y,
-                    float* __restrict__ mean, float* __restrict__ rstd, int64_t R, int C, float var_div, float eps) {
+    norm_fwd_kernel(FIn x, const float* __restrict__ w, const float* __restrict__ b, FOut y, float* __restrict__ mean,
+                    float* __restrict__ rstd, int64_t R, int C, float var_div, float eps) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += warps) {
-    const float* xr = x + r * C;
-    float* yr = y + r * C;
+    const FIn xr = x + r * C;
+    const FOut yr = y + r * C;
     float s = 0.0f;
     if (VEC) {
       for (int j = lane * 4; j < C; j += 128) {
-        float4 v = *reinterpret_cast<const float4*>(xr + j);
+        float4 v = xr.ld4(j);
         s += (v.x + v.y) + (v.z + v.w);
       }
     } else {
@@ -53,7 +56,7 @@ __global__ void __launch_bounds__(kBlock)
     float q = 0.0f;
     if (VEC) {
       for (int j = lane * 4; j < C; j += 128) {
-        float4 v = *reinterpret_cast<const float4*>(xr + j);
+        float4 v = xr.ld4(j);
         float a = v.x - m, bb = v.y - m, c = v.z - m, d = v.w - m;
         q += (a * a + bb * bb) + (c * c + d * d);
       }
@@ -71,7 +74,7 @@ __global__ void __launch_bounds__(kBlock)
     }
     if (VEC) {
       for (int j = lane * 4; j < C; j += 128) {
-        float4 v = *reinterpret_cast<const float4*>(xr + j);
+        float4 v = xr.ld4(j);
         float4 o = make_float4((v.x - m) * rs, (v.y - m) * rs, (v.z - m) * rs, (v.w - m) * rs);
         if (w) {
           float4 g = *reinterpret_cast<const float4*>(w + j);
@@ -81,24 +84,23 @@ __global__ void __launch_bounds__(kBlock)
           float4 h = *reinterpret_cast<const float4*>(b + j);
           o.x += h.x, o.y += h.y, o.z += h.z, o.w += h.w;
         }
-        *reinterpret_cast<float4*>(yr + j) = o;
+        yr.st4(j, o);
       }
     } else {
       for (int j = lane; j < C; j += 32) {
         float o = (xr[j] - m) * rs;
         if (w) o *= w[j];
         if (b) o += b[j];
-        yr[j] = o;
+        yr.set(j, o);
       }
     }
   }
 }
 
 // x[j..j+3] and the upstream gradient g = dy[j..j+3] (times w[j..j+3] when affine), float4 loads.
-__device__ __forceinline__ void load_x_g(const float* xr, const float* dyr, const float* w, int j, float4& xv,
-                                         float4& g) {
-  xv = *reinterpret_cast<const float4*>(xr + j);
-  g = *reinterpret_cast<const float4*>(dyr + j);
+__device__ __forceinline__ void load_x_g(FIn xr, FIn dyr, const float* w, int j, float4& xv, float4& g) {
+  xv = xr.ld4(j);
+  g = dyr.ld4(j);
   if (w) {
     const float4 wv = *reinterpret_cast<const float4*>(w + j);
     g.x *= wv.x, g.y *= wv.y, g.z *= wv.z, g.w *= wv.w;
@@ -108,15 +110,14 @@ __device__ __forceinline__ void load_x_g(const float* xr, const float* dyr, cons
 // dx of layernorm, one warp per row.
 template <bool VEC>
 __global__ void __launch_bounds__(kBlock)
-    ln_bwd_kernel(const float* __restrict__ dy, const float* __restrict__ x, const float* __restrict__ mean,
-                  const float* __restrict__ rstd, const float* __restrict__ w, float* __restrict__ dx, int64_t R, int C,
-                  float inv_c, float inv_d, bool acc) {
+    ln_bwd_kernel(FIn dy, FIn x, const float* __restrict__ mean, const float* __restrict__ rstd,
+                  const float* __restrict__ w, FOut dx, int64_t R, int C, float inv_c, float inv_d, bool acc) {
   const int lane = threadIdx.x & 31;
   const int64_t warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += warps) {
-    const float* xr = x + r * C;
-    const float* dyr = dy + r * C;
-    float* dxr = dx + r * C;
+    const FIn xr = x + r * C;
+    const FIn dyr = dy + r * C;
+    const FOut dxr = dx + r * C;
     const float m = mean[r], rs = rstd[r];
     float s1 = 0.0f, s2 = 0.0f;  // sum g, sum g xhat
     if (VEC) {
@@ -144,16 +145,16 @@ __global__ void __launch_bounds__(kBlock)
         o.z = rs * (g.z - mg - ((xv.z - m) * rs) * mgx);
         o.w = rs * (g.w - mg - ((xv.w - m) * rs) * mgx);
         if (acc) {
-          float4 p = *reinterpret_cast<const float4*>(dxr + j);
+          float4 p = dxr.ld4(j);
           o.x += p.x, o.y += p.y, o.z += p.z, o.w += p.w;
         }
-        *reinterpret_cast<float4*>(dxr + j) = o;
+        dxr.st4(j, o);
       }
     } else {
       for (int j = lane; j < C; j += 32) {
         float g = w ? dyr[j] * w[j] : dyr[j];
         float o = rs * (g - mg - ((xr[j] - m) * rs) * mgx);
-        dxr[j] = acc ? dxr[j] + o : o;
+        dxr.set(j, acc ? dxr[j] + o : o);
       }
     }
   }
@@ -161,7 +162,8 @@ __global__ void __launch_bounds__(kBlock)
 
 // dw, db contributions of (r, j) for the column reduction.
 struct LnParamF {
-  const float *dy, *x, *mean, *rstd;
+  FIn dy, x;
+  const float *mean, *rstd;
   int64_t C;
   __device__ void operator()(int64_t r, int64_t j, float (&v)[2]) const {
     const int64_t i = r * C + j;
@@ -171,10 +173,10 @@ struct LnParamF {
   }
 };
 
-bool vec_ok(int64_t C, std::initializer_list<const void*> ptrs) {
+bool vec_ok(int64_t C, std::initializer_list<FIn> views) {
   if (C % 4) return false;
-  for (const void* p : ptrs)
-    if (p && !aligned16(p)) return false;
+  for (FIn v : views)
+    if (!vec_base(v)) return false;
   return true;
 }
 
@@ -230,11 +232,11 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
-void norm_fwd(const OpCall& c, const char* what, const float* x, const float* w, const float* b, float* y, float* mean,
+void norm_fwd(const OpCall& c, const char* what, FIn x, const float* w, const float* b, FOut y, float* mean,
               float* rstd, int64_t R, int64_t C, float var_div, float eps) {
   if (R <= 0 || C <= 0) return;
   const int grid = grid_for(c, R, kWarps);
-  if (vec_ok(C, {x, w, b, y}))
+  if (vec_ok(C, {x, FIn{w, false}, FIn{b, false}, y}))
     norm_fwd_kernel<true>
         <<<grid, kBlock, 0, stream_of(c)>>>(x, w, b, y, mean, rstd, R, static_cast<int>(C), var_div, eps);
   else
@@ -248,25 +250,25 @@ void norm_fwd(const OpCall& c, const char* what, const float* x, const float* w,
 void layernorm(const OpCall& c) {
   const Tensor& X = c.x(0);
   const NormArgs n = norm_args(c);
-  norm_fwd(c, "layernorm", X.f32(), c.has_in(1) ? c.x(1).f32() : nullptr, c.has_in(2) ? c.x(2).f32() : nullptr,
-           c.y(0).f32(), c.y(1).f32(), c.y(2).f32(), n.R, n.C, n.var_div, n.eps);
+  norm_fwd(c, "layernorm", fin(X), c.has_in(1) ? c.x(1).f32() : nullptr, c.has_in(2) ? c.x(2).f32() : nullptr,
+           fout(c.y(0)), c.y(1).f32(), c.y(2).f32(), n.R, n.C, n.var_div, n.eps);
 }
 
 void pixel_norm(const OpCall& c) {
   const NormArgs n = norm_args(c);
   const int64_t C = n.C, R = n.R;
-  norm_fwd(c, "pixel_norm", c.x(0).f32(), nullptr, nullptr, c.y(0).f32(), nullptr, nullptr, R, C,
+  norm_fwd(c, "pixel_norm", fin(c.x(0)), nullptr, nullptr, fout(c.y(0)), nullptr, nullptr, R, C,
            static_cast<float>(C - 1), n.eps);
 }
 
 void layernorm_bwd(const OpCall& c) {
   const NormArgs n = norm_args(c);
-  const float* dy = c.x(0).f32();
-  const float* x = c.x(1).f32();
+  const FIn dy = fin(c.x(0));
+  const FIn x = fin(c.x(1));
   const float* mean = c.x(2).f32();
   const float* rstd = c.x(3).f32();
   const float* w = c.has_in(4) ? c.x(4).f32() : nullptr;
-  float* dx = c.y(0).f32();
+  const FOut dx = fout(c.y(0));
   float* dw = c.has_out(1) ? c.y(1).f32() : nullptr;
   float* db = c.has_out(2) ? c.y(2).f32() : nullptr;
   const int64_t C = n.C, R = n.R;
@@ -274,7 +276,7 @@ void layernorm_bwd(const OpCall& c) {
   const bool acc = n.acc;
   const float inv_c = 1.0f / static_cast<float>(C), inv_d = 1.0f / n.var_div;
   const int grid = grid_for(c, R, kWarps);
-  if (vec_ok(C, {dy, x, w, dx}))
+  if (vec_ok(C, {dy, x, FIn{w, false}, dx}))
     ln_bwd_kernel<true>
         <<<grid, kBlock, 0, stream_of(c)>>>(dy, x, mean, rstd, w, dx, R, static_cast<int>(C), inv_c, inv_d, acc);
   else

@@ -11,6 +11,10 @@
 // the same bits on every run (they may differ from the CPU's in the last bits of the double sums).
 // Zero-weight branches are skipped: their component is 0 and their gradient rows are written as zeros.
 //
+// Storage: s, t, pred, target, ds, dpred and the logits / dlogits are f32 or bf16 (FIn / FOut views,
+// common.cuh); the sums are the same fp32 / double sums of the widened values, gradients are rounded
+// once when stored in bf16. Losses and soft targets stay f32.
+//
 // Precision: the build uses --use_fast_math, so the exponentials and the CLS-row arithmetic here are
 // done in double (unaffected by it; single rows or one exp per logit, so the cost is small).
 #include <cstdint>
@@ -26,8 +30,8 @@ using namespace memops;
 namespace {
 
 struct LossArgs {
-  const float *s, *t, *pred, *target;
-  float *ds, *dpred;
+  FIn s, t, pred, target;
+  FOut ds, dpred;
   int64_t R, Dt, P, n_head, n_pix;
   bool do_tok, do_cls, do_pix;
   float beta, inv_beta, tok_scale, pix_scale;
@@ -48,9 +52,9 @@ __global__ void __launch_bounds__(kBlock) medic_loss_rows(LossArgs a) {
     double partial = 0.0;
     if (w < a.n_head) {
       const int64_t off = w * a.Dt;
-      const float* s = a.s + off;
-      const float* t = a.t + off;
-      float* ds = a.ds + off;
+      const FIn s = a.s + off;
+      const FIn t = a.t + off;
+      const FOut ds = a.ds + off;
       const int n = static_cast<int>(a.Dt);
       if (w % a.R == 0) {
         if (a.do_cls) {
@@ -68,14 +72,14 @@ __global__ void __launch_bounds__(kBlock) medic_loss_rows(LossArgs a) {
           const double c = st / (ns * nt);
           const double cc = fmin(1.0, fmax(-1.0, c));
           if (c > 1.0 || c < -1.0) {
-            for (int i = lane; i < n; i += 32) ds[i] = 0.0f;
+            for (int i = lane; i < n; i += 32) ds.set(i, 0.0f);
           } else {
             const double ka = 1.0 / (ns * nt), kb = sqrt(ss) > eps ? c / (ns * ns) : 0.0;
-            for (int i = lane; i < n; i += 32) ds[i] = static_cast<float>(-cls_coef * (ka * t[i] - kb * s[i]));
+            for (int i = lane; i < n; i += 32) ds.set(i, static_cast<float>(-cls_coef * (ka * t[i] - kb * s[i])));
           }
           partial = 1.0 - cc;
         } else {
-          for (int i = lane; i < n; i += 32) ds[i] = 0.0f;
+          for (int i = lane; i < n; i += 32) ds.set(i, 0.0f);
         }
       } else {
         if (a.do_tok) {
@@ -84,29 +88,29 @@ __global__ void __launch_bounds__(kBlock) medic_loss_rows(LossArgs a) {
           for (int i = lane; i < n; i += 32) {
             const float d = s[i] - t[i], ad = fabsf(d), q = fminf(ad, a.beta);
             acc += static_cast<double>(q * (ad - 0.5f * q) * a.inv_beta);
-            ds[i] = tok_scale * fmaxf(-1.0f, fminf(1.0f, d * a.inv_beta));
+            ds.set(i, tok_scale * fmaxf(-1.0f, fminf(1.0f, d * a.inv_beta)));
           }
           partial = warp_sum(acc);
         } else {
-          for (int i = lane; i < n; i += 32) ds[i] = 0.0f;
+          for (int i = lane; i < n; i += 32) ds.set(i, 0.0f);
         }
       }
     } else {
       const int64_t off = (w - a.n_head) * a.P;
-      const float* p = a.pred + off;
-      const float* q = a.target + off;
-      float* dp = a.dpred + off;
+      const FIn p = a.pred + off;
+      const FIn q = a.target + off;
+      const FOut dp = a.dpred + off;
       const int n = static_cast<int>(a.P);
       if (a.do_pix) {
         double acc = 0.0;
         for (int i = lane; i < n; i += 32) {
           const float d = p[i] - q[i];
-          dp[i] = pix_scale * d;
+          dp.set(i, pix_scale * d);
           acc += static_cast<double>(d) * d;
         }
         partial = warp_sum(acc);
       } else {
-        for (int i = lane; i < n; i += 32) dp[i] = 0.0f;
+        for (int i = lane; i < n; i += 32) dp.set(i, 0.0f);
       }
     }
     if (lane == 0) a.part[w] = partial;
@@ -153,14 +157,13 @@ __global__ void __launch_bounds__(kFinal)
 // is recorded as a DeviceFault that the host throws at its next synchronisation);
 // hit[r] = argmax == label (first maximum, as torch.argmax).
 __global__ void __launch_bounds__(kBlock)
-    ce_rows(const float* __restrict__ z, const int32_t* __restrict__ labels, float* __restrict__ dz,
-            double* __restrict__ part, double* __restrict__ hit, int64_t R, int C, double eps, float inv_r, float on,
-            float off, DeviceFault* fault) {
+    ce_rows(FIn z, const int32_t* __restrict__ labels, FOut dz, double* __restrict__ part, double* __restrict__ hit,
+            int64_t R, int C, double eps, float inv_r, float on, float off, DeviceFault* fault) {
   const int lane = threadIdx.x & 31;
   const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += n_warps) {
-    const float* zr = z + r * C;
-    float* dr = dz + r * C;
+    const FIn zr = z + r * C;
+    const FOut dr = dz + r * C;
     const int32_t y = labels[r];
     const bool valid = y >= 0 && y < C;
     if (!valid && lane == 0) report_fault(fault, kFaultLabel, y, C, r);
@@ -189,7 +192,7 @@ __global__ void __launch_bounds__(kBlock)
       const float e = static_cast<float>(exp(static_cast<double>(zr[k] - mx)));
       float d = (e * inv_se - off) * inv_r;
       if (k == y) d -= (on - off) * inv_r;
-      dr[k] = d;
+      dr.set(k, d);
     }
     if (lane == 0) {
       const double lse = mx + log(se);
@@ -212,14 +215,14 @@ __device__ __forceinline__ void first_argmax(float& mx, int& arg, int C) {
 }
 
 __global__ void __launch_bounds__(kBlock)
-    ce_soft_rows(const float* __restrict__ z, const float* __restrict__ t, float* __restrict__ dz,
-                 double* __restrict__ part, double* __restrict__ hit, int64_t R, int C, float inv_r) {
+    ce_soft_rows(FIn z, const float* __restrict__ t, FOut dz, double* __restrict__ part, double* __restrict__ hit,
+                 int64_t R, int C, float inv_r) {
   const int lane = threadIdx.x & 31;
   const int64_t n_warps = static_cast<int64_t>(gridDim.x) * kWarps;
   for (int64_t r = static_cast<int64_t>(blockIdx.x) * kWarps + (threadIdx.x >> 5); r < R; r += n_warps) {
-    const float* zr = z + r * C;
+    const FIn zr = z + r * C;
     const float* tr = t + r * C;
-    float* dr = dz + r * C;
+    const FOut dr = dz + r * C;
     float mx = -INFINITY, tmx = -INFINITY;
     int arg = C, targ = C;
     for (int k = lane; k < C; k += 32) {
@@ -240,7 +243,7 @@ __global__ void __launch_bounds__(kBlock)
     const float sm_scale = static_cast<float>(st / se);
     for (int k = lane; k < C; k += 32) {
       const float e = static_cast<float>(exp(static_cast<double>(zr[k] - mx)));
-      dr[k] = (e * sm_scale - tr[k]) * inv_r;
+      dr.set(k, (e * sm_scale - tr[k]) * inv_r);
     }
     if (lane == 0) {
       part[r] = (mx + log(se)) * st - stz;
@@ -273,12 +276,12 @@ void medic_loss(const OpCall& c) {
   const bool has_pix = plan.has_pix;
 
   LossArgs a;
-  a.s = S.f32();
-  a.t = Tt.f32();
-  a.ds = c.y(1).f32();
-  a.pred = has_pix ? c.x(2).f32() : nullptr;
-  a.target = has_pix ? c.x(3).f32() : nullptr;
-  a.dpred = has_pix ? c.y(2).f32() : nullptr;
+  a.s = fin(S);
+  a.t = fin(Tt);
+  a.ds = fout(c.y(1));
+  a.pred = has_pix ? fin(c.x(2)) : FIn{};
+  a.target = has_pix ? fin(c.x(3)) : FIn{};
+  a.dpred = has_pix ? fout(c.y(2)) : FOut{};
   a.R = R;
   a.Dt = Dt;
   a.P = P;
@@ -342,11 +345,11 @@ void cross_entropy(const OpCall& c) {
   const float on = static_cast<float>(1.0 - eps + eps / C), off = static_cast<float>(eps / C);
   double* part = static_cast<double*>(workspace(ctx_of(c), static_cast<size_t>(R > 0 ? 2 * R : 1) * sizeof(double)));
   if (R > 0 && C > 0 && c.x(1).dtype == DType::F32) {
-    ce_soft_rows<<<grid_for(c, R, kWarps), kBlock, 0, stream_of(c)>>>(Z.f32(), c.x(1).f32(), c.y(1).f32(), part,
+    ce_soft_rows<<<grid_for(c, R, kWarps), kBlock, 0, stream_of(c)>>>(fin(Z), c.x(1).f32(), fout(c.y(1)), part,
                                                                       part + R, R, static_cast<int>(C), inv_r);
     check_launch("cross_entropy");
   } else if (R > 0 && C > 0) {
-    ce_rows<<<grid_for(c, R, kWarps), kBlock, 0, stream_of(c)>>>(Z.f32(), c.x(1).i32(), c.y(1).f32(), part, part + R, R,
+    ce_rows<<<grid_for(c, R, kWarps), kBlock, 0, stream_of(c)>>>(fin(Z), c.x(1).i32(), fout(c.y(1)), part, part + R, R,
                                                                  static_cast<int>(C), eps, inv_r, on, off, fault_of(c));
     check_launch("cross_entropy");
   }

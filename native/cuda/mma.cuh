@@ -1,5 +1,6 @@
 // Tensor-core building blocks shared by gemm.cu and attention.cu: bf16 mma.sync m16n8k16 (sm_80+),
-// ldmatrix fragment loads from shared memory, and the f32 -> bf16 conversion on the way in.
+// ldmatrix fragment loads from shared memory, cp.async global -> shared copies (sm_80+), and the
+// f32 -> bf16 conversion on the way in.
 //
 // Fragment layouts of mma.m16n8k16 (PTX ISA, "matrix fragments for mma.m16n8k16"), with
 // g = lane / 4 and t = lane % 4; each .b32 register holds two bf16, the lower index in the low half:
@@ -21,12 +22,21 @@
 namespace medic::cuda::mma {
 
 #if defined(MEDIC_CUDA_EMU)
-// On the CPU emulator (native/tests/emu) the three PTX instructions are warp rendezvous implemented
-// from the PTX ISA's tables, not from the comments above.
+// On the CPU emulator (native/tests/emu) the three warp-wide PTX instructions are rendezvous
+// implemented from the PTX ISA's tables, not from the comments above; cp.async is a per-thread queue
+// that lands at the wait_group retiring it.
 __device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) { medic_emu::ldmatrix_x4(r, p, false); }
 __device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void* p) { medic_emu::ldmatrix_x4(r, p, true); }
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   medic_emu::mma_m16n8k16_bf16(d, a, b0, b1);
+}
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
+  medic_emu::cp_async(smem, gmem, 16, src_bytes);
+}
+__device__ __forceinline__ void cp_async_commit() { medic_emu::cp_async_commit(); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  medic_emu::cp_async_wait(N);
 }
 #else
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
@@ -51,6 +61,21 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
       "{%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// 16 bytes global -> shared without a register round trip (.cg: cached in L2 only), asynchronous;
+// the bytes past src_bytes are zero-filled (src_bytes 0: nothing is read, all 16 bytes are zero).
+// Both addresses 16-byte aligned.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(smem)), "l"(gmem), "r"(src_bytes));
+}
+// Closes the group of the cp.async issued since the previous commit.
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most N of this thread's committed groups are still in flight (its own copies only:
+// a __syncthreads after it makes every thread's landed copies visible to the block).
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 #endif
 

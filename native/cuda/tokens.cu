@@ -5,8 +5,10 @@
 // Shape letters: B batch, T tokens, K indexed rows per batch, C row width; img [B, Ch, Hi, Wi] with
 // patch side p, grid Gh x Gw = (Hi/p) x (Wi/p), N = Gh Gw patches of P = p p Ch values.
 //
-// Row ops: one warp per destination row, lanes over the row in float4s when C % 4 == 0 and both bases
-// are 16-byte aligned (every row then is), floats otherwise.
+// Row ops: one warp per destination row, lanes over the row in groups of four when C % 4 == 0 and both
+// bases are aligned for them (every row then is), one element at a time otherwise. The float rows are
+// f32 or bf16 (the FIn / FOut views of common.cuh, any mix that ops.h allows): a bf16 row copied to a
+// bf16 row keeps its bits, an f32 value stored into bf16 is rounded once, and sums are fp32.
 //
 // Indices: the CPU validates idx (range, and distinctness for scatter) and throws before writing. A
 // kernel cannot throw, and a host-side check before the launch would need a device-to-host copy and a
@@ -27,20 +29,20 @@ using namespace memops;
 
 namespace {
 
-// dst (+)= src over one row of C floats by one warp.
+// dst (+)= src over one row of C values by one warp.
 template <bool VEC>
-__device__ __forceinline__ void warp_row(float* dst, const float* src, int C, bool acc, int lane) {
+__device__ __forceinline__ void warp_row(FOut dst, FIn src, int C, bool acc, int lane) {
   if (VEC) {
     for (int j = lane * 4; j < C; j += 128) {
-      float4 v = *reinterpret_cast<const float4*>(src + j);
+      float4 v = src.ld4(j);
       if (acc) {
-        float4 o = *reinterpret_cast<const float4*>(dst + j);
+        float4 o = dst.ld4(j);
         v.x += o.x, v.y += o.y, v.z += o.z, v.w += o.w;
       }
-      *reinterpret_cast<float4*>(dst + j) = v;
+      dst.st4(j, v);
     }
   } else {
-    for (int j = lane; j < C; j += 32) dst[j] = acc ? dst[j] + src[j] : src[j];
+    for (int j = lane; j < C; j += 32) dst.set(j, acc ? dst[j] + src[j] : src[j]);
   }
 }
 
@@ -51,8 +53,8 @@ __device__ __forceinline__ void warp_row(float* dst, const float* src, int C, bo
 
 // copy_rows: destination row w = b n + i of y[b, dst + i] from x[bx, src + i], bx = b or 0 (broadcast).
 template <bool VEC>
-__global__ void copy_rows_kernel(const float* x, float* y, int64_t By, int64_t n, int64_t Bx, int64_t Tx, int64_t Ty,
-                                 int64_t src, int64_t dst, int C, bool acc) {
+__global__ void copy_rows_kernel(FIn x, FOut y, int64_t By, int64_t n, int64_t Bx, int64_t Tx, int64_t Ty, int64_t src,
+                                 int64_t dst, int C, bool acc) {
   MEDIC_WARP_LOOP(By * n) {
     const int64_t b = w / n, i = w % n, bx = Bx == 1 ? 0 : b;
     warp_row<VEC>(y + (b * Ty + dst + i) * C, x + (bx * Tx + src + i) * C, C, acc, lane);
@@ -61,26 +63,26 @@ __global__ void copy_rows_kernel(const float* x, float* y, int64_t By, int64_t n
 
 // copy_rows with By == 1 < Bx: y[0, dst + i] += sum_b x[b, src + i], added in batch order (as the CPU).
 template <bool VEC>
-__global__ void copy_rows_bsum_kernel(const float* x, float* y, int64_t n, int64_t Bx, int64_t Tx, int64_t src,
-                                      int64_t dst, int C) {
+__global__ void copy_rows_bsum_kernel(FIn x, FOut y, int64_t n, int64_t Bx, int64_t Tx, int64_t src, int64_t dst,
+                                      int C) {
   MEDIC_WARP_LOOP(n) {
-    float* yr = y + (dst + w) * C;
-    const float* xr = x + (src + w) * C;
+    const FOut yr = y + (dst + w) * C;
+    const FIn xr = x + (src + w) * C;
     const int64_t bstride = Tx * C;
     if (VEC) {
       for (int j = lane * 4; j < C; j += 128) {
-        float4 a = *reinterpret_cast<const float4*>(yr + j);
+        float4 a = yr.ld4(j);
         for (int64_t b = 0; b < Bx; ++b) {
-          float4 v = *reinterpret_cast<const float4*>(xr + b * bstride + j);
+          float4 v = xr.ld4(b * bstride + j);
           a.x += v.x, a.y += v.y, a.z += v.z, a.w += v.w;
         }
-        *reinterpret_cast<float4*>(yr + j) = a;
+        yr.st4(j, a);
       }
     } else {
       for (int j = lane; j < C; j += 32) {
         float a = yr[j];
         for (int64_t b = 0; b < Bx; ++b) a += xr[b * bstride + j];
-        yr[j] = a;
+        yr.set(j, a);
       }
     }
   }
@@ -88,8 +90,8 @@ __global__ void copy_rows_bsum_kernel(const float* x, float* y, int64_t n, int64
 
 // gather_rows: y[b, k] (+)= x[b, idx[b, k]]; scatter_rows: x[b, idx[b, k]] (+)= y[b, k]. Row w = b K + k.
 template <bool VEC, bool SCATTER>
-__global__ void index_rows_kernel(const float* src, float* dst, const int32_t* idx, int64_t B, int64_t K, int64_t T,
-                                  int C, bool acc, DeviceFault* fault) {
+__global__ void index_rows_kernel(FIn src, FOut dst, const int32_t* idx, int64_t B, int64_t K, int64_t T, int C,
+                                  bool acc, DeviceFault* fault) {
   MEDIC_WARP_LOOP(B * K) {
     const int64_t b = w / K;
     const int32_t t = idx[w];
@@ -106,7 +108,7 @@ __global__ void index_rows_kernel(const float* src, float* dst, const int32_t* i
 
 // mask_fill: x[r] = token where mask[r] != 0.
 template <bool VEC>
-__global__ void mask_fill_kernel(const uint8_t* mask, const float* token, float* x, int64_t R, int C) {
+__global__ void mask_fill_kernel(const uint8_t* mask, FIn token, FOut x, int64_t R, int C) {
   MEDIC_WARP_LOOP(R) {
     if (mask[w]) warp_row<VEC>(x + w * C, token, C, false, lane);
   }
@@ -116,18 +118,18 @@ __global__ void mask_fill_kernel(const uint8_t* mask, const float* token, float*
 // masked rows zeroed (out may alias dx: each (r, j) is read, then written, by the same thread).
 struct MaskFillBwdF {
   const uint8_t* mask;
-  const float* dx;
-  float* out;
+  FIn dx;
+  FOut out;
   int64_t C;
   __device__ void operator()(int64_t r, int64_t j, float (&v)[1]) const {
     const int64_t i = r * C + j;
     const float d = dx[i];
     if (mask[r]) {
       v[0] = d;
-      out[i] = 0.0f;
+      out.set(i, 0.0f);
     } else {
       v[0] = 0.0f;
-      if (out != dx) out[i] = d;
+      if (out.p != dx.p) out.set(i, d);
     }
   }
 };
@@ -198,7 +200,7 @@ void run_patch(const OpCall& c, const char* what, float* img, float* x, const Pa
   check_launch(what);
 }
 
-bool rows_vec(int64_t C, const void* a, const void* b) { return C % 4 == 0 && aligned16(a) && aligned16(b); }
+bool rows_vec(int64_t C, FIn a, FIn b) { return C % 4 == 0 && vec_base(a) && vec_base(b); }
 
 }  // namespace
 
@@ -208,8 +210,8 @@ void copy_rows(const OpCall& c) {
   const CopyRowsArgs a = copy_rows_args(c);
   const int64_t src = a.src, dst = a.dst, n = a.count;
   const bool acc = a.acc;
-  const float* x = X.f32();
-  float* y = Y.f32();
+  const FIn x = fin(X);
+  const FOut y = fout(Y);
   if (n <= 0 || C <= 0 || By <= 0) return;
   const bool vec = rows_vec(C, x, y);
   const int Ci = static_cast<int>(C);
@@ -232,8 +234,8 @@ void copy_rows(const OpCall& c) {
 void gather_rows(const OpCall& c) {
   const Tensor &X = c.x(0), &I = c.x(1);
   const int64_t B = X.shape[0], T = X.shape[1], C = X.shape[2], K = I.shape[1];
-  const float* x = X.f32();
-  float* y = c.y(0).f32();
+  const FIn x = fin(X);
+  const FOut y = fout(c.y(0));
   if (B * K <= 0 || C <= 0) return;
   const bool acc = accumulates(c);
   const int grid = grid_for(c, B * K, kWarps);
@@ -249,8 +251,8 @@ void gather_rows(const OpCall& c) {
 void scatter_rows(const OpCall& c) {
   const Tensor &Yt = c.x(0), &I = c.x(1), &X = c.y(0);
   const int64_t B = Yt.shape[0], K = Yt.shape[1], C = Yt.shape[2], T = X.shape[1];
-  const float* y = Yt.f32();
-  float* x = X.f32();
+  const FIn y = fin(Yt);
+  const FOut x = fout(X);
   if (B * K <= 0 || C <= 0) return;
   const bool acc = accumulates(c);
   const int grid = grid_for(c, B * K, kWarps);
@@ -267,12 +269,12 @@ void mask_fill(const OpCall& c) {
   const Tensor& X = c.y(0);
   const int64_t R = X.shape.leading(1), C = X.shape[2];
   if (R <= 0 || C <= 0) return;
-  const float* token = c.x(1).f32();
+  const FIn token = fin(c.x(1));
   const int grid = grid_for(c, R, kWarps);
-  if (rows_vec(C, X.data, token))
-    mask_fill_kernel<true><<<grid, kBlock, 0, stream_of(c)>>>(c.x(0).u8(), token, X.f32(), R, static_cast<int>(C));
+  if (rows_vec(C, fin(X), token))
+    mask_fill_kernel<true><<<grid, kBlock, 0, stream_of(c)>>>(c.x(0).u8(), token, fout(X), R, static_cast<int>(C));
   else
-    mask_fill_kernel<false><<<grid, kBlock, 0, stream_of(c)>>>(c.x(0).u8(), token, X.f32(), R, static_cast<int>(C));
+    mask_fill_kernel<false><<<grid, kBlock, 0, stream_of(c)>>>(c.x(0).u8(), token, fout(X), R, static_cast<int>(C));
   check_launch("mask_fill");
 }
 
@@ -280,7 +282,7 @@ void mask_fill_bwd(const OpCall& c) {
   const Tensor& DX = c.x(1);
   const int64_t R = DX.shape.leading(1), C = DX.shape[2];
   ColOut<1> o{{c.y(1).f32()}, true};
-  column_reduce<1>(c, "mask_fill_bwd", MaskFillBwdF{c.x(0).u8(), DX.f32(), c.y(0).f32(), C}, R, C, o);
+  column_reduce<1>(c, "mask_fill_bwd", MaskFillBwdF{c.x(0).u8(), fin(DX), fout(c.y(0)), C}, R, C, o);
 }
 
 void patchify(const OpCall& c) {

@@ -12,6 +12,15 @@
 // 1e-2 for the bf16 tensor-core ops (gemm, attention, attention_bwd), exact for index / mask / copy /
 // init ops, 1e-5 otherwise; every poisoned element must have been written. An op without a CUDA kernel
 // is MISSING, which fails the run.
+// Mixed precision (ops.h, Precision): every case of an op with bf16 slots also runs as "... bf16" (every
+// float slot that bf16_slot() allows stored in bf16: inputs rounded, outputs bf16) and, where the slots
+// allow a mix, as "... mixed" (every other such slot bf16). Tolerances of those: a bf16 output is rounded
+// once on both sides from fp32 values that agree to ~1e-6, so the two differ only where a value sits on
+// a bf16 rounding boundary, by one bf16 step: relErr <= 2e-3 (a quarter of 2^-7, bf16's largest relative
+// step) for bf16 outputs, the op's own tolerance for f32 ones, and still bit for bit for the exact ops
+// (copies round the same way on both sides). gemm with a bf16 operand (or attr bf16=1) is the bf16
+// product on both backends, so its tolerance is 1e-4 (summation order and the tensor cores'
+// accumulation) instead of the 1e-2 of CUDA's bf16 product against the CPU's fp32 one.
 // Timing: cudaEvent around each launch on the engine stream, median of --reps after a warm-up, with
 // TFLOP/s (gemm, attention) or GB/s (the rest, bytes = each input read once + each output written once).
 // Prints one line per case and writes a JSON summary; exits 1 on any parity failure or missing kernel.
@@ -287,6 +296,28 @@ double default_tol(const std::string& op) {
   if (op == "gemm" || op == "attention" || op == "attention_bwd") return 1e-2;  // bf16 operands, f32 accumulation
   return 1e-5;
 }
+constexpr double kBf16OutTol = 2e-3;   // a bf16 output (see the header)
+constexpr double kBf16GemmTol = 1e-4;  // gemm as the bf16 product on both backends
+
+// A float slot in bf16: data rounded to nearest even, poison as 0xFF bytes (NaN).
+Slot as_bf16(const Slot& f) {
+  Slot t = f;
+  t.dtype = DType::BF16;
+  if (f.init != Init::Data) return t;
+  t.bytes.resize(static_cast<size_t>(f.numel()) * 2);
+  for (int64_t i = 0; i < f.numel(); ++i) {
+    float v;
+    std::memcpy(&v, f.bytes.data() + 4 * i, 4);
+    const uint16_t h = f32_to_bf16(v);
+    std::memcpy(t.bytes.data() + 2 * i, &h, 2);
+  }
+  return t;
+}
+
+// Whether a case's gemm is the bf16 product on the CPU too (ops.h: a bf16 operand, or attr bf16=1).
+bool bf16_product(const Case& c) {
+  return c.op == "gemm" && (c.attrs.i("bf16", 0) == 1 || c.in[0].dtype == DType::BF16 || c.in[1].dtype == DType::BF16);
+}
 
 struct Builder {
   std::vector<Case> cases;
@@ -303,7 +334,60 @@ struct Builder {
     // mask_fill_bwd's dtoken is a column sum: the GPU adds the rows in another fixed order than the CPU
     // (per-chunk partials), so it matches to rounding, not bit for bit. Its dx_out is a copy: exact.
     if (c.op == "mask_fill_bwd") c.out_cmp[1] = Cmp::Rel;
+    add_bf16_variants(c);
     cases.push_back(std::move(c));
+  }
+
+  // The "bf16" and "mixed" variants of a case (see the header); gemm also gets "bf16 attr" (f32
+  // operands, attr bf16=1, f32 C) and the storage pattern of the mixed-precision step's linear layers,
+  // "bf16 act x f32 W" (forward: bf16 A, f32 weight, bf16 C) and "f32 grad x bf16 act" (the weight
+  // gradient: f32 dz, bf16 activations, f32 dW).
+  void add_bf16_variants(const Case& c) {
+    const OpDef* def = find_op(c.op);
+    if (!def || c.op == "cast" || c.op == "fill") return;  // (their bf16 cases are written out)
+    std::vector<std::pair<bool, int>> slots;               // (input?, index) of the eligible float slots
+    for (size_t i = 0; i < c.in.size(); ++i)
+      if (c.in[i].init != Init::Empty && c.in[i].dtype == DType::F32 && bf16_slot(def->id, true, static_cast<int>(i)))
+        slots.push_back({true, static_cast<int>(i)});
+    for (size_t i = 0; i < c.out.size(); ++i)
+      if (c.out[i].init != Init::Empty && c.out[i].dtype == DType::F32 &&
+          bf16_slot(def->id, false, static_cast<int>(i)))
+        slots.push_back({false, static_cast<int>(i)});
+    if (c.op == "gemm") {
+      slots = {{true, 0}, {true, 1}, {false, 0}};
+      if (c.out.size() > 1) slots.push_back({false, 1});  // preact has C's dtype
+    }
+    if (slots.empty()) return;
+    auto variant = [&](const std::string& tag, const std::function<bool(size_t k)>& pick) {
+      Case v = c;
+      v.label += " " + tag;
+      for (size_t k = 0; k < slots.size(); ++k) {
+        if (!pick(k)) continue;
+        Slot& t = slots[k].first ? v.in[slots[k].second] : v.out[slots[k].second];
+        t = as_bf16(t);
+      }
+      if (bf16_product(v)) v.tol = kBf16GemmTol;
+      cases.push_back(std::move(v));
+    };
+    variant("bf16", [](size_t) { return true; });
+    // The other gemm variants exercise the register-staged kernel's bf16 loads and the CPU's bf16
+    // product from f32 operands; the small and split-K shapes cover them, the ViT-B-sized products
+    // (each minutes on the emulator) run the bf16 variant (the cp.async pipeline) only.
+    const Shape& cs = c.out[0].shape;
+    const int64_t k_inner = c.attrs.i("trans_a", 0) ? c.in[0].shape[-2] : c.in[0].shape[-1];
+    if (c.op == "gemm" && static_cast<double>(cs.numel()) * static_cast<double>(k_inner) > 5e7) return;
+    if (c.op == "gemm") {
+      const bool gelu = c.out.size() > 1;
+      variant("bf16 act x f32 W", [&](size_t k) { return k == 0 || k == 2 || (gelu && k == 3); });
+      variant("f32 grad x bf16 act", [](size_t k) { return k == 1; });
+      Case v = c;
+      v.label += " bf16 attr";
+      v.attrs.set("bf16", 1);
+      v.tol = kBf16GemmTol;
+      cases.push_back(std::move(v));
+    } else if (slots.size() > 1) {
+      variant("mixed", [](size_t k) { return k % 2 == 0; });
+    }
   }
 };
 
@@ -681,6 +765,14 @@ std::vector<ParityRow> run_parity(const std::set<std::string>& only) {
   for (const std::string& name : op_names()) {
     if (!only.empty() && !only.count(name)) continue;
     const OpDef* def = find_op(name);
+    // An op that may hold bf16 (bf16_slot) must take it on CUDA (bf16_native_cuda): CUDA has no
+    // widening fallback, so a slot added without its kernel fails here rather than in a training run.
+    bool any_slot = false;
+    for (int i = 0; i < 8; ++i) any_slot = any_slot || bf16_slot(def->id, true, i) || bf16_slot(def->id, false, i);
+    if (any_slot && !bf16_native_cuda(def->id)) {
+      rows.push_back({name, "-", "FAIL", "bf16_slot() allows bf16 but bf16_native_cuda() does not list it", 0, 0, 0});
+      std::printf("FAIL    %-15s bf16_slot() allows bf16 but bf16_native_cuda() does not list it\n", name.c_str());
+    }
     if (!def->cuda && engines().gpu) {
       rows.push_back({name, "-", "MISSING", "no CUDA kernel in this build", 0, 0, 0});
       std::printf("MISSING %-15s no CUDA kernel in this build\n", name.c_str());
@@ -713,7 +805,9 @@ std::vector<ParityRow> run_parity(const std::set<std::string>& only) {
         if (!engines().gpu) k.unwritten = 0;  // the CPU poisons with NaN, not 0xFF
         if (k.unwritten) det << " (" << k.unwritten << " unwritten)";
         if (k.cpu_bad) det << " (cpu reference not finite)";
-        bool bad = k.cpu_bad || k.unwritten > 0 || (cmp == Cmp::Exact ? k.mismatched > 0 : !(k.err <= c.tol));
+        const double tol = c.out[i].dtype == DType::BF16 ? std::max(c.tol, kBf16OutTol) : c.tol;
+        if (cmp == Cmp::Rel) row.tol = std::max(row.tol, tol);
+        bool bad = k.cpu_bad || k.unwritten > 0 || (cmp == Cmp::Exact ? k.mismatched > 0 : !(k.err <= tol));
         if (bad) row.status = "FAIL";
       }
       row.detail = det.str();
@@ -730,7 +824,7 @@ std::vector<ParityRow> run_parity(const std::set<std::string>& only) {
       }
     }
     std::printf("%-7s %-15s %-44s %s%s\n", row.status.c_str(), c.op.c_str(), c.label.c_str(), row.detail.c_str(),
-                c.cmp == Cmp::Exact ? "  [exact]" : (" [tol " + jnum(c.tol) + "]").c_str());
+                c.cmp == Cmp::Exact ? "  [exact]" : (" [tol " + jnum(row.tol) + "]").c_str());
     std::fflush(stdout);
     rows.push_back(row);
   }

@@ -36,7 +36,8 @@
 //     values, bf16 outputs rounded once. On the CPU the ops of bf16_native() (add, copy, sum_to, the
 //     GELUs, layernorm, attention, scale_add, the row ops and their backwards) read and write bf16
 //     themselves with the fp32 kernel's arithmetic and bits; the rest run the fp32 kernel on widened
-//     copies (cpu::run_widened). CUDA refuses bf16 for these today:
+//     copies (cpu::run_widened). On CUDA every kernel reads and writes bf16 itself with fp32
+//     arithmetic, the same numbers (bf16_native_cuda):
 //       copy, add (a, b, y), sum_to (x), gelu / quick_gelu / softmax and their backwards (all data
 //       slots), layernorm (x -> y; w, b, mean, rstd f32), layernorm_bwd (dy, x -> dx),
 //       attention (qkv -> o; lse f32), attention_bwd (do, qkv, o -> dqkv; lse f32),
@@ -289,9 +290,12 @@ std::vector<std::string> op_names();
 // Precision: may slot `slot` of `op` (an input when `input`) hold bf16? (core/op_checks.cpp)
 bool bf16_slot(OpId op, bool input, int slot);
 // Ops whose CPU kernels read and write bf16 themselves; every other op with a bf16 tensor runs its
-// fp32 kernel on widened copies on the CPU (cpu::run_widened). On CUDA only fill and cast take bf16
-// tensors today (run_op refuses the rest with a clear error).
+// fp32 kernel on widened copies on the CPU (cpu::run_widened).
 bool bf16_native(OpId op);
+// Ops whose CUDA kernels read and write bf16 themselves (core/ops_table.cpp): fill, cast, gemm and
+// every op with a bf16_slot(). run_op refuses bf16 tensors on CUDA for any other op (there is no
+// CUDA widening fallback), so an op given a bf16 slot must get its CUDA kernel at the same time.
+bool bf16_native_cuda(OpId op);
 namespace cpu {
 void run_widened(const OpCall& call, KernelFn f32_kernel);
 }

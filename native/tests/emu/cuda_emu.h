@@ -101,6 +101,8 @@ inline float __bfloat162float(__nv_bfloat16 b) {
   std::memcpy(&f, &u, 4);
   return f;
 }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.__x; }
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) { return {u}; }
 inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) {
   return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)};
 }
@@ -294,6 +296,14 @@ int lane_id();
 // PTX mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 and ldmatrix.sync.aligned.m8n8.x4[.trans].
 void mma_m16n8k16_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 void ldmatrix_x4(uint32_t (&r)[4], const void* row_addr, bool trans);
+// PTX cp.async.cg.shared.global [dst], [src], bytes, src_bytes and cp.async.commit_group /
+// wait_group n. A copy is queued per thread and lands at the latest moment the PTX ISA allows: when
+// this thread's wait_group retires the group it was committed in (src_bytes from src, the rest of
+// `bytes` zero-filled). Reading the destination before that wait (or, from another thread, before a
+// barrier that follows it) sees the old shared memory (0xFF bytes when the block never wrote it).
+void cp_async(void* dst, const void* src, int bytes, int src_bytes);
+void cp_async_commit();
+void cp_async_wait(int pending);
 
 unsigned char* dynamic_smem();  // this block's `extern __shared__` array
 // A static __shared__ variable reached by a thread: filled with 0xFF at its first use in each block.

@@ -111,7 +111,16 @@ struct Warp {
   float d[16][8];
 };
 
+// One queued cp.async (cuda_emu.h): lands at the wait_group that retires its group.
+struct CpAsync {
+  void* dst;
+  const void* src;
+  int bytes, src_bytes;
+};
+
 struct Fiber {
+  std::vector<CpAsync> cp_open;                 // issued since the last commit_group
+  std::vector<std::vector<CpAsync>> cp_groups;  // committed, oldest first
   void* sp = nullptr;
   ThreadCoords c{};
   int lane = 0, warp = 0;
@@ -460,6 +469,32 @@ void ldmatrix_x4(uint32_t (&r)[4], const void* row_addr, bool trans) {
       r[j] = static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
     }
   });
+}
+
+void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
+  if (bytes != 4 && bytes != 8 && bytes != 16) throw std::runtime_error("cp.async copies 4, 8 or 16 bytes");
+  if (src_bytes < 0 || src_bytes > bytes) throw std::runtime_error("cp.async src-size outside [0, cp-size]");
+  const uintptr_t m = static_cast<uintptr_t>(bytes) - 1;
+  if ((reinterpret_cast<uintptr_t>(dst) & m) || (reinterpret_cast<uintptr_t>(src) & m))
+    throw std::runtime_error("cp.async address not aligned to the copy size (" + std::to_string(bytes) + " bytes)");
+  me().cp_open.push_back({dst, src, bytes, src_bytes});
+}
+
+void cp_async_commit() {
+  Fiber& f = me();
+  f.cp_groups.push_back(std::move(f.cp_open));
+  f.cp_open.clear();
+}
+
+void cp_async_wait(int pending) {
+  Fiber& f = me();
+  while (static_cast<int>(f.cp_groups.size()) > pending) {
+    for (const CpAsync& c : f.cp_groups.front()) {
+      if (c.src_bytes) std::memcpy(c.dst, c.src, static_cast<size_t>(c.src_bytes));
+      std::memset(static_cast<unsigned char*>(c.dst) + c.src_bytes, 0, static_cast<size_t>(c.bytes - c.src_bytes));
+    }
+    f.cp_groups.erase(f.cp_groups.begin());
+  }
 }
 
 unsigned char* dynamic_smem() { return t_block->smem; }

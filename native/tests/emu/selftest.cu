@@ -9,7 +9,8 @@
 // reported as deadlocks; a write one element past an allocation is caught; invalid launches fail, and
 // so does a block above the kernel's __launch_bounds__;
 // more than 48 KiB of dynamic shared memory needs cudaFuncSetAttribute; static shared memory a block
-// never wrote reads as NaN; a captured graph runs when
+// never wrote reads as NaN; cp.async lands at its wait_group (not before), with its zero fill; a
+// captured graph runs when
 // launched (not when captured) and allocation inside a capture invalidates it.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -234,6 +235,48 @@ void check_stale_shared() {
   cudaFree(d);
 }
 
+// Each thread copies 16 bytes into shared memory by cp.async (thread 31 only 8: the rest zero-filled),
+// reads its own chunk before waiting (the emulator lands copies at the wait, so this is the stale 0xFF
+// shared memory, NaN), then, after the wait and a barrier, its neighbour's chunk.
+__global__ void cp_async_kernel(const float* src, float* before, float* after) {
+  __shared__ __align__(16) float s[32 * 4];
+  const int t = threadIdx.x;
+  medic::cuda::mma::cp_async16(s + 4 * t, src + 4 * t, t == 31 ? 8 : 16);
+  medic::cuda::mma::cp_async_commit();
+  before[t] = s[4 * t];
+  medic::cuda::mma::cp_async_wait<0>();
+  __syncthreads();
+  const int n = (t + 1) % 32;
+  for (int k = 0; k < 4; ++k) after[4 * t + k] = s[4 * n + k];
+}
+
+void check_cp_async() {
+  std::vector<float> h(128);
+  for (int i = 0; i < 128; ++i) h[i] = static_cast<float>(i + 1);
+  float *src, *before, *after;
+  cudaMalloc(&src, 128 * 4);
+  cudaMalloc(&before, 32 * 4);
+  cudaMalloc(&after, 128 * 4);
+  cudaMemcpy(src, h.data(), 128 * 4, cudaMemcpyHostToDevice);
+  cp_async_kernel<<<1, 32>>>(src, before, after);
+  std::string err = launch_error();
+  std::vector<float> b(32), a(128);
+  cudaMemcpy(b.data(), before, 32 * 4, cudaMemcpyDeviceToHost);
+  cudaMemcpy(a.data(), after, 128 * 4, cudaMemcpyDeviceToHost);
+  int stale = 0, right = 0;
+  for (int t = 0; t < 32; ++t) {
+    stale += std::isnan(b[t]);
+    const int n = (t + 1) % 32;
+    for (int k = 0; k < 4; ++k) right += a[4 * t + k] == (n == 31 && k >= 2 ? 0.0f : h[4 * n + k]);
+  }
+  report(err.empty() && stale == 32 && right == 128,
+         "cp.async lands at its wait_group (stale before it), zero-filling past src-size",
+         std::to_string(stale) + " of 32 stale before the wait, " + std::to_string(right) + " of 128 right after");
+  cudaFree(src);
+  cudaFree(before);
+  cudaFree(after);
+}
+
 void check_graph() {
   cudaStream_t s;
   cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
@@ -290,6 +333,7 @@ int main() {
   check_launch_bounds();
   check_dynamic_smem();
   check_stale_shared();
+  check_cp_async();
   check_graph();
   std::printf("emulator self-test: %d failure(s)\n", failures);
   return failures ? 1 : 0;
