@@ -28,6 +28,7 @@
         "native/napi/tensor_wrap.cpp",
         "native/napi/program_wrap.cpp",
         "native/napi/comm_wrap.cpp",
+        "native/napi/cluster_wrap.cpp",
         "native/core/no_cuda.cpp"
       ],
       "include_dirs": ["native/include", "<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -116,5 +116,11 @@ export interface NativeBinding extends CommBinding {
     opts: { rounds?: number; kappa?: number; lambda?: number; threads?: number },
     init: Float32Array | null,
   ): Int32Array;
+  /**
+   * clusterParts on a libuv worker (the training loop clusters the next batch while this one's step
+   * runs). maps, K and init are read in place: do not write to them before the promise settles.
+   */
+  clusterPartsAsync(...args: Parameters<NativeBinding['clusterParts']>): Promise<Int32Array>;
+  /** The JS-facing interface's version (native/napi/addon.cpp); loader.ts's ABI_VERSION is this package's. */
   abiVersion: number;
 }

@@ -187,15 +187,24 @@ export function shortPath(path: string): string {
 }
 
 /**
+ * The binding interface this JavaScript expects (native/napi/addon.cpp's abiVersion): raised whenever a
+ * binding function is added or changes its arguments, so that an older binary is refused at load.
+ */
+export const ABI_VERSION = 2;
+
+/**
  * Why a binary does not belong with this JavaScript, or null when its op table is ours. A binary left
  * from older sources (a local build not redone after a pull) loads and runs, but ops that changed meaning
  * or are missing give wrong numbers or fail mid-run: its op list, compiled from ops.h, says so first.
  */
-export function staleOpTable(b: Partial<Pick<NativeBinding, 'opNames'>>): string | null {
+export function staleOpTable(b: Partial<Pick<NativeBinding, 'opNames' | 'abiVersion'>>): string | null {
   const names: string[] = typeof b.opNames === 'function' ? b.opNames() : [];
   const n = Math.max(names.length, OP_NAMES.length);
   let i = 0;
   while (i < n && names[i] === OP_NAMES[i]) i++;
-  if (i === n) return null;
-  return `built from other sources than this package's JavaScript: its op table has ${names.length} ops, ours ${OP_NAMES.length}, and they differ at #${i} ('${names[i] ?? '(none)'}' against '${OP_NAMES[i] ?? '(none)'}'); rebuild it`;
+  if (i < n)
+    return `built from other sources than this package's JavaScript: its op table has ${names.length} ops, ours ${OP_NAMES.length}, and they differ at #${i} ('${names[i] ?? '(none)'}' against '${OP_NAMES[i] ?? '(none)'}'); rebuild it`;
+  if (b.abiVersion !== ABI_VERSION)
+    return `built from other sources than this package's JavaScript: its binding interface is version ${b.abiVersion ?? '(none)'}, ours ${ABI_VERSION}; rebuild it`;
+  return null;
 }

@@ -35,13 +35,28 @@ export interface StepMetrics {
   wait_ms: number;
   /** Images per second over all ranks (the global batch). */
   img_s: number;
-  /** Evolved masking only: the teacher program and the clustering + masks before the step (not in step_ms). */
+  /**
+   * Evolved masking only (not in step_ms): the teacher program on this step's batch (run before the
+   * previous step), the clustering + masks (overlapped with the previous step), and the part of them
+   * the loop still waited for after that step.
+   */
   teacher_ms?: number;
   mask_ms?: number;
+  mask_wait_ms?: number;
   /** The balancing scales of the three terms in this step (ema, uncertainty). */
   loss_scale?: number[];
   /** Data parallel: ms of the step spent in gradient all-reduce calls, starting buckets and waiting for them. */
   comm_ms?: number;
+}
+
+/** Times of one step's evolved masks, for the metrics (ms). */
+export interface EvolvedTimes {
+  /** The teacher program on this step's batch (run before the previous step). */
+  teacher: number;
+  /** The clustering and masks, from the teacher's end to their completion (overlapped with a step). */
+  mask: number;
+  /** How long the loop waited for them after the previous step (what the masks still cost). */
+  maskWait: number;
 }
 
 export interface EvalRecord {

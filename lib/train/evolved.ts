@@ -13,7 +13,8 @@
 // grid distance, on the maps' Gram matrices attn^T attn. The Gram (an N x N x N product per image) is
 // the teacher program's batched gemm (buildTeacherStep with clusterInput 'gram', on the engine's device),
 // so the host's part is O(N^2 log N) per image: the column normalisation applied to the Gram in O(N^2),
-// then the merges. clusterInputOf says which map a method reads.
+// then the merges. clusterInputOf says which map a method reads. evolvedMasksAsync clusters on a native
+// worker thread, so the training loop makes the next batch's masks during this batch's step (lookahead.ts).
 // noise = (1 - a) spatial + a part with a = min(1, ((epoch + 1) / E)^gamma); the M = floor(N * ratio)
 // patches of highest noise are masked (ties: the lower patch index first), so late in training whole
 // parts are masked together, the last one cut to hit M exactly.
@@ -68,6 +69,18 @@ export interface EvolvedBatch {
   K: Int32Array;
 }
 
+/** What a step's masks draw before the clustering (all of it keyed by (seed, step, sample)). */
+interface EvolvedDraws {
+  maps: Float32Array;
+  K: Int32Array;
+  /** Per image: the 2x2 spatial noise table and one uniform per part. */
+  tables: Float64Array[];
+  partNoise: Float64Array[];
+  /** em's initial centres [B, max(K), N]; null for hc. */
+  init: Float32Array | null;
+  opts: { rounds: number; kappa: number; lambda: number; threads: number };
+}
+
 /**
  * Masks of one step from the teacher's maps (`input`: attn [B, N, N] for em, its Gram matrices for hc,
  * clusterInputOf). Row b draws as sample row0 + b (data parallel: its index in the global batch), so
@@ -82,8 +95,51 @@ export function evolvedMasks(
   epoch: number,
   row0 = 0,
 ): EvolvedBatch {
-  const { gridH: H, gridW: W } = c;
-  const N = H * W;
+  const d = drawEvolved(c, input, B, seed, step, epoch, row0);
+  const parts = loadBinding().binding.clusterParts(
+    c.cluster,
+    d.maps,
+    B,
+    c.gridH * c.gridW,
+    c.gridW,
+    d.K,
+    d.opts,
+    d.init,
+  );
+  return maskFromParts(c, d, parts, epoch);
+}
+
+/**
+ * evolvedMasks with the clustering on a native worker thread: the same masks, bit for bit, while the
+ * caller goes on (the training loop runs the current step meanwhile). `input` must stay unchanged
+ * until the promise settles.
+ */
+export async function evolvedMasksAsync(
+  c: EvolvedConfig,
+  input: ClusterInput,
+  B: number,
+  seed: number,
+  step: number,
+  epoch: number,
+  row0 = 0,
+): Promise<EvolvedBatch> {
+  const d = drawEvolved(c, input, B, seed, step, epoch, row0);
+  const { binding } = loadBinding();
+  const parts = await binding.clusterPartsAsync(c.cluster, d.maps, B, c.gridH * c.gridW, c.gridW, d.K, d.opts, d.init);
+  return maskFromParts(c, d, parts, epoch);
+}
+
+/** Checks the maps and the mask count, then draws K, the noise and em's initial centres. */
+function drawEvolved(
+  c: EvolvedConfig,
+  input: ClusterInput,
+  B: number,
+  seed: number,
+  step: number,
+  epoch: number,
+  row0: number,
+): EvolvedDraws {
+  const N = c.gridH * c.gridW;
   const want = clusterInputOf(c.cluster);
   const maps = 'gram' in input ? input.gram : input.attn;
   if (!(want in input))
@@ -118,28 +174,28 @@ export function evolvedMasks(
       for (let i = 0; i < K[b] * N; i++) init[b * kmax * N + i] = std * rngs[b].normal();
     }
   }
-  const parts = loadBinding().binding.clusterParts(
-    c.cluster,
-    maps,
-    B,
-    N,
-    W,
-    K,
-    { rounds: EM_ROUNDS, kappa: EM_KAPPA, lambda: c.lambda, threads: c.threads ?? 1 },
-    init,
-  );
+  const opts = { rounds: EM_ROUNDS, kappa: EM_KAPPA, lambda: c.lambda, threads: c.threads ?? 1 };
+  return { maps, K, tables, partNoise, init, opts };
+}
+
+/** The mixed noise of each patch, and its M highest masked (ties: the lower patch index first). */
+function maskFromParts(c: EvolvedConfig, d: EvolvedDraws, parts: Int32Array, epoch: number): EvolvedBatch {
+  const { gridW: W } = c;
+  const N = c.gridH * W;
+  const B = d.K.length;
+  const M = maskedCount(N, c.ratio);
   const a = mixAlpha(epoch, c.evolveEpochs, c.gamma);
   const mask = new Uint8Array(B * N);
   const noise = new Float64Array(N);
   const order = new Int32Array(N);
   for (let b = 0; b < B; b++) {
     for (let i = 0; i < N; i++) {
-      const spatial = tables[b][(Math.floor(i / W) % 2) * 2 + ((i % W) % 2)];
-      noise[i] = (1 - a) * spatial + a * partNoise[b][parts[b * N + i]];
+      const spatial = d.tables[b][(Math.floor(i / W) % 2) * 2 + ((i % W) % 2)];
+      noise[i] = (1 - a) * spatial + a * d.partNoise[b][parts[b * N + i]];
       order[i] = i;
     }
     order.sort((x, y) => noise[y] - noise[x] || x - y);
     for (let k = 0; k < M; k++) mask[b * N + order[k]] = 1;
   }
-  return { mask, parts, K };
+  return { mask, parts, K: d.K };
 }

@@ -9,16 +9,15 @@
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { DataLoader, type Batch, type Position } from '../data/index.js';
+import type { Batch } from '../data/index.js';
 import type { Program } from '../engine/index.js';
-import { normalizationOf } from './config.js';
 import type { TrainEvaluator } from './evaluation.js';
 import type { RunStatus, StepMetrics } from './events.js';
-import { availableParallelism } from 'node:os';
 
 import { teacherProgram } from './build.js';
-import { evolvedMasks } from './evolved.js';
-import { maskInputs, stepMasks } from './masking.js';
+import { BatchFeed } from './feed.js';
+import { EvolvedLookahead } from './lookahead.js';
+import { stepMasks } from './masking.js';
 import { saveRunCheckpoint, takeCheckpoint, writeCheckpoint, type TakenCheckpoint } from './save.js';
 import { SpikeGuard } from './spike-guard.js';
 import { lrAt, weightDecayAt } from './schedule.js';
@@ -48,7 +47,8 @@ export async function runSteps(
 ): Promise<RunStatus> {
   const { c, progress: p, plan } = run;
   const program = run.state.program();
-  // Evolved masking: the teacher runs first (its attention decides the masks), then the step.
+  // Evolved masking: the teacher's attention decides the masks, so the teacher runs as its own program,
+  // one batch ahead, and the masks are clustered while the previous step runs (lookahead.ts).
   const teacher = c.mask === 'evolved' ? teacherProgram(c, run.state) : null;
   const metricsPath = join(c.out, 'metrics.jsonl');
   // A resumed run continues metrics.jsonl from its checkpoint: records past it (logged before a crash,
@@ -56,19 +56,25 @@ export async function runSteps(
   if (run.world.isRoot) keepMetricsUpTo(metricsPath, run.resumed ? p.step : 0);
   const metricsFd = run.world.isRoot ? openSync(metricsPath, 'a') : -1;
   const feed = new BatchFeed(run);
+  const lookahead = teacher ? new EvolvedLookahead(run, teacher, feed) : null;
   const fault = faultInjection(run);
   const clock = { stepsThisRun: 0, start: performance.now() };
   // The guard's window travels in checkpoints, so a resumed run judges its steps as the uninterrupted one.
   const guard = new SpikeGuard(c.spikeFactor, p.extra.guard);
   const pending: { ck: TakenCheckpoint | null } = { ck: null };
   try {
-    let masks: StepInputs = teacher ? {} : maskInputsAt(run, p.step);
+    let masks: StepInputs = lookahead ? {} : maskInputsAt(run, p.step);
     while (p.step < plan.totalSteps) {
       const epoch = Math.floor(p.step / plan.stepsPerEpoch);
-      const batch = await feed.next(epoch);
-      if (teacher) masks = await evolvedStepInputs(run, teacher, batch, epoch);
+      let batch: Batch;
+      if (lookahead) {
+        const cur = await lookahead.take(p.step);
+        ({ batch, inputs: masks } = cur);
+        run.evolvedMs = cur.times;
+        await lookahead.prepareAhead(p.step + 1); // the next batch's teacher, then its clustering during this step
+      } else batch = await feed.next(epoch);
       const running = runStep(run, program, batch, masks);
-      if (!teacher) masks = maskInputsAt(run, p.step + 1); // the next step's masks, made while this step runs natively
+      if (!lookahead) masks = maskInputsAt(run, p.step + 1); // the next step's masks, made while this step runs natively
       const out = await running;
       fault?.(p.step + 1);
       // Data parallel: every rank decides alike (the losses are averaged over the ranks and the grad norm
@@ -98,6 +104,7 @@ export async function runSteps(
     return 'done';
   } finally {
     if (metricsFd >= 0) closeSync(metricsFd);
+    await lookahead?.close();
     await feed.close();
     program.dispose();
     teacher?.dispose();
@@ -118,39 +125,6 @@ function maskInputsAt(run: TrainRun, step: number): Record<string, Uint8Array | 
     step,
     row0,
   );
-}
-
-/** Evolved masking: the teacher's targets and attention for this batch, then its masks (evolved.ts). */
-async function evolvedStepInputs(run: TrainRun, teacher: Program, batch: Batch, epoch: number): Promise<StepInputs> {
-  const { c, progress: p } = run;
-  const t0 = performance.now();
-  const t = await teacher.run({ images: batch.images });
-  const t1 = performance.now();
-  const grid = c.imgSize / c.patchSize;
-  const cfg = {
-    cluster: c.maskCluster,
-    ratio: c.maskRatio,
-    gridH: grid,
-    gridW: grid,
-    evolveEpochs: c.evolveEpochs || c.epochs,
-    gamma: c.evolveGamma,
-    lambda: c.maskLambda,
-    threads: c.threads || availableParallelism(),
-  };
-  const { mask } = evolvedMasks(
-    cfg,
-    c.maskCluster === 'hc' ? { gram: t.outputs.gram as Float32Array } : { attn: t.outputs.attn as Float32Array },
-    c.batchSize,
-    c.seed,
-    p.step,
-    epoch,
-    run.world.rank * c.batchSize,
-  );
-  run.evolvedMs = { teacher: t1 - t0, mask: performance.now() - t1 };
-  return {
-    ...maskInputs(mask, c.batchSize, run.medic.N, run.medic.scored),
-    teacher_targets: t.outputs.targets as Float32Array,
-  };
 }
 
 /** Starts one native step (the Promise resolves when it is done). */
@@ -217,9 +191,10 @@ function report(
     wd: hyper[1],
     step_ms: stepMs,
     wait_ms: batch.waitMs,
-    img_s: (B * 1000) / (stepMs + batch.waitMs + (run.evolvedMs ? run.evolvedMs.teacher + run.evolvedMs.mask : 0)),
+    img_s: (B * 1000) / (stepMs + batch.waitMs + (run.evolvedMs ? run.evolvedMs.teacher + run.evolvedMs.maskWait : 0)),
   };
-  if (run.evolvedMs) Object.assign(m, { teacher_ms: run.evolvedMs.teacher, mask_ms: run.evolvedMs.mask });
+  const e = run.evolvedMs;
+  if (e) Object.assign(m, { teacher_ms: e.teacher, mask_ms: e.mask, mask_wait_ms: e.maskWait });
   if (out.lossScale) m.loss_scale = Array.from(out.lossScale);
   if (out.commMs !== undefined) m.comm_ms = out.commMs;
   if (c.logEvery === 0 || step % c.logEvery === 0 || epochDone) {
@@ -274,51 +249,6 @@ async function endEpoch(
 }
 
 /**
- * The training batches. One loader serves consecutive epochs; it is reopened only where the next
- * batch it holds is not the one the run needs: at the start, and after an epoch capped by
- * --steps-per-epoch.
- */
-class BatchFeed {
-  private loader: DataLoader | null = null;
-
-  constructor(private readonly run: TrainRun) {}
-
-  async next(epoch: number): Promise<Batch> {
-    const p = this.run.progress;
-    if (p.position.epoch !== epoch) p.position = { epoch, index: 0 }; // a capped epoch ended mid-data
-    if (!this.loader || !samePosition(this.loader.position, p.position)) {
-      await this.loader?.close();
-      this.loader = this.open(p.position);
-    }
-    const next = await this.loader.next();
-    if (next.done) throw new Error(`pretrain: the data loader ended at step ${p.step} of ${this.run.plan.totalSteps}`);
-    return next.value;
-  }
-
-  async close(): Promise<void> {
-    await this.loader?.close();
-  }
-
-  private open(start: Position): DataLoader {
-    const { c } = this.run;
-    const { world, plan } = this.run;
-    return new DataLoader(this.run.data.train, {
-      batchSize: plan.globalBatch,
-      shard: { rank: world.rank, size: world.size },
-      imageSize: c.imgSize,
-      train: true,
-      seed: c.seed,
-      workers: c.workers,
-      prefetch: c.prefetch,
-      start,
-      epochs: c.epochs,
-      transform: { scale: [c.cropScale, 1], hflip: c.hflip, colorJitter: c.colorJitter, normalize: normalizationOf(c) },
-      ...this.run.dataReport,
-    });
-  }
-}
-
-/**
  * A test hook for fault handling (docs/DISTRIBUTED.md): MEDIC_FAULT=kill:<rank>:<step> makes that rank
  * kill itself (SIGKILL) right after that step, as a crashed or preempted process would;
  * MEDIC_FAULT=stall:<rank>:<step> stops it (SIGSTOP), as a hung process would.
@@ -339,10 +269,6 @@ function pick(o: StepInputs, keys: string[]): StepInputs {
     out[k] = o[k];
   }
   return out;
-}
-
-function samePosition(a: Position, b: Position): boolean {
-  return a.epoch === b.epoch && a.index === b.index;
 }
 
 /** Truncates metrics.jsonl to the records of steps <= `step` (0: empties it). */

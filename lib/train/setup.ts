@@ -34,7 +34,7 @@ import { absolutePaths, flagOf, teacherFile, type PretrainConfig } from './confi
 import { describeRun, removeRunFiles, removeStaleTemporaries, runFolderOf } from '../io/run-folder.js';
 import { distributedGraph } from './distributed.js';
 import { resolvePrecision } from './precision.js';
-import type { PretrainEvents, PretrainOptions } from './events.js';
+import type { EvolvedTimes, PretrainEvents, PretrainOptions } from './events.js';
 import { peakLr, type ScheduleConfig } from './schedule.js';
 
 /** Steps and schedules of a run, from the config and the size of the training set. */
@@ -72,8 +72,8 @@ export interface TrainRun {
   /** Each unreadable image is reported once per run, whichever loader meets it first. */
   dataReport: Required<Pick<DataReporting, 'onWarning' | 'reported'>>;
   progress: RunProgress;
-  /** Evolved masking: the last step's teacher program and clustering times (ms), for the metrics. */
-  evolvedMs?: { teacher: number; mask: number };
+  /** Evolved masking: the current step's teacher program and mask times (ms), for the metrics. */
+  evolvedMs?: EvolvedTimes;
   /** Loss balancing state (lib/train/balance.ts). */
   balancer: LossBalancer;
 }

@@ -1,11 +1,8 @@
 // Module entry: the three classes and a few free functions that describe the build and the machine.
-#include <algorithm>
 #include <cmath>
-#include <thread>
 #include <vector>
 
 #include "handles.h"
-#include "medic/cluster.h"
 
 namespace medic::napi {
 
@@ -150,75 +147,6 @@ static Napi::Value CudaKernels(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// clusterParts(method 'em'|'hc', maps Float32Array [B*N*N], B, N, gridW, K Int32Array [B],
-//              {rounds, kappa, lambda, threads}, init Float32Array [B*Kmax*N] | null) -> Int32Array [B*N]
-// Evolved masking's parts (medic/cluster.h), one image per task over `threads` host threads. maps: the
-// attention maps A for em, their Gram matrices A^T A for hc. Synchronous: the caller decides where it
-// runs; every input is validated here, with the argument named.
-static Napi::Value ClusterParts(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  MEDIC_NAPI_TRY
-  const std::string what = "clusterParts";
-  auto num = [&](int i, const char* name) -> int64_t {
-    if (!info[i].IsNumber()) throw Error(what + ": " + name + " must be a number");
-    const double d = info[i].As<Napi::Number>().DoubleValue();
-    if (!(d >= 0) || std::floor(d) != d)
-      throw Error(what + ": " + name + " must be a non-negative integer, got " + std::to_string(d));
-    return static_cast<int64_t>(d);
-  };
-  const std::string method = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  if (method != "em" && method != "hc") throw Error(what + ": method must be 'em' or 'hc', got '" + method + "'");
-  const int64_t B = num(2, "B"), N = num(3, "N"), grid_w = num(4, "gridW");
-  if (N < 1 || grid_w < 1 || N % grid_w)
-    throw Error(what + ": N = " + std::to_string(N) + " is not a grid of width " + std::to_string(grid_w));
-  const float* maps = static_cast<const float*>(
-      typed_array_bytes(info[1], DType::F32, B * N * N, what + (method == "em" ? " attn" : " gram")));
-  const int32_t* K = static_cast<const int32_t*>(typed_array_bytes(info[5], DType::I32, B, what + " K"));
-  int64_t kmax = 0;
-  for (int64_t b = 0; b < B; ++b) {
-    if (K[b] < 1 || K[b] > N)
-      throw Error(what + ": K[" + std::to_string(b) + "] must be in [1, N=" + std::to_string(N) + "], got " +
-                  std::to_string(K[b]));
-    kmax = std::max<int64_t>(kmax, K[b]);
-  }
-  Napi::Object o = info[6].IsObject() ? info[6].As<Napi::Object>() : Napi::Object::New(env);
-  auto opt = [&](const char* k, double d) {
-    return o.Has(k) && o.Get(k).IsNumber() ? o.Get(k).As<Napi::Number>().DoubleValue() : d;
-  };
-  const int64_t rounds = static_cast<int64_t>(opt("rounds", 15));
-  const double kappa = opt("kappa", 40), lambda = opt("lambda", 0);
-  const int threads = std::max(1, static_cast<int>(opt("threads", 1)));
-  const float* init = nullptr;
-  if (method == "em") {
-    if (!info[7].IsTypedArray())
-      throw Error(what + ": method 'em' needs init, a Float32Array of B * max(K) * N = " +
-                  std::to_string(B * kmax * N) + " elements");
-    init = static_cast<const float*>(typed_array_bytes(info[7], DType::F32, B * kmax * N, what + " init"));
-  }
-  Napi::Int32Array out = Napi::Int32Array::New(env, static_cast<size_t>(B * N));
-  int32_t* labels = out.Data();
-  auto one = [&](int64_t b) {
-    const float* a = maps + b * N * N;
-    if (init)
-      cluster_em(a, N, K[b], init + b * kmax * N, rounds, kappa, labels + b * N);
-    else
-      cluster_hc(a, N, K[b], grid_w, lambda, labels + b * N);
-  };
-  const int64_t nt = std::min<int64_t>(threads, B);
-  if (nt <= 1) {
-    for (int64_t b = 0; b < B; ++b) one(b);
-  } else {
-    std::vector<std::thread> pool;
-    for (int64_t t = 0; t < nt; ++t)
-      pool.emplace_back([&, t] {
-        for (int64_t b = t; b < B; b += nt) one(b);
-      });
-    for (auto& th : pool) th.join();
-  }
-  return out;
-  MEDIC_NAPI_CATCH(env)
-}
-
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", EngineWrap::Init(env));
   exports.Set("Tensor", TensorWrap::Init(env));
@@ -230,9 +158,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("defaultThreads", Napi::Function::New(env, DefaultThreads));
   exports.Set("opNames", Napi::Function::New(env, OpNames));
   exports.Set("cudaKernels", Napi::Function::New(env, CudaKernels));
-  exports.Set("clusterParts", Napi::Function::New(env, ClusterParts));
+  add_cluster_functions(env, exports);
   add_comm_functions(env, exports);
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }
 

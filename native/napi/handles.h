@@ -90,6 +90,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
 // The process-wide MPI / NCCL functions of the module (comm_wrap.cpp).
 void add_comm_functions(Napi::Env env, Napi::Object exports);
+// Evolved masking's clustering, synchronous and on a worker (cluster_wrap.cpp).
+void add_cluster_functions(Napi::Env env, Napi::Object exports);
 
 class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
  public:

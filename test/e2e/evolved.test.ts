@@ -1,6 +1,8 @@
-// --mask evolved end to end on a tiny configuration: trains (the teacher program, clustering and the
-// step each step; teacher_ms and mask_ms in the metrics), and resumes exactly with another number of
-// loader workers: masks depend on (seed, step) and the teacher's map only.
+// --mask evolved end to end on a tiny configuration: trains (the teacher program one batch ahead, its
+// clustering during the previous step; teacher_ms, mask_ms and mask_wait_ms in the metrics), and
+// resumes exactly with another number of loader workers: masks depend on (seed, step) and the teacher's
+// map only, and the lookahead takes the batches in the run's order (a lookahead that fetched from the
+// run's position instead of the feed's own fails the resume comparison).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,7 +76,8 @@ describe('medic-native pretrain --mask evolved', () => {
       const sa = steps(a.stdout);
       expect(sa.map((s) => s.step)).toEqual([1, 2, 3, 4]);
       for (const s of sa)
-        for (const k of ['loss', 'teacher_ms', 'mask_ms']) expect(Number.isFinite(s[k] as number), k).toBe(true);
+        for (const k of ['loss', 'teacher_ms', 'mask_ms', 'mask_wait_ms'])
+          expect(Number.isFinite(s[k] as number), k).toBe(true);
       const out = join(dir, 'b');
       const b1 = await runCli(['pretrain', ...tiny, '--workers', '2', '--out', out, '--json', '--stop-after', '3']);
       expect(b1.code).toBe(0);
@@ -93,7 +96,8 @@ describe('medic-native pretrain --mask evolved', () => {
     const sa = steps(a.stdout);
     expect(sa.map((s) => s.step)).toEqual([1, 2]);
     for (const s of sa)
-      for (const k of ['loss', 'teacher_ms', 'mask_ms']) expect(Number.isFinite(s[k] as number), k).toBe(true);
+      for (const k of ['loss', 'teacher_ms', 'mask_ms', 'mask_wait_ms'])
+        expect(Number.isFinite(s[k] as number), k).toBe(true);
     const b = await runCli([...args, '--workers', '0', '--out', join(dir, 'hc-b')]);
     expect(losses(b.stdout)).toEqual(losses(a.stdout));
   });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 
-import { localBuildPath, packageRoot, staleOpTable } from '../../lib/engine/loader.js';
+import { ABI_VERSION, localBuildPath, packageRoot, staleOpTable } from '../../lib/engine/loader.js';
 import { OP_NAMES } from '../../lib/engine/ops.js';
 
 let pkg: string;
@@ -108,11 +108,15 @@ describe('engine loader', () => {
 
 describe('a binary from other sources', () => {
   test("is named with where its op table differs from this package's (a stale local build ran silently wrong before)", () => {
-    expect(staleOpTable({ opNames: () => [...OP_NAMES] })).toBeNull();
+    expect(staleOpTable({ opNames: () => [...OP_NAMES], abiVersion: ABI_VERSION })).toBeNull();
     const older = OP_NAMES.slice(0, 33);
-    expect(staleOpTable({ opNames: () => older })).toBe(
+    expect(staleOpTable({ opNames: () => older, abiVersion: ABI_VERSION })).toBe(
       `built from other sources than this package's JavaScript: its op table has 33 ops, ours ${OP_NAMES.length}, and they differ at #33 ('(none)' against '${OP_NAMES[33]}'); rebuild it`,
     );
     expect(staleOpTable({})).toMatch(/its op table has 0 ops/); // a binary from before opNames()
+    // same ops, an older binding interface (before clusterPartsAsync): its functions would be missing mid-run
+    expect(staleOpTable({ opNames: () => [...OP_NAMES], abiVersion: 1 })).toBe(
+      `built from other sources than this package's JavaScript: its binding interface is version 1, ours ${ABI_VERSION}; rebuild it`,
+    );
   });
 });

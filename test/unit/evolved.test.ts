@@ -1,10 +1,12 @@
 // Evolved masking's masks (lib/train/evolved.ts) from real attention maps (test/fixtures/cluster):
 // exact mask count; the same masks for the same (seed, step) whatever the host threads; spatial noise
 // early (whole 2x2-parity classes masked) and whole parts late; the schedules' values; em reads the
-// maps, hc their Gram matrices.
+// maps, hc their Gram matrices; the clustering on a worker thread (the training loop's lookahead) gives
+// the same masks as on the calling thread.
 import { describe, expect, it } from 'vitest';
 
-import { evolvedMasks, mixAlpha, partCentre, type EvolvedConfig } from '../../lib/train/evolved.js';
+import { loadBinding } from '../../lib/engine/loader.js';
+import { evolvedMasks, evolvedMasksAsync, mixAlpha, partCentre, type EvolvedConfig } from '../../lib/train/evolved.js';
 import { loadFixture } from '../helpers/parity.js';
 
 const fx = loadFixture('cluster');
@@ -74,6 +76,35 @@ describe('evolved masks', () => {
       for (let i = 0; i < N; i++) cls[(Math.floor(i / g) % 2) * 2 + (i % 2)] += mask[b * N + i];
       expect(cls.sort()).toEqual([0, 0, 16, 16]); // 32 masked = two of the four 16-patch classes
     }
+  });
+
+  for (const cluster of ['hc', 'em'] as const) {
+    it(`${cluster}: on a worker thread (evolvedMasksAsync), the same parts and masks as in line`, async () => {
+      const c = { ...base, cluster, evolveEpochs: 4, threads: 2 };
+      for (const epoch of [0, 2]) {
+        const sync = evolvedMasks(c, maps(cluster), B, 11, 9, epoch);
+        const pending = evolvedMasksAsync(c, maps(cluster), B, 11, 9, epoch);
+        const async = await pending;
+        expect(Array.from(async.parts)).toEqual(Array.from(sync.parts));
+        expect(Array.from(async.mask)).toEqual(Array.from(sync.mask));
+        expect(Array.from(async.K)).toEqual(Array.from(sync.K));
+      }
+    });
+  }
+
+  it('the worker-thread clustering rejects bad input with the argument named, as the in-line one throws', async () => {
+    const { binding } = loadBinding();
+    const K = Int32Array.from([3, 4, N + 1]);
+    const args = ['hc', gram, B, N, g, K, {}, null] as const;
+    expect(() => binding.clusterParts(...args)).toThrow(`clusterParts: K[2] must be in [1, N=${N}], got ${N + 1}`);
+    await expect(async () => binding.clusterPartsAsync(...args)).rejects.toThrow(
+      `clusterPartsAsync: K[2] must be in [1, N=${N}], got ${N + 1}`,
+    );
+    await expect(async () =>
+      binding.clusterPartsAsync('em', attn, B, N, g, Int32Array.from([3, 3, 3]), {}, null),
+    ).rejects.toThrow(
+      `clusterPartsAsync: method 'em' needs init, a Float32Array of B * max(K) * N = ${B * 3 * N} elements`,
+    );
   });
 
   it('bad input names what was wrong', () => {
