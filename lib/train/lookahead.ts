@@ -41,8 +41,11 @@ export class EvolvedLookahead {
 
   /** Step `step`'s batch and inputs (masks, teacher targets), waiting for its clustering if it still runs. */
   async take(step: number): Promise<{ batch: Batch; inputs: StepInputs; times: EvolvedTimes }> {
-    const prep = this.ahead?.step === step ? this.ahead : await this.prepare(step);
+    const prep = this.ahead ?? (await this.prepare(step));
     this.ahead = null;
+    // the held batch was taken from the feed for its step: any other step would train on the wrong batch
+    if (prep.step !== step)
+      throw new Error(`evolved masking: step ${step} was asked for, the lookahead holds step ${prep.step}`);
     const t0 = performance.now();
     const { mask, ms } = await prep.masks;
     const { c, medic } = this.run;
