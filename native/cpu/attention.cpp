@@ -20,9 +20,13 @@
 //
 // The tile products and the exp-heavy softmax passes live in attention_isa.inc, compiled three times
 // (AVX-512, AVX2 + FMA, scalar; the target attributes of isa.h) and chosen at run time by cpu_isa().
+// bf16 attention on a CPU with AVX512-BF16 takes attention_dpbf16.inc instead: the same tiles with
+// their products on vdpbf16ps (bf16 operands, P and dS rounded to bf16; ops.h, Precision), for about
+// 1.4x (forward) and 1.7x (backward) the speed of fp32 products on widened rows at ViT-B's shapes.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <type_traits>
 #include <vector>
@@ -91,6 +95,7 @@ namespace isa_avx512 {
 #define ATTN_ISA 512
 #include "attention_isa.inc"
 #undef ATTN_ISA
+#include "attention_dpbf16.inc"
 }  // namespace isa_avx512
 namespace isa_avx2 {
 #define ATTN_ISA 256
@@ -114,6 +119,9 @@ struct Kernels {
   decltype(&isa_scalar::bwd_range<uint16_t>) bwd16;
   decltype(&isa_scalar::softmax_rows) softmax;
   decltype(&isa_scalar::softmax_bwd_rows) softmax_bwd;
+  // bf16 on vdpbf16ps (attention_dpbf16.inc): set when the CPU has AVX512-BF16, else null
+  decltype(&isa_scalar::fwd_range<uint16_t>) fwd16_dp = nullptr;
+  decltype(&isa_scalar::bwd_range<uint16_t>) bwd16_dp = nullptr;
 };
 
 #define MEDIC_ATTN_KERNELS(ns)                                                                                      \
@@ -125,7 +133,12 @@ const Kernels& kernels() {
   static const Kernels k = [] {
 #if MEDIC_X86
     const Isa isa = cpu_isa();
-    if (isa == Isa::avx512) return MEDIC_ATTN_KERNELS(isa_avx512);
+    if (isa == Isa::avx512) {
+      Kernels k512 = MEDIC_ATTN_KERNELS(isa_avx512);
+      if (cpu_features().avx512_bf16)
+        k512.fwd16_dp = isa_avx512::fwd_range_dp, k512.bwd16_dp = isa_avx512::bwd_range_dp;
+      return k512;
+    }
     if (isa == Isa::avx2) return MEDIC_ATTN_KERNELS(isa_avx2);
 #endif
     return MEDIC_ATTN_KERNELS(isa_scalar);
@@ -149,12 +162,13 @@ void attention_t(const OpCall& c) {
   const ST* qkv = static_cast<const ST*>(c.x(0).data);
   ST* o = static_cast<ST*>(c.y(0).data);
   float* lse = c.y(1).f32();
+  const bool dp = std::is_same<ST, uint16_t>::value && kernels().fwd16_dp && d.Hd % 2 == 0;
   const int64_t nqb = (d.T + kBQ - 1) / kBQ;
-  const auto fwd = [] {
+  const auto fwd = [&] {
     if constexpr (std::is_same<ST, float>::value)
       return kernels().fwd;
     else
-      return kernels().fwd16;
+      return dp ? kernels().fwd16_dp : kernels().fwd16;
   }();
   parallel(c, d.B * d.H * nqb, 1, [&](int64_t b0, int64_t b1) { fwd(d, qkv, o, lse, b0, b1); });
 }
@@ -167,16 +181,17 @@ void attention_bwd_t(const OpCall& c) {
            *o = static_cast<const ST*>(c.x(2).data);
   const float* lse = c.x(3).f32();
   ST* dqkv = static_cast<ST*>(c.y(0).data);
+  const bool dp = std::is_same<ST, uint16_t>::value && kernels().bwd16_dp && d.Hd % 2 == 0;
   const int64_t BH = d.B * d.H, nkb = (d.T + kBK - 1) / kBK;
   if (BH == 0 || d.T == 0) return;
   // Split a head's key blocks only when heads alone cannot keep the threads busy.
   const int G = static_cast<int>(std::min<int64_t>(nkb, std::max<int64_t>(1, (threads(c) + BH - 1) / BH)));
   std::vector<float> dq_part(G > 1 ? static_cast<size_t>(BH * G * d.T * d.Hd) : 0);
-  const auto bwd = [] {
+  const auto bwd = [&] {
     if constexpr (std::is_same<ST, float>::value)
       return kernels().bwd;
     else
-      return kernels().bwd16;
+      return dp ? kernels().bwd16_dp : kernels().bwd16;
   }();
   parallel(c, BH * G, 1,
            [&](int64_t b0, int64_t b1) { bwd(d, G, dout, qkv, o, lse, dqkv, dq_part.data(), acc, b0, b1); });
