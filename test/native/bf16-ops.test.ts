@@ -160,6 +160,15 @@ describe('bf16 storage: bit-exact with the fp32 op on the bf16 values', () => {
             { heads: H2, acc },
           );
           expectAttention(bf[0]!, ref[0]!, `attention_bwd acc ${acc}`);
+          // the mixed-precision graph's form: f32 do and dqkv beside bf16 qkv and o
+          const mixed = twin(
+            e2,
+            'attention_bwd',
+            [{ shape: [B2, T2, D2] }, { shape: [B2, T2, 3 * D2], bf16: true, data: qkv }, { shape: [B2, T2, D2], bf16: true, data: fwd.bf[0]! }, { shape: [B2, H2, T2], data: fwd.bf[1]! }],
+            [{ shape: [B2, T2, 3 * D2] }],
+            { heads: H2, acc },
+          );
+          expectAttention(mixed.bf[0]!, mixed.ref[0]!, `attention_bwd, f32 do and dqkv, acc ${acc}`);
         }
       } finally {
         e2.dispose();
@@ -226,8 +235,9 @@ function attentionF64(qkv: Float32Array, dout: Float32Array, oIn: Float32Array, 
 // ViT-B's attention heads (T = 197 tokens, Hd = 64; 4 heads here) in bf16 against float64 on the same
 // bf16 inputs: three full 64-token blocks and a 5-token tail of queries and keys, scores with a
 // standard deviation of about 2 (q, k drawn with sigma 1.5) so the softmax is far from uniform.
-// Tolerance ATTN_TOL on o and dqkv on every CPU path (the fp32-product one is within about 1.5e-3,
-// its bf16 output rounding), LSE_TOL on lse.
+// Tolerance ATTN_TOL on o and dqkv on every CPU path (the fp32-product one is within about 1.7e-3,
+// its bf16 output rounding), LSE_TOL on lse. The backward runs twice: all bf16, and in the
+// mixed-precision graph's form (f32 do, not bf16-valued, and an f32 dqkv beside bf16 qkv and o).
 describe('bf16 attention at ViT-B head shapes against float64', () => {
   // The fp32-product kernel (what CPUs without AVX512-BF16 run) keeps the bits of the fp32 kernel.
   it('MEDIC_CPU_ISA=avx512 (no bf16 dot products): bit-exact with the fp32 kernel on the bf16 values', () => {
@@ -247,6 +257,8 @@ describe('bf16 attention at ViT-B head shapes against float64', () => {
     const qkv = round(randomF32(B * T * 3 * D, 21, 1.5)), dout = round(randomF32(B * T * D, 22));
     const tq = e.tensor([B, T, 3 * D], 'bf16', f32ToBf16(qkv)), td = e.tensor([B, T, D], 'bf16', f32ToBf16(dout));
     const o = e.tensor([B, T, D], 'bf16'), lse = e.tensor([B, H, T]), dqkv = e.tensor([B, T, 3 * D], 'bf16');
+    const dout32 = randomF32(B * T * D, 23);
+    const td32 = e.tensor([B, T, D], 'f32', dout32), dqkv32 = e.tensor([B, T, 3 * D]);
     try {
       e.op('attention', [tq], [o, lse], { heads: H });
       e.op('attention_bwd', [td, tq, o, lse], [dqkv], { heads: H });
@@ -255,8 +267,11 @@ describe('bf16 attention at ViT-B head shapes against float64', () => {
       expect(relErr(oOut, ref.o), 'o').toBeLessThan(ATTN_TOL);
       expect(relErr(lse.read() as Float32Array, ref.lse), 'lse').toBeLessThan(LSE_TOL);
       expect(relErr(bf16ToF32(dqkv.read() as Uint16Array), ref.dqkv), 'dqkv').toBeLessThan(ATTN_TOL);
+      e.op('attention_bwd', [td32, tq, o, lse], [dqkv32], { heads: H });
+      const ref32 = attentionF64(qkv, dout32, oOut, B, T, H, Hd);
+      expect(relErr(dqkv32.read() as Float32Array, ref32.dqkv), 'dqkv from f32 do').toBeLessThan(ATTN_TOL);
     } finally {
-      [tq, td, o, lse, dqkv].forEach((t) => t.dispose());
+      [tq, td, o, lse, dqkv, td32, dqkv32].forEach((t) => t.dispose());
     }
   });
 });

@@ -52,7 +52,10 @@
 //     before P V, P^T dO, dS K and dS^T Q, as FlashAttention does on GPUs; sums are fp32 (in another
 //     order, denormals flushed) and the softmax statistics (lse, D) fp32. So not the fp32 kernel's
 //     bits: o and dqkv within relErr 5e-3 of it and of float64 (measured 2e-3 .. 3e-3), lse 1e-6.
-//     Without AVX512-BF16, or under MEDIC_CPU_ISA=avx512, the fp32 kernel's bits as above.
+//     attention_bwd takes that path whenever qkv and o are bf16, with do and dqkv of either storage
+//     (the mixed-precision graph keeps them f32): an f32 do is rounded to bf16 as it is read, as the
+//     bf16 gemm rounds an f32 operand. Without AVX512-BF16, or under MEDIC_CPU_ISA=avx512, the fp32
+//     kernel's bits as above (mixed storages through cpu::run_widened).
 //   The bf16 GEMM tolerance against a float64 product of the same bf16-rounded operands is the fp32
 //   one (rel. 1e-5); against the unrounded f32 operands it is bf16's (about 2^-8 sqrt(2/K) .. 2^-8).
 #pragma once
