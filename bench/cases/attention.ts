@@ -1,6 +1,7 @@
 // Attention benchmarks: the fused flash-style kernels at the three attention shapes of a MEDiC step,
 // and, at the teacher's shape (T = 197, Hd = 64), the naive path built from the engine's own batched
-// gemm and softmax ops for comparison; the fused forward and backward again in bf16 (qkv, o, do, dqkv).
+// gemm and softmax ops for comparison; the fused forward and backward again in bf16 (qkv, o, do, dqkv),
+// and the backward in the mixed-precision graph's form (bf16 qkv and o, f32 do and dqkv).
 //
 // Shapes per preset: student on visible tokens (T = 1 + V = 119, H heads of 64), frozen CLIP teacher
 // (T = 1 + N = 197, Ht heads of 64) and the pixel decoder (T = 197, Hdd heads of 32).
@@ -35,28 +36,33 @@ function fwdFlops(s: Shape): number {
 
 type Mode = 'fwd' | 'bwd' | 'fwd+bwd';
 
-// dtype bf16: qkv, o, do and dqkv in bf16 (--precision bf16's storage; lse stays f32).
-function fused(s: Shape, mode: Mode, dtype: 'f32' | 'bf16' = 'f32'): BenchCase {
+// Storage: f32; bf16 (qkv, o, do and dqkv; lse stays f32); or 'bf16+f32 grads', the mixed-precision
+// graph's form (bf16 qkv and o, f32 do and dqkv).
+type Storage = 'f32' | 'bf16' | 'bf16+f32 grads';
+function fused(s: Shape, mode: Mode, storage: Storage = 'f32'): BenchCase {
   const f = fwdFlops(s);
+  const dtype = storage === 'f32' ? 'f32' : 'bf16',
+    gradType = storage === 'bf16' ? 'bf16' : 'f32';
+  const tag = storage === 'f32' ? '' : storage === 'bf16' ? ' bf16' : ' bf16 (f32 do, dqkv)';
   return {
-    name: `attention${dtype === 'bf16' ? ' bf16' : ''} ${mode} ${s.label} B=${s.B} H=${s.H} T=${s.T} Hd=${s.Hd}`,
+    name: `attention${tag} ${mode} ${s.label} B=${s.B} H=${s.H} T=${s.T} Hd=${s.Hd}`,
     family: 'attention',
     flops: mode === 'fwd' ? f : mode === 'bwd' ? 2.5 * f : 3.5 * f,
     setup(engine: Engine): BenchInstance {
       const { B, T, H, Hd } = s;
       const attrs = { heads: H };
-      const data = (shape: number[], seed: number) => {
+      const data = (shape: number[], seed: number, type: 'f32' | 'bf16') => {
         const x = randomData(
           shape.reduce((a, b) => a * b, 1),
           seed,
         );
-        return dtype === 'bf16' ? engine.tensor(shape, 'bf16', f32ToBf16(x)) : engine.tensor(shape, 'f32', x);
+        return type === 'bf16' ? engine.tensor(shape, 'bf16', f32ToBf16(x)) : engine.tensor(shape, 'f32', x);
       };
-      const qkv = data([B, T, 3 * H * Hd], 1);
-      const dout = data([B, T, H * Hd], 2);
+      const qkv = data([B, T, 3 * H * Hd], 1, dtype);
+      const dout = data([B, T, H * Hd], 2, gradType);
       const o = engine.tensor([B, T, H * Hd], dtype);
       const lse = engine.tensor([B, H, T]);
-      const dqkv = engine.tensor([B, T, 3 * H * Hd], dtype);
+      const dqkv = engine.tensor([B, T, 3 * H * Hd], gradType);
       engine.op('attention', [qkv], [o, lse], attrs); // the backward's inputs
       return {
         run() {
@@ -143,7 +149,10 @@ export const cases: CaseList = (p: Preset) => {
   const modes: Mode[] = ['fwd', 'bwd', 'fwd+bwd'];
   const out: BenchCase[] = [];
   for (const s of shapes) for (const m of modes) out.push(fused(s, m));
-  for (const s of shapes) for (const m of ['fwd', 'bwd'] as const) out.push(fused(s, m, 'bf16'));
+  for (const s of shapes) {
+    for (const m of ['fwd', 'bwd'] as const) out.push(fused(s, m, 'bf16'));
+    out.push(fused(s, 'bwd', 'bf16+f32 grads'));
+  }
   const teacher = shapes[1];
   for (const m of modes) out.push(naive(teacher, m));
   return out;
