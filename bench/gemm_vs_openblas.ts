@@ -18,7 +18,10 @@
 // threads sleep at once; OpenBLAS's spin for ~0.1 s, so each of our timings waits 0.3 s after OpenBLAS's.
 // bf16: bench/torch_bf16_gemm.py --serve (torch.set_num_threads(--threads)) times the plain bf16
 // product (matmul into a bf16 C, addmm_ for acc); ours runs the mixed-precision step's form (bf16
-// A, B, C and preact, f32 C for the acc weight gradients, f32 bias) with its epilogue.
+// A, B, C and preact, f32 C for the acc weight gradients, f32 bias) with its epilogue. For shapes with
+// a bias or GELU a second PyTorch column ("same work") times what a bf16 PyTorch model runs for that
+// epilogue too: addmm with the bias, then the erf GELU into a second tensor (torch_bf16_gemm.py,
+// form "same"); its ratio compares like with like, the plain column's is conservative for us.
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -113,7 +116,7 @@ function torchServer(threads: number, clock: string) {
   };
   return {
     info: next,
-    async time(s: GemmShape, minMs: number): Promise<number> {
+    async time(s: GemmShape, minMs: number, form: 'plain' | 'same' = 'plain'): Promise<number> {
       child.stdin.write(
         JSON.stringify({
           name: s.name,
@@ -123,6 +126,9 @@ function torchServer(threads: number, clock: string) {
           ta: s.ta,
           tb: s.tb,
           acc: s.acc ?? 0,
+          bias: s.bias ? 1 : 0,
+          act: s.act ?? 0,
+          form,
           min_ms: minMs,
           clock,
         }) + '\n',
@@ -164,10 +170,11 @@ async function main(): Promise<void> {
     );
     const head = (tag: string, ref: string) =>
       `${(tag + ' ours ms').padStart(13)} ${'GFLOP/s'.padStart(8)} ${(ref + ' ms').padStart(10)} ${'GFLOP/s'.padStart(8)} ${'ratio'.padStart(6)}`;
+    const sameHead = ` ${'same work ms'.padStart(12)} ${'GFLOP/s'.padStart(8)} ${'ratio'.padStart(6)}`;
     console.log(
-      `${'preset'.padEnd(6)} ${'shape'.padEnd(58)}${doF32 ? ' ' + head('fp32', 'blas') : ''}${doBf16 ? ' ' + head('bf16', 'torch') : ''}`,
+      `${'preset'.padEnd(6)} ${'shape'.padEnd(58)}${doF32 ? ' ' + head('fp32', 'blas') : ''}${doBf16 ? ' ' + head('bf16', 'torch') + sameHead : ''}`,
     );
-    const logs = { f32: [] as number[], bf16: [] as number[] };
+    const logs = { f32: [] as number[], bf16: [] as number[], same: [] as number[], sameEpi: [] as number[] };
     for (const { preset, s } of shapes) {
       const gf = (ms: number) => (2 * s.M * s.N * s.K) / (ms * 1e6);
       const col = (ours: number, ref: number) =>
@@ -187,22 +194,34 @@ async function main(): Promise<void> {
         line += ' ' + col(ours, ref);
       }
       if (torch) {
+        const epilogue = !s.acc && (s.bias || s.act);
         let ours = Infinity,
-          ref = Infinity;
+          ref = Infinity,
+          same = Infinity;
         for (let rep = 0; rep < reps; rep++) {
           await sleep(300); // oneDNN's OpenMP workers spin after a call too
           ours = Math.min(ours, timeCase(engine, gemmCase(s, 'bf16'), minMs, 3, clock));
           ref = Math.min(ref, await torch.time(s, minMs));
+          if (epilogue) same = Math.min(same, await torch.time(s, minMs, 'same'));
         }
+        if (!epilogue) same = ref; // no epilogue: the same work is the plain product
         logs.bf16.push(Math.log(ref / ours));
+        logs.same.push(Math.log(same / ours));
+        if (epilogue) logs.sameEpi.push(Math.log(same / ours));
         line += ' ' + col(ours, ref);
+        line += ` ${same.toFixed(3).padStart(12)} ${gf(same).toFixed(1).padStart(8)} ${(same / ours).toFixed(2).padStart(6)}`;
       }
       console.log(line);
     }
     const summary = (l: number[]) =>
       `geometric mean ${Math.exp(l.reduce((a, b) => a + b, 0) / l.length).toFixed(3)}, worst ${Math.exp(Math.min(...l)).toFixed(2)}`;
     if (blas) console.log(`fp32 ratio (OpenBLAS time / ours): ${summary(logs.f32)}`);
-    if (torch) console.log(`bf16 ratio (PyTorch bf16 matmul time / ours): ${summary(logs.bf16)}`);
+    if (torch) {
+      console.log(`bf16 ratio (PyTorch bf16 matmul time / ours): ${summary(logs.bf16)}`);
+      console.log(`bf16 ratio, same work (PyTorch addmm + GELU where ours has them / ours): ${summary(logs.same)}`);
+      if (logs.sameEpi.length)
+        console.log(`  of which the ${logs.sameEpi.length} shapes with a bias or GELU: ${summary(logs.sameEpi)}`);
+    }
   } finally {
     blas?.close();
     torch?.close();

@@ -4,11 +4,17 @@
     /usr/bin/python3 bench/torch_bf16_gemm.py --serve --threads 2
 
 Reads one JSON case per stdin line ({"name", "M", "N", "K", "ta", "tb", "acc", "bias", "act",
-"min_ms", "clock": "wall"|"cpu"}) and answers one JSON line each ({"name", "ms"}), after a first line with torch's version,
-thread count and oneDNN state. Each case runs the plain product on bf16 tensors laid out as the
-engine stores them (A [K, M] when ta, B [N, K] when tb), as OpenBLAS does on the fp32 side:
-torch.matmul(op(a), op(b), out=c) into a bf16 c, or c.addmm_(op(a), op(b)) for acc (beta = 1).
-Bias and GELU are not applied here (ours includes them: the comparison is conservative for us).
+"form", "min_ms", "clock": "wall"|"cpu"}) and answers one JSON line each ({"name", "ms"}), after a first line with torch's version,
+thread count and oneDNN state. Each case runs on bf16 tensors laid out as the engine stores them
+(A [K, M] when ta, B [N, K] when tb), in one of two forms:
+  - "plain" (the default): the product alone, as OpenBLAS does on the fp32 side:
+    torch.matmul(op(a), op(b), out=c) into a bf16 c, or c.addmm_(op(a), op(b)) for acc (beta = 1).
+    Bias and GELU are not applied (ours includes them: conservative for us).
+  - "same": the work our gemm call does, as a bf16 PyTorch model runs it (nn.Linear, then nn.GELU):
+    torch.addmm(bias, op(a), op(b), out=pre) with a bf16 bias when the case has one, then the exact
+    (erf) GELU of pre into a second bf16 tensor when act (pre is what GELU's backward keeps, as our
+    preact output). Outputs are preallocated (out=), so allocation is not timed (favours PyTorch).
+    Cases without bias or act time as "plain".
 Reported: the median milliseconds over runs filling min_ms.
 """
 import argparse
@@ -35,6 +41,16 @@ def make_run(c):
     out = torch.zeros(M, N, dtype=bf)
     if c.get("acc"):
         return lambda: out.addmm_(opa, opb)
+    if c.get("form", "plain") == "same" and (c.get("bias") or c.get("act")):
+        bias = torch.randn(N, generator=g).to(bf) if c.get("bias") else torch.zeros(N, dtype=bf)
+        y = torch.zeros(M, N, dtype=bf)
+
+        def linear_gelu():
+            torch.addmm(bias, opa, opb, out=out)
+            if c.get("act"):
+                torch._C._nn.gelu(out, out=y)
+
+        return linear_gelu
     return lambda: torch.matmul(opa, opb, out=out)
 
 

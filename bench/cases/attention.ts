@@ -1,12 +1,14 @@
 // Attention benchmarks: the fused flash-style kernels at the three attention shapes of a MEDiC step,
 // and, at the teacher's shape (T = 197, Hd = 64), the naive path built from the engine's own batched
-// gemm and softmax ops for comparison.
+// gemm and softmax ops for comparison; the fused forward and backward again in bf16 (qkv, o, do, dqkv),
+// and the backward in the mixed-precision graph's form (bf16 qkv and o, f32 do and dqkv).
 //
 // Shapes per preset: student on visible tokens (T = 1 + V = 119, H heads of 64), frozen CLIP teacher
 // (T = 1 + N = 197, Ht heads of 64) and the pixel decoder (T = 197, Hdd heads of 32).
 // Flops: forward 4*B*H*T^2*Hd (QK^T and PV); backward 2.5x that (QK^T and dO V^T recomputed, then
 // P^T dO, dS K, dS^T Q), the usual FlashAttention-2 count; exp work is not counted.
 import type { Engine, Tensor } from '../../lib/engine/index.js';
+import { f32ToBf16 } from '../../lib/io/safetensors.js';
 import type { Preset } from '../presets.js';
 import type { BenchCase, BenchInstance, CaseList } from './types.js';
 
@@ -34,20 +36,33 @@ function fwdFlops(s: Shape): number {
 
 type Mode = 'fwd' | 'bwd' | 'fwd+bwd';
 
-function fused(s: Shape, mode: Mode): BenchCase {
+// Storage: f32; bf16 (qkv, o, do and dqkv; lse stays f32); or 'bf16+f32 grads', the mixed-precision
+// graph's form (bf16 qkv and o, f32 do and dqkv).
+type Storage = 'f32' | 'bf16' | 'bf16+f32 grads';
+function fused(s: Shape, mode: Mode, storage: Storage = 'f32'): BenchCase {
   const f = fwdFlops(s);
+  const dtype = storage === 'f32' ? 'f32' : 'bf16',
+    gradType = storage === 'bf16' ? 'bf16' : 'f32';
+  const tag = storage === 'f32' ? '' : storage === 'bf16' ? ' bf16' : ' bf16 (f32 do, dqkv)';
   return {
-    name: `attention ${mode} ${s.label} B=${s.B} H=${s.H} T=${s.T} Hd=${s.Hd}`,
+    name: `attention${tag} ${mode} ${s.label} B=${s.B} H=${s.H} T=${s.T} Hd=${s.Hd}`,
     family: 'attention',
     flops: mode === 'fwd' ? f : mode === 'bwd' ? 2.5 * f : 3.5 * f,
     setup(engine: Engine): BenchInstance {
       const { B, T, H, Hd } = s;
       const attrs = { heads: H };
-      const qkv = engine.tensor([B, T, 3 * H * Hd], 'f32', randomData(B * T * 3 * H * Hd, 1));
-      const dout = engine.tensor([B, T, H * Hd], 'f32', randomData(B * T * H * Hd, 2));
-      const o = engine.tensor([B, T, H * Hd]);
+      const data = (shape: number[], seed: number, type: 'f32' | 'bf16') => {
+        const x = randomData(
+          shape.reduce((a, b) => a * b, 1),
+          seed,
+        );
+        return type === 'bf16' ? engine.tensor(shape, 'bf16', f32ToBf16(x)) : engine.tensor(shape, 'f32', x);
+      };
+      const qkv = data([B, T, 3 * H * Hd], 1, dtype);
+      const dout = data([B, T, H * Hd], 2, gradType);
+      const o = engine.tensor([B, T, H * Hd], dtype);
       const lse = engine.tensor([B, H, T]);
-      const dqkv = engine.tensor([B, T, 3 * H * Hd]);
+      const dqkv = engine.tensor([B, T, 3 * H * Hd], gradType);
       engine.op('attention', [qkv], [o, lse], attrs); // the backward's inputs
       return {
         run() {
@@ -65,7 +80,7 @@ function fused(s: Shape, mode: Mode): BenchCase {
 // The unfused reference path on pre-split q, k, v [B*H, T, Hd] (the head split/merge transposes it
 // would also need are not counted, which favours it): S = scale q k^T (batched gemm), P = softmax(S),
 // O = P V; backward dV = P^T dO, dP = dO V^T, dS = softmax_bwd(P, dP), dQ = dS K, dK = dS^T Q.
-// It keeps the B*H x T x T matrices S, P, dP (3 x 14 MiB at the base teacher shape).
+// It keeps the B*H x T x T matrices S, P, dP, dS (4 x 14 MiB at the base teacher shape).
 function naive(s: Shape, mode: Mode): BenchCase {
   const f = fwdFlops(s);
   return {
@@ -93,7 +108,8 @@ function naive(s: Shape, mode: Mode): BenchCase {
         dO = mk([BH, T, Hd], 4);
       const S = mk([BH, T, T]),
         P = mk([BH, T, T]),
-        dP = mk([BH, T, T]);
+        dP = mk([BH, T, T]),
+        dS = mk([BH, T, T]);
       const O = mk([BH, T, Hd]),
         dQ = mk([BH, T, Hd]),
         dK = mk([BH, T, Hd]),
@@ -106,9 +122,9 @@ function naive(s: Shape, mode: Mode): BenchCase {
       const backward = () => {
         engine.op('gemm', [P, dO], [dV], { trans_a: 1 });
         engine.op('gemm', [dO, v], [dP], { trans_b: 1 });
-        engine.op('softmax_bwd', [P, dP], [dP], { scale }); // dS (scaled), in place
-        engine.op('gemm', [dP, k], [dQ]);
-        engine.op('gemm', [dP, q], [dK], { trans_a: 1 });
+        engine.op('softmax_bwd', [P, dP], [dS], { scale }); // dS (scaled); softmax_bwd cannot overwrite dP
+        engine.op('gemm', [dS, k], [dQ]);
+        engine.op('gemm', [dS, q], [dK], { trans_a: 1 });
       };
       forward();
       return {
@@ -117,7 +133,7 @@ function naive(s: Shape, mode: Mode): BenchCase {
           if (mode !== 'fwd') backward();
         },
         dispose() {
-          for (const t of [q, k, v, dO, S, P, dP, O, dQ, dK, dV]) t.dispose();
+          for (const t of [q, k, v, dO, S, P, dP, dS, O, dQ, dK, dV]) t.dispose();
         },
       };
     },
@@ -133,6 +149,10 @@ export const cases: CaseList = (p: Preset) => {
   const modes: Mode[] = ['fwd', 'bwd', 'fwd+bwd'];
   const out: BenchCase[] = [];
   for (const s of shapes) for (const m of modes) out.push(fused(s, m));
+  for (const s of shapes) {
+    for (const m of ['fwd', 'bwd'] as const) out.push(fused(s, m, 'bf16'));
+    out.push(fused(s, 'bwd', 'bf16+f32 grads'));
+  }
   const teacher = shapes[1];
   for (const m of modes) out.push(naive(teacher, m));
   return out;

@@ -1,10 +1,13 @@
-// Child process of the layernorm and elementwise tests: runs the kernels that have ISA variants on their
-// fixture cases under the cap in MEDIC_CPU_ISA (scalar | avx2, read once by cpu_features()) and prints
+// Child process of the layernorm, elementwise and bf16-ops tests: runs the kernels that have ISA variants on their
+// fixture cases under the cap in MEDIC_CPU_ISA (scalar | avx2 | avx512, read once by cpu_features()) and prints
 // the engine description and the worst error as JSON.
 //   tsx test/native/isa.child.ts layernorm     layernorm, layernorm_bwd, pixel_norm: worst relErr
 //   tsx test/native/isa.child.ts elementwise   gelu, quick_gelu (+ bwd) on the sweep: worst maxAbsErr
+//   tsx test/native/isa.child.ts attention-bf16  bf16 attention (+ bwd) against the fp32 kernel on the
+//                                                same bf16 values: worst = number of differing elements
 import { Engine } from '../../lib/engine/index.js';
-import { loadFixture, maxAbsErr, relErr } from '../helpers/parity.js';
+import { bf16ToF32, f32ToBf16 } from '../../lib/io/safetensors.js';
+import { loadFixture, maxAbsErr, randomF32, relErr } from '../helpers/parity.js';
 
 const family = process.argv[2];
 const e = Engine.create({ device: 'cpu', threads: 2 });
@@ -50,8 +53,35 @@ function layernorm(): void {
   }
 }
 
+// bf16 attention and attention_bwd (T = 197: a 5-token tail block; Hd = 64) on bf16 tensors, then on
+// f32 copies of the same values with the outputs rounded to bf16: elements whose bits differ.
+function attentionBf16(): void {
+  const [B, T, H, Hd] = [2, 197, 2, 64];
+  const D = H * Hd;
+  const qkv16 = f32ToBf16(randomF32(B * T * 3 * D, 31)), dout16 = f32ToBf16(randomF32(B * T * D, 32));
+  const run = (bf16: boolean) => {
+    const make = (shape: number[], v?: Uint16Array) =>
+      bf16 ? e.tensor(shape, 'bf16', v) : e.tensor(shape, 'f32', v && bf16ToF32(v));
+    const qkv = make([B, T, 3 * D], qkv16), dout = make([B, T, D], dout16);
+    const o = make([B, T, D]), lse = e.tensor([B, H, T]), dqkv = make([B, T, 3 * D]);
+    e.op('attention', [qkv], [o, lse], { heads: H });
+    const oBits = bf16 ? (o.read() as Uint16Array) : f32ToBf16(o.read() as Float32Array);
+    // the backward of both runs reads the same (bf16-valued) o
+    const oIn = make([B, T, D], oBits);
+    e.op('attention_bwd', [dout, qkv, oIn, lse], [dqkv], { heads: H });
+    const dBits = bf16 ? (dqkv.read() as Uint16Array) : f32ToBf16(dqkv.read() as Float32Array);
+    const lseOut = lse.read() as Float32Array;
+    for (const t of [qkv, dout, o, lse, dqkv, oIn]) t.dispose();
+    return { oBits, dBits, lseOut };
+  };
+  const a = run(true), b = run(false);
+  const differ = (x: ArrayLike<number>, y: ArrayLike<number>) => Array.from(x).filter((v, i) => !Object.is(v, y[i])).length;
+  worst = differ(a.oBits, b.oBits) + differ(a.dBits, b.dBits) + differ(a.lseOut, b.lseOut);
+}
+
 try {
   if (family === 'layernorm') layernorm();
+  else if (family === 'attention-bf16') attentionBf16();
   else if (family === 'elementwise') elementwise();
   else throw new Error(`isa.child.ts: unknown family '${family}'`);
   console.log(JSON.stringify({ describe: e.describe(), worst }));

@@ -46,6 +46,16 @@
 //       pixel_norm, medic_loss (s, t, pred, target -> ds, dpred; losses f32),
 //       cross_entropy (logits -> dlogits; loss f32).
 //     Every other slot (parameters, their gradients, AdamW state, statistics, losses) is f32.
+//   - the exception on the CPU: attention and attention_bwd on bf16 with AVX512-BF16 (and an even
+//     Hd) run their tile products on bf16 operands (vdpbf16ps; native/cpu/attention_dpbf16.inc):
+//     q, k, v and do enter exactly, the probabilities P and dS are rounded to bf16 (nearest even)
+//     before P V, P^T dO, dS K and dS^T Q, as FlashAttention does on GPUs; sums are fp32 (in another
+//     order, denormals flushed) and the softmax statistics (lse, D) fp32. So not the fp32 kernel's
+//     bits: o and dqkv within relErr 5e-3 of it and of float64 (measured 2e-3 .. 3e-3), lse 1e-6.
+//     attention_bwd takes that path whenever qkv and o are bf16, with do and dqkv of either storage
+//     (the mixed-precision graph keeps them f32): an f32 do is rounded to bf16 as it is read, as the
+//     bf16 gemm rounds an f32 operand. Without AVX512-BF16, or under MEDIC_CPU_ISA=avx512, the fp32
+//     kernel's bits as above (mixed storages through cpu::run_widened).
 //   The bf16 GEMM tolerance against a float64 product of the same bf16-rounded operands is the fp32
 //   one (rel. 1e-5); against the unrounded f32 operands it is bf16's (about 2^-8 sqrt(2/K) .. 2^-8).
 #pragma once
@@ -132,7 +142,8 @@ using CheckFn = void (*)(const OpCall&);  // throws medic::Error naming the op, 
 //               forward's), acc.
 // attention     in qkv [B, T, 3*H*Hd] (packed as timm: [3, H, Hd] per token); out o [B, T, H*Hd],
 //               lse [B, H, T] (log-sum-exp of each score row, for the backward). Fused, online softmax:
-//               no T x T matrix is kept. attrs heads (required), scale = 1/sqrt(Hd).
+//               no T x T matrix is kept. attrs heads (required), scale = 1/sqrt(Hd). bf16 on the CPU:
+//               see Precision above (P rounded to bf16 where the CPU has AVX512-BF16).
 // attention_bwd in do [B, T, H*Hd], qkv, o, lse; out dqkv [B, T, 3*H*Hd] (acc). attrs heads, scale.
 // attention_probs in qkv [B, T, 3*H*Hd] (packed as attention); out p [B, T-k, T-k], k = attr prefix:
 //               p[b, i, j] = (1/H) sum_h softmax(scale q_h[k+i] . k_h[:])[k+j]: the softmax runs over all T
