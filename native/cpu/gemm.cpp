@@ -460,7 +460,11 @@ static void gemm_k0(const Gemm& g, int64_t rows) {
 
 void gemm(const OpCall& call) {
   if (gemm_is_bf16(call)) return gemm_bf16(call);  // gemm_bf16.cpp
-  const GemmDims d = gemm_dims(call);              // shared with the CUDA kernel (medic/op_args.h)
+  gemm_f32(call);
+}
+
+void gemm_f32(const OpCall& call) {
+  const GemmDims d = gemm_dims(call);  // shared with the CUDA kernel (medic/op_args.h)
   Gemm g{};
   g.ta = d.ta;
   g.tb = d.tb;

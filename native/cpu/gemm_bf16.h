@@ -12,6 +12,10 @@ void gemm_bf16(const OpCall& call);
 // The readable reference and fallback: operands rounded to bf16 and widened to f32, the fp32 gemm,
 // then the result rounded to C's dtype. Exactly the bf16 product with fp32 accumulation.
 void gemm_bf16_reference(const OpCall& call);
+// The fp32 gemm itself (gemm.cpp), whatever the call's dtypes and attrs say: every tensor must be f32.
+// The reference calls it on its widened copies; calling cpu::gemm there would see attr bf16=1 and come
+// back to the bf16 path without end.
+void gemm_f32(const OpCall& call);
 // Which bf16 gemm kernel this CPU runs: "avx512bf16" or "fp32-fallback".
 const char* gemm_bf16_kernel_name();
 

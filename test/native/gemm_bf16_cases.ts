@@ -7,8 +7,8 @@
 //                  of the two bf16 neighbours of the exact value; 0 for an f32 output);
 //   torchC / torchPre: relErr against PyTorch's own bf16 computation.
 import { Engine, type Tensor } from '../../lib/engine/index.js';
-import { bf16ToF32 } from '../../lib/io/safetensors.js';
-import { loadFixture, relErr, type Fixture } from '../helpers/parity.js';
+import { bf16ToF32, f32ToBf16 } from '../../lib/io/safetensors.js';
+import { loadFixture, randomF32, relErr, type Fixture } from '../helpers/parity.js';
 import { SafetensorsFile } from '../../lib/io/safetensors.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,10 +84,37 @@ export function bf16FixtureResults(engine: Engine): Bf16CaseResult[] {
   return out;
 }
 
+export interface AttrResult {
+  /** attr bf16=1 on f32 operands gave the bits of the same gemm on bf16 copies (C and the preactivation). */
+  sameBits: boolean;
+  /** Its preactivation's relErr against the plain fp32 gemm (the operands' bf16 rounding, ~2^-9). */
+  relErrVsFp32: number;
+}
+
+/** The graph's mixed-precision compute (attr bf16=1, f32 operands, bias + GELU) against bf16 operand dtypes. */
+export function attrAgainstDtype(e: Engine): AttrResult {
+  const [M, N, K] = [97, 70, 900];
+  const a = randomF32(M * K, 21), b = randomF32(N * K, 22), bias = randomF32(N, 23);
+  const run = (A: Tensor, B: Tensor, attrs: Record<string, number>) => {
+    const bt = e.tensor([N], 'f32', bias), C = e.tensor([M, N], 'f32'), P = e.tensor([M, N], 'f32');
+    try {
+      e.op('gemm', [A, B, bt], [C, P], { trans_b: 1, act: 1, ...attrs });
+      return [C.read() as Float32Array, P.read() as Float32Array];
+    } finally {
+      [A, B, bt, C, P].forEach((t) => t.dispose());
+    }
+  };
+  const viaAttr = run(e.tensor([M, K], 'f32', a), e.tensor([N, K], 'f32', b), { bf16: 1 });
+  const viaDtype = run(e.tensor([M, K], 'bf16', f32ToBf16(a)), e.tensor([N, K], 'bf16', f32ToBf16(b)), {});
+  const plain = run(e.tensor([M, K], 'f32', a), e.tensor([N, K], 'f32', b), {});
+  const same = (x: Float32Array, y: Float32Array) => Buffer.from(x.buffer).equals(Buffer.from(y.buffer));
+  return { sameBits: same(viaAttr[0], viaDtype[0]) && same(viaAttr[1], viaDtype[1]), relErrVsFp32: relErr(viaAttr[1], plain[1]) };
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const engine = Engine.create({ device: 'cpu' });
   try {
-    console.log(JSON.stringify({ describe: engine.describe(), fixtures: bf16FixtureResults(engine) }));
+    console.log(JSON.stringify({ describe: engine.describe(), fixtures: bf16FixtureResults(engine), attr: attrAgainstDtype(engine) }));
   } finally {
     engine.dispose();
   }
