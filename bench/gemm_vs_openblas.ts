@@ -29,36 +29,10 @@ import { fileURLToPath } from 'node:url';
 
 import { Engine } from '../lib/engine/index.js';
 import { gemmCase, gemmShapes, shapeLabel, type GemmShape } from './cases/gemm.js';
-import type { BenchCase } from './cases/types.js';
 import { presets, type Preset } from './presets.js';
+import { clockName, timeCase } from './timing.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Median time of c's run() over >= minMs and >= minRuns runs, after a warm-up: wall or process CPU ms. */
-function timeCase(engine: Engine, c: BenchCase, minMs: number, minRuns: number, clock: string): number {
-  const now =
-    clock === 'cpu'
-      ? () => {
-          const u = process.cpuUsage();
-          return (u.user + u.system) / 1e3;
-        }
-      : () => performance.now();
-  const inst = c.setup(engine);
-  try {
-    inst.run(); // warm-up (page faults, packing buffers)
-    const times: number[] = [];
-    const start = performance.now();
-    while (times.length < minRuns || performance.now() - start < minMs) {
-      const t0 = now();
-      inst.run();
-      times.push(now() - t0);
-    }
-    times.sort((a, b) => a - b);
-    return times[times.length >> 1];
-  } finally {
-    inst.dispose();
-  }
-}
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -157,8 +131,7 @@ async function main(): Promise<void> {
   const doF32 = precision !== 'bf16',
     doBf16 = precision !== 'fp32';
   const engine = Engine.create({ device: 'cpu', threads });
-  const clock = arg('clock', 'wall');
-  if (!['wall', 'cpu'].includes(clock)) throw new Error(`--clock: expected wall or cpu, got '${clock}'`);
+  const clock = clockName(arg('clock', 'wall'));
   const blas = doF32 ? openBlasServer(threads, core, clock) : null;
   const torch = doBf16 ? torchServer(threads, clock) : null;
   try {

@@ -17,6 +17,7 @@ import { writeFileSync } from 'node:fs';
 import { deviceSpec, Engine } from '../lib/engine/index.js';
 import type { GraphState } from '../lib/graph/index.js';
 import { buildStep, makeState, smallConfig, vitB16Config } from './medic_step.js';
+import { clockName, clockOf } from './timing.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -29,15 +30,8 @@ async function main(): Promise<void> {
   const steps = Number(arg('steps', '10'));
   // CUDA needs two warm-up runs (op by op, then the graph capture); the CPU one.
   const warmup = Math.max(device.startsWith('cuda') ? 2 : 1, Number(arg('warmup', '3')));
-  const clock = arg('clock', 'wall');
-  if (clock !== 'wall' && clock !== 'cpu') throw new Error(`--clock: expected wall or cpu, got '${clock}'`);
-  const now =
-    clock === 'cpu'
-      ? () => {
-          const u = process.cpuUsage();
-          return (u.user + u.system) / 1e3;
-        }
-      : () => performance.now();
+  const clock = clockName(arg('clock', 'wall'));
+  const now = clockOf(clock);
   const which = arg('config', 'vitb');
   const jsonPath = arg('json', '');
   const precision = arg('precision', 'fp32');

@@ -9,8 +9,9 @@
 import { writeFileSync } from 'node:fs';
 
 import { Engine } from '../lib/engine/index.js';
-import type { BenchCase, CaseList } from './cases/types.js';
+import type { CaseList } from './cases/types.js';
 import { presets, type Preset } from './presets.js';
+import { clockName, timeCase } from './timing.js';
 
 const families: Record<string, () => Promise<{ cases: CaseList }>> = {
   gemm: () => import('./cases/gemm.js'),
@@ -33,39 +34,13 @@ export interface BenchRow {
   gbs?: number;
 }
 
-export function timeCase(engine: Engine, c: BenchCase, minMs: number, minRuns: number, clock = 'wall'): number {
-  const now =
-    clock === 'cpu'
-      ? () => {
-          const u = process.cpuUsage();
-          return (u.user + u.system) / 1e3;
-        }
-      : () => performance.now();
-  const inst = c.setup(engine);
-  try {
-    inst.run(); // warm-up (page faults, packing buffers)
-    const times: number[] = [];
-    const start = performance.now();
-    while (times.length < minRuns || performance.now() - start < minMs) {
-      const t0 = now();
-      inst.run();
-      times.push(now() - t0);
-    }
-    times.sort((a, b) => a - b);
-    return times[times.length >> 1];
-  } finally {
-    inst.dispose();
-  }
-}
-
 async function main(): Promise<void> {
   const threads = Number(arg('threads', '0'));
   const only = arg('family');
   const presetNames = (arg('preset') ?? 'tiny,base').split(',') as Preset['name'][];
   const minMs = Number(arg('min-ms', '300'));
   const minRuns = Number(arg('min-runs', '3'));
-  const clock = arg('clock', 'wall');
-  if (clock !== 'wall' && clock !== 'cpu') throw new Error(`--clock: expected wall or cpu, got '${clock}'`);
+  const clock = clockName(arg('clock', 'wall') ?? 'wall');
   const engine = Engine.create({ device: 'cpu', threads });
   console.log(`engine: ${engine.describe()}`);
   const rows: BenchRow[] = [];
