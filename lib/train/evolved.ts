@@ -81,21 +81,25 @@ interface EvolvedDraws {
   opts: { rounds: number; kappa: number; lambda: number; threads: number };
 }
 
-/**
- * Masks of one step from the teacher's maps (`input`: attn [B, N, N] for em, its Gram matrices for hc,
- * clusterInputOf). Row b draws as sample row0 + b (data parallel: its index in the global batch), so
- * the split over processes does not change a mask.
- */
-export function evolvedMasks(
+/** What a step's masks are a function of. row0: the first row's index in the global batch. */
+type MaskArgs = [
   c: EvolvedConfig,
   input: ClusterInput,
   B: number,
   seed: number,
   step: number,
   epoch: number,
-  row0 = 0,
-): EvolvedBatch {
-  const d = drawEvolved(c, input, B, seed, step, epoch, row0);
+  row0?: number,
+];
+
+/**
+ * Masks of one step from the teacher's maps (`input`: attn [B, N, N] for em, its Gram matrices for hc,
+ * clusterInputOf). Row b draws as sample row0 + b (data parallel: its index in the global batch), so
+ * the split over processes does not change a mask.
+ */
+export function evolvedMasks(...args: MaskArgs): EvolvedBatch {
+  const [c, , B, , , epoch] = args;
+  const d = drawEvolved(...args);
   const parts = loadBinding().binding.clusterParts(
     c.cluster,
     d.maps,
@@ -114,31 +118,16 @@ export function evolvedMasks(
  * caller goes on (the training loop runs the current step meanwhile). `input` must stay unchanged
  * until the promise settles.
  */
-export async function evolvedMasksAsync(
-  c: EvolvedConfig,
-  input: ClusterInput,
-  B: number,
-  seed: number,
-  step: number,
-  epoch: number,
-  row0 = 0,
-): Promise<EvolvedBatch> {
-  const d = drawEvolved(c, input, B, seed, step, epoch, row0);
+export async function evolvedMasksAsync(...args: MaskArgs): Promise<EvolvedBatch> {
+  const [c, , B, , , epoch] = args;
+  const d = drawEvolved(...args);
   const { binding } = loadBinding();
   const parts = await binding.clusterPartsAsync(c.cluster, d.maps, B, c.gridH * c.gridW, c.gridW, d.K, d.opts, d.init);
   return maskFromParts(c, d, parts, epoch);
 }
 
 /** Checks the maps and the mask count, then draws K, the noise and em's initial centres. */
-function drawEvolved(
-  c: EvolvedConfig,
-  input: ClusterInput,
-  B: number,
-  seed: number,
-  step: number,
-  epoch: number,
-  row0: number,
-): EvolvedDraws {
+function drawEvolved(...[c, input, B, seed, step, epoch, row0 = 0]: MaskArgs): EvolvedDraws {
   const N = c.gridH * c.gridW;
   const want = clusterInputOf(c.cluster);
   const maps = 'gram' in input ? input.gram : input.attn;
