@@ -11,7 +11,7 @@ import { describeTeacherInput, loadClipTeacher, renormalizeTeacherInput } from '
 import { buildTeacherStep } from '../models/index.js';
 import { applyTeacherCheckpoint, medicConfigOf, teacherInputOf } from '../train/build.js';
 import { normalizationOf, resolveConfig, teacherFile, type PretrainConfig } from '../train/config.js';
-import { clusterInputOf, evolvedMasks, type ClusterInput } from '../train/evolved.js';
+import { clusterInputOf, evolvedConfigOf, evolvedMasks, type ClusterInput } from '../train/evolved.js';
 import { makeMasks } from '../train/masking.js';
 
 export interface MasksOptions {
@@ -141,16 +141,7 @@ export async function runMasks(
     if (s === 'evolved') {
       const { maps, lines } = await teacherMaps(c, images, n);
       teacher.push(...lines);
-      const cfg = {
-        cluster: c.maskCluster,
-        ratio: c.maskRatio,
-        gridH: g,
-        gridW: g,
-        evolveEpochs: c.evolveEpochs || c.epochs,
-        gamma: c.evolveGamma,
-        lambda: c.maskLambda,
-        threads: 1,
-      };
+      const cfg = evolvedConfigOf(c, 1);
       masks.push({
         name: `evolved (${c.maskCluster}, epoch ${epoch})`,
         mask: evolvedMasks(cfg, maps, n, c.seed, 0, epoch).mask,

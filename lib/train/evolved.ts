@@ -20,6 +20,7 @@
 // parts are masked together, the last one cut to hit M exactly.
 import { loadBinding } from '../engine/loader.js';
 import { Rng, Stream } from '../util/rng.js';
+import type { PretrainConfig } from './config.js';
 import { maskedCount } from './masking.js';
 
 export type ClusterMethod = 'em' | 'hc';
@@ -37,6 +38,21 @@ export interface EvolvedConfig {
   lambda: number;
   /** Host threads for the clustering (images in parallel). */
   threads?: number;
+}
+
+/** The evolved-masking settings of a run's config; `threads` host threads for the clustering. */
+export function evolvedConfigOf(c: PretrainConfig, threads: number): EvolvedConfig {
+  const grid = c.imgSize / c.patchSize;
+  return {
+    cluster: c.maskCluster,
+    ratio: c.maskRatio,
+    gridH: grid,
+    gridW: grid,
+    evolveEpochs: c.evolveEpochs || c.epochs,
+    gamma: c.evolveGamma,
+    lambda: c.maskLambda,
+    threads,
+  };
 }
 
 /** What the clustering reads: the attention maps attn [B, N, N] (em) or their Gram matrices attn^T attn (hc). */

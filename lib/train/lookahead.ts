@@ -13,7 +13,7 @@ import type { Batch } from '../data/index.js';
 import type { Program } from '../engine/index.js';
 import { availableParallelism } from 'node:os';
 
-import { evolvedMasksAsync, type EvolvedConfig } from './evolved.js';
+import { evolvedConfigOf, evolvedMasksAsync } from './evolved.js';
 import type { EvolvedTimes } from './events.js';
 import type { BatchFeed } from './feed.js';
 import { maskInputs } from './masking.js';
@@ -81,7 +81,7 @@ export class EvolvedLookahead {
       c.maskCluster === 'hc' ? { gram: t.outputs.gram as Float32Array } : { attn: t.outputs.attn as Float32Array };
     // data parallel: rows are drawn by their index in the global batch
     const masks = evolvedMasksAsync(
-      this.config(),
+      evolvedConfigOf(c, c.threads || availableParallelism()),
       input,
       c.batchSize,
       c.seed,
@@ -91,20 +91,5 @@ export class EvolvedLookahead {
     ).then((r) => ({ mask: r.mask, ms: performance.now() - t1 }));
     masks.catch(() => undefined); // a clustering error surfaces in take(); unused (a stop), it is dropped
     return { step, batch, targets: t.outputs.targets as Float32Array, teacherMs: t1 - t0, masks };
-  }
-
-  private config(): EvolvedConfig {
-    const { c } = this.run;
-    const grid = c.imgSize / c.patchSize;
-    return {
-      cluster: c.maskCluster,
-      ratio: c.maskRatio,
-      gridH: grid,
-      gridW: grid,
-      evolveEpochs: c.evolveEpochs || c.epochs,
-      gamma: c.evolveGamma,
-      lambda: c.maskLambda,
-      threads: c.threads || availableParallelism(),
-    };
   }
 }
