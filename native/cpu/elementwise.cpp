@@ -475,18 +475,18 @@ using BwdFn = void (*)(const TX*, const T*, T*, bool, int64_t, int64_t);
 MEDIC_VARIANTS(gelu_body, gelu_k, (const T* x, T* y, int64_t a, int64_t b), (x, y, a, b))
 MEDIC_VARIANTS(quick_body, quick_k, (const T* x, T* y, int64_t a, int64_t b), (x, y, a, b))
 #undef MEDIC_VARIANTS
-#define MEDIC_BWD_VARIANTS(body, name)                                                                             \
-  template <class T, class TX>                                                                                     \
-  void name##_base(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {                              \
-    body<T, TX>(x, dy, dx, acc, a, b);                                                                             \
-  }                                                                                                                \
-  template <class T, class TX>                                                                                     \
-  MEDIC_AVX2 void name##_avx2(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {                   \
-    body<T, TX>(x, dy, dx, acc, a, b);                                                                             \
-  }                                                                                                                \
-  template <class T, class TX>                                                                                     \
-  MEDIC_AVX512 void name##_avx512(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {               \
-    body<T, TX>(x, dy, dx, acc, a, b);                                                                             \
+#define MEDIC_BWD_VARIANTS(body, name)                                                               \
+  template <class T, class TX>                                                                       \
+  void name##_base(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {                \
+    body<T, TX>(x, dy, dx, acc, a, b);                                                               \
+  }                                                                                                  \
+  template <class T, class TX>                                                                       \
+  MEDIC_AVX2 void name##_avx2(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {     \
+    body<T, TX>(x, dy, dx, acc, a, b);                                                               \
+  }                                                                                                  \
+  template <class T, class TX>                                                                       \
+  MEDIC_AVX512 void name##_avx512(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) { \
+    body<T, TX>(x, dy, dx, acc, a, b);                                                               \
   }
 MEDIC_BWD_VARIANTS(gelu_bwd_body, gelu_bwd_k)
 MEDIC_BWD_VARIANTS(quick_bwd_body, quick_bwd_k)
@@ -523,16 +523,16 @@ void run_bwd(const OpCall& c, BwdFn<T, TX> fn) {
       case Storage::mixed: return run_widened(c, op);                                                                \
     }                                                                                                                \
   }
-#define MEDIC_BWD(op, k)                                                                              \
-  void op(const OpCall& c) {                                                                          \
-    switch (storage_of({&c.x(0), &c.x(1), &c.y(0)})) {                                                \
-      case Storage::f32: return run_bwd<float, float>(c, MEDIC_PICK(k, float, float));                \
-      case Storage::bf16: return run_bwd<uint16_t, uint16_t>(c, MEDIC_PICK(k, uint16_t, uint16_t));   \
-      case Storage::mixed:                                                                            \
-        if (c.x(0).dtype == DType::BF16 && storage_of({&c.x(1), &c.y(0)}) == Storage::f32)            \
-          return run_bwd<float, uint16_t>(c, MEDIC_PICK(k, float, uint16_t));                         \
-        return run_widened(c, op);                                                                    \
-    }                                                                                                 \
+#define MEDIC_BWD(op, k)                                                                            \
+  void op(const OpCall& c) {                                                                        \
+    switch (storage_of({&c.x(0), &c.x(1), &c.y(0)})) {                                              \
+      case Storage::f32: return run_bwd<float, float>(c, MEDIC_PICK(k, float, float));              \
+      case Storage::bf16: return run_bwd<uint16_t, uint16_t>(c, MEDIC_PICK(k, uint16_t, uint16_t)); \
+      case Storage::mixed:                                                                          \
+        if (c.x(0).dtype == DType::BF16 && storage_of({&c.x(1), &c.y(0)}) == Storage::f32)          \
+          return run_bwd<float, uint16_t>(c, MEDIC_PICK(k, float, uint16_t));                       \
+        return run_widened(c, op);                                                                  \
+    }                                                                                               \
   }
 #define MEDIC_PICK(k, T, TX) pick_isa_variant(k##_base<T, TX>, k##_avx2<T, TX>, k##_avx512<T, TX>)
 MEDIC_FWD(gelu, gelu_k)
