@@ -5,11 +5,12 @@
 // their outputs with gradOf() and for a place to write the gradient of an input with gradSink():
 //   - activation gradients are temps `d:<name>`; the first write to one gets acc=0 (overwrite), later
 //     writes acc=1 (accumulate: the residual stream, a value with several consumers);
-//   - parameter gradients are windows into the flat `grads` buffer, which one `fill` zeroes at the start
-//     of the backward, so every write to them accumulates (acc=1), as ops.h requires;
+//   - parameter gradients are windows into the flat `grads` buffer, with the same rule: the first
+//     full write overwrites (a weight gradient's gemm stores without reading C), later ones add; the
+//     params no op reaches get a zero fill at the end of the backward;
 //   - a window (partial view) of an activation: its root gradient is zero-filled first, then acc=1;
 //   - outputs that ops.h defines as accumulate-only (dw/db, dgamma, dtoken) and row scatters go
-//     through accSink(): a fresh activation gradient is zero-filled first (params need no fill).
+//     through accSink(): a fresh gradient (activation or param) is zero-filled first.
 // Buffer lifetimes are planned natively: temps are just declared.
 import type { OpName } from '../engine/ops.js';
 import {
