@@ -13,15 +13,17 @@
 // OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed from its environment: they pin an old core type and
 // slow current OpenBLAS down). Shape by shape, ours and OpenBLAS's timings alternate --reps times, so
 // both sides see the same load on a shared machine; per side the best of the reps' medians is kept.
-// ratio = OpenBLAS time / our time (> 1: we are faster). OpenBLAS does the plain GEMM (beta=1 for acc
-// cases); our time includes the fused bias / GELU epilogue where the shape has one. Our pool's idle
-// threads sleep at once; OpenBLAS's spin for ~0.1 s, so each of our timings waits 0.3 s after OpenBLAS's.
+// ratio = OpenBLAS time / our time (> 1: we are faster). OpenBLAS does the plain GEMM (beta = 0: weight
+// gradients are written, not accumulated, see bench/cases/gemm.ts); our time includes the fused bias /
+// GELU epilogue where the shape has one. Our pool's idle threads sleep at once; OpenBLAS's spin for
+// ~0.1 s, so each of our timings waits 0.3 s after OpenBLAS's.
 // bf16: bench/torch_bf16_gemm.py --serve (torch.set_num_threads(--threads)) times the plain bf16
-// product (matmul into a bf16 C, addmm_ for acc); ours runs the mixed-precision step's form (bf16
-// A, B, C and preact, f32 C for the acc weight gradients, f32 bias) with its epilogue. For shapes with
-// a bias or GELU a second PyTorch column ("same work") times what a bf16 PyTorch model runs for that
-// epilogue too: addmm with the bias, then the erf GELU into a second tensor (torch_bf16_gemm.py,
-// form "same"); its ratio compares like with like, the plain column's is conservative for us.
+// product (matmul into a bf16 C); ours runs the mixed-precision step's form (bf16 A, B, C and preact,
+// f32 C for the weight gradients, f32 bias) with its epilogue. For shapes with a bias, GELU or an f32
+// weight gradient a second PyTorch column ("same work") times what a bf16 autocast model runs for
+// them: addmm with the bias, then the erf GELU into a second tensor; for dW the matmul, then the cast
+// of its bf16 result into the parameter's f32 .grad (torch_bf16_gemm.py, form "same"). Its ratio
+// compares like with like; the plain column's is conservative for us.
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -64,7 +66,6 @@ function openBlasServer(threads: number, core: string, clock: string) {
           K: s.K,
           ta: s.ta,
           tb: s.tb,
-          acc: s.acc ?? 0,
           min_ms: minMs,
           clock,
         }) + '\n',
@@ -99,7 +100,7 @@ function torchServer(threads: number, clock: string) {
           K: s.K,
           ta: s.ta,
           tb: s.tb,
-          acc: s.acc ?? 0,
+          wgrad: s.wgrad ? 1 : 0,
           bias: s.bias ? 1 : 0,
           act: s.act ?? 0,
           form,
@@ -167,7 +168,7 @@ async function main(): Promise<void> {
         line += ' ' + col(ours, ref);
       }
       if (torch) {
-        const epilogue = !s.acc && (s.bias || s.act);
+        const epilogue = s.bias || s.act || s.wgrad;
         let ours = Infinity,
           ref = Infinity,
           same = Infinity;
@@ -191,9 +192,13 @@ async function main(): Promise<void> {
     if (blas) console.log(`fp32 ratio (OpenBLAS time / ours): ${summary(logs.f32)}`);
     if (torch) {
       console.log(`bf16 ratio (PyTorch bf16 matmul time / ours): ${summary(logs.bf16)}`);
-      console.log(`bf16 ratio, same work (PyTorch addmm + GELU where ours has them / ours): ${summary(logs.same)}`);
+      console.log(
+        `bf16 ratio, same work (PyTorch addmm + GELU where ours has them, matmul + cast to the f32 grad for dW / ours): ${summary(logs.same)}`,
+      );
       if (logs.sameEpi.length)
-        console.log(`  of which the ${logs.sameEpi.length} shapes with a bias or GELU: ${summary(logs.sameEpi)}`);
+        console.log(
+          `  of which the ${logs.sameEpi.length} shapes with a bias, GELU or an f32 weight gradient: ${summary(logs.sameEpi)}`,
+        );
     }
   } finally {
     blas?.close();

@@ -3,18 +3,20 @@
 
     /usr/bin/python3 bench/torch_bf16_gemm.py --serve --threads 2
 
-Reads one JSON case per stdin line ({"name", "M", "N", "K", "ta", "tb", "acc", "bias", "act",
+Reads one JSON case per stdin line ({"name", "M", "N", "K", "ta", "tb", "wgrad", "bias", "act",
 "form", "min_ms", "clock": "wall"|"cpu"}) and answers one JSON line each ({"name", "ms"}), after a first line with torch's version,
 thread count and oneDNN state. Each case runs on bf16 tensors laid out as the engine stores them
 (A [K, M] when ta, B [N, K] when tb), in one of two forms:
   - "plain" (the default): the product alone, as OpenBLAS does on the fp32 side:
-    torch.matmul(op(a), op(b), out=c) into a bf16 c, or c.addmm_(op(a), op(b)) for acc (beta = 1).
-    Bias and GELU are not applied (ours includes them: conservative for us).
+    torch.matmul(op(a), op(b), out=c) into a bf16 c. Bias, GELU and the f32 C of a weight gradient
+    are not applied (ours includes them: conservative for us).
   - "same": the work our gemm call does, as a bf16 PyTorch model runs it (nn.Linear, then nn.GELU):
     torch.addmm(bias, op(a), op(b), out=pre) with a bf16 bias when the case has one, then the exact
     (erf) GELU of pre into a second bf16 tensor when act (pre is what GELU's backward keeps, as our
     preact output). Outputs are preallocated (out=), so allocation is not timed (favours PyTorch).
-    Cases without bias or act time as "plain".
+    A weight gradient (wgrad) under bf16 autocast: the matmul into a bf16 c, then its cast into the
+    f32 .grad of the fp32 parameter (copy_ into a preallocated f32 tensor), as autograd's backward of
+    the weight's cast does. Cases with none of these time as "plain".
 Reported: the median milliseconds over runs filling min_ms.
 """
 import argparse
@@ -39,9 +41,16 @@ def make_run(c):
     opa = a.t() if c.get("ta") else a
     opb = b.t() if c.get("tb") else b
     out = torch.zeros(M, N, dtype=bf)
-    if c.get("acc"):
-        return lambda: out.addmm_(opa, opb)
-    if c.get("form", "plain") == "same" and (c.get("bias") or c.get("act")):
+    same = c.get("form", "plain") == "same"
+    if same and c.get("wgrad"):
+        grad = torch.zeros(M, N, dtype=torch.float32)
+
+        def wgrad():
+            torch.matmul(opa, opb, out=out)
+            grad.copy_(out)
+
+        return wgrad
+    if same and (c.get("bias") or c.get("act")):
         bias = torch.randn(N, generator=g).to(bf) if c.get("bias") else torch.zeros(N, dtype=bf)
         y = torch.zeros(M, N, dtype=bf)
 

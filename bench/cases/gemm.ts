@@ -1,7 +1,8 @@
 // gemm at the shapes of one MEDiC step (letters: docs/METHOD.md, Shapes): the student encoder on the 1 + V visible
 // tokens (forward and the backward forms dX = dY W, dW += dY^T X), the frozen teacher on 1 + N
 // tokens (forward only) and the decoder (width Dd) on 1 + N tokens. Linear weights are [out, in], so
-// forwards are trans_b=1, dX is trans_b=0, dW is trans_a=1 with acc=1. bench/gemm_vs_openblas.ts
+// forwards are trans_b=1, dX is trans_b=0, dW is trans_a=1 into an f32 C (`wgrad`: the graph's first
+// writer of a weight gradient overwrites it, acc=0; fp32 also in a bf16 step). bench/gemm_vs_openblas.ts
 // times the same list against OpenBLAS.
 import { f32ToBf16 } from '../../lib/io/safetensors.js';
 import type { Preset } from '../presets.js';
@@ -14,7 +15,8 @@ export interface GemmShape {
   K: number;
   ta: 0 | 1;
   tb: 0 | 1;
-  acc?: 0 | 1;
+  /** A weight gradient: C is f32 (the fp32 gradient buffer) in every precision. */
+  wgrad?: boolean;
   bias?: boolean;
   act?: 0 | 1;
 }
@@ -33,24 +35,24 @@ export function gemmShapes(p: Preset): GemmShape[] {
     { name: 'student qkv dX', M: Rs, N: D, K: 3 * D, ta: 0, tb: 0 },
     { name: 'student fc1 dX', M: Rs, N: D, K: 4 * D, ta: 0, tb: 0 },
     { name: 'student fc2 dX', M: Rs, N: 4 * D, K: D, ta: 0, tb: 0 },
-    { name: 'student qkv dW', M: 3 * D, N: D, K: Rs, ta: 1, tb: 0, acc: 1 },
-    { name: 'student proj dW', M: D, N: D, K: Rs, ta: 1, tb: 0, acc: 1 },
-    { name: 'student fc1 dW', M: 4 * D, N: D, K: Rs, ta: 1, tb: 0, acc: 1 },
-    { name: 'student fc2 dW', M: D, N: 4 * D, K: Rs, ta: 1, tb: 0, acc: 1 },
+    { name: 'student qkv dW', M: 3 * D, N: D, K: Rs, ta: 1, tb: 0, wgrad: true },
+    { name: 'student proj dW', M: D, N: D, K: Rs, ta: 1, tb: 0, wgrad: true },
+    { name: 'student fc1 dW', M: 4 * D, N: D, K: Rs, ta: 1, tb: 0, wgrad: true },
+    { name: 'student fc2 dW', M: D, N: 4 * D, K: Rs, ta: 1, tb: 0, wgrad: true },
     { name: 'teacher qkv', M: Rt, N: 3 * Dt, K: Dt, ta: 0, tb: 1, bias: true },
     { name: 'teacher proj', M: Rt, N: Dt, K: Dt, ta: 0, tb: 1, bias: true },
     { name: 'teacher fc1+gelu', M: Rt, N: 4 * Dt, K: Dt, ta: 0, tb: 1, bias: true, act: 1 },
     { name: 'teacher fc2', M: Rt, N: Dt, K: 4 * Dt, ta: 0, tb: 1, bias: true },
     { name: 'decoder qkv', M: Rt, N: 3 * Dd, K: Dd, ta: 0, tb: 1, bias: true },
     { name: 'decoder fc1+gelu', M: Rt, N: 4 * Dd, K: Dd, ta: 0, tb: 1, bias: true, act: 1 },
-    { name: 'decoder fc2 dW', M: Dd, N: 4 * Dd, K: Rt, ta: 1, tb: 0, acc: 1 },
+    { name: 'decoder fc2 dW', M: Dd, N: 4 * Dd, K: Rt, ta: 1, tb: 0, wgrad: true },
   ];
 }
 
 export function shapeLabel(s: GemmShape): string {
   const a = s.ta ? `[${s.M}x${s.K}]^T` : `[${s.M}x${s.K}]`;
   const b = s.tb ? `[${s.K}x${s.N}]^T` : `[${s.K}x${s.N}]`;
-  const extra = [s.bias ? '+b' : '', s.act ? 'gelu' : '', s.acc ? 'acc' : ''].filter(Boolean).join(',');
+  const extra = [s.bias ? '+b' : '', s.act ? 'gelu' : '', s.wgrad ? 'f32 C' : ''].filter(Boolean).join(',');
   return `${s.name} ${a}x${b}${extra ? ' ' + extra : ''}`;
 }
 
@@ -66,7 +68,7 @@ function fill(n: number, seed: number): Float32Array {
 
 /**
  * The gemm of one shape. precision 'bf16' is the mixed-precision step's form: bf16 A and B, a bf16
- * C and preact, except weight gradients (acc) which accumulate into an f32 C; bias stays f32.
+ * C and preact, except weight gradients (wgrad) which go to an f32 C; bias stays f32.
  */
 export function gemmCase(s: GemmShape, precision: 'fp32' | 'bf16' = 'fp32'): BenchCase {
   const bf = precision === 'bf16';
@@ -82,10 +84,10 @@ export function gemmCase(s: GemmShape, precision: 'fp32' | 'bf16' = 'fp32'): Ben
       const a = operand(s.ta ? [s.K, s.M] : [s.M, s.K], 1);
       const b = operand(s.tb ? [s.N, s.K] : [s.K, s.N], 2);
       const bias = s.bias ? engine.tensor([s.N], 'f32', fill(s.N, 3)) : null;
-      const cType = bf && !s.acc ? 'bf16' : 'f32';
+      const cType = bf && !s.wgrad ? 'bf16' : 'f32';
       const c = engine.tensor([s.M, s.N], cType);
       const pre = s.act ? engine.tensor([s.M, s.N], cType) : null;
-      const attrs = { trans_a: s.ta, trans_b: s.tb, acc: s.acc ?? 0, act: s.act ?? 0 };
+      const attrs = { trans_a: s.ta, trans_b: s.tb, act: s.act ?? 0 };
       return {
         run: () => engine.op('gemm', [a, b, bias], [c, pre], attrs),
         dispose: () => [a, b, bias, c, pre].forEach((t) => t?.dispose()),

@@ -60,10 +60,13 @@ constexpr float kQuickGelu = 1.702f;
 // at run time, isa.h) because the bf16 conversions only vectorise well with the wider ISAs. The
 // variants are compiled with fp-contract off: no multiply-add is fused, so every path (and f32 and
 // bf16 alike) rounds each product and sum as the baseline does, giving the same bits.
-template <class T>
+// TY, the storage of y, may differ from T's in scale_add and its backward: the mixed-precision step
+// adds a bf16 branch output into the f32 residual stream (and its backward reads that bf16 y).
+template <class T, class TY = T>
 struct Ew {
-  const T *x, *y;  // the op's inputs (copy, add: x = a, y = b; scale_add: y; bwd: x = dx, y = y)
-  T* out;          // copy/add: y; scale_add: x; scale_add_bwd: dy
+  const T* x;   // the op's input (copy, add: a; scale_add_bwd: dx)
+  const TY* y;  // add: b; scale_add (and bwd): the branch output y
+  T* out;       // copy/add: y; scale_add: x; scale_add_bwd: dy
   const float *gamma, *keep;
   float* f;  // sum_to: y; scale_add_bwd: dgamma (or null)
   float alpha;
@@ -120,15 +123,15 @@ MEDIC_INLINE void sum_rows_body(const Ew<T>& e, int64_t r0, int64_t r1, float* p
   }
 }
 
-template <class T>
-MEDIC_INLINE void scale_add_body(const Ew<T>& e, int64_t r0, int64_t r1, float*) {
+template <class T, class TY>
+MEDIC_INLINE void scale_add_body(const Ew<T, TY>& e, int64_t r0, int64_t r1, float*) {
   const int64_t C = e.C;
   const float* gamma = e.gamma;
   for (int64_t r = r0; r < r1; ++r) {
     float k = e.keep ? e.keep[r / e.L] : 1.0f;
     if (k == 0.0f) continue;
     T* xr = e.out + r * C;
-    const T* yr = e.y + r * C;
+    const TY* yr = e.y + r * C;
     if (gamma) {
       for (int64_t j = 0; j < C; ++j) st(xr, j, ld(xr, j) + k * (gamma[j] * ld(yr, j)));
     } else if (k == 1.0f) {
@@ -141,8 +144,8 @@ MEDIC_INLINE void scale_add_body(const Ew<T>& e, int64_t r0, int64_t r1, float*)
 
 // scale_add_bwd, columns [c0, c1) over all rows, in strips of kStrip columns (running dgamma sums
 // stay in L1).
-template <class T>
-MEDIC_INLINE void sab_cols_body(const Ew<T>& e, int64_t c0, int64_t c1, float*) {
+template <class T, class TY>
+MEDIC_INLINE void sab_cols_body(const Ew<T, TY>& e, int64_t c0, int64_t c1, float*) {
   const int64_t C = e.C;
   float* dgamma = e.f;
   float dg[kStrip];
@@ -153,7 +156,7 @@ MEDIC_INLINE void sab_cols_body(const Ew<T>& e, int64_t c0, int64_t c1, float*) 
     for (int64_t r = 0; r < e.R; ++r) {
       float k = e.keep ? e.keep[r / e.L] : 1.0f;
       const T* dxr = e.x + r * C + j0;
-      const T* yr = e.y + r * C + j0;
+      const TY* yr = e.y + r * C + j0;
       T* dyr = e.out + r * C + j0;
       if (e.acc) {
         if (g)
@@ -175,8 +178,8 @@ MEDIC_INLINE void sab_cols_body(const Ew<T>& e, int64_t c0, int64_t c1, float*) 
 }
 
 // scale_add_bwd without dgamma, rows [r0, r1).
-template <class T>
-MEDIC_INLINE void sab_rows_body(const Ew<T>& e, int64_t r0, int64_t r1, float*) {
+template <class T, class TY>
+MEDIC_INLINE void sab_rows_body(const Ew<T, TY>& e, int64_t r0, int64_t r1, float*) {
   const int64_t C = e.C;
   for (int64_t r = r0; r < r1; ++r) {
     float k = e.keep ? e.keep[r / e.L] : 1.0f;
@@ -191,18 +194,18 @@ MEDIC_INLINE void sab_rows_body(const Ew<T>& e, int64_t r0, int64_t r1, float*) 
 
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
-#define MEDIC_EW_VARIANTS(name)                                                       \
-  template <class T>                                                                  \
-  void name##_k_base(const Ew<T>& e, int64_t a, int64_t b, float* p) {                \
-    name##_body(e, a, b, p);                                                          \
-  }                                                                                   \
-  template <class T>                                                                  \
-  MEDIC_AVX2 void name##_k_avx2(const Ew<T>& e, int64_t a, int64_t b, float* p) {     \
-    name##_body(e, a, b, p);                                                          \
-  }                                                                                   \
-  template <class T>                                                                  \
-  MEDIC_AVX512 void name##_k_avx512(const Ew<T>& e, int64_t a, int64_t b, float* p) { \
-    name##_body(e, a, b, p);                                                          \
+#define MEDIC_EW_VARIANTS(name)                                                           \
+  template <class T, class TY = T>                                                        \
+  void name##_k_base(const Ew<T, TY>& e, int64_t a, int64_t b, float* p) {                \
+    name##_body(e, a, b, p);                                                              \
+  }                                                                                       \
+  template <class T, class TY = T>                                                        \
+  MEDIC_AVX2 void name##_k_avx2(const Ew<T, TY>& e, int64_t a, int64_t b, float* p) {     \
+    name##_body(e, a, b, p);                                                              \
+  }                                                                                       \
+  template <class T, class TY = T>                                                        \
+  MEDIC_AVX512 void name##_k_avx512(const Ew<T, TY>& e, int64_t a, int64_t b, float* p) { \
+    name##_body(e, a, b, p);                                                              \
   }
 MEDIC_EW_VARIANTS(copy)
 MEDIC_EW_VARIANTS(add)
@@ -423,8 +426,9 @@ MEDIC_INLINE void gelu_body(const T* x, T* y, int64_t a, int64_t b) {
   }
 }
 
-template <class T>
-MEDIC_INLINE void gelu_bwd_body(const T* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {
+// The backwards read x in TX (the step's bf16 pre-activation beside f32 gradients, or T).
+template <class T, class TX>
+MEDIC_INLINE void gelu_bwd_body(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {
   for (int64_t i = a; i < b; ++i) {
     float v = ld(x, i);
     float g = ld(dy, i) * (norm_cdf(v) + v * (kInvSqrt2Pi * vexp(-0.5f * v * v)));
@@ -440,8 +444,8 @@ MEDIC_INLINE void quick_body(const T* x, T* y, int64_t a, int64_t b) {
   }
 }
 
-template <class T>
-MEDIC_INLINE void quick_bwd_body(const T* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {
+template <class T, class TX>
+MEDIC_INLINE void quick_bwd_body(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {
   for (int64_t i = a; i < b; ++i) {
     float v = ld(x, i);
     float s = 1.0f / (1.0f + vexp(-kQuickGelu * v));
@@ -452,8 +456,8 @@ MEDIC_INLINE void quick_bwd_body(const T* x, const T* dy, T* dx, bool acc, int64
 
 template <class T>
 using FwdFn = void (*)(const T*, T*, int64_t, int64_t);
-template <class T>
-using BwdFn = void (*)(const T*, const T*, T*, bool, int64_t, int64_t);
+template <class T, class TX>
+using BwdFn = void (*)(const TX*, const T*, T*, bool, int64_t, int64_t);
 
 #define MEDIC_VARIANTS(body, name, params, args) \
   template <class T>                             \
@@ -470,11 +474,23 @@ using BwdFn = void (*)(const T*, const T*, T*, bool, int64_t, int64_t);
   }
 MEDIC_VARIANTS(gelu_body, gelu_k, (const T* x, T* y, int64_t a, int64_t b), (x, y, a, b))
 MEDIC_VARIANTS(quick_body, quick_k, (const T* x, T* y, int64_t a, int64_t b), (x, y, a, b))
-MEDIC_VARIANTS(gelu_bwd_body, gelu_bwd_k, (const T* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b),
-               (x, dy, dx, acc, a, b))
-MEDIC_VARIANTS(quick_bwd_body, quick_bwd_k, (const T* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b),
-               (x, dy, dx, acc, a, b))
 #undef MEDIC_VARIANTS
+#define MEDIC_BWD_VARIANTS(body, name)                                                               \
+  template <class T, class TX>                                                                       \
+  void name##_base(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {                \
+    body<T, TX>(x, dy, dx, acc, a, b);                                                               \
+  }                                                                                                  \
+  template <class T, class TX>                                                                       \
+  MEDIC_AVX2 void name##_avx2(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {     \
+    body<T, TX>(x, dy, dx, acc, a, b);                                                               \
+  }                                                                                                  \
+  template <class T, class TX>                                                                       \
+  MEDIC_AVX512 void name##_avx512(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) { \
+    body<T, TX>(x, dy, dx, acc, a, b);                                                               \
+  }
+MEDIC_BWD_VARIANTS(gelu_bwd_body, gelu_bwd_k)
+MEDIC_BWD_VARIANTS(quick_bwd_body, quick_bwd_k)
+#undef MEDIC_BWD_VARIANTS
 
 template <class T>
 void run_fwd(const OpCall& c, FwdFn<T> fn) {
@@ -483,9 +499,9 @@ void run_fwd(const OpCall& c, FwdFn<T> fn) {
   pool(c).parallel_for(c.x(0).numel(), kGrain, [&](int64_t a, int64_t b) { fn(x, y, a, b); });
 }
 
-template <class T>
-void run_bwd(const OpCall& c, BwdFn<T> fn) {
-  const T* x = static_cast<const T*>(c.x(0).data);
+template <class T, class TX>
+void run_bwd(const OpCall& c, BwdFn<T, TX> fn) {
+  const TX* x = static_cast<const TX*>(c.x(0).data);
   const T* dy = static_cast<const T*>(c.x(1).data);
   T* dx = static_cast<T*>(c.y(0).data);
   bool acc = accumulates(c);
@@ -494,8 +510,9 @@ void run_bwd(const OpCall& c, BwdFn<T> fn) {
 
 }  // namespace
 
-// Each op: its f32 or bf16 instantiation when x, y (dy, dx) share one storage, else (mixed) the f32
-// one on widened copies.
+// Each op: its f32 or bf16 instantiation when x, y (dy, dx) share one storage; a backward with a bf16
+// x and f32 dy, dx (the mixed-precision step's form) has its own; any other mix runs the f32 kernel
+// on widened copies.
 #define MEDIC_FWD(op, k)                                                                                             \
   void op(const OpCall& c) {                                                                                         \
     switch (storage_of({&c.x(0), &c.y(0)})) {                                                                        \
@@ -506,51 +523,54 @@ void run_bwd(const OpCall& c, BwdFn<T> fn) {
       case Storage::mixed: return run_widened(c, op);                                                                \
     }                                                                                                                \
   }
-#define MEDIC_BWD(op, k)                                                                                             \
-  void op(const OpCall& c) {                                                                                         \
-    switch (storage_of({&c.x(0), &c.x(1), &c.y(0)})) {                                                               \
-      case Storage::f32:                                                                                             \
-        return run_bwd<float>(c, pick_isa_variant(k##_base<float>, k##_avx2<float>, k##_avx512<float>));             \
-      case Storage::bf16:                                                                                            \
-        return run_bwd<uint16_t>(c, pick_isa_variant(k##_base<uint16_t>, k##_avx2<uint16_t>, k##_avx512<uint16_t>)); \
-      case Storage::mixed: return run_widened(c, op);                                                                \
-    }                                                                                                                \
+#define MEDIC_BWD(op, k)                                                                            \
+  void op(const OpCall& c) {                                                                        \
+    switch (storage_of({&c.x(0), &c.x(1), &c.y(0)})) {                                              \
+      case Storage::f32: return run_bwd<float, float>(c, MEDIC_PICK(k, float, float));              \
+      case Storage::bf16: return run_bwd<uint16_t, uint16_t>(c, MEDIC_PICK(k, uint16_t, uint16_t)); \
+      case Storage::mixed:                                                                          \
+        if (c.x(0).dtype == DType::BF16 && storage_of({&c.x(1), &c.y(0)}) == Storage::f32)          \
+          return run_bwd<float, uint16_t>(c, MEDIC_PICK(k, float, uint16_t));                       \
+        return run_widened(c, op);                                                                  \
+    }                                                                                               \
   }
+#define MEDIC_PICK(k, T, TX) pick_isa_variant(k##_base<T, TX>, k##_avx2<T, TX>, k##_avx512<T, TX>)
 MEDIC_FWD(gelu, gelu_k)
 MEDIC_BWD(gelu_bwd, gelu_bwd_k)
 MEDIC_FWD(quick_gelu, quick_k)
 MEDIC_BWD(quick_gelu_bwd, quick_bwd_k)
 #undef MEDIC_FWD
 #undef MEDIC_BWD
+#undef MEDIC_PICK
 
 // ---------------------------------------------------------------------------------------------
 // scale_add: x [B, L, C] += keep[b] * gamma[c] * y (L = the middle dims flattened). Rows whose keep is
 // 0 (dropped paths) are skipped: x stays as it is.
-// T: the storage of y and x.
-template <class T>
+// T: the storage of x, TY: of y.
+template <class T, class TY>
 static void scale_add_t(const OpCall& c) {
   const Tensor& X = c.y(0);
-  Ew<T> e{};
+  Ew<T, TY> e{};
   e.out = static_cast<T*>(X.data);
-  e.y = static_cast<const T*>(c.x(0).data);
+  e.y = static_cast<const TY*>(c.x(0).data);
   e.gamma = c.has_in(1) ? c.x(1).f32() : nullptr;
   e.keep = c.has_in(2) ? c.x(2).f32() : nullptr;
   e.C = X.shape[-1];
   const int64_t R = X.shape.leading(1), B = X.shape[0];
   e.L = B ? R / B : 0;
-  const auto fn = pick_isa_variant(scale_add_k_base<T>, scale_add_k_avx2<T>, scale_add_k_avx512<T>);
+  const auto fn = pick_isa_variant(scale_add_k_base<T, TY>, scale_add_k_avx2<T, TY>, scale_add_k_avx512<T, TY>);
   par(c, R, row_grain(e.C), [&](int64_t r0, int64_t r1) { fn(e, r0, r1, nullptr); });
 }
 
 // scale_add_bwd: dy = keep[b] gamma dx (+ dy when acc); dgamma[c] += sum_{b,l} keep[b] dx y.
 // Column split so dgamma needs no cross-thread reduction.
-// T: the storage of dx, y and dy.
-template <class T>
+// T: the storage of dx and dy, TY: of y.
+template <class T, class TY>
 static void scale_add_bwd_t(const OpCall& c) {
   const Tensor& DX = c.x(0);
-  Ew<T> e{};
+  Ew<T, TY> e{};
   e.x = static_cast<const T*>(DX.data);
-  e.y = static_cast<const T*>(c.x(1).data);
+  e.y = static_cast<const TY*>(c.x(1).data);
   e.gamma = c.has_in(2) ? c.x(2).f32() : nullptr;
   e.keep = c.has_in(3) ? c.x(3).f32() : nullptr;
   e.out = static_cast<T*>(c.y(0).data);
@@ -561,28 +581,34 @@ static void scale_add_bwd_t(const OpCall& c) {
   const int64_t B = DX.shape[0];
   e.L = B ? e.R / B : 0;
   if (e.f || e.R < 4 * pool(c).size()) {
-    const auto fn = pick_isa_variant(sab_cols_k_base<T>, sab_cols_k_avx2<T>, sab_cols_k_avx512<T>);
+    const auto fn = pick_isa_variant(sab_cols_k_base<T, TY>, sab_cols_k_avx2<T, TY>, sab_cols_k_avx512<T, TY>);
     par(c, e.C, kColGrain, [&](int64_t c0, int64_t c1) { fn(e, c0, c1, nullptr); });
   } else {
     // No reduction: split rows instead (better when C is narrow).
-    const auto fn = pick_isa_variant(sab_rows_k_base<T>, sab_rows_k_avx2<T>, sab_rows_k_avx512<T>);
+    const auto fn = pick_isa_variant(sab_rows_k_base<T, TY>, sab_rows_k_avx2<T, TY>, sab_rows_k_avx512<T, TY>);
     par(c, e.R, row_grain(e.C), [&](int64_t r0, int64_t r1) { fn(e, r0, r1, nullptr); });
   }
 }
 
+// Both also take the mixed-precision step's form: a bf16 y beside the f32 stream and gradients.
 void scale_add(const OpCall& c) {
   switch (storage_of({&c.x(0), &c.y(0)})) {
-    case Storage::f32: return scale_add_t<float>(c);
-    case Storage::bf16: return scale_add_t<uint16_t>(c);
-    case Storage::mixed: return run_widened(c, scale_add);
+    case Storage::f32: return scale_add_t<float, float>(c);
+    case Storage::bf16: return scale_add_t<uint16_t, uint16_t>(c);
+    case Storage::mixed:
+      if (c.x(0).dtype == DType::BF16) return scale_add_t<float, uint16_t>(c);
+      return run_widened(c, scale_add);
   }
 }
 
 void scale_add_bwd(const OpCall& c) {
   switch (storage_of({&c.x(0), &c.x(1), &c.y(0)})) {
-    case Storage::f32: return scale_add_bwd_t<float>(c);
-    case Storage::bf16: return scale_add_bwd_t<uint16_t>(c);
-    case Storage::mixed: return run_widened(c, scale_add_bwd);
+    case Storage::f32: return scale_add_bwd_t<float, float>(c);
+    case Storage::bf16: return scale_add_bwd_t<uint16_t, uint16_t>(c);
+    case Storage::mixed:
+      if (c.x(1).dtype == DType::BF16 && storage_of({&c.x(0), &c.y(0)}) == Storage::f32)
+        return scale_add_bwd_t<float, uint16_t>(c);
+      return run_widened(c, scale_add_bwd);
   }
 }
 

@@ -137,9 +137,17 @@ MEDIC_BF16 static inline __m128i load8(const Src& s, int64_t i, int64_t k) {  //
   const void* p = s.at(i, k);
   return s.bf16 ? _mm_loadu_si128(static_cast<const __m128i*>(p)) : cvt8(static_cast<const float*>(p));
 }
+// The first n (1..8) of those 8, the rest zero; nothing past them is read (masked loads do not fault).
+MEDIC_BF16 static inline __m128i load_n(const Src& s, int64_t i, int64_t k, int n) {
+  const __mmask8 mk = static_cast<__mmask8>((1u << n) - 1);
+  const void* p = s.at(i, k);
+  if (s.bf16) return _mm_maskz_loadu_epi16(mk, p);
+  return reinterpret_cast<__m128i>(_mm256_cvtneps_pbh(_mm256_maskz_loadu_ps(mk, static_cast<const float*>(p))));
+}
 
-// Panel of w lanes (ns of them real, the rest zero) over kc values of k from (s0, k0):
-// dst[p * w + s] = pair (elem(s, k0 + 2p), elem(s, k0 + 2p + 1)), the second zero past kc.
+// The stream form (k contiguous), one panel of w lanes (ns of them real, the rest zero) over kc values
+// of k from (s0, k0): dst[p * w + s] = pair (elem(s, k0 + 2p), elem(s, k0 + 2p + 1)), the second zero
+// past kc. (The rows form is pack_rows, below.)
 MEDIC_BF16 static void pack_pairs(const Src& src, int64_t s0, int64_t k0, int ns, int w, int64_t kc, uint32_t* dst) {
   const int64_t kp = (kc + 1) / 2;
   auto pair = [&](int64_t s, int64_t k) -> uint32_t {
@@ -148,44 +156,65 @@ MEDIC_BF16 static void pack_pairs(const Src& src, int64_t s0, int64_t k0, int ns
     return lo | hi << 16;
   };
   int s = 0;
-  if (src.stream) {
-    // Four lanes at a time: 8 k of each (4 pairs, 16 bytes) and a 4 x 4 transpose of 32-bit pairs.
-    for (; s + 4 <= ns; s += 4) {
-      int64_t p = 0;
-      for (; 2 * p + 8 <= kc; p += 4) {
-        __m128 r0 = _mm_castsi128_ps(load8(src, s0 + s, k0 + 2 * p)),
-               r1 = _mm_castsi128_ps(load8(src, s0 + s + 1, k0 + 2 * p));
-        __m128 r2 = _mm_castsi128_ps(load8(src, s0 + s + 2, k0 + 2 * p)),
-               r3 = _mm_castsi128_ps(load8(src, s0 + s + 3, k0 + 2 * p));
-        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-        uint32_t* o = dst + p * w + s;
-        _mm_storeu_ps(reinterpret_cast<float*>(o), r0);
-        _mm_storeu_ps(reinterpret_cast<float*>(o + w), r1);
-        _mm_storeu_ps(reinterpret_cast<float*>(o + 2 * w), r2);
-        _mm_storeu_ps(reinterpret_cast<float*>(o + 3 * w), r3);
-      }
-      for (; p < kp; ++p)
-        for (int q = 0; q < 4; ++q) dst[p * w + s + q] = pair(s + q, 2 * p);
+  // Four lanes at a time: 8 k of each (4 pairs, 16 bytes) and a 4 x 4 transpose of 32-bit pairs.
+  for (; s + 4 <= ns; s += 4) {
+    int64_t p = 0;
+    for (; 2 * p + 8 <= kc; p += 4) {
+      __m128 r0 = _mm_castsi128_ps(load8(src, s0 + s, k0 + 2 * p)),
+             r1 = _mm_castsi128_ps(load8(src, s0 + s + 1, k0 + 2 * p));
+      __m128 r2 = _mm_castsi128_ps(load8(src, s0 + s + 2, k0 + 2 * p)),
+             r3 = _mm_castsi128_ps(load8(src, s0 + s + 3, k0 + 2 * p));
+      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+      uint32_t* o = dst + p * w + s;
+      _mm_storeu_ps(reinterpret_cast<float*>(o), r0);
+      _mm_storeu_ps(reinterpret_cast<float*>(o + w), r1);
+      _mm_storeu_ps(reinterpret_cast<float*>(o + 2 * w), r2);
+      _mm_storeu_ps(reinterpret_cast<float*>(o + 3 * w), r3);
     }
-    for (; s < ns; ++s)
-      for (int64_t p = 0; p < kp; ++p) dst[p * w + s] = pair(s, 2 * p);
-  } else {
-    // Rows k and k+1, eight lanes at a time, interleaved 16-bit-wise into pairs.
-    for (int64_t p = 0; p < kp; ++p) {
-      const bool has1 = 2 * p + 1 < kc;
-      uint32_t* o = dst + p * w;
-      for (s = 0; s + 8 <= ns; s += 8) {
-        const __m128i x0 = load8(src, s0 + s, k0 + 2 * p),
-                      x1 = has1 ? load8(src, s0 + s, k0 + 2 * p + 1) : _mm_setzero_si128();
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + s), _mm_unpacklo_epi16(x0, x1));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + s + 4), _mm_unpackhi_epi16(x0, x1));
-      }
-      for (; s < ns; ++s) o[s] = pair(s, 2 * p);
-    }
-    s = ns;
+    for (; p < kp; ++p)
+      for (int q = 0; q < 4; ++q) dst[p * w + s + q] = pair(s + q, 2 * p);
   }
+  for (; s < ns; ++s)
+    for (int64_t p = 0; p < kp; ++p) dst[p * w + s] = pair(s, 2 * p);
   for (int64_t p = 0; p < kp; ++p)
     for (int z = s; z < w; ++z) dst[p * w + z] = 0;
+}
+
+MEDIC_BF16 static inline __m128i load_4(const Src& s, int64_t i, int64_t k) {  // 4 bf16 in the low half
+  const void* p = s.at(i, k);
+  if (s.bf16) return _mm_loadl_epi64(static_cast<const __m128i*>(p));
+  return reinterpret_cast<__m128i>(_mm_cvtneps_pbh(_mm_loadu_ps(static_cast<const float*>(p))));
+}
+
+// The rows form (s contiguous: every weight gradient's A = dY^T and B = X), a block of ns lanes at
+// once into ceil(ns / w) panels of w lanes, laid out as pack_pairs' panels one after another. Each
+// pair of source rows is read once, front to back, for the whole block: packed panel by panel, a
+// row's line was fetched again for every panel, ld apart, and those reads missed (~10 % of a dW).
+// Four lanes at a time, so that a chunk never straddles panels (w is 12 or 32).
+MEDIC_BF16 static void pack_rows(const Src& src, int64_t s0, int64_t k0, int64_t ns, int w, int64_t kc, uint32_t* dst) {
+  const int64_t kp = (kc + 1) / 2, panel = kp * w;
+  for (int64_t p = 0; p < kp; ++p) {
+    const int64_t k = k0 + 2 * p;
+    const bool has1 = 2 * p + 1 < kc;
+    uint32_t* o = dst + p * w;
+    int lane = 0;  // s % w, kept as a counter
+    for (int64_t s = 0; s < ns; s += 4) {
+      const int r = static_cast<int>(std::min<int64_t>(4, ns - s));
+      __m128i x0, x1 = _mm_setzero_si128();
+      if (r == 4) {
+        x0 = load_4(src, s0 + s, k);
+        if (has1) x1 = load_4(src, s0 + s, k + 1);
+      } else {
+        x0 = load_n(src, s0 + s, k, r);
+        if (has1) x1 = load_n(src, s0 + s, k + 1, r);
+      }
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + lane), _mm_unpacklo_epi16(x0, x1));
+      lane += 4;
+      if (lane == w) lane = 0, o += panel;
+    }
+    if (lane != 0)  // the last panel's lanes past the data
+      for (int z = lane; z < w; ++z) o[z] = 0;
+  }
 }
 
 // tile[i * NR + j] = sum over kp pairs of a[p * MR + i] . b[p * NR + j] (two bf16 products each).
@@ -237,6 +266,24 @@ MEDIC_BF16 static inline __m512 load_out(const void* base, bool b16, int64_t off
 MEDIC_BF16 static inline void store_out(void* base, bool b16, int64_t off, __mmask16 mk, __m512 x) {
   if (!b16) return _mm512_mask_storeu_ps(static_cast<float*>(base) + off, mk, x);
   _mm256_mask_storeu_epi16(static_cast<uint16_t*>(base) + off, mk, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x)));
+}
+
+// Brings the m rows of the tile's destination into L2 while the micro-kernel runs: rows of C are a
+// whole row of the product apart, too far for the hardware prefetcher, so without this every
+// epilogue row starts with a miss to memory (acc's f32 C of a weight gradient: ~15 % of those products).
+// L2, not L1: the micro-kernel's B panel (up to 192 KiB) streams through L1 and would evict them.
+static inline void prefetch_rows(const void* base, int64_t ld, size_t esz, int m) {
+  for (int i = 0; i < m; ++i) {
+    const char* row = static_cast<const char*>(base) + i * ld * esz;
+    _mm_prefetch(row, _MM_HINT_T1);
+    _mm_prefetch(row + NR * esz - 1, _MM_HINT_T1);
+  }
+}
+static void prefetch_tile(const Epilogue& e, int m) {
+  const size_t esz = e.c16 ? 2 : 4;
+  if (!e.first) prefetch_rows(e.part, e.ldp, 4, m);
+  if (e.last || e.part == e.c) prefetch_rows(e.c, e.ldc, esz, m);
+  if (e.last && e.gelu) prefetch_rows(e.pre, e.ldc, esz, m);
 }
 
 MEDIC_BF16 static void epilogue(const float* tile, int m, int n, const Epilogue& e) {
@@ -325,17 +372,22 @@ MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0
     for (int64_t pc = 0; pc < g.K; pc += kcb) {
       const int64_t kc = std::min(kcb, g.K - pc), kp = (kc + 1) / 2;
       const bool first = pc == 0, last = pc + kc >= g.K;
-      for (int64_t jr = 0; jr < nc; jr += NR)
-        pack_pairs(g.b, jc + jr, pc, static_cast<int>(std::min<int64_t>(NR, nc - jr)), NR, kc, bpack + jr * kp);
+      if (g.b.stream)
+        for (int64_t jr = 0; jr < nc; jr += NR)
+          pack_pairs(g.b, jc + jr, pc, static_cast<int>(std::min<int64_t>(NR, nc - jr)), NR, kc, bpack + jr * kp);
+      else
+        pack_rows(g.b, jc, pc, nc, NR, kc, bpack);
       for (int64_t ic = m0; ic < m1; ic += mcb) {
         const int64_t mc = std::min(mcb, m1 - ic);
-        for (int64_t ir = 0; ir < mc; ir += MR)
-          pack_pairs(g.a, ic + ir, pc, static_cast<int>(std::min<int64_t>(MR, mc - ir)), MR, kc, apack + ir * kp);
+        if (g.a.stream)
+          for (int64_t ir = 0; ir < mc; ir += MR)
+            pack_pairs(g.a, ic + ir, pc, static_cast<int>(std::min<int64_t>(MR, mc - ir)), MR, kc, apack + ir * kp);
+        else
+          pack_rows(g.a, ic, pc, mc, MR, kc, apack);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int n = static_cast<int>(std::min<int64_t>(NR, nc - jr));
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int m = static_cast<int>(std::min<int64_t>(MR, mc - ir));
-            micro(kp, apack + ir * kp, bpack + jr * kp, tile);
             const int64_t row = ic + ir, col = jc + jr, off = row * g.N + col;
             Epilogue e{};
             e.alpha = g.alpha;
@@ -355,6 +407,8 @@ MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0
               e.part = static_cast<float*>(e.c);
               e.ldp = g.N;
             }
+            prefetch_tile(e, m);
+            micro(kp, apack + ir * kp, bpack + jr * kp, tile);
             epilogue(tile, m, n, e);
           }
         }

@@ -68,23 +68,24 @@ MEDIC_INLINE float row_sq_dev(const T* x, int64_t n, float m) {
   return lanes_total(a);
 }
 
-// T: the storage of x and y (bf16_io.h); parameters and statistics are f32.
-template <class T>
+// T: the storage of x, TY: of y (bf16_io.h; the mixed-precision step normalises its f32 residual
+// stream into bf16, TY = bf16 beside T = f32); parameters and statistics are f32.
+template <class T, class TY = T>
 struct LnFwd {
   const T* x;
   const float *w, *b;
-  T* y;
+  TY* y;
   float *mean, *rstd;
   int64_t C;
   float eps, var_div;
 };
 
-template <class T>
-MEDIC_INLINE void ln_fwd_body(const LnFwd<T>& a, int64_t r0, int64_t r1) {
+template <class T, class TY>
+MEDIC_INLINE void ln_fwd_body(const LnFwd<T, TY>& a, int64_t r0, int64_t r1) {
   const int64_t C = a.C;
   for (int64_t r = r0; r < r1; ++r) {
     const T* xr = a.x + r * C;
-    T* yr = a.y + r * C;
+    TY* yr = a.y + r * C;
     float m = row_sum(xr, C) / static_cast<float>(C);
     float var = row_sq_dev(xr, C, m) / a.var_div;
     float rs = 1.0f / std::sqrt(var + a.eps);
@@ -176,16 +177,16 @@ MEDIC_INLINE void pix_body(const PixNorm& a, int64_t r0, int64_t r1) {
 }
 
 // The three compilations of each body.
-template <class T>
-void ln_fwd_base(const LnFwd<T>& a, int64_t r0, int64_t r1) {
+template <class T, class TY>
+void ln_fwd_base(const LnFwd<T, TY>& a, int64_t r0, int64_t r1) {
   ln_fwd_body(a, r0, r1);
 }
-template <class T>
-MEDIC_AVX2 void ln_fwd_avx2(const LnFwd<T>& a, int64_t r0, int64_t r1) {
+template <class T, class TY>
+MEDIC_AVX2 void ln_fwd_avx2(const LnFwd<T, TY>& a, int64_t r0, int64_t r1) {
   ln_fwd_body(a, r0, r1);
 }
-template <class T>
-MEDIC_AVX512 void ln_fwd_avx512(const LnFwd<T>& a, int64_t r0, int64_t r1) {
+template <class T, class TY>
+MEDIC_AVX512 void ln_fwd_avx512(const LnFwd<T, TY>& a, int64_t r0, int64_t r1) {
   ln_fwd_body(a, r0, r1);
 }
 template <class T>
@@ -208,20 +209,20 @@ int64_t row_grain(int64_t C) { return std::max<int64_t>(1, 8192 / std::max<int64
 
 }  // namespace
 
-template <class T>
+template <class T, class TY>
 static void layernorm_t(const OpCall& c) {
   const Tensor& X = c.x(0);
   const NormArgs n = norm_args(c);
-  LnFwd<T> a{static_cast<const T*>(X.data),
-             c.has_in(1) ? c.x(1).f32() : nullptr,
-             c.has_in(2) ? c.x(2).f32() : nullptr,
-             static_cast<T*>(c.y(0).data),
-             c.y(1).f32(),
-             c.y(2).f32(),
-             n.C,
-             n.eps,
-             n.var_div};
-  auto fn = pick_isa_variant(ln_fwd_base<T>, ln_fwd_avx2<T>, ln_fwd_avx512<T>);
+  LnFwd<T, TY> a{static_cast<const T*>(X.data),
+                 c.has_in(1) ? c.x(1).f32() : nullptr,
+                 c.has_in(2) ? c.x(2).f32() : nullptr,
+                 static_cast<TY*>(c.y(0).data),
+                 c.y(1).f32(),
+                 c.y(2).f32(),
+                 n.C,
+                 n.eps,
+                 n.var_div};
+  auto fn = pick_isa_variant(ln_fwd_base<T, TY>, ln_fwd_avx2<T, TY>, ln_fwd_avx512<T, TY>);
   c.ctx->pool->parallel_for(n.R, row_grain(a.C), [&](int64_t r0, int64_t r1) { fn(a, r0, r1); });
 }
 
@@ -272,9 +273,11 @@ static void layernorm_bwd_t(const OpCall& c) {
 
 void layernorm(const OpCall& c) {
   switch (storage_of({&c.x(0), &c.y(0)})) {
-    case Storage::f32: return layernorm_t<float>(c);
-    case Storage::bf16: return layernorm_t<uint16_t>(c);
-    case Storage::mixed: return run_widened(c, layernorm);
+    case Storage::f32: return layernorm_t<float, float>(c);
+    case Storage::bf16: return layernorm_t<uint16_t, uint16_t>(c);
+    case Storage::mixed:
+      if (c.y(0).dtype == DType::BF16) return layernorm_t<float, uint16_t>(c);  // the step's f32 -> bf16
+      return run_widened(c, layernorm);
   }
 }
 

@@ -108,9 +108,18 @@ describe('bf16 storage: bit-exact with the fp32 op on the bf16 values', () => {
     ['gather_rows', [{ shape: [2, 6, 40], bf16: true }, { shape: [2, 3], dtype: 'i32', data: new Int32Array([5, 0, 2, 1, 1, 4]) }], [{ shape: [2, 3, 40], bf16: true }], { acc: 1 }],
     ['scatter_rows', [{ shape: [2, 3, 40], bf16: true }, { shape: [2, 3], dtype: 'i32', data: new Int32Array([5, 0, 2, 1, 3, 4]) }], [{ shape: [2, 6, 40], bf16: true }], {}],
     ['scatter_rows', [{ shape: [2, 3, 40], bf16: true }, { shape: [2, 3], dtype: 'i32', data: new Int32Array([5, 0, 2, 1, 3, 4]) }], [{ shape: [2, 6, 40], bf16: true }], { acc: 1 }],
-    // mixed storage (an f32 activation beside bf16 ones): widened inside the kernel
+    // mixed storage (an f32 activation beside bf16 ones): widened copies ...
     ['gelu_bwd', [{ shape: [300], bf16: true }, { shape: [300] }], [{ shape: [300], bf16: true }], {}],
     ['scale_add', [{ shape: [B, T, D] }, { shape: [D] }], [{ shape: [B, T, D], bf16: true }], {}],
+    // ... except the mixed-precision step's forms, which have kernels of their own (vector bodies and
+    // tails, acc and not, keep and not, dgamma and not)
+    ['layernorm', [{ shape: [9, 771] }, { shape: [771] }, { shape: [771] }], [{ shape: [9, 771], bf16: true }, { shape: [9] }, { shape: [9] }], {}],
+    ['scale_add', [{ shape: [B, T, D], bf16: true }, { shape: [D] }, { shape: [B] }], [{ shape: [B, T, D] }], {}],
+    ['scale_add_bwd', [{ shape: [B, T, D] }, { shape: [B, T, D], bf16: true }, { shape: [D] }, { shape: [B] }], [{ shape: [B, T, D] }, { shape: [D] }], {}],
+    ['scale_add_bwd', [{ shape: [B, T, D] }, { shape: [B, T, D], bf16: true }, { shape: [D] }], [{ shape: [B, T, D] }], { acc: 1 }],
+    ['gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037] }], [{ shape: [1037] }], {}],
+    ['gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037] }], [{ shape: [1037] }], { acc: 1 }],
+    ['quick_gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037] }], [{ shape: [1037] }], { acc: 1 }],
   ];
   for (const [op, ins, outs, attrs] of cases)
     it(op, () => {

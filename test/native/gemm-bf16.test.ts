@@ -42,21 +42,31 @@ describe('gemm bf16 parity', () => {
     expectAllClose(bf16FixtureResults(cpuEngine()));
   });
 
-  it('threaded, odd shapes, every transpose: bf16 A and B, f32 C, equals the float64 product of the rounded operands', () => {
+  it('threaded, odd shapes, every transpose: bf16 A and B, f32 C, equals the float64 product of the rounded operands; f32 operands with attr bf16=1 give the same bits', () => {
     const e = cpuEngine();
     let seed = 40;
+    // M and N leave partial panels (197 = 16 x 12 + 5, 119 = 3 x 32 + 23, 119 % 4 = 3) and K an odd
+    // last pair, in both packing forms (k contiguous, and lanes contiguous: trans_a=1, trans_b=0).
     for (const [M, N, K] of [[197, 119, 1001], [250, 131, 700]] as const)
       for (const ta of [false, true])
         for (const tb of [false, true]) {
-          const a = round(randomF32(M * K, seed++)), b = round(randomF32(K * N, seed++));
-          const A = e.tensor(ta ? [K, M] : [M, K], 'bf16', f32ToBf16(a)), B = e.tensor(tb ? [N, K] : [K, N], 'bf16', f32ToBf16(b));
-          const C = e.tensor([M, N], 'f32', new Float32Array(M * N).fill(NaN));
-          try {
-            e.op('gemm', [A, B], [C], { trans_a: +ta, trans_b: +tb });
-            expect(relErr(C.read(), refGemm(a, b, M, N, K, ta, tb)), `${M}x${N}x${K} ta=${+ta} tb=${+tb}`).toBeLessThan(1e-5);
-          } finally {
-            [A, B, C].forEach((t) => t.dispose());
-          }
+          const a0 = randomF32(M * K, seed++), b0 = randomF32(K * N, seed++);
+          const a = round(a0), b = round(b0);
+          const sa = ta ? [K, M] : [M, K], sb = tb ? [N, K] : [K, N];
+          const run = (A: Tensor, B: Tensor, attrs: Record<string, number>) => {
+            const C = e.tensor([M, N], 'f32', new Float32Array(M * N).fill(NaN));
+            try {
+              e.op('gemm', [A, B], [C], { trans_a: +ta, trans_b: +tb, ...attrs });
+              return C.read() as Float32Array;
+            } finally {
+              [A, B, C].forEach((t) => t.dispose());
+            }
+          };
+          const label = `${M}x${N}x${K} ta=${+ta} tb=${+tb}`;
+          const viaDtype = run(e.tensor(sa, 'bf16', f32ToBf16(a0)), e.tensor(sb, 'bf16', f32ToBf16(b0)), {});
+          expect(relErr(viaDtype, refGemm(a, b, M, N, K, ta, tb)), label).toBeLessThan(1e-5);
+          const viaAttr = run(e.tensor(sa, 'f32', a0), e.tensor(sb, 'f32', b0), { bf16: 1 });
+          expect(Buffer.from(viaAttr.buffer).equals(Buffer.from(viaDtype.buffer)), `${label}, f32 operands`).toBe(true);
         }
   });
 

@@ -19,7 +19,7 @@ const bwd = (g: Graph): OpRecord[] => g.ops.filter((o) => o.phase === 'backward'
 const names = (vs: (Value | null)[]): string[] => vs.map((v) => v?.name ?? '');
 
 describe('linear backward', () => {
-  it('emits dx, dW (trans_a, acc=1 into the grad window) and db (sum_to, acc=1)', () => {
+  it('emits dx, dW (trans_a, written into the grad window: acc=0) and db (sum_to, acc=0), no zero fill', () => {
     const g = new Graph();
     const x = g.input('x', [2, 3, 4], 'f32', { requiresGrad: true });
     const w = g.param('w', [5, 4], { kind: 'zeros' });
@@ -30,16 +30,15 @@ describe('linear backward', () => {
     const dy = g.input('dy', [2, 3, 5]);
     g.backward([{ value: y, grad: dy }]);
     const ops = bwd(g);
-    expect(ops.map((o) => o.op)).toEqual(['fill', 'gemm', 'gemm', 'sum_to']);
-    expect(ops[0].out[0]!.name).toBe('grads');
-    const [, dx, dw, db] = ops;
+    expect(ops.map((o) => o.op)).toEqual(['gemm', 'gemm', 'sum_to']);
+    const [dx, dw, db] = ops;
     expect(names(dx.in)).toEqual(['dy', 'w']);
     expect(dx.attrs).toEqual({ acc: 0 });
     expect(dx.out[0]!.shape).toEqual([2, 3, 4]);
-    expect(dw.attrs).toEqual({ trans_a: 1, acc: 1 });
+    expect(dw.attrs).toEqual({ trans_a: 1, acc: 0 });
     expect(dw.in[1]!.shape).toEqual([6, 4]); // x viewed as rows
     expect(dw.out[0]!.name).toBe('grad:w');
-    expect(db.attrs).toEqual({ acc: 1 });
+    expect(db.attrs).toEqual({ acc: 0 });
     expect(db.out[0]!.name).toBe('grad:b');
     validate(g);
   });
@@ -53,8 +52,24 @@ describe('linear backward', () => {
     expect(g.ops[0].out.length).toBe(2);
     g.backward([{ value: y, grad: g.input('dy', [2, 8]) }]);
     const ops = bwd(g);
-    expect(ops.map((o) => o.op)).toEqual(['fill', 'gelu_bwd', 'gemm']); // no dx: x needs no gradient
-    expect(ops[1].in[0]).toBe(g.ops[0].out[1]);
+    expect(ops.map((o) => o.op)).toEqual(['gelu_bwd', 'gemm']); // no dx: x needs no gradient
+    expect(ops[0].in[0]).toBe(g.ops[0].out[1]);
+  });
+
+  it('a param used twice: its first gradient write overwrites (acc=0), the second adds; an unreached param gets zeros', () => {
+    const g = new Graph();
+    const x = g.input('x', [3, 4], 'f32');
+    const w = g.param('w', [4, 4], { kind: 'zeros' });
+    g.param('unused', [7], { kind: 'zeros' });
+    const y = linear(g, linear(g, x, w, null, { hint: 'h1' }), w, null, { hint: 'h2' });
+    g.backward([{ value: y, grad: g.input('dy', [3, 4]) }]);
+    const ops = bwd(g);
+    const dws = ops.filter((o) => o.op === 'gemm' && o.out[0]!.name === 'grad:w');
+    expect(dws.map((o) => o.attrs.acc)).toEqual([0, 1]);
+    const fills = ops.filter((o) => o.op === 'fill');
+    expect(fills.map((o) => o.out[0]!.name)).toEqual(['grad:unused']);
+    expect(ops.at(-1)).toBe(fills[0]); // after every other gradient write
+    validate(g);
   });
 
   it('a value with two consumers: first gradient write acc=0, the second acc=1', () => {
@@ -147,7 +162,7 @@ describe('residual stream', () => {
       'grad:b1.attn.q_bias',
       'grad:b1.attn.v_bias',
     ]);
-    for (const o of back) expect(o.attrs.acc).toBe(1);
+    for (const o of back) expect(o.attrs.acc).toBe(0); // each bias's only gradient write
   });
 });
 

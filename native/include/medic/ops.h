@@ -12,10 +12,12 @@
 // from (paper, official code, or our choice): docs/METHOD.md, Defaults.
 //
 // Gradient convention, stated once for all backward ops:
-//   - gradients of parameters ACCUMULATE (+=): the program zeroes the flat grad buffer once per step;
-//   - gradients of activations OVERWRITE (=) unless the op's attr `acc` is 1, in which case they add.
-//     The graph sets acc=1 on every write after the first to a gradient with several producers
-//     (the residual stream), so no separate add op is needed.
+//   - outputs marked (accumulate) below (layernorm_bwd's dw and db, scale_add_bwd's dgamma, ...)
+//     always ADD (+=): the program zero-fills them before their first write;
+//   - every other gradient output OVERWRITES (=) unless the op's attr `acc` is 1, in which case it
+//     adds. The graph sets acc=0 on the first write to a gradient (of an activation or a parameter)
+//     and acc=1 on every later one (the residual stream, a weight used twice), so no separate add op
+//     and no zeroing pass over the parameter gradients is needed.
 // In place: an output may be the very same tensor (memory, dtype, shape) as one input only in the
 // elementwise forms copy, cast, add (y = a or b), gelu, quick_gelu and their backwards (dx = x or dy),
 // scale_add (x = y) and mask_fill_bwd (dx_out = dx). check_call rejects any other overlap of an output
