@@ -11,6 +11,10 @@
 // thread count (re-run on 2026-12-04: the same file, byte for byte, sha256 in assets/teachers/README.md).
 //
 //   npm run build:ts && node scripts/train-digits-teacher.mjs [--out assets/teachers/digits-mini.safetensors]
+//
+// The same recipe makes a knowledgeable teacher for another 28 px IDX dataset (the sweeps of bench/README.md
+// use one for Fashion-MNIST); --data and --epochs are passed to the fine-tune, --out is then required:
+//   node scripts/train-digits-teacher.mjs --data idx:<dir> --epochs 20 --out <file>
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -19,8 +23,22 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const outIdx = process.argv.indexOf('--out');
-const target = resolve(outIdx > 0 ? process.argv[outIdx + 1] : join(root, 'assets/teachers/digits-mini.safetensors'));
+function flag(name) {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return undefined;
+  const v = process.argv[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
+  return v;
+}
+const data = flag('--data');
+const epochs = flag('--epochs');
+const out = flag('--out');
+// Another dataset's teacher must not overwrite the bundled digits teacher by default.
+if (data !== undefined && out === undefined)
+  throw new Error('--data needs --out <file> (the bundled teacher stays as it is)');
+const target = resolve(out ?? join(root, 'assets/teachers/digits-mini.safetensors'));
+// Later flags win in the fine-tune's parser, so these override the recipe's.
+const overrides = [...(data ? ['--data', data] : []), ...(epochs ? ['--epochs', epochs, '--warmup-epochs', '1'] : [])];
 
 // The recipe: from scratch there is nothing to preserve, so no layer decay, and a higher lr than the
 // fine-tune default; mixup and CutMix off (on 9k digits they slow the supervised fit more than they regularise).
@@ -73,7 +91,7 @@ try {
     carrier,
   ]);
   const ft = join(work, 'finetune');
-  cli(['eval', 'finetune', carrier, '--from-scratch', ...RECIPE, '--threads', '2', '--out', ft]);
+  cli(['eval', 'finetune', carrier, '--from-scratch', ...RECIPE, ...overrides, '--threads', '2', '--out', ft]);
   const summary = JSON.parse(readFileSync(join(ft, 'summary.json'), 'utf8'));
   const exported = join(ft, 'classifier-timm.safetensors');
   if (!existsSync(exported)) throw new Error(`no timm export at ${exported}`);
