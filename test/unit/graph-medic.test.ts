@@ -126,6 +126,33 @@ describe('param table', () => {
   });
 });
 
+describe('parameter gradients without a zeroing pass', () => {
+  it("each trainable gradient's first writer overwrites it (acc=0) or is a zero fill, and no fill follows another writer", () => {
+    for (const balance of ['static', 'uncertainty'] as const) {
+      const cg = compile(buildMedic(tinyMedic({ balance })).graph);
+      const grads = cg.buffers.filter((b) => b.of === 'grads' || b.name === 'grads');
+      const firstWrite = new Map<string, { k: number; acc: number; op: string }>();
+      cg.ops.forEach((op, k) => {
+        for (const name of op.out)
+          if (name && grads.some((b) => b.name === name) && !firstWrite.has(name))
+            firstWrite.set(name, { k, acc: Number(op.attrs.acc ?? 0), op: op.op });
+      });
+      // the uncertainty weighting's log-variances: written by loss_weights_bwd, which always adds, so
+      // a fill comes first (it used to be a zero fill after it, which erased the gradient)
+      const logvar = firstWrite.get('grad:loss.logvar');
+      if (balance === 'uncertainty') expect(logvar?.op, 'grad:loss.logvar').toBe('fill');
+      else expect(logvar).toBeUndefined();
+      for (const [name, w] of firstWrite)
+        expect(w.op === 'fill' || w.acc === 0, `${name}: first written by ${w.op} acc=${w.acc}`).toBe(true);
+      cg.ops.forEach((op, k) => {
+        const name = op.out[0];
+        if (op.op === 'fill' && name && firstWrite.has(name))
+          expect(k, `fill of ${name}`).toBe(firstWrite.get(name)!.k);
+      });
+    }
+  });
+});
+
 describe('MEDiC shapes and branches', () => {
   it('sparse: the student sees 1+V tokens and scores them against the teacher rows [0, 1+visible]', () => {
     const m = buildMedic(tiny());

@@ -69,7 +69,11 @@ export function medicLoss(
   if (logvar) {
     // d/dlogvar of sum_k w_k (exp(-logvar_k) L_k + logvar_k): the only path to logvar's gradient.
     const weights = { w_tok: w.w_tok, w_cls: w.w_cls, w_pix: w.w_pix };
-    g.record([logvar], () => g.emit('loss_weights_bwd', [logvar, losses], [g.paramGrad(logvar)], weights));
+    // loss_weights_bwd adds into its output (ops.h): accSink zero-fills the gradient first.
+    g.record([logvar], () => {
+      const dlogvar = g.accSink(logvar);
+      if (dlogvar) g.emit('loss_weights_bwd', [logvar, losses], [dlogvar.value], weights);
+    });
   }
   return { losses, ds, dpred };
 }
