@@ -7,7 +7,7 @@
 //     writes acc=1 (accumulate: the residual stream, a value with several consumers);
 //   - parameter gradients are windows into the flat `grads` buffer, with the same rule: the first
 //     full write overwrites (a weight gradient's gemm stores without reading C), later ones add; the
-//     params no op reaches get a zero fill at the end of the backward;
+//     params no sink reached get a zero fill at the start of the backward;
 //   - a window (partial view) of an activation: its root gradient is zero-filled first, then acc=1;
 //   - outputs that ops.h defines as accumulate-only (dw/db, dgamma, dtoken) and row scatters go
 //     through accSink(): a fresh gradient (activation or param) is zero-filled first.
@@ -360,7 +360,7 @@ export class Graph {
   /**
    * Emit the backward of everything recorded so far. Each seed gives the gradient (an existing value,
    * e.g. medic_loss's ds) of a value produced in the forward. A param's gradient is written, not added
-   * to, by its first writer (gradSink), and the params no op reached get a fill of zeros at the end, so
+   * to, by its first writer (gradSink), and the params no sink reached get a fill of zeros first, so
    * no pass zeroes the whole gradient buffer first: the weight gradients' gemms then store their
    * result without reading C (on the CPU the read of an f32 C cost ~15 % of those products).
    */
@@ -377,10 +377,15 @@ export class Graph {
       const g = sameShape(root.shape, grad.shape) ? grad : this.view(grad, root.shape);
       this.grads.set(root.id, { value: g, written: true });
     }
+    const start = this.ops.length;
     for (let i = this.tape.length - 1; i >= 0; i--) this.tape[i].rule();
+    // The params no sink handed out: zeroed before the backward's first op, so that an op writing a
+    // param gradient without a sink (by paramGrad) still finds zeros to add to.
+    const end = this.ops.length;
     for (const p of this.params)
       if (p.group === 'train' && !this.paramGradWritten.has(p.name))
         this.emit('fill', [], [this.gradOfParam(p)], { value: 0 });
+    this.ops.splice(start, 0, ...this.ops.splice(end));
     this.phase = 'optim';
   }
 
