@@ -360,9 +360,9 @@ export class Graph {
   /**
    * Emit the backward of everything recorded so far. Each seed gives the gradient (an existing value,
    * e.g. medic_loss's ds) of a value produced in the forward. A param's gradient is written, not added
-   * to, by its first writer (gradSink), and the params no sink reached get a fill of zeros first, so
-   * no pass zeroes the whole gradient buffer first: the weight gradients' gemms then store their
-   * result without reading C (on the CPU the read of an f32 C cost ~15 % of those products).
+   * to, by its first writer (gradSink), and only the params no sink reached are zero-filled (at the
+   * start of the backward): no pass zeroes the whole gradient buffer, and the weight gradients' gemms
+   * store their result without reading C (on the CPU that read cost ~15 % of those products).
    */
   backward(seeds: { value: Value; grad: Value }[]): void {
     if (this.phase !== 'forward') throw new Error('graph: backward() may run once');
@@ -451,7 +451,8 @@ export class Graph {
   /**
    * gradSink for an op that always adds into its gradient output (the accumulate-only outputs of ops.h:
    * layernorm_bwd's dw/db, scale_add_bwd's dgamma, mask_fill_bwd's dtoken) or writes only some of its
-   * rows (scatter/copy of rows): a fresh activation gradient is zero-filled first, so acc is always 1.
+   * rows (scatter/copy of rows): a fresh gradient (activation or param) is zero-filled first, so acc
+   * is always 1.
    */
   accSink(v: Value | null | undefined): { value: Value; acc: 1 } | undefined {
     const s = this.gradSink(v);
