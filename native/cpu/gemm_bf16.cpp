@@ -270,7 +270,7 @@ MEDIC_BF16 static inline void store_out(void* base, bool b16, int64_t off, __mma
 
 // Brings the m rows of the tile's destination into L2 while the micro-kernel runs: rows of C are a
 // whole row of the product apart, too far for the hardware prefetcher, so without this every
-// epilogue row starts with a miss to memory (acc's f32 C of a weight gradient: ~15 % of those products).
+// epilogue row starts with a miss to memory (a read for acc or partial sums, a line fill for a store).
 // L2, not L1: the micro-kernel's B panel (up to 192 KiB) streams through L1 and would evict them.
 static inline void prefetch_rows(const void* base, int64_t ld, size_t esz, int m) {
   for (int i = 0; i < m; ++i) {
