@@ -137,6 +137,13 @@ MEDIC_BF16 static inline __m128i load8(const Src& s, int64_t i, int64_t k) {  //
   const void* p = s.at(i, k);
   return s.bf16 ? _mm_loadu_si128(static_cast<const __m128i*>(p)) : cvt8(static_cast<const float*>(p));
 }
+// 32 bf16 from (i, k) on (k contiguous).
+MEDIC_BF16 static inline __m512i load32(const Src& s, int64_t i, int64_t k) {
+  const void* p = s.at(i, k);
+  if (s.bf16) return _mm512_loadu_si512(p);
+  const float* f = static_cast<const float*>(p);
+  return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_loadu_ps(f + 16), _mm512_loadu_ps(f)));
+}
 // The stream form (k contiguous), one panel of w lanes (ns of them real, the rest zero) over kc values
 // of k from (s0, k0): dst[p * w + s] = pair (elem(s, k0 + 2p), elem(s, k0 + 2p + 1)), the second zero
 // past kc. (The rows form is pack_rows, below.)
@@ -148,9 +155,27 @@ MEDIC_BF16 static void pack_pairs(const Src& src, int64_t s0, int64_t k0, int ns
     return lo | hi << 16;
   };
   int s = 0;
-  // Four lanes at a time: 8 k of each (4 pairs, 16 bytes) and a 4 x 4 transpose of 32-bit pairs.
+  // Four lanes at a time: 32 k of each (16 pairs, a zmm) and a 4 x 4 transpose of 32-bit pairs in
+  // each 128-bit lane, then 8 k at a time (xmm) for the rest.
   for (; s + 4 <= ns; s += 4) {
     int64_t p = 0;
+    for (; 2 * p + 32 <= kc; p += 16) {
+      const __m512i r0 = load32(src, s0 + s, k0 + 2 * p), r1 = load32(src, s0 + s + 1, k0 + 2 * p);
+      const __m512i r2 = load32(src, s0 + s + 2, k0 + 2 * p), r3 = load32(src, s0 + s + 3, k0 + 2 * p);
+      const __m512i t0 = _mm512_unpacklo_epi32(r0, r1), t1 = _mm512_unpacklo_epi32(r2, r3);
+      const __m512i t2 = _mm512_unpackhi_epi32(r0, r1), t3 = _mm512_unpackhi_epi32(r2, r3);
+      // u[q], 128-bit lane j: pair p + 4j + q of lanes s .. s + 3
+      const __m512i u[4] = {_mm512_unpacklo_epi64(t0, t1), _mm512_unpackhi_epi64(t0, t1), _mm512_unpacklo_epi64(t2, t3),
+                            _mm512_unpackhi_epi64(t2, t3)};
+      uint32_t* o = dst + p * w + s;
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + q * w), _mm512_castsi512_si128(u[q]));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + (4 + q) * w), _mm512_extracti32x4_epi32(u[q], 1));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + (8 + q) * w), _mm512_extracti32x4_epi32(u[q], 2));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + (12 + q) * w), _mm512_extracti32x4_epi32(u[q], 3));
+      }
+    }
     for (; 2 * p + 8 <= kc; p += 4) {
       __m128 r0 = _mm_castsi128_ps(load8(src, s0 + s, k0 + 2 * p)),
              r1 = _mm_castsi128_ps(load8(src, s0 + s + 1, k0 + 2 * p));
