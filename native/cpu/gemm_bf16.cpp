@@ -247,8 +247,9 @@ MEDIC_BF16 static void pack_rows(const Src& src, int64_t s0, int64_t k0, int64_t
 }
 
 // tile[i * NR + j] = sum over kp pairs of a[p * MR + i] . b[p * NR + j] (two bf16 products each).
-MEDIC_BF16 static void micro(int64_t kp, const uint32_t* a, const uint32_t* b, float* tile) {
-  __m512 acc[MR][2];
+// acc[i][v] = sum over kp pairs of a[p * MR + i] . b[p * NR + 16 v + ..] (two bf16 products each).
+__attribute__((always_inline)) MEDIC_BF16 static inline void micro_sums(int64_t kp, const uint32_t* a,
+                                                                        const uint32_t* b, __m512 (&acc)[MR][2]) {
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
 #pragma GCC unroll 2
@@ -265,6 +266,12 @@ MEDIC_BF16 static void micro(int64_t kp, const uint32_t* a, const uint32_t* b, f
     a += MR;
     b += NR;
   }
+}
+
+// tile[i * NR + j]: the sums, for epilogue() below.
+MEDIC_BF16 static void micro(int64_t kp, const uint32_t* a, const uint32_t* b, float* tile) {
+  __m512 acc[MR][2];
+  micro_sums(kp, a, b, acc);
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i) {
     _mm512_store_ps(tile + i * NR, acc[i][0]);
@@ -315,6 +322,14 @@ static void prefetch_tile(const Epilogue& e, int m) {
   if (e.last && e.gelu) prefetch_rows(e.pre, e.ldc, esz, m);
 }
 
+// The epilogue's arithmetic on one vector: alpha * sums + base (C's incoming value with acc, earlier
+// slices' partial sums, or 0) in one fma, then + bias. Written as an explicit fma so that both
+// epilogues below round alike: a separate multiply and add may or may not be contracted into an fma
+// by the compiler (-ffp-contract=fast), differently in each function.
+MEDIC_BF16 static inline __m512 finish(__m512 sums, __m512 va, __m512 base, __m512 bias) {
+  return _mm512_add_ps(_mm512_fmadd_ps(sums, va, base), bias);
+}
+
 MEDIC_BF16 static void epilogue(const float* tile, int m, int n, const Epilogue& e) {
   __mmask16 mk[2];
   __m512 bs[2];
@@ -333,12 +348,10 @@ MEDIC_BF16 static void epilogue(const float* tile, int m, int n, const Epilogue&
         const int i = i0 + r, q = 2 * r + v;
         x[q] = _mm512_setzero_ps();
         if (r >= rows) continue;
-        x[q] = _mm512_mul_ps(_mm512_load_ps(tile + i * NR + 16 * v), va);
-        if (!e.first)
-          x[q] = _mm512_add_ps(x[q], _mm512_maskz_loadu_ps(mk[v], e.part + i * e.ldp + 16 * v));
-        else if (e.acc)
-          x[q] = _mm512_add_ps(x[q], load_out(e.c, e.c16, i * e.ldc + 16 * v, mk[v]));
-        x[q] = _mm512_add_ps(x[q], bs[v]);
+        const __m512 base = !e.first ? _mm512_maskz_loadu_ps(mk[v], e.part + i * e.ldp + 16 * v)
+                            : e.acc  ? load_out(e.c, e.c16, i * e.ldc + 16 * v, mk[v])
+                                     : _mm512_setzero_ps();
+        x[q] = finish(_mm512_load_ps(tile + i * NR + 16 * v), va, base, bs[v]);
         if (!e.last)
           _mm512_mask_storeu_ps(e.part + i * e.ldp + 16 * v, mk[v], x[q]);
         else if (e.gelu)
@@ -349,6 +362,25 @@ MEDIC_BF16 static void epilogue(const float* tile, int m, int n, const Epilogue&
     for (int r = 0; r < rows; ++r)
       for (int v = 0; v < 2; ++v) store_out(e.c, e.c16, (i0 + r) * e.ldc + 16 * v, mk[v], x[2 * r + v]);
   }
+}
+
+// A whole tile (MR x NR) of a product in one K slice without GELU, the common case: epilogue()'s
+// arithmetic (the same operations in the same order, so the same bits) straight from the
+// accumulators, without their round trip through the tile buffer (~1/3 of a plain epilogue's time).
+MEDIC_BF16 static void micro_store(int64_t kp, const uint32_t* a, const uint32_t* b, const Epilogue& e) {
+  __m512 acc[MR][2];
+  micro_sums(kp, a, b, acc);
+  const __m512 va = _mm512_set1_ps(e.alpha);
+  const __m512 bs[2] = {e.bias ? _mm512_loadu_ps(e.bias) : _mm512_setzero_ps(),
+                        e.bias ? _mm512_loadu_ps(e.bias + 16) : _mm512_setzero_ps()};
+  const __mmask16 all = 0xFFFF;
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < 2; ++v) {
+      const __m512 base = e.acc ? load_out(e.c, e.c16, i * e.ldc + 16 * v, all) : _mm512_setzero_ps();
+      store_out(e.c, e.c16, i * e.ldc + 16 * v, all, finish(acc[i][v], va, base, bs[v]));
+    }
 }
 
 struct Problem {
@@ -437,8 +469,12 @@ MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0
               e.ldp = g.N;
             }
             prefetch_tile(e, m);
-            micro(kp, apack + ir * kp, bpack + jr * kp, tile);
-            epilogue(tile, m, n, e);
+            if (m == MR && n == NR && first && last && !g.gelu) {
+              micro_store(kp, apack + ir * kp, bpack + jr * kp, e);
+            } else {
+              micro(kp, apack + ir * kp, bpack + jr * kp, tile);
+              epilogue(tile, m, n, e);
+            }
           }
         }
       }

@@ -89,6 +89,42 @@ describe('gemm bf16 parity', () => {
     expect(Buffer.from(outs[1].buffer).equals(Buffer.from(outs[0].buffer))).toBe(true);
   });
 
+  it('whole 12 x 32 tiles (epilogue from the accumulators) give the bits of partial tiles (epilogue through the tile buffer): alpha, bias, acc, f32 and bf16 C', () => {
+    // N = 32 * 3 makes every tile whole; the same product cut to N = 95 leaves the last column panel
+    // partial, N = 31 every panel. An element's sums do not depend on its tile, so only the epilogue
+    // differs between the runs, and its arithmetic must not.
+    const e = cpuEngine();
+    const [M, K, Nf] = [48, 200, 96];
+    const a = randomF32(M * K, 71), b = randomF32(Nf * K, 72), bias = randomF32(Nf, 73), c0 = randomF32(M * Nf, 74);
+    let tested = 0;
+    for (const c16 of [false, true])
+      for (const acc of [0, 1]) {
+        const run = (N: number) => {
+          const B = e.tensor([N, K], 'f32', b.subarray(0, N * K)); // B's first N rows (trans_b)
+          const A = e.tensor([M, K], 'bf16', f32ToBf16(a)), bs = e.tensor([N], 'f32', bias.subarray(0, N));
+          const init = new Float32Array(M * N);
+          for (let i = 0; i < M; i++) init.set(c0.subarray(i * Nf, i * Nf + N), i * N);
+          const C = c16 ? e.tensor([M, N], 'bf16', f32ToBf16(init)) : e.tensor([M, N], 'f32', init);
+          try {
+            e.op('gemm', [A, B, bs], [C], { trans_b: 1, alpha: 0.75, acc });
+            const out = C.read();
+            return out instanceof Uint16Array ? bf16ToF32(out) : (out as Float32Array);
+          } finally {
+            [A, B, bs, C].forEach((t) => t.dispose());
+          }
+        };
+        const whole = run(Nf);
+        for (const N of [95, 31]) {
+          const part = run(N);
+          for (let i = 0; i < M; i++)
+            for (let j = 0; j < N; j++)
+              expect(Object.is(part[i * N + j], whole[i * Nf + j]), `c16=${c16} acc=${acc} N=${N} (${i}, ${j})`).toBe(true);
+          tested++;
+        }
+      }
+    expect(tested).toBe(4 * 2);
+  });
+
   it('attr bf16=1 with f32 operands gives the bits of the same gemm on bf16 copies (the graph\'s mixed-precision compute)', () => {
     const e = cpuEngine();
     const r = attrAgainstDtype(e);
