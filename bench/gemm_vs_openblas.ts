@@ -18,8 +18,10 @@
 // GELU epilogue where the shape has one. Our pool's idle threads sleep at once; OpenBLAS's spin for
 // ~0.1 s, so each of our timings waits 0.3 s after OpenBLAS's.
 // bf16: bench/torch_bf16_gemm.py --serve (torch.set_num_threads(--threads)) times the plain bf16
-// product (matmul into a bf16 C); ours runs the mixed-precision step's form (bf16 A, B, C and preact,
-// f32 C for the weight gradients, f32 bias) with its epilogue. For shapes with a bias, GELU or an f32
+// product (matmul into a bf16 C); ours runs the same bf16 operands with the mixed-precision step's
+// outputs (bf16 C and preact, f32 C for the weight gradients, f32 bias) and its epilogue. (The step
+// itself keeps W and dY in fp32 and rounds them as it packs them: bench/kernels.ts --family
+// gemm-bf16-step times that form.) For shapes with a bias, GELU or an f32
 // weight gradient a second PyTorch column ("same work") times what a bf16 autocast model runs for
 // them: addmm with the bias, then the erf GELU into a second tensor; for dW the matmul, then the cast
 // of its bf16 result into the parameter's f32 .grad (torch_bf16_gemm.py, form "same"). Its ratio

@@ -2,6 +2,8 @@
 //
 //   npm run bench                      # all families, both presets, default threads
 //   npm run bench -- --family gemm --preset base --threads 2 --json out.json
+//   npm run bench -- --family gemm-bf16-step --preset base --threads 1 --clock cpu
+//     (the bf16 step's operands: fp32 master weights and f32 activation gradients rounded as packed)
 //
 // Each case is warmed up, then run until --min-ms has passed (at least --min-runs times); the
 // median time is reported with GFLOP/s or GB/s. Families: bench/cases/<family>.ts.
@@ -15,10 +17,14 @@ import { clockName, timeCase } from './timing.js';
 
 const families: Record<string, () => Promise<{ cases: CaseList }>> = {
   gemm: () => import('./cases/gemm.js'),
+  'gemm-bf16-step': async () => ({ cases: (await import('./cases/gemm.js')).stepCases }),
   attention: () => import('./cases/attention.js'),
   elementwise: () => import('./cases/elementwise.js'),
   loss: () => import('./cases/loss.js'),
 };
+
+// Run only when --family names them.
+const optIn = new Set(['gemm-bf16-step']);
 
 function arg(name: string, def?: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -49,7 +55,7 @@ async function main(): Promise<void> {
       const preset = presets[p];
       if (!preset) throw new Error(`--preset: unknown preset '${p}' (tiny, base)`);
       for (const [fam, load] of Object.entries(families)) {
-        if (only && !only.split(',').includes(fam)) continue;
+        if (only ? !only.split(',').includes(fam) : optIn.has(fam)) continue;
         const { cases } = await load();
         for (const c of cases(preset)) {
           const ms = timeCase(engine, c, minMs, minRuns, clock);

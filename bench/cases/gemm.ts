@@ -67,27 +67,43 @@ function fill(n: number, seed: number): Float32Array {
 }
 
 /**
- * The gemm of one shape. precision 'bf16' is the mixed-precision step's form: bf16 A and B, a bf16
- * C and preact, except weight gradients (wgrad) which go to an f32 C; bias stays f32.
+ * The gemm of one shape. precision 'bf16' is the mixed-precision step's storage with PyTorch's operands
+ * (bf16 A and B, as bench/gemm_vs_openblas.ts compares them): a bf16 C and preact, except weight
+ * gradients (wgrad) which go to an f32 C; bias stays f32. 'bf16-step' is the operands as the step
+ * holds them (bench/gpu_step.ts --precision bf16): the fp32 master weight and the f32 activation
+ * gradient dY are rounded to bf16 as they are packed (attr bf16=1): forward bf16 X times f32 W, dX = f32
+ * dY times f32 W into an f32 dX, dW = f32 dY^T times bf16 X.
  */
-export function gemmCase(s: GemmShape, precision: 'fp32' | 'bf16' = 'fp32'): BenchCase {
-  const bf = precision === 'bf16';
+export function gemmCase(s: GemmShape, precision: 'fp32' | 'bf16' | 'bf16-step' = 'fp32'): BenchCase {
+  const bf = precision !== 'fp32';
+  const step = precision === 'bf16-step';
+  const forward = !s.ta && !!s.tb;
+  // bf16 storage per operand: A, B, C (and preact)
+  const [a16, b16, c16] = !bf
+    ? [false, false, false]
+    : !step
+      ? [true, true, !s.wgrad]
+      : s.wgrad
+        ? [false, true, false]
+        : forward
+          ? [true, false, true]
+          : [false, false, false];
   return {
-    name: shapeLabel(s) + (bf ? ' bf16' : ''),
+    name: shapeLabel(s) + (step ? ' bf16 (step operands)' : bf ? ' bf16' : ''),
     family: 'gemm',
     flops: 2 * s.M * s.N * s.K,
     setup(engine) {
-      const operand = (shape: number[], seed: number) =>
-        bf
+      const operand = (shape: number[], seed: number, b16: boolean) =>
+        b16
           ? engine.tensor(shape, 'bf16', f32ToBf16(fill(shape[0] * shape[1], seed)))
           : engine.tensor(shape, 'f32', fill(shape[0] * shape[1], seed));
-      const a = operand(s.ta ? [s.K, s.M] : [s.M, s.K], 1);
-      const b = operand(s.tb ? [s.N, s.K] : [s.K, s.N], 2);
+      const a = operand(s.ta ? [s.K, s.M] : [s.M, s.K], 1, a16);
+      const b = operand(s.tb ? [s.N, s.K] : [s.K, s.N], 2, b16);
       const bias = s.bias ? engine.tensor([s.N], 'f32', fill(s.N, 3)) : null;
-      const cType = bf && !s.wgrad ? 'bf16' : 'f32';
+      const cType = c16 ? 'bf16' : 'f32';
       const c = engine.tensor([s.M, s.N], cType);
       const pre = s.act ? engine.tensor([s.M, s.N], cType) : null;
-      const attrs = { trans_a: s.ta, trans_b: s.tb, act: s.act ?? 0 };
+      const attrs = { trans_a: s.ta, trans_b: s.tb, act: s.act ?? 0, ...(step ? { bf16: 1 } : {}) };
       return {
         run: () => engine.op('gemm', [a, b, bias], [c, pre], attrs),
         dispose: () => [a, b, bias, c, pre].forEach((t) => t?.dispose()),
@@ -97,3 +113,5 @@ export function gemmCase(s: GemmShape, precision: 'fp32' | 'bf16' = 'fp32'): Ben
 }
 
 export const cases: CaseList = (p) => gemmShapes(p).map((s) => gemmCase(s));
+/** The bf16 step's operand forms (kernels.ts --family gemm-bf16-step). */
+export const stepCases: CaseList = (p) => gemmShapes(p).map((s) => gemmCase(s, 'bf16-step'));
