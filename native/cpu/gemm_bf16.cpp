@@ -17,9 +17,9 @@
 // register tile; threads own rectangles of C. The micro-kernel leaves its fp32 tile in a small
 // buffer and one epilogue applies alpha, the partial sums of earlier K slices, acc, bias and GELU,
 // then stores f32 or rounds to bf16 (a whole tile of a one-slice product without GELU is stored
-// straight from the accumulators, same arithmetic). With a bf16 C and K over one slice, the partial sums live in
-// an fp32 scratch (rounding them to bf16 between slices would lose precision); KC (3072) is long
-// enough that every ViT-B product takes one slice, MC shrinking with the slice (see KC below).
+// straight from the accumulators, same arithmetic). With a bf16 C and K over one slice, the partial
+// sums live in an fp32 scratch (rounding them to bf16 between slices would lose precision); KC (3072)
+// is long enough that every ViT-B product takes one slice, MC shrinking with the slice (see KC below).
 //
 // AMX (tile registers, TDPBF16PS) is not used: the CPUs this was written on (Zen 4/5) have none.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
