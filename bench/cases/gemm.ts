@@ -66,6 +66,17 @@ function fill(n: number, seed: number): Float32Array {
   return out;
 }
 
+type GemmPrecision = 'fp32' | 'bf16' | 'bf16-step';
+
+/** Which of A, B and C (with preact) gemmCase stores in bf16. */
+function storage(s: GemmShape, precision: GemmPrecision): [boolean, boolean, boolean] {
+  if (precision === 'fp32') return [false, false, false];
+  if (precision === 'bf16') return [true, true, !s.wgrad];
+  if (s.wgrad) return [false, true, false]; // f32 dY^T x bf16 X into the f32 weight gradient
+  if (!s.ta && s.tb) return [true, false, true]; // bf16 X x f32 W^T into a bf16 activation
+  return [false, false, false]; // dX: f32 dY x f32 W into the f32 activation gradient
+}
+
 /**
  * The gemm of one shape. precision 'bf16' is the mixed-precision step's storage with PyTorch's operands
  * (bf16 A and B, as bench/gemm_vs_openblas.ts compares them): a bf16 C and preact, except weight
@@ -74,20 +85,10 @@ function fill(n: number, seed: number): Float32Array {
  * gradient dY are rounded to bf16 as they are packed (attr bf16=1): forward bf16 X times f32 W, dX = f32
  * dY times f32 W into an f32 dX, dW = f32 dY^T times bf16 X.
  */
-export function gemmCase(s: GemmShape, precision: 'fp32' | 'bf16' | 'bf16-step' = 'fp32'): BenchCase {
+export function gemmCase(s: GemmShape, precision: GemmPrecision = 'fp32'): BenchCase {
   const bf = precision !== 'fp32';
   const step = precision === 'bf16-step';
-  const forward = !s.ta && !!s.tb;
-  // bf16 storage per operand: A, B, C (and preact)
-  const [a16, b16, c16] = !bf
-    ? [false, false, false]
-    : !step
-      ? [true, true, !s.wgrad]
-      : s.wgrad
-        ? [false, true, false]
-        : forward
-          ? [true, false, true]
-          : [false, false, false];
+  const [a16, b16, c16] = storage(s, precision);
   return {
     name: shapeLabel(s) + (step ? ' bf16 (step operands)' : bf ? ' bf16' : ''),
     family: 'gemm',
