@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "medic/engine.h"
@@ -426,6 +427,21 @@ MEDIC_INLINE void gelu_body(const T* x, T* y, int64_t a, int64_t b) {
   }
 }
 
+// A forward body on bf16 storage, a chunk at a time through f32 stack buffers: the widening, the
+// arithmetic and the rounding each vectorise as their own loop (one fused loop of all three left
+// quick_gelu 1.7x slower on bf16 than on f32 here, for half the bytes). The same values, so the same bits.
+template <void (*Body)(const float*, float*, int64_t, int64_t)>
+MEDIC_INLINE void bf16_chunks(const uint16_t* x, uint16_t* y, int64_t a, int64_t b) {
+  constexpr int64_t kChunk = 512;
+  alignas(64) float xf[kChunk], yf[kChunk];
+  for (int64_t i = a; i < b; i += kChunk) {
+    const int64_t n = std::min(kChunk, b - i);
+    for (int64_t j = 0; j < n; ++j) xf[j] = ld(x, i + j);
+    Body(xf, yf, 0, n);
+    for (int64_t j = 0; j < n; ++j) st(y, i + j, yf[j]);
+  }
+}
+
 // The backwards read x in TX (the step's bf16 pre-activation beside f32 gradients, or T).
 template <class T, class TX>
 MEDIC_INLINE void gelu_bwd_body(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {
@@ -459,21 +475,29 @@ using FwdFn = void (*)(const T*, T*, int64_t, int64_t);
 template <class T, class TX>
 using BwdFn = void (*)(const TX*, const T*, T*, bool, int64_t, int64_t);
 
-#define MEDIC_VARIANTS(body, name, params, args) \
-  template <class T>                             \
-  void name##_base params {                      \
-    body<T> args;                                \
-  }                                              \
-  template <class T>                             \
-  MEDIC_AVX2 void name##_avx2 params {           \
-    body<T> args;                                \
-  }                                              \
-  template <class T>                             \
-  MEDIC_AVX512 void name##_avx512 params {       \
-    body<T> args;                                \
+// T = float runs the body as it is; T = uint16_t (bf16) runs the f32 body in chunks (bf16_chunks).
+template <class T, void (*Body)(const float*, float*, int64_t, int64_t)>
+MEDIC_INLINE void fwd_storage(const T* x, T* y, int64_t a, int64_t b) {
+  if constexpr (std::is_same_v<T, uint16_t>)
+    bf16_chunks<Body>(x, y, a, b);
+  else
+    Body(x, y, a, b);
+}
+#define MEDIC_VARIANTS(body, name)                                          \
+  template <class T>                                                        \
+  void name##_base(const T* x, T* y, int64_t a, int64_t b) {                \
+    fwd_storage<T, body<float>>(x, y, a, b);                                \
+  }                                                                         \
+  template <class T>                                                        \
+  MEDIC_AVX2 void name##_avx2(const T* x, T* y, int64_t a, int64_t b) {     \
+    fwd_storage<T, body<float>>(x, y, a, b);                                \
+  }                                                                         \
+  template <class T>                                                        \
+  MEDIC_AVX512 void name##_avx512(const T* x, T* y, int64_t a, int64_t b) { \
+    fwd_storage<T, body<float>>(x, y, a, b);                                \
   }
-MEDIC_VARIANTS(gelu_body, gelu_k, (const T* x, T* y, int64_t a, int64_t b), (x, y, a, b))
-MEDIC_VARIANTS(quick_body, quick_k, (const T* x, T* y, int64_t a, int64_t b), (x, y, a, b))
+MEDIC_VARIANTS(gelu_body, gelu_k)
+MEDIC_VARIANTS(quick_body, quick_k)
 #undef MEDIC_VARIANTS
 #define MEDIC_BWD_VARIANTS(body, name)                                                               \
   template <class T, class TX>                                                                       \
