@@ -413,6 +413,7 @@ struct Buf {
 };
 struct Workspace {
   std::vector<std::unique_ptr<Buf>> a, b, part;  // [tid]
+  Buf shared_b;                                  // B packed by all threads together (gemm_bf16)
 };
 thread_local Workspace t_ws;
 
@@ -422,9 +423,23 @@ static int64_t even_block(int64_t total, int64_t limit, int64_t unit) {
   return std::min(limit, (b + unit - 1) / unit * unit);
 }
 
-// C[m0..m1, n0..n1] of one batch on one thread; `g` points at the batch.
+// B's panels [j0, j1) (columns, multiples of NR) of a one-block, one-slice product, laid out as rect
+// packs them: the share of one thread when the threads pack a shared B together.
+MEDIC_BF16 static void pack_b_panels(const Problem& g, int64_t j0, int64_t j1, uint32_t* bpack) {
+  const int64_t kp = (g.K + 1) / 2;
+  j1 = std::min(j1, g.N);
+  if (j0 >= j1) return;
+  if (g.b.stream)
+    for (int64_t jr = j0; jr < j1; jr += NR)
+      pack_pairs(g.b, jr, 0, static_cast<int>(std::min<int64_t>(NR, j1 - jr)), NR, g.K, bpack + jr * kp);
+  else
+    pack_rows(g.b, j0, 0, j1 - j0, NR, g.K, bpack + j0 * kp);
+}
+
+// C[m0..m1, n0..n1] of one batch on one thread; `g` points at the batch. With `bshared` (a one-block,
+// one-slice product whose B the threads packed together: pack_b_panels) B is read from there.
 MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, uint32_t* apack,
-                            uint32_t* bpack, float* scratch) {
+                            uint32_t* bpack, float* scratch, const uint32_t* bshared = nullptr) {
   if (m0 >= m1 || n0 >= n1) return;
   alignas(64) float tile[MR * NR];
   const size_t esz = g.c16 ? 2 : 4;
@@ -435,7 +450,9 @@ MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0
     for (int64_t pc = 0; pc < g.K; pc += kcb) {
       const int64_t kc = std::min(kcb, g.K - pc), kp = (kc + 1) / 2;
       const bool first = pc == 0, last = pc + kc >= g.K;
-      if (g.b.stream)
+      if (bshared)
+        bpack = const_cast<uint32_t*>(bshared);  // read only below
+      else if (g.b.stream)
         for (int64_t jr = 0; jr < nc; jr += NR)
           pack_pairs(g.b, jc + jr, pc, static_cast<int>(std::min<int64_t>(NR, nc - jr)), NR, kc, bpack + jr * kp);
       else
@@ -525,8 +542,12 @@ void gemm_bf16(const OpCall& call) {
   // grid of rectangles in whole micro-tiles minimising the largest rectangle's padded area.
   const int64_t mt = (g.M + MR - 1) / MR, ntl = (g.N + NR - 1) / NR;
   const bool by_batch = T > 1 && nb >= 2 * T && static_cast<double>(g.M) * g.N * g.K < 256.0 * 256 * 256;
-  int tm = 1;
-  if (T > 1 && !by_batch) {
+  // One B block and one K slice (every ViT-B product): the threads first pack B together into one
+  // shared buffer, then each computes a band of whole rows against it. (With rectangles, each thread
+  // would pack the operand it shares with the others in full: T times the packing of A or of B.)
+  const bool shared_b = T > 1 && !by_batch && nb == 1 && g.K <= KC && g.N <= NC && mt >= 2 * T;
+  int tm = shared_b ? T : 1;
+  if (T > 1 && !by_batch && !shared_b) {
     double best = 1e300;
     for (int cand = 1; cand <= T; ++cand) {
       if (T % cand) continue;
@@ -572,6 +593,17 @@ void gemm_bf16(const OpCall& call) {
   if (by_batch) {
     pool->run([&](int tid, int nt) {
       for (int64_t bi = tid; bi < nb; bi += nt) batch_rect(tid, bi, 0, g.M, 0, g.N);
+    });
+    return;
+  }
+  if (shared_b) {
+    const int64_t kp = (g.K + 1) / 2;
+    ws.shared_b.reserve(static_cast<size_t>(kp * ntl * NR) * 4);
+    uint32_t* bp = static_cast<uint32_t*>(ws.shared_b.p);
+    pool->run([&](int tid, int nt) { pack_b_panels(g, ntl * tid / nt * NR, ntl * (tid + 1) / nt * NR, bp); });
+    pool->run([&](int tid, int nt) {
+      const int64_t m0 = std::min(g.M, mt * tid / nt * MR), m1 = std::min(g.M, mt * (tid + 1) / nt * MR);
+      rect(g, m0, m1, 0, g.N, static_cast<uint32_t*>(ws.a[tid]->p), nullptr, static_cast<float*>(ws.part[tid]->p), bp);
     });
     return;
   }

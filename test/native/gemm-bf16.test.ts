@@ -70,23 +70,39 @@ describe('gemm bf16 parity', () => {
         }
   });
 
-  it('gives bit-identical bf16 results on 1 and 2 threads (K over several slices: fp32 partial sums of a bf16 C; fp32 master B)', () => {
-    const [M, N, K] = [250, 131, 3500]; // K > 3072: two slices
-    const a = f32ToBf16(randomF32(M * K, 3)), b = randomF32(N * K, 4);
-    const outs = [1, 2].map((threads) => {
-      const e = Engine.create({ device: 'cpu', threads });
-      const ts: Tensor[] = [e.tensor([M, K], 'bf16', a), e.tensor([N, K], 'f32', b), e.tensor([M, N], 'bf16')];
-      try {
-        e.op('gemm', [ts[0], ts[1]], [ts[2]], { trans_b: 1 });
-        return ts[2].read() as Uint16Array;
-      } finally {
-        ts.forEach((t) => t.dispose());
-        e.dispose();
-      }
-    });
-    const ref = refGemm(bf16ToF32(a), round(b), M, N, K, false, true);
-    expect(relErr(bf16ToF32(outs[0]), ref)).toBeLessThan(4e-3);
-    expect(Buffer.from(outs[1].buffer).equals(Buffer.from(outs[0].buffer))).toBe(true);
+  it('gives bit-identical bf16 results on 1 and 2 threads: K over several slices (fp32 partial sums of a bf16 C), and one slice (the threads pack B together), both forms of B', () => {
+    // [250, 131, 3500]: K > 3072, two slices, threads own rectangles. K <= 3072: one slice, so the two
+    // threads pack B's panels together (131 = 4 x 32 + 3: the second thread's share ends in a partial
+    // panel) and each computes a band of rows; trans_b 1 packs B k-contiguous, trans_b 0 lanes-contiguous.
+    const cases = [
+      { M: 250, N: 131, K: 3500, tb: 1 },
+      { M: 250, N: 131, K: 1001, tb: 1 },
+      { M: 197, N: 131, K: 768, tb: 0 },
+    ];
+    for (const { M, N, K, tb } of cases) {
+      const a = f32ToBf16(randomF32(M * K, 3)), b = randomF32(N * K, 4), bias = randomF32(N, 5);
+      const outs = [1, 2].map((threads) => {
+        const e = Engine.create({ device: 'cpu', threads });
+        const ts: Tensor[] = [
+          e.tensor([M, K], 'bf16', a),
+          e.tensor(tb ? [N, K] : [K, N], 'f32', b),
+          e.tensor([N], 'f32', bias),
+          e.tensor([M, N], 'bf16'),
+        ];
+        try {
+          e.op('gemm', [ts[0], ts[1], ts[2]], [ts[3]], { trans_b: tb });
+          return ts[3].read() as Uint16Array;
+        } finally {
+          ts.forEach((t) => t.dispose());
+          e.dispose();
+        }
+      });
+      const ref = refGemm(bf16ToF32(a), round(b), M, N, K, false, tb === 1);
+      for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) ref[i * N + j] += bias[j];
+      const label = `${M}x${N}x${K} trans_b=${tb}`;
+      expect(relErr(bf16ToF32(outs[0]), ref), label).toBeLessThan(4e-3);
+      expect(Buffer.from(outs[1].buffer).equals(Buffer.from(outs[0].buffer)), label).toBe(true);
+    }
   });
 
   it('whole 12 x 32 tiles (epilogue from the accumulators) give the bits of partial tiles (epilogue through the tile buffer): alpha, bias, acc, f32 and bf16 C', () => {
