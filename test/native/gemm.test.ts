@@ -37,23 +37,31 @@ describe('gemm parity (default ISA of this machine)', () => {
     expectAllClose(randomResults(cpuEngine()));
   });
 
-  it('gives bit-identical results on 1 and 2 threads (the K summation order does not depend on the split)', () => {
+  it('gives bit-identical results on 1 and 2 threads (the K summation order does not depend on the split): K over 3 slices, both forms of B, bias and GELU', () => {
     const e1 = Engine.create({ device: 'cpu', threads: 1 });
     const e2 = Engine.create({ device: 'cpu', threads: 2 });
     try {
-      const [M, N, K] = [250, 131, 700];
-      const a = randomF32(M * K, 3), b = randomF32(N * K, 4);
-      const outs = [e1, e2].map((e) => {
-        const A = e.tensor([M, K], 'f32', a), B = e.tensor([N, K], 'f32', b), C = poisoned(e, [M, N]);
-        try {
-          e.op('gemm', [A, B], [C], { trans_b: 1 });
-          return C.read();
-        } finally {
-          [A, B, C].forEach((t) => t.dispose());
-        }
-      });
-      expect(relErr(outs[0], refGemm(a, b, M, N, K, false, true))).toBeLessThan(TOL);
-      expect(Buffer.from(outs[1].buffer).equals(Buffer.from(outs[0].buffer))).toBe(true);
+      const [M, N, K] = [250, 131, 700]; // 131 = 4 x 32 + 3: a partial last panel
+      const a = randomF32(M * K, 3), b = randomF32(N * K, 4), bias = randomF32(N, 5);
+      for (const tb of [1, 0]) {
+        const gelu = tb === 0; // the second case: B lanes-contiguous, with the bias + GELU epilogue
+        const outs = [e1, e2].map((e) => {
+          const A = e.tensor([M, K], 'f32', a), B = e.tensor(tb ? [N, K] : [K, N], 'f32', b);
+          const bs = e.tensor([N], 'f32', bias), C = poisoned(e, [M, N]), P = poisoned(e, [M, N]);
+          try {
+            if (gelu) e.op('gemm', [A, B, bs], [C, P], { trans_b: tb, act: 1 });
+            else e.op('gemm', [A, B], [C], { trans_b: tb });
+            return [C.read(), P.read()];
+          } finally {
+            [A, B, bs, C, P].forEach((t) => t.dispose());
+          }
+        });
+        const ref = refGemm(a, b, M, N, K, false, tb === 1);
+        if (gelu) for (let i = 0; i < M * N; i++) ref[i] += bias[i % N];
+        expect(relErr(gelu ? outs[0][1] : outs[0][0], ref), `trans_b=${tb}`).toBeLessThan(TOL);
+        expect(Buffer.from(outs[1][0].buffer).equals(Buffer.from(outs[0][0].buffer)), `trans_b=${tb}: C`).toBe(true);
+        if (gelu) expect(Buffer.from(outs[1][1].buffer).equals(Buffer.from(outs[0][1].buffer)), 'preact').toBe(true);
+      }
     } finally {
       e1.dispose();
       e2.dispose();
