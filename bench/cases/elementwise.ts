@@ -190,6 +190,25 @@ export const cases: CaseList = (p: Preset) => {
       2 * B * N * P,
     ),
     opCase(fam, `quick_gelu ${rc(R, H4)}`, 'quick_gelu', [{ shape: [R, H4] }], [{ shape: [R, H4] }], {}, 2 * R * H4),
+    // The teacher's MLP activation and the student's GELU backward as --precision bf16 runs them.
+    opCase(
+      fam,
+      `quick_gelu bf16 ${rc(R, H4)}`,
+      'quick_gelu',
+      [{ shape: [R, H4], dtype: 'bf16' }],
+      [{ shape: [R, H4], dtype: 'bf16' }],
+      {},
+      R * H4,
+    ),
+    opCase(
+      fam,
+      `gelu_bwd bf16 x, f32 grads ${rc(R, H4)}`,
+      'gelu_bwd',
+      [{ shape: [R, H4], dtype: 'bf16' }, { shape: [R, H4] }],
+      [{ shape: [R, H4] }],
+      {},
+      2.5 * R * H4,
+    ),
     opCase(
       fam,
       `quick_gelu_bwd ${rc(R, H4)}`,

@@ -14,12 +14,14 @@
 // The two differ only in the fp32 summation order (ulps of fp32, far below bf16's 2^-8).
 //
 // Structure as gemm.cpp (BLIS / Goto): NC column blocks, KC slices of K, MC row blocks, an MR x NR
-// register tile; threads own rectangles of C. The micro-kernel leaves its fp32 tile in a small
-// buffer and one epilogue applies alpha, the partial sums of earlier K slices, acc, bias and GELU,
-// then stores f32 or rounds to bf16 (a whole tile of a one-slice product without GELU is stored
-// straight from the accumulators, same arithmetic). With a bf16 C and K over one slice, the partial
-// sums live in an fp32 scratch (rounding them to bf16 between slices would lose precision); KC (3072)
-// is long enough that every ViT-B product takes one slice, MC shrinking with the slice (see KC below).
+// register tile; threads own bands of rows of C against a B they packed together (one B block and
+// one K slice: every ViT-B product), else rectangles of C. The micro-kernel leaves its fp32 tile in
+// a small buffer and one epilogue applies alpha, the partial sums of earlier K slices, acc, bias
+// and GELU, then stores f32 or rounds to bf16 (a whole tile of a one-slice product without GELU is
+// stored straight from the accumulators, same arithmetic). With a bf16 C and K over one slice, the
+// partial sums live in an fp32 scratch (rounding them to bf16 between slices would lose precision);
+// KC (3072) is long enough that every ViT-B product takes one slice, MC shrinking with the slice
+// (see KC below).
 //
 // AMX (tile registers, TDPBF16PS) is not used: the CPUs this was written on (Zen 4/5) have none.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
