@@ -1,5 +1,7 @@
 // The engine's contract with JS: tensors, eager ops, programs (planning, async steps), dispose and
 // memory accounting, and clear errors for misuse.
+import { readFileSync } from 'node:fs';
+
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { Engine, type ProgramSpec } from '../../lib/engine/index.js';
@@ -272,6 +274,25 @@ describe('memory', () => {
     }
   });
 
+  // Large host buffers ask for transparent huge pages (native/core/engine.cpp, host_alloc): where the
+  // kernel offers them on request ("madvise") or always, a fresh 32 MiB tensor is mostly backed by them.
+  const thp = thpMode();
+  it.skipIf(thp !== 'madvise' && thp !== 'always')(
+    `backs a 32 MiB tensor with transparent huge pages (THP: ${thp ?? 'not available'})`,
+    () => {
+      const e = Engine.create({ device: 'cpu', threads: 1 });
+      try {
+        const before = anonHugeKiB();
+        const t = e.tensor([8 << 20]); // 32 MiB of f32, zeroed (touched) by the allocation
+        const grown = anonHugeKiB() - before;
+        t.dispose();
+        expect(grown).toBeGreaterThanOrEqual(16 * 1024);
+      } finally {
+        e.dispose();
+      }
+    },
+  );
+
   it('engine.dispose() releases every child and leaves them unusable', () => {
     const e = Engine.create({ device: 'cpu', threads: 1 });
     const t = e.tensor([8]);
@@ -282,3 +303,19 @@ describe('memory', () => {
     expect(() => e.memory()).toThrow(/engine was disposed/);
   });
 });
+
+/** The bracketed mode of /sys/kernel/mm/transparent_hugepage/enabled, or null off Linux / without THP. */
+function thpMode(): string | null {
+  try {
+    return /\[(\w+)\]/.exec(readFileSync('/sys/kernel/mm/transparent_hugepage/enabled', 'utf8'))?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** This process's anonymous memory in transparent huge pages, KiB. */
+function anonHugeKiB(): number {
+  const m = /AnonHugePages:\s+(\d+) kB/.exec(readFileSync('/proc/self/smaps_rollup', 'utf8'));
+  if (!m) throw new Error('/proc/self/smaps_rollup has no AnonHugePages line');
+  return Number(m[1]);
+}
