@@ -15,10 +15,9 @@ namespace {
 
 // Buffers of 2 MiB and more (weights, gradients, moments, a program's activation arena) start on a
 // 2 MiB boundary and are offered to transparent huge pages before they are first touched: the GEMM
-// packing and AdamW stream through hundreds of MB per step, and with 4 KiB pages their TLB misses
-// cost about 2 % of a ViT-B step in either precision (measured with glibc's malloc hugetlb tunable; see
-// bench/README.md). Where THP is "madvise" (a common default) nothing else asks for it; where it is
-// "never" the advice is ignored.
+// packing and AdamW stream through hundreds of MB per step, and 4 KiB pages cost them TLB misses
+// (bench/README.md: the best ViT-B step 3.5 % faster in both precisions with huge pages). Where THP is
+// "madvise" (a common default) nothing else asks for them; where it is "never" the advice is ignored.
 constexpr size_t kHuge = size_t(2) << 20;
 
 void* host_alloc(size_t bytes, void*) {
