@@ -452,12 +452,11 @@ MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0
     for (int64_t pc = 0; pc < g.K; pc += kcb) {
       const int64_t kc = std::min(kcb, g.K - pc), kp = (kc + 1) / 2;
       const bool first = pc == 0, last = pc + kc >= g.K;
-      if (bshared)
-        bpack = const_cast<uint32_t*>(bshared);  // read only below
-      else if (g.b.stream)
+      const uint32_t* bp = bshared ? bshared : bpack;  // a shared B is packed already (pack_b_panels)
+      if (!bshared && g.b.stream)
         for (int64_t jr = 0; jr < nc; jr += NR)
           pack_pairs(g.b, jc + jr, pc, static_cast<int>(std::min<int64_t>(NR, nc - jr)), NR, kc, bpack + jr * kp);
-      else
+      else if (!bshared)
         pack_rows(g.b, jc, pc, nc, NR, kc, bpack);
       for (int64_t ic = m0; ic < m1; ic += mcb) {
         const int64_t mc = std::min(mcb, m1 - ic);
@@ -491,9 +490,9 @@ MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0
             }
             prefetch_tile(e, m);
             if (m == MR && n == NR && first && last && !g.gelu) {
-              micro_store(kp, apack + ir * kp, bpack + jr * kp, e);
+              micro_store(kp, apack + ir * kp, bp + jr * kp, e);
             } else {
-              micro(kp, apack + ir * kp, bpack + jr * kp, tile);
+              micro(kp, apack + ir * kp, bp + jr * kp, tile);
               epilogue(tile, m, n, e);
             }
           }
