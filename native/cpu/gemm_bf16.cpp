@@ -425,21 +425,19 @@ static int64_t even_block(int64_t total, int64_t limit, int64_t unit) {
   return std::min(limit, (b + unit - 1) / unit * unit);
 }
 
-// B's panels [j0, j1) (columns, multiples of NR) of a one-block, one-slice product, laid out as rect
-// packs them: the share of one thread when the threads pack a shared B together.
-MEDIC_BF16 static void pack_b_panels(const Problem& g, int64_t j0, int64_t j1, uint32_t* bpack) {
-  const int64_t kp = (g.K + 1) / 2;
-  j1 = std::min(j1, g.N);
-  if (j0 >= j1) return;
+// op(B)'s columns [j0, j0 + nc) over k in [k0, k0 + kc) as NR-lane panels of k-pairs, column j0 + jr's
+// panel at dst + jr * (kc + 1) / 2 (jr a multiple of NR).
+MEDIC_BF16 static void pack_b(const Problem& g, int64_t j0, int64_t nc, int64_t k0, int64_t kc, uint32_t* dst) {
+  const int64_t kp = (kc + 1) / 2;
   if (g.b.stream)
-    for (int64_t jr = j0; jr < j1; jr += NR)
-      pack_pairs(g.b, jr, 0, static_cast<int>(std::min<int64_t>(NR, j1 - jr)), NR, g.K, bpack + jr * kp);
+    for (int64_t jr = 0; jr < nc; jr += NR)
+      pack_pairs(g.b, j0 + jr, k0, static_cast<int>(std::min<int64_t>(NR, nc - jr)), NR, kc, dst + jr * kp);
   else
-    pack_rows(g.b, j0, 0, j1 - j0, NR, g.K, bpack + j0 * kp);
+    pack_rows(g.b, j0, k0, nc, NR, kc, dst);
 }
 
 // C[m0..m1, n0..n1] of one batch on one thread; `g` points at the batch. With `bshared` (a one-block,
-// one-slice product whose B the threads packed together: pack_b_panels) B is read from there.
+// one-slice product whose whole B the threads packed together) B is read from there.
 MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1, uint32_t* apack,
                             uint32_t* bpack, float* scratch, const uint32_t* bshared = nullptr) {
   if (m0 >= m1 || n0 >= n1) return;
@@ -452,12 +450,8 @@ MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0
     for (int64_t pc = 0; pc < g.K; pc += kcb) {
       const int64_t kc = std::min(kcb, g.K - pc), kp = (kc + 1) / 2;
       const bool first = pc == 0, last = pc + kc >= g.K;
-      const uint32_t* bp = bshared ? bshared : bpack;  // a shared B is packed already (pack_b_panels)
-      if (!bshared && g.b.stream)
-        for (int64_t jr = 0; jr < nc; jr += NR)
-          pack_pairs(g.b, jc + jr, pc, static_cast<int>(std::min<int64_t>(NR, nc - jr)), NR, kc, bpack + jr * kp);
-      else if (!bshared)
-        pack_rows(g.b, jc, pc, nc, NR, kc, bpack);
+      if (!bshared) pack_b(g, jc, nc, pc, kc, bpack);
+      const uint32_t* bp = bshared ? bshared : bpack;
       for (int64_t ic = m0; ic < m1; ic += mcb) {
         const int64_t mc = std::min(mcb, m1 - ic);
         if (g.a.stream)
@@ -547,7 +541,7 @@ void gemm_bf16(const OpCall& call) {
   // shared buffer, then each computes a band of whole rows against it. (With rectangles, each thread
   // would pack the operand it shares with the others in full: T times the packing of A or of B.)
   const bool shared_b = T > 1 && !by_batch && nb == 1 && g.K <= KC && g.N <= NC && mt >= 2 * T;
-  int tm = shared_b ? T : 1;
+  int tm = 1;
   if (T > 1 && !by_batch && !shared_b) {
     double best = 1e300;
     for (int cand = 1; cand <= T; ++cand) {
@@ -571,9 +565,10 @@ void gemm_bf16(const OpCall& call) {
   const int64_t nc_max = std::min<int64_t>(NC, ntl * NR);
   const int64_t rows_max = by_batch || T == 1 ? mt * MR : (mt + tm - 1) / tm * MR;
   const bool need_part = g.c16 && g.K > KC;
+  if (shared_b) ws.shared_b.reserve(static_cast<size_t>(kp_max * nc_max) * 4);  // all of B: K <= KC, N <= NC
   for (int t = 0; t < T; ++t) {
     ws.a[t]->reserve(static_cast<size_t>(kp_max * MC) * 4);  // mcb <= MC, kp <= kp_max
-    ws.b[t]->reserve(static_cast<size_t>(kp_max * nc_max) * 4);
+    if (!shared_b) ws.b[t]->reserve(static_cast<size_t>(kp_max * nc_max) * 4);
     if (need_part) ws.part[t]->reserve(static_cast<size_t>(rows_max * nc_max) * 4);
   }
   const size_t ea = g.a.bf16 ? 2 : 4, eb = g.b.bf16 ? 2 : 4, ec = g.c16 ? 2 : 4;
@@ -598,10 +593,11 @@ void gemm_bf16(const OpCall& call) {
     return;
   }
   if (shared_b) {
-    const int64_t kp = (g.K + 1) / 2;
-    ws.shared_b.reserve(static_cast<size_t>(kp * ntl * NR) * 4);
     uint32_t* bp = static_cast<uint32_t*>(ws.shared_b.p);
-    pool->run([&](int tid, int nt) { pack_b_panels(g, ntl * tid / nt * NR, ntl * (tid + 1) / nt * NR, bp); });
+    pool->run([&](int tid, int nt) {  // each thread packs a run of whole panels
+      const int64_t j0 = ntl * tid / nt * NR, j1 = std::min(g.N, ntl * (tid + 1) / nt * NR);
+      if (j0 < j1) pack_b(g, j0, j1 - j0, 0, g.K, bp + j0 * kp_max);
+    });
     pool->run([&](int tid, int nt) {
       const int64_t m0 = std::min(g.M, mt * tid / nt * MR), m1 = std::min(g.M, mt * (tid + 1) / nt * MR);
       rect(g, m0, m1, 0, g.N, static_cast<uint32_t*>(ws.a[tid]->p), nullptr, static_cast<float*>(ws.part[tid]->p), bp);
