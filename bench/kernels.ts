@@ -7,6 +7,7 @@
 //
 // Each case is warmed up, then run until --min-ms has passed (at least --min-runs times); the
 // median time is reported with GFLOP/s or GB/s. Families: bench/cases/<family>.ts.
+//   ... --match 'bf16 fwd': only the cases whose name contains the text
 //   ... --clock cpu: process CPU time instead of wall time (a shared machine; meaningful with --threads 1)
 import { writeFileSync } from 'node:fs';
 
@@ -47,6 +48,7 @@ async function main(): Promise<void> {
   const minMs = Number(arg('min-ms', '300'));
   const minRuns = Number(arg('min-runs', '3'));
   const clock = clockName(arg('clock', 'wall') ?? 'wall');
+  const match = arg('match');
   const engine = Engine.create({ device: 'cpu', threads });
   console.log(`engine: ${engine.describe()}`);
   const rows: BenchRow[] = [];
@@ -58,6 +60,7 @@ async function main(): Promise<void> {
         if (only ? !only.split(',').includes(fam) : optIn.has(fam)) continue;
         const { cases } = await load();
         for (const c of cases(preset)) {
+          if (match && !c.name.includes(match)) continue;
           const ms = timeCase(engine, c, minMs, minRuns, clock);
           const row: BenchRow = { preset: p, family: fam, name: c.name, ms };
           if (c.flops) row.gflops = c.flops / (ms * 1e6);
