@@ -40,6 +40,8 @@
 #include "isa.h"
 #if MEDIC_X86
 #include <immintrin.h>
+
+#include "transpose16.h"
 #endif
 
 namespace medic::cpu {
