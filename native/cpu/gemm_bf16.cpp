@@ -23,7 +23,8 @@
 // KC (3072) is long enough that every ViT-B product takes one slice, MC shrinking with the slice
 // (see KC below).
 //
-// AMX (tile registers, TDPBF16PS) is not used: the CPUs this was written on (Zen 4/5) have none.
+// Where the CPU has AMX (and Linux grants the tile state), the same blocks run on tile registers
+// instead (gemm_amx.inc: TDPBF16PS on 32 x 32 blocks of C).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "gemm_bf16.h"
 
@@ -41,6 +42,7 @@
 #include "medic/engine.h"
 #include "medic/op_args.h"
 #include "medic/threads.h"
+#include "transpose16.h"
 
 #define MEDIC_BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,fma")))
 
@@ -210,16 +212,17 @@ MEDIC_BF16 static inline __m256i load16(const Src& src, int64_t s, int64_t k, __
 
 // The rows form (s contiguous: every weight gradient's A = dY^T and B = X, every dX's B = W), a block
 // of ns lanes at once into ceil(ns / w) panels of w lanes, laid out as pack_pairs' panels one after
-// another. Each pair of source rows is read once, front to back, for the whole block (packed panel by
-// panel, a row's line was fetched again for every panel, ld apart, and those reads missed). Up to 16
-// lanes a step, never across a panel's edge (w is 12 or 32): row k's values widened to 32 bits, row
-// k + 1's shifted into the high halves. The rows kAhead pairs further on are prefetched: a block's
-// part of a row is often a few lines on its own page (A of a dW: mc lanes of a row M long), which the
-// hardware prefetcher does not follow. Both changes together: the five weight-gradient shapes of
-// bench/cases/gemm.ts 10-14 % faster in the step's operand forms (bench/README.md).
+// another (kps > kp: each panel holds kps pairs, those past kp zero). Each pair of source rows is read once, front to
+// back, for the whole block (packed panel by panel, a row's line was fetched again for every panel, ld apart, and those
+// reads missed). Up to 16 lanes a step, never across a panel's edge (w is 12 or 32): row k's values widened to 32 bits,
+// row k + 1's shifted into the high halves. The rows kAhead pairs further on are prefetched: a block's part of a row is
+// often a few lines on its own page (A of a dW: mc lanes of a row M long), which the hardware prefetcher does not
+// follow. Both changes together: the five weight-gradient shapes of bench/cases/gemm.ts 10-14 % faster in the step's
+// operand forms (bench/README.md).
 constexpr int64_t kAhead = 2;
-MEDIC_BF16 static void pack_rows(const Src& src, int64_t s0, int64_t k0, int64_t ns, int w, int64_t kc, uint32_t* dst) {
-  const int64_t kp = (kc + 1) / 2, panel = kp * w;
+MEDIC_BF16 static void pack_rows(const Src& src, int64_t s0, int64_t k0, int64_t ns, int w, int64_t kc, uint32_t* dst,
+                                 int64_t kps = 0) {
+  const int64_t kp = (kc + 1) / 2, panel = std::max(kp, kps) * w;
   for (int64_t p = 0; p < kp; ++p) {
     const int64_t k = k0 + 2 * p;
     const bool has1 = 2 * p + 1 < kc;
@@ -248,6 +251,8 @@ MEDIC_BF16 static void pack_rows(const Src& src, int64_t s0, int64_t k0, int64_t
     if (lane != 0)  // the last panel's lanes past the data
       for (int z = lane; z < w; ++z) o[z] = 0;
   }
+  if (panel > kp * w)  // each panel's pairs from kp to kps (the AMX path's whole tiles of 16 pairs): zero
+    for (int64_t q = 0; q * w < ns; ++q) std::memset(dst + q * panel + kp * w, 0, (panel - kp * w) * 4);
 }
 
 // acc[i][v] = sum over kp pairs of a[p * MR + i] . b[p * NR + 16 v + ..] (two bf16 products each).
@@ -425,15 +430,45 @@ static int64_t even_block(int64_t total, int64_t limit, int64_t unit) {
   return std::min(limit, (b + unit - 1) / unit * unit);
 }
 
-// op(B)'s columns [j0, j0 + nc) over k in [k0, k0 + kc) as NR-lane panels of k-pairs, column j0 + jr's
-// panel at dst + jr * (kc + 1) / 2 (jr a multiple of NR).
-MEDIC_BF16 static void pack_b(const Problem& g, int64_t j0, int64_t nc, int64_t k0, int64_t kc, uint32_t* dst) {
+// op(B)'s columns [j0, j0 + nc) over k in [k0, k0 + kc) as NR-lane panels of kps k-pairs (kps >= kp,
+// the pairs past kp zero; kps = kp by default), column j0 + jr's panel at dst + jr * kps (jr a multiple
+// of NR).
+MEDIC_BF16 static void pack_b(const Problem& g, int64_t j0, int64_t nc, int64_t k0, int64_t kc, uint32_t* dst,
+                              int64_t kps = 0) {
   const int64_t kp = (kc + 1) / 2;
-  if (g.b.stream)
-    for (int64_t jr = 0; jr < nc; jr += NR)
-      pack_pairs(g.b, j0 + jr, k0, static_cast<int>(std::min<int64_t>(NR, nc - jr)), NR, kc, dst + jr * kp);
-  else
-    pack_rows(g.b, j0, k0, nc, NR, kc, dst);
+  kps = std::max(kp, kps);
+  if (!g.b.stream) return pack_rows(g.b, j0, k0, nc, NR, kc, dst, kps);
+  for (int64_t jr = 0; jr < nc; jr += NR) {
+    pack_pairs(g.b, j0 + jr, k0, static_cast<int>(std::min<int64_t>(NR, nc - jr)), NR, kc, dst + jr * kps);
+    std::memset(dst + jr * kps + kp * NR, 0, (kps - kp) * NR * 4);
+  }
+}
+
+// The epilogue of C's tile at (row, col) in the K slice [pc, pc + kc): rect's band starts at row m0
+// and its column block at jc, ncb wide (the bf16-C partial sums' scratch is indexed from there).
+static Epilogue tile_epilogue(const Problem& g, int64_t row, int64_t col, bool first, bool last, float* scratch,
+                              int64_t m0, int64_t jc, int64_t ncb) {
+  const size_t esz = g.c16 ? 2 : 4;
+  const int64_t off = row * g.N + col;
+  Epilogue e{};
+  e.alpha = g.alpha;
+  e.first = first;
+  e.last = last;
+  e.acc = g.acc;
+  e.bias = g.bias ? g.bias + col : nullptr;
+  e.gelu = g.gelu;
+  e.c = static_cast<char*>(g.C) + off * esz;
+  e.pre = g.P ? static_cast<char*>(g.P) + off * esz : nullptr;
+  e.c16 = g.c16;
+  e.ldc = g.N;
+  if (g.c16) {
+    e.part = scratch + (row - m0) * ncb + (col - jc);
+    e.ldp = ncb;
+  } else {
+    e.part = static_cast<float*>(e.c);
+    e.ldp = g.N;
+  }
+  return e;
 }
 
 // C[m0..m1, n0..n1] of one batch on one thread; `g` points at the batch. With `bshared` (a one-block,
@@ -442,7 +477,6 @@ MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0
                             uint32_t* bpack, float* scratch, const uint32_t* bshared = nullptr) {
   if (m0 >= m1 || n0 >= n1) return;
   alignas(64) float tile[MR * NR];
-  const size_t esz = g.c16 ? 2 : 4;
   const int64_t kcb = even_block(g.K, KC, 2), mcb = even_block(m1 - m0, mc_limit(kcb), MR),
                 ncb = even_block(n1 - n0, NC, NR);
   for (int64_t jc = n0; jc < n1; jc += ncb) {
@@ -463,25 +497,7 @@ MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0
           const int n = static_cast<int>(std::min<int64_t>(NR, nc - jr));
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int m = static_cast<int>(std::min<int64_t>(MR, mc - ir));
-            const int64_t row = ic + ir, col = jc + jr, off = row * g.N + col;
-            Epilogue e{};
-            e.alpha = g.alpha;
-            e.first = first;
-            e.last = last;
-            e.acc = g.acc;
-            e.bias = g.bias ? g.bias + col : nullptr;
-            e.gelu = g.gelu;
-            e.c = static_cast<char*>(g.C) + off * esz;
-            e.pre = g.P ? static_cast<char*>(g.P) + off * esz : nullptr;
-            e.c16 = g.c16;
-            e.ldc = g.N;
-            if (g.c16) {
-              e.part = scratch + (row - m0) * ncb + (col - jc);
-              e.ldp = ncb;
-            } else {
-              e.part = static_cast<float*>(e.c);
-              e.ldp = g.N;
-            }
+            const Epilogue e = tile_epilogue(g, ic + ir, jc + jr, first, last, scratch, m0, jc, ncb);
             prefetch_tile(e, m);
             if (m == MR && n == NR && first && last && !g.gelu) {
               micro_store(kp, apack + ir * kp, bp + jr * kp, e);
@@ -496,17 +512,14 @@ MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0
   }
 }
 
+#include "gemm_amx.inc"
+
 bool fast_ok(const OpCall& call) {
   const CpuFeatures& f = cpu_features();
   return f.avx512_bf16 && f.avx512bw && f.fma && product16(call);
 }
 
 }  // namespace
-
-const char* gemm_bf16_kernel_name() {
-  const CpuFeatures& f = cpu_features();
-  return f.avx512_bf16 && f.avx512bw && f.fma ? "avx512bf16" : "fp32-fallback";
-}
 
 void gemm_bf16(const OpCall& call) {
   const GemmDims d = gemm_dims(call);
@@ -532,10 +545,15 @@ void gemm_bf16(const OpCall& call) {
   const double work = static_cast<double>(nb) * g.M * g.N * g.K;
   int T = pool ? pool->size() : 1;
   if (work < 96.0 * 96 * 96) T = 1;
+  const Amx amx = amx_mode();
+  using RectFn =
+      void (*)(const Problem&, int64_t, int64_t, int64_t, int64_t, uint32_t*, uint32_t*, float*, const uint32_t*);
+  const RectFn run = amx == Amx::hw ? rect_amx<AmxHw> : amx == Amx::emulate ? rect_amx<AmxEmu> : rect;
+  const int64_t mr = amx == Amx::off ? MR : AM;  // rows of C per register tile
 
   // Thread split (as gemm.cpp): whole batches per thread for many small products, else a tm x tn
   // grid of rectangles in whole micro-tiles minimising the largest rectangle's padded area.
-  const int64_t mt = (g.M + MR - 1) / MR, ntl = (g.N + NR - 1) / NR;
+  const int64_t mt = (g.M + mr - 1) / mr, ntl = (g.N + NR - 1) / NR;
   const bool by_batch = T > 1 && nb >= 2 * T && static_cast<double>(g.M) * g.N * g.K < 256.0 * 256 * 256;
   // One B block and one K slice (every ViT-B product): the threads first pack B together into one
   // shared buffer, then each computes a band of whole rows against it. (With rectangles, each thread
@@ -547,7 +565,7 @@ void gemm_bf16(const OpCall& call) {
     for (int cand = 1; cand <= T; ++cand) {
       if (T % cand) continue;
       const int cn = T / cand;
-      const double rows = static_cast<double>((mt + cand - 1) / cand * MR);
+      const double rows = static_cast<double>((mt + cand - 1) / cand * mr);
       const double cols = static_cast<double>((ntl + cn - 1) / cn * NR);
       const double cost = rows * cols + 12.0 * (rows * std::ceil(cols / NC) + cols);
       if (cost < best) best = cost, tm = cand;
@@ -562,13 +580,18 @@ void gemm_bf16(const OpCall& call) {
     ws.part.push_back(std::make_unique<Buf>());
   }
   const int64_t kp_max = (std::min(KC, g.K) + 1) / 2;
+  const int64_t kps_max = amx == Amx::off ? kp_max : (kp_max + 15) / 16 * 16;  // B panels' pairs
   const int64_t nc_max = std::min<int64_t>(NC, ntl * NR);
-  const int64_t rows_max = by_batch || T == 1 ? mt * MR : (mt + tm - 1) / tm * MR;
+  const int64_t rows_max = by_batch || T == 1 ? mt * mr : (mt + tm - 1) / tm * mr;
+  // the A block (mcb <= MC rows of kp pairs), or for AMX the block and the rows form's staging copy
+  // (rect_amx: each at most max(kABytes, AM rows of kps_max pairs))
+  const size_t a_bytes = amx == Amx::off ? static_cast<size_t>(kp_max * MC) * 4
+                                         : 2 * std::max<size_t>(kABytes, static_cast<size_t>(AM * kps_max) * 4);
   const bool need_part = g.c16 && g.K > KC;
-  if (shared_b) ws.shared_b.reserve(static_cast<size_t>(kp_max * nc_max) * 4);  // all of B: K <= KC, N <= NC
+  if (shared_b) ws.shared_b.reserve(static_cast<size_t>(kps_max * nc_max) * 4);  // all of B: K <= KC, N <= NC
   for (int t = 0; t < T; ++t) {
-    ws.a[t]->reserve(static_cast<size_t>(kp_max * MC) * 4);  // mcb <= MC, kp <= kp_max
-    if (!shared_b) ws.b[t]->reserve(static_cast<size_t>(kp_max * nc_max) * 4);
+    ws.a[t]->reserve(a_bytes);
+    if (!shared_b) ws.b[t]->reserve(static_cast<size_t>(kps_max * nc_max) * 4);
     if (need_part) ws.part[t]->reserve(static_cast<size_t>(rows_max * nc_max) * 4);
   }
   const size_t ea = g.a.bf16 ? 2 : 4, eb = g.b.bf16 ? 2 : 4, ec = g.c16 ? 2 : 4;
@@ -579,8 +602,8 @@ void gemm_bf16(const OpCall& call) {
     p.b.p = static_cast<const char*>(g.b.p) + bi * sb * eb;
     p.C = static_cast<char*>(g.C) + bi * sc * ec;
     p.P = g.P ? static_cast<char*>(g.P) + bi * sc * ec : nullptr;
-    rect(p, m0, m1, n0, n1, static_cast<uint32_t*>(ws.a[tid]->p), static_cast<uint32_t*>(ws.b[tid]->p),
-         static_cast<float*>(ws.part[tid]->p));
+    run(p, m0, m1, n0, n1, static_cast<uint32_t*>(ws.a[tid]->p), static_cast<uint32_t*>(ws.b[tid]->p),
+        static_cast<float*>(ws.part[tid]->p), nullptr);
   };
   if (T == 1) {
     for (int64_t bi = 0; bi < nb; ++bi) batch_rect(0, bi, 0, g.M, 0, g.N);
@@ -596,20 +619,35 @@ void gemm_bf16(const OpCall& call) {
     uint32_t* bp = static_cast<uint32_t*>(ws.shared_b.p);
     pool->run([&](int tid, int nt) {  // each thread packs a run of whole panels
       const int64_t j0 = ntl * tid / nt * NR, j1 = std::min(g.N, ntl * (tid + 1) / nt * NR);
-      if (j0 < j1) pack_b(g, j0, j1 - j0, 0, g.K, bp + j0 * kp_max);
+      if (j0 < j1) pack_b(g, j0, j1 - j0, 0, g.K, bp + j0 * kps_max, kps_max);
     });
     pool->run([&](int tid, int nt) {
-      const int64_t m0 = std::min(g.M, mt * tid / nt * MR), m1 = std::min(g.M, mt * (tid + 1) / nt * MR);
-      rect(g, m0, m1, 0, g.N, static_cast<uint32_t*>(ws.a[tid]->p), nullptr, static_cast<float*>(ws.part[tid]->p), bp);
+      const int64_t m0 = std::min(g.M, mt * tid / nt * mr), m1 = std::min(g.M, mt * (tid + 1) / nt * mr);
+      run(g, m0, m1, 0, g.N, static_cast<uint32_t*>(ws.a[tid]->p), nullptr, static_cast<float*>(ws.part[tid]->p), bp);
     });
     return;
   }
   pool->run([&](int tid, int) {
     const int im = tid / tn, in = tid % tn;
-    const int64_t m0 = std::min(g.M, mt * im / tm * MR), m1 = std::min(g.M, mt * (im + 1) / tm * MR);
+    const int64_t m0 = std::min(g.M, mt * im / tm * mr), m1 = std::min(g.M, mt * (im + 1) / tm * mr);
     const int64_t n0 = std::min(g.N, ntl * in / tn * NR), n1 = std::min(g.N, ntl * (in + 1) / tn * NR);
     for (int64_t bi = 0; bi < nb; ++bi) batch_rect(tid, bi, m0, m1, n0, n1);
   });
 }
 
 }  // namespace medic::cpu
+
+namespace medic {
+
+const char* cpu_bf16_gemm_kernel() {
+  const CpuFeatures& f = cpu_features();
+  if (!(f.avx512_bf16 && f.avx512bw && f.fma)) return "fp32-fallback";
+  switch (cpu::amx_mode()) {
+    case cpu::Amx::hw: return "amx-bf16";
+    case cpu::Amx::emulate: return "amx-bf16 (emulated: MEDIC_CPU_AMX=emulate)";
+    case cpu::Amx::off: break;
+  }
+  return "avx512bf16";
+}
+
+}  // namespace medic

@@ -16,7 +16,5 @@ void gemm_bf16_reference(const OpCall& call);
 // The reference calls it on its widened copies; calling cpu::gemm there would see attr bf16=1 and come
 // back to the bf16 path without end.
 void gemm_f32(const OpCall& call);
-// Which bf16 gemm kernel this CPU runs: "avx512bf16" or "fp32-fallback".
-const char* gemm_bf16_kernel_name();
 
 }  // namespace medic::cpu

@@ -166,6 +166,49 @@ describe('gemm bf16 parity', () => {
   });
 });
 
+describe('gemm bf16 on AMX tiles (TDPBF16PS emulated: MEDIC_CPU_AMX=emulate)', () => {
+  // This CPU has no AMX: the child process runs gemm_amx.inc's path with the tile instructions
+  // emulated per the SDM, which checks its tiling, K padding and packing (not the silicon).
+  it.skipIf(!cpuEngine().describe().includes('avx512bf16'))(
+    'meets the fixtures tolerances, sums in the tile instruction\'s order exactly, and 1 and 2 threads agree bit for bit',
+    () => {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(here, 'gemm_amx_cases.ts')], {
+        env: { ...process.env, MEDIC_CPU_AMX: 'emulate' },
+        encoding: 'utf8',
+      });
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop() as string) as {
+        fixtures: Bf16CaseResult[];
+        exact: { name: string; same: boolean }[];
+        threads: { name: string; same: boolean }[];
+      };
+      expectAllClose(out.fixtures);
+      expect(out.exact).toHaveLength(8);
+      for (const c of out.exact) expect(c.same, `${c.name}: C = the tile-order sum`).toBe(true);
+      for (const c of out.threads) expect(c.same, `${c.name}: 1 vs 2 threads`).toBe(true);
+    },
+  );
+
+  it('the tile-order model is not what the vdpbf16ps kernel computes (so the exact match above shows the AMX path ran)', async () => {
+    const { tileOrderGemm } = await import('./gemm_amx_cases.js');
+    const e = cpuEngine();
+    // (on a CPU with AMX the default path is the tiles' own, and the model is what it computes)
+    if (!e.describe().includes('avx512bf16') || e.describe().includes('amx-bf16') || process.env.MEDIC_CPU_AMX) return;
+    const [M, N, K] = [40, 33, 1001];
+    const a = round(randomF32(M * K, 90)), b = round(randomF32(K * N, 91));
+    const A = e.tensor([M, K], 'bf16', f32ToBf16(a)), B = e.tensor([K, N], 'bf16', f32ToBf16(b));
+    const C = e.tensor([M, N], 'f32');
+    try {
+      e.op('gemm', [A, B], [C]);
+      const model = tileOrderGemm(a, b, M, N, K, false, false);
+      expect(Buffer.from((C.read() as Float32Array).buffer).equals(Buffer.from(model.buffer))).toBe(false);
+      expect(relErr(C.read() as Float32Array, model)).toBeLessThan(1e-5);
+    } finally {
+      [A, B, C].forEach((t) => t.dispose());
+    }
+  });
+});
+
 describe('gemm bf16 bad calls', () => {
   it('names the slot and the dtypes it takes', () => {
     const e = cpuEngine();

@@ -60,6 +60,9 @@
 //     kernel's bits as above (mixed storages through cpu::run_widened).
 //   The bf16 GEMM tolerance against a float64 product of the same bf16-rounded operands is the fp32
 //   one (rel. 1e-5); against the unrounded f32 operands it is bf16's (about 2^-8 sqrt(2/K) .. 2^-8).
+//   Its CPU kernels sum in their own orders, within that tolerance: vdpbf16ps (AVX512-BF16) adds a
+//   pair's two products together; AMX tiles (TDPBF16PS, where the CPU has amx-bf16; MEDIC_CPU_AMX=0
+//   turns them off) add them one after the other. Each is deterministic for a given thread count.
 #pragma once
 
 #include <string>
