@@ -31,6 +31,8 @@ export interface DoctorReport {
     origin?: Origin;
     error?: string;
     cpuFeatures?: string;
+    /** The kernel of bf16 products (amx-bf16, avx512bf16 or fp32-fallback). */
+    bf16Kernel?: string;
     cudaCompiled?: boolean;
   }[];
   cuda: { compiledIn: boolean; devices: number; description: string; kernels: number; ops: number };
@@ -66,6 +68,7 @@ export function doctorReport(): DoctorReport {
     origin: r.loaded?.origin,
     error: r.error,
     cpuFeatures: r.loaded?.binding.cpuFeatures(),
+    bf16Kernel: r.loaded?.binding.bf16GemmKernel?.(),
     cudaCompiled: r.loaded?.binding.cudaCompiled(),
   }));
   const cb = cuda.loaded?.binding;
@@ -145,7 +148,10 @@ export function registerDoctor(program: Command): void {
         else console.log(`binary ${b.variant.padEnd(4)}  : not available (${b.error})`);
       }
       const features = r.binaries.find((b) => b.cpuFeatures)?.cpuFeatures ?? 'unknown';
-      console.log(`cpu kernels  : ${features}; ${r.threads} threads by default`);
+      const bf16Kernel = r.binaries.find((b) => b.bf16Kernel)?.bf16Kernel;
+      console.log(
+        `cpu kernels  : ${features}; ${r.threads} threads by default${bf16Kernel ? `; bf16 products on ${bf16Kernel}` : ''}`,
+      );
       console.log(
         `cuda         : ${r.cuda.compiledIn ? `${r.cuda.devices} device(s): ${r.cuda.description}` : r.cuda.description}`,
       );

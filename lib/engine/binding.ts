@@ -93,6 +93,8 @@ export interface NativeBinding extends CommBinding {
   Tensor: new (engine: NativeEngine, shape: number[], dtype: DType, data?: AnyTypedArray) => NativeTensor;
   Program: new (engine: NativeEngine, spec: { buffers: NativeBufferSpec[]; ops: NativeOpSpec[] }) => NativeProgram;
   cpuFeatures(): string;
+  /** The CPU's bf16 product kernel: 'amx-bf16', 'avx512bf16' or 'fp32-fallback' (absent in binaries before it). */
+  bf16GemmKernel?(): string;
   cudaCompiled(): boolean;
   cudaDeviceCount(): number;
   cudaDescribe(index: number): string;

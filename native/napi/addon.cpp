@@ -118,6 +118,9 @@ TensorWrap* unwrap_tensor(const Napi::Value& v, const std::string& what) {
 static Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), cpu_features_string());
 }
+static Napi::Value Bf16GemmKernel(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), cpu_bf16_gemm_kernel());
+}
 static Napi::Value CudaCompiled(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), cuda_compiled());
 }
@@ -152,6 +155,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Tensor", TensorWrap::Init(env));
   exports.Set("Program", ProgramWrap::Init(env));
   exports.Set("cpuFeatures", Napi::Function::New(env, CpuFeatures));
+  exports.Set("bf16GemmKernel", Napi::Function::New(env, Bf16GemmKernel));
   exports.Set("cudaCompiled", Napi::Function::New(env, CudaCompiled));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
   exports.Set("cudaDescribe", Napi::Function::New(env, CudaDescribe));

@@ -83,6 +83,9 @@ struct CpuFeatures {
 };
 const CpuFeatures& cpu_features();
 std::string cpu_features_string();  // "avx2 fma avx512f ..."
+// The kernel of the CPU's bf16 products (cpu/gemm_bf16.cpp): "amx-bf16" (tiles), "avx512bf16"
+// (vdpbf16ps) or "fp32-fallback"; MEDIC_CPU_AMX=0 or emulate changes the first (doctor prints it).
+const char* cpu_bf16_gemm_kernel();
 
 // CUDA backend entry points (cuda/device.cu, or no_cuda.cpp stubs that throw in CPU builds).
 int cuda_device_count();  // 0 without a usable driver/GPU; never throws
