@@ -7,6 +7,8 @@
 //   exact      per odd shape and transpose, whether C equals a model of TDPBF16PS's order (one K slice:
 //              the fp32 sum of the exact products in k order, lo then hi of each pair, from zero);
 //   threads    whether 1 and 2 threads give the same bits (the 2-thread run packs B together).
+// (The path is taken only after a first small product on the emulated tiles agrees with the vdpbf16ps
+// kernel, amx_agrees; were it not, the products would be vdpbf16ps's and `exact` false.)
 import { Engine } from '../../lib/engine/index.js';
 import { bf16ToF32, f32ToBf16 } from '../../lib/io/safetensors.js';
 import { randomF32 } from '../helpers/parity.js';
