@@ -24,7 +24,8 @@
 // with an input or with another output.
 // Optional inputs/outputs are passed as empty slots (Tensor with data == nullptr).
 // Precision (dtypes per op). Every tensor not named below is f32. Mixed precision (--precision bf16)
-// stores activations and their gradients in bf16 and keeps fp32 where rounding would hurt:
+// stores activations in bf16 (the ops below take bf16 gradients as well; the graph keeps its
+// activation gradients f32) and keeps fp32 where rounding would hurt:
 //   - arithmetic is fp32 everywhere: bf16 inputs are widened, sums accumulate in fp32, and a bf16
 //     output is rounded once (nearest even) when it is stored;
 //   - master weights, gradients of parameters, AdamW moments, biases, LayerNorm/LayerScale
