@@ -46,8 +46,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const threads: { name: string; same: boolean }[] = [];
     let seed = 70;
     // 197 rows: six whole 32-row blocks and 5 rows of a seventh (and 16-row panels of the rows form
-    // ending mid-panel); 119 columns: 3 panels and 23 lanes; K 1001: 501 pairs padded to 512; K 64: one
-    // 16-pair step per 32 k... exactly two
+    // ending mid-panel); 119 columns: 3 panels and 23 lanes; K 1001: 501 pairs padded to 512; K 64:
+    // exactly two 16-pair steps, no padding; 50 x 40: one partial block, one partial second panel
     for (const [M, N, K] of [[197, 119, 1001], [50, 40, 64]] as const)
       for (const ta of [false, true])
         for (const tb of [false, true]) {
