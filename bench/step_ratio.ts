@@ -1,5 +1,5 @@
 // The CPU step ratio, fp32 / bf16, measured in pairs. Both ViT-B/16 MEDiC steps (bench/medic_step.ts, as
-// bench/gpu_step.ts runs them) are built on one engine and run alternately, fp32 bf16 bf16 fp32 ...
+// bench/gpu_step.ts runs them; or another model, --config) are built on one engine and run alternately, fp32 bf16 bf16 fp32 ...
 // (each pair's order flipped, so a slow drift of the host weighs on both sides alike), and every pair
 // gives one ratio. On a machine whose other tenants move single steps by 5-10 %, two processes run
 // minutes apart see different machines; two steps seconds apart mostly see the same one, so the
@@ -7,6 +7,8 @@
 //
 //   npx tsx bench/step_ratio.ts --threads 1 --clock cpu --pairs 12 --json ratio.json
 //   npx tsx bench/step_ratio.ts --threads 2 --clock wall --pairs 12
+//   npx tsx bench/step_ratio.ts --config default --threads 2 --pairs 40   (the default run's step:
+//       mini student, the bundled digits teacher's architecture, 28 px digits, batch 128)
 //   npx tsx bench/step_ratio.ts --config small --batch 2 --pairs 2        (checks the script)
 //
 // Reported: per pair the two step times and their ratio; the median ratio with a 95 % bootstrap
@@ -16,6 +18,9 @@ import { writeFileSync } from 'node:fs';
 
 import { Engine } from '../lib/engine/index.js';
 import type { GraphState } from '../lib/graph/index.js';
+import type { MedicConfig } from '../lib/models/index.js';
+import { applyTeacherCheckpoint, medicConfigOf } from '../lib/train/build.js';
+import { defaultConfig, finalizeConfig } from '../lib/train/config.js';
 import { buildStep, makeState, smallConfig, vitB16Config, type MedicStep } from './medic_step.js';
 import { clockName, clockOf } from './timing.js';
 
@@ -45,6 +50,17 @@ function bootstrapMedian(xs: number[]): [number, number] {
   return [meds[Math.floor(0.025 * meds.length)], meds[Math.ceil(0.975 * meds.length) - 1]];
 }
 
+const CONFIGS = ['vitb', 'small', 'default'] as const;
+type ConfigName = (typeof CONFIGS)[number];
+
+/** The step's model: ViT-B/16, the test-size one, or what `medic-native pretrain` runs by default. */
+function configOf(which: ConfigName, batch: number, precision: 'fp32' | 'bf16'): MedicConfig {
+  if (which === 'vitb') return { ...vitB16Config(batch), precision };
+  if (which === 'small') return { ...smallConfig(batch), precision };
+  const { config } = applyTeacherCheckpoint(finalizeConfig(defaultConfig));
+  return medicConfigOf(config, batch, precision);
+}
+
 interface Side {
   precision: 'fp32' | 'bf16';
   step: MedicStep;
@@ -59,16 +75,15 @@ async function main(): Promise<void> {
   const clock = clockName(arg('clock', threads === 1 ? 'cpu' : 'wall'));
   const now = clockOf(clock);
   const pairs = positive('pairs', '12');
-  const batch = positive('batch', '8');
-  const which = arg('config', 'vitb');
-  if (which !== 'vitb' && which !== 'small') throw new Error(`--config: expected vitb or small, got '${which}'`);
+  const which = arg('config', 'vitb') as ConfigName;
+  if (!CONFIGS.includes(which)) throw new Error(`--config: expected ${CONFIGS.join(', ')}, got '${which}'`);
+  const batch = positive('batch', which === 'default' ? String(defaultConfig.batchSize) : '8');
   const jsonPath = arg('json', '');
 
   const engine = Engine.create({ device: 'cpu', threads });
   const sides: Side[] = [];
   for (const precision of ['fp32', 'bf16'] as const) {
-    const cfg = { ...(which === 'small' ? smallConfig(batch) : vitB16Config(batch)), precision } as const;
-    const step = buildStep(cfg, 1);
+    const step = buildStep(configOf(which, batch, precision), 1);
     const state = await makeState(engine, step.cg, { seed: 1 });
     sides.push({ precision, step, state, prog: state.program(), next: 1 });
   }
