@@ -19,7 +19,8 @@ import {
   type PretrainConfig,
 } from '../train/config.js';
 import { checkSavedTeacher, readResume } from '../train/resume.js';
-import { pretrain, type PretrainEvents } from '../train/run.js';
+import { pretrain, type PretrainEvents, type PretrainResult } from '../train/run.js';
+import { spellDuration } from '../util/duration.js';
 import { givenOptions } from './options.js';
 import { Progress } from './progress.js';
 
@@ -266,6 +267,7 @@ function describeConfig(c: PretrainConfig): string {
 }
 
 export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
+  const started = performance.now();
   const c = pretrainConfig(opts);
   const json = !!opts.json;
   const launch = c.distributed === 'auto' ? detectLaunch() : null;
@@ -305,6 +307,8 @@ export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
     const k = Math.max(...c.knnK);
     if (json) process.stdout.write(JSON.stringify({ event: 'summary', ...r }) + '\n');
     else {
+      const processes = launch && launch.size > 1 ? launch.size : 1;
+      console.log(finishedLine(r, c.batchSize * processes, (performance.now() - started) / 1000));
       console.log(`run folder: ${r.outDir} (report.html, metrics.jsonl, checkpoints/)`);
       if (r.knn) {
         const a = (v?: Record<number, number>) => (v ? `${(100 * v[k]).toFixed(2)}%` : 'n/a');
@@ -320,6 +324,20 @@ export async function runPretrain(opts: PretrainCliOptions): Promise<number> {
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigterm);
   }
+}
+
+/**
+ * The end-of-run line: how the run ended and after how long, this invocation's training steps (the
+ * loop's wall time, epoch-end evaluations and checkpoints included) and the precision they ran in.
+ */
+function finishedLine(r: PretrainResult, imagesPerStep: number, totalSec: number): string {
+  const { steps, seconds } = r.trained;
+  const rate =
+    seconds > 0 && steps > 0 ? ` (${Math.round((steps * imagesPerStep) / seconds).toLocaleString('en-US')} img/s)` : '';
+  return (
+    `${r.status} after ${spellDuration(totalSec)}: ${steps.toLocaleString('en-US')} steps of ${imagesPerStep} images ` +
+    `in ${spellDuration(seconds)}${rate}, precision ${r.precision}`
+  );
 }
 
 /**

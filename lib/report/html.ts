@@ -6,6 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { defaultConfig, finalizeConfig, type PretrainConfig } from '../train/config.js';
+import { spellDuration } from '../util/duration.js';
 import { lineChart } from './svg-chart.js';
 import type { FinalEvaluations } from '../eval/protocols.js';
 
@@ -101,7 +102,14 @@ function card(label: string, value: string, sub = ''): string {
 export function writeReport(
   outDir: string,
   c: PretrainConfig,
-  r: { knn?: Record<number, number>; knnRandom?: Record<number, number>; evals?: FinalEvaluations },
+  r: {
+    knn?: Record<number, number>;
+    knnRandom?: Record<number, number>;
+    evals?: FinalEvaluations;
+    /** The precision the steps ran in, and this invocation's steps and their wall seconds. */
+    precision?: string;
+    trained?: { steps: number; seconds: number };
+  },
 ): void {
   const rows = readMetrics(join(outDir, 'metrics.jsonl'));
   const last = rows[rows.length - 1];
@@ -114,6 +122,8 @@ export function writeReport(
     ...(r.evals && Object.keys(r.evals).length ? { evaluations: r.evals } : {}),
     mean_img_s: mean('img_s'),
     mean_wait_ms: mean('wait_ms'),
+    ...(r.precision ? { precision: r.precision } : {}),
+    ...(r.trained ? { train_steps: r.trained.steps, train_seconds: r.trained.seconds } : {}),
   };
   writeFileSync(join(outDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
 
@@ -134,7 +144,13 @@ export function writeReport(
     card(
       'throughput',
       summary.mean_img_s === null ? 'n/a' : `${summary.mean_img_s.toFixed(1)} img/s`,
-      summary.mean_wait_ms === null ? '' : `mean loader wait ${summary.mean_wait_ms.toFixed(2)} ms per step`,
+      [
+        r.precision ? `precision ${r.precision}` : '',
+        r.trained ? `${r.trained.steps} steps in ${spellDuration(r.trained.seconds)}` : '',
+        summary.mean_wait_ms === null ? '' : `mean loader wait ${summary.mean_wait_ms.toFixed(2)} ms per step`,
+      ]
+        .filter(Boolean)
+        .join('; '),
     ),
   ].join('');
   const knnRows = c.knnK

@@ -1,6 +1,7 @@
 // What a pretraining run reports and returns: the events the CLI renders (text or JSON lines), one
 // record per logged step and per evaluation, and the result.
 import type { FinalEvaluations } from '../eval/protocols.js';
+import type { Precision } from './precision.js';
 
 /** What the loop tells the outside world; the CLI renders it (text or JSON lines). */
 export interface PretrainEvents {
@@ -74,6 +75,11 @@ export type RunStatus = 'done' | 'stopped' | 'interrupted' | 'diverged';
 export interface PretrainResult {
   status: RunStatus;
   steps: number;
+  /** The precision the steps ran in (--precision resolved: 'auto' becomes what the device took). */
+  precision: Precision;
+  /** This invocation's training loop (a resumed run: since the resume): its steps and wall seconds,
+   * epoch-end evaluations and checkpoints included. */
+  trained: { steps: number; seconds: number };
   knn?: Record<number, number>;
   knnRandom?: Record<number, number>;
   /** linear / finetune top-1 (and top-5) of the student and of its random-init twin (pretrain --eval). */

@@ -29,8 +29,10 @@ export async function finishRun(run: TrainRun, evaluator: TrainEvaluator, status
     // writes: rank 0 runs them, as one process (they do not use the other ranks).
     if (run.world.isRoot) evals = await runFinalEvaluations(run);
   }
-  if (run.world.isRoot) writeReport(c.out, c, { knn, knnRandom, evals });
-  return { status, steps: p.step, knn, knnRandom, evals, outDir: c.out };
+  const trained = run.trained ?? { steps: 0, seconds: 0 };
+  const precision = run.precision;
+  if (run.world.isRoot) writeReport(c.out, c, { knn, knnRandom, evals, precision, trained });
+  return { status, steps: p.step, precision, trained, knn, knnRandom, evals, outDir: c.out };
 }
 
 function exportStudent(run: TrainRun): void {

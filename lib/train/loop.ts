@@ -103,6 +103,7 @@ export async function runSteps(
     }
     return 'done';
   } finally {
+    run.trained = { steps: clock.stepsThisRun, seconds: (performance.now() - clock.start) / 1000 };
     if (metricsFd >= 0) closeSync(metricsFd);
     await lookahead?.close();
     await feed.close();

@@ -33,7 +33,7 @@ import { applyTeacherCheckpoint, buildTrainModel, teacherInputOf } from './build
 import { absolutePaths, flagOf, teacherFile, type PretrainConfig } from './config.js';
 import { describeRun, removeRunFiles, removeStaleTemporaries, runFolderOf } from '../io/run-folder.js';
 import { distributedGraph } from './distributed.js';
-import { resolvePrecision } from './precision.js';
+import { resolvePrecision, type Precision } from './precision.js';
 import type { EvolvedTimes, PretrainEvents, PretrainOptions } from './events.js';
 import { peakLr, type ScheduleConfig } from './schedule.js';
 
@@ -76,6 +76,10 @@ export interface TrainRun {
   evolvedMs?: EvolvedTimes;
   /** Loss balancing state (lib/train/balance.ts). */
   balancer: LossBalancer;
+  /** The precision the step runs in (--precision resolved). */
+  precision: Precision;
+  /** Set by runSteps when it returns: this invocation's steps and their wall seconds. */
+  trained?: { steps: number; seconds: number };
 }
 
 export async function setupRun(config: PretrainConfig, opts: PretrainOptions): Promise<TrainRun> {
@@ -143,6 +147,7 @@ export async function setupRun(config: PretrainConfig, opts: PretrainOptions): P
       dataReport,
       progress,
       balancer,
+      precision,
     };
   } catch (err) {
     state?.dispose();

@@ -84,6 +84,13 @@ describe('medic-native pretrain', () => {
     );
     const summary = ev.find((e) => e.event === 'summary')!;
     expect(summary.status).toBe('done');
+    // the precision the steps ran in (fp32, the default) and this invocation's steps and their time
+    expect(summary.precision).toBe('fp32');
+    const trained = summary.trained as { steps: number; seconds: number };
+    expect(trained.steps).toBe(6);
+    expect(trained.seconds).toBeGreaterThan(0);
+    const file = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as Record<string, unknown>;
+    expect(file).toMatchObject({ precision: 'fp32', train_steps: 6, train_seconds: trained.seconds });
     for (const f of [
       'config.json',
       'metrics.jsonl',

@@ -395,6 +395,10 @@ describe('messages and first-run polish', () => {
     const all = r.stdout + r.stderr;
     const progress = all.search(/kNN random-init: embedding \d+ images/);
     expect(progress).toBeGreaterThanOrEqual(0);
+    // the end says how the run ended, after how long, and the precision it ran in
+    expect(r.stdout).toMatch(
+      /^done after [\d.]+ s: \d+ steps of 8 images in [\d.]+ s \([\d,]+ img\/s\), precision fp32$/m,
+    );
   });
 
   it('--help says synthetic[:n[:classes]] and every default as "(default: x)"; the data line reads as counts and pixels (item 16)', async () => {

@@ -61,7 +61,13 @@ describe.skipIf(!haveChromium)(
       mkdirSync(out, { recursive: true });
       writeMetrics(out);
       const c = resolveConfig({}, { out, epochs: 4 });
-      writeReport(out, c, { knn: { 10: 0.5125, 20: 0.505 }, knnRandom: { 10: 0.4375, 20: 0.43 } }); // generated, as the curves
+      // generated, as the curves
+      writeReport(out, c, {
+        knn: { 10: 0.5125, 20: 0.505 },
+        knnRandom: { 10: 0.4375, 20: 0.43 },
+        precision: 'bf16',
+        trained: { steps: 2800, seconds: 142 },
+      });
 
       const profile = mkdtempSync(join(dir, 'profile-'));
       const browser = await chromium.launchPersistentContext(profile, {
@@ -129,6 +135,15 @@ describe.skipIf(!haveChromium)(
         expect(charts.find((ch) => /loss/i.test(ch.title))!.texts.find((t) => t.axis === 'y')!.text).toMatch(/log/);
         expect(titles.filter((t) => /wait/i.test(t))).toHaveLength(1);
         expect(titles.filter((t) => /img\/s|throughput/i.test(t) && !/wait/i.test(t))).toHaveLength(1);
+        // the throughput card names the precision and the training time, laid out inside the card
+        const sub = await page.evaluate(() => {
+          const card = [...document.querySelectorAll('.card')].find((c) => /throughput/.test(c.textContent ?? ''))!;
+          const line = card.querySelector('.sub')!;
+          const [c, l] = [card.getBoundingClientRect(), line.getBoundingClientRect()];
+          return { text: line.textContent, inside: l.left >= c.left && l.right <= c.right && l.bottom <= c.bottom };
+        });
+        expect(sub.text).toMatch(/^precision bf16; 2800 steps in 2 min 22 s; mean loader wait/);
+        expect(sub.inside).toBe(true);
         // docs/report.png (the README's picture) is refreshed on request only, so that a test run leaves
         // the working tree as it was; the run folder is shown as a stable name there.
         await page.evaluate(() =>
