@@ -1,9 +1,10 @@
-// The CPU step ratio, fp32 / bf16, measured in pairs. Both ViT-B/16 MEDiC steps (bench/medic_step.ts, as
-// bench/gpu_step.ts runs them; another model with --config) are built on one engine and run
-// alternately, fp32 bf16 bf16 fp32 ... (each pair's order flipped, so a slow drift of the host weighs on
-// both sides alike), and every pair gives one ratio. On a machine whose other tenants move single steps by 5-10 %, two processes run
-// minutes apart see different machines; two steps seconds apart mostly see the same one, so the
-// pairs' ratios scatter far less than the ratio of two separate runs' medians.
+// The CPU step ratio, fp32 / bf16, measured in pairs. Both ViT-B/16 MEDiC steps (bench/medic_step.ts,
+// as bench/gpu_step.ts runs them; another model with --config) are built on one engine and run
+// alternately, fp32 bf16 bf16 fp32 ... (each pair's order flipped, so a slow drift of the host weighs
+// on both sides alike), and every pair gives one ratio. On a machine whose other tenants move single
+// steps by 5-10 %, two processes run minutes apart see different machines; two steps seconds apart
+// mostly see the same one, so the pairs' ratios scatter far less than the ratio of two separate runs'
+// medians.
 //
 //   npx tsx bench/step_ratio.ts --threads 1 --clock cpu --pairs 12 --json ratio.json
 //   npx tsx bench/step_ratio.ts --threads 2 --clock wall --pairs 12
