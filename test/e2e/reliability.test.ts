@@ -397,7 +397,7 @@ describe('messages and first-run polish', () => {
     expect(progress).toBeGreaterThanOrEqual(0);
     // the end says how the run ended, after how long, and the precision it ran in
     expect(r.stdout).toMatch(
-      /^done after [\d.]+ s: \d+ steps of 8 images in [\d.]+ s \([\d,]+ img\/s\), precision fp32$/m,
+      /^done after (\d+ min )?[\d.]+ s: \d+ steps of 8 images in (\d+ min )?[\d.]+ s \([\d,]+ img\/s\), precision fp32$/m,
     );
   });
 

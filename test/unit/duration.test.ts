@@ -7,6 +7,7 @@ describe('spellDuration', () => {
   it('tenths under 10 s, whole seconds under a minute, then minutes and seconds, then hours and minutes', () => {
     expect(spellDuration(0.84)).toBe('0.8 s');
     expect(spellDuration(9.94)).toBe('9.9 s');
+    expect(spellDuration(9.96)).toBe('10 s');
     expect(spellDuration(45.4)).toBe('45 s');
     expect(spellDuration(59.6)).toBe('1 min 0 s');
     expect(spellDuration(142)).toBe('2 min 22 s');
