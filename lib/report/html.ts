@@ -146,7 +146,8 @@ export function writeReport(
       summary.mean_img_s === null ? 'n/a' : `${summary.mean_img_s.toFixed(1)} img/s`,
       [
         r.precision ? `precision ${r.precision}` : '',
-        r.trained ? `${r.trained.steps} steps in ${spellDuration(r.trained.seconds)}` : '',
+        // (no line break inside the duration: non-breaking spaces)
+        r.trained ? `${r.trained.steps} steps in ${spellDuration(r.trained.seconds).replace(/ /g, '\u00a0')}` : '',
         summary.mean_wait_ms === null ? '' : `mean loader wait ${summary.mean_wait_ms.toFixed(2)} ms per step`,
       ]
         .filter(Boolean)

@@ -66,7 +66,7 @@ describe.skipIf(!haveChromium)(
         knn: { 10: 0.5125, 20: 0.505 },
         knnRandom: { 10: 0.4375, 20: 0.43 },
         precision: 'bf16',
-        trained: { steps: 2800, seconds: 142 },
+        trained: { steps: 280, seconds: 12.6 },
       });
 
       const profile = mkdtempSync(join(dir, 'profile-'));
@@ -142,7 +142,7 @@ describe.skipIf(!haveChromium)(
           const [c, l] = [card.getBoundingClientRect(), line.getBoundingClientRect()];
           return { text: line.textContent, inside: l.left >= c.left && l.right <= c.right && l.bottom <= c.bottom };
         });
-        expect(sub.text).toMatch(/^precision bf16; 2800 steps in 2 min 22 s; mean loader wait/);
+        expect(sub.text).toMatch(/^precision bf16; 280 steps in 13\u00a0s; mean loader wait/);
         expect(sub.inside).toBe(true);
         // docs/report.png (the README's picture) is refreshed on request only, so that a test run leaves
         // the working tree as it was; the run folder is shown as a stable name there.
