@@ -515,10 +515,13 @@ MEDIC_BF16 static void rect(const Problem& g, int64_t m0, int64_t m1, int64_t n0
 
 #include "gemm_amx.inc"
 
-bool fast_ok(const OpCall& call) {
+// Whether this CPU runs the vdpbf16ps kernel (and so the AMX path where present).
+bool dpbf16_cpu() {
   const CpuFeatures& f = cpu_features();
-  return f.avx512_bf16 && f.avx512bw && f.fma && product16(call);
+  return f.avx512_bf16 && f.avx512bw && f.fma;
 }
+
+bool fast_ok(const OpCall& call) { return dpbf16_cpu() && product16(call); }
 
 }  // namespace
 
@@ -581,7 +584,7 @@ void gemm_bf16(const OpCall& call) {
     ws.part.push_back(std::make_unique<Buf>());
   }
   const int64_t kp_max = (std::min(KC, g.K) + 1) / 2;
-  const int64_t kps_max = amx == Amx::off ? kp_max : (kp_max + 15) / 16 * 16;  // B panels' pairs
+  const int64_t kps_max = amx == Amx::off ? kp_max : tile_pairs(kp_max);  // B panels' pairs
   const int64_t nc_max = std::min<int64_t>(NC, ntl * NR);
   const int64_t rows_max = by_batch || T == 1 ? mt * mr : (mt + tm - 1) / tm * mr;
   // the A block (mcb <= MC rows of kp pairs), or for AMX the block and the rows form's staging copy
@@ -641,8 +644,7 @@ void gemm_bf16(const OpCall& call) {
 namespace medic {
 
 const char* cpu_bf16_gemm_kernel() {
-  const CpuFeatures& f = cpu_features();
-  if (!(f.avx512_bf16 && f.avx512bw && f.fma)) return "fp32-fallback";
+  if (!cpu::dpbf16_cpu()) return "fp32-fallback";
   switch (cpu::amx_mode()) {
     case cpu::Amx::hw: return "amx-bf16";
     case cpu::Amx::emulate: return "amx-bf16 (emulated: MEDIC_CPU_AMX=emulate)";
