@@ -5,6 +5,10 @@
 //   tsx test/native/isa.child.ts elementwise   gelu, quick_gelu (+ bwd) on the sweep: worst maxAbsErr
 //   tsx test/native/isa.child.ts attention-bf16  bf16 attention (+ bwd) against the fp32 kernel on the
 //                                                same bf16 values: worst = number of differing elements
+//   tsx test/native/isa.child.ts optim         three AdamW steps (clipped, then with a per-element lr
+//                                                scale): digest = sha256 of the bits of p, m and v
+import { createHash } from 'node:crypto';
+
 import { Engine } from '../../lib/engine/index.js';
 import { bf16ToF32, f32ToBf16 } from '../../lib/io/safetensors.js';
 import { loadFixture, maxAbsErr, randomF32, relErr } from '../helpers/parity.js';
@@ -12,6 +16,7 @@ import { loadFixture, maxAbsErr, randomF32, relErr } from '../helpers/parity.js'
 const family = process.argv[2];
 const e = Engine.create({ device: 'cpu', threads: 2 });
 let worst = 0;
+let digest: string | undefined;
 
 function elementwise(): void {
   const fx = loadFixture('elementwise');
@@ -79,12 +84,33 @@ function attentionBf16(): void {
   worst = differ(a.oBits, b.oBits) + differ(a.dBits, b.dBits) + differ(a.lseOut, b.lseOut);
 }
 
+// n = 100,003: a tail past every vector width, and more than one thread's share.
+function optim(): void {
+  const n = 100_003;
+  const p = e.tensor([n], 'f32', randomF32(n, 41)), m = e.tensor([n]), v = e.tensor([n]);
+  const g = e.tensor([n]), norm = e.tensor([1]), hyper = e.tensor([3]);
+  const mask = e.tensor([n], 'u8', Uint8Array.from(randomF32(n, 42), (x) => (x > 0 ? 1 : 0)));
+  const scale = e.tensor([n], 'f32', Float32Array.from(randomF32(n, 43), (x) => 0.5 + Math.abs(x)));
+  for (let k = 0; k < 3; k++) {
+    g.write(randomF32(n, 44 + k, 0.1));
+    e.op('grad_norm', [g], [norm]);
+    hyper.write(new Float32Array([1e-3, 0.05, k + 1]));
+    if (k < 2) e.op('adamw', [g, mask, hyper, norm], [p, m, v], { max_norm: 1 });
+    else e.op('adamw', [g, mask, hyper, null, scale], [p, m, v]);
+  }
+  const h = createHash('sha256');
+  for (const t of [p, m, v]) h.update(new Uint8Array((t.read() as Float32Array).buffer));
+  digest = h.digest('hex');
+  for (const t of [p, m, v, g, norm, hyper, mask, scale]) t.dispose();
+}
+
 try {
   if (family === 'layernorm') layernorm();
+  else if (family === 'optim') optim();
   else if (family === 'attention-bf16') attentionBf16();
   else if (family === 'elementwise') elementwise();
   else throw new Error(`isa.child.ts: unknown family '${family}'`);
-  console.log(JSON.stringify({ describe: e.describe(), worst }));
+  console.log(JSON.stringify({ describe: e.describe(), worst, digest }));
 } finally {
   e.dispose();
 }

@@ -1,5 +1,8 @@
 // grad_norm and adamw: parity with PyTorch (torch.optim.AdamW + clip_grad_norm_, float64) over several
 // steps, weight-decay masking, clipping, thread-count determinism and bad calls.
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import { Engine, type Attrs } from '../../lib/engine/index.js';
@@ -168,5 +171,29 @@ describe('adamw', () => {
     expect(() => engine.op('adamw', [g, mask, hyper0], [p, m, v])).toThrow(/adamw: hyper\[2\] \(the step count\) must be an integer >= 1/);
     expect(() => engine.op('adamw', [g, mask, hyper], [p, m, v], { max_norm: 1 })).toThrow(/adamw: attr max_norm > 0 needs the global gradient norm as input 3/);
     expect(() => engine.op('grad_norm', [mask], [p])).toThrow(/grad_norm: input 0 must be f32/);
+  });
+});
+
+// adamw has a baseline, an AVX2 and an AVX-512 body (optim.cpp): each must give the update's bits.
+// MEDIC_CPU_ISA caps the path a child process takes; the uncapped child takes the widest this CPU has.
+describe('adamw code paths', () => {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const tsx = join(here, '..', '..', 'node_modules', '.bin', 'tsx');
+  const child = (isa?: string) => {
+    const env = { ...process.env };
+    if (isa) env.MEDIC_CPU_ISA = isa;
+    else delete env.MEDIC_CPU_ISA;
+    const r = spawnSync(tsx, [join(here, 'isa.child.ts'), 'optim'], { env, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { describe: string; digest: string };
+  };
+
+  it('the baseline, AVX2 and widest paths give the same bits over three steps (clipped, lr-scaled)', () => {
+    const scalar = child('scalar'), avx2 = child('avx2'), widest = child();
+    expect(scalar.describe).toMatch(/scalar/);
+    expect(avx2.describe).not.toMatch(/avx512/);
+    expect(scalar.digest).toMatch(/^[0-9a-f]{64}$/);
+    expect(avx2.digest).toBe(scalar.digest);
+    expect(widest.digest).toBe(scalar.digest);
   });
 });
