@@ -1,6 +1,6 @@
-// Child process of the layernorm, elementwise and bf16-ops tests: runs the kernels that have ISA variants on their
-// fixture cases under the cap in MEDIC_CPU_ISA (scalar | avx2 | avx512, read once by cpu_features()) and prints
-// the engine description and the worst error as JSON.
+// Child process of the layernorm, elementwise, bf16-ops and optim tests: runs the kernels that have ISA variants on
+// their fixture cases under the cap in MEDIC_CPU_ISA (scalar | avx2 | avx512, read once by cpu_features()) and
+// prints the engine description and the worst error (optim: a digest of the results' bits) as JSON.
 //   tsx test/native/isa.child.ts layernorm     layernorm, layernorm_bwd, pixel_norm: worst relErr
 //   tsx test/native/isa.child.ts elementwise   gelu, quick_gelu (+ bwd) on the sweep: worst maxAbsErr
 //   tsx test/native/isa.child.ts attention-bf16  bf16 attention (+ bwd) against the fp32 kernel on the
