@@ -150,10 +150,23 @@ MEDIC_BF16 static inline __m512i load32(const Src& s, int64_t i, int64_t k) {
   const float* f = static_cast<const float*>(p);
   return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_loadu_ps(f + 16), _mm512_loadu_ps(f)));
 }
+// A packed line of 16 pairs at dst. `stream` (B packed into the buffer all threads read): a
+// non-temporal store where dst is a whole aligned line, so the line goes to memory without first being
+// read for ownership, which here mostly means taking it back from the other core that read it in the
+// previous product. Measured on the ViT-B step's B operands (2 threads): 0.51-0.91 -> 0.24 ns per
+// element in the stream form, 0.31 -> 0.21 in the rows form (bench/README.md).
+MEDIC_BF16 static inline void store_line(uint32_t* dst, __m512i v, bool stream) {
+  if (stream && (reinterpret_cast<uintptr_t>(dst) & 63) == 0)
+    _mm512_stream_si512(reinterpret_cast<__m512i*>(dst), v);
+  else
+    _mm512_storeu_si512(dst, v);
+}
+
 // The stream form (k contiguous), one panel of w lanes (ns of them real, the rest zero) over kc values
 // of k from (s0, k0): dst[p * w + s] = pair (elem(s, k0 + 2p), elem(s, k0 + 2p + 1)), the second zero
-// past kc. (The rows form is pack_rows, below.)
-MEDIC_BF16 static void pack_pairs(const Src& src, int64_t s0, int64_t k0, int ns, int w, int64_t kc, uint32_t* dst) {
+// past kc. (The rows form is pack_rows, below.) `stream`: as store_line.
+MEDIC_BF16 static void pack_pairs(const Src& src, int64_t s0, int64_t k0, int ns, int w, int64_t kc, uint32_t* dst,
+                                  bool stream = false) {
   const int64_t kp = (kc + 1) / 2;
   auto pair = [&](int64_t s, int64_t k) -> uint32_t {
     const uint32_t lo = src.elem(s0 + s, k0 + k);
@@ -161,6 +174,23 @@ MEDIC_BF16 static void pack_pairs(const Src& src, int64_t s0, int64_t k0, int ns
     return lo | hi << 16;
   };
   int s = 0;
+  // Sixteen lanes at a time where a panel holds whole groups of 16 (B's NR = 32): 32 k of each lane
+  // (16 pairs, a zmm) transposed as 16 x 16 words (transpose16.h) into 16 rows of pairs, each stored
+  // as one whole line (the 4-lane form below writes a quarter line at a time: B's forward operand,
+  // the weights, 0.52 -> 0.41 ns per element on 2 threads). The last pairs (kc not a multiple of 32)
+  // one at a time.
+  if (w % 16 == 0)
+    for (; s + 16 <= ns; s += 16) {
+      int64_t p = 0;
+      for (; 2 * p + 32 <= kc; p += 16) {
+        __m512 r[16];
+        for (int i = 0; i < 16; ++i) r[i] = _mm512_castsi512_ps(load32(src, s0 + s + i, k0 + 2 * p));
+        transpose16(r);
+        for (int i = 0; i < 16; ++i) store_line(dst + (p + i) * w + s, _mm512_castps_si512(r[i]), stream);
+      }
+      for (; p < kp; ++p)
+        for (int q = 0; q < 16; ++q) dst[p * w + s + q] = pair(s + q, 2 * p);
+    }
   // Four lanes at a time: 32 k of each (16 pairs, a zmm) and a 4 x 4 transpose of 32-bit pairs in
   // each 128-bit lane, then 8 k at a time (xmm) for the rest.
   for (; s + 4 <= ns; s += 4) {
@@ -219,10 +249,10 @@ MEDIC_BF16 static inline __m256i load16(const Src& src, int64_t s, int64_t k, __
 // row k + 1's shifted into the high halves. The rows kAhead pairs further on are prefetched: a block's part of a row is
 // often a few lines on its own page (A of a dW: mc lanes of a row M long), which the hardware prefetcher does not
 // follow. Both changes together: the five weight-gradient shapes of bench/cases/gemm.ts 10-14 % faster in the step's
-// operand forms (bench/README.md).
+// operand forms (bench/README.md). `stream`: as store_line, for the steps that fill a whole line.
 constexpr int64_t kAhead = 2;
 MEDIC_BF16 static void pack_rows(const Src& src, int64_t s0, int64_t k0, int64_t ns, int w, int64_t kc, uint32_t* dst,
-                                 int64_t kps = 0) {
+                                 int64_t kps = 0, bool stream = false) {
   const int64_t kp = (kc + 1) / 2, panel = std::max(kp, kps) * w;
   for (int64_t p = 0; p < kp; ++p) {
     const int64_t k = k0 + 2 * p;
@@ -244,7 +274,10 @@ MEDIC_BF16 static void pack_rows(const Src& src, int64_t s0, int64_t k0, int64_t
       const __m512i lo = _mm512_cvtepu16_epi32(load16(src, s0 + s, k, mk));
       const __m512i hi =
           has1 ? _mm512_slli_epi32(_mm512_cvtepu16_epi32(load16(src, s0 + s, k + 1, mk)), 16) : _mm512_setzero_si512();
-      _mm512_mask_storeu_epi32(o + lane, mk, _mm512_or_si512(lo, hi));
+      if (r == 16)
+        store_line(o + lane, _mm512_or_si512(lo, hi), stream);
+      else
+        _mm512_mask_storeu_epi32(o + lane, mk, _mm512_or_si512(lo, hi));
       s += r;
       lane += r;
       if (lane == w) lane = 0, o += panel;
@@ -433,16 +466,21 @@ static int64_t even_block(int64_t total, int64_t limit, int64_t unit) {
 
 // op(B)'s columns [j0, j0 + nc) over k in [k0, k0 + kc) as NR-lane panels of kps k-pairs (kps >= kp,
 // the pairs past kp zero; kps = kp by default), column j0 + jr's panel at dst + jr * kps (jr a multiple
-// of NR).
+// of NR). `shared`: the buffer the threads pack together and all read (gemm_bf16's shared B): stored
+// with non-temporal stores (store_line), fenced before the pool's barrier hands it to the others.
 MEDIC_BF16 static void pack_b(const Problem& g, int64_t j0, int64_t nc, int64_t k0, int64_t kc, uint32_t* dst,
-                              int64_t kps = 0) {
+                              int64_t kps = 0, bool shared = false) {
   const int64_t kp = (kc + 1) / 2;
   kps = std::max(kp, kps);
-  if (!g.b.stream) return pack_rows(g.b, j0, k0, nc, NR, kc, dst, kps);
-  for (int64_t jr = 0; jr < nc; jr += NR) {
-    pack_pairs(g.b, j0 + jr, k0, static_cast<int>(std::min<int64_t>(NR, nc - jr)), NR, kc, dst + jr * kps);
-    std::memset(dst + jr * kps + kp * NR, 0, (kps - kp) * NR * 4);
+  if (!g.b.stream) {
+    pack_rows(g.b, j0, k0, nc, NR, kc, dst, kps, shared);
+  } else {
+    for (int64_t jr = 0; jr < nc; jr += NR) {
+      pack_pairs(g.b, j0 + jr, k0, static_cast<int>(std::min<int64_t>(NR, nc - jr)), NR, kc, dst + jr * kps, shared);
+      std::memset(dst + jr * kps + kp * NR, 0, (kps - kp) * NR * 4);
+    }
   }
+  if (shared) _mm_sfence();  // non-temporal stores are weakly ordered
 }
 
 // The epilogue of C's tile at (row, col) in the K slice [pc, pc + kc): rect's band starts at row m0
@@ -623,7 +661,7 @@ void gemm_bf16(const OpCall& call) {
     uint32_t* bp = static_cast<uint32_t*>(ws.shared_b.p);
     pool->run([&](int tid, int nt) {  // each thread packs a run of whole panels
       const int64_t j0 = ntl * tid / nt * NR, j1 = std::min(g.N, ntl * (tid + 1) / nt * NR);
-      if (j0 < j1) pack_b(g, j0, j1 - j0, 0, g.K, bp + j0 * kps_max, kps_max);
+      if (j0 < j1) pack_b(g, j0, j1 - j0, 0, g.K, bp + j0 * kps_max, kps_max, true);
     });
     pool->run([&](int tid, int nt) {
       const int64_t m0 = std::min(g.M, mt * tid / nt * mr), m1 = std::min(g.M, mt * (tid + 1) / nt * mr);
