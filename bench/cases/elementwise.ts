@@ -124,6 +124,25 @@ export const cases: CaseList = (p: Preset) => {
       {},
       3 * R * D,
     ),
+    // --precision bf16's residual branch: f32 stream gradient in, bf16 branch output y, bf16 branch gradient out
+    opCase(
+      fam,
+      `scale_add_bwd bf16 y, bf16 dy ${rc(R, D)}`,
+      'scale_add_bwd',
+      [{ shape: [B, T, D] }, { shape: [B, T, D], dtype: 'bf16' }, { shape: [D] }, { shape: [B], fill: ones }],
+      [{ shape: [B, T, D], dtype: 'bf16' }, { shape: [D] }],
+      {},
+      2 * R * D,
+    ),
+    opCase(
+      fam,
+      `scale_add_bwd bf16 y, f32 dy ${rc(R, D)}`,
+      'scale_add_bwd',
+      [{ shape: [B, T, D] }, { shape: [B, T, D], dtype: 'bf16' }, { shape: [D] }, { shape: [B], fill: ones }],
+      [{ shape: [B, T, D] }, { shape: [D] }],
+      {},
+      2.5 * R * D,
+    ),
     opCase(
       fam,
       `add bias ${rc(R, H4)}`,
@@ -208,6 +227,15 @@ export const cases: CaseList = (p: Preset) => {
       [{ shape: [R, H4] }],
       {},
       2.5 * R * H4,
+    ),
+    opCase(
+      fam,
+      `gelu_bwd bf16 x, f32 dy, bf16 dx ${rc(R, H4)}`,
+      'gelu_bwd',
+      [{ shape: [R, H4], dtype: 'bf16' }, { shape: [R, H4] }],
+      [{ shape: [R, H4], dtype: 'bf16' }],
+      {},
+      2 * R * H4,
     ),
     opCase(
       fam,

@@ -70,8 +70,9 @@ export class Graph {
   /**
    * Mixed precision (native/include/medic/ops.h, Precision): 'bf16' makes every linear layer's gemms
    * (forward and both backward products) multiply in bf16 with fp32 sums, and stores the block
-   * activations that only gemms and attention read in bf16 (activationDtype). Parameters, their
-   * gradients, activation gradients, the residual stream, statistics and losses stay f32.
+   * activations that only gemms and attention read in bf16 (activationDtype), and the gradients that
+   * only bf16 products and bias sums read (gradDtype). Parameters, their gradients, the other
+   * activation gradients, the residual stream, statistics and losses stay f32.
    */
   precision: 'fp32' | 'bf16' = 'fp32';
 
@@ -92,6 +93,7 @@ export class Graph {
   private stateValues: StateValues = {};
   private counter = 0;
   private scopes: string[] = [];
+  private reads?: Map<number, number>;
 
   // ------------------------------------------------------------------ values
 
@@ -419,7 +421,7 @@ export class Graph {
     if (root.kind === 'param') return this.paramSink(root, v, offset);
     let st = this.grads.get(root.id);
     if (!st) {
-      const g = this.temp(`d:${root.name}`, root.shape, 'f32');
+      const g = this.temp(`d:${root.name}`, root.shape, this.gradDtype(root));
       st = { value: g, written: false };
       this.grads.set(root.id, st);
     }
@@ -434,6 +436,32 @@ export class Graph {
       st.written = true;
     }
     return { value: window, acc: 1 };
+  }
+
+  /**
+   * The storage of root's gradient: bf16 under mixed precision for a bf16 activation whose producer
+   * reads the gradient only as bf16 operands and bias sums (Value.roundedGrad) and that one forward
+   * input slot reads (so no second consumer accumulates into it in bf16); f32 otherwise.
+   */
+  private gradDtype(root: Value): DType {
+    if (this.precision !== 'bf16' || root.dtype !== 'bf16' || !root.roundedGrad) return 'f32';
+    return this.forwardReads().get(root.id) === 1 ? 'bf16' : 'f32';
+  }
+
+  /** How many forward input slots read each root value (counted once, when the backward starts). */
+  private forwardReads(): Map<number, number> {
+    if (!this.reads) {
+      this.reads = new Map();
+      for (const op of this.ops) {
+        if (op.phase !== 'forward') continue;
+        for (const v of op.in) {
+          if (!v) continue;
+          const id = rootOf(v).root.id;
+          this.reads.set(id, (this.reads.get(id) ?? 0) + 1);
+        }
+      }
+    }
+    return this.reads;
   }
 
   /** gradSink for a param (or a window of one): as for activations, the first full write overwrites. */

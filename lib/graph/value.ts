@@ -52,6 +52,12 @@ export interface Value {
   readonly param?: ParamInfo;
   /** const: the data. state: which flat buffer. */
   readonly data?: Float32Array;
+  /**
+   * Set by the op that produced it when that op's backward reads the gradient only as bf16 (operands
+   * of the bf16 gemm and the bf16 attention round it as they read it) or sums it in fp32 (a bias):
+   * the gradient may then be stored in bf16 (Graph.gradSink) without changing any of those products.
+   */
+  roundedGrad?: boolean;
 }
 
 export function numel(shape: readonly number[]): number {

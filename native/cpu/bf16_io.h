@@ -34,8 +34,8 @@ MEDIC_INLINE void st(uint16_t* p, int64_t i, float v) {
 // The storage shared by a call's activation slots (null tensors ignored): F32 or BF16 when they all
 // agree, `mixed` otherwise. Kernels are instantiated for the two uniform cases and for the mixed forms
 // the mixed-precision step runs (layernorm f32 -> bf16, scale_add of a bf16 branch into the f32
-// stream and its backward, the GELU backwards with a bf16 x and f32 gradients); any other mixed call
-// runs the fp32 kernel through cpu::run_widened.
+// stream and its backward, whose branch gradient is f32 or bf16, the GELU backwards with a bf16 x, an
+// f32 dy and an f32 or bf16 dx); any other mixed call runs the fp32 kernel through cpu::run_widened.
 enum class Storage { f32, bf16, mixed };
 inline Storage storage_of(std::initializer_list<const Tensor*> ts) {
   int f = 0, h = 0;

@@ -62,12 +62,14 @@ constexpr float kQuickGelu = 1.702f;
 // variants are compiled with fp-contract off: no multiply-add is fused, so every path (and f32 and
 // bf16 alike) rounds each product and sum as the baseline does, giving the same bits.
 // TY, the storage of y, may differ from T's in scale_add and its backward: the mixed-precision step
-// adds a bf16 branch output into the f32 residual stream (and its backward reads that bf16 y).
-template <class T, class TY = T>
+// adds a bf16 branch output into the f32 residual stream (and its backward reads that bf16 y). TO, the
+// storage of out, differs from T's in scale_add_bwd's mixed form: the f32 stream's gradient dx in, the
+// bf16 branch's gradient dy out (a gradient the branch's gemms read as bf16 anyway).
+template <class T, class TY = T, class TO = T>
 struct Ew {
   const T* x;   // the op's input (copy, add: a; scale_add_bwd: dx)
   const TY* y;  // add: b; scale_add (and bwd): the branch output y
-  T* out;       // copy/add: y; scale_add: x; scale_add_bwd: dy
+  TO* out;      // copy/add: y; scale_add: x; scale_add_bwd: dy
   const float *gamma, *keep;
   float* f;  // sum_to: y; scale_add_bwd: dgamma (or null)
   float alpha;
@@ -145,8 +147,8 @@ MEDIC_INLINE void scale_add_body(const Ew<T, TY>& e, int64_t r0, int64_t r1, flo
 
 // scale_add_bwd, columns [c0, c1) over all rows, in strips of kStrip columns (running dgamma sums
 // stay in L1).
-template <class T, class TY>
-MEDIC_INLINE void sab_cols_body(const Ew<T, TY>& e, int64_t c0, int64_t c1, float*) {
+template <class T, class TY, class TO>
+MEDIC_INLINE void sab_cols_body(const Ew<T, TY, TO>& e, int64_t c0, int64_t c1, float*) {
   const int64_t C = e.C;
   float* dgamma = e.f;
   float dg[kStrip];
@@ -158,7 +160,7 @@ MEDIC_INLINE void sab_cols_body(const Ew<T, TY>& e, int64_t c0, int64_t c1, floa
       float k = e.keep ? e.keep[r / e.L] : 1.0f;
       const T* dxr = e.x + r * C + j0;
       const TY* yr = e.y + r * C + j0;
-      T* dyr = e.out + r * C + j0;
+      TO* dyr = e.out + r * C + j0;
       if (e.acc) {
         if (g)
           for (int64_t j = 0; j < w; ++j) st(dyr, j, ld(dyr, j) + k * (g[j] * ld(dxr, j)));
@@ -179,13 +181,13 @@ MEDIC_INLINE void sab_cols_body(const Ew<T, TY>& e, int64_t c0, int64_t c1, floa
 }
 
 // scale_add_bwd without dgamma, rows [r0, r1).
-template <class T, class TY>
-MEDIC_INLINE void sab_rows_body(const Ew<T, TY>& e, int64_t r0, int64_t r1, float*) {
+template <class T, class TY, class TO>
+MEDIC_INLINE void sab_rows_body(const Ew<T, TY, TO>& e, int64_t r0, int64_t r1, float*) {
   const int64_t C = e.C;
   for (int64_t r = r0; r < r1; ++r) {
     float k = e.keep ? e.keep[r / e.L] : 1.0f;
     const T* dxr = e.x + r * C;
-    T* dyr = e.out + r * C;
+    TO* dyr = e.out + r * C;
     for (int64_t j = 0; j < C; ++j) {
       float v = k * (e.gamma ? e.gamma[j] * ld(dxr, j) : ld(dxr, j));
       st(dyr, j, e.acc ? ld(dyr, j) + v : v);
@@ -195,18 +197,18 @@ MEDIC_INLINE void sab_rows_body(const Ew<T, TY>& e, int64_t r0, int64_t r1, floa
 
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
-#define MEDIC_EW_VARIANTS(name)                                                           \
-  template <class T, class TY = T>                                                        \
-  void name##_k_base(const Ew<T, TY>& e, int64_t a, int64_t b, float* p) {                \
-    name##_body(e, a, b, p);                                                              \
-  }                                                                                       \
-  template <class T, class TY = T>                                                        \
-  MEDIC_AVX2 void name##_k_avx2(const Ew<T, TY>& e, int64_t a, int64_t b, float* p) {     \
-    name##_body(e, a, b, p);                                                              \
-  }                                                                                       \
-  template <class T, class TY = T>                                                        \
-  MEDIC_AVX512 void name##_k_avx512(const Ew<T, TY>& e, int64_t a, int64_t b, float* p) { \
-    name##_body(e, a, b, p);                                                              \
+#define MEDIC_EW_VARIANTS(name)                                                               \
+  template <class T, class TY = T, class TO = T>                                              \
+  void name##_k_base(const Ew<T, TY, TO>& e, int64_t a, int64_t b, float* p) {                \
+    name##_body(e, a, b, p);                                                                  \
+  }                                                                                           \
+  template <class T, class TY = T, class TO = T>                                              \
+  MEDIC_AVX2 void name##_k_avx2(const Ew<T, TY, TO>& e, int64_t a, int64_t b, float* p) {     \
+    name##_body(e, a, b, p);                                                                  \
+  }                                                                                           \
+  template <class T, class TY = T, class TO = T>                                              \
+  MEDIC_AVX512 void name##_k_avx512(const Ew<T, TY, TO>& e, int64_t a, int64_t b, float* p) { \
+    name##_body(e, a, b, p);                                                                  \
   }
 MEDIC_EW_VARIANTS(copy)
 MEDIC_EW_VARIANTS(add)
@@ -442,9 +444,10 @@ MEDIC_INLINE void bf16_chunks(const uint16_t* x, uint16_t* y, int64_t a, int64_t
   }
 }
 
-// The backwards read x in TX (the step's bf16 pre-activation beside f32 gradients, or T).
-template <class T, class TX>
-MEDIC_INLINE void gelu_bwd_body(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {
+// The backwards read x in TX (the step's bf16 pre-activation beside f32 gradients, or T) and write dx
+// in TO (T, or the step's bf16 gradient of a pre-activation, which only bf16 gemms and a bias read).
+template <class T, class TX, class TO = T>
+MEDIC_INLINE void gelu_bwd_body(const TX* x, const T* dy, TO* dx, bool acc, int64_t a, int64_t b) {
   for (int64_t i = a; i < b; ++i) {
     float v = ld(x, i);
     float g = ld(dy, i) * (norm_cdf(v) + v * (kInvSqrt2Pi * vexp(-0.5f * v * v)));
@@ -460,8 +463,8 @@ MEDIC_INLINE void quick_body(const T* x, T* y, int64_t a, int64_t b) {
   }
 }
 
-template <class T, class TX>
-MEDIC_INLINE void quick_bwd_body(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {
+template <class T, class TX, class TO = T>
+MEDIC_INLINE void quick_bwd_body(const TX* x, const T* dy, TO* dx, bool acc, int64_t a, int64_t b) {
   for (int64_t i = a; i < b; ++i) {
     float v = ld(x, i);
     float s = 1.0f / (1.0f + vexp(-kQuickGelu * v));
@@ -472,8 +475,8 @@ MEDIC_INLINE void quick_bwd_body(const TX* x, const T* dy, T* dx, bool acc, int6
 
 template <class T>
 using FwdFn = void (*)(const T*, T*, int64_t, int64_t);
-template <class T, class TX>
-using BwdFn = void (*)(const TX*, const T*, T*, bool, int64_t, int64_t);
+template <class T, class TX, class TO = T>
+using BwdFn = void (*)(const TX*, const T*, TO*, bool, int64_t, int64_t);
 
 // T = float runs the body as it is; T = uint16_t (bf16) runs the f32 body in chunks (bf16_chunks).
 template <class T, void (*Body)(const float*, float*, int64_t, int64_t)>
@@ -499,18 +502,18 @@ MEDIC_INLINE void fwd_storage(const T* x, T* y, int64_t a, int64_t b) {
 MEDIC_VARIANTS(gelu_body, gelu_k)
 MEDIC_VARIANTS(quick_body, quick_k)
 #undef MEDIC_VARIANTS
-#define MEDIC_BWD_VARIANTS(body, name)                                                               \
-  template <class T, class TX>                                                                       \
-  void name##_base(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {                \
-    body<T, TX>(x, dy, dx, acc, a, b);                                                               \
-  }                                                                                                  \
-  template <class T, class TX>                                                                       \
-  MEDIC_AVX2 void name##_avx2(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) {     \
-    body<T, TX>(x, dy, dx, acc, a, b);                                                               \
-  }                                                                                                  \
-  template <class T, class TX>                                                                       \
-  MEDIC_AVX512 void name##_avx512(const TX* x, const T* dy, T* dx, bool acc, int64_t a, int64_t b) { \
-    body<T, TX>(x, dy, dx, acc, a, b);                                                               \
+#define MEDIC_BWD_VARIANTS(body, name)                                                                \
+  template <class T, class TX, class TO = T>                                                          \
+  void name##_base(const TX* x, const T* dy, TO* dx, bool acc, int64_t a, int64_t b) {                \
+    body<T, TX, TO>(x, dy, dx, acc, a, b);                                                            \
+  }                                                                                                   \
+  template <class T, class TX, class TO = T>                                                          \
+  MEDIC_AVX2 void name##_avx2(const TX* x, const T* dy, TO* dx, bool acc, int64_t a, int64_t b) {     \
+    body<T, TX, TO>(x, dy, dx, acc, a, b);                                                            \
+  }                                                                                                   \
+  template <class T, class TX, class TO = T>                                                          \
+  MEDIC_AVX512 void name##_avx512(const TX* x, const T* dy, TO* dx, bool acc, int64_t a, int64_t b) { \
+    body<T, TX, TO>(x, dy, dx, acc, a, b);                                                            \
   }
 MEDIC_BWD_VARIANTS(gelu_bwd_body, gelu_bwd_k)
 MEDIC_BWD_VARIANTS(quick_bwd_body, quick_bwd_k)
@@ -523,11 +526,11 @@ void run_fwd(const OpCall& c, FwdFn<T> fn) {
   pool(c).parallel_for(c.x(0).numel(), kGrain, [&](int64_t a, int64_t b) { fn(x, y, a, b); });
 }
 
-template <class T, class TX>
-void run_bwd(const OpCall& c, BwdFn<T, TX> fn) {
+template <class T, class TX, class TO = T>
+void run_bwd(const OpCall& c, BwdFn<T, TX, TO> fn) {
   const TX* x = static_cast<const TX*>(c.x(0).data);
   const T* dy = static_cast<const T*>(c.x(1).data);
-  T* dx = static_cast<T*>(c.y(0).data);
+  TO* dx = static_cast<TO*>(c.y(0).data);
   bool acc = accumulates(c);
   pool(c).parallel_for(c.x(0).numel(), kGrain, [&](int64_t a, int64_t b) { fn(x, dy, dx, acc, a, b); });
 }
@@ -535,8 +538,8 @@ void run_bwd(const OpCall& c, BwdFn<T, TX> fn) {
 }  // namespace
 
 // Each op: its f32 or bf16 instantiation when x, y (dy, dx) share one storage; a backward with a bf16
-// x and f32 dy, dx (the mixed-precision step's form) has its own; any other mix runs the f32 kernel
-// on widened copies.
+// x and an f32 dy (the mixed-precision step's forms: dx f32, or bf16 for a gemm's pre-activation) has
+// its own; any other mix runs the f32 kernel on widened copies.
 #define MEDIC_FWD(op, k)                                                                                             \
   void op(const OpCall& c) {                                                                                         \
     switch (storage_of({&c.x(0), &c.y(0)})) {                                                                        \
@@ -547,18 +550,21 @@ void run_bwd(const OpCall& c, BwdFn<T, TX> fn) {
       case Storage::mixed: return run_widened(c, op);                                                                \
     }                                                                                                                \
   }
-#define MEDIC_BWD(op, k)                                                                            \
-  void op(const OpCall& c) {                                                                        \
-    switch (storage_of({&c.x(0), &c.x(1), &c.y(0)})) {                                              \
-      case Storage::f32: return run_bwd<float, float>(c, MEDIC_PICK(k, float, float));              \
-      case Storage::bf16: return run_bwd<uint16_t, uint16_t>(c, MEDIC_PICK(k, uint16_t, uint16_t)); \
-      case Storage::mixed:                                                                          \
-        if (c.x(0).dtype == DType::BF16 && storage_of({&c.x(1), &c.y(0)}) == Storage::f32)          \
-          return run_bwd<float, uint16_t>(c, MEDIC_PICK(k, float, uint16_t));                       \
-        return run_widened(c, op);                                                                  \
-    }                                                                                               \
+#define MEDIC_BWD(op, k)                                                                                 \
+  void op(const OpCall& c) {                                                                             \
+    switch (storage_of({&c.x(0), &c.x(1), &c.y(0)})) {                                                   \
+      case Storage::f32: return run_bwd<float, float>(c, MEDIC_PICK(k, float, float));                   \
+      case Storage::bf16: return run_bwd<uint16_t, uint16_t>(c, MEDIC_PICK(k, uint16_t, uint16_t));      \
+      case Storage::mixed:                                                                               \
+        if (c.x(0).dtype == DType::BF16 && c.x(1).dtype == DType::F32)                                   \
+          return c.y(0).dtype == DType::F32                                                              \
+                     ? run_bwd<float, uint16_t>(c, MEDIC_PICK(k, float, uint16_t))                       \
+                     : run_bwd<float, uint16_t, uint16_t>(c, MEDIC_PICK3(k, float, uint16_t, uint16_t)); \
+        return run_widened(c, op);                                                                       \
+    }                                                                                                    \
   }
 #define MEDIC_PICK(k, T, TX) pick_isa_variant(k##_base<T, TX>, k##_avx2<T, TX>, k##_avx512<T, TX>)
+#define MEDIC_PICK3(k, T, TX, TO) pick_isa_variant(k##_base<T, TX, TO>, k##_avx2<T, TX, TO>, k##_avx512<T, TX, TO>)
 MEDIC_FWD(gelu, gelu_k)
 MEDIC_BWD(gelu_bwd, gelu_bwd_k)
 MEDIC_FWD(quick_gelu, quick_k)
@@ -566,6 +572,7 @@ MEDIC_BWD(quick_gelu_bwd, quick_bwd_k)
 #undef MEDIC_FWD
 #undef MEDIC_BWD
 #undef MEDIC_PICK
+#undef MEDIC_PICK3
 
 // ---------------------------------------------------------------------------------------------
 // scale_add: x [B, L, C] += keep[b] * gamma[c] * y (L = the middle dims flattened). Rows whose keep is
@@ -588,16 +595,16 @@ static void scale_add_t(const OpCall& c) {
 
 // scale_add_bwd: dy = keep[b] gamma dx (+ dy when acc); dgamma[c] += sum_{b,l} keep[b] dx y.
 // Column split so dgamma needs no cross-thread reduction.
-// T: the storage of dx and dy, TY: of y.
-template <class T, class TY>
+// T: the storage of dx, TY: of y, TO: of dy.
+template <class T, class TY, class TO = T>
 static void scale_add_bwd_t(const OpCall& c) {
   const Tensor& DX = c.x(0);
-  Ew<T, TY> e{};
+  Ew<T, TY, TO> e{};
   e.x = static_cast<const T*>(DX.data);
   e.y = static_cast<const TY*>(c.x(1).data);
   e.gamma = c.has_in(2) ? c.x(2).f32() : nullptr;
   e.keep = c.has_in(3) ? c.x(3).f32() : nullptr;
-  e.out = static_cast<T*>(c.y(0).data);
+  e.out = static_cast<TO*>(c.y(0).data);
   e.f = c.has_out(1) ? c.y(1).f32() : nullptr;  // dgamma
   e.acc = accumulates(c);
   e.C = DX.shape[-1];
@@ -605,16 +612,19 @@ static void scale_add_bwd_t(const OpCall& c) {
   const int64_t B = DX.shape[0];
   e.L = B ? e.R / B : 0;
   if (e.f || e.R < 4 * pool(c).size()) {
-    const auto fn = pick_isa_variant(sab_cols_k_base<T, TY>, sab_cols_k_avx2<T, TY>, sab_cols_k_avx512<T, TY>);
+    const auto fn =
+        pick_isa_variant(sab_cols_k_base<T, TY, TO>, sab_cols_k_avx2<T, TY, TO>, sab_cols_k_avx512<T, TY, TO>);
     par(c, e.C, kColGrain, [&](int64_t c0, int64_t c1) { fn(e, c0, c1, nullptr); });
   } else {
     // No reduction: split rows instead (better when C is narrow).
-    const auto fn = pick_isa_variant(sab_rows_k_base<T, TY>, sab_rows_k_avx2<T, TY>, sab_rows_k_avx512<T, TY>);
+    const auto fn =
+        pick_isa_variant(sab_rows_k_base<T, TY, TO>, sab_rows_k_avx2<T, TY, TO>, sab_rows_k_avx512<T, TY, TO>);
     par(c, e.R, row_grain(e.C), [&](int64_t r0, int64_t r1) { fn(e, r0, r1, nullptr); });
   }
 }
 
-// Both also take the mixed-precision step's form: a bf16 y beside the f32 stream and gradients.
+// Both also take the mixed-precision step's form: a bf16 y beside the f32 stream and gradients (the
+// backward's dy either f32 or bf16).
 void scale_add(const OpCall& c) {
   switch (storage_of({&c.x(0), &c.y(0)})) {
     case Storage::f32: return scale_add_t<float, float>(c);
@@ -630,8 +640,9 @@ void scale_add_bwd(const OpCall& c) {
     case Storage::f32: return scale_add_bwd_t<float, float>(c);
     case Storage::bf16: return scale_add_bwd_t<uint16_t, uint16_t>(c);
     case Storage::mixed:
-      if (c.x(1).dtype == DType::BF16 && storage_of({&c.x(0), &c.y(0)}) == Storage::f32)
-        return scale_add_bwd_t<float, uint16_t>(c);
+      if (c.x(0).dtype == DType::F32 && c.x(1).dtype == DType::BF16)
+        return c.y(0).dtype == DType::F32 ? scale_add_bwd_t<float, uint16_t>(c)
+                                          : scale_add_bwd_t<float, uint16_t, uint16_t>(c);
       return run_widened(c, scale_add_bwd);
   }
 }

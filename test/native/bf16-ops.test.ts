@@ -109,8 +109,9 @@ describe('bf16 storage: bit-exact with the fp32 op on the bf16 values', () => {
     ['scatter_rows', [{ shape: [2, 3, 40], bf16: true }, { shape: [2, 3], dtype: 'i32', data: new Int32Array([5, 0, 2, 1, 3, 4]) }], [{ shape: [2, 6, 40], bf16: true }], {}],
     ['scatter_rows', [{ shape: [2, 3, 40], bf16: true }, { shape: [2, 3], dtype: 'i32', data: new Int32Array([5, 0, 2, 1, 3, 4]) }], [{ shape: [2, 6, 40], bf16: true }], { acc: 1 }],
     // mixed storage (an f32 activation beside bf16 ones): widened copies ...
-    ['gelu_bwd', [{ shape: [300], bf16: true }, { shape: [300] }], [{ shape: [300], bf16: true }], {}],
+    ['gelu_bwd', [{ shape: [300] }, { shape: [300], bf16: true }], [{ shape: [300], bf16: true }], {}],
     ['scale_add', [{ shape: [B, T, D] }, { shape: [D] }], [{ shape: [B, T, D], bf16: true }], {}],
+    ['scale_add_bwd', [{ shape: [B, T, D], bf16: true }, { shape: [B, T, D] }, { shape: [D] }], [{ shape: [B, T, D] }], {}],
     // ... except the mixed-precision step's forms, which have kernels of their own (vector bodies and
     // tails, acc and not, keep and not, dgamma and not)
     ['layernorm', [{ shape: [9, 771] }, { shape: [771] }, { shape: [771] }], [{ shape: [9, 771], bf16: true }, { shape: [9] }, { shape: [9] }], {}],
@@ -120,6 +121,13 @@ describe('bf16 storage: bit-exact with the fp32 op on the bf16 values', () => {
     ['gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037] }], [{ shape: [1037] }], {}],
     ['gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037] }], [{ shape: [1037] }], { acc: 1 }],
     ['quick_gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037] }], [{ shape: [1037] }], { acc: 1 }],
+    // the bf16 gradients that only bf16 gemms and a bias sum read: dz of a GELU's pre-activation, dy of a branch
+    ['gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037] }], [{ shape: [1037], bf16: true }], {}],
+    ['gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037] }], [{ shape: [1037], bf16: true }], { acc: 1 }],
+    ['quick_gelu_bwd', [{ shape: [1037], bf16: true }, { shape: [1037] }], [{ shape: [1037], bf16: true }], {}],
+    ['scale_add_bwd', [{ shape: [B, T, D] }, { shape: [B, T, D], bf16: true }, { shape: [D] }, { shape: [B] }], [{ shape: [B, T, D], bf16: true }, { shape: [D] }], {}],
+    ['scale_add_bwd', [{ shape: [B, T, D] }, { shape: [B, T, D], bf16: true }, { shape: [D] }], [{ shape: [B, T, D], bf16: true }], { acc: 1 }],
+    ['scale_add_bwd', [{ shape: [B, T, D] }, { shape: [B, T, D], bf16: true }], [{ shape: [B, T, D], bf16: true }], {}],
   ];
   for (const [op, ins, outs, attrs] of cases)
     it(op, () => {

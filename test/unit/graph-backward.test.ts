@@ -229,3 +229,64 @@ describe('accumulate-only gradient outputs', () => {
     validate(g);
   });
 });
+
+describe('gradient storage under mixed precision', () => {
+  function block(precision: 'fp32' | 'bf16') {
+    const g = new Graph();
+    g.precision = precision;
+    const x = g.input('x', [2, 5, 8], 'f32', { requiresGrad: true });
+    const y = new Block(g, 'b', { dim: 8, heads: 2, qkvBias: 'qv', layerScale: 0.1, dropPath: 0 }).forward(x);
+    g.backward([{ value: y, grad: g.input('dy', [2, 5, 8]) }]);
+    const grad = (name: string): Value => {
+      const v = g.values.find((u) => u.name === name);
+      if (!v) throw new Error(`no value '${name}'`);
+      return v;
+    };
+    return { g, grad };
+  }
+
+  it('bf16: the gradients that only bf16 gemms, the bf16 attention and bias sums read are bf16, the rest f32', () => {
+    const { g, grad } = block('bf16');
+    // the GELU pre-activation's (gelu_bwd -> fc1's gemms), fc2's and proj's outputs' (scale_add_bwd ->
+    // their gemms), the attention output's (proj's dX gemm -> attention_bwd) and qkv's
+    // (attention_bwd -> qkv's gemms)
+    for (const name of ['d:b.mlp.fc1.preact', 'd:b.mlp.fc2', 'd:b.attn.proj', 'd:b.attn.core', 'd:b.attn.qkv'])
+      expect(grad(name).dtype, name).toBe('bf16');
+    // LayerNorm's backward and the GELU's read theirs in fp32: the norms' outputs and fc1's output stay f32
+    for (const name of ['d:b.norm1', 'd:b.norm2', 'd:b.mlp.fc1']) expect(grad(name).dtype, name).toBe('f32');
+    // the ops that write them have their bf16 forms
+    const ops = bwd(g);
+    expect(ops.find((o) => o.op === 'gelu_bwd')!.out[0]!.dtype).toBe('bf16');
+    expect(ops.filter((o) => o.op === 'scale_add_bwd').map((o) => o.out[0]!.dtype)).toEqual(['bf16', 'bf16']);
+    expect(ops.find((o) => o.op === 'attention_bwd')!.out[0]!.dtype).toBe('bf16');
+    validate(g);
+  });
+
+  it('fp32: every gradient is f32', () => {
+    const { g } = block('fp32');
+    expect(g.values.filter((v) => v.dtype === 'bf16')).toEqual([]);
+  });
+
+  it('a bf16 output that two ops read keeps an f32 gradient (their contributions add up in it)', () => {
+    const g = new Graph();
+    g.precision = 'bf16';
+    const x = g.input('x', [3, 4], 'bf16', { requiresGrad: true });
+    const w = g.param('w', [4, 4], { kind: 'zeros' });
+    const h = linear(g, x, w, null, { hint: 'h' });
+    const a = linear(g, h, w, null, { hint: 'a' });
+    const b = linear(g, h, w, null, { hint: 'b' });
+    g.backward([
+      { value: a, grad: g.input('da', [3, 4]) },
+      { value: b, grad: g.input('db', [3, 4]) },
+    ]);
+    expect(g.gradOf(h)!.dtype).toBe('f32');
+    // the same output read once: bf16
+    const g2 = new Graph();
+    g2.precision = 'bf16';
+    const x2 = g2.input('x', [3, 4], 'bf16', { requiresGrad: true });
+    const h2 = linear(g2, x2, g2.param('w', [4, 4], { kind: 'zeros' }), null, { hint: 'h' });
+    const y2 = linear(g2, h2, g2.param('w2', [4, 4], { kind: 'zeros' }), null, { hint: 'y' });
+    g2.backward([{ value: y2, grad: g2.input('dy', [3, 4]) }]);
+    expect(g2.gradOf(h2)!.dtype).toBe('bf16');
+  });
+});

@@ -11,6 +11,7 @@ export function attention(g: Graph, qkv: Value, heads: number, opts: { scale?: n
   const scale = opts.scale ?? 1 / Math.sqrt(D / heads);
   const hint = opts.hint ?? 'attn';
   const o = g.temp(hint, [B, T, D], qkv.dtype === 'bf16' ? 'bf16' : 'f32', [qkv]); // stored as qkv is
+  o.roundedGrad = true; // the bf16 attention_bwd rounds dO to bf16 as it reads it (ops.h)
   const lse = g.temp(`${hint}.lse`, [B, heads, T]);
   g.emit('attention', [qkv], [o, lse], { heads, scale });
   g.record([qkv], () => {

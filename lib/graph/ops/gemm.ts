@@ -8,7 +8,10 @@
 //   dW += dz^T x                                     gemm(dz, x as [R, K], trans_a=1, acc=1)
 //   db += sum over rows of dz                        sum_to(dz -> [N], acc=1)
 // Under g.precision 'bf16' all three gemms take attr bf16=1 (the bf16 product, fp32 sums), and y
-// (and the preact) are stored in x's dtype: a bf16 input gives a bf16 output.
+// (and the preact) are stored in x's dtype: a bf16 input gives a bf16 output. The gradient of the
+// pre-activation (dz) is then bf16 as well, and so may be dy (y.roundedGrad; Graph.gradDtype): the
+// gemms round an f32 dz to bf16 as they read it, so storing it rounded changes none of their
+// results, only db's sum (of the rounded values, as torch.autocast's backward sums them).
 import type { Graph } from '../graph.js';
 import { type Value, numel, shapeStr } from '../value.js';
 
@@ -33,6 +36,7 @@ export function linear(g: Graph, x: Value, w: Value, b: Value | null, opts: Line
   const y = g.temp(hint, outShape, dtype, [x, w, b]);
   const gelu = opts.act === 'gelu';
   const pre = gelu ? g.temp(`${hint}.preact`, outShape, dtype) : null;
+  if (!gelu) y.roundedGrad = true; // dy only feeds the gemms (bf16 operands under mixed precision) and db
   const p16 = precisionAttrs(g);
   g.emit('gemm', [x, w, b], gelu ? [y, pre] : [y], gelu ? { trans_b: 1, act: 1, ...p16 } : { trans_b: 1, ...p16 });
   g.record([x, w, b], () => {
@@ -40,7 +44,8 @@ export function linear(g: Graph, x: Value, w: Value, b: Value | null, opts: Line
     if (!dy) return;
     let dz = dy;
     if (gelu) {
-      dz = g.temp(`d:${pre!.name}`, outShape);
+      // stored as the preact is: bf16 under mixed precision, where only the bf16 gemms and the bias sum read it
+      dz = g.temp(`d:${pre!.name}`, outShape, pre!.dtype);
       g.emit('gelu_bwd', [pre, dy], [dz], { acc: 0 });
     }
     linearBackward(g, x, w, b, dz);

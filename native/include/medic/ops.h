@@ -24,8 +24,10 @@
 // with an input or with another output.
 // Optional inputs/outputs are passed as empty slots (Tensor with data == nullptr).
 // Precision (dtypes per op). Every tensor not named below is f32. Mixed precision (--precision bf16)
-// stores activations in bf16 (the ops below take bf16 gradients as well; the graph keeps its
-// activation gradients f32) and keeps fp32 where rounding would hurt:
+// stores activations in bf16 (the ops below take bf16 gradients as well; the graph stores in bf16
+// only the activation gradients that bf16 products and bias sums alone read: a GELU pre-activation's,
+// qkv's, the attention output's and a residual branch's, which the gemm and attention would round to
+// bf16 as they read them anyway; the rest stay f32) and keeps fp32 where rounding would hurt:
 //   - arithmetic is fp32 everywhere: bf16 inputs are widened, sums accumulate in fp32, and a bf16
 //     output is rounded once (nearest even) when it is stored;
 //   - master weights, gradients of parameters, AdamW moments, biases, LayerNorm/LayerScale
@@ -56,8 +58,8 @@
 //     order, denormals flushed) and the softmax statistics (lse, D) fp32. So not the fp32 kernel's
 //     bits: o and dqkv within relErr 5e-3 of it and of float64 (measured 2e-3 .. 3e-3), lse 1e-6.
 //     attention_bwd takes that path whenever qkv and o are bf16, with do and dqkv of either storage
-//     (the mixed-precision graph keeps them f32): an f32 do is rounded to bf16 as it is read, as the
-//     bf16 gemm rounds an f32 operand. Without AVX512-BF16, or under MEDIC_CPU_ISA=avx512, the fp32
+//     (the mixed-precision graph stores both in bf16): an f32 do is rounded to bf16 as it is read, as
+//     the bf16 gemm rounds an f32 operand. Without AVX512-BF16, or under MEDIC_CPU_ISA=avx512, the fp32
 //     kernel's bits as above (mixed storages through cpu::run_widened).
 //   The bf16 GEMM tolerance against a float64 product of the same bf16-rounded operands is the fp32
 //   one (rel. 1e-5); against the unrounded f32 operands it is bf16's (about 2^-8 sqrt(2/K) .. 2^-8).
