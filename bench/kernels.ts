@@ -3,7 +3,7 @@
 //   npm run bench                      # all families, both presets, default threads
 //   npm run bench -- --family gemm --preset base --threads 2 --json out.json
 //   npm run bench -- --family gemm-bf16-step --preset base --threads 1 --clock cpu
-//     (the bf16 step's operands: fp32 master weights and f32 activation gradients rounded as packed)
+//     (the bf16 step's operands: fp32 master weights rounded as packed, bf16 activations and gradients)
 //
 // Each case is warmed up, then run until --min-ms has passed (at least --min-runs times); the
 // median time is reported with GFLOP/s or GB/s. Families: bench/cases/<family>.ts.

@@ -72,18 +72,19 @@ type GemmPrecision = 'fp32' | 'bf16' | 'bf16-step';
 function storage(s: GemmShape, precision: GemmPrecision): [boolean, boolean, boolean] {
   if (precision === 'fp32') return [false, false, false];
   if (precision === 'bf16') return [true, true, !s.wgrad];
-  if (s.wgrad) return [false, true, false]; // f32 dY^T x bf16 X into the f32 weight gradient
+  if (s.wgrad) return [true, true, false]; // bf16 dY^T x bf16 X into the f32 weight gradient
   if (!s.ta && s.tb) return [true, false, true]; // bf16 X x f32 W^T into a bf16 activation
-  return [false, false, false]; // dX: f32 dY x f32 W into the f32 activation gradient
+  return [true, false, false]; // dX: bf16 dY x f32 W into the f32 gradient of a norm's or GELU's output
 }
 
 /**
  * The gemm of one shape. precision 'bf16' is the mixed-precision step's storage with PyTorch's operands
  * (bf16 A and B, as bench/gemm_vs_openblas.ts compares them): a bf16 C and preact, except weight
  * gradients (wgrad) which go to an f32 C; bias stays f32. 'bf16-step' is the operands as the step
- * holds them (bench/gpu_step.ts --precision bf16): the fp32 master weight and the f32 activation
- * gradient dY are rounded to bf16 as they are packed (attr bf16=1): forward bf16 X times f32 W, dX = f32
- * dY times f32 W into an f32 dX, dW = f32 dY^T times bf16 X.
+ * holds them (bench/gpu_step.ts --precision bf16): the fp32 master weight is rounded to bf16 as it is
+ * packed (attr bf16=1), the gradient dY is bf16 (Graph.gradDtype): forward bf16 X times f32 W, dX =
+ * bf16 dY times f32 W into an f32 dX (the listed dX all feed a LayerNorm or a GELU backward), dW = bf16
+ * dY^T times bf16 X.
  */
 export function gemmCase(s: GemmShape, precision: GemmPrecision = 'fp32'): BenchCase {
   const bf = precision !== 'fp32';
