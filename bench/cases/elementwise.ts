@@ -124,24 +124,18 @@ export const cases: CaseList = (p: Preset) => {
       {},
       3 * R * D,
     ),
-    // --precision bf16's residual branch: f32 stream gradient in, bf16 branch output y, bf16 branch gradient out
-    opCase(
-      fam,
-      `scale_add_bwd bf16 y, bf16 dy ${rc(R, D)}`,
-      'scale_add_bwd',
-      [{ shape: [B, T, D] }, { shape: [B, T, D], dtype: 'bf16' }, { shape: [D] }, { shape: [B], fill: ones }],
-      [{ shape: [B, T, D], dtype: 'bf16' }, { shape: [D] }],
-      {},
-      2 * R * D,
-    ),
-    opCase(
-      fam,
-      `scale_add_bwd bf16 y, f32 dy ${rc(R, D)}`,
-      'scale_add_bwd',
-      [{ shape: [B, T, D] }, { shape: [B, T, D], dtype: 'bf16' }, { shape: [D] }, { shape: [B], fill: ones }],
-      [{ shape: [B, T, D] }, { shape: [D] }],
-      {},
-      2.5 * R * D,
+    // --precision bf16's residual branch: the f32 stream's gradient and the bf16 branch output y in, the
+    // branch's gradient out (bf16 since the bf16 gradients of 2026-12-05, f32 before)
+    ...(['bf16', 'f32'] as const).map((dy) =>
+      opCase(
+        fam,
+        `scale_add_bwd bf16 y, ${dy} dy ${rc(R, D)}`,
+        'scale_add_bwd',
+        [{ shape: [B, T, D] }, { shape: [B, T, D], dtype: 'bf16' }, { shape: [D] }, { shape: [B], fill: ones }],
+        [{ shape: [B, T, D], dtype: dy }, { shape: [D] }],
+        {},
+        (dy === 'bf16' ? 2 : 2.5) * R * D,
+      ),
     ),
     opCase(
       fam,

@@ -235,7 +235,9 @@ describe('gradient storage under mixed precision', () => {
     const g = new Graph();
     g.precision = precision;
     const x = g.input('x', [2, 5, 8], 'f32', { requiresGrad: true });
-    const y = new Block(g, 'b', { dim: 8, heads: 2, qkvBias: 'qv', layerScale: 0.1, dropPath: 0 }).forward(x);
+    const y = new Block(g, 'b', { dim: 8, heads: 2, qkvBias: 'qv', layerScale: 0.1, dropPath: 0, layerId: 1 }).forward(
+      x,
+    );
     g.backward([{ value: y, grad: g.input('dy', [2, 5, 8]) }]);
     const grad = (name: string): Value => {
       const v = g.values.find((u) => u.name === name);
