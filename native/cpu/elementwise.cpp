@@ -550,21 +550,20 @@ void run_bwd(const OpCall& c, BwdFn<T, TX, TO> fn) {
       case Storage::mixed: return run_widened(c, op);                                                                \
     }                                                                                                                \
   }
-#define MEDIC_BWD(op, k)                                                                                 \
-  void op(const OpCall& c) {                                                                             \
-    switch (storage_of({&c.x(0), &c.x(1), &c.y(0)})) {                                                   \
-      case Storage::f32: return run_bwd<float, float>(c, MEDIC_PICK(k, float, float));                   \
-      case Storage::bf16: return run_bwd<uint16_t, uint16_t>(c, MEDIC_PICK(k, uint16_t, uint16_t));      \
-      case Storage::mixed:                                                                               \
-        if (c.x(0).dtype == DType::BF16 && c.x(1).dtype == DType::F32)                                   \
-          return c.y(0).dtype == DType::F32                                                              \
-                     ? run_bwd<float, uint16_t>(c, MEDIC_PICK(k, float, uint16_t))                       \
-                     : run_bwd<float, uint16_t, uint16_t>(c, MEDIC_PICK3(k, float, uint16_t, uint16_t)); \
-        return run_widened(c, op);                                                                       \
-    }                                                                                                    \
+#define MEDIC_BWD(op, k)                                                                                \
+  void op(const OpCall& c) {                                                                            \
+    switch (storage_of({&c.x(0), &c.x(1), &c.y(0)})) {                                                  \
+      case Storage::f32: return run_bwd<float, float>(c, MEDIC_PICK(k, float, float));                  \
+      case Storage::bf16: return run_bwd<uint16_t, uint16_t>(c, MEDIC_PICK(k, uint16_t, uint16_t));     \
+      case Storage::mixed:                                                                              \
+        if (c.x(0).dtype == DType::BF16 && c.x(1).dtype == DType::F32)                                  \
+          return c.y(0).dtype == DType::F32                                                             \
+                     ? run_bwd<float, uint16_t>(c, MEDIC_PICK(k, float, uint16_t))                      \
+                     : run_bwd<float, uint16_t, uint16_t>(c, MEDIC_PICK(k, float, uint16_t, uint16_t)); \
+        return run_widened(c, op);                                                                      \
+    }                                                                                                   \
   }
-#define MEDIC_PICK(k, T, TX) pick_isa_variant(k##_base<T, TX>, k##_avx2<T, TX>, k##_avx512<T, TX>)
-#define MEDIC_PICK3(k, T, TX, TO) pick_isa_variant(k##_base<T, TX, TO>, k##_avx2<T, TX, TO>, k##_avx512<T, TX, TO>)
+#define MEDIC_PICK(k, ...) pick_isa_variant(k##_base<__VA_ARGS__>, k##_avx2<__VA_ARGS__>, k##_avx512<__VA_ARGS__>)
 MEDIC_FWD(gelu, gelu_k)
 MEDIC_BWD(gelu_bwd, gelu_bwd_k)
 MEDIC_FWD(quick_gelu, quick_k)
@@ -572,7 +571,6 @@ MEDIC_BWD(quick_gelu_bwd, quick_bwd_k)
 #undef MEDIC_FWD
 #undef MEDIC_BWD
 #undef MEDIC_PICK
-#undef MEDIC_PICK3
 
 // ---------------------------------------------------------------------------------------------
 // scale_add: x [B, L, C] += keep[b] * gamma[c] * y (L = the middle dims flattened). Rows whose keep is
