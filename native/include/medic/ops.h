@@ -26,8 +26,9 @@
 // Precision (dtypes per op). Every tensor not named below is f32. Mixed precision (--precision bf16)
 // stores activations in bf16 (the ops below take bf16 gradients as well; the graph stores in bf16
 // only the activation gradients that bf16 products and bias sums alone read: a GELU pre-activation's,
-// qkv's, the attention output's and a residual branch's, which the gemm and attention would round to
-// bf16 as they read them anyway; the rest stay f32) and keeps fp32 where rounding would hurt:
+// qkv's, the attention output's and a residual branch's, which the gemm and the vdpbf16ps attention
+// would round to bf16 as they read them anyway (the fp32 attention kernel of a CPU without
+// AVX512-BF16 then reads a rounded do); the rest stay f32) and keeps fp32 where rounding would hurt:
 //   - arithmetic is fp32 everywhere: bf16 inputs are widened, sums accumulate in fp32, and a bf16
 //     output is rounded once (nearest even) when it is stored;
 //   - master weights, gradients of parameters, AdamW moments, biases, LayerNorm/LayerScale
