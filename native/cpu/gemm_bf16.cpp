@@ -153,8 +153,8 @@ MEDIC_BF16 static inline __m512i load32(const Src& s, int64_t i, int64_t k) {
 // A packed line of 16 pairs at dst. `stream` (B packed into the buffer all threads read): a
 // non-temporal store where dst is a whole aligned line, so the line goes to memory without first being
 // read for ownership, which here mostly means taking it back from the other core that read it in the
-// previous product. Measured on the ViT-B step's B operands (2 threads): 0.51-0.91 -> 0.24 ns per
-// element in the stream form, 0.31 -> 0.21 in the rows form (bench/README.md).
+// previous product. Measured on the ViT-B step's B operands (2 threads): 0.51-0.91 -> 0.23-0.34 ns
+// per element in the stream form, 0.31 -> 0.21 in the rows form from bf16 (bench/README.md).
 MEDIC_BF16 static inline void store_line(uint32_t* dst, __m512i v, bool stream) {
   if (stream && (reinterpret_cast<uintptr_t>(dst) & 63) == 0)
     _mm512_stream_si512(reinterpret_cast<__m512i*>(dst), v);
